@@ -1,0 +1,19 @@
+//! Sluice: durable queues that run WebAssembly components as their consumers.
+//!
+//! # Layout
+//!
+//! Follow one message through the host:
+//!
+//! 1. [`api`] receives it over HTTP (`POST /v1/queues/{queue}/messages`) and hands it to
+//! 2. [`store`], which commits it to SQLite (group commit, fsync) before the producer gets its
+//!    2xx, and wakes the queue's
+//! 3. [`dispatch`]er, which leases a batch and asks the
+//! 4. [`executor`] to run the queue's function (uploaded and versioned by [`functions`]) in a
+//!    fresh sandboxed instance, then
+//! 5. settles the batch through [`store`] in one transaction: acknowledge, retry with backoff,
+//!    dead-letter, and commit the handler's outbox sends.
+//!
+//! [`cli`] holds `sluice serve` and the client subcommands; [`config`] the server configuration.
+
+pub mod executor;
+pub mod store;

@@ -1,0 +1,312 @@
+//! Durable queues: enqueue, lease, settle and stats, on SQLite. This module alone owns the
+//! database; every SQL statement of the host lives under it.
+//!
+//! Writes go through one writer thread that groups whatever requests are waiting into one
+//! transaction (group commit), so many concurrent enqueues share one fsync. Reads use their own
+//! connections and never wait for the writer.
+
+// SKELETON: the public API the rest of the host codes against. Bodies are filled in by the
+// store's implementation; signatures change only by agreement.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("queue `{0}` does not exist")]
+    QueueNotFound(String),
+    #[error("queue `{0}` already exists")]
+    QueueExists(String),
+    #[error("invalid queue name `{name}`: {reason}")]
+    InvalidName { name: String, reason: String },
+    #[error("invalid queue settings: {0}")]
+    InvalidSettings(String),
+    #[error("queue `{queue}` is the dead-letter queue of `{used_by}`; change or delete `{used_by}` first")]
+    QueueInUse { queue: String, used_by: String },
+    #[error("message of {size} bytes exceeds queue `{queue}`'s limit of {limit} bytes")]
+    MessageTooLarge { queue: String, size: usize, limit: usize },
+    #[error("function `{0}` does not exist")]
+    FunctionNotFound(String),
+    #[error("function `{name}` has no version {version}")]
+    VersionNotFound { name: String, version: u32 },
+    /// The database cannot be written or read (disk full, read-only, I/O error).
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The file where the database should be is not a Sluice database.
+    #[error("{path} is not a Sluice database ({reason}); move it away or choose another --data-dir")]
+    Corrupt { path: String, reason: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Retry backoff: `initial_ms * multiplier^(attempt-1)`, capped at `max_ms`, with full jitter
+/// when `jitter` is true.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Backoff {
+    pub initial_ms: u64,
+    pub multiplier: f64,
+    pub max_ms: u64,
+    pub jitter: bool,
+}
+
+/// A queue's settings. Every field has a default, so `{}` is a valid queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueSettings {
+    pub visibility_timeout_ms: u64,
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    pub dead_letter_queue: Option<String>,
+    pub retention_ms: u64,
+    pub max_message_bytes: usize,
+    pub dedup_window_ms: u64,
+}
+
+/// Live counts of one queue.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueStats {
+    pub visible: u64,
+    pub delayed: u64,
+    pub in_flight: u64,
+    /// Age of the oldest message still in the queue, in milliseconds; `None` when empty.
+    pub oldest_age_ms: Option<u64>,
+    pub enqueued_total: u64,
+    pub acked_total: u64,
+    pub retried_total: u64,
+    pub dead_lettered_total: u64,
+    /// Dropped after max attempts with no dead-letter queue.
+    pub dropped_total: u64,
+    /// Removed by retention.
+    pub expired_total: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueueInfo {
+    pub name: String,
+    pub settings: QueueSettings,
+    pub created_at_ms: u64,
+    pub stats: QueueStats,
+}
+
+/// A message to enqueue.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NewMessage {
+    pub body: Vec<u8>,
+    pub attributes: Vec<(String, String)>,
+    pub delay_ms: u64,
+    pub dedup_id: Option<String>,
+}
+
+/// The result of enqueueing one message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Enqueued {
+    pub id: String,
+    /// True when a message with the same dedup id was already enqueued within the window; `id`
+    /// is then the original message's id and nothing was added.
+    pub duplicate: bool,
+}
+
+/// A stored message, as delivered or peeked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub id: String,
+    pub queue: String,
+    pub body: Vec<u8>,
+    pub attributes: Vec<(String, String)>,
+    /// Deliveries so far, the current one included (0 when peeked before any delivery).
+    pub attempt: u32,
+    pub enqueued_at_ms: u64,
+}
+
+/// Messages leased to one consumer until `expires_at_ms`.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub id: i64,
+    pub queue: String,
+    pub messages: Vec<Message>,
+    pub expires_at_ms: u64,
+}
+
+/// What to do with each message of a lease, applied in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct Settlement {
+    pub ack: Vec<String>,
+    pub retry: Vec<Retry>,
+    pub dead_letter: Vec<DeadLetter>,
+    /// Messages to enqueue, committed with the rest or not at all.
+    pub send: Vec<(String, NewMessage)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Retry {
+    pub id: String,
+    pub delay_ms: u64,
+    pub error: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub id: String,
+    pub reason: String,
+}
+
+/// What a settle did; messages whose lease was lost (expired and leased again elsewhere) are
+/// left alone and counted in `stale`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Settled {
+    pub acked: u64,
+    pub retried: u64,
+    pub dead_lettered: u64,
+    pub dropped: u64,
+    pub sent: u64,
+    pub stale: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Wait at most this long for more writes to join a group commit.
+    pub max_batch_wait: Duration,
+}
+
+/// The handle every other part of the host holds; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<()>,
+}
+
+/// A function as stored: its versions, the active one, and its trigger.
+#[derive(Debug, Clone, Serialize)]
+pub struct FunctionRecord {
+    pub name: String,
+    pub active_version: u32,
+    pub versions: Vec<FunctionVersion>,
+    pub trigger: Option<TriggerRecord>,
+}
+
+/// One uploaded version of a function. The component itself lives in the blob directory under
+/// its sha256; `config` is the function's JSON config (env, limits), owned by `functions`.
+#[derive(Debug, Clone, Serialize)]
+pub struct FunctionVersion {
+    pub version: u32,
+    pub sha256: String,
+    pub size: u64,
+    pub created_at_ms: u64,
+    pub config: serde_json::Value,
+}
+
+/// A function bound to the queue it consumes. One queue has at most one trigger.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TriggerRecord {
+    pub function: String,
+    pub queue: String,
+    pub batch_size: u32,
+    pub max_wait_ms: u64,
+    pub max_concurrency: u32,
+    pub paused: bool,
+}
+
+#[allow(unused_variables, clippy::todo)]
+impl Store {
+    /// Opens (creating if needed) the database in `dir`.
+    pub fn open(dir: &Path, options: StoreOptions) -> Result<Store> {
+        todo!()
+    }
+
+    // ---- queues ----
+    pub async fn create_queue(&self, name: &str, settings: QueueSettings) -> Result<QueueInfo> {
+        todo!()
+    }
+    /// Replaces a queue's settings.
+    pub async fn update_queue(&self, name: &str, settings: QueueSettings) -> Result<QueueInfo> {
+        todo!()
+    }
+    pub async fn get_queue(&self, name: &str) -> Result<QueueInfo> {
+        todo!()
+    }
+    pub async fn list_queues(&self) -> Result<Vec<QueueInfo>> {
+        todo!()
+    }
+    /// Deletes a queue and its messages; refused while it is another queue's DLQ.
+    pub async fn delete_queue(&self, name: &str) -> Result<()> {
+        todo!()
+    }
+    /// Deletes every message of the queue (in flight too); returns how many.
+    pub async fn purge(&self, name: &str) -> Result<u64> {
+        todo!()
+    }
+    /// Cheap, in-memory: whether the queue exists now.
+    pub fn queue_exists(&self, name: &str) -> bool {
+        todo!()
+    }
+
+    // ---- messages ----
+    /// Commits the messages (all or none) and returns their ids in order, after fsync.
+    pub async fn enqueue(&self, queue: &str, messages: Vec<NewMessage>) -> Result<Vec<Enqueued>> {
+        todo!()
+    }
+    /// Visible and delayed messages in delivery order, without leasing them.
+    pub async fn peek(&self, queue: &str, limit: usize) -> Result<Vec<Message>> {
+        todo!()
+    }
+    /// Leases up to `max` visible messages for `visibility` (default: the queue's visibility
+    /// timeout). `None` when nothing is visible.
+    pub async fn lease(&self, queue: &str, max: usize, visibility: Option<Duration>) -> Result<Option<Lease>> {
+        todo!()
+    }
+    /// Pushes a lease's expiry to now + `visibility`, for the messages it still holds.
+    pub async fn extend(&self, lease: &Lease, visibility: Duration) -> Result<u64> {
+        todo!()
+    }
+    /// Applies a settlement in one transaction.
+    pub async fn settle(&self, lease: &Lease, settlement: Settlement) -> Result<Settled> {
+        todo!()
+    }
+    /// Moves up to `limit` messages from a dead-letter queue back to the queue each came from,
+    /// or to `to`, with attempts reset. Returns how many moved.
+    pub async fn redrive(&self, dlq: &str, to: Option<&str>, limit: Option<u64>) -> Result<u64> {
+        todo!()
+    }
+    /// When the next not-yet-visible message (delayed, retried, or in flight) becomes visible.
+    pub async fn next_visible_at_ms(&self, queue: &str) -> Result<Option<u64>> {
+        todo!()
+    }
+    /// How many messages are visible now, counting at most `cap`.
+    pub async fn visible_count(&self, queue: &str, cap: u64) -> Result<u64> {
+        todo!()
+    }
+    /// Notified after every commit that makes messages of `queue` visible.
+    pub fn notifier(&self, queue: &str) -> Arc<tokio::sync::Notify> {
+        todo!()
+    }
+
+    // ---- functions and triggers ----
+    pub async fn add_function_version(&self, name: &str, sha256: &str, size: u64, config: serde_json::Value) -> Result<FunctionRecord> {
+        todo!()
+    }
+    pub async fn get_function(&self, name: &str) -> Result<FunctionRecord> {
+        todo!()
+    }
+    pub async fn list_functions(&self) -> Result<Vec<FunctionRecord>> {
+        todo!()
+    }
+    pub async fn activate_version(&self, name: &str, version: u32) -> Result<FunctionRecord> {
+        todo!()
+    }
+    pub async fn delete_function(&self, name: &str) -> Result<()> {
+        todo!()
+    }
+    pub async fn put_trigger(&self, trigger: TriggerRecord) -> Result<TriggerRecord> {
+        todo!()
+    }
+    pub async fn delete_trigger(&self, function: &str) -> Result<()> {
+        todo!()
+    }
+    pub async fn list_triggers(&self) -> Result<Vec<TriggerRecord>> {
+        todo!()
+    }
+}
