@@ -17,3 +17,8 @@
 
 pub mod executor;
 pub mod store;
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod functions;
+pub mod server;

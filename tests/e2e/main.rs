@@ -1,1 +1,7 @@
-fn main(){}
+//! Black-box tests: the real `sluice` binary, real HTTP, real components. One test binary, one
+//! module per topic.
+
+mod durability;
+mod messages;
+mod queues;
+mod support;

@@ -29,6 +29,8 @@ pub enum Error {
     QueueInUse { queue: String, used_by: String },
     #[error("message of {size} bytes exceeds queue `{queue}`'s limit of {limit} bytes")]
     MessageTooLarge { queue: String, size: usize, limit: usize },
+    #[error("queue `{queue}` is already consumed by function `{function}`; delete that trigger first")]
+    QueueHasConsumer { queue: String, function: String },
     #[error("function `{0}` does not exist")]
     FunctionNotFound(String),
     #[error("function `{name}` has no version {version}")]
@@ -65,6 +67,26 @@ pub struct QueueSettings {
     pub retention_ms: u64,
     pub max_message_bytes: usize,
     pub dedup_window_ms: u64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { initial_ms: 1000, multiplier: 2.0, max_ms: 300_000, jitter: true }
+    }
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        QueueSettings {
+            visibility_timeout_ms: 30_000,
+            max_attempts: 5,
+            backoff: Backoff::default(),
+            dead_letter_queue: None,
+            retention_ms: 4 * 24 * 3600 * 1000,
+            max_message_bytes: 256 * 1024,
+            dedup_window_ms: 5 * 60 * 1000,
+        }
+    }
 }
 
 /// Live counts of one queue.
@@ -249,8 +271,9 @@ impl Store {
     pub async fn enqueue(&self, queue: &str, messages: Vec<NewMessage>) -> Result<Vec<Enqueued>> {
         todo!()
     }
-    /// Visible and delayed messages in delivery order, without leasing them.
-    pub async fn peek(&self, queue: &str, limit: usize) -> Result<Vec<Message>> {
+    /// Messages not yet acknowledged, in id (enqueue) order, without leasing them; only ids
+    /// greater than `after` when given.
+    pub async fn peek(&self, queue: &str, limit: usize, after: Option<u64>) -> Result<Vec<Message>> {
         todo!()
     }
     /// Leases up to `max` visible messages for `visibility` (default: the queue's visibility

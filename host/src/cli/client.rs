@@ -1,0 +1,77 @@
+//! The HTTP client the CLI's subcommands share: the server address, the token, and turning the
+//! API's JSON errors into readable messages.
+
+use anyhow::{Context, bail};
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::Value;
+
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+    token: Option<String>,
+}
+
+impl Client {
+    pub fn new(server: &str, token: Option<String>) -> Client {
+        Client {
+            base: server.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+            token,
+        }
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// Sends the request and returns the JSON body (null for 204), or the API's error message.
+    pub async fn send(&self, request: RequestBuilder) -> anyhow::Result<Value> {
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the sluice server at {}", self.base))?;
+        read(response).await
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(self.request(Method::GET, path)).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.send(self.request(Method::POST, path).json(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(self.request(Method::DELETE, path)).await
+    }
+}
+
+async fn read(response: Response) -> anyhow::Result<Value> {
+    let status = response.status();
+    let bytes = response.bytes().await.context("reading the server's answer")?;
+    if status.is_success() {
+        if bytes.is_empty() {
+            return Ok(Value::Null);
+        }
+        return serde_json::from_slice(&bytes).context("the server's answer is not JSON");
+    }
+    let message = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+    bail!("{status}: {message}")
+}
+
+/// Percent-encodes one path segment (queue and function names are plain, but be safe).
+pub fn segment(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,104 @@
+//! The `sluice` command line: `sluice serve` runs the host; every other subcommand is a client
+//! of its HTTP API.
+
+mod client;
+mod functions;
+mod queues;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+use client::Client;
+
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about = "Durable queues that run WebAssembly components as consumers")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the server is, for client subcommands.
+#[derive(Debug, Args, Clone)]
+pub struct Remote {
+    /// The sluice server's URL.
+    #[arg(long, env = "SLUICE_SERVER", default_value = "http://127.0.0.1:7070")]
+    pub server: String,
+    /// Bearer token for the API.
+    #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+impl Remote {
+    fn client(&self) -> Client {
+        Client::new(&self.server, self.token.clone())
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the host: queues, functions and the HTTP API.
+    Serve(ServeArgs),
+    /// Create, inspect and manage queues.
+    #[command(subcommand)]
+    Queue(queues::QueueCommand),
+    /// Enqueue a message (BODY, or standard input), or many from a JSON-lines file.
+    Send(queues::SendArgs),
+    /// Look at a queue's next messages without leasing them.
+    Peek(queues::PeekArgs),
+    /// Upload a component as a new version of a function.
+    Deploy(functions::DeployArgs),
+    /// List, show, roll back and delete functions.
+    #[command(subcommand)]
+    Functions(functions::FunctionsCommand),
+    /// Run a function's active version on a batch, committing nothing.
+    Invoke(functions::InvokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Directory for the database, components and compiled artifacts.
+    #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./sluice-data")]
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+}
+
+impl ServeArgs {
+    pub fn config(&self) -> Config {
+        Config::new(self.data_dir.clone(), self.listen)
+    }
+}
+
+/// Runs a client subcommand (everything but `serve`).
+pub async fn run_client(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(_) => unreachable!("serve is run by main"),
+        Command::Queue(command) => queues::run(command).await,
+        Command::Send(args) => queues::send(args).await,
+        Command::Peek(args) => queues::peek(args).await,
+        Command::Deploy(args) => functions::deploy(args).await,
+        Command::Functions(command) => functions::run(command).await,
+        Command::Invoke(args) => functions::invoke(args).await,
+    }
+}
+
+/// Parses durations like `250ms`, `30s`, `5m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("`{text}` is not a duration like 250ms, 30s or 5m: {e}"))
+}
+
+/// Parses `KEY=VALUE`.
+pub fn parse_pair(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("`{text}` is not KEY=VALUE"))
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()));
+}

@@ -1,0 +1,282 @@
+//! `sluice queue ...`, `sluice send` and `sluice peek`.
+
+use std::io::{BufRead, Read};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+
+use super::client::segment;
+use super::{Remote, parse_duration, parse_pair, print_json};
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Create a queue.
+    Create(CreateArgs),
+    /// List queues with their depths.
+    List(RemoteOnly),
+    /// Show a queue's settings and live stats.
+    Show(NameArgs),
+    /// Delete a queue and its messages.
+    Delete(NameArgs),
+    /// Delete every message of a queue.
+    Purge(NameArgs),
+    /// Move a dead-letter queue's messages back to their source queue.
+    Redrive(RedriveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RemoteOnly {
+    #[command(flatten)]
+    remote: Remote,
+}
+
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    /// The queue's name.
+    name: String,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Letters, digits, `-` and `_`, up to 80.
+    name: String,
+    /// How long a leased batch stays invisible before it is delivered again.
+    #[arg(long, value_parser = parse_duration)]
+    visibility_timeout: Option<Duration>,
+    /// Deliveries before a message is dead-lettered.
+    #[arg(long)]
+    max_attempts: Option<u32>,
+    /// Queue that receives messages out of attempts.
+    #[arg(long)]
+    dead_letter_queue: Option<String>,
+    /// Messages older than this are removed.
+    #[arg(long, value_parser = parse_duration)]
+    retention: Option<Duration>,
+    /// Largest accepted message body.
+    #[arg(long)]
+    max_message_bytes: Option<u64>,
+    /// First retry delay.
+    #[arg(long, value_parser = parse_duration)]
+    backoff_initial: Option<Duration>,
+    /// Longest retry delay.
+    #[arg(long, value_parser = parse_duration)]
+    backoff_max: Option<Duration>,
+    /// Growth of the retry delay per attempt.
+    #[arg(long)]
+    backoff_multiplier: Option<f64>,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+#[derive(Debug, Args)]
+pub struct RedriveArgs {
+    /// The dead-letter queue.
+    name: String,
+    /// Send to this queue instead of each message's source.
+    #[arg(long)]
+    to: Option<String>,
+    /// Move at most this many.
+    #[arg(long)]
+    limit: Option<u64>,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+pub async fn run(command: QueueCommand) -> anyhow::Result<()> {
+    match command {
+        QueueCommand::Create(args) => {
+            let mut body = Map::new();
+            body.insert("name".into(), json!(args.name));
+            let ms = |d: Duration| json!(d.as_millis() as u64);
+            if let Some(v) = args.visibility_timeout {
+                body.insert("visibility_timeout_ms".into(), ms(v));
+            }
+            if let Some(v) = args.max_attempts {
+                body.insert("max_attempts".into(), json!(v));
+            }
+            if let Some(v) = args.dead_letter_queue {
+                body.insert("dead_letter_queue".into(), json!(v));
+            }
+            if let Some(v) = args.retention {
+                body.insert("retention_ms".into(), ms(v));
+            }
+            if let Some(v) = args.max_message_bytes {
+                body.insert("max_message_bytes".into(), json!(v));
+            }
+            let mut backoff = Map::new();
+            if let Some(v) = args.backoff_initial {
+                backoff.insert("initial_ms".into(), ms(v));
+            }
+            if let Some(v) = args.backoff_max {
+                backoff.insert("max_ms".into(), ms(v));
+            }
+            if let Some(v) = args.backoff_multiplier {
+                backoff.insert("multiplier".into(), json!(v));
+            }
+            if !backoff.is_empty() {
+                body.insert("backoff".into(), Value::Object(backoff));
+            }
+            let created = args.remote.client().post_json("/v1/queues", &Value::Object(body)).await?;
+            print_json(&created);
+        }
+        QueueCommand::List(args) => {
+            let list = args.remote.client().get("/v1/queues").await?;
+            println!("{:<32} {:>10} {:>10} {:>10} {:>12}", "QUEUE", "VISIBLE", "DELAYED", "IN FLIGHT", "OLDEST (ms)");
+            for queue in list["queues"].as_array().into_iter().flatten() {
+                let stats = &queue["stats"];
+                println!(
+                    "{:<32} {:>10} {:>10} {:>10} {:>12}",
+                    queue["name"].as_str().unwrap_or("?"),
+                    stats["visible"],
+                    stats["delayed"],
+                    stats["in_flight"],
+                    stats["oldest_age_ms"].as_u64().map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+                );
+            }
+        }
+        QueueCommand::Show(args) => {
+            print_json(&args.remote.client().get(&format!("/v1/queues/{}", segment(&args.name))).await?);
+        }
+        QueueCommand::Delete(args) => {
+            args.remote.client().delete(&format!("/v1/queues/{}", segment(&args.name))).await?;
+            println!("deleted queue {}", args.name);
+        }
+        QueueCommand::Purge(args) => {
+            let path = format!("/v1/queues/{}/purge", segment(&args.name));
+            let answer = args.remote.client().post_json(&path, &json!({})).await?;
+            println!("purged {} messages from {}", answer["purged"], args.name);
+        }
+        QueueCommand::Redrive(args) => {
+            let path = format!("/v1/queues/{}/redrive", segment(&args.name));
+            let body = json!({ "to": args.to, "limit": args.limit });
+            let answer = args.remote.client().post_json(&path, &body).await?;
+            println!("moved {} messages out of {}", answer["moved"], args.name);
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The queue.
+    queue: String,
+    /// The body; read from standard input when neither this nor --file is given.
+    body: Option<String>,
+    /// A JSON-lines file: one message per line, `{"body" | "body_base64", "attributes",
+    /// "delay_ms", "dedup_id"}`, sent in batches with a progress bar.
+    #[arg(long, conflicts_with = "body")]
+    file: Option<PathBuf>,
+    /// An attribute, KEY=VALUE (repeatable).
+    #[arg(long = "attr", value_parser = parse_pair)]
+    attributes: Vec<(String, String)>,
+    /// Keep the message invisible this long.
+    #[arg(long, value_parser = parse_duration)]
+    delay: Option<Duration>,
+    /// Deduplication id: a repeat within the queue's window is not enqueued again.
+    #[arg(long)]
+    dedup_id: Option<String>,
+    /// Messages per request when sending a file.
+    #[arg(long, default_value_t = 500)]
+    batch_size: usize,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+pub async fn send(args: SendArgs) -> anyhow::Result<()> {
+    let client = args.remote.client();
+    if let Some(path) = &args.file {
+        return send_file(&client, &args.queue, path, args.batch_size.clamp(1, 1000)).await;
+    }
+    let body = match args.body {
+        Some(body) => body.into_bytes(),
+        None => {
+            let mut body = Vec::new();
+            std::io::stdin().read_to_end(&mut body).context("reading the body from standard input")?;
+            body
+        }
+    };
+    let mut request = client
+        .request(Method::POST, &format!("/v1/queues/{}/messages", segment(&args.queue)))
+        .body(body);
+    for (key, value) in &args.attributes {
+        request = request.header(format!("sluice-attr-{key}"), value);
+    }
+    if let Some(delay) = args.delay {
+        request = request.header("sluice-delay-ms", delay.as_millis().to_string());
+    }
+    if let Some(dedup) = &args.dedup_id {
+        request = request.header("sluice-dedup-id", dedup);
+    }
+    let answer = client.send(request).await?;
+    println!("{}", answer["id"].as_str().unwrap_or_default());
+    Ok(())
+}
+
+async fn send_file(client: &super::Client, queue: &str, path: &PathBuf, batch_size: usize) -> anyhow::Result<()> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let total = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let progress = indicatif::ProgressBar::new(total);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let endpoint = format!("/v1/queues/{}/messages/batch", segment(queue));
+    let mut batch = Vec::with_capacity(batch_size);
+    let mut sent = 0usize;
+    for (number, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("reading {}", path.display()))?;
+        progress.inc(line.len() as u64 + 1);
+        if line.trim().is_empty() {
+            continue;
+        }
+        let message: Value = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}: not a JSON object", path.display(), number + 1))?;
+        if !message.is_object() {
+            bail!("{}:{}: each line must be a JSON object like {{\"body\": \"...\"}}", path.display(), number + 1);
+        }
+        batch.push(message);
+        if batch.len() == batch_size {
+            sent += flush(client, &endpoint, &mut batch).await?;
+            progress.set_message(format!("{sent} sent"));
+        }
+    }
+    sent += flush(client, &endpoint, &mut batch).await?;
+    progress.finish_with_message(format!("{sent} sent"));
+    Ok(())
+}
+
+async fn flush(client: &super::Client, endpoint: &str, batch: &mut Vec<Value>) -> anyhow::Result<usize> {
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    let count = batch.len();
+    let body = json!({ "messages": std::mem::take(batch) });
+    client.post_json(endpoint, &body).await?;
+    Ok(count)
+}
+
+#[derive(Debug, Args)]
+pub struct PeekArgs {
+    /// The queue.
+    queue: String,
+    /// How many messages.
+    #[arg(long, default_value_t = 10)]
+    limit: usize,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+pub async fn peek(args: PeekArgs) -> anyhow::Result<()> {
+    let path = format!("/v1/queues/{}/messages?limit={}", segment(&args.queue), args.limit);
+    let answer = args.remote.client().get(&path).await?;
+    for message in answer["messages"].as_array().into_iter().flatten() {
+        println!("{}", serde_json::to_string(message)?);
+    }
+    Ok(())
+}

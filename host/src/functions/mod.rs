@@ -1,0 +1,418 @@
+//! The function registry: upload (validate, compile, store the component by content hash),
+//! versions, activation and rollback, and the per-function config (env, limits) that the
+//! executor runs each invocation with. Also keeps each function's recent invocations.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::executor::{self, Executor, FailureKind, Handler, Invocation, Limits, Outcome, SendCheck};
+use crate::store::{self, FunctionRecord, Message, Store};
+
+/// How many invocations are kept per function for `GET /v1/functions/{name}/invocations`.
+const RECENT_INVOCATIONS: usize = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error(transparent)]
+    Executor(#[from] executor::Error),
+    #[error("invalid function config: {0}")]
+    InvalidConfig(String),
+    #[error("invalid function name `{0}`: use 1 to 80 characters of A-Z, a-z, 0-9, `-` and `_`")]
+    InvalidName(String),
+    #[error("{0}")]
+    Blob(std::io::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A function's settings, given with each upload and kept with that version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FunctionConfig {
+    /// Environment variables the handler may read; it sees nothing else of the host's.
+    pub env: BTreeMap<String, String>,
+    /// Wall-clock limit of one invocation.
+    pub timeout_ms: u64,
+    /// Memory limit of one instance.
+    pub memory_mb: u64,
+}
+
+impl Default for FunctionConfig {
+    fn default() -> Self {
+        FunctionConfig {
+            env: BTreeMap::new(),
+            timeout_ms: 30_000,
+            memory_mb: 128,
+        }
+    }
+}
+
+/// The most memory any function may ask for; also what the engine's instance pool reserves.
+pub const MAX_MEMORY_MB: u64 = 1024;
+const MAX_TIMEOUT_MS: u64 = 15 * 60 * 1000;
+
+impl FunctionConfig {
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=MAX_TIMEOUT_MS).contains(&self.timeout_ms) {
+            return Err(Error::InvalidConfig(format!(
+                "timeout_ms must be between 1 and {MAX_TIMEOUT_MS}, got {}",
+                self.timeout_ms
+            )));
+        }
+        if !(1..=MAX_MEMORY_MB).contains(&self.memory_mb) {
+            return Err(Error::InvalidConfig(format!(
+                "memory_mb must be between 1 and {MAX_MEMORY_MB}, got {}",
+                self.memory_mb
+            )));
+        }
+        for name in self.env.keys() {
+            if name.is_empty() || name.contains('=') || name.contains('\0') {
+                return Err(Error::InvalidConfig(format!(
+                    "environment variable name `{name}` must be non-empty without `=` or NUL"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            timeout: Duration::from_millis(self.timeout_ms),
+            memory_bytes: self.memory_mb * 1024 * 1024,
+            env: self.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            max_sends: 10_000,
+            max_send_bytes: 64 * 1024 * 1024,
+            max_log_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// One invocation as kept in the recent-invocations log and returned by `invoke`.
+#[derive(Debug, Clone, Serialize)]
+pub struct InvocationRecord {
+    pub function: String,
+    pub version: u32,
+    pub started_at_ms: u64,
+    pub duration_ms: f64,
+    pub batch_size: usize,
+    /// `ok`, `error` (the handler returned `err`), or a failure: `trap`, `panic`, `timeout`,
+    /// `out_of_memory`, `stack_overflow`.
+    pub outcome: &'static str,
+    pub error: Option<String>,
+    pub failures: Vec<serde_json::Value>,
+    pub logs: String,
+    pub sends: Vec<serde_json::Value>,
+}
+
+impl InvocationRecord {
+    pub fn new(function: &str, version: u32, batch_size: usize, started_at_ms: u64, invocation: &Invocation) -> Self {
+        use base64::Engine as _;
+        let (outcome, error, failures) = match &invocation.outcome {
+            Outcome::Ok(failures) => {
+                let failures = failures
+                    .iter()
+                    .map(|f| match &f.disposition {
+                        executor::Disposition::Retry(delay) => {
+                            serde_json::json!({"id": f.id, "disposition": "retry", "delay_ms": delay})
+                        }
+                        executor::Disposition::DeadLetter(reason) => {
+                            serde_json::json!({"id": f.id, "disposition": "dead_letter", "reason": reason})
+                        }
+                    })
+                    .collect();
+                ("ok", None, failures)
+            }
+            Outcome::Error(reason) => ("error", Some(reason.clone()), Vec::new()),
+            Outcome::Failed { kind, message } => (failure_name(*kind), Some(message.clone()), Vec::new()),
+        };
+        let sends = invocation
+            .sends
+            .iter()
+            .map(|s| {
+                let attributes: serde_json::Map<_, _> = s
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                    .collect();
+                serde_json::json!({
+                    "queue": s.queue,
+                    "body": std::str::from_utf8(&s.body).ok(),
+                    "body_base64": base64::engine::general_purpose::STANDARD.encode(&s.body),
+                    "attributes": attributes,
+                    "delay_ms": s.delay_ms,
+                })
+            })
+            .collect();
+        InvocationRecord {
+            function: function.to_owned(),
+            version,
+            started_at_ms,
+            duration_ms: invocation.duration.as_secs_f64() * 1000.0,
+            batch_size,
+            outcome,
+            error,
+            failures,
+            logs: invocation.logs.clone(),
+            sends,
+        }
+    }
+}
+
+pub fn failure_name(kind: FailureKind) -> &'static str {
+    match kind {
+        FailureKind::Trap => "trap",
+        FailureKind::Panic => "panic",
+        FailureKind::Timeout => "timeout",
+        FailureKind::OutOfMemory => "out_of_memory",
+        FailureKind::StackOverflow => "stack_overflow",
+    }
+}
+
+/// The active version of a function, ready to run.
+#[derive(Clone)]
+pub struct Active {
+    pub name: String,
+    pub version: u32,
+    pub handler: Handler,
+    pub limits: Limits,
+}
+
+/// The registry; cheap to clone.
+#[derive(Clone)]
+pub struct Functions {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    executor: Executor,
+    blob_dir: PathBuf,
+    /// Prepared components by sha256, so each is compiled or loaded once per process.
+    handlers: Mutex<HashMap<String, Handler>>,
+    recent: Mutex<HashMap<String, VecDeque<InvocationRecord>>>,
+}
+
+impl Functions {
+    /// `blob_dir` holds uploaded components, one file per sha256.
+    pub fn new(store: Store, executor: Executor, blob_dir: PathBuf) -> Result<Functions> {
+        std::fs::create_dir_all(&blob_dir).map_err(Error::Blob)?;
+        Ok(Functions {
+            inner: Arc::new(Inner {
+                store,
+                executor,
+                blob_dir,
+                handlers: Mutex::new(HashMap::new()),
+                recent: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub fn executor(&self) -> &Executor {
+        &self.inner.executor
+    }
+
+    /// Validates and compiles `wasm`, stores it, and makes it the active version of `name`.
+    /// Nothing is stored when validation fails.
+    pub async fn upload(&self, name: &str, wasm: Vec<u8>, config: FunctionConfig) -> Result<FunctionRecord> {
+        validate_name(name)?;
+        config.validate()?;
+        let sha256 = hex::encode(Sha256::digest(&wasm));
+        let handler = self.prepare(wasm.clone()).await?;
+        let path = self.inner.blob_dir.join(format!("{sha256}.wasm"));
+        let size = wasm.len() as u64;
+        tokio::task::spawn_blocking(move || write_atomically(&path, &wasm))
+            .await
+            .map_err(|e| Error::Blob(std::io::Error::other(e)))?
+            .map_err(Error::Blob)?;
+        self.cache(&sha256, handler);
+        let config = serde_json::to_value(&config).map_err(|e| Error::InvalidConfig(e.to_string()))?;
+        Ok(self.inner.store.add_function_version(name, &sha256, size, config).await?)
+    }
+
+    pub async fn get(&self, name: &str) -> Result<FunctionRecord> {
+        Ok(self.inner.store.get_function(name).await?)
+    }
+
+    pub async fn list(&self) -> Result<Vec<FunctionRecord>> {
+        Ok(self.inner.store.list_functions().await?)
+    }
+
+    pub async fn delete(&self, name: &str) -> Result<()> {
+        self.inner.store.delete_function(name).await?;
+        self.inner.recent.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
+        Ok(())
+    }
+
+    /// Activates `version`, or the newest version older than the active one.
+    pub async fn rollback(&self, name: &str, version: Option<u32>) -> Result<FunctionRecord> {
+        let record = self.inner.store.get_function(name).await?;
+        let target = match version {
+            Some(version) => version,
+            None => record
+                .versions
+                .iter()
+                .map(|v| v.version)
+                .filter(|v| *v < record.active_version)
+                .max()
+                .ok_or_else(|| {
+                    Error::InvalidConfig(format!(
+                        "function `{name}` has no version older than {} to roll back to",
+                        record.active_version
+                    ))
+                })?,
+        };
+        Ok(self.inner.store.activate_version(name, target).await?)
+    }
+
+    /// The active version of `name`, compiled and ready (loaded from the cache if needed).
+    pub async fn active(&self, name: &str) -> Result<Active> {
+        let record = self.inner.store.get_function(name).await?;
+        let version = record
+            .versions
+            .iter()
+            .find(|v| v.version == record.active_version)
+            .ok_or(store::Error::VersionNotFound {
+                name: name.to_owned(),
+                version: record.active_version,
+            })?;
+        let config: FunctionConfig = serde_json::from_value(version.config.clone())
+            .map_err(|e| Error::InvalidConfig(format!("stored config of `{name}`: {e}")))?;
+        let handler = self.handler(&version.sha256).await?;
+        Ok(Active {
+            name: record.name,
+            version: version.version,
+            handler,
+            limits: config.limits(),
+        })
+    }
+
+    /// Runs the active version on `batch` and returns everything it did, committing nothing.
+    pub async fn invoke(&self, name: &str, batch: Vec<Message>) -> Result<InvocationRecord> {
+        let active = self.active(name).await?;
+        let store = self.inner.store.clone();
+        let check: SendCheck = Arc::new(move |queue: &str| {
+            if store.queue_exists(queue) {
+                Ok(())
+            } else {
+                Err(format!("queue `{queue}` does not exist"))
+            }
+        });
+        let started_at_ms = now_ms();
+        let size = batch.len();
+        let invocation = self.inner.executor.invoke(&active.handler, &active.limits, batch, check).await;
+        let record = InvocationRecord::new(name, active.version, size, started_at_ms, &invocation);
+        self.record(record.clone());
+        Ok(record)
+    }
+
+    /// Adds an invocation to the function's recent log.
+    pub fn record(&self, record: InvocationRecord) {
+        let mut recent = self.inner.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let log = recent.entry(record.function.clone()).or_default();
+        if log.len() == RECENT_INVOCATIONS {
+            log.pop_front();
+        }
+        log.push_back(record);
+    }
+
+    /// The function's recent invocations, newest first.
+    pub fn recent(&self, name: &str) -> Vec<InvocationRecord> {
+        let recent = self.inner.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.get(name).map(|log| log.iter().rev().cloned().collect()).unwrap_or_default()
+    }
+
+    async fn handler(&self, sha256: &str) -> Result<Handler> {
+        if let Some(handler) = self.inner.handlers.lock().unwrap_or_else(|e| e.into_inner()).get(sha256) {
+            return Ok(handler.clone());
+        }
+        let path = self.inner.blob_dir.join(format!("{sha256}.wasm"));
+        let wasm = tokio::fs::read(&path).await.map_err(|e| {
+            Error::Blob(std::io::Error::new(e.kind(), format!("reading {}: {e}", path.display())))
+        })?;
+        let handler = self.prepare(wasm).await?;
+        self.cache(sha256, handler.clone());
+        Ok(handler)
+    }
+
+    async fn prepare(&self, wasm: Vec<u8>) -> Result<Handler> {
+        let executor = self.inner.executor.clone();
+        // Compiling is CPU-bound for tens of milliseconds or more: keep it off the reactor.
+        tokio::task::spawn_blocking(move || executor.prepare(&wasm))
+            .await
+            .map_err(|e| Error::Executor(executor::Error::Engine(e.to_string())))?
+            .map_err(Error::Executor)
+    }
+
+    fn cache(&self, sha256: &str, handler: Handler) {
+        self.inner
+            .handlers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(sha256.to_owned(), handler);
+    }
+}
+
+fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 80
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok { Ok(()) } else { Err(Error::InvalidName(name.to_owned())) }
+}
+
+/// Writes via a temporary file and a rename, so a crash never leaves half a component.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    if path.exists() {
+        return Ok(());
+    }
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_defaults_are_valid_and_bounds_are_enforced() {
+        assert!(FunctionConfig::default().validate().is_ok());
+        let zero = FunctionConfig { timeout_ms: 0, ..Default::default() };
+        assert!(matches!(zero.validate(), Err(Error::InvalidConfig(_))));
+        let huge = FunctionConfig { memory_mb: MAX_MEMORY_MB + 1, ..Default::default() };
+        assert!(matches!(huge.validate(), Err(Error::InvalidConfig(_))));
+        let bad_env = FunctionConfig {
+            env: [("A=B".to_owned(), "x".to_owned())].into(),
+            ..Default::default()
+        };
+        assert!(matches!(bad_env.validate(), Err(Error::InvalidConfig(_))));
+    }
+
+    #[test]
+    fn names_allow_only_safe_characters() {
+        assert!(validate_name("orders-enrich_2").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("a/b").is_err());
+        assert!(validate_name(&"x".repeat(81)).is_err());
+    }
+}

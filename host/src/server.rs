@@ -1,0 +1,90 @@
+//! `sluice serve`: opens the store, starts the executor and the dispatchers, and serves the API
+//! until the shutdown signal; then stops taking requests and lets in-flight work settle.
+
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::executor::{Executor, ExecutorConfig};
+use crate::functions::{self, Functions};
+use crate::store::{self, Store, StoreOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error("starting the WebAssembly engine: {0}")]
+    Executor(#[from] crate::executor::Error),
+    #[error(transparent)]
+    Functions(#[from] functions::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("serving HTTP: {0}")]
+    Serve(std::io::Error),
+    #[error("metrics recorder: {0}")]
+    Metrics(String),
+}
+
+/// The process-wide Prometheus recorder, installed on first use.
+pub fn metrics_handle() -> Result<PrometheusHandle, Error> {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let handle = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| Error::Metrics(e.to_string()))?;
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+/// Everything the server runs on, opened from a data directory.
+pub struct Host {
+    pub state: AppState,
+}
+
+impl Host {
+    pub fn open(config: &Config) -> Result<Host, Error> {
+        let store = Store::open(
+            &config.data_dir,
+            StoreOptions {
+                max_batch_wait: std::time::Duration::from_micros(0),
+            },
+        )?;
+        let executor = Executor::new(ExecutorConfig {
+            cache_dir: config.data_dir.join("compiled"),
+            max_memory_bytes: functions::MAX_MEMORY_MB * 1024 * 1024,
+            max_instances: 256,
+        })?;
+        let functions = Functions::new(store.clone(), executor, config.data_dir.join("components"))?;
+        Ok(Host {
+            state: AppState {
+                store,
+                functions,
+                limits: Arc::new(config.limits.clone()),
+                metrics: metrics_handle()?,
+            },
+        })
+    }
+}
+
+/// Runs the server until `shutdown` completes.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+    let host = Host::open(&config)?;
+    let listener = TcpListener::bind(config.listen).await.map_err(|source| Error::Bind {
+        addr: config.listen.to_string(),
+        source,
+    })?;
+    let addr = listener.local_addr().map_err(Error::Serve)?;
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "sluice listening");
+    let app = api::router(host.state.clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(Error::Serve)?;
+    tracing::info!("sluice stopped");
+    Ok(())
+}

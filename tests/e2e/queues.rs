@@ -1,0 +1,103 @@
+//! Queue management over HTTP: create, list, show, change, delete, purge, and every kind of bad
+//! input a client can send.
+
+use serde_json::json;
+
+use crate::support::{Server, assert_error};
+
+#[tokio::test]
+async fn queue_lifecycle() {
+    let (server, _dir) = Server::start().await;
+    let created = server
+        .create_queue(json!({"name": "orders", "visibility_timeout_ms": 5000, "max_attempts": 3}))
+        .await;
+    assert_eq!(created["name"], "orders");
+    assert_eq!(created["settings"]["visibility_timeout_ms"], 5000);
+    assert_eq!(created["settings"]["max_attempts"], 3);
+    assert_eq!(created["stats"]["visible"], 0);
+
+    let (status, list) = server.get("/v1/queues").await;
+    assert_eq!(status, 200);
+    assert_eq!(list["queues"].as_array().unwrap().len(), 1);
+
+    let (status, changed) = server
+        .patch("/v1/queues/orders", json!({"max_attempts": 7, "backoff": {"initial_ms": 50}}))
+        .await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["settings"]["max_attempts"], 7);
+    assert_eq!(changed["settings"]["backoff"]["initial_ms"], 50);
+    assert_eq!(changed["settings"]["visibility_timeout_ms"], 5000, "unpatched settings kept");
+
+    let (status, _) = server.post_raw("/v1/queues/orders/messages", "hello").await;
+    assert_eq!(status, 201);
+    let (status, purged) = server.post("/v1/queues/orders/purge", json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(purged["purged"], 1);
+
+    let (status, _) = server.delete("/v1/queues/orders").await;
+    assert_eq!(status, 204);
+    let (status, body) = server.get("/v1/queues/orders").await;
+    assert_error(status, &body, 404, "not_found");
+}
+
+#[tokio::test]
+async fn dead_letter_queue_cannot_be_deleted_from_under_its_source() {
+    let (server, _dir) = Server::start().await;
+    server.create_queue(json!({"name": "orders-dlq"})).await;
+    server
+        .create_queue(json!({"name": "orders", "dead_letter_queue": "orders-dlq"}))
+        .await;
+    let (status, body) = server.delete("/v1/queues/orders-dlq").await;
+    assert_error(status, &body, 409, "conflict");
+    assert!(body["error"]["message"].as_str().unwrap().contains("orders"), "{body}");
+
+    let (status, body) = server
+        .post("/v1/queues", json!({"name": "x", "dead_letter_queue": "missing"}))
+        .await;
+    assert!(status == 400 || status == 404, "{status} {body}");
+}
+
+#[tokio::test]
+async fn bad_queue_requests_get_clear_errors() {
+    let (server, _dir) = Server::start().await;
+    server.create_queue(json!({"name": "q"})).await;
+
+    let (status, body) = server.post("/v1/queues", json!({"name": "q"})).await;
+    assert_error(status, &body, 409, "conflict");
+
+    for name in ["", "has space", "slash/y", "dot.ted", &"x".repeat(81)] {
+        let (status, body) = server.post("/v1/queues", json!({ "name": name })).await;
+        assert_error(status, &body, 400, "bad_request");
+    }
+    let (status, body) = server.post("/v1/queues", json!({"name": "bad name"})).await;
+    assert!(body["error"]["message"].as_str().unwrap().contains("A-Z"), "{status} {body}");
+
+    let (status, body) = server.post_raw("/v1/queues", "{not json").await;
+    assert_error(status, &body, 400, "bad_request");
+    let (status, body) = server.post("/v1/queues", json!({"name": 12})).await;
+    assert_error(status, &body, 400, "bad_request");
+    let (status, body) = server.post("/v1/queues", json!({})).await;
+    assert_error(status, &body, 400, "bad_request");
+    let (status, body) = server
+        .post("/v1/queues", json!({"name": "a", "max_attempts": "three"}))
+        .await;
+    assert_error(status, &body, 400, "bad_request");
+    let (status, body) = server
+        .post("/v1/queues", json!({"name": "a", "visibilty_timeout_ms": 10}))
+        .await;
+    assert_error(status, &body, 400, "bad_request");
+    assert!(body["error"]["message"].as_str().unwrap().contains("visibilty_timeout_ms"), "{body}");
+    let (status, body) = server.post("/v1/queues", json!({"name": "a", "max_attempts": 0})).await;
+    assert_error(status, &body, 400, "bad_request");
+
+    let (status, body) = server.patch("/v1/queues/nope", json!({"max_attempts": 2})).await;
+    assert_error(status, &body, 404, "not_found");
+    let (status, body) = server.patch("/v1/queues/q", json!([1, 2])).await;
+    assert_error(status, &body, 400, "bad_request");
+    let (status, body) = server.delete("/v1/queues/nope").await;
+    assert_error(status, &body, 404, "not_found");
+    let (status, body) = server.post("/v1/queues/nope/purge", json!({})).await;
+    assert_error(status, &body, 404, "not_found");
+    let (status, body) = server.get("/v1/nothing-here").await;
+    assert_error(status, &body, 404, "not_found");
+}
