@@ -22,3 +22,4 @@ pub mod cli;
 pub mod config;
 pub mod functions;
 pub mod server;
+pub mod dispatch;

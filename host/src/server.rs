@@ -1,17 +1,23 @@
 //! `sluice serve`: opens the store, starts the executor and the dispatchers, and serves the API
-//! until the shutdown signal; then stops taking requests and lets in-flight work settle.
+//! until the shutdown signal; then stops leasing, lets in-flight batches settle, and exits.
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::dispatch::Dispatcher;
 use crate::executor::{Executor, ExecutorConfig};
 use crate::functions::{self, Functions};
 use crate::store::{self, Store, StoreOptions};
+
+/// How long shutdown waits for in-flight invocations before leaving them to lease expiry.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -44,14 +50,16 @@ pub fn metrics_handle() -> Result<PrometheusHandle, Error> {
 /// Everything the server runs on, opened from a data directory.
 pub struct Host {
     pub state: AppState,
+    pub shutdown: CancellationToken,
 }
 
 impl Host {
+    /// Opens the store and the engine; dispatchers start with [`Host::start`].
     pub fn open(config: &Config) -> Result<Host, Error> {
         let store = Store::open(
             &config.data_dir,
             StoreOptions {
-                max_batch_wait: std::time::Duration::from_micros(0),
+                max_batch_wait: Duration::ZERO,
             },
         )?;
         let executor = Executor::new(ExecutorConfig {
@@ -60,31 +68,48 @@ impl Host {
             max_instances: 256,
         })?;
         let functions = Functions::new(store.clone(), executor, config.data_dir.join("components"))?;
+        let shutdown = CancellationToken::new();
+        let dispatcher = Dispatcher::new(store.clone(), functions.clone(), shutdown.clone());
         Ok(Host {
             state: AppState {
                 store,
                 functions,
+                dispatcher,
                 limits: Arc::new(config.limits.clone()),
                 metrics: metrics_handle()?,
             },
+            shutdown,
         })
+    }
+
+    /// Starts a dispatcher for every stored trigger.
+    pub async fn start(&self) -> Result<(), Error> {
+        Ok(self.state.dispatcher.start_all().await?)
     }
 }
 
-/// Runs the server until `shutdown` completes.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+/// Runs the server until `signal` completes.
+pub async fn run(config: Config, signal: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
     let host = Host::open(&config)?;
     let listener = TcpListener::bind(config.listen).await.map_err(|source| Error::Bind {
         addr: config.listen.to_string(),
         source,
     })?;
     let addr = listener.local_addr().map_err(Error::Serve)?;
+    host.start().await?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "sluice listening");
+
+    let shutdown = host.shutdown.clone();
+    tokio::spawn(async move {
+        signal.await;
+        shutdown.cancel();
+    });
     let app = api::router(host.state.clone());
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(host.shutdown.clone().cancelled_owned())
         .await
         .map_err(Error::Serve)?;
+    host.state.dispatcher.shutdown(SHUTDOWN_GRACE).await;
     tracing::info!("sluice stopped");
     Ok(())
 }

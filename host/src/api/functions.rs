@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 
 use super::{ApiError, AppState, body_error, parse_json};
 use crate::functions::{FunctionConfig, InvocationRecord, now_ms};
-use crate::store::{FunctionRecord, Message};
+use crate::dispatch::TriggerStatus;
+use crate::store::{FunctionRecord, Message, TriggerRecord};
 
 /// `PUT /v1/functions/{name}?timeout_ms=..&memory_mb=..&env=KEY=VALUE`: body is the component.
 pub async fn upload(
@@ -46,6 +47,7 @@ pub async fn upload(
     }
     let config = config_from_query(query.as_deref().unwrap_or(""))?;
     let record = state.functions.upload(&name, body.to_vec(), config).await?;
+    state.dispatcher.refresh(&name).await;
     Ok((StatusCode::CREATED, Json(record)))
 }
 
@@ -83,15 +85,17 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
     Ok(Json(json!({ "functions": state.functions.list().await? })))
 }
 
-pub async fn show(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<Json<FunctionRecord>, ApiError> {
-    Ok(Json(state.functions.get(&name).await?))
+pub async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let record = state.functions.get(&name).await?;
+    let trigger = record.trigger.clone().map(|t| state.dispatcher.status(t));
+    let mut value = serde_json::to_value(&record).map_err(|e| ApiError::Internal(e.to_string()))?;
+    value["trigger"] = serde_json::to_value(trigger).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(value))
 }
 
 pub async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
     state.functions.delete(&name).await?;
+    state.dispatcher.stop(&name);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -112,7 +116,9 @@ pub async fn rollback(
     } else {
         parse_json(&body)?
     };
-    Ok(Json(state.functions.rollback(&name, request.version).await?))
+    let record = state.functions.rollback(&name, request.version).await?;
+    state.dispatcher.refresh(&name).await;
+    Ok(Json(record))
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,4 +191,84 @@ pub async fn invoke(
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
     Ok(Json(state.functions.invoke(&name, batch).await?))
+}
+
+/// A trigger as a client sends it; every field but `queue` has a default.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TriggerRequest {
+    queue: String,
+    #[serde(default = "default_batch_size")]
+    batch_size: u32,
+    #[serde(default)]
+    max_wait_ms: u64,
+    #[serde(default = "default_concurrency")]
+    max_concurrency: u32,
+    #[serde(default)]
+    paused: bool,
+}
+
+fn default_batch_size() -> u32 {
+    10
+}
+
+fn default_concurrency() -> u32 {
+    4
+}
+
+/// `PUT /v1/functions/{name}/trigger`: bind the function to the queue it consumes.
+pub async fn put_trigger(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<TriggerStatus>, ApiError> {
+    let body = body.map_err(body_error)?;
+    let request: TriggerRequest = parse_json(&body)?;
+    if !(1..=1000).contains(&request.batch_size) {
+        return Err(ApiError::BadRequest("`batch_size` must be between 1 and 1000".into()));
+    }
+    if request.max_wait_ms > 5 * 60 * 1000 {
+        return Err(ApiError::BadRequest("`max_wait_ms` must be at most 300000 (5 minutes)".into()));
+    }
+    if !(1..=1000).contains(&request.max_concurrency) {
+        return Err(ApiError::BadRequest("`max_concurrency` must be between 1 and 1000".into()));
+    }
+    let record = TriggerRecord {
+        function: name.clone(),
+        queue: request.queue,
+        batch_size: request.batch_size,
+        max_wait_ms: request.max_wait_ms,
+        max_concurrency: request.max_concurrency,
+        paused: request.paused,
+    };
+    let record = state.store.put_trigger(record).await?;
+    state.dispatcher.refresh(&name).await;
+    Ok(Json(state.dispatcher.status(record)))
+}
+
+/// `DELETE /v1/functions/{name}/trigger`: stop consuming; in-flight batches still settle.
+pub async fn delete_trigger(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    state.store.delete_trigger(&name).await?;
+    state.dispatcher.stop(&name);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvocationsQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /v1/functions/{name}/invocations`: the most recent invocations, newest first.
+pub async fn invocations(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    query: Result<axum::extract::Query<InvocationsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let axum::extract::Query(query) =
+        query.map_err(|e| ApiError::BadRequest(format!("invalid query: {}", e.body_text())))?;
+    state.functions.get(&name).await?;
+    let mut recent = state.functions.recent(&name);
+    recent.truncate(query.limit.unwrap_or(100));
+    Ok(Json(json!({ "invocations": recent })))
 }

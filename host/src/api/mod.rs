@@ -19,6 +19,7 @@ use tower_http::trace::TraceLayer;
 pub use error::ApiError;
 
 use crate::config::ApiLimits;
+use crate::dispatch::Dispatcher;
 use crate::functions::Functions;
 use crate::store::Store;
 
@@ -27,6 +28,7 @@ use crate::store::Store;
 pub struct AppState {
     pub store: Store,
     pub functions: Functions,
+    pub dispatcher: Dispatcher,
     pub limits: Arc<ApiLimits>,
     pub metrics: PrometheusHandle,
 }
@@ -60,6 +62,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/functions/{name}/rollback", post(functions::rollback))
         .route("/v1/functions/{name}/invoke", post(functions::invoke))
+        .route(
+            "/v1/functions/{name}/trigger",
+            put(functions::put_trigger).delete(functions::delete_trigger),
+        )
+        .route("/v1/functions/{name}/invocations", get(functions::invocations))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(TraceLayer::new_for_http())

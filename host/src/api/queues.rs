@@ -55,7 +55,9 @@ pub async fn update(
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     merge(&mut merged, patch);
     let settings = settings_from(merged)?;
-    Ok(Json(state.store.update_queue(&queue, settings).await?))
+    let info = state.store.update_queue(&queue, settings).await?;
+    state.dispatcher.refresh_queue(&queue).await;
+    Ok(Json(info))
 }
 
 pub async fn delete(

@@ -108,11 +108,23 @@ pub struct InvocationRecord {
     pub error: Option<String>,
     pub failures: Vec<serde_json::Value>,
     pub logs: String,
+    /// How many messages the handler sent (committed only when `outcome` is `ok`).
+    pub sent: usize,
+    /// The sends themselves; kept for dry runs, left out of the recent-invocations log.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sends: Vec<serde_json::Value>,
 }
 
 impl InvocationRecord {
-    pub fn new(function: &str, version: u32, batch_size: usize, started_at_ms: u64, invocation: &Invocation) -> Self {
+    /// `include_sends` keeps the sent messages themselves (for dry runs), not just their count.
+    pub fn new(
+        function: &str,
+        version: u32,
+        batch_size: usize,
+        started_at_ms: u64,
+        invocation: &Invocation,
+        include_sends: bool,
+    ) -> Self {
         use base64::Engine as _;
         let (outcome, error, failures) = match &invocation.outcome {
             Outcome::Ok(failures) => {
@@ -135,6 +147,7 @@ impl InvocationRecord {
         let sends = invocation
             .sends
             .iter()
+            .filter(|_| include_sends)
             .map(|s| {
                 let attributes: serde_json::Map<_, _> = s
                     .attributes
@@ -160,6 +173,7 @@ impl InvocationRecord {
             error,
             failures,
             logs: invocation.logs.clone(),
+            sent: invocation.sends.len(),
             sends,
         }
     }
@@ -307,7 +321,7 @@ impl Functions {
         let started_at_ms = now_ms();
         let size = batch.len();
         let invocation = self.inner.executor.invoke(&active.handler, &active.limits, batch, check).await;
-        let record = InvocationRecord::new(name, active.version, size, started_at_ms, &invocation);
+        let record = InvocationRecord::new(name, active.version, size, started_at_ms, &invocation, true);
         self.record(record.clone());
         Ok(record)
     }

@@ -261,6 +261,10 @@ impl Store {
     pub async fn purge(&self, name: &str) -> Result<u64> {
         todo!()
     }
+    /// A queue's settings without its stats (cheap).
+    pub async fn queue_settings(&self, name: &str) -> Result<QueueSettings> {
+        todo!()
+    }
     /// Cheap, in-memory: whether the queue exists now.
     pub fn queue_exists(&self, name: &str) -> bool {
         todo!()

@@ -1,0 +1,194 @@
+//! The settle decision: from a batch and how its invocation ended, what to acknowledge, retry
+//! (and after how long), dead-letter, and send. Pure functions, tested beside them.
+
+use std::collections::HashMap;
+
+use rand::Rng;
+
+use crate::executor::{Disposition, Invocation, Outcome};
+use crate::functions::failure_name;
+use crate::store::{Backoff, DeadLetter, Message, NewMessage, Retry, Settlement};
+
+/// The delay before delivery number `attempt + 1`, after `attempt` failed deliveries:
+/// `initial * multiplier^(attempt-1)`, capped at `max`; with jitter, uniformly in
+/// `[delay/2, delay]` so a failed batch's messages do not all return at the same instant.
+pub fn backoff_delay_ms(backoff: &Backoff, attempt: u32, rng: &mut impl Rng) -> u64 {
+    let exponent = attempt.saturating_sub(1).min(63) as i32;
+    let raw = backoff.initial_ms as f64 * backoff.multiplier.max(1.0).powi(exponent);
+    let capped = raw.min(backoff.max_ms as f64).max(0.0) as u64;
+    if backoff.jitter && capped > 1 {
+        rng.random_range(capped / 2..=capped)
+    } else {
+        capped
+    }
+}
+
+/// Turns an invocation's outcome into the settlement of its batch.
+///
+/// `ok(failures)` acknowledges everything not listed and commits the sends; `err`, a trap, a
+/// timeout or running out of memory retries every message and discards the sends.
+pub fn settlement(batch: &[Message], invocation: Invocation, backoff: &Backoff, rng: &mut impl Rng) -> Settlement {
+    let mut settlement = Settlement::default();
+    match invocation.outcome {
+        Outcome::Ok(failures) => {
+            let mut failed: HashMap<&str, &Disposition> =
+                failures.iter().map(|f| (f.id.as_str(), &f.disposition)).collect();
+            for message in batch {
+                match failed.remove(message.id.as_str()) {
+                    None => settlement.ack.push(message.id.clone()),
+                    Some(Disposition::Retry(delay)) => settlement.retry.push(Retry {
+                        id: message.id.clone(),
+                        delay_ms: delay
+                            .map(u64::from)
+                            .unwrap_or_else(|| backoff_delay_ms(backoff, message.attempt, rng)),
+                        error: "the handler asked for a retry".to_owned(),
+                    }),
+                    Some(Disposition::DeadLetter(reason)) => settlement.dead_letter.push(DeadLetter {
+                        id: message.id.clone(),
+                        reason: reason.clone(),
+                    }),
+                }
+            }
+            if !failed.is_empty() {
+                tracing::warn!(ids = ?failed.keys().collect::<Vec<_>>(), "handler reported failures for ids not in its batch; ignored");
+            }
+            settlement.send = invocation
+                .sends
+                .into_iter()
+                .map(|s| {
+                    let message = NewMessage {
+                        body: s.body,
+                        attributes: s.attributes,
+                        delay_ms: u64::from(s.delay_ms),
+                        dedup_id: None,
+                    };
+                    (s.queue, message)
+                })
+                .collect();
+        }
+        Outcome::Error(reason) => retry_all(&mut settlement, batch, &format!("handler error: {reason}"), backoff, rng),
+        Outcome::Failed { kind, message } => {
+            retry_all(&mut settlement, batch, &format!("{}: {message}", failure_name(kind)), backoff, rng)
+        }
+    }
+    settlement
+}
+
+fn retry_all(settlement: &mut Settlement, batch: &[Message], error: &str, backoff: &Backoff, rng: &mut impl Rng) {
+    settlement.retry = batch
+        .iter()
+        .map(|m| Retry {
+            id: m.id.clone(),
+            delay_ms: backoff_delay_ms(backoff, m.attempt, rng),
+            error: error.to_owned(),
+        })
+        .collect();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    use super::*;
+    use crate::executor::{FailureKind, ItemFailure, Outgoing};
+
+    fn backoff(jitter: bool) -> Backoff {
+        Backoff { initial_ms: 100, multiplier: 2.0, max_ms: 1000, jitter }
+    }
+
+    fn batch(n: usize) -> Vec<Message> {
+        (1..=n)
+            .map(|i| Message {
+                id: i.to_string(),
+                queue: "q".into(),
+                body: vec![],
+                attributes: vec![],
+                attempt: 1,
+                enqueued_at_ms: 0,
+            })
+            .collect()
+    }
+
+    fn invocation(outcome: Outcome) -> Invocation {
+        Invocation {
+            outcome,
+            logs: String::new(),
+            sends: vec![Outgoing { queue: "next".into(), body: b"x".to_vec(), attributes: vec![], delay_ms: 5 }],
+            duration: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn backoff_grows_exponentially_and_is_capped() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let delays: Vec<u64> = (1..=6).map(|a| backoff_delay_ms(&backoff(false), a, &mut rng)).collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(backoff_delay_ms(&backoff(false), u32::MAX, &mut rng), 1000);
+    }
+
+    #[test]
+    fn jitter_stays_within_half_to_full_delay() {
+        let mut rng = StdRng::seed_from_u64(7);
+        for attempt in 1..10 {
+            let full = backoff_delay_ms(&backoff(false), attempt, &mut rng);
+            let jittered = backoff_delay_ms(&backoff(true), attempt, &mut rng);
+            assert!(jittered >= full / 2 && jittered <= full, "{attempt}: {jittered} vs {full}");
+        }
+    }
+
+    #[test]
+    fn ok_without_failures_acks_all_and_commits_sends() {
+        let mut rng = StdRng::seed_from_u64(0);
+        let s = settlement(&batch(3), invocation(Outcome::Ok(vec![])), &backoff(false), &mut rng);
+        assert_eq!(s.ack, ["1", "2", "3"]);
+        assert!(s.retry.is_empty() && s.dead_letter.is_empty());
+        assert_eq!(s.send.len(), 1);
+        assert_eq!(s.send[0].0, "next");
+        assert_eq!(s.send[0].1.delay_ms, 5);
+    }
+
+    #[test]
+    fn partial_failure_retries_and_dead_letters_only_the_listed_messages() {
+        let mut rng = StdRng::seed_from_u64(0);
+        let failures = vec![
+            ItemFailure { id: "2".into(), disposition: Disposition::Retry(Some(42)) },
+            ItemFailure { id: "3".into(), disposition: Disposition::Retry(None) },
+            ItemFailure { id: "4".into(), disposition: Disposition::DeadLetter("bad".into()) },
+            ItemFailure { id: "99".into(), disposition: Disposition::Retry(None) },
+        ];
+        let s = settlement(&batch(4), invocation(Outcome::Ok(failures)), &backoff(false), &mut rng);
+        assert_eq!(s.ack, ["1"]);
+        assert_eq!(s.retry.len(), 2);
+        assert_eq!((s.retry[0].id.as_str(), s.retry[0].delay_ms), ("2", 42));
+        assert_eq!((s.retry[1].id.as_str(), s.retry[1].delay_ms), ("3", 100), "queue backoff");
+        assert_eq!(s.dead_letter.len(), 1);
+        assert_eq!(s.dead_letter[0].reason, "bad");
+        assert_eq!(s.send.len(), 1, "sends commit with a partial failure");
+    }
+
+    #[test]
+    fn error_and_failures_retry_everything_and_discard_sends() {
+        let mut rng = StdRng::seed_from_u64(0);
+        for outcome in [
+            Outcome::Error("db down".into()),
+            Outcome::Failed { kind: FailureKind::Timeout, message: "took 30 s".into() },
+            Outcome::Failed { kind: FailureKind::Trap, message: "unreachable".into() },
+        ] {
+            let s = settlement(&batch(3), invocation(outcome), &backoff(false), &mut rng);
+            assert!(s.ack.is_empty());
+            assert!(s.send.is_empty(), "sends discarded");
+            assert_eq!(s.retry.len(), 3);
+            assert!(s.retry.iter().all(|r| r.delay_ms == 100));
+        }
+        let s = settlement(
+            &batch(1),
+            invocation(Outcome::Failed { kind: FailureKind::OutOfMemory, message: "grew past 1 MiB".into() }),
+            &backoff(false),
+            &mut rng,
+        );
+        assert!(s.retry[0].error.starts_with("out_of_memory"), "{}", s.retry[0].error);
+    }
+}

@@ -1,0 +1,186 @@
+//! Triggers: one dispatcher loop per function bound to a queue. This module starts, restarts
+//! and stops those loops as triggers, functions and queues change, and drains them on shutdown.
+
+mod decide;
+mod trigger;
+mod window;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use decide::{backoff_delay_ms, settlement};
+
+use crate::functions::Functions;
+use crate::store::{self, Store, TriggerRecord};
+use trigger::Trigger;
+
+/// A trigger as shown by the API: its settings and what it is doing now.
+#[derive(Debug, Clone, Serialize)]
+pub struct TriggerStatus {
+    #[serde(flatten)]
+    pub trigger: TriggerRecord,
+    /// `running`, `paused`, or `stopped` (with the reason in `error`).
+    pub state: &'static str,
+    pub in_flight: usize,
+    pub error: Option<String>,
+}
+
+struct Running {
+    cancel: CancellationToken,
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// Owns every trigger loop; cheap to clone.
+#[derive(Clone)]
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    functions: Functions,
+    shutdown: CancellationToken,
+    /// Every trigger loop and in-flight invocation, so shutdown can wait for them to settle.
+    tracker: TaskTracker,
+    running: Mutex<HashMap<String, Running>>,
+    errors: Mutex<HashMap<String, String>>,
+}
+
+impl Dispatcher {
+    pub fn new(store: Store, functions: Functions, shutdown: CancellationToken) -> Dispatcher {
+        Dispatcher {
+            inner: Arc::new(Inner {
+                store,
+                functions,
+                shutdown,
+                tracker: TaskTracker::new(),
+                running: Mutex::new(HashMap::new()),
+                errors: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Starts a loop for every stored trigger that is not paused.
+    pub async fn start_all(&self) -> Result<(), store::Error> {
+        for trigger in self.inner.store.list_triggers().await? {
+            self.refresh(&trigger.function).await;
+        }
+        Ok(())
+    }
+
+    /// (Re)starts the loop of `function` from what is stored now: after its trigger, its active
+    /// version or its queue's settings changed. In-flight invocations of the old loop finish and
+    /// settle on their own.
+    pub async fn refresh(&self, function: &str) {
+        self.stop(function);
+        if self.inner.shutdown.is_cancelled() {
+            return;
+        }
+        let record = match self.inner.store.list_triggers().await {
+            Ok(triggers) => triggers.into_iter().find(|t| t.function == function),
+            Err(err) => {
+                self.set_error(function, format!("cannot read triggers: {err}"));
+                return;
+            }
+        };
+        let Some(record) = record else { return };
+        if record.paused {
+            return;
+        }
+        let active = match self.inner.functions.active(function).await {
+            Ok(active) => active,
+            Err(err) => {
+                self.set_error(function, format!("cannot load the function: {err}"));
+                return;
+            }
+        };
+        let settings = match self.inner.store.queue_settings(&record.queue).await {
+            Ok(settings) => settings,
+            Err(err) => {
+                self.set_error(function, format!("cannot read queue `{}`: {err}", record.queue));
+                return;
+            }
+        };
+        self.inner.errors.lock().unwrap_or_else(|e| e.into_inner()).remove(function);
+        let cancel = self.inner.shutdown.child_token();
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let trigger = Trigger {
+            record,
+            active,
+            settings,
+            store: self.inner.store.clone(),
+            functions: self.inner.functions.clone(),
+            in_flight: in_flight.clone(),
+            cancel: cancel.clone(),
+            tracker: self.inner.tracker.clone(),
+        };
+        self.inner.tracker.spawn(trigger.run());
+        self.inner
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(function.to_owned(), Running { cancel, in_flight });
+    }
+
+    /// Restarts every trigger consuming `queue` (its settings changed).
+    pub async fn refresh_queue(&self, queue: &str) {
+        let Ok(triggers) = self.inner.store.list_triggers().await else { return };
+        for trigger in triggers.into_iter().filter(|t| t.queue == queue) {
+            self.refresh(&trigger.function).await;
+        }
+    }
+
+    /// Stops the loop of `function`, if any.
+    pub fn stop(&self, function: &str) {
+        if let Some(running) = self.inner.running.lock().unwrap_or_else(|e| e.into_inner()).remove(function) {
+            running.cancel.cancel();
+        }
+    }
+
+    /// The live state of `trigger`.
+    pub fn status(&self, trigger: TriggerRecord) -> TriggerStatus {
+        let running = self.inner.running.lock().unwrap_or_else(|e| e.into_inner());
+        let error = self.inner.errors.lock().unwrap_or_else(|e| e.into_inner()).get(&trigger.function).cloned();
+        let (state, in_flight) = match running.get(&trigger.function) {
+            Some(r) => ("running", r.in_flight.load(Ordering::Relaxed)),
+            None if trigger.paused => ("paused", 0),
+            None => ("stopped", 0),
+        };
+        TriggerStatus { trigger, state, in_flight, error }
+    }
+
+    /// Stops leasing and waits up to `deadline` for in-flight invocations to settle. Batches
+    /// still running then are abandoned; their leases expire and they are delivered again.
+    pub async fn shutdown(&self, deadline: Duration) {
+        self.inner.shutdown.cancel();
+        self.inner.tracker.close();
+        let in_flight: usize = self
+            .inner
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|r| r.in_flight.load(Ordering::Relaxed))
+            .sum();
+        tracing::info!(in_flight, "waiting for in-flight invocations to settle");
+        if tokio::time::timeout(deadline, self.inner.tracker.wait()).await.is_err() {
+            tracing::warn!(?deadline, "in-flight invocations did not finish in time; their messages will be redelivered");
+        }
+    }
+
+    fn set_error(&self, function: &str, error: String) {
+        tracing::error!(%function, %error, "trigger not started");
+        self.inner
+            .errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(function.to_owned(), error);
+    }
+}
+

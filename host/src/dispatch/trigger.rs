@@ -1,0 +1,256 @@
+//! One trigger's loop: wait for work (woken by enqueues, timers for delayed messages and
+//! expiring leases, and freed concurrency slots), fill a batch within its window, lease it, run
+//! the function, and settle the batch from the outcome.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::decide;
+use super::window::{self, Window};
+use crate::executor::{Outcome, SendCheck};
+use crate::functions::{Active, Functions, InvocationRecord, failure_name};
+use crate::store::{Lease, QueueSettings, Settlement, Store, TriggerRecord};
+
+/// After a storage error, wait this long before trying again (the store may be out of space).
+const STORAGE_RETRY: Duration = Duration::from_secs(1);
+
+/// Extra lease time beyond the function's time limit, so a batch that runs to its limit is
+/// still held when it settles.
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
+
+/// Everything one trigger's loop needs.
+pub struct Trigger {
+    pub record: TriggerRecord,
+    pub active: Active,
+    pub settings: QueueSettings,
+    pub store: Store,
+    pub functions: Functions,
+    pub in_flight: Arc<AtomicUsize>,
+    pub cancel: CancellationToken,
+    pub tracker: TaskTracker,
+}
+
+impl Trigger {
+    /// How long each lease lasts: the queue's visibility timeout, but never less than the
+    /// function's time limit plus a margin.
+    fn lease_for(&self) -> Duration {
+        Duration::from_millis(self.settings.visibility_timeout_ms).max(self.active.limits.timeout + LEASE_MARGIN)
+    }
+
+    pub async fn run(self) {
+        let this = Arc::new(self);
+        let queue = this.record.queue.clone();
+        let notify = this.store.notifier(&queue);
+        let slots = Arc::new(Semaphore::new(this.record.max_concurrency.max(1) as usize));
+        let batch_size = this.record.batch_size.max(1);
+        let max_wait = Duration::from_millis(this.record.max_wait_ms);
+        let mut opened: Option<Instant> = None;
+        tracing::info!(function = %this.record.function, %queue, batch_size, "trigger started");
+        loop {
+            let permit = tokio::select! {
+                permit = slots.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                },
+                () = this.cancel.cancelled() => return,
+            };
+            // Register for wake-ups before looking, so an enqueue between the look and the wait
+            // is not missed.
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+
+            let visible = if max_wait.is_zero() {
+                1
+            } else {
+                match this.store.visible_count(&queue, u64::from(batch_size)).await {
+                    Ok(visible) => visible,
+                    Err(err) => {
+                        tracing::warn!(%err, %queue, "cannot count visible messages");
+                        if this.pause(STORAGE_RETRY).await {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            };
+            let wait_until = match window::decide(visible, batch_size, max_wait, opened, Instant::now()) {
+                Window::Lease => match this.store.lease(&queue, batch_size as usize, Some(this.lease_for())).await {
+                    Ok(Some(lease)) => {
+                        opened = None;
+                        this.spawn_execute(lease, permit);
+                        continue;
+                    }
+                    Ok(None) => {
+                        opened = None;
+                        this.next_visible().await
+                    }
+                    Err(err) => {
+                        tracing::warn!(%err, %queue, "cannot lease");
+                        Some(Instant::now() + STORAGE_RETRY)
+                    }
+                },
+                Window::WaitUntil(deadline) => {
+                    opened.get_or_insert_with(Instant::now);
+                    Some(deadline)
+                }
+                Window::Idle => {
+                    opened = None;
+                    this.next_visible().await
+                }
+            };
+            drop(permit);
+            tokio::select! {
+                () = &mut notified => {}
+                () = sleep_until(wait_until) => {}
+                () = this.cancel.cancelled() => return,
+            }
+        }
+    }
+
+    /// When the next delayed message, retry or expiring lease becomes visible.
+    async fn next_visible(&self) -> Option<Instant> {
+        match self.store.next_visible_at_ms(&self.record.queue).await {
+            Ok(Some(at_ms)) => {
+                let wait = at_ms.saturating_sub(now_ms());
+                Some(Instant::now() + Duration::from_millis(wait))
+            }
+            Ok(None) => None,
+            Err(err) => {
+                tracing::warn!(%err, queue = %self.record.queue, "cannot read the next visible time");
+                Some(Instant::now() + STORAGE_RETRY)
+            }
+        }
+    }
+
+    /// Waits `duration` or until cancelled; true when cancelled.
+    async fn pause(&self, duration: Duration) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(duration) => false,
+            () = self.cancel.cancelled() => true,
+        }
+    }
+
+    fn spawn_execute(self: &Arc<Self>, lease: Lease, permit: OwnedSemaphorePermit) {
+        let this = self.clone();
+        this.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.tracker.spawn(async move {
+            this.execute(lease).await;
+            this.in_flight.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+
+    /// Runs the function on a leased batch and settles it. Never fails: whatever goes wrong, the
+    /// batch is either settled or its lease expires and it is delivered again.
+    async fn execute(&self, lease: Lease) {
+        let function = &self.record.function;
+        let queue = &self.record.queue;
+        let size = lease.messages.len();
+        metrics::counter!("sluice_delivered_total", "queue" => queue.clone()).increment(size as u64);
+        let store = self.store.clone();
+        let check: SendCheck = Arc::new(move |target: &str| {
+            if store.queue_exists(target) {
+                Ok(())
+            } else {
+                Err(format!("queue `{target}` does not exist"))
+            }
+        });
+        let started_at_ms = now_ms();
+        let invocation = self
+            .functions
+            .executor()
+            .invoke(&self.active.handler, &self.active.limits, lease.messages.clone(), check)
+            .await;
+        let outcome = match &invocation.outcome {
+            Outcome::Ok(_) => "ok",
+            Outcome::Error(_) => "error",
+            Outcome::Failed { kind, .. } => failure_name(*kind),
+        };
+        metrics::histogram!("sluice_invocation_seconds", "function" => function.clone())
+            .record(invocation.duration.as_secs_f64());
+        metrics::counter!("sluice_invocations_total", "function" => function.clone(), "outcome" => outcome)
+            .increment(1);
+        if !invocation.logs.is_empty() {
+            tracing::debug!(%function, logs = %invocation.logs, "handler output");
+        }
+        self.functions
+            .record(InvocationRecord::new(
+                function,
+                self.active.version,
+                size,
+                started_at_ms,
+                &invocation,
+                false,
+            ));
+
+        let settlement = {
+            let mut rng = rand::rng();
+            decide::settlement(&lease.messages, invocation, &self.settings.backoff, &mut rng)
+        };
+        self.settle(&lease, settlement).await;
+    }
+
+    async fn settle(&self, lease: &Lease, settlement: Settlement) {
+        let queue = &self.record.queue;
+        let retry_only = (!settlement.send.is_empty()).then(|| Settlement {
+            retry: lease
+                .messages
+                .iter()
+                .map(|m| crate::store::Retry {
+                    id: m.id.clone(),
+                    delay_ms: decide::backoff_delay_ms(&self.settings.backoff, m.attempt, &mut rand::rng()),
+                    error: "a queue the handler sent to was deleted before the batch settled".into(),
+                })
+                .collect(),
+            ..Settlement::default()
+        });
+        match self.store.settle(lease, settlement).await {
+            Ok(settled) => record_settled(queue, &settled),
+            // A send target vanished between `send` and the settle: nothing was applied, so the
+            // batch is retried without its sends.
+            Err(crate::store::Error::QueueNotFound(missing)) if retry_only.is_some() => {
+                tracing::warn!(%queue, %missing, "send target deleted; retrying the batch");
+                if let Some(retry) = retry_only {
+                    match self.store.settle(lease, retry).await {
+                        Ok(settled) => record_settled(queue, &settled),
+                        Err(err) => tracing::error!(%err, %queue, "cannot settle; the lease will expire and redeliver"),
+                    }
+                }
+            }
+            Err(err) => tracing::error!(%err, %queue, "cannot settle; the lease will expire and redeliver"),
+        }
+    }
+}
+
+fn record_settled(queue: &str, settled: &crate::store::Settled) {
+    let q = queue.to_owned();
+    metrics::counter!("sluice_acked_total", "queue" => q.clone()).increment(settled.acked);
+    metrics::counter!("sluice_retried_total", "queue" => q.clone()).increment(settled.retried);
+    metrics::counter!("sluice_dead_lettered_total", "queue" => q.clone()).increment(settled.dead_lettered);
+    metrics::counter!("sluice_dropped_total", "queue" => q.clone()).increment(settled.dropped);
+    metrics::counter!("sluice_sent_total", "queue" => q).increment(settled.sent);
+    if settled.stale > 0 {
+        tracing::warn!(%queue, stale = settled.stale, "settled after the lease was lost; those messages were left to their new lease");
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
