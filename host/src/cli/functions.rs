@@ -27,6 +27,21 @@ pub struct DeployArgs {
     /// Memory limit per instance, in MiB.
     #[arg(long)]
     memory_mb: Option<u64>,
+    /// Consume this queue (creates or replaces the function's trigger).
+    #[arg(long)]
+    queue: Option<String>,
+    /// Messages per invocation, 1 to 1000.
+    #[arg(long, default_value_t = 10, requires = "queue")]
+    batch_size: u32,
+    /// Wait up to this long to fill a batch once a message is visible.
+    #[arg(long, value_parser = parse_duration, requires = "queue")]
+    max_wait: Option<Duration>,
+    /// Invocations in flight at once.
+    #[arg(long, default_value_t = 4, requires = "queue")]
+    concurrency: u32,
+    /// Create the trigger paused.
+    #[arg(long, requires = "queue")]
+    paused: bool,
     #[command(flatten)]
     remote: Remote,
 }
@@ -51,6 +66,20 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         .body(wasm);
     let record = client.send(request).await?;
     println!("deployed {} version {}", args.name, record["active_version"]);
+    if let Some(queue) = &args.queue {
+        let trigger = json!({
+            "queue": queue,
+            "batch_size": args.batch_size,
+            "max_wait_ms": args.max_wait.map(|d| d.as_millis() as u64).unwrap_or(0),
+            "max_concurrency": args.concurrency,
+            "paused": args.paused,
+        });
+        let request = client
+            .request(Method::PUT, &format!("/v1/functions/{}/trigger", segment(&args.name)))
+            .json(&trigger);
+        let status = client.send(request).await?;
+        println!("{} consumes {queue} ({})", args.name, status["state"].as_str().unwrap_or("?"));
+    }
     Ok(())
 }
 
@@ -146,4 +175,62 @@ pub async fn invoke(args: InvokeArgs) -> anyhow::Result<()> {
     let result = args.remote.client().post_json(&path, &json!({ "messages": messages })).await?;
     print_json(&result);
     Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The function.
+    name: String,
+    /// Keep printing new invocations as they happen.
+    #[arg(long, short)]
+    follow: bool,
+    /// How many recent invocations to show first.
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
+    let client = args.remote.client();
+    let path = format!("/v1/functions/{}/invocations?limit=100", segment(&args.name));
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut first = true;
+    loop {
+        let answer = client.get(&path).await?;
+        let mut fresh: Vec<&Value> = answer["invocations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|i| seen.insert(format!("{}-{}-{}", i["started_at_ms"], i["duration_ms"], i["batch_size"])))
+            .collect();
+        fresh.reverse();
+        if first {
+            let skip = fresh.len().saturating_sub(args.limit);
+            fresh.drain(..skip);
+            first = false;
+        }
+        for invocation in fresh {
+            print_invocation(invocation);
+        }
+        if !args.follow {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn print_invocation(invocation: &Value) {
+    println!(
+        "{} v{} {} batch={} {:.2}ms{}",
+        invocation["started_at_ms"],
+        invocation["version"],
+        invocation["outcome"].as_str().unwrap_or("?"),
+        invocation["batch_size"],
+        invocation["duration_ms"].as_f64().unwrap_or(0.0),
+        invocation["error"].as_str().map(|e| format!(" error: {e}")).unwrap_or_default(),
+    );
+    for line in invocation["logs"].as_str().unwrap_or("").lines() {
+        println!("    {line}");
+    }
 }

@@ -1,6 +1,7 @@
 //! The `sluice` command line: `sluice serve` runs the host; every other subcommand is a client
 //! of its HTTP API.
 
+mod apply;
 mod client;
 mod functions;
 mod queues;
@@ -56,6 +57,10 @@ pub enum Command {
     Functions(functions::FunctionsCommand),
     /// Run a function's active version on a batch, committing nothing.
     Invoke(functions::InvokeArgs),
+    /// Show a function's recent invocations with their captured output.
+    Logs(functions::LogsArgs),
+    /// Create or update queues, functions and triggers from a manifest (sluice.toml).
+    Apply(apply::ApplyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -84,6 +89,8 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Deploy(args) => functions::deploy(args).await,
         Command::Functions(command) => functions::run(command).await,
         Command::Invoke(args) => functions::invoke(args).await,
+        Command::Logs(args) => functions::logs(args).await,
+        Command::Apply(args) => apply::apply(args).await,
     }
 }
 

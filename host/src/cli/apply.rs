@@ -1,0 +1,120 @@
+//! `sluice apply sluice.toml`: makes the server match a manifest. Idempotent: queues are created
+//! or changed, components are uploaded only when their bytes or config differ from the active
+//! version, triggers are put as written.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+use reqwest::Method;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::Remote;
+use super::client::segment;
+use crate::config::Manifest;
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The manifest.
+    #[arg(default_value = "sluice.toml")]
+    file: PathBuf,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let manifest = Manifest::parse(&text).with_context(|| format!("{} is not a valid manifest", args.file.display()))?;
+    let base = args.file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let client = args.remote.client();
+
+    // Queues first, without dead-letter queues, so every DLQ exists before it is referenced.
+    let existing = client.get("/v1/queues").await?;
+    let existing: Vec<&str> = existing["queues"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|q| q["name"].as_str())
+        .collect();
+    for (name, settings) in &manifest.queues {
+        let mut body = serde_json::to_value(settings)?;
+        body["dead_letter_queue"] = Value::Null;
+        if existing.contains(&name.as_str()) {
+            client
+                .send(client.request(Method::PATCH, &format!("/v1/queues/{}", segment(name))).json(&body))
+                .await
+                .with_context(|| format!("updating queue {name}"))?;
+            println!("queue {name}: updated");
+        } else {
+            body["name"] = json!(name);
+            client.post_json("/v1/queues", &body).await.with_context(|| format!("creating queue {name}"))?;
+            println!("queue {name}: created");
+        }
+    }
+    for (name, settings) in &manifest.queues {
+        if let Some(dlq) = &settings.dead_letter_queue {
+            let body = json!({ "dead_letter_queue": dlq });
+            client
+                .send(client.request(Method::PATCH, &format!("/v1/queues/{}", segment(name))).json(&body))
+                .await
+                .with_context(|| format!("setting the dead-letter queue of {name}"))?;
+        }
+    }
+
+    for (name, function) in &manifest.functions {
+        let path = base.join(&function.component);
+        let wasm = std::fs::read(&path).with_context(|| {
+            format!("reading the component of function {name} at {} (build it first)", path.display())
+        })?;
+        let sha256 = hex::encode(Sha256::digest(&wasm));
+        let mut config = json!({ "env": function.env, "timeout_ms": 30_000, "memory_mb": 128 });
+        if let Some(timeout) = function.timeout_ms {
+            config["timeout_ms"] = json!(timeout);
+        }
+        if let Some(memory) = function.memory_mb {
+            config["memory_mb"] = json!(memory);
+        }
+        let current = client.get(&format!("/v1/functions/{}", segment(name))).await.ok();
+        let unchanged = current.as_ref().is_some_and(|record| {
+            record["versions"].as_array().into_iter().flatten().any(|v| {
+                v["version"] == record["active_version"] && v["sha256"] == sha256.as_str() && v["config"] == config
+            })
+        });
+        if unchanged {
+            println!("function {name}: unchanged");
+        } else {
+            let mut query = vec![
+                ("timeout_ms".to_owned(), config["timeout_ms"].to_string()),
+                ("memory_mb".to_owned(), config["memory_mb"].to_string()),
+            ];
+            for (key, value) in &function.env {
+                query.push(("env".to_owned(), format!("{key}={value}")));
+            }
+            let request = client
+                .request(Method::PUT, &format!("/v1/functions/{}", segment(name)))
+                .query(&query)
+                .header("content-type", "application/wasm")
+                .body(wasm);
+            let record = client.send(request).await.with_context(|| format!("deploying function {name}"))?;
+            println!("function {name}: deployed version {}", record["active_version"]);
+        }
+        match &function.trigger {
+            Some(trigger) => {
+                let request = client
+                    .request(Method::PUT, &format!("/v1/functions/{}/trigger", segment(name)))
+                    .json(trigger);
+                client.send(request).await.with_context(|| format!("setting the trigger of {name}"))?;
+                println!("function {name}: consumes {}", trigger.queue);
+            }
+            None => {
+                let has_trigger = current.as_ref().is_some_and(|r| !r["trigger"].is_null());
+                if has_trigger {
+                    client.delete(&format!("/v1/functions/{}/trigger", segment(name))).await?;
+                    println!("function {name}: trigger removed");
+                }
+            }
+        }
+    }
+    Ok(())
+}
