@@ -11,7 +11,16 @@ use crate::support::Server;
 
 /// Every id the queue holds, paging through peek by id.
 pub async fn all_ids(server: &Server, queue: &str) -> HashSet<String> {
-    let mut ids = HashSet::new();
+    all_messages(server, queue)
+        .await
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Every message the queue holds, in id order.
+pub async fn all_messages(server: &Server, queue: &str) -> Vec<serde_json::Value> {
+    let mut all = Vec::new();
     let mut after: Option<String> = None;
     loop {
         let path = match &after {
@@ -22,12 +31,10 @@ pub async fn all_ids(server: &Server, queue: &str) -> HashSet<String> {
         assert_eq!(status, 200, "{page}");
         let messages = page["messages"].as_array().unwrap();
         if messages.is_empty() {
-            return ids;
-        }
-        for message in messages {
-            ids.insert(message["id"].as_str().unwrap().to_owned());
+            return all;
         }
         after = messages.last().map(|m| m["id"].as_str().unwrap().to_owned());
+        all.extend(messages.iter().cloned());
     }
 }
 

@@ -187,3 +187,90 @@ where
         pause = (pause * 2).min(Duration::from_millis(100));
     }
 }
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_owned()
+}
+
+/// Builds a guest workspace (`examples` or `tests/guests`) for wasm32-wasip2 once per test
+/// process and returns its output directory.
+///
+/// The outer `cargo test` holds its target directory's lock while tests run, so guests build
+/// into a directory of their own.
+fn build_workspace(workspace: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasm");
+    let out = target_dir.join("wasm32-wasip2").join("release");
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|w| w == workspace) {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+            .arg(repo().join(workspace).join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .status()
+            .expect("run cargo to build the guests");
+        assert!(status.success(), "building {workspace} for wasm32-wasip2 failed");
+        built.push(workspace.to_owned());
+    }
+    out
+}
+
+/// A component from `examples/`, by crate name (`-` or `_`).
+pub fn example(name: &str) -> Vec<u8> {
+    let path = build_workspace("examples").join(format!("{}.wasm", name.replace('-', "_")));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A component from `tests/guests/`, by crate name.
+pub fn guest(name: &str) -> Vec<u8> {
+    let path = build_workspace("tests/guests").join(format!("{}.wasm", name.replace('-', "_")));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+impl Server {
+    /// Uploads a component as function `name` (query: extra config), asserting success.
+    pub async fn deploy(&self, name: &str, wasm: Vec<u8>, query: &str) -> Value {
+        let (status, body) = self.put_wasm(&format!("/v1/functions/{name}?{query}"), wasm).await;
+        assert_eq!(status, 201, "deploy {name}: {body}");
+        body
+    }
+
+    /// Binds function `name` to a queue, asserting success.
+    pub async fn trigger(&self, name: &str, trigger: Value) -> Value {
+        let response = self
+            .http
+            .put(self.url(&format!("/v1/functions/{name}/trigger")))
+            .json(&trigger)
+            .send()
+            .await;
+        let (status, body) = into_json(response).await;
+        assert_eq!(status, 200, "trigger {name}: {body}");
+        body
+    }
+
+    /// A queue's live stats.
+    pub async fn stats(&self, queue: &str) -> Value {
+        let (status, body) = self.get(&format!("/v1/queues/{queue}")).await;
+        assert_eq!(status, 200, "{body}");
+        body["stats"].clone()
+    }
+
+    /// Enqueues `bodies` in batches of up to 1000, returning the ids.
+    pub async fn enqueue_all(&self, queue: &str, bodies: impl IntoIterator<Item = Value>) -> Vec<String> {
+        let bodies: Vec<Value> = bodies.into_iter().collect();
+        let mut ids = Vec::new();
+        for chunk in bodies.chunks(1000) {
+            let (status, answer) = self
+                .post(&format!("/v1/queues/{queue}/messages/batch"), serde_json::json!({ "messages": chunk }))
+                .await;
+            assert_eq!(status, 201, "{answer}");
+            ids.extend(answer["ids"].as_array().unwrap().iter().map(|i| i.as_str().unwrap().to_owned()));
+        }
+        ids
+    }
+}

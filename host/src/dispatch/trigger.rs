@@ -22,7 +22,7 @@ const STORAGE_RETRY: Duration = Duration::from_secs(1);
 
 /// Extra lease time beyond the function's time limit, so a batch that runs to its limit is
 /// still held when it settles.
-const LEASE_MARGIN: Duration = Duration::from_secs(10);
+const LEASE_MARGIN: Duration = Duration::from_secs(2);
 
 /// Everything one trigger's loop needs.
 pub struct Trigger {
