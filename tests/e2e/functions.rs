@@ -90,12 +90,13 @@ async fn misbehaving_guests_fail_clearly_and_the_host_keeps_serving() {
         ("oom", "memory_mb=16", "out_of_memory"),
         ("recurse", "", "stack_overflow"),
     ];
-    for (name, query, outcome) in cases {
+    for (name, query, _) in cases {
         server.deploy(name, guest(name), query).await;
     }
     server.deploy("ok", guest("ok"), "").await;
     for (name, _, outcome) in cases {
-        let invoke = server.post(&format!("/v1/functions/{name}/invoke"), json!({"messages": [{"body": "x"}]}));
+        let path = format!("/v1/functions/{name}/invoke");
+        let invoke = server.post(&path, json!({"messages": [{"body": "x"}]}));
         // While the guest misbehaves, the host answers other requests promptly.
         let probe = async {
             let started = Instant::now();
