@@ -67,6 +67,26 @@ pub struct QueueSettings {
     pub dedup_window_ms: u64,
 }
 
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { initial_ms: 1000, multiplier: 2.0, max_ms: 300_000, jitter: true }
+    }
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        QueueSettings {
+            visibility_timeout_ms: 30_000,
+            max_attempts: 5,
+            backoff: Backoff::default(),
+            dead_letter_queue: None,
+            retention_ms: 4 * 24 * 3600 * 1000,
+            max_message_bytes: 256 * 1024,
+            dedup_window_ms: 5 * 60 * 1000,
+        }
+    }
+}
+
 /// Live counts of one queue.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct QueueStats {
