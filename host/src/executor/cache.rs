@@ -4,6 +4,8 @@
 //! A file is named by the sha256 of the wasm bytes and of the engine's precompile compatibility
 //! hash (wasmtime version, compiler settings, tunables). Files are written only by this module,
 //! atomically (temp file in the same directory, then rename), so a reader never sees a partial one.
+//! Loaded components map their file, so a file is never rewritten in place (truncating a mapped
+//! file would crash the host with SIGBUS); replacing it by rename leaves existing mappings intact.
 
 use std::hash::{Hash, Hasher};
 use std::io::Write;
@@ -47,13 +49,20 @@ pub(super) struct ComponentCache {
 
 impl ComponentCache {
     pub(super) fn open(dir: &Path, engine: &Engine) -> Result<ComponentCache, Error> {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Cache { path: dir.to_owned(), source })?;
-        Ok(ComponentCache { dir: dir.to_owned(), engine_fingerprint: engine_fingerprint(engine) })
+        std::fs::create_dir_all(dir).map_err(|source| Error::Cache {
+            path: dir.to_owned(),
+            source,
+        })?;
+        Ok(ComponentCache {
+            dir: dir.to_owned(),
+            engine_fingerprint: engine_fingerprint(engine),
+        })
     }
 
     fn path(&self, digest: &str) -> PathBuf {
         // 32 hex digits of the engine fingerprint are plenty to tell configurations apart.
-        self.dir.join(format!("{digest}-{}.cwasm", &self.engine_fingerprint[..32]))
+        self.dir
+            .join(format!("{digest}-{}.cwasm", &self.engine_fingerprint[..32]))
     }
 
     /// The cached compilation of the wasm with this digest, if there is a usable one. A file
@@ -84,7 +93,9 @@ impl ComponentCache {
     pub(super) fn store(&self, digest: &str, component: &Component) -> Result<(), Error> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let path = self.path(digest);
-        let bytes = component.serialize().map_err(|e| Error::Engine(format!("serializing a compiled component: {e:#}")))?;
+        let bytes = component
+            .serialize()
+            .map_err(|e| Error::Engine(format!("serializing a compiled component: {e:#}")))?;
         let tmp = self.dir.join(format!(
             ".{digest}.{}.{}.tmp",
             std::process::id(),
@@ -99,7 +110,10 @@ impl ComponentCache {
         };
         write().map_err(|source| {
             let _ = std::fs::remove_file(&tmp);
-            Error::Cache { path: path.clone(), source }
+            Error::Cache {
+                path: path.clone(),
+                source,
+            }
         })
     }
 }

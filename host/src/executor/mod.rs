@@ -35,7 +35,10 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
     #[error("compiled-component cache at {path}: {source}")]
-    Cache { path: PathBuf, source: std::io::Error },
+    Cache {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("wasmtime: {0}")]
     Engine(String),
 }
@@ -165,7 +168,10 @@ impl Handler {
 
 impl std::fmt::Debug for Handler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Handler").field("digest", &self.inner.digest).field("from_cache", &self.inner.from_cache).finish()
+        f.debug_struct("Handler")
+            .field("digest", &self.inner.digest)
+            .field("from_cache", &self.inner.from_cache)
+            .finish()
     }
 }
 
@@ -188,7 +194,9 @@ struct Inner {
 
 impl std::fmt::Debug for Executor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Executor").field("max_memory_bytes", &self.inner.max_memory_bytes).finish_non_exhaustive()
+        f.debug_struct("Executor")
+            .field("max_memory_bytes", &self.inner.max_memory_bytes)
+            .finish_non_exhaustive()
     }
 }
 
@@ -196,7 +204,10 @@ impl Executor {
     pub fn new(config: ExecutorConfig) -> Result<Executor, Error> {
         let engine_error = |e: wasmtime::Error| Error::Engine(format!("{e:#}"));
         let instances = config.max_instances.max(1);
-        let max_memory = config.max_memory_bytes.max(WASM_PAGE).next_multiple_of(WASM_PAGE);
+        let max_memory = config
+            .max_memory_bytes
+            .max(WASM_PAGE)
+            .next_multiple_of(WASM_PAGE);
 
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(instances)
@@ -229,7 +240,8 @@ impl Executor {
 
         let mut linker = Linker::<State>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_error)?;
-        bindings::Handler::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state).map_err(engine_error)?;
+        bindings::Handler::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)
+            .map_err(engine_error)?;
 
         let cache = ComponentCache::open(&config.cache_dir, &engine)?;
 
@@ -267,17 +279,26 @@ impl Executor {
         let (component, from_cache) = match self.inner.cache.load(engine, &digest) {
             Some(component) => (component, true),
             None => {
-                let component = Component::new(engine, wasm)
-                    .map_err(|e| Error::Invalid(format!("not a valid WebAssembly component: {e:#}")))?;
+                let component = Component::new(engine, wasm).map_err(|e| {
+                    Error::Invalid(format!("not a valid WebAssembly component: {e:#}"))
+                })?;
                 (component, false)
             }
         };
         let pre = self.link(&component)?;
         // Only a component that passed every check reaches the cache.
         if !from_cache && let Err(error) = self.inner.cache.store(&digest, &component) {
-            tracing::warn!("the compiled component was not cached and will be compiled again after a restart: {error}");
+            tracing::warn!(
+                "the compiled component was not cached and will be compiled again after a restart: {error}"
+            );
         }
-        Ok(Handler { inner: Arc::new(HandlerInner { pre, digest, from_cache }) })
+        Ok(Handler {
+            inner: Arc::new(HandlerInner {
+                pre,
+                digest,
+                from_cache,
+            }),
+        })
     }
 
     /// Checks the component against the `handler` world and the host's imports.
@@ -293,8 +314,15 @@ impl Executor {
                 )));
             }
             None => {
-                let exports: Vec<String> = ty.exports(engine).map(|(name, _)| format!("`{name}`")).collect();
-                let exports = if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") };
+                let exports: Vec<String> = ty
+                    .exports(engine)
+                    .map(|(name, _)| format!("`{name}`"))
+                    .collect();
+                let exports = if exports.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    exports.join(", ")
+                };
                 return Err(Error::Invalid(format!(
                     "the component does not export the `handle` function of world {WORLD} (it exports {exports}); \
                      build it against the `handler` world of Sluice's WIT package"
@@ -309,12 +337,20 @@ impl Executor {
             ))
         })?;
         HandlerPre::new(pre).map_err(|e| {
-            Error::Invalid(format!("the component's `handle` export does not match world {WORLD}: {e:#}"))
+            Error::Invalid(format!(
+                "the component's `handle` export does not match world {WORLD}: {e:#}"
+            ))
         })
     }
 
     /// Runs `batch` in a fresh instance of `handler`.
-    pub async fn invoke(&self, handler: &Handler, limits: &Limits, batch: Vec<Message>, check: SendCheck) -> Invocation {
+    pub async fn invoke(
+        &self,
+        handler: &Handler,
+        limits: &Limits,
+        batch: Vec<Message>,
+        check: SendCheck,
+    ) -> Invocation {
         let start = Instant::now();
         let permit = self.inner.slots.clone().acquire_owned().await;
         let (inner, handler, limits) = (self.inner.clone(), handler.clone(), limits.clone());
@@ -343,13 +379,24 @@ impl Executor {
 
 impl Inner {
     /// One invocation, start to finish, on the current (blocking) thread.
-    fn run(&self, handler: &Handler, limits: &Limits, batch: Vec<Message>, check: SendCheck) -> Invocation {
+    fn run(
+        &self,
+        handler: &Handler,
+        limits: &Limits,
+        batch: Vec<Message>,
+        check: SendCheck,
+    ) -> Invocation {
         use bindings::sluice::queue::types;
 
         let start = Instant::now();
         let memory_limit = limits.memory_bytes.min(self.max_memory_bytes);
         let logs = Logs::new(limits.max_log_bytes);
-        let state = State::new(limits, usize::try_from(memory_limit).unwrap_or(usize::MAX), &logs, check);
+        let state = State::new(
+            limits,
+            usize::try_from(memory_limit).unwrap_or(usize::MAX),
+            &logs,
+            check,
+        );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
         store.set_epoch_deadline(deadline_ticks(limits.timeout));
@@ -365,7 +412,11 @@ impl Inner {
                 enqueued_at_ms: m.enqueued_at_ms,
             })
             .collect();
-        let result = handler.inner.pre.instantiate(&mut store).and_then(|instance| instance.call_handle(&mut store, &batch));
+        let result = handler
+            .inner
+            .pre
+            .instantiate(&mut store)
+            .and_then(|instance| instance.call_handle(&mut store, &batch));
         let outcome = match result {
             Ok(Ok(failures)) => Outcome::Ok(
                 failures
@@ -374,14 +425,22 @@ impl Inner {
                         id: f.id,
                         disposition: match f.disposition {
                             types::Disposition::Retry(delay) => Disposition::Retry(delay),
-                            types::Disposition::DeadLetter(reason) => Disposition::DeadLetter(reason),
+                            types::Disposition::DeadLetter(reason) => {
+                                Disposition::DeadLetter(reason)
+                            }
                         },
                     })
                     .collect(),
             ),
             Ok(Err(reason)) => Outcome::Error(reason),
             Err(error) => {
-                let (kind, message) = classify(&error, store.data().memory.refused, memory_limit, limits.timeout, &logs);
+                let (kind, message) = classify(
+                    &error,
+                    store.data().memory.refused,
+                    memory_limit,
+                    limits.timeout,
+                    &logs,
+                );
                 Outcome::Failed { kind, message }
             }
         };
@@ -389,11 +448,22 @@ impl Inner {
         drop(store);
         let duration = start.elapsed();
         match &outcome {
-            Outcome::Failed { kind, message } => tracing::info!(?kind, ?duration, "handler failed: {message}"),
-            Outcome::Error(reason) => tracing::debug!(?duration, "handler returned an error: {reason}"),
-            Outcome::Ok(failures) => tracing::debug!(?duration, failures = failures.len(), "handler returned ok"),
+            Outcome::Failed { kind, message } => {
+                tracing::info!(?kind, ?duration, "handler failed: {message}")
+            }
+            Outcome::Error(reason) => {
+                tracing::debug!(?duration, "handler returned an error: {reason}")
+            }
+            Outcome::Ok(failures) => {
+                tracing::debug!(?duration, failures = failures.len(), "handler returned ok")
+            }
         }
-        Invocation { outcome, logs: logs.finish(), sends, duration }
+        Invocation {
+            outcome,
+            logs: logs.finish(),
+            sends,
+            duration,
+        }
     }
 }
 
@@ -413,11 +483,19 @@ fn classify(
 ) -> (FailureKind, String) {
     let trap = error.downcast_ref::<Trap>().copied();
     match trap {
-        Some(Trap::Interrupt) => return (FailureKind::Timeout, format!("the handler exceeded its time limit of {timeout:?}")),
+        Some(Trap::Interrupt) => {
+            return (
+                FailureKind::Timeout,
+                format!("the handler exceeded its time limit of {timeout:?}"),
+            );
+        }
         Some(Trap::StackOverflow) => {
             return (
                 FailureKind::StackOverflow,
-                format!("the handler overflowed its call stack ({}), most likely unbounded recursion", Trap::StackOverflow),
+                format!(
+                    "the handler overflowed its call stack ({}), most likely unbounded recursion",
+                    Trap::StackOverflow
+                ),
             );
         }
         _ => {}
@@ -444,7 +522,11 @@ fn classify(
         Some(trap) => {
             let place = error
                 .downcast_ref::<wasmtime::WasmBacktrace>()
-                .and_then(|bt| bt.frames().iter().find_map(|frame| frame.func_name().map(str::to_owned)))
+                .and_then(|bt| {
+                    bt.frames()
+                        .iter()
+                        .find_map(|frame| frame.func_name().map(str::to_owned))
+                })
                 .map(|name| format!(" in `{name}`"))
                 .unwrap_or_default();
             format!("the handler trapped{place}: {trap}")
@@ -469,7 +551,10 @@ fn check_header(wasm: &[u8]) -> Result<(), Error> {
         } else if wasm.trim_ascii_start().starts_with(b"(") {
             "it looks like WebAssembly text (.wat); upload the binary component instead".to_owned()
         } else {
-            format!("it starts with {} instead of the magic bytes `\\0asm`", hex::encode(&wasm[..wasm.len().min(4)]))
+            format!(
+                "it starts with {} instead of the magic bytes `\\0asm`",
+                hex::encode(&wasm[..wasm.len().min(4)])
+            )
         };
         return Err(Error::Invalid(format!("not a WebAssembly binary: {found}")));
     }

@@ -30,7 +30,12 @@ pub(super) struct State {
 }
 
 impl State {
-    pub(super) fn new(limits: &Limits, memory_bytes: usize, logs: &Logs, check: SendCheck) -> State {
+    pub(super) fn new(
+        limits: &Limits,
+        memory_bytes: usize,
+        logs: &Logs,
+        check: SendCheck,
+    ) -> State {
         // A fresh builder grants nothing: no preopened directories, no arguments, no inherited
         // environment, stdin empty. The network switches are explicit so a future default can't
         // open them, and no socket address check is installed, so every address is refused.
@@ -45,7 +50,11 @@ impl State {
         State {
             wasi,
             table: ResourceTable::new(),
-            memory: MemoryLimiter { limit: memory_bytes, used: 0, refused: None },
+            memory: MemoryLimiter {
+                limit: memory_bytes,
+                used: 0,
+                refused: None,
+            },
             outbox: Outbox {
                 sends: Vec::new(),
                 bytes: 0,
@@ -59,7 +68,10 @@ impl State {
 
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -72,7 +84,12 @@ pub(super) struct MemoryLimiter {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> Result<bool> {
         let wanted = self.used.saturating_add(desired - current);
         if wanted > self.limit {
             // Refuse rather than trap: `memory.grow` returns -1 as the spec allows, and a guest
@@ -85,7 +102,12 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 }
@@ -105,9 +127,17 @@ impl outbox::Host for State {
     fn send(&mut self, msg: types::Outgoing) -> Result<(), String> {
         let outbox = &mut self.outbox;
         if outbox.sends.len() >= outbox.max_sends {
-            return Err(format!("send limit reached: at most {} messages per invocation", outbox.max_sends));
+            return Err(format!(
+                "send limit reached: at most {} messages per invocation",
+                outbox.max_sends
+            ));
         }
-        let size = msg.body.len() + msg.attributes.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        let size = msg.body.len()
+            + msg
+                .attributes
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
         if outbox.bytes + size > outbox.max_bytes {
             return Err(format!(
                 "send limit reached: at most {} bytes of messages per invocation ({} already sent, this one is {size})",
@@ -116,7 +146,12 @@ impl outbox::Host for State {
         }
         (outbox.check)(&msg.queue)?;
         outbox.bytes += size;
-        outbox.sends.push(Outgoing { queue: msg.queue, body: msg.body, attributes: msg.attributes, delay_ms: msg.delay_ms });
+        outbox.sends.push(Outgoing {
+            queue: msg.queue,
+            body: msg.body,
+            attributes: msg.attributes,
+            delay_ms: msg.delay_ms,
+        });
         Ok(())
     }
 }
@@ -141,15 +176,26 @@ struct LogBuffer {
 
 impl Logs {
     pub(super) fn new(max: usize) -> Logs {
-        Logs(Arc::new(Mutex::new(LogBuffer { text: Vec::new(), max, dropped: 0, stderr_tail: Vec::new() })))
+        Logs(Arc::new(Mutex::new(LogBuffer {
+            text: Vec::new(),
+            max,
+            dropped: 0,
+            stderr_tail: Vec::new(),
+        })))
     }
 
     fn pipe(&self, stream: Stream) -> LogPipe {
-        LogPipe { logs: self.clone(), stream }
+        LogPipe {
+            logs: self.clone(),
+            stream,
+        }
     }
 
     fn write(&self, stream: Stream, bytes: &[u8]) {
-        let mut buf = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut buf = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let room = buf.max - buf.text.len().min(buf.max);
         let kept = &bytes[..bytes.len().min(room)];
         buf.text.extend_from_slice(kept);
@@ -163,27 +209,40 @@ impl Logs {
             let text = String::from_utf8_lossy(kept);
             let text = text.trim_end_matches('\n');
             match stream {
-                Stream::Stdout => tracing::debug!(target: "sluice::guest", stream = "stdout", "{text}"),
-                Stream::Stderr => tracing::info!(target: "sluice::guest", stream = "stderr", "{text}"),
+                Stream::Stdout => {
+                    tracing::debug!(target: "sluice::guest", stream = "stdout", "{text}")
+                }
+                Stream::Stderr => {
+                    tracing::info!(target: "sluice::guest", stream = "stderr", "{text}")
+                }
             }
         }
     }
 
     /// The end of stderr (kept even when the log limit dropped it from the logs).
     pub(super) fn stderr_tail(&self) -> String {
-        let buf = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let buf = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         String::from_utf8_lossy(&buf.stderr_tail).into_owned()
     }
 
     /// The captured text, with a note at the end when the limit cut some of it.
     pub(super) fn finish(&self) -> String {
-        let buf = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let buf = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut text = String::from_utf8_lossy(&buf.text).into_owned();
         if buf.dropped > 0 {
             if !text.is_empty() && !text.ends_with('\n') {
                 text.push('\n');
             }
-            text.push_str(&format!("[sluice: log truncated, {} more bytes dropped (limit {} bytes)]\n", buf.dropped, buf.max));
+            text.push_str(&format!(
+                "[sluice: log truncated, {} more bytes dropped (limit {} bytes)]\n",
+                buf.dropped, buf.max
+            ));
         }
         text
     }
@@ -235,7 +294,11 @@ impl Pollable for LogPipe {
 }
 
 impl tokio::io::AsyncWrite for LogPipe {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.logs.write(self.stream, buf);
         Poll::Ready(Ok(buf.len()))
     }
