@@ -25,16 +25,10 @@ pub enum Error {
     InvalidName { name: String, reason: String },
     #[error("invalid queue settings: {0}")]
     InvalidSettings(String),
-    #[error(
-        "queue `{queue}` is the dead-letter queue of `{used_by}`; change or delete `{used_by}` first"
-    )]
+    #[error("queue `{queue}` is the dead-letter queue of `{used_by}`; change or delete `{used_by}` first")]
     QueueInUse { queue: String, used_by: String },
     #[error("message of {size} bytes exceeds queue `{queue}`'s limit of {limit} bytes")]
-    MessageTooLarge {
-        queue: String,
-        size: usize,
-        limit: usize,
-    },
+    MessageTooLarge { queue: String, size: usize, limit: usize },
     #[error("function `{0}` does not exist")]
     FunctionNotFound(String),
     #[error("function `{name}` has no version {version}")]
@@ -43,9 +37,7 @@ pub enum Error {
     #[error("storage unavailable: {0}")]
     Unavailable(String),
     /// The file where the database should be is not a Sluice database.
-    #[error(
-        "{path} is not a Sluice database ({reason}); move it away or choose another --data-dir"
-    )]
+    #[error("{path} is not a Sluice database ({reason}); move it away or choose another --data-dir")]
     Corrupt { path: String, reason: String },
 }
 
@@ -77,12 +69,7 @@ pub struct QueueSettings {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff {
-            initial_ms: 1000,
-            multiplier: 2.0,
-            max_ms: 300_000,
-            jitter: true,
-        }
+        Backoff { initial_ms: 1000, multiplier: 2.0, max_ms: 300_000, jitter: true }
     }
 }
 
@@ -288,12 +275,7 @@ impl Store {
     }
     /// Leases up to `max` visible messages for `visibility` (default: the queue's visibility
     /// timeout). `None` when nothing is visible.
-    pub async fn lease(
-        &self,
-        queue: &str,
-        max: usize,
-        visibility: Option<Duration>,
-    ) -> Result<Option<Lease>> {
+    pub async fn lease(&self, queue: &str, max: usize, visibility: Option<Duration>) -> Result<Option<Lease>> {
         todo!()
     }
     /// Pushes a lease's expiry to now + `visibility`, for the messages it still holds.
@@ -323,13 +305,7 @@ impl Store {
     }
 
     // ---- functions and triggers ----
-    pub async fn add_function_version(
-        &self,
-        name: &str,
-        sha256: &str,
-        size: u64,
-        config: serde_json::Value,
-    ) -> Result<FunctionRecord> {
+    pub async fn add_function_version(&self, name: &str, sha256: &str, size: u64, config: serde_json::Value) -> Result<FunctionRecord> {
         todo!()
     }
     pub async fn get_function(&self, name: &str) -> Result<FunctionRecord> {
