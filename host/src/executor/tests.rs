@@ -617,6 +617,18 @@ async fn measure() {
     }
     println!("prepare from the disk cache (new executor, best of 20): {best:?}");
 
+    let rounds = 20_000;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        tokio::task::spawn_blocking(|| std::hint::black_box(1))
+            .await
+            .unwrap();
+    }
+    println!(
+        "an empty spawn_blocking round trip: {:?}",
+        started.elapsed() / rounds
+    );
+
     let limits = Limits {
         timeout: Duration::from_secs(30),
         memory_bytes: 64 << 20,
