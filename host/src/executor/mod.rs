@@ -330,10 +330,23 @@ impl Executor {
             }
         }
         let pre = self.inner.linker.instantiate_pre(component).map_err(|e| {
+            // Name the culprits when they are outside what we provide at all; otherwise (a WASI
+            // or outbox import of the wrong version or shape) wasmtime's own words say which.
+            let foreign: Vec<String> = ty
+                .imports(engine)
+                .map(|(name, _)| name)
+                .filter(|name| !name.starts_with("wasi:") && !name.starts_with("sluice:queue/"))
+                .map(|name| format!("`{name}`"))
+                .collect();
+            let what = if foreign.is_empty() {
+                "something Sluice does not provide".to_owned()
+            } else {
+                format!("{}, which Sluice does not provide", foreign.join(", "))
+            };
             Error::Invalid(format!(
-                "the component imports something Sluice does not provide: {e:#}. Handlers may import only \
-                 WASI 0.2 (wasi:cli, wasi:io, wasi:clocks, wasi:random, wasi:filesystem, wasi:sockets; \
-                 all of them deny access) and sluice:queue/outbox@0.1.0"
+                "the component imports {what}. Handlers may import only WASI 0.2 (wasi:cli, \
+                 wasi:io, wasi:clocks, wasi:random, wasi:filesystem, wasi:sockets; all of them \
+                 deny access) and sluice:queue/outbox@0.1.0. (wasmtime: {e:#})"
             ))
         })?;
         HandlerPre::new(pre).map_err(|e| {
@@ -514,7 +527,15 @@ fn classify(
     if trap == Some(Trap::UnreachableCodeReached) {
         let stderr = logs.stderr_tail();
         if let Some(at) = stderr.rfind("panicked at") {
-            let panic = stderr[at..].trim_end().replace('\n', " ");
+            // Rust's panic report, minus its hint about RUST_BACKTRACE, which a handler can't use.
+            let panic: Vec<&str> = stderr[at..]
+                .lines()
+                .map(str::trim)
+                .filter(|line| {
+                    !line.is_empty() && !line.starts_with("note: run with `RUST_BACKTRACE")
+                })
+                .collect();
+            let panic = panic.join(" ");
             return (FailureKind::Panic, format!("the handler {panic}"));
         }
     }
