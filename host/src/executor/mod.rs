@@ -1,14 +1,32 @@
 //! Runs handler components: the wasmtime engine, the compiled-component cache, per-invocation
 //! limits (time, memory), a WASI context that grants nothing, and the outbox import.
 
-// SKELETON: the public API the rest of the host codes against; filled in by the executor's
-// implementation. Signatures change only by agreement.
+//!
+//! One engine (cranelift, pooling allocator, epoch interruption driven by one ticker thread) is
+//! shared by every function. [`Executor::prepare`] validates an upload against the `handler`
+//! world and compiles it once per content and engine, caching the result on disk;
+//! [`Executor::invoke`] runs one batch in a fresh store and instance, on a blocking thread.
+
+mod bindings;
+mod cache;
+mod sandbox;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
 use crate::store::Message;
+use bindings::HandlerPre;
+use cache::ComponentCache;
+use sandbox::{Logs, State};
 
 /// Why a component could not be prepared, or the executor could not start.
 #[derive(Debug, thiserror::Error)]
@@ -17,7 +35,10 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
     #[error("compiled-component cache at {path}: {source}")]
-    Cache { path: PathBuf, source: std::io::Error },
+    Cache {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("wasmtime: {0}")]
     Engine(String),
 }
@@ -36,12 +57,18 @@ pub struct ExecutorConfig {
 /// Per-function limits and grants.
 #[derive(Debug, Clone)]
 pub struct Limits {
+    /// Wall-clock limit of one invocation, instantiation included (enforced to within ~10 ms).
     pub timeout: Duration,
+    /// Linear memory of the instance, all memories together; capped by
+    /// [`ExecutorConfig::max_memory_bytes`].
     pub memory_bytes: u64,
     /// Environment variables the function may read; nothing else of the host's is visible.
     pub env: Vec<(String, String)>,
+    /// Outbox sends per invocation.
     pub max_sends: usize,
+    /// Outbox bytes per invocation: bodies plus attribute names and values, all sends together.
     pub max_send_bytes: usize,
+    /// Captured stdout + stderr per invocation; the rest is dropped and the drop noted.
     pub max_log_bytes: usize,
 }
 
@@ -102,29 +129,479 @@ pub struct Invocation {
     pub duration: Duration,
 }
 
+/// The granularity of time limits: one background thread advances the engine's epoch this often.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+const WASM_PAGE: u64 = 64 * 1024;
+/// Per-component shape the pool is sized for. A Rust `wasm32-wasip2` component has one memory,
+/// two tables and a handful of core instances; one built with the preview1 adapter has two
+/// memories. Components needing more are refused at instantiation with wasmtime's message.
+const MEMORIES_PER_COMPONENT: u32 = 2;
+const TABLES_PER_COMPONENT: u32 = 4;
+const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+
+/// The world every handler must target, as users see it in messages.
+const WORLD: &str = "sluice:queue/handler@0.1.0";
+
 /// A validated, compiled component ready to be instantiated.
 #[derive(Clone)]
 pub struct Handler {
-    inner: Arc<()>,
+    inner: Arc<HandlerInner>,
+}
+
+struct HandlerInner {
+    pre: HandlerPre<State>,
+    digest: String,
+    from_cache: bool,
+}
+
+impl Handler {
+    /// Hex sha256 of the uploaded wasm.
+    pub fn digest(&self) -> &str {
+        &self.inner.digest
+    }
+
+    /// Whether `prepare` loaded the compiled code from the disk cache instead of compiling.
+    pub fn from_cache(&self) -> bool {
+        self.inner.from_cache
+    }
+}
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handler")
+            .field("digest", &self.inner.digest)
+            .field("from_cache", &self.inner.from_cache)
+            .finish()
+    }
 }
 
 /// The wasmtime engine and everything shared between invocations; cheap to clone.
 #[derive(Clone)]
 pub struct Executor {
-    inner: Arc<()>,
+    inner: Arc<Inner>,
 }
 
-#[allow(unused_variables, clippy::todo)]
+struct Inner {
+    engine: Engine,
+    linker: Linker<State>,
+    cache: ComponentCache,
+    max_memory_bytes: u64,
+    /// One permit per pool slot, so a burst waits for a slot instead of failing to instantiate.
+    slots: Arc<Semaphore>,
+    /// Dropped with the last `Executor` clone, which disconnects and so stops the epoch ticker.
+    _stop_ticker: mpsc::Sender<()>,
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor")
+            .field("max_memory_bytes", &self.inner.max_memory_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Executor {
     pub fn new(config: ExecutorConfig) -> Result<Executor, Error> {
-        todo!()
+        let engine_error = |e: wasmtime::Error| Error::Engine(format!("{e:#}"));
+        let instances = config.max_instances.max(1);
+        let max_memory = config
+            .max_memory_bytes
+            .max(WASM_PAGE)
+            .next_multiple_of(WASM_PAGE);
+
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(instances)
+            .total_core_instances(instances.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+            .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+            .total_memories(instances.saturating_mul(MEMORIES_PER_COMPONENT))
+            .max_memories_per_component(MEMORIES_PER_COMPONENT)
+            .total_tables(instances.saturating_mul(TABLES_PER_COMPONENT))
+            .max_tables_per_component(TABLES_PER_COMPONENT)
+            .max_memory_size(usize::try_from(max_memory).unwrap_or(usize::MAX))
+            // Instances run on blocking threads with sync wasmtime: no fiber stacks needed.
+            .total_stacks(0);
+        // Memory protection keys stay off (wasmtime's default; the `memory-protection-keys`
+        // feature is not even compiled in): they are experimental and the sizing below already
+        // keeps the reservation small.
+
+        let mut wasm = Config::new();
+        wasm.wasm_component_model(true)
+            .strategy(wasmtime::Strategy::Cranelift)
+            .epoch_interruption(true)
+            // Each slot reserves only what an instance may use (plus the default guard region)
+            // instead of 4 GiB: with `max_instances` × 2 memories, a 4 GiB reservation each
+            // would reserve terabytes of address space. The price is explicit bounds checks.
+            .memory_reservation(max_memory)
+            .memory_reservation_for_growth(0)
+            // Instantiation maps the component's data segments copy-on-write instead of copying.
+            .memory_init_cow(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm).map_err(engine_error)?;
+
+        let mut linker = Linker::<State>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_error)?;
+        bindings::Handler::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)
+            .map_err(engine_error)?;
+
+        let cache = ComponentCache::open(&config.cache_dir, &engine)?;
+
+        let (stop_ticker, stopped) = mpsc::channel::<()>();
+        let ticking = engine.weak();
+        std::thread::Builder::new()
+            .name("sluice-epoch".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(EPOCH_TICK) {
+                    match ticking.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .map_err(|e| Error::Engine(format!("starting the epoch ticker thread: {e}")))?;
+
+        Ok(Executor {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                cache,
+                max_memory_bytes: max_memory,
+                slots: Arc::new(Semaphore::new(instances as usize)),
+                _stop_ticker: stop_ticker,
+            }),
+        })
     }
+
     /// Validates `wasm` as a handler component and compiles it (or loads it from the cache).
     pub fn prepare(&self, wasm: &[u8]) -> Result<Handler, Error> {
-        todo!()
+        check_header(wasm)?;
+        let engine = &self.inner.engine;
+        let digest = cache::digest(wasm);
+        let (component, from_cache) = match self.inner.cache.load(engine, &digest) {
+            Some(component) => (component, true),
+            None => {
+                let component = Component::new(engine, wasm).map_err(|e| {
+                    Error::Invalid(format!("not a valid WebAssembly component: {e:#}"))
+                })?;
+                (component, false)
+            }
+        };
+        let pre = self.link(&component)?;
+        // Only a component that passed every check reaches the cache.
+        if !from_cache && let Err(error) = self.inner.cache.store(&digest, &component) {
+            tracing::warn!(
+                "the compiled component was not cached and will be compiled again after a restart: {error}"
+            );
+        }
+        Ok(Handler {
+            inner: Arc::new(HandlerInner {
+                pre,
+                digest,
+                from_cache,
+            }),
+        })
     }
+
+    /// Checks the component against the `handler` world and the host's imports.
+    fn link(&self, component: &Component) -> Result<HandlerPre<State>, Error> {
+        let engine = &self.inner.engine;
+        let ty = component.component_type();
+        match ty.get_export(engine, "handle").map(|export| export.ty) {
+            Some(ComponentItem::ComponentFunc(_)) => {}
+            Some(other) => {
+                return Err(Error::Invalid(format!(
+                    "the component exports `handle`, but as {} rather than the function of world {WORLD}",
+                    item_kind(&other)
+                )));
+            }
+            None => {
+                let exports: Vec<String> = ty
+                    .exports(engine)
+                    .map(|(name, _)| format!("`{name}`"))
+                    .collect();
+                let exports = if exports.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    exports.join(", ")
+                };
+                return Err(Error::Invalid(format!(
+                    "the component does not export the `handle` function of world {WORLD} (it exports {exports}); \
+                     build it against the `handler` world of Sluice's WIT package"
+                )));
+            }
+        }
+        let pre = self.inner.linker.instantiate_pre(component).map_err(|e| {
+            // Name the culprits when they are outside what we provide at all; otherwise (a WASI
+            // or outbox import of the wrong version or shape) wasmtime's own words say which.
+            let foreign: Vec<String> = ty
+                .imports(engine)
+                .map(|(name, _)| name)
+                .filter(|name| !name.starts_with("wasi:") && !name.starts_with("sluice:queue/"))
+                .map(|name| format!("`{name}`"))
+                .collect();
+            let what = if foreign.is_empty() {
+                "something Sluice does not provide".to_owned()
+            } else {
+                format!("{}, which Sluice does not provide", foreign.join(", "))
+            };
+            Error::Invalid(format!(
+                "the component imports {what}. Handlers may import only WASI 0.2 (wasi:cli, \
+                 wasi:io, wasi:clocks, wasi:random, wasi:filesystem, wasi:sockets; all of them \
+                 deny access) and sluice:queue/outbox@0.1.0. (wasmtime: {e:#})"
+            ))
+        })?;
+        HandlerPre::new(pre).map_err(|e| {
+            Error::Invalid(format!(
+                "the component's `handle` export does not match world {WORLD}: {e:#}"
+            ))
+        })
+    }
+
     /// Runs `batch` in a fresh instance of `handler`.
-    pub async fn invoke(&self, handler: &Handler, limits: &Limits, batch: Vec<Message>, check: SendCheck) -> Invocation {
-        todo!()
+    pub async fn invoke(
+        &self,
+        handler: &Handler,
+        limits: &Limits,
+        batch: Vec<Message>,
+        check: SendCheck,
+    ) -> Invocation {
+        let start = Instant::now();
+        let permit = self.inner.slots.clone().acquire_owned().await;
+        let (inner, handler, limits) = (self.inner.clone(), handler.clone(), limits.clone());
+        // Guest logs go to tracing from the blocking thread, under the caller's span.
+        let span = tracing::Span::current();
+        let run = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let _entered = span.enter();
+            inner.run(&handler, &limits, batch, check)
+        });
+        match run.await {
+            Ok(invocation) => invocation,
+            // A bug on our side of the boundary: fail this batch, never the host.
+            Err(error) => Invocation {
+                outcome: Outcome::Failed {
+                    kind: FailureKind::Trap,
+                    message: format!("the host failed while running the handler: {error}"),
+                },
+                logs: String::new(),
+                sends: Vec::new(),
+                duration: start.elapsed(),
+            },
+        }
+    }
+}
+
+impl Inner {
+    /// One invocation, start to finish, on the current (blocking) thread.
+    fn run(
+        &self,
+        handler: &Handler,
+        limits: &Limits,
+        batch: Vec<Message>,
+        check: SendCheck,
+    ) -> Invocation {
+        use bindings::sluice::queue::types;
+
+        let start = Instant::now();
+        let memory_limit = limits.memory_bytes.min(self.max_memory_bytes);
+        let logs = Logs::new(limits.max_log_bytes);
+        let state = State::new(
+            limits,
+            usize::try_from(memory_limit).unwrap_or(usize::MAX),
+            &logs,
+            check,
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.memory);
+        store.set_epoch_deadline(deadline_ticks(limits.timeout));
+
+        let batch: Vec<types::Message> = batch
+            .into_iter()
+            .map(|m| types::Message {
+                id: m.id,
+                queue: m.queue,
+                body: m.body,
+                attributes: m.attributes,
+                attempt: m.attempt,
+                enqueued_at_ms: m.enqueued_at_ms,
+            })
+            .collect();
+        let result = handler
+            .inner
+            .pre
+            .instantiate(&mut store)
+            .and_then(|instance| instance.call_handle(&mut store, &batch));
+        let outcome = match result {
+            Ok(Ok(failures)) => Outcome::Ok(
+                failures
+                    .into_iter()
+                    .map(|f| ItemFailure {
+                        id: f.id,
+                        disposition: match f.disposition {
+                            types::Disposition::Retry(delay) => Disposition::Retry(delay),
+                            types::Disposition::DeadLetter(reason) => {
+                                Disposition::DeadLetter(reason)
+                            }
+                        },
+                    })
+                    .collect(),
+            ),
+            Ok(Err(reason)) => Outcome::Error(reason),
+            Err(error) => {
+                let (kind, message) = classify(
+                    &error,
+                    store.data().memory.refused,
+                    memory_limit,
+                    limits.timeout,
+                    &logs,
+                );
+                Outcome::Failed { kind, message }
+            }
+        };
+        let sends = std::mem::take(&mut store.data_mut().outbox.sends);
+        drop(store);
+        let duration = start.elapsed();
+        match &outcome {
+            Outcome::Failed { kind, message } => {
+                tracing::info!(?kind, ?duration, "handler failed: {message}")
+            }
+            Outcome::Error(reason) => {
+                tracing::debug!(?duration, "handler returned an error: {reason}")
+            }
+            Outcome::Ok(failures) => {
+                tracing::debug!(?duration, failures = failures.len(), "handler returned ok")
+            }
+        }
+        Invocation {
+            outcome,
+            logs: logs.finish(),
+            sends,
+            duration,
+        }
+    }
+}
+
+/// Ticks until the deadline: rounded up, plus one because the next tick may come at once.
+fn deadline_ticks(timeout: Duration) -> u64 {
+    let ticks = timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
+    u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1)
+}
+
+/// Names why an invocation failed, from the error wasmtime returned and what the host saw.
+fn classify(
+    error: &wasmtime::Error,
+    memory_refused: Option<usize>,
+    memory_limit: u64,
+    timeout: Duration,
+    logs: &Logs,
+) -> (FailureKind, String) {
+    let trap = error.downcast_ref::<Trap>().copied();
+    match trap {
+        Some(Trap::Interrupt) => {
+            return (
+                FailureKind::Timeout,
+                format!("the handler exceeded its time limit of {timeout:?}"),
+            );
+        }
+        Some(Trap::StackOverflow) => {
+            return (
+                FailureKind::StackOverflow,
+                format!(
+                    "the handler overflowed its call stack ({}), most likely unbounded recursion",
+                    Trap::StackOverflow
+                ),
+            );
+        }
+        _ => {}
+    }
+    // A refused growth is what made the guest fail, whichever way it then failed: Rust aborts
+    // with `unreachable`, C may dereference null, instantiation may fail outright.
+    if let Some(wanted) = memory_refused {
+        return (
+            FailureKind::OutOfMemory,
+            format!(
+                "the handler ran out of memory: its limit is {} ({memory_limit} bytes) and it tried to grow to {wanted} bytes",
+                mib(memory_limit)
+            ),
+        );
+    }
+    if trap == Some(Trap::UnreachableCodeReached) {
+        let stderr = logs.stderr_tail();
+        if let Some(at) = stderr.rfind("panicked at") {
+            // Rust's panic report, minus its hint about RUST_BACKTRACE, which a handler can't use.
+            let panic: Vec<&str> = stderr[at..]
+                .lines()
+                .map(str::trim)
+                .filter(|line| {
+                    !line.is_empty() && !line.starts_with("note: run with `RUST_BACKTRACE")
+                })
+                .collect();
+            let panic = panic.join(" ");
+            return (FailureKind::Panic, format!("the handler {panic}"));
+        }
+    }
+    let message = match trap {
+        Some(trap) => {
+            let place = error
+                .downcast_ref::<wasmtime::WasmBacktrace>()
+                .and_then(|bt| {
+                    bt.frames()
+                        .iter()
+                        .find_map(|frame| frame.func_name().map(str::to_owned))
+                })
+                .map(|name| format!(" in `{name}`"))
+                .unwrap_or_default();
+            format!("the handler trapped{place}: {trap}")
+        }
+        None => format!("the handler could not run: {error:#}"),
+    };
+    (FailureKind::Trap, message)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// Tells apart the uploads that are not components at all, before wasmtime sees them.
+fn check_header(wasm: &[u8]) -> Result<(), Error> {
+    const MAGIC: &[u8] = b"\0asm";
+    const CORE_MODULE: [u8; 4] = [0x01, 0x00, 0x00, 0x00];
+    const COMPONENT: [u8; 4] = [0x0d, 0x00, 0x01, 0x00];
+    if !wasm.starts_with(MAGIC) {
+        let found = if wasm.is_empty() {
+            "the upload is empty".to_owned()
+        } else if wasm.trim_ascii_start().starts_with(b"(") {
+            "it looks like WebAssembly text (.wat); upload the binary component instead".to_owned()
+        } else {
+            format!(
+                "it starts with {} instead of the magic bytes `\\0asm`",
+                hex::encode(&wasm[..wasm.len().min(4)])
+            )
+        };
+        return Err(Error::Invalid(format!("not a WebAssembly binary: {found}")));
+    }
+    match wasm.get(4..8) {
+        Some(version) if version == COMPONENT => Ok(()),
+        Some(version) if version == CORE_MODULE => Err(Error::Invalid(
+            "this is a core WebAssembly module, not a component; build with `cargo build --target wasm32-wasip2` \
+             (Rust) or wrap it with `wasm-tools component new`"
+                .to_owned(),
+        )),
+        Some(version) => Err(Error::Invalid(format!(
+            "not a WebAssembly component: unsupported version/layer {} (a component has 0d000100)",
+            hex::encode(version)
+        ))),
+        None => Err(Error::Invalid("not a WebAssembly binary: it ends right after the magic bytes".to_owned())),
+    }
+}
+
+fn item_kind(item: &ComponentItem) -> &'static str {
+    match item {
+        ComponentItem::ComponentFunc(_) => "a function",
+        ComponentItem::CoreFunc(_) => "a core function",
+        ComponentItem::Module(_) => "a core module",
+        ComponentItem::Component(_) => "a component",
+        ComponentItem::ComponentInstance(_) => "an instance",
+        ComponentItem::Type(_) => "a type",
+        ComponentItem::Resource(_) => "a resource",
     }
 }

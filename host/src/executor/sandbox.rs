@@ -1,0 +1,313 @@
+//! What one invocation's store holds: a WASI context that grants nothing but the function's own
+//! environment variables, the memory limiter, the captured logs and the outbox buffer.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, Result};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::sluice::queue::{outbox, types};
+use super::{Limits, Outgoing, SendCheck};
+
+/// Tables may grow to this many elements; real handlers use a few hundred.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// How much of the end of stderr is kept aside to recognise a panic message, whatever the log
+/// limit cut off.
+const STDERR_TAIL_BYTES: usize = 4096;
+
+/// The data of one invocation's `Store`.
+pub(super) struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(super) memory: MemoryLimiter,
+    pub(super) outbox: Outbox,
+}
+
+impl State {
+    pub(super) fn new(
+        limits: &Limits,
+        memory_bytes: usize,
+        logs: &Logs,
+        check: SendCheck,
+    ) -> State {
+        // A fresh builder grants nothing: no preopened directories, no arguments, no inherited
+        // environment, stdin empty. The network switches are explicit so a future default can't
+        // open them, and no socket address check is installed, so every address is refused.
+        let wasi = WasiCtxBuilder::new()
+            .envs(&limits.env)
+            .stdout(logs.pipe(Stream::Stdout))
+            .stderr(logs.pipe(Stream::Stderr))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        State {
+            wasi,
+            table: ResourceTable::new(),
+            memory: MemoryLimiter {
+                limit: memory_bytes,
+                used: 0,
+                refused: None,
+            },
+            outbox: Outbox {
+                sends: Vec::new(),
+                bytes: 0,
+                max_sends: limits.max_sends,
+                max_bytes: limits.max_send_bytes,
+                check,
+            },
+        }
+    }
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Caps the linear memory of all instances in one store, together.
+pub(super) struct MemoryLimiter {
+    pub(super) limit: usize,
+    used: usize,
+    /// The total size a refused growth asked for: set once the guest hit the limit.
+    pub(super) refused: Option<usize>,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> Result<bool> {
+        let wanted = self.used.saturating_add(desired - current);
+        if wanted > self.limit {
+            // Refuse rather than trap: `memory.grow` returns -1 as the spec allows, and a guest
+            // that copes with allocation failure may carry on. Most abort, and the trap that
+            // follows is reported as running out of memory.
+            self.refused = Some(self.refused.unwrap_or(0).max(wanted));
+            return Ok(false);
+        }
+        self.used = wanted;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// Messages sent through `sluice:queue/outbox` during one invocation.
+pub(super) struct Outbox {
+    pub(super) sends: Vec<Outgoing>,
+    bytes: usize,
+    max_sends: usize,
+    max_bytes: usize,
+    check: SendCheck,
+}
+
+impl types::Host for State {}
+
+impl outbox::Host for State {
+    fn send(&mut self, msg: types::Outgoing) -> Result<(), String> {
+        let outbox = &mut self.outbox;
+        if outbox.sends.len() >= outbox.max_sends {
+            return Err(format!(
+                "send limit reached: at most {} messages per invocation",
+                outbox.max_sends
+            ));
+        }
+        let size = msg.body.len()
+            + msg
+                .attributes
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+        if outbox.bytes + size > outbox.max_bytes {
+            return Err(format!(
+                "send limit reached: at most {} bytes of messages per invocation ({} already sent, this one is {size})",
+                outbox.max_bytes, outbox.bytes
+            ));
+        }
+        (outbox.check)(&msg.queue)?;
+        outbox.bytes += size;
+        outbox.sends.push(Outgoing {
+            queue: msg.queue,
+            body: msg.body,
+            attributes: msg.attributes,
+            delay_ms: msg.delay_ms,
+        });
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// stdout and stderr of one invocation, interleaved, bounded; each write is also emitted to the
+/// host's tracing (under the caller's span, which names the function).
+#[derive(Clone)]
+pub(super) struct Logs(Arc<Mutex<LogBuffer>>);
+
+struct LogBuffer {
+    text: Vec<u8>,
+    max: usize,
+    dropped: usize,
+    stderr_tail: Vec<u8>,
+}
+
+impl Logs {
+    pub(super) fn new(max: usize) -> Logs {
+        Logs(Arc::new(Mutex::new(LogBuffer {
+            text: Vec::new(),
+            max,
+            dropped: 0,
+            stderr_tail: Vec::new(),
+        })))
+    }
+
+    fn pipe(&self, stream: Stream) -> LogPipe {
+        LogPipe {
+            logs: self.clone(),
+            stream,
+        }
+    }
+
+    fn write(&self, stream: Stream, bytes: &[u8]) {
+        let mut buf = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let room = buf.max - buf.text.len().min(buf.max);
+        let kept = &bytes[..bytes.len().min(room)];
+        buf.text.extend_from_slice(kept);
+        buf.dropped += bytes.len() - kept.len();
+        if stream == Stream::Stderr {
+            buf.stderr_tail.extend_from_slice(bytes);
+            let excess = buf.stderr_tail.len().saturating_sub(STDERR_TAIL_BYTES);
+            buf.stderr_tail.drain(..excess);
+        }
+        if !kept.is_empty() {
+            let text = String::from_utf8_lossy(kept);
+            let text = text.trim_end_matches('\n');
+            match stream {
+                Stream::Stdout => {
+                    tracing::debug!(target: "sluice::guest", stream = "stdout", "{text}")
+                }
+                Stream::Stderr => {
+                    tracing::info!(target: "sluice::guest", stream = "stderr", "{text}")
+                }
+            }
+        }
+    }
+
+    /// The end of stderr (kept even when the log limit dropped it from the logs).
+    pub(super) fn stderr_tail(&self) -> String {
+        let buf = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        String::from_utf8_lossy(&buf.stderr_tail).into_owned()
+    }
+
+    /// The captured text, with a note at the end when the limit cut some of it.
+    pub(super) fn finish(&self) -> String {
+        let buf = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut text = String::from_utf8_lossy(&buf.text).into_owned();
+        if buf.dropped > 0 {
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str(&format!(
+                "[sluice: log truncated, {} more bytes dropped (limit {} bytes)]\n",
+                buf.dropped, buf.max
+            ));
+        }
+        text
+    }
+}
+
+/// One of the guest's output streams, feeding [`Logs`]. Writes never fail and never block: past
+/// the limit they are counted and dropped, so a chatty handler is not broken by its logging.
+#[derive(Clone)]
+struct LogPipe {
+    logs: Logs,
+    stream: Stream,
+}
+
+impl IsTerminal for LogPipe {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for LogPipe {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl OutputStream for LogPipe {
+    fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
+        self.logs.write(self.stream, &bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        Ok(64 * 1024)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for LogPipe {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for LogPipe {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.logs.write(self.stream, buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}

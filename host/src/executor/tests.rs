@@ -1,0 +1,671 @@
+//! The executor against real components: the guests under `tests/guests/`, built by the tests
+//! themselves, and tiny hand-written components for the uploads that must be refused.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use super::*;
+
+/// Builds the guest workspace once per test process and returns where its `.wasm` files are.
+///
+/// `cargo test` holds the lock of its own target directory while tests run, so the nested build
+/// uses a directory of its own (`SLUICE_GUEST_TARGET_DIR`, or `guests/` inside the outer target
+/// directory, found from this test binary's path) and must not inherit `CARGO_TARGET_DIR`.
+fn guests_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let target_dir = std::env::var_os("SLUICE_GUEST_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                // <target>/<profile>/deps/sluice-<hash>
+                let exe = std::env::current_exe().expect("test binary path");
+                exe.ancestors()
+                    .nth(3)
+                    .expect("test binary inside a target directory")
+                    .join("guests")
+            });
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/guests/Cargo.toml");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let output = Command::new(cargo)
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("CARGO_BUILD_TARGET_DIR")
+            .env_remove("CARGO_BUILD_TARGET")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .output()
+            .expect("running cargo to build the test guests");
+        assert!(
+            output.status.success(),
+            "building the test guests failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        target_dir.join("wasm32-wasip2/release")
+    })
+}
+
+fn guest(name: &str) -> Vec<u8> {
+    let path = guests_dir().join(format!("guest_{name}.wasm"));
+    let wasm = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(
+        &wasm[..8],
+        b"\0asm\x0d\x00\x01\x00",
+        "{name} is not a component"
+    );
+    wasm
+}
+
+/// One executor (and cache) for the tests that don't care about caching.
+fn shared() -> &'static Executor {
+    static EXECUTOR: OnceLock<(Executor, tempfile::TempDir)> = OnceLock::new();
+    let (executor, _dir) = EXECUTOR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        (executor_in(dir.path()), dir)
+    });
+    executor
+}
+
+fn executor_in(cache_dir: &Path) -> Executor {
+    Executor::new(ExecutorConfig {
+        cache_dir: cache_dir.to_owned(),
+        max_memory_bytes: 64 << 20,
+        max_instances: 8,
+    })
+    .unwrap()
+}
+
+fn handler(name: &str) -> Handler {
+    static HANDLERS: OnceLock<std::sync::Mutex<std::collections::HashMap<String, Handler>>> =
+        OnceLock::new();
+    let handlers = HANDLERS.get_or_init(Default::default);
+    if let Some(handler) = handlers.lock().unwrap().get(name) {
+        return handler.clone();
+    }
+    let handler = shared().prepare(&guest(name)).unwrap();
+    handlers
+        .lock()
+        .unwrap()
+        .insert(name.to_owned(), handler.clone());
+    handler
+}
+
+fn limits() -> Limits {
+    Limits {
+        timeout: Duration::from_secs(10),
+        memory_bytes: 32 << 20,
+        env: Vec::new(),
+        max_sends: 100,
+        max_send_bytes: 1 << 20,
+        max_log_bytes: 64 << 10,
+    }
+}
+
+fn message(id: &str, body: &str, attributes: &[(&str, &str)]) -> Message {
+    Message {
+        id: id.to_owned(),
+        queue: "in".to_owned(),
+        body: body.as_bytes().to_vec(),
+        attributes: attributes
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        attempt: 1,
+        enqueued_at_ms: 1_700_000_000_000,
+    }
+}
+
+/// Accepts sends to `out` and `other` only.
+fn check() -> SendCheck {
+    Arc::new(|queue: &str| match queue {
+        "out" | "other" => Ok(()),
+        _ => Err(format!("queue `{queue}` does not exist")),
+    })
+}
+
+async fn run(name: &str, limits: &Limits, batch: Vec<Message>) -> Invocation {
+    shared()
+        .invoke(&handler(name), limits, batch, check())
+        .await
+}
+
+fn failure(invocation: &Invocation) -> (FailureKind, &str) {
+    match &invocation.outcome {
+        Outcome::Failed { kind, message } => (*kind, message),
+        other => panic!(
+            "expected a failure, got {other:?}; logs:\n{}",
+            invocation.logs
+        ),
+    }
+}
+
+/// The executor still runs a well-behaved handler (after a misbehaving one).
+async fn assert_still_works() {
+    let invocation = run("ok", &limits(), vec![message("1", "still here", &[])]).await;
+    assert_eq!(
+        invocation.outcome,
+        Outcome::Ok(Vec::new()),
+        "logs:\n{}",
+        invocation.logs
+    );
+    assert_eq!(invocation.logs, "still here\n");
+}
+
+#[tokio::test]
+async fn ok_acknowledges_echoes_and_sends() {
+    let batch = vec![
+        message("1", "one", &[("to", "out")]),
+        message("2", "two", &[]),
+        message("3", "three", &[]),
+    ];
+    let invocation = run("ok", &limits(), batch).await;
+    assert_eq!(invocation.outcome, Outcome::Ok(Vec::new()));
+    assert_eq!(invocation.logs, "one\ntwo\nthree\n");
+    let sent: Vec<(&str, &[u8], &str)> = invocation
+        .sends
+        .iter()
+        .map(|s| {
+            (
+                s.queue.as_str(),
+                s.body.as_slice(),
+                s.attributes[0].1.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            ("out", &b"one"[..], "1"),
+            ("out", b"two", "2"),
+            ("out", b"three", "3")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn ok_reports_item_failures() {
+    let batch = vec![
+        message("1", "a", &[("fail", "retry")]),
+        message("2", "b", &[]),
+        message("3", "c", &[("fail", "retry:500")]),
+        message("4", "d", &[("fail", "malformed")]),
+    ];
+    let invocation = run("ok", &limits(), batch).await;
+    let failure = |id: &str, disposition| ItemFailure {
+        id: id.into(),
+        disposition,
+    };
+    assert_eq!(
+        invocation.outcome,
+        Outcome::Ok(vec![
+            failure("1", Disposition::Retry(None)),
+            failure("3", Disposition::Retry(Some(500))),
+            failure("4", Disposition::DeadLetter("malformed".into())),
+        ])
+    );
+}
+
+#[tokio::test]
+async fn trap_is_reported_as_a_trap() {
+    let invocation = run("trap", &limits(), vec![message("1", "x", &[])]).await;
+    let (kind, message) = failure(&invocation);
+    assert_eq!(kind, FailureKind::Trap);
+    assert!(
+        message.contains("wasm `unreachable` instruction executed"),
+        "{message}"
+    );
+    assert_still_works().await;
+}
+
+#[tokio::test]
+async fn panic_is_reported_with_its_message() {
+    let invocation = run(
+        "panic",
+        &limits(),
+        vec![message("1", "x", &[]), message("2", "y", &[])],
+    )
+    .await;
+    let (kind, message) = failure(&invocation);
+    assert_eq!(kind, FailureKind::Panic);
+    assert!(
+        message.contains("panicked at") && message.ends_with("handler gave up on a batch of 2"),
+        "{message}"
+    );
+    assert!(
+        invocation.logs.contains("panicked at"),
+        "{}",
+        invocation.logs
+    );
+    assert_still_works().await;
+}
+
+#[tokio::test]
+async fn infinite_loop_times_out() {
+    let limits = Limits {
+        timeout: Duration::from_millis(200),
+        ..limits()
+    };
+    let started = Instant::now();
+    let invocation = run("loop", &limits, vec![message("1", "x", &[])]).await;
+    let elapsed = started.elapsed();
+    let (kind, message) = failure(&invocation);
+    assert_eq!(kind, FailureKind::Timeout);
+    assert!(message.contains("200ms"), "{message}");
+    assert!(
+        elapsed >= Duration::from_millis(200) && elapsed < Duration::from_secs(2),
+        "took {elapsed:?}"
+    );
+    assert_eq!(invocation.logs, "looping forever\n");
+    assert_still_works().await;
+}
+
+#[tokio::test]
+async fn allocating_past_the_limit_is_out_of_memory() {
+    let limits = Limits {
+        memory_bytes: 16 << 20,
+        ..limits()
+    };
+    let invocation = run("oom", &limits, vec![message("1", "x", &[])]).await;
+    let (kind, message) = failure(&invocation);
+    assert_eq!(kind, FailureKind::OutOfMemory);
+    assert!(message.contains("16.0 MiB"), "{message}");
+    assert_still_works().await;
+}
+
+#[tokio::test]
+async fn a_limit_above_the_engine_maximum_is_capped() {
+    let limits = Limits {
+        memory_bytes: 1 << 40,
+        ..limits()
+    };
+    let invocation = run("oom", &limits, vec![message("1", "x", &[])]).await;
+    let (kind, message) = failure(&invocation);
+    assert_eq!(kind, FailureKind::OutOfMemory);
+    assert!(message.contains("64.0 MiB"), "{message}");
+}
+
+#[tokio::test]
+async fn unbounded_recursion_is_a_stack_overflow() {
+    let invocation = run("recurse", &limits(), vec![message("1", "x", &[])]).await;
+    let (kind, message) = failure(&invocation);
+    assert_eq!(kind, FailureKind::StackOverflow);
+    assert!(message.contains("call stack"), "{message}");
+    assert_still_works().await;
+}
+
+#[tokio::test]
+async fn sandbox_grants_only_the_given_environment() {
+    assert!(
+        std::env::var_os("PATH").is_some(),
+        "the host has a PATH for the guest not to see"
+    );
+    let limits = Limits {
+        env: vec![("GREETING".into(), "hello".into())],
+        ..limits()
+    };
+    let invocation = run("sandbox", &limits, vec![message("1", "x", &[])]).await;
+    assert_eq!(
+        invocation.outcome,
+        Outcome::Ok(Vec::new()),
+        "logs:\n{}",
+        invocation.logs
+    );
+    let env: Vec<&str> = invocation
+        .logs
+        .lines()
+        .filter(|l| l.starts_with("env: "))
+        .collect();
+    assert_eq!(env, ["env: GREETING=hello"]);
+    for probe in [
+        "read /etc/passwd",
+        "list /",
+        "list .",
+        "env HOME",
+        "env PATH",
+        "tcp connect 127.0.0.1:7070",
+        "tcp listen 127.0.0.1:0",
+        "udp bind 127.0.0.1:0",
+        "dns lookup localhost",
+    ] {
+        assert!(
+            invocation.logs.contains(&format!("denied: {probe}: ")),
+            "{probe} not denied:\n{}",
+            invocation.logs
+        );
+    }
+    assert!(!invocation.logs.contains("ALLOWED"), "{}", invocation.logs);
+}
+
+#[tokio::test]
+async fn outbox_enforces_the_send_count() {
+    let limits = Limits {
+        max_sends: 2,
+        ..limits()
+    };
+    let batch = vec![
+        message("1", "a", &[("to", "out")]),
+        message("2", "b", &[]),
+        message("3", "c", &[]),
+    ];
+    let invocation = run("ok", &limits, batch).await;
+    match &invocation.outcome {
+        Outcome::Error(reason) => assert!(
+            reason.contains("at most 2 messages per invocation"),
+            "{reason}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(invocation.sends.len(), 2);
+}
+
+#[tokio::test]
+async fn outbox_enforces_the_send_bytes() {
+    // Each send is its body plus the `from` attribute (4 + 1 bytes).
+    let limits = Limits {
+        max_send_bytes: 20,
+        ..limits()
+    };
+    let batch = vec![
+        message("1", "0123456789", &[("to", "out")]),
+        message("2", "0123456789", &[]),
+    ];
+    let invocation = run("ok", &limits, batch).await;
+    match &invocation.outcome {
+        Outcome::Error(reason) => assert!(reason.contains("at most 20 bytes"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(invocation.sends.len(), 1);
+}
+
+#[tokio::test]
+async fn outbox_refuses_a_missing_queue_at_the_send() {
+    let invocation = run(
+        "ok",
+        &limits(),
+        vec![message("1", "a", &[("to", "nowhere")])],
+    )
+    .await;
+    assert_eq!(
+        invocation.outcome,
+        Outcome::Error("send to `nowhere` failed: queue `nowhere` does not exist".into())
+    );
+    assert!(invocation.sends.is_empty());
+}
+
+#[tokio::test]
+async fn logs_are_bounded_and_the_cut_is_noted() {
+    let limits = Limits {
+        max_log_bytes: 10,
+        ..limits()
+    };
+    let batch = (0..5)
+        .map(|i| message(&i.to_string(), "abcdef", &[]))
+        .collect();
+    let invocation = run("ok", &limits, batch).await;
+    assert_eq!(invocation.outcome, Outcome::Ok(Vec::new()));
+    assert_eq!(
+        invocation.logs,
+        "abcdef\nabc\n[sluice: log truncated, 25 more bytes dropped (limit 10 bytes)]\n"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_invocations_beyond_the_pool_wait_for_a_slot() {
+    let executor = shared();
+    let handler = handler("ok");
+    let runs = (0..32).map(|i| {
+        let handler = handler.clone();
+        async move {
+            executor
+                .invoke(
+                    &handler,
+                    &limits(),
+                    vec![message(&i.to_string(), "x", &[])],
+                    check(),
+                )
+                .await
+        }
+    });
+    for invocation in futures::future::join_all(runs).await {
+        assert_eq!(invocation.outcome, Outcome::Ok(Vec::new()));
+    }
+}
+
+fn invalid(wasm: &[u8]) -> String {
+    match shared().prepare(wasm) {
+        Err(Error::Invalid(message)) => message,
+        other => panic!("expected Error::Invalid, got {other:?}"),
+    }
+}
+
+#[test]
+fn garbage_is_not_webassembly() {
+    let message = invalid(b"#!/bin/sh\necho hi\n");
+    assert!(
+        message.starts_with("not a WebAssembly binary: "),
+        "{message}"
+    );
+    assert!(invalid(b"").contains("empty"));
+    assert!(invalid(b"(component)").contains("WebAssembly text"));
+}
+
+#[test]
+fn a_core_module_is_not_a_component() {
+    let message = invalid(b"\0asm\x01\0\0\0");
+    assert!(message.starts_with("this is a core WebAssembly module, not a component; build with `cargo build --target wasm32-wasip2`"), "{message}");
+    assert!(message.contains("wasm-tools component new"), "{message}");
+}
+
+#[test]
+fn a_damaged_component_is_refused() {
+    let mut wasm = guest("ok");
+    wasm.truncate(wasm.len() / 2);
+    let message = invalid(&wasm);
+    assert!(
+        message.starts_with("not a valid WebAssembly component: "),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_component_without_handle_names_what_is_missing() {
+    let wasm = wat::parse_str(
+        r#"(component
+             (core module $m (func (export "f")))
+             (core instance $i (instantiate $m))
+             (func (export "run") (canon lift (core func $i "f"))))"#,
+    )
+    .unwrap();
+    let message = invalid(&wasm);
+    assert!(
+        message.starts_with("the component does not export the `handle` function of world sluice:queue/handler@0.1.0 (it exports `run`)"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_handle_of_the_wrong_type_is_refused() {
+    let wasm = wat::parse_str(
+        r#"(component
+             (core module $m (func (export "f")))
+             (core instance $i (instantiate $m))
+             (func (export "handle") (canon lift (core func $i "f"))))"#,
+    )
+    .unwrap();
+    let message = invalid(&wasm);
+    assert!(
+        message.starts_with(
+            "the component's `handle` export does not match world sluice:queue/handler@0.1.0: "
+        ),
+        "{message}"
+    );
+    let wasm = wat::parse_str(r#"(component (core module $m) (export "handle" (core module $m)))"#)
+        .unwrap();
+    let message = invalid(&wasm);
+    assert!(
+        message.contains("exports `handle`, but as a core module"),
+        "{message}"
+    );
+}
+
+#[test]
+fn an_unknown_import_is_named() {
+    let wasm = wat::parse_str(
+        r#"(component
+             (import "acme:db/query@1.0.0" (instance (export "run" (func))))
+             (core module $m (func (export "f")))
+             (core instance $i (instantiate $m))
+             (func (export "handle") (canon lift (core func $i "f"))))"#,
+    )
+    .unwrap();
+    let message = invalid(&wasm);
+    assert!(
+        message.starts_with(
+            "the component imports `acme:db/query@1.0.0`, which Sluice does not provide."
+        ),
+        "{message}"
+    );
+    assert!(message.contains("sluice:queue/outbox@0.1.0"), "{message}");
+}
+
+#[tokio::test]
+async fn a_restart_loads_the_compiled_component_from_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = guest("ok");
+    let first = executor_in(dir.path());
+    let compiled = first.prepare(&wasm).unwrap();
+    assert!(!compiled.from_cache());
+    drop((first, compiled));
+
+    let second = executor_in(dir.path());
+    let started = Instant::now();
+    let cached = second.prepare(&wasm).unwrap();
+    let took = started.elapsed();
+    assert!(cached.from_cache());
+    assert!(
+        took < Duration::from_millis(500),
+        "loading from the cache took {took:?}"
+    );
+    assert_eq!(cached.digest(), cache::digest(&wasm));
+    let invocation = second
+        .invoke(
+            &cached,
+            &limits(),
+            vec![message("1", "cached", &[])],
+            check(),
+        )
+        .await;
+    assert_eq!(invocation.outcome, Outcome::Ok(Vec::new()));
+    assert_eq!(invocation.logs, "cached\n");
+    // Loaded code is a mapping of the cache file: it must be gone before the file is damaged.
+    drop((second, cached));
+
+    // A damaged cache file is ignored and replaced, never trusted.
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.truncate(bytes.len() / 3);
+        std::fs::write(&path, bytes).unwrap();
+    }
+    let third = executor_in(dir.path());
+    assert!(!third.prepare(&wasm).unwrap().from_cache());
+    assert!(third.prepare(&wasm).unwrap().from_cache());
+}
+
+#[test]
+fn deadline_ticks_round_up() {
+    assert_eq!(deadline_ticks(Duration::from_millis(200)), 21);
+    assert_eq!(deadline_ticks(Duration::from_millis(201)), 22);
+    assert_eq!(deadline_ticks(Duration::ZERO), 1);
+    assert_eq!(deadline_ticks(Duration::MAX), u64::MAX);
+}
+
+/// Release-mode figures:
+/// `cargo test --release -p sluice --lib executor::tests::measure -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "measurement; run in release mode with --nocapture"]
+async fn measure() {
+    let wasm = guest("ok");
+    let noop = guest("noop");
+    let dir = tempfile::tempdir().unwrap();
+    let executor = executor_in(dir.path());
+    let started = Instant::now();
+    let compiled = executor.prepare(&wasm).unwrap();
+    println!(
+        "cold prepare (validate + compile + cache) of guest `ok` ({} KB): {:?}",
+        wasm.len() / 1024,
+        started.elapsed()
+    );
+    assert!(!compiled.from_cache());
+    let noop_handler = executor.prepare(&noop).unwrap();
+
+    let restarted = executor_in(dir.path());
+    let mut best = Duration::MAX;
+    for _ in 0..20 {
+        let started = Instant::now();
+        let cached = restarted.prepare(&wasm).unwrap();
+        best = best.min(started.elapsed());
+        assert!(cached.from_cache());
+    }
+    println!("prepare from the disk cache (new executor, best of 20): {best:?}");
+
+    let rounds = 20_000;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        tokio::task::spawn_blocking(|| std::hint::black_box(1))
+            .await
+            .unwrap();
+    }
+    println!(
+        "an empty spawn_blocking round trip: {:?}",
+        started.elapsed() / rounds
+    );
+
+    let limits = Limits {
+        timeout: Duration::from_secs(30),
+        memory_bytes: 64 << 20,
+        ..limits()
+    };
+    let body = "x".repeat(256);
+    for (size, rounds) in [(1usize, 20_000usize), (100, 5_000), (1000, 500)] {
+        let batch: Vec<Message> = (0..size)
+            .map(|i| message(&i.to_string(), &body, &[]))
+            .collect();
+        // Batches are cloned before timing: only the executor is measured.
+        let measure = |rounds: usize| {
+            let batches: Vec<Vec<Message>> = (0..rounds).map(|_| batch.clone()).collect();
+            let started = Instant::now();
+            for batch in batches {
+                let invocation = executor.inner.run(&noop_handler, &limits, batch, check());
+                assert_eq!(invocation.outcome, Outcome::Ok(Vec::new()));
+            }
+            started.elapsed() / rounds as u32
+        };
+        measure(rounds / 10);
+        let direct = measure(rounds);
+
+        let batches: Vec<Vec<Message>> = (0..rounds).map(|_| batch.clone()).collect();
+        let started = Instant::now();
+        for batch in batches {
+            let invocation = executor
+                .invoke(&noop_handler, &limits, batch, check())
+                .await;
+            assert_eq!(invocation.outcome, Outcome::Ok(Vec::new()));
+        }
+        let through_invoke = started.elapsed() / rounds as u32;
+        println!(
+            "fresh instance + call, batch {size:>4} × 256 B (noop guest): {direct:?} on the calling thread, \
+             {through_invoke:?} through invoke (spawn_blocking)"
+        );
+    }
+}

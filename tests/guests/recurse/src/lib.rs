@@ -1,0 +1,23 @@
+//! Recurses without bound. Only scalars live in the frames, so they stay on the wasm stack
+//! (not Rust's shadow stack in linear memory) and the engine's stack limit is what stops it.
+
+wit_bindgen::generate!({ world: "handler", path: "../../../wit" });
+
+
+struct Recurse;
+
+impl Guest for Recurse {
+    fn handle(batch: Vec<Message>) -> Result<Vec<ItemFailure>, String> {
+        let depth = deeper(batch.len() as u64);
+        Err(format!("reached the bottom at {depth}"))
+    }
+}
+
+#[inline(never)]
+#[allow(unconditional_recursion)]
+fn deeper(n: u64) -> u64 {
+    let next = std::hint::black_box(n.wrapping_add(1));
+    deeper(next).wrapping_add(n)
+}
+
+export!(Recurse);
