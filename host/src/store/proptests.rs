@@ -18,12 +18,23 @@ const VISIBILITY_MS: u64 = 1_000;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Enqueue { queue: usize, n: usize, delay_ms: u64 },
-    Lease { queue: usize, max: usize },
+    Enqueue {
+        queue: usize,
+        n: usize,
+        delay_ms: u64,
+    },
+    Lease {
+        queue: usize,
+        max: usize,
+    },
     /// Settle one of the leases taken so far (maybe long stale) with one action per message:
     /// 0 ack, 1 retry now, 2 retry later, 3 dead-letter, 4 leave alone. `send` 3 is a queue that
     /// does not exist, which must fail the whole settlement.
-    Settle { lease: usize, actions: Vec<u8>, send: Option<usize> },
+    Settle {
+        lease: usize,
+        actions: Vec<u8>,
+        send: Option<usize>,
+    },
     Advance(u64),
     Purge(usize),
 }
@@ -79,18 +90,31 @@ impl Model {
     fn insert(&mut self, queue: usize, visible_at: u64) -> i64 {
         let id = self.next_id;
         self.next_id += 1;
-        self.messages.insert(id, ModelMessage { queue, visible_at, lease: None, attempt: 0, fate: Fate::Pending });
+        self.messages.insert(
+            id,
+            ModelMessage {
+                queue,
+                visible_at,
+                lease: None,
+                attempt: 0,
+                fate: Fate::Pending,
+            },
+        );
         self.totals[queue].enqueued += 1;
         id
     }
 
     fn held(&self, id: i64, lease: i64) -> bool {
-        self.messages.get(&id).is_some_and(|m| m.fate == Fate::Pending && m.lease == Some(lease))
+        self.messages
+            .get(&id)
+            .is_some_and(|m| m.fate == Fate::Pending && m.lease == Some(lease))
     }
 
     /// Returns true when dead-lettered, false when dropped.
     fn dead_letter(&mut self, id: i64) -> bool {
-        let Some(m) = self.messages.get_mut(&id) else { return false };
+        let Some(m) = self.messages.get_mut(&id) else {
+            return false;
+        };
         let queue = m.queue;
         match DLQ[queue] {
             Some(dlq) => {
@@ -112,7 +136,9 @@ impl Model {
         let mut candidates: Vec<(u64, i64)> = self
             .messages
             .iter()
-            .filter(|(_, m)| m.queue == queue && m.fate == Fate::Pending && m.visible_at <= self.now)
+            .filter(|(_, m)| {
+                m.queue == queue && m.fate == Fate::Pending && m.visible_at <= self.now
+            })
             .map(|(id, m)| (m.visible_at, *id))
             .collect();
         candidates.sort();
@@ -170,7 +196,9 @@ async fn store_snapshot(store: &Store) -> Snapshot {
         let ids: BTreeSet<i64> = store
             .read(move |conn, _| {
                 let mut stmt = conn.prepare("SELECT id FROM messages WHERE queue = ?1")?;
-                let ids = stmt.query_map([q], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+                let ids = stmt
+                    .query_map([q], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
                 Ok(ids)
             })
             .await
@@ -190,7 +218,8 @@ async fn store_snapshot(store: &Store) -> Snapshot {
 async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let dir = TempDir::new().expect("temp dir");
     let clock = Arc::new(ManualClock::new(T0));
-    let store = Store::open_with_clock(dir.path(), StoreOptions::default(), clock.clone()).expect("open");
+    let store =
+        Store::open_with_clock(dir.path(), StoreOptions::default(), clock.clone()).expect("open");
     for q in [2, 0, 1] {
         let settings = QueueSettings {
             max_attempts: MAX_ATTEMPTS[q],
@@ -198,19 +227,34 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             dead_letter_queue: DLQ[q].map(|d| QUEUES[d].to_string()),
             ..Default::default()
         };
-        store.create_queue(QUEUES[q], settings).await.expect("create");
+        store
+            .create_queue(QUEUES[q], settings)
+            .await
+            .expect("create");
     }
-    let mut model = Model { now: T0, next_id: 1, messages: BTreeMap::new(), totals: Default::default() };
+    let mut model = Model {
+        now: T0,
+        next_id: 1,
+        messages: BTreeMap::new(),
+        totals: Default::default(),
+    };
     let mut leases: Vec<Lease> = Vec::new();
     let mut acked: BTreeSet<i64> = BTreeSet::new();
 
     for op in ops {
         match op {
             Op::Enqueue { queue, n, delay_ms } => {
-                let msgs = (0..n).map(|i| NewMessage { body: vec![i as u8], delay_ms, ..Default::default() }).collect();
+                let msgs = (0..n)
+                    .map(|i| NewMessage {
+                        body: vec![i as u8],
+                        delay_ms,
+                        ..Default::default()
+                    })
+                    .collect();
                 let got = store.enqueue(QUEUES[queue], msgs).await.expect("enqueue");
-                let want: Vec<String> =
-                    (0..n).map(|_| model.insert(queue, model.now + delay_ms).to_string()).collect();
+                let want: Vec<String> = (0..n)
+                    .map(|_| model.insert(queue, model.now + delay_ms).to_string())
+                    .collect();
                 prop_assert_eq!(got.into_iter().map(|e| e.id).collect::<Vec<_>>(), want);
             }
             Op::Lease { queue, max } => {
@@ -228,7 +272,11 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
                 leases.extend(got);
             }
-            Op::Settle { lease, actions, send } => {
+            Op::Settle {
+                lease,
+                actions,
+                send,
+            } => {
                 if leases.is_empty() {
                     continue;
                 }
@@ -238,21 +286,38 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     let id = m.id.clone();
                     match actions[i % actions.len()] {
                         0 => settlement.ack.push(id),
-                        1 => settlement.retry.push(Retry { id, delay_ms: 0, error: "now".into() }),
-                        2 => settlement.retry.push(Retry { id, delay_ms: 300, error: "later".into() }),
-                        3 => settlement.dead_letter.push(DeadLetter { id, reason: "bad".into() }),
+                        1 => settlement.retry.push(Retry {
+                            id,
+                            delay_ms: 0,
+                            error: "now".into(),
+                        }),
+                        2 => settlement.retry.push(Retry {
+                            id,
+                            delay_ms: 300,
+                            error: "later".into(),
+                        }),
+                        3 => settlement.dead_letter.push(DeadLetter {
+                            id,
+                            reason: "bad".into(),
+                        }),
                         _ => {}
                     }
                 }
                 let target = send.map(|q| QUEUES.get(q).copied().unwrap_or("missing"));
                 if let Some(target) = target {
-                    settlement.send.push((target.to_string(), NewMessage::default()));
+                    settlement
+                        .send
+                        .push((target.to_string(), NewMessage::default()));
                 }
                 let before = store_snapshot(&store).await;
                 let got = store.settle(&lease, settlement.clone()).await;
                 if target == Some("missing") {
                     prop_assert!(matches!(got, Err(Error::QueueNotFound(_))), "{:?}", got);
-                    prop_assert_eq!(store_snapshot(&store).await, before, "a failed settle changed nothing");
+                    prop_assert_eq!(
+                        store_snapshot(&store).await,
+                        before,
+                        "a failed settle changed nothing"
+                    );
                     continue;
                 }
                 let got = got.expect("settle");
