@@ -348,6 +348,13 @@ impl Store {
         self.write(messages::expire).await
     }
 
+    fn check_exists(&self, queue: &str) -> Result<()> {
+        match self.queue_exists(queue) {
+            true => Ok(()),
+            false => Err(Error::QueueNotFound(queue.to_owned())),
+        }
+    }
+
     fn now(&self) -> u64 {
         self.inner.shared.clock.now_ms()
     }
@@ -423,6 +430,7 @@ impl Store {
     }
     /// Visible and delayed messages in delivery order, without leasing them.
     pub async fn peek(&self, queue: &str, limit: usize) -> Result<Vec<Message>> {
+        self.check_exists(queue)?;
         let queue = queue.to_owned();
         self.read(move |conn, now| read::peek(conn, now, &queue, limit))
             .await
@@ -463,12 +471,14 @@ impl Store {
     }
     /// When the next not-yet-visible message (delayed, retried, or in flight) becomes visible.
     pub async fn next_visible_at_ms(&self, queue: &str) -> Result<Option<u64>> {
+        self.check_exists(queue)?;
         let queue = queue.to_owned();
         self.read(move |conn, now| read::next_visible_at(conn, now, &queue))
             .await
     }
     /// How many messages are visible now, counting at most `cap`.
     pub async fn visible_count(&self, queue: &str, cap: u64) -> Result<u64> {
+        self.check_exists(queue)?;
         let queue = queue.to_owned();
         self.read(move |conn, now| read::visible_count(conn, now, &queue, cap))
             .await

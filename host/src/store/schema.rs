@@ -35,7 +35,10 @@ pub fn open(dir: &Path) -> Result<(Connection, PathBuf)> {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    if fresh {
+    // A database of ours with no tables is one whose creation was interrupted (SQLite rolled
+    // the hot journal back when it opened): create it again.
+    let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
+    if fresh || tables == 0 {
         create(&conn)?;
     }
     migrate(&conn, &path)?;

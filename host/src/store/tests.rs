@@ -145,6 +145,44 @@ fn a_foreign_sqlite_database_is_refused_and_untouched() {
 }
 
 #[test]
+fn an_interrupted_creation_is_completed() {
+    let dir = TempDir::new().unwrap();
+    {
+        // Our id on an otherwise empty database: what a crash during creation leaves behind.
+        let conn = rusqlite::Connection::open(dir.path().join("sluice.db")).unwrap();
+        conn.pragma_update(None, "application_id", schema::APPLICATION_ID)
+            .unwrap();
+    }
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    drop(store);
+}
+
+#[tokio::test]
+async fn reads_of_missing_queues_fail() {
+    let f = open();
+    assert!(matches!(
+        f.store.peek("nope", 1).await,
+        Err(Error::QueueNotFound(_))
+    ));
+    assert!(matches!(
+        f.store.visible_count("nope", 1).await,
+        Err(Error::QueueNotFound(_))
+    ));
+    assert!(matches!(
+        f.store.next_visible_at_ms("nope").await,
+        Err(Error::QueueNotFound(_))
+    ));
+    assert!(matches!(
+        f.store.lease("nope", 1, None).await,
+        Err(Error::QueueNotFound(_))
+    ));
+    assert!(matches!(
+        f.store.purge("nope").await,
+        Err(Error::QueueNotFound(_))
+    ));
+}
+
+#[test]
 fn a_database_from_a_newer_sluice_is_refused() {
     let dir = TempDir::new().unwrap();
     drop(Store::open(dir.path(), StoreOptions::default()).unwrap());
