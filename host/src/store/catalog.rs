@@ -157,14 +157,11 @@ fn queue_from_row(row: &Row<'_>) -> rusqlite::Result<Result<QueueInfo>> {
 }
 
 fn with_live_stats(conn: &Connection, now: u64, mut info: QueueInfo) -> Result<QueueInfo> {
-    let (visible, delayed, in_flight): (i64, i64, i64) = conn
+    let (visible, delayed, in_flight, oldest): (i64, i64, i64, Option<i64>) = conn
         .prepare_cached(sql::QUEUE_LIVE_COUNTS)?
         .query_row(params![info.name, int(now)], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?;
-    let oldest: Option<i64> = conn
-        .prepare_cached(sql::OLDEST_ENQUEUED_AT)?
-        .query_row(params![info.name], |r| r.get(0))?;
     let count = |v: i64| u64::try_from(v).unwrap_or(0);
     info.stats.visible = count(visible);
     info.stats.delayed = count(delayed);

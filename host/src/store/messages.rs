@@ -371,31 +371,61 @@ pub fn purge(tx: &mut Tx<'_>, queue: &str) -> Result<u64> {
     Ok(purged as u64)
 }
 
+/// The most messages one sweep deletes, so a large backlog expiring at once never holds the
+/// writer for long; the rest goes in the next sweeps.
+const MAX_EXPIRED_PER_SWEEP: u64 = 50_000;
+
 /// The retention sweep: deletes messages older than their queue's retention (counted as
-/// expired) and forgets dedup ids whose window has passed.
+/// expired) and forgets dedup ids whose window has passed. It walks messages oldest first and
+/// stops at the first one younger than the shortest retention: nothing after it can be expired.
 pub fn expire(tx: &mut Tx<'_>) -> Result<u64> {
     let conn = tx.conn;
     let now = tx.now;
-    let queues: Vec<(String, String)> = conn
-        .prepare_cached(sql::QUEUE_RETENTIONS)?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut total = 0;
-    for (queue, settings) in queues {
-        let settings: QueueSettings = serde_json::from_str(&settings).map_err(|e| {
-            Error::Unavailable(format!("settings of queue `{queue}` are unreadable: {e}"))
-        })?;
-        let cutoff = now.saturating_sub(settings.retention_ms);
-        let expired = conn
-            .prepare_cached(sql::EXPIRED_MESSAGES)?
-            .execute(params![queue, int(cutoff)])? as u64;
-        if expired > 0 {
-            tx.count(&queue).expired += expired;
-            total += expired;
-        }
-    }
     conn.prepare_cached(sql::DEDUP_FORGET_EXPIRED)?
         .execute(params![int(now)])?;
+    let mut retention = std::collections::HashMap::new();
+    {
+        let mut stmt = conn.prepare_cached(sql::QUEUE_RETENTIONS)?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let (queue, settings): (String, String) = (row.get(0)?, row.get(1)?);
+            let settings: QueueSettings = serde_json::from_str(&settings).map_err(|e| {
+                Error::Unavailable(format!("settings of queue `{queue}` are unreadable: {e}"))
+            })?;
+            retention.insert(queue, settings.retention_ms);
+        }
+    }
+    let Some(shortest) = retention.values().copied().min() else {
+        return Ok(0);
+    };
+    let horizon = now.saturating_sub(shortest);
+    let mut total = 0;
+    let mut cursor = 0i64;
+    'walk: while total < MAX_EXPIRED_PER_SWEEP {
+        let rows: Vec<(i64, String, i64)> = conn
+            .prepare_cached(sql::OLDEST_MESSAGES)?
+            .query_map(params![cursor, 1_000], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        if rows.is_empty() {
+            break;
+        }
+        for (id, queue, enqueued_at) in rows {
+            cursor = id;
+            let enqueued_at = u64::try_from(enqueued_at).unwrap_or(0);
+            if enqueued_at >= horizon {
+                break 'walk;
+            }
+            let keep_ms = retention.get(&queue).copied().unwrap_or(u64::MAX);
+            if enqueued_at < now.saturating_sub(keep_ms) {
+                conn.prepare_cached(sql::DELETE_MESSAGE)?
+                    .execute(params![id])?;
+                tx.count(&queue).expired += 1;
+                total += 1;
+            }
+        }
+    }
     Ok(total)
 }
 

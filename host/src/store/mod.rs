@@ -216,6 +216,14 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("commits", &self.commits())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Owns the writer thread: dropping the last `Store` closes its channel and joins it.
 struct Inner {
     shared: Arc<Shared>,

@@ -34,8 +34,8 @@ CREATE TABLE messages (
 );
 -- Leases walk this index in its order; it also answers visible counts and next-visible times.
 CREATE INDEX messages_by_visibility ON messages(queue, visible_at, id);
--- Retention sweeps and the oldest-message age.
-CREATE INDEX messages_by_age ON messages(queue, enqueued_at);
+-- No index on enqueued_at: it cost a third of enqueue and lease+ack throughput. Ids grow with
+-- enqueue time, so the retention sweep walks the primary key from the oldest message instead.
 
 CREATE TABLE dedup (
     queue      TEXT NOT NULL,
@@ -103,9 +103,9 @@ pub const SELECT_QUEUES: &str = concat!(queue_columns!(), " ORDER BY name");
 pub const QUEUE_LIVE_COUNTS: &str = "SELECT
     coalesce(sum(visible_at <= ?2), 0),
     coalesce(sum(visible_at > ?2 AND lease_id IS NULL), 0),
-    coalesce(sum(visible_at > ?2 AND lease_id IS NOT NULL), 0)
+    coalesce(sum(visible_at > ?2 AND lease_id IS NOT NULL), 0),
+    min(enqueued_at)
     FROM messages WHERE queue = ?1";
-pub const OLDEST_ENQUEUED_AT: &str = "SELECT min(enqueued_at) FROM messages WHERE queue = ?1";
 
 // ---- messages ----
 pub const INSERT_MESSAGE: &str =
@@ -132,7 +132,9 @@ pub const DELETE_MESSAGE: &str = "DELETE FROM messages WHERE id = ?1";
 /// Dead-lettered messages not currently leased, oldest first, after a cursor.
 pub const REDRIVABLE: &str = "SELECT id, source_queue FROM messages
     WHERE queue = ?1 AND id > ?2 AND (lease_id IS NULL OR visible_at <= ?3) ORDER BY id LIMIT ?4";
-pub const EXPIRED_MESSAGES: &str = "DELETE FROM messages WHERE queue = ?1 AND enqueued_at < ?2";
+/// Oldest messages first (ids grow with enqueue time), after a cursor.
+pub const OLDEST_MESSAGES: &str =
+    "SELECT id, queue, enqueued_at FROM messages WHERE id > ?1 ORDER BY id LIMIT ?2";
 pub const QUEUE_RETENTIONS: &str = "SELECT name, settings FROM queues";
 /// Visible and delayed (not in flight) messages in delivery order.
 pub const PEEK: &str = "SELECT id, body, attributes, attempt, enqueued_at FROM messages

@@ -944,6 +944,9 @@ async fn retention_expires_old_messages() {
         },
     )
     .await;
+    // An older message of a queue with a longer retention must not stop the sweep.
+    f.queue("long", QueueSettings::default()).await;
+    f.store.enqueue("long", vec![msg("kept")]).await.unwrap();
     f.store.enqueue("q", vec![msg("old")]).await.unwrap();
     f.clock.advance(30_000);
     f.store.enqueue("q", vec![msg("new")]).await.unwrap();
@@ -953,6 +956,7 @@ async fn retention_expires_old_messages() {
     let stats = f.stats("q").await;
     assert_eq!((stats.visible, stats.expired_total), (1, 1));
     assert_eq!(f.store.peek("q", 10).await.unwrap()[0].body, b"new");
+    assert_eq!(f.stats("long").await.visible, 1);
 }
 
 #[tokio::test]
