@@ -114,9 +114,7 @@ fn a_file_that_is_not_sqlite_is_refused_and_untouched() {
         let dir = TempDir::new().unwrap();
         let path = dir.path().join("sluice.db");
         std::fs::write(&path, content).unwrap();
-        let err = Store::open(dir.path(), StoreOptions::default())
-            .err()
-            .expect("refused");
+        let err = Store::open(dir.path(), StoreOptions::default()).expect_err("refused");
         assert!(matches!(err, Error::Corrupt { .. }), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), content);
         let entries = std::fs::read_dir(dir.path()).unwrap().count();
@@ -134,9 +132,7 @@ fn a_foreign_sqlite_database_is_refused_and_untouched() {
             .unwrap();
     }
     let before = std::fs::read(&path).unwrap();
-    let err = Store::open(dir.path(), StoreOptions::default())
-        .err()
-        .expect("refused");
+    let err = Store::open(dir.path(), StoreOptions::default()).expect_err("refused");
     assert!(
         matches!(err, Error::Corrupt { ref reason, .. } if reason.contains("another application")),
         "{err}"
@@ -190,9 +186,7 @@ fn a_database_from_a_newer_sluice_is_refused() {
         let conn = rusqlite::Connection::open(dir.path().join("sluice.db")).unwrap();
         conn.pragma_update(None, "user_version", 99).unwrap();
     }
-    let err = Store::open(dir.path(), StoreOptions::default())
-        .err()
-        .expect("refused");
+    let err = Store::open(dir.path(), StoreOptions::default()).expect_err("refused");
     assert!(
         matches!(err, Error::Corrupt { ref reason, .. } if reason.contains("newer")),
         "{err}"
