@@ -1,0 +1,171 @@
+//! Every SQL statement of the store, named for what it does. Statements run through
+//! `prepare_cached`, so each is parsed once per connection.
+
+/// Migrations, in order: `MIGRATIONS[n]` brings the schema from version `n` to `n + 1`.
+pub const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+
+const SCHEMA_V1: &str = "
+CREATE TABLE queues (
+    name                TEXT PRIMARY KEY,
+    settings            TEXT NOT NULL,             -- QueueSettings as JSON
+    dead_letter_queue   TEXT REFERENCES queues(name),
+    created_at          INTEGER NOT NULL,
+    enqueued_total      INTEGER NOT NULL DEFAULT 0,
+    acked_total         INTEGER NOT NULL DEFAULT 0,
+    retried_total       INTEGER NOT NULL DEFAULT 0,
+    dead_lettered_total INTEGER NOT NULL DEFAULT 0,
+    dropped_total       INTEGER NOT NULL DEFAULT 0,
+    expired_total       INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX queues_by_dead_letter_queue ON queues(dead_letter_queue);
+
+-- AUTOINCREMENT: an id is never reused, even after the newest message is deleted.
+CREATE TABLE messages (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue        TEXT NOT NULL,
+    body         BLOB NOT NULL,
+    attributes   TEXT,                             -- JSON [[name, value], ...]; NULL when none
+    attempt      INTEGER NOT NULL DEFAULT 0,
+    enqueued_at  INTEGER NOT NULL,
+    visible_at   INTEGER NOT NULL,
+    lease_id     INTEGER,
+    last_error   TEXT,
+    source_queue TEXT                              -- set on dead-lettered messages, for redrive
+);
+-- Leases walk this index in its order; it also answers visible counts and next-visible times.
+CREATE INDEX messages_by_visibility ON messages(queue, visible_at, id);
+-- No index on enqueued_at: it cost a third of enqueue and lease+ack throughput. Ids grow with
+-- enqueue time, so the retention sweep walks the primary key from the oldest message instead.
+
+CREATE TABLE dedup (
+    queue      TEXT NOT NULL,
+    dedup_id   TEXT NOT NULL,
+    message_id INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (queue, dedup_id)
+) WITHOUT ROWID;
+CREATE INDEX dedup_by_expiry ON dedup(expires_at);
+
+CREATE TABLE functions (
+    name           TEXT PRIMARY KEY,
+    active_version INTEGER NOT NULL,
+    created_at     INTEGER NOT NULL
+);
+CREATE TABLE function_versions (
+    name       TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+    version    INTEGER NOT NULL,
+    sha256     TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    config     TEXT NOT NULL,
+    PRIMARY KEY (name, version)
+);
+CREATE TABLE triggers (
+    function        TEXT PRIMARY KEY REFERENCES functions(name) ON DELETE CASCADE,
+    queue           TEXT NOT NULL UNIQUE REFERENCES queues(name),
+    batch_size      INTEGER NOT NULL,
+    max_wait_ms     INTEGER NOT NULL,
+    max_concurrency INTEGER NOT NULL,
+    paused          INTEGER NOT NULL
+);
+";
+
+// ---- queues ----
+pub const QUEUE_NAMES: &str = "SELECT name FROM queues";
+pub const QUEUE_SETTINGS: &str = "SELECT settings FROM queues WHERE name = ?1";
+pub const QUEUE_EXISTS: &str = "SELECT 1 FROM queues WHERE name = ?1";
+pub const INSERT_QUEUE: &str =
+    "INSERT INTO queues (name, settings, dead_letter_queue, created_at) VALUES (?1, ?2, ?3, ?4)";
+pub const UPDATE_QUEUE_SETTINGS: &str =
+    "UPDATE queues SET settings = ?2, dead_letter_queue = ?3 WHERE name = ?1";
+pub const QUEUES_USING_AS_DLQ: &str =
+    "SELECT name FROM queues WHERE dead_letter_queue = ?1 AND name <> ?1 ORDER BY name LIMIT 1";
+pub const DELETE_QUEUE: &str = "DELETE FROM queues WHERE name = ?1";
+pub const DELETE_QUEUE_MESSAGES: &str = "DELETE FROM messages WHERE queue = ?1";
+pub const DELETE_QUEUE_DEDUP: &str = "DELETE FROM dedup WHERE queue = ?1";
+pub const ADD_COUNTERS: &str = "UPDATE queues SET
+    enqueued_total = enqueued_total + ?2,
+    acked_total = acked_total + ?3,
+    retried_total = retried_total + ?4,
+    dead_lettered_total = dead_lettered_total + ?5,
+    dropped_total = dropped_total + ?6,
+    expired_total = expired_total + ?7
+    WHERE name = ?1";
+macro_rules! queue_columns {
+    () => {
+        "SELECT name, settings, created_at, enqueued_total, acked_total, retried_total,
+        dead_lettered_total, dropped_total, expired_total FROM queues"
+    };
+}
+pub const SELECT_QUEUE: &str = concat!(queue_columns!(), " WHERE name = ?1");
+pub const SELECT_QUEUES: &str = concat!(queue_columns!(), " ORDER BY name");
+/// Live counts: visible, delayed, in flight, and the oldest message's enqueue time.
+pub const QUEUE_LIVE_COUNTS: &str = "SELECT
+    coalesce(sum(visible_at <= ?2), 0),
+    coalesce(sum(visible_at > ?2 AND lease_id IS NULL), 0),
+    coalesce(sum(visible_at > ?2 AND lease_id IS NOT NULL), 0),
+    min(enqueued_at)
+    FROM messages WHERE queue = ?1";
+
+// ---- messages ----
+pub const INSERT_MESSAGE: &str =
+    "INSERT INTO messages (queue, body, attributes, attempt, enqueued_at, visible_at, source_queue)
+    VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6)";
+pub const DEDUP_LOOKUP: &str =
+    "SELECT message_id FROM dedup WHERE queue = ?1 AND dedup_id = ?2 AND expires_at > ?3";
+pub const DEDUP_REMEMBER: &str = "INSERT OR REPLACE INTO dedup (queue, dedup_id, message_id, expires_at) VALUES (?1, ?2, ?3, ?4)";
+pub const DEDUP_FORGET_EXPIRED: &str = "DELETE FROM dedup WHERE expires_at <= ?1";
+/// Visible messages in delivery order; must walk `messages_by_visibility` in its order.
+pub const VISIBLE_IN_ORDER: &str = "SELECT id, body, attributes, attempt, enqueued_at FROM messages
+    WHERE queue = ?1 AND visible_at <= ?2 ORDER BY visible_at, id LIMIT ?3";
+pub const TAKE_LEASE: &str =
+    "UPDATE messages SET lease_id = ?2, visible_at = ?3, attempt = attempt + 1 WHERE id = ?1";
+pub const EXTEND_LEASE: &str =
+    "UPDATE messages SET visible_at = ?3 WHERE id = ?1 AND lease_id = ?2";
+pub const ACK: &str = "DELETE FROM messages WHERE id = ?1 AND lease_id = ?2";
+pub const LEASED_ATTEMPT: &str = "SELECT attempt FROM messages WHERE id = ?1 AND lease_id = ?2";
+pub const RETRY: &str =
+    "UPDATE messages SET lease_id = NULL, visible_at = ?2, last_error = ?3 WHERE id = ?1";
+pub const MESSAGE_FOR_MOVE: &str =
+    "SELECT body, attributes, attempt, enqueued_at, source_queue FROM messages WHERE id = ?1";
+pub const DELETE_MESSAGE: &str = "DELETE FROM messages WHERE id = ?1";
+/// Dead-lettered messages not currently leased, oldest first, after a cursor.
+pub const REDRIVABLE: &str = "SELECT id, source_queue FROM messages
+    WHERE queue = ?1 AND id > ?2 AND (lease_id IS NULL OR visible_at <= ?3) ORDER BY id LIMIT ?4";
+/// Oldest messages first (ids grow with enqueue time), after a cursor.
+pub const OLDEST_MESSAGES: &str =
+    "SELECT id, queue, enqueued_at FROM messages WHERE id > ?1 ORDER BY id LIMIT ?2";
+pub const QUEUE_RETENTIONS: &str = "SELECT name, settings FROM queues";
+/// Unacknowledged messages (in flight too) in id order, after a cursor.
+pub const PEEK: &str = "SELECT id, body, attributes, attempt, enqueued_at FROM messages
+    WHERE id > ?2 AND queue = ?1 ORDER BY id LIMIT ?3";
+pub const NEXT_VISIBLE_AT: &str =
+    "SELECT min(visible_at) FROM messages WHERE queue = ?1 AND visible_at > ?2";
+pub const VISIBLE_COUNT: &str = "SELECT count(*) FROM
+    (SELECT 1 FROM messages WHERE queue = ?1 AND visible_at <= ?2 LIMIT ?3)";
+
+// ---- functions and triggers ----
+pub const FUNCTION_EXISTS: &str = "SELECT 1 FROM functions WHERE name = ?1";
+pub const INSERT_FUNCTION: &str = "INSERT INTO functions (name, active_version, created_at) VALUES (?1, 0, ?2) ON CONFLICT (name) DO NOTHING";
+pub const LAST_VERSION: &str =
+    "SELECT coalesce(max(version), 0) FROM function_versions WHERE name = ?1";
+pub const INSERT_VERSION: &str = "INSERT INTO function_versions (name, version, sha256, size, created_at, config) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+pub const VERSION_EXISTS: &str = "SELECT 1 FROM function_versions WHERE name = ?1 AND version = ?2";
+pub const SET_ACTIVE_VERSION: &str = "UPDATE functions SET active_version = ?2 WHERE name = ?1";
+pub const DELETE_FUNCTION: &str = "DELETE FROM functions WHERE name = ?1";
+pub const FUNCTION_NAMES: &str = "SELECT name FROM functions ORDER BY name";
+pub const ACTIVE_VERSION: &str = "SELECT active_version FROM functions WHERE name = ?1";
+pub const FUNCTION_VERSIONS: &str = "SELECT version, sha256, size, created_at, config FROM function_versions WHERE name = ?1 ORDER BY version";
+macro_rules! trigger_columns {
+    () => {
+        "SELECT function, queue, batch_size, max_wait_ms, max_concurrency, paused FROM triggers"
+    };
+}
+pub const TRIGGER_OF_FUNCTION: &str = concat!(trigger_columns!(), " WHERE function = ?1");
+pub const ALL_TRIGGERS: &str = concat!(trigger_columns!(), " ORDER BY function");
+pub const CONSUMER_OF_QUEUE: &str = "SELECT function FROM triggers WHERE queue = ?1";
+pub const UPSERT_TRIGGER: &str = "INSERT INTO triggers (function, queue, batch_size, max_wait_ms, max_concurrency, paused)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+    ON CONFLICT (function) DO UPDATE SET queue = excluded.queue, batch_size = excluded.batch_size,
+    max_wait_ms = excluded.max_wait_ms, max_concurrency = excluded.max_concurrency, paused = excluded.paused";
+pub const DELETE_TRIGGER: &str = "DELETE FROM triggers WHERE function = ?1";

@@ -1,0 +1,1292 @@
+//! Unit tests of the store's operations and errors, on a real database in a temp dir with a
+//! manual clock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use super::messages::{
+    ATTR_ATTEMPTS, ATTR_DEAD_LETTER_REASON, ATTR_SOURCE_QUEUE, REASON_LEASE_EXPIRED,
+};
+use super::*;
+
+const T0: u64 = 1_700_000_000_000;
+
+struct Fixture {
+    dir: TempDir,
+    store: Store,
+    clock: Arc<ManualClock>,
+}
+
+fn open() -> Fixture {
+    let dir = TempDir::new().expect("temp dir");
+    let clock = Arc::new(ManualClock::new(T0));
+    let store =
+        Store::open_with_clock(dir.path(), StoreOptions::default(), clock.clone()).expect("open");
+    Fixture { dir, store, clock }
+}
+
+fn msg(body: &str) -> NewMessage {
+    NewMessage {
+        body: body.as_bytes().to_vec(),
+        ..Default::default()
+    }
+}
+
+fn ids(lease: &Lease) -> Vec<String> {
+    lease.messages.iter().map(|m| m.id.clone()).collect()
+}
+
+fn attr<'a>(m: &'a Message, name: &str) -> Option<&'a str> {
+    m.attributes
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn ack_all(lease: &Lease) -> Settlement {
+    Settlement {
+        ack: ids(lease),
+        ..Default::default()
+    }
+}
+
+impl Fixture {
+    async fn queue(&self, name: &str, settings: QueueSettings) {
+        self.store
+            .create_queue(name, settings)
+            .await
+            .expect("create queue");
+    }
+
+    async fn stats(&self, name: &str) -> QueueStats {
+        self.store.get_queue(name).await.expect("get queue").stats
+    }
+
+    async fn lease(&self, queue: &str, max: usize) -> Lease {
+        self.store
+            .lease(queue, max, None)
+            .await
+            .expect("lease")
+            .expect("something visible")
+    }
+}
+
+#[tokio::test]
+async fn reopen_keeps_queues_and_messages() {
+    let f = open();
+    f.queue("q", QueueSettings::default()).await;
+    let sent = f
+        .store
+        .enqueue("q", vec![msg("a"), msg("b")])
+        .await
+        .unwrap();
+    assert_eq!(
+        sent.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["1", "2"]
+    );
+    let Fixture { dir, store, clock } = f;
+    drop(store);
+    let store = Store::open_with_clock(dir.path(), StoreOptions::default(), clock).unwrap();
+    assert!(store.queue_exists("q"));
+    assert!(!store.queue_exists("other"));
+    let peeked = store.peek("q", 10, None).await.unwrap();
+    assert_eq!(peeked.len(), 2);
+    assert_eq!(peeked[0].body, b"a");
+    assert_eq!(peeked[0].attempt, 0);
+}
+
+#[tokio::test]
+async fn ids_are_never_reused() {
+    let f = open();
+    f.queue("q", QueueSettings::default()).await;
+    f.store.enqueue("q", vec![msg("a")]).await.unwrap();
+    let lease = f.lease("q", 10).await;
+    f.store.settle(&lease, ack_all(&lease)).await.unwrap();
+    let again = f.store.enqueue("q", vec![msg("b")]).await.unwrap();
+    assert_eq!(again[0].id, "2");
+}
+
+#[test]
+fn a_file_that_is_not_sqlite_is_refused_and_untouched() {
+    for content in [&b"hello, this is not a database"[..], &[7u8; 4096][..]] {
+        let dir = TempDir::new().unwrap();
+        let path = dir.path().join("sluice.db");
+        std::fs::write(&path, content).unwrap();
+        let err = Store::open(dir.path(), StoreOptions::default()).expect_err("refused");
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), content);
+        let entries = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(entries, 1, "no -wal or -shm files created");
+    }
+}
+
+#[test]
+fn a_foreign_sqlite_database_is_refused_and_untouched() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("sluice.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total INTEGER); INSERT INTO invoices VALUES (1, 5);")
+            .unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let err = Store::open(dir.path(), StoreOptions::default()).expect_err("refused");
+    assert!(
+        matches!(err, Error::Corrupt { ref reason, .. } if reason.contains("another application")),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+#[test]
+fn an_interrupted_creation_is_completed() {
+    let dir = TempDir::new().unwrap();
+    {
+        // Our id on an otherwise empty database: what a crash during creation leaves behind.
+        let conn = rusqlite::Connection::open(dir.path().join("sluice.db")).unwrap();
+        conn.pragma_update(None, "application_id", schema::APPLICATION_ID)
+            .unwrap();
+    }
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    drop(store);
+}
+
+#[tokio::test]
+async fn reads_of_missing_queues_fail() {
+    let f = open();
+    assert!(matches!(
+        f.store.peek("nope", 1, None).await,
+        Err(Error::QueueNotFound(_))
+    ));
+    assert!(matches!(
+        f.store.visible_count("nope", 1).await,
+        Err(Error::QueueNotFound(_))
+    ));
+    assert!(matches!(
+        f.store.next_visible_at_ms("nope").await,
+        Err(Error::QueueNotFound(_))
+    ));
+    assert!(matches!(
+        f.store.lease("nope", 1, None).await,
+        Err(Error::QueueNotFound(_))
+    ));
+    assert!(matches!(
+        f.store.purge("nope").await,
+        Err(Error::QueueNotFound(_))
+    ));
+}
+
+#[test]
+fn a_database_from_a_newer_sluice_is_refused() {
+    let dir = TempDir::new().unwrap();
+    drop(Store::open(dir.path(), StoreOptions::default()).unwrap());
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("sluice.db")).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+    }
+    let err = Store::open(dir.path(), StoreOptions::default()).expect_err("refused");
+    assert!(
+        matches!(err, Error::Corrupt { ref reason, .. } if reason.contains("newer")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn queue_names_and_settings_are_validated() {
+    let f = open();
+    let err = f
+        .store
+        .create_queue("no spaces", QueueSettings::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidName { .. }), "{err}");
+    let err = f
+        .store
+        .create_queue(
+            "q",
+            QueueSettings {
+                max_attempts: 0,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidSettings(_)), "{err}");
+    let missing_dlq = QueueSettings {
+        dead_letter_queue: Some("nowhere".into()),
+        ..Default::default()
+    };
+    let err = f.store.create_queue("q", missing_dlq).await.unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidSettings(ref m) if m.contains("nowhere")),
+        "{err}"
+    );
+    assert!(!f.store.queue_exists("q"));
+    f.queue("q", QueueSettings::default()).await;
+    assert!(f.store.queue_exists("q"));
+    let err = f
+        .store
+        .create_queue("q", QueueSettings::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::QueueExists(_)), "{err}");
+    let err = f.store.enqueue("nope", vec![msg("x")]).await.unwrap_err();
+    assert!(matches!(err, Error::QueueNotFound(_)), "{err}");
+}
+
+#[tokio::test]
+async fn update_queue_replaces_settings() {
+    let f = open();
+    f.queue("dlq", QueueSettings::default()).await;
+    f.queue("q", QueueSettings::default()).await;
+    let s = QueueSettings {
+        max_attempts: 2,
+        dead_letter_queue: Some("dlq".into()),
+        ..Default::default()
+    };
+    let info = f.store.update_queue("q", s.clone()).await.unwrap();
+    assert_eq!(info.settings, s);
+    assert_eq!(f.store.get_queue("q").await.unwrap().settings, s);
+    let err = f
+        .store
+        .update_queue("missing", QueueSettings::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::QueueNotFound(_)), "{err}");
+}
+
+#[tokio::test]
+async fn enqueue_lease_ack() {
+    let f = open();
+    f.queue("q", QueueSettings::default()).await;
+    let attrs = vec![("k".to_string(), "v".to_string())];
+    let m = NewMessage {
+        body: b"hello".to_vec(),
+        attributes: attrs.clone(),
+        ..Default::default()
+    };
+    f.store.enqueue("q", vec![m, msg("second")]).await.unwrap();
+    let peeked = f.store.peek("q", 10, None).await.unwrap();
+    assert_eq!(peeked[0].attempt, 0);
+    assert_eq!(peeked[0].attributes, attrs);
+
+    let lease = f.lease("q", 1).await;
+    assert_eq!(lease.messages.len(), 1);
+    let m = &lease.messages[0];
+    assert_eq!(
+        (m.id.as_str(), m.body.as_slice(), m.attempt),
+        ("1", &b"hello"[..], 1)
+    );
+    assert_eq!(m.enqueued_at_ms, T0);
+    assert_eq!(lease.expires_at_ms, T0 + 30_000);
+    assert_eq!(f.stats("q").await.in_flight, 1);
+    assert_eq!(f.stats("q").await.visible, 1);
+    // Peek shows in-flight messages too, and pages by id.
+    assert_eq!(f.store.peek("q", 10, None).await.unwrap().len(), 2);
+    let after_first = f.store.peek("q", 10, Some(1)).await.unwrap();
+    assert_eq!(after_first.len(), 1);
+    assert_eq!(after_first[0].body, b"second");
+
+    let settled = f.store.settle(&lease, ack_all(&lease)).await.unwrap();
+    assert_eq!(
+        settled,
+        Settled {
+            acked: 1,
+            ..Default::default()
+        }
+    );
+    let stats = f.stats("q").await;
+    assert_eq!(
+        (
+            stats.visible,
+            stats.in_flight,
+            stats.acked_total,
+            stats.enqueued_total
+        ),
+        (1, 0, 1, 2)
+    );
+
+    let lease = f.lease("q", 10).await;
+    assert_eq!(ids(&lease), ["2"]);
+    f.store.settle(&lease, ack_all(&lease)).await.unwrap();
+    assert!(f.store.lease("q", 10, None).await.unwrap().is_none());
+    assert_eq!(f.stats("q").await.oldest_age_ms, None);
+}
+
+#[tokio::test]
+async fn dedup_returns_the_original_id() {
+    let f = open();
+    f.queue(
+        "q",
+        QueueSettings {
+            dedup_window_ms: 1_000,
+            ..Default::default()
+        },
+    )
+    .await;
+    let d = |body: &str| NewMessage {
+        dedup_id: Some("order-1".into()),
+        ..msg(body)
+    };
+    let first = f
+        .store
+        .enqueue("q", vec![d("a"), d("b"), msg("c")])
+        .await
+        .unwrap();
+    assert_eq!(
+        first,
+        [
+            Enqueued {
+                id: "1".into(),
+                duplicate: false
+            },
+            Enqueued {
+                id: "1".into(),
+                duplicate: true
+            },
+            Enqueued {
+                id: "2".into(),
+                duplicate: false
+            },
+        ]
+    );
+    f.clock.advance(999);
+    let again = f.store.enqueue("q", vec![d("x")]).await.unwrap();
+    assert_eq!(
+        again,
+        [Enqueued {
+            id: "1".into(),
+            duplicate: true
+        }]
+    );
+    assert_eq!(f.stats("q").await.enqueued_total, 2);
+    // Even after the original is acked, the window holds.
+    let lease = f.lease("q", 10).await;
+    f.store.settle(&lease, ack_all(&lease)).await.unwrap();
+    assert!(f.store.enqueue("q", vec![d("y")]).await.unwrap()[0].duplicate);
+    f.clock.advance(1);
+    let later = f.store.enqueue("q", vec![d("z")]).await.unwrap();
+    assert_eq!(
+        later,
+        [Enqueued {
+            id: "3".into(),
+            duplicate: false
+        }]
+    );
+    // The sweep forgets expired dedup ids without harm.
+    f.clock.advance(5_000);
+    f.store.expire_now().await.unwrap();
+    assert!(!f.store.enqueue("q", vec![d("w")]).await.unwrap()[0].duplicate);
+}
+
+#[tokio::test]
+async fn delayed_messages_wait() {
+    let f = open();
+    f.queue("q", QueueSettings::default()).await;
+    f.store
+        .enqueue(
+            "q",
+            vec![NewMessage {
+                delay_ms: 500,
+                ..msg("later")
+            }],
+        )
+        .await
+        .unwrap();
+    assert!(f.store.lease("q", 10, None).await.unwrap().is_none());
+    let stats = f.stats("q").await;
+    assert_eq!((stats.visible, stats.delayed, stats.in_flight), (0, 1, 0));
+    assert_eq!(
+        f.store.next_visible_at_ms("q").await.unwrap(),
+        Some(T0 + 500)
+    );
+    assert_eq!(f.store.visible_count("q", 10).await.unwrap(), 0);
+    f.clock.advance(500);
+    assert_eq!(f.store.visible_count("q", 10).await.unwrap(), 1);
+    assert_eq!(f.store.next_visible_at_ms("q").await.unwrap(), None);
+    assert_eq!(f.lease("q", 10).await.messages[0].body, b"later");
+}
+
+#[tokio::test]
+async fn visible_count_is_capped() {
+    let f = open();
+    f.queue("q", QueueSettings::default()).await;
+    f.store
+        .enqueue("q", (0..20).map(|i| msg(&i.to_string())).collect())
+        .await
+        .unwrap();
+    assert_eq!(f.store.visible_count("q", 5).await.unwrap(), 5);
+    assert_eq!(f.store.visible_count("q", 100).await.unwrap(), 20);
+}
+
+#[tokio::test]
+async fn expired_lease_is_redelivered_and_the_old_ack_is_stale() {
+    let f = open();
+    f.queue(
+        "q",
+        QueueSettings {
+            visibility_timeout_ms: 1_000,
+            ..Default::default()
+        },
+    )
+    .await;
+    f.store.enqueue("q", vec![msg("m")]).await.unwrap();
+    let first = f.lease("q", 10).await;
+    assert!(f.store.lease("q", 10, None).await.unwrap().is_none());
+    assert_eq!(
+        f.store.next_visible_at_ms("q").await.unwrap(),
+        Some(T0 + 1_000)
+    );
+    f.clock.advance(1_000);
+    let second = f.lease("q", 10).await;
+    assert_eq!(ids(&second), ids(&first));
+    assert_eq!(second.messages[0].attempt, 2);
+    assert_ne!(second.id, first.id);
+
+    let stale = f.store.settle(&first, ack_all(&first)).await.unwrap();
+    assert_eq!(
+        stale,
+        Settled {
+            stale: 1,
+            ..Default::default()
+        }
+    );
+    assert_eq!(f.stats("q").await.in_flight, 1);
+    assert_eq!(
+        f.store
+            .extend(&first, Duration::from_secs(60))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        f.store
+            .extend(&second, Duration::from_secs(60))
+            .await
+            .unwrap(),
+        1
+    );
+    f.clock.advance(30_000);
+    assert!(
+        f.store.lease("q", 10, None).await.unwrap().is_none(),
+        "extended"
+    );
+    let ok = f.store.settle(&second, ack_all(&second)).await.unwrap();
+    assert_eq!(ok.acked, 1);
+}
+
+#[tokio::test]
+async fn lease_visibility_override() {
+    let f = open();
+    f.queue("q", QueueSettings::default()).await;
+    f.store.enqueue("q", vec![msg("m")]).await.unwrap();
+    let lease = f
+        .store
+        .lease("q", 1, Some(Duration::from_millis(10)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(lease.expires_at_ms, T0 + 10);
+    f.clock.advance(10);
+    assert!(f.store.lease("q", 1, None).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn retry_then_dead_letter_with_attributes() {
+    let f = open();
+    f.queue("dlq", QueueSettings::default()).await;
+    let settings = QueueSettings {
+        max_attempts: 2,
+        dead_letter_queue: Some("dlq".into()),
+        ..Default::default()
+    };
+    f.queue("q", settings).await;
+    let m = NewMessage {
+        attributes: vec![("trace".into(), "t1".into())],
+        ..msg("payload")
+    };
+    f.store.enqueue("q", vec![m]).await.unwrap();
+
+    let lease = f.lease("q", 10).await;
+    let retry = |lease: &Lease, delay_ms| Settlement {
+        retry: vec![Retry {
+            id: lease.messages[0].id.clone(),
+            delay_ms,
+            error: "boom".into(),
+        }],
+        ..Default::default()
+    };
+    let settled = f.store.settle(&lease, retry(&lease, 100)).await.unwrap();
+    assert_eq!(settled.retried, 1);
+    let stats = f.stats("q").await;
+    assert_eq!(
+        (stats.delayed, stats.in_flight, stats.retried_total),
+        (1, 0, 1)
+    );
+    f.clock.advance(100);
+    let lease = f.lease("q", 10).await;
+    assert_eq!(lease.messages[0].attempt, 2);
+    let settled = f.store.settle(&lease, retry(&lease, 100)).await.unwrap();
+    assert_eq!(
+        settled,
+        Settled {
+            dead_lettered: 1,
+            ..Default::default()
+        }
+    );
+
+    let q = f.stats("q").await;
+    assert_eq!(
+        (
+            q.visible + q.delayed + q.in_flight,
+            q.dead_lettered_total,
+            q.retried_total
+        ),
+        (0, 1, 1)
+    );
+    let dead = f.store.peek("dlq", 10, None).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    let d = &dead[0];
+    assert_eq!(
+        (d.body.as_slice(), d.attempt, d.queue.as_str()),
+        (&b"payload"[..], 0, "dlq")
+    );
+    assert_ne!(
+        d.id, lease.messages[0].id,
+        "a new message in the dead-letter queue"
+    );
+    assert_eq!(attr(d, "trace"), Some("t1"));
+    assert_eq!(attr(d, ATTR_DEAD_LETTER_REASON), Some("boom"));
+    assert_eq!(attr(d, ATTR_ATTEMPTS), Some("2"));
+    assert_eq!(attr(d, ATTR_SOURCE_QUEUE), Some("q"));
+    assert_eq!(f.stats("dlq").await.enqueued_total, 1);
+}
+
+#[tokio::test]
+async fn explicit_dead_letter_and_drop_without_dlq() {
+    let f = open();
+    f.queue("dlq", QueueSettings::default()).await;
+    f.queue(
+        "q",
+        QueueSettings {
+            dead_letter_queue: Some("dlq".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    f.queue("plain", QueueSettings::default()).await;
+    f.store.enqueue("q", vec![msg("a")]).await.unwrap();
+    f.store.enqueue("plain", vec![msg("b")]).await.unwrap();
+    for queue in ["q", "plain"] {
+        let lease = f.lease(queue, 10).await;
+        let s = Settlement {
+            dead_letter: vec![DeadLetter {
+                id: lease.messages[0].id.clone(),
+                reason: "poison".into(),
+            }],
+            ..Default::default()
+        };
+        let settled = f.store.settle(&lease, s).await.unwrap();
+        if queue == "q" {
+            assert_eq!(
+                settled,
+                Settled {
+                    dead_lettered: 1,
+                    ..Default::default()
+                }
+            );
+        } else {
+            assert_eq!(
+                settled,
+                Settled {
+                    dropped: 1,
+                    ..Default::default()
+                }
+            );
+        }
+    }
+    assert_eq!(
+        attr(
+            &f.store.peek("dlq", 1, None).await.unwrap()[0],
+            ATTR_DEAD_LETTER_REASON
+        ),
+        Some("poison")
+    );
+    let plain = f.stats("plain").await;
+    assert_eq!(
+        (
+            plain.dropped_total,
+            plain.dead_lettered_total,
+            plain.visible
+        ),
+        (1, 0, 0)
+    );
+}
+
+#[tokio::test]
+async fn lease_dead_letters_messages_out_of_attempts() {
+    let f = open();
+    f.queue("dlq", QueueSettings::default()).await;
+    let settings = QueueSettings {
+        max_attempts: 1,
+        visibility_timeout_ms: 100,
+        dead_letter_queue: Some("dlq".into()),
+        ..Default::default()
+    };
+    f.queue("q", settings).await;
+    f.store
+        .enqueue("q", vec![msg("dies"), msg("lives")])
+        .await
+        .unwrap();
+    let first = f.lease("q", 1).await;
+    assert_eq!(first.messages[0].body, b"dies");
+    // Its consumer dies; the lease expires.
+    f.clock.advance(100);
+    let next = f.lease("q", 10).await;
+    assert_eq!(
+        next.messages
+            .iter()
+            .map(|m| m.body.as_slice())
+            .collect::<Vec<_>>(),
+        [&b"lives"[..]]
+    );
+    let dead = f.store.peek("dlq", 10, None).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        attr(&dead[0], ATTR_DEAD_LETTER_REASON),
+        Some(REASON_LEASE_EXPIRED)
+    );
+    assert_eq!(attr(&dead[0], ATTR_ATTEMPTS), Some("1"));
+    assert_eq!(f.stats("q").await.dead_lettered_total, 1);
+    // Only messages out of attempts: `None` rather than an empty lease.
+    f.clock.advance(100);
+    assert!(f.store.lease("q", 10, None).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn redrive_moves_back_with_attempts_reset() {
+    let f = open();
+    f.queue("dlq", QueueSettings::default()).await;
+    f.queue("other", QueueSettings::default()).await;
+    f.queue(
+        "q",
+        QueueSettings {
+            max_attempts: 1,
+            dead_letter_queue: Some("dlq".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let m = NewMessage {
+        attributes: vec![("keep".into(), "me".into())],
+        ..msg("x")
+    };
+    f.store
+        .enqueue("q", vec![m.clone(), m.clone(), m])
+        .await
+        .unwrap();
+    let lease = f.lease("q", 10).await;
+    let s = Settlement {
+        retry: lease
+            .messages
+            .iter()
+            .map(|m| Retry {
+                id: m.id.clone(),
+                delay_ms: 0,
+                error: "e".into(),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    assert_eq!(f.store.settle(&lease, s).await.unwrap().dead_lettered, 3);
+    assert_eq!(f.stats("dlq").await.visible, 3);
+
+    assert_eq!(f.store.redrive("dlq", None, Some(1)).await.unwrap(), 1);
+    assert_eq!(
+        f.store
+            .redrive("dlq", Some("other"), Some(1))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(f.store.redrive("dlq", None, None).await.unwrap(), 1);
+    assert_eq!(f.stats("dlq").await.visible, 0);
+    assert_eq!(f.stats("other").await.visible, 1);
+    let back = f.store.peek("q", 10, None).await.unwrap();
+    assert_eq!(back.len(), 2);
+    for m in &back {
+        assert_eq!(m.attempt, 0);
+        assert_eq!(m.attributes, [("keep".to_string(), "me".to_string())]);
+    }
+    // Redelivered with a fresh attempt budget.
+    let lease = f.lease("q", 10).await;
+    assert!(lease.messages.iter().all(|m| m.attempt == 1));
+
+    let err = f
+        .store
+        .redrive("dlq", Some("missing"), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::QueueNotFound(_)), "{err}");
+    let err = f.store.redrive("missing", None, None).await.unwrap_err();
+    assert!(matches!(err, Error::QueueNotFound(_)), "{err}");
+}
+
+#[tokio::test]
+async fn settle_is_all_or_nothing() {
+    let f = open();
+    f.queue(
+        "q",
+        QueueSettings {
+            max_message_bytes: 10,
+            ..Default::default()
+        },
+    )
+    .await;
+    f.queue("next", QueueSettings::default()).await;
+    f.store
+        .enqueue("q", vec![msg("a"), msg("b")])
+        .await
+        .unwrap();
+    let lease = f.lease("q", 10).await;
+    let settlement = |to: &str| Settlement {
+        ack: vec![lease.messages[0].id.clone()],
+        retry: vec![Retry {
+            id: lease.messages[1].id.clone(),
+            delay_ms: 0,
+            error: "e".into(),
+        }],
+        send: vec![("next".into(), msg("ok")), (to.into(), msg("chained"))],
+        ..Default::default()
+    };
+    let err = f
+        .store
+        .settle(&lease, settlement("missing"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::QueueNotFound(ref q) if q == "missing"),
+        "{err}"
+    );
+    let err = f
+        .store
+        .settle(
+            &lease,
+            Settlement {
+                send: vec![("q".into(), msg("0123456789ab"))],
+                ..settlement("next")
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::MessageTooLarge {
+                size: 12,
+                limit: 10,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Nothing applied: both still in flight, nothing sent, no counters moved.
+    let q = f.stats("q").await;
+    assert_eq!((q.in_flight, q.acked_total, q.retried_total), (2, 0, 0));
+    let next = f.stats("next").await;
+    assert_eq!((next.visible, next.enqueued_total), (0, 0));
+
+    let settled = f.store.settle(&lease, settlement("next")).await.unwrap();
+    assert_eq!(
+        settled,
+        Settled {
+            acked: 1,
+            retried: 1,
+            sent: 2,
+            ..Default::default()
+        }
+    );
+    assert_eq!(f.stats("next").await.visible, 2);
+    assert_eq!(f.stats("q").await.visible, 1);
+}
+
+#[tokio::test]
+async fn enqueue_is_all_or_nothing_and_size_checked() {
+    let f = open();
+    f.queue(
+        "q",
+        QueueSettings {
+            max_message_bytes: 8,
+            ..Default::default()
+        },
+    )
+    .await;
+    let big = NewMessage {
+        attributes: vec![("kk".into(), "vv".into())],
+        ..msg("12345")
+    };
+    let err = f
+        .store
+        .enqueue("q", vec![msg("fine"), big])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::MessageTooLarge {
+                size: 9,
+                limit: 8,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(f.stats("q").await.enqueued_total, 0);
+    assert!(f.store.peek("q", 10, None).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn queues_in_use_cannot_be_deleted() {
+    let f = open();
+    f.queue("dlq", QueueSettings::default()).await;
+    f.queue(
+        "q",
+        QueueSettings {
+            dead_letter_queue: Some("dlq".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let err = f.store.delete_queue("dlq").await.unwrap_err();
+    assert!(
+        matches!(err, Error::QueueInUse { ref queue, ref used_by } if queue == "dlq" && used_by == "q"),
+        "{err}"
+    );
+
+    f.store
+        .add_function_version("fn", "abc", 10, serde_json::json!({}))
+        .await
+        .unwrap();
+    let trigger = TriggerRecord {
+        function: "fn".into(),
+        queue: "q".into(),
+        batch_size: 10,
+        max_wait_ms: 100,
+        max_concurrency: 2,
+        paused: false,
+    };
+    f.store.put_trigger(trigger).await.unwrap();
+    let err = f.store.delete_queue("q").await.unwrap_err();
+    assert!(
+        matches!(err, Error::QueueHasConsumer { ref function, .. } if function == "fn"),
+        "{err}"
+    );
+    f.store.delete_trigger("fn").await.unwrap();
+
+    f.store.enqueue("q", vec![msg("a")]).await.unwrap();
+    f.store.delete_queue("q").await.unwrap();
+    assert!(!f.store.queue_exists("q"));
+    assert!(matches!(
+        f.store.get_queue("q").await,
+        Err(Error::QueueNotFound(_))
+    ));
+    // Its messages went with it: a new queue of the same name starts empty.
+    f.queue("q", QueueSettings::default()).await;
+    assert!(f.store.peek("q", 10, None).await.unwrap().is_empty());
+    f.store.delete_queue("dlq").await.unwrap();
+    assert!(matches!(
+        f.store.delete_queue("dlq").await,
+        Err(Error::QueueNotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn purge_deletes_everything() {
+    let f = open();
+    f.queue("q", QueueSettings::default()).await;
+    f.store
+        .enqueue(
+            "q",
+            vec![
+                msg("a"),
+                msg("b"),
+                NewMessage {
+                    delay_ms: 10,
+                    ..msg("c")
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    let lease = f.lease("q", 1).await;
+    assert_eq!(f.store.purge("q").await.unwrap(), 3);
+    assert_eq!(
+        f.store.settle(&lease, ack_all(&lease)).await.unwrap().stale,
+        1
+    );
+    let stats = f.stats("q").await;
+    assert_eq!((stats.visible, stats.delayed, stats.in_flight), (0, 0, 0));
+}
+
+#[tokio::test]
+async fn retention_expires_old_messages() {
+    let f = open();
+    f.queue(
+        "q",
+        QueueSettings {
+            retention_ms: 60_000,
+            ..Default::default()
+        },
+    )
+    .await;
+    // An older message of a queue with a longer retention must not stop the sweep.
+    f.queue("long", QueueSettings::default()).await;
+    f.store.enqueue("long", vec![msg("kept")]).await.unwrap();
+    f.store.enqueue("q", vec![msg("old")]).await.unwrap();
+    f.clock.advance(30_000);
+    f.store.enqueue("q", vec![msg("new")]).await.unwrap();
+    assert_eq!(f.stats("q").await.oldest_age_ms, Some(30_000));
+    f.clock.advance(30_001);
+    assert_eq!(f.store.expire_now().await.unwrap(), 1);
+    let stats = f.stats("q").await;
+    assert_eq!((stats.visible, stats.expired_total), (1, 1));
+    assert_eq!(f.store.peek("q", 10, None).await.unwrap()[0].body, b"new");
+    assert_eq!(f.stats("long").await.visible, 1);
+}
+
+#[tokio::test]
+async fn notifier_wakes_on_visible_messages() {
+    let f = open();
+    f.queue("q", QueueSettings::default()).await;
+    let notify = f.store.notifier("q");
+    let woken = notify.notified();
+    f.store.enqueue("q", vec![msg("a")]).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), woken)
+        .await
+        .expect("notified");
+}
+
+#[tokio::test]
+async fn functions_and_triggers() {
+    let f = open();
+    f.queue("q", QueueSettings::default()).await;
+    f.queue("q2", QueueSettings::default()).await;
+    let err = f.store.get_function("fn").await.unwrap_err();
+    assert!(matches!(err, Error::FunctionNotFound(_)), "{err}");
+    let v1 = f
+        .store
+        .add_function_version("fn", "aa", 1, serde_json::json!({"env": {"A": "1"}}))
+        .await
+        .unwrap();
+    assert_eq!((v1.active_version, v1.versions.len()), (1, 1));
+    let v2 = f
+        .store
+        .add_function_version("fn", "bb", 2, serde_json::json!({}))
+        .await
+        .unwrap();
+    assert_eq!(v2.active_version, 2);
+    assert_eq!(
+        v2.versions[0].config,
+        serde_json::json!({"env": {"A": "1"}})
+    );
+    assert_eq!(v2.versions[1].sha256, "bb");
+    let rolled = f.store.activate_version("fn", 1).await.unwrap();
+    assert_eq!(rolled.active_version, 1);
+    let err = f.store.activate_version("fn", 9).await.unwrap_err();
+    assert!(
+        matches!(err, Error::VersionNotFound { version: 9, .. }),
+        "{err}"
+    );
+
+    let t = TriggerRecord {
+        function: "fn".into(),
+        queue: "q".into(),
+        batch_size: 10,
+        max_wait_ms: 50,
+        max_concurrency: 1,
+        paused: false,
+    };
+    let err = f
+        .store
+        .put_trigger(TriggerRecord {
+            queue: "nope".into(),
+            ..t.clone()
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::QueueNotFound(_)), "{err}");
+    let err = f
+        .store
+        .put_trigger(TriggerRecord {
+            function: "ghost".into(),
+            ..t.clone()
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::FunctionNotFound(_)), "{err}");
+    f.store.put_trigger(t.clone()).await.unwrap();
+    let paused = TriggerRecord {
+        paused: true,
+        batch_size: 5,
+        ..t.clone()
+    };
+    f.store.put_trigger(paused.clone()).await.unwrap();
+    assert_eq!(
+        f.store.list_triggers().await.unwrap(),
+        std::slice::from_ref(&paused)
+    );
+    assert_eq!(
+        f.store.get_function("fn").await.unwrap().trigger,
+        Some(paused)
+    );
+
+    f.store
+        .add_function_version("other", "cc", 3, serde_json::json!(null))
+        .await
+        .unwrap();
+    let err = f
+        .store
+        .put_trigger(TriggerRecord {
+            function: "other".into(),
+            ..t.clone()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::QueueHasConsumer { ref function, .. } if function == "fn"),
+        "{err}"
+    );
+    f.store
+        .put_trigger(TriggerRecord {
+            function: "other".into(),
+            queue: "q2".into(),
+            ..t
+        })
+        .await
+        .unwrap();
+    assert_eq!(f.store.list_functions().await.unwrap().len(), 2);
+
+    f.store.delete_function("fn").await.unwrap();
+    assert_eq!(f.store.list_triggers().await.unwrap().len(), 1);
+    assert!(matches!(
+        f.store.delete_function("fn").await,
+        Err(Error::FunctionNotFound(_))
+    ));
+    f.store.delete_queue("q").await.unwrap();
+}
+
+#[tokio::test]
+async fn counters_add_up() {
+    let f = open();
+    f.queue("dlq", QueueSettings::default()).await;
+    f.queue(
+        "q",
+        QueueSettings {
+            max_attempts: 1,
+            dead_letter_queue: Some("dlq".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    f.store
+        .enqueue("q", (0..4).map(|i| msg(&i.to_string())).collect())
+        .await
+        .unwrap();
+    let lease = f.lease("q", 4).await;
+    let m = &lease.messages;
+    let s = Settlement {
+        ack: vec![m[0].id.clone(), m[1].id.clone()],
+        retry: vec![Retry {
+            id: m[2].id.clone(),
+            delay_ms: 0,
+            error: "e".into(),
+        }],
+        dead_letter: vec![DeadLetter {
+            id: m[3].id.clone(),
+            reason: "r".into(),
+        }],
+        send: vec![("q".into(), msg("again"))],
+    };
+    let settled = f.store.settle(&lease, s).await.unwrap();
+    assert_eq!(
+        settled,
+        Settled {
+            acked: 2,
+            dead_lettered: 2,
+            sent: 1,
+            ..Default::default()
+        }
+    );
+    let q = f.stats("q").await;
+    assert_eq!(
+        (
+            q.enqueued_total,
+            q.acked_total,
+            q.retried_total,
+            q.dead_lettered_total,
+            q.dropped_total
+        ),
+        (5, 2, 0, 2, 0)
+    );
+    assert_eq!(f.stats("dlq").await.enqueued_total, 2);
+    let listed = f.store.list_queues().await.unwrap();
+    assert_eq!(
+        listed.iter().map(|q| q.name.as_str()).collect::<Vec<_>>(),
+        ["dlq", "q"]
+    );
+    assert_eq!(listed[1].stats, q);
+}
+
+/// Many concurrent single-message enqueues share commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_enqueues_share_commits() {
+    let f = open();
+    f.queue("q", QueueSettings::default()).await;
+    let before = f.store.commits();
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let store = f.store.clone();
+            tokio::spawn(async move { store.enqueue("q", vec![msg(&i.to_string())]).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let commits = f.store.commits() - before;
+    assert_eq!(f.stats("q").await.visible, 200);
+    assert!(commits < 200, "{commits} commits for 200 enqueues");
+}
+
+/// A full disk fails the requests of that commit, and the writer serves the next ones once
+/// space is back. `max_page_count` makes SQLite report SQLITE_FULL like a full disk would.
+#[tokio::test]
+async fn storage_full_is_unavailable_and_recoverable() {
+    let f = open();
+    f.queue(
+        "q",
+        QueueSettings {
+            max_message_bytes: 1024 * 1024,
+            ..Default::default()
+        },
+    )
+    .await;
+    let pages: i64 = f
+        .store
+        .write(|tx| Ok(tx.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?))
+        .await
+        .unwrap();
+    let cap = move |n: i64| {
+        move |tx: &mut writer::Tx<'_>| -> Result<()> {
+            tx.conn
+                .query_row(&format!("PRAGMA max_page_count = {n}"), [], |_| Ok(()))?;
+            Ok(())
+        }
+    };
+    f.store.write(cap(pages + 2)).await.unwrap();
+    let big = NewMessage {
+        body: vec![7; 512 * 1024],
+        ..Default::default()
+    };
+    let err = f.store.enqueue("q", vec![big.clone()]).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Unavailable(ref m) if m.contains("full")),
+        "{err}"
+    );
+    f.store.write(cap(1_000_000)).await.unwrap();
+    f.store.enqueue("q", vec![big]).await.unwrap();
+    assert_eq!(f.stats("q").await.visible, 1);
+    assert_eq!(f.stats("q").await.enqueued_total, 1);
+}
+
+#[test]
+fn data_dir_is_created() {
+    let dir = TempDir::new().unwrap();
+    let nested = dir.path().join("a/b");
+    let store = Store::open(&nested, StoreOptions::default()).unwrap();
+    drop(store);
+    assert!(nested.join("sluice.db").exists());
+}
+
+#[test]
+fn fixture_dir_is_used() {
+    let f = open();
+    assert!(f.dir.path().join("sluice.db").exists());
+}
+
+/// Throughput of the store alone, release mode:
+/// `cargo test --release -p sluice --lib store::tests::throughput -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement; run in release"]
+async fn throughput() {
+    const TOTAL: usize = 200_000;
+    const BATCH: usize = 100;
+    let dir = TempDir::new().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    store
+        .create_queue("q", QueueSettings::default())
+        .await
+        .unwrap();
+    let batch = || {
+        (0..BATCH)
+            .map(|_| NewMessage {
+                body: vec![b'x'; 256],
+                ..Default::default()
+            })
+            .collect()
+    };
+
+    let start = std::time::Instant::now();
+    for _ in 0..TOTAL / BATCH {
+        store.enqueue("q", batch()).await.unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "enqueue, batches of {BATCH}, one producer: {:.0} msg/s",
+        TOTAL as f64 / secs
+    );
+
+    let start = std::time::Instant::now();
+    let mut done = 0;
+    while let Some(lease) = store.lease("q", BATCH, None).await.unwrap() {
+        done += lease.messages.len();
+        store.settle(&lease, ack_all(&lease)).await.unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(done, TOTAL);
+    println!(
+        "lease + ack, batches of {BATCH}: {:.0} msg/s",
+        TOTAL as f64 / secs
+    );
+
+    // Single-message enqueues from many concurrent producers: group commit at work.
+    const PRODUCERS: usize = 64;
+    const EACH: usize = 500;
+    let commits = store.commits();
+    let start = std::time::Instant::now();
+    let tasks: Vec<_> = (0..PRODUCERS)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for _ in 0..EACH {
+                    let m = NewMessage {
+                        body: vec![b'x'; 256],
+                        ..Default::default()
+                    };
+                    store.enqueue("q", vec![m]).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let n = PRODUCERS * EACH;
+    println!(
+        "enqueue, 1 message each, {PRODUCERS} concurrent producers: {:.0} msg/s, {} commits for {n} requests",
+        n as f64 / secs,
+        store.commits() - commits
+    );
+}

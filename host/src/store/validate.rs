@@ -1,0 +1,236 @@
+//! Pure checks of queue names and settings, and the backoff computation: no I/O, so each rule
+//! is tested on its own.
+
+use super::{Backoff, Error, QueueSettings, Result};
+
+pub const MAX_QUEUE_NAME_LEN: usize = 80;
+pub const MAX_VISIBILITY_TIMEOUT_MS: u64 = 12 * 60 * 60 * 1000;
+pub const MAX_MESSAGE_BYTES_LIMIT: usize = 1024 * 1024;
+pub const MAX_ATTEMPTS_LIMIT: u32 = 1000;
+pub const MAX_RETENTION_MS: u64 = 365 * 24 * 60 * 60 * 1000;
+pub const MAX_DEDUP_WINDOW_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// Queue names are 1 to 80 characters of `A-Z a-z 0-9 _ -`, so they are safe in URLs, metric
+/// labels and file names alike.
+pub fn validate_queue_name(name: &str) -> Result<()> {
+    let invalid = |reason: String| {
+        Err(Error::InvalidName {
+            name: name.to_owned(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return invalid("a name cannot be empty".into());
+    }
+    if name.len() > MAX_QUEUE_NAME_LEN {
+        return invalid(format!("a name is at most {MAX_QUEUE_NAME_LEN} characters"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+    {
+        return invalid(format!(
+            "{c:?} is not allowed; use only letters A-Z a-z, digits 0-9, `_` and `-`"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks settings on their own (whether the dead-letter queue exists is checked in the
+/// transaction that stores them).
+pub fn settings(queue: &str, s: &QueueSettings) -> Result<()> {
+    let invalid = |msg: String| Err(Error::InvalidSettings(msg));
+    if s.visibility_timeout_ms == 0 || s.visibility_timeout_ms > MAX_VISIBILITY_TIMEOUT_MS {
+        return invalid(format!(
+            "visibility_timeout_ms must be between 1 and {MAX_VISIBILITY_TIMEOUT_MS} (12 hours), got {}",
+            s.visibility_timeout_ms
+        ));
+    }
+    if s.max_attempts == 0 || s.max_attempts > MAX_ATTEMPTS_LIMIT {
+        return invalid(format!(
+            "max_attempts must be between 1 and {MAX_ATTEMPTS_LIMIT}, got {}",
+            s.max_attempts
+        ));
+    }
+    let b = &s.backoff;
+    if !b.multiplier.is_finite() || b.multiplier < 1.0 {
+        return invalid(format!(
+            "backoff.multiplier must be a number >= 1, got {}",
+            b.multiplier
+        ));
+    }
+    if b.max_ms < b.initial_ms {
+        return invalid(format!(
+            "backoff.max_ms ({}) must be >= backoff.initial_ms ({})",
+            b.max_ms, b.initial_ms
+        ));
+    }
+    if b.max_ms > MAX_VISIBILITY_TIMEOUT_MS {
+        return invalid(format!(
+            "backoff.max_ms must be at most {MAX_VISIBILITY_TIMEOUT_MS} (12 hours), got {}",
+            b.max_ms
+        ));
+    }
+    if let Some(dlq) = &s.dead_letter_queue {
+        if dlq == queue {
+            return invalid(format!(
+                "queue `{queue}` cannot be its own dead_letter_queue"
+            ));
+        }
+        validate_queue_name(dlq)
+            .map_err(|e| Error::InvalidSettings(format!("dead_letter_queue: {e}")))?;
+    }
+    if s.retention_ms < 1_000 || s.retention_ms > MAX_RETENTION_MS {
+        return invalid(format!(
+            "retention_ms must be between 1000 (1 second) and {MAX_RETENTION_MS} (365 days), got {}",
+            s.retention_ms
+        ));
+    }
+    if s.max_message_bytes == 0 || s.max_message_bytes > MAX_MESSAGE_BYTES_LIMIT {
+        return invalid(format!(
+            "max_message_bytes must be between 1 and {MAX_MESSAGE_BYTES_LIMIT} (1 MiB), got {}",
+            s.max_message_bytes
+        ));
+    }
+    if s.dedup_window_ms > MAX_DEDUP_WINDOW_MS {
+        return invalid(format!(
+            "dedup_window_ms must be at most {MAX_DEDUP_WINDOW_MS} (24 hours), got {}",
+            s.dedup_window_ms
+        ));
+    }
+    Ok(())
+}
+
+impl Backoff {
+    /// The delay before redelivering a message whose delivery number `attempt` (1-based)
+    /// failed: `initial_ms * multiplier^(attempt-1)` capped at `max_ms`, then, with jitter,
+    /// scaled by `unit` (a random number in `[0, 1)`: full jitter).
+    pub fn delay_ms(&self, attempt: u32, unit: f64) -> u64 {
+        let exponent = i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX);
+        let raw = self.initial_ms as f64 * self.multiplier.powi(exponent);
+        let capped = if raw.is_finite() {
+            raw.min(self.max_ms as f64)
+        } else {
+            self.max_ms as f64
+        };
+        let delay = if self.jitter {
+            capped * unit.clamp(0.0, 1.0)
+        } else {
+            capped
+        };
+        // `as` saturates on floats, which is the cap we want.
+        delay as u64
+    }
+}
+
+/// The encoded size of a message counted against `max_message_bytes`: the body plus every
+/// attribute name and value.
+pub fn message_size(body: &[u8], attributes: &[(String, String)]) -> usize {
+    body.len()
+        + attributes
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(validate_queue_name("orders_v2-eu").is_ok());
+        assert!(validate_queue_name(&"a".repeat(80)).is_ok());
+        assert!(validate_queue_name(&"a".repeat(81)).is_err());
+        assert!(validate_queue_name("").is_err());
+        let err = validate_queue_name("a b").unwrap_err().to_string();
+        assert!(err.contains("A-Z a-z"), "{err}");
+        assert!(validate_queue_name("é").is_err());
+        assert!(validate_queue_name("a/b").is_err());
+    }
+
+    #[test]
+    fn default_settings_are_valid() {
+        assert!(settings("q", &QueueSettings::default()).is_ok());
+    }
+
+    #[test]
+    fn bad_settings() {
+        let bad = [
+            QueueSettings {
+                max_attempts: 0,
+                ..Default::default()
+            },
+            QueueSettings {
+                visibility_timeout_ms: 0,
+                ..Default::default()
+            },
+            QueueSettings {
+                visibility_timeout_ms: MAX_VISIBILITY_TIMEOUT_MS + 1,
+                ..Default::default()
+            },
+            QueueSettings {
+                dead_letter_queue: Some("q".into()),
+                ..Default::default()
+            },
+            QueueSettings {
+                dead_letter_queue: Some("bad name".into()),
+                ..Default::default()
+            },
+            QueueSettings {
+                max_message_bytes: MAX_MESSAGE_BYTES_LIMIT + 1,
+                ..Default::default()
+            },
+            QueueSettings {
+                retention_ms: 0,
+                ..Default::default()
+            },
+            QueueSettings {
+                backoff: Backoff {
+                    multiplier: 0.5,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            QueueSettings {
+                backoff: Backoff {
+                    multiplier: f64::NAN,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            QueueSettings {
+                backoff: Backoff {
+                    initial_ms: 10,
+                    max_ms: 5,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        ];
+        for s in bad {
+            assert!(
+                matches!(settings("q", &s), Err(Error::InvalidSettings(_))),
+                "{s:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let b = Backoff {
+            initial_ms: 100,
+            multiplier: 2.0,
+            max_ms: 1_000,
+            jitter: false,
+        };
+        assert_eq!(b.delay_ms(1, 0.5), 100);
+        assert_eq!(b.delay_ms(2, 0.5), 200);
+        assert_eq!(b.delay_ms(4, 0.5), 800);
+        assert_eq!(b.delay_ms(5, 0.5), 1_000);
+        assert_eq!(b.delay_ms(u32::MAX, 0.5), 1_000);
+        let j = Backoff { jitter: true, ..b };
+        assert_eq!(j.delay_ms(2, 0.5), 100);
+        assert_eq!(j.delay_ms(2, 0.0), 0);
+    }
+}

@@ -1,0 +1,385 @@
+//! The one writer thread and its group commit: it takes every request waiting on its channel
+//! (up to a cap), runs each in its own savepoint inside one transaction, commits once (one
+//! fsync), then answers them all. It also runs the retention sweep on a timer.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, params};
+use tokio::sync::oneshot;
+
+use super::{Error, QueueSettings, Result, Shared, StoreOptions, messages, sql};
+
+/// At most this many requests share one commit, bounding how long the first of them waits.
+const MAX_JOBS_PER_COMMIT: usize = 512;
+/// How often expired messages and dedup entries are swept.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The handles' side of the writer: a channel in, the thread to join on drop.
+pub struct Handle {
+    sender: Option<Sender<Box<dyn Job>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread once it has answered what it already took.
+        self.sender.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+pub fn spawn(conn: Connection, shared: Arc<Shared>, options: StoreOptions) -> Result<Handle> {
+    let (sender, receiver) = mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("sluice-store-writer".into())
+        .spawn(move || {
+            Writer {
+                conn,
+                shared,
+                options,
+                settings: HashMap::new(),
+            }
+            .run(receiver)
+        })
+        .map_err(|e| Error::Unavailable(format!("cannot start the store writer: {e}")))?;
+    Ok(Handle {
+        sender: Some(sender),
+        thread: Some(thread),
+    })
+}
+
+impl Handle {
+    /// Runs `op` in the writer's next transaction and answers once it is committed.
+    pub async fn submit<R, F>(&self, op: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<R> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = OpJob {
+            op: Some(op),
+            result: None,
+            done: move |r| {
+                let _ = reply.send(r);
+            },
+        };
+        let sender = self.sender.as_ref().ok_or_else(closed)?;
+        sender.send(Box::new(job)).map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+}
+
+fn closed() -> Error {
+    Error::Unavailable("the store's writer has stopped".into())
+}
+
+/// What one request may do inside the transaction.
+pub struct Tx<'a> {
+    pub conn: &'a Connection,
+    pub now: u64,
+    settings: &'a mut HashMap<String, Arc<QueueSettings>>,
+    effects: Effects,
+    counts: HashMap<String, Counts>,
+}
+
+/// What happens after a request commits.
+#[derive(Default)]
+pub struct Effects {
+    notify: HashSet<String>,
+    created: Vec<String>,
+    deleted: Vec<String>,
+}
+
+/// Additions to a queue's persisted counters, written once per request.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Counts {
+    pub enqueued: u64,
+    pub acked: u64,
+    pub retried: u64,
+    pub dead_lettered: u64,
+    pub dropped: u64,
+    pub expired: u64,
+}
+
+impl Tx<'_> {
+    /// A queue's settings, cached across transactions.
+    pub fn settings(&mut self, queue: &str) -> Result<Arc<QueueSettings>> {
+        if let Some(s) = self.settings.get(queue) {
+            return Ok(s.clone());
+        }
+        let json: Option<String> = {
+            let mut stmt = self.conn.prepare_cached(sql::QUEUE_SETTINGS)?;
+            let mut rows = stmt.query(params![queue])?;
+            match rows.next()? {
+                Some(row) => Some(row.get(0)?),
+                None => None,
+            }
+        };
+        let json = json.ok_or_else(|| Error::QueueNotFound(queue.to_owned()))?;
+        let settings: QueueSettings = serde_json::from_str(&json).map_err(|e| {
+            Error::Unavailable(format!("settings of queue `{queue}` are unreadable: {e}"))
+        })?;
+        let settings = Arc::new(settings);
+        self.settings.insert(queue.to_owned(), settings.clone());
+        Ok(settings)
+    }
+
+    /// Drops cached settings; called by every request that changes queues.
+    pub fn forget_settings(&mut self) {
+        self.settings.clear();
+    }
+
+    pub fn count(&mut self, queue: &str) -> &mut Counts {
+        self.counts.entry(queue.to_owned()).or_default()
+    }
+
+    /// Wake the queue's consumers after commit.
+    pub fn notify(&mut self, queue: &str) {
+        if !self.effects.notify.contains(queue) {
+            self.effects.notify.insert(queue.to_owned());
+        }
+    }
+
+    pub fn queue_created(&mut self, queue: &str) {
+        self.effects.created.push(queue.to_owned());
+    }
+
+    pub fn queue_deleted(&mut self, queue: &str) {
+        self.effects.deleted.push(queue.to_owned());
+    }
+
+    fn flush_counts(&mut self) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(sql::ADD_COUNTERS)?;
+        for (queue, c) in self.counts.drain() {
+            if c == Counts::default() {
+                continue;
+            }
+            stmt.execute(params![
+                queue,
+                int(c.enqueued),
+                int(c.acked),
+                int(c.retried),
+                int(c.dead_lettered),
+                int(c.dropped),
+                int(c.expired)
+            ])?;
+        }
+        Ok(())
+    }
+}
+
+/// SQLite integers are signed; counts and times never reach `i64::MAX`, saturate if they do.
+pub fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// One request: run inside the transaction, then told whether the commit held.
+trait Job: Send {
+    /// Runs the request; returns its effects when it succeeded.
+    fn run(&mut self, tx: &mut Tx<'_>) -> Option<Effects>;
+    /// Answers the request; `commit` is the transaction's fate.
+    fn finish(self: Box<Self>, commit: Result<(), String>);
+}
+
+struct OpJob<F, R, D> {
+    op: Option<F>,
+    result: Option<Result<R>>,
+    done: D,
+}
+
+impl<R, F, D> Job for OpJob<F, R, D>
+where
+    R: Send,
+    F: FnOnce(&mut Tx<'_>) -> Result<R> + Send,
+    D: FnOnce(Result<R>) + Send,
+{
+    fn run(&mut self, tx: &mut Tx<'_>) -> Option<Effects> {
+        let op = self.op.take()?;
+        let result = op(tx).and_then(|v| tx.flush_counts().map(|()| v));
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok.then(|| std::mem::take(&mut tx.effects))
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), String>) {
+        let result = match (self.result, commit) {
+            // A request that failed on its own reports its own error whatever the commit did.
+            (Some(Err(e)), _) => Err(e),
+            (_, Err(e)) => Err(Error::Unavailable(e)),
+            (Some(Ok(v)), Ok(())) => Ok(v),
+            (None, Ok(())) => Err(Error::Unavailable("request was not run".into())),
+        };
+        (self.done)(result);
+    }
+}
+
+struct Writer {
+    conn: Connection,
+    shared: Arc<Shared>,
+    options: StoreOptions,
+    settings: HashMap<String, Arc<QueueSettings>>,
+}
+
+impl Writer {
+    fn run(mut self, receiver: Receiver<Box<dyn Job>>) {
+        let mut next_sweep = Instant::now() + SWEEP_INTERVAL;
+        let mut open = true;
+        while open {
+            let mut jobs: Vec<Box<dyn Job>> = Vec::new();
+            match receiver.recv_timeout(next_sweep.saturating_duration_since(Instant::now())) {
+                Ok(job) => jobs.push(job),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if !jobs.is_empty() {
+                open = self.gather(&receiver, &mut jobs);
+            }
+            if Instant::now() >= next_sweep {
+                next_sweep = Instant::now() + SWEEP_INTERVAL;
+                jobs.push(Box::new(OpJob {
+                    op: Some(messages::expire),
+                    result: None,
+                    done: |r: Result<u64>| {
+                        if let Err(e) = r {
+                            tracing::warn!(error = %e, "retention sweep failed");
+                        }
+                    },
+                }));
+            }
+            self.commit(jobs);
+        }
+    }
+
+    /// Adds whatever else is waiting (and, with `max_batch_wait`, what arrives soon) to the
+    /// batch. Returns false once the channel is closed.
+    fn gather(&self, receiver: &Receiver<Box<dyn Job>>, jobs: &mut Vec<Box<dyn Job>>) -> bool {
+        while jobs.len() < MAX_JOBS_PER_COMMIT {
+            match receiver.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => return false,
+            }
+        }
+        let deadline = Instant::now() + self.options.max_batch_wait;
+        while jobs.len() < MAX_JOBS_PER_COMMIT {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match receiver.recv_timeout(left) {
+                Ok(job) => jobs.push(job),
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => return false,
+            }
+        }
+        true
+    }
+
+    /// One transaction for the whole batch, one savepoint per request.
+    fn commit(&mut self, mut jobs: Vec<Box<dyn Job>>) {
+        if jobs.is_empty() {
+            return;
+        }
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            return self.fail(jobs, &e.to_string());
+        }
+        let mut effects = Vec::with_capacity(jobs.len());
+        for i in 0..jobs.len() {
+            if let Err(e) = self
+                .conn
+                .prepare_cached("SAVEPOINT request")
+                .and_then(|mut s| s.execute([]))
+            {
+                return self.fail(jobs, &e.to_string());
+            }
+            let mut tx = Tx {
+                conn: &self.conn,
+                now: self.shared.clock.now_ms(),
+                settings: &mut self.settings,
+                effects: Effects::default(),
+                counts: HashMap::new(),
+            };
+            match jobs[i].run(&mut tx) {
+                Some(done) => effects.push(done),
+                None => {
+                    // Settings cached during the failed request may describe rolled-back rows.
+                    self.settings.clear();
+                    if self.conn.is_autocommit() {
+                        // SQLite rolled the whole transaction back (disk full, I/O error): every
+                        // request of the batch is lost with it.
+                        return self
+                            .fail(jobs, "the transaction was rolled back by a storage error");
+                    }
+                    let rolled_back = self
+                        .conn
+                        .prepare_cached("ROLLBACK TO request")
+                        .and_then(|mut s| s.execute([]));
+                    if let Err(e) = rolled_back {
+                        return self.fail(jobs, &e.to_string());
+                    }
+                }
+            }
+            if let Err(e) = self
+                .conn
+                .prepare_cached("RELEASE request")
+                .and_then(|mut s| s.execute([]))
+            {
+                return self.fail(jobs, &e.to_string());
+            }
+        }
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            return self.fail(jobs, &e.to_string());
+        }
+        self.shared.commits.fetch_add(1, Ordering::Relaxed);
+        // Effects before answers: once `create_queue` returns, `queue_exists` sees it.
+        for e in effects {
+            self.apply(e);
+        }
+        for job in jobs {
+            job.finish(Ok(()));
+        }
+    }
+
+    fn apply(&self, effects: Effects) {
+        if !effects.created.is_empty() || !effects.deleted.is_empty() {
+            let mut queues = self
+                .shared
+                .queues
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for q in effects.created {
+                queues.insert(q);
+            }
+            for q in &effects.deleted {
+                queues.remove(q);
+            }
+        }
+        for q in &effects.notify {
+            self.shared.notify(q);
+        }
+    }
+
+    /// Rolls the transaction back and answers every request of the batch with the failure; the
+    /// writer itself carries on with the next batch.
+    fn fail(&mut self, jobs: Vec<Box<dyn Job>>, message: &str) {
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        self.settings.clear();
+        tracing::warn!(
+            error = message,
+            requests = jobs.len(),
+            "store commit failed"
+        );
+        for job in jobs {
+            job.finish(Err(message.to_owned()));
+        }
+    }
+}
