@@ -136,8 +136,14 @@ async fn invalid_uploads_are_refused_with_a_reason_and_store_nothing() {
     let (server, _dir) = Server::start().await;
     let core_module = wat::parse_str("(module (func (export \"handle\")))").unwrap();
     let no_export = wat::parse_str("(component)").unwrap();
-    let foreign_import =
-        wat::parse_str("(component (import \"acme:db/query@1.0.0\" (instance (export \"run\" (func)))))").unwrap();
+    let foreign_import = wat::parse_str(
+        r#"(component
+             (import "acme:db/query@1.0.0" (instance (export "run" (func))))
+             (core module $m (func (export "f")))
+             (core instance $i (instantiate $m))
+             (func (export "handle") (canon lift (core func $i "f"))))"#,
+    )
+    .unwrap();
     let cases: [(&str, Vec<u8>, &str); 4] = [
         ("garbage", b"definitely not wasm".to_vec(), "not a WebAssembly"),
         ("core", core_module, "wasm32-wasip2"),

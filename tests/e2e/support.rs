@@ -226,9 +226,9 @@ pub fn example(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// A component from `tests/guests/`, by crate name.
+/// A component from `tests/guests/`, by its name without the `guest-` prefix.
 pub fn guest(name: &str) -> Vec<u8> {
-    let path = build_workspace("tests/guests").join(format!("{}.wasm", name.replace('-', "_")));
+    let path = build_workspace("tests/guests").join(format!("guest_{}.wasm", name.replace('-', "_")));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 

@@ -104,7 +104,8 @@ pub fn settings(queue: &str, s: &QueueSettings) -> Result<()> {
 impl Backoff {
     /// The delay before redelivering a message whose delivery number `attempt` (1-based)
     /// failed: `initial_ms * multiplier^(attempt-1)` capped at `max_ms`, then, with jitter,
-    /// scaled by `unit` (a random number in `[0, 1)`: full jitter).
+    /// spread over `[delay/2, delay]` by `unit` (a random number in `[0, 1)`), so a failed
+    /// batch's messages neither return together nor come back at once.
     pub fn delay_ms(&self, attempt: u32, unit: f64) -> u64 {
         let exponent = i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX);
         let raw = self.initial_ms as f64 * self.multiplier.powi(exponent);
@@ -114,7 +115,7 @@ impl Backoff {
             self.max_ms as f64
         };
         let delay = if self.jitter {
-            capped * unit.clamp(0.0, 1.0)
+            capped * (0.5 + 0.5 * unit.clamp(0.0, 1.0))
         } else {
             capped
         };
@@ -230,7 +231,7 @@ mod tests {
         assert_eq!(b.delay_ms(5, 0.5), 1_000);
         assert_eq!(b.delay_ms(u32::MAX, 0.5), 1_000);
         let j = Backoff { jitter: true, ..b };
-        assert_eq!(j.delay_ms(2, 0.5), 100);
-        assert_eq!(j.delay_ms(2, 0.0), 0);
+        assert_eq!(j.delay_ms(2, 0.5), 150);
+        assert_eq!(j.delay_ms(2, 0.0), 100);
     }
 }
