@@ -115,7 +115,7 @@ macro_rules! export_handler {
                 }
             }
 
-            $crate::wit::export!(SluiceHandler with_types_in $crate::wit);
+    $crate::wit::export!(SluiceHandler with_types_in $crate::wit);
         };
     };
 }

@@ -86,7 +86,8 @@ impl Message {
     /// assert!(error.message().starts_with("invalid JSON body: "));
     /// ```
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        serde_json::from_slice(&self.body).map_err(|e| Error::new(format!("invalid JSON body: {e}")))
+        serde_json::from_slice(&self.body)
+            .map_err(|e| Error::new(format!("invalid JSON body: {e}")))
     }
 
     /// The value of the first attribute called `name`, if any.

@@ -1,7 +1,7 @@
 //! What a handler returns for a batch that did not fail as a whole: [`Outcome`], the messages it
 //! retries or dead-letters, and implicitly the ones it acknowledges.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
@@ -143,7 +143,8 @@ impl Outcome {
     pub(crate) fn into_failures(self) -> Vec<Failure> {
         let mut failures = self.failures;
         if failures.len() > 1 {
-            let mut seen = HashSet::new();
+            // A BTreeSet, not a HashSet: its random seed would make every component import wasi:random.
+            let mut seen = BTreeSet::new();
             failures.reverse();
             failures.retain(|f| seen.insert(f.id.clone()));
             failures.reverse();

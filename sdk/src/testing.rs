@@ -47,7 +47,7 @@ pub(crate) fn record(outgoing: Outgoing) -> Result<(), Error> {
     let known = QUEUES.with_borrow(|queues| {
         queues
             .as_ref()
-            .is_none_or(|queues| queues.iter().any(|q| *q == outgoing.queue))
+            .is_none_or(|queues| queues.contains(&outgoing.queue))
     });
     if !known {
         return Err(Error::new(format!(
