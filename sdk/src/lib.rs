@@ -1,4 +1,4 @@
-//! Write [Sluice](https://example.invalid/sluice) queue handlers in plain Rust.
+//! Write Sluice queue handlers in plain Rust.
 //!
 //! A handler is a function from a [`Batch`] of messages to an [`Outcome`]; one
 //! [`export_handler!`] line turns it into the `handle` export of a WebAssembly component that
@@ -61,6 +61,8 @@
 //! A handler crate is a `cdylib` built with `cargo build --release --target wasm32-wasip2`;
 //! the output `.wasm` is a component ready to upload. On native targets the crate compiles too
 //! (the export is generated only for `wasm32`), so its unit tests run with plain `cargo test`.
+
+#![warn(missing_docs)]
 
 mod error;
 mod message;
