@@ -56,7 +56,7 @@ async fn notification_counts(server: &Server) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for message in all_messages(server, "notifications").await {
         let body: Value = serde_json::from_str(message["body"].as_str().unwrap()).unwrap();
-        let id = body["id"].as_str().or_else(|| body["order"]["id"].as_str()).unwrap_or_else(|| panic!("no order id in {body}"));
+        let id = body["order_id"].as_str().unwrap_or_else(|| panic!("no order id in {body}"));
         *counts.entry(id.to_owned()).or_default() += 1;
     }
     counts

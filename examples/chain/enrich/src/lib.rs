@@ -2,13 +2,35 @@
 //! `tier` and `received_at_ms`, and sends it to the next queue (`NEXT_QUEUE`, default
 //! `enriched`). Messages that are not orders are dead-lettered; everything else the order holds
 //! is passed on unchanged.
+//!
+//! For demonstrations and tests, `FAIL_FIRST_ATTEMPT_PERCENT=N` makes about N% of batches fail
+//! on their first delivery *after* sending: the host then discards those sends and retries the
+//! batch, which shows that retries never duplicate a send.
 
 use serde_json::{Map, Value, json};
 use sluice_sdk::{Batch, Context, Error, Message, Outcome, Outgoing};
 
 fn handle(batch: Batch) -> Result<Outcome, Error> {
     let next = std::env::var("NEXT_QUEUE").unwrap_or_else(|_| "enriched".to_owned());
-    enrich_all(batch, &next)
+    let fail_percent = std::env::var("FAIL_FIRST_ATTEMPT_PERCENT")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        .unwrap_or(0);
+    let chosen = batch
+        .iter()
+        .next()
+        .is_some_and(|first| first.attempt() == 1 && bucket(first.id()) < fail_percent);
+    let outcome = enrich_all(batch, &next)?;
+    if chosen {
+        return Err(Error::new("simulated failure on the first attempt (FAIL_FIRST_ATTEMPT_PERCENT)"));
+    }
+    Ok(outcome)
+}
+
+/// A stable pseudo-random bucket in 0..100 for a message id.
+fn bucket(id: &str) -> u32 {
+    let hash = id.bytes().fold(2_166_136_261u32, |h, b| (h ^ u32::from(b)).wrapping_mul(16_777_619));
+    hash % 100
 }
 
 sluice_sdk::export_handler!(handle);
