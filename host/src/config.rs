@@ -146,7 +146,10 @@ mod tests {
         assert_eq!(manifest.queues.len(), 2);
         assert_eq!(manifest.queues["orders"].max_attempts, 3);
         assert_eq!(manifest.queues["orders"].backoff.initial_ms, 100);
-        assert_eq!(manifest.queues["orders"].backoff.max_ms, 300_000, "defaults fill the rest");
+        assert_eq!(
+            manifest.queues["orders"].backoff.max_ms, 300_000,
+            "defaults fill the rest"
+        );
         let enrich = &manifest.functions["enrich"];
         assert_eq!(enrich.env["NEXT_QUEUE"], "enriched");
         let trigger = enrich.trigger.as_ref().unwrap();

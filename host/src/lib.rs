@@ -15,11 +15,11 @@
 //!
 //! [`cli`] holds `sluice serve` and the client subcommands; [`config`] the server configuration.
 
-pub mod executor;
-pub mod store;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod dispatch;
+pub mod executor;
 pub mod functions;
 pub mod server;
-pub mod dispatch;
+pub mod store;

@@ -28,7 +28,10 @@ pub enum Error {
     #[error(transparent)]
     Functions(#[from] functions::Error),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("serving HTTP: {0}")]
     Serve(std::io::Error),
     #[error("metrics recorder: {0}")]
@@ -67,7 +70,8 @@ impl Host {
             max_memory_bytes: functions::MAX_MEMORY_MB * 1024 * 1024,
             max_instances: 256,
         })?;
-        let functions = Functions::new(store.clone(), executor, config.data_dir.join("components"))?;
+        let functions =
+            Functions::new(store.clone(), executor, config.data_dir.join("components"))?;
         let shutdown = CancellationToken::new();
         let dispatcher = Dispatcher::new(store.clone(), functions.clone(), shutdown.clone());
         Ok(Host {
@@ -89,12 +93,17 @@ impl Host {
 }
 
 /// Runs the server until `signal` completes.
-pub async fn run(config: Config, signal: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+pub async fn run(
+    config: Config,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
     let host = Host::open(&config)?;
-    let listener = TcpListener::bind(config.listen).await.map_err(|source| Error::Bind {
-        addr: config.listen.to_string(),
-        source,
-    })?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: config.listen.to_string(),
+            source,
+        })?;
     let addr = listener.local_addr().map_err(Error::Serve)?;
     host.start().await?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "sluice listening");

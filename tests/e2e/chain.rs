@@ -34,13 +34,23 @@ async fn deploy_chain(server: &Server) {
         )
         .await;
     server
-        .deploy("notify", example("chain-notify"), "timeout_ms=1000&env=NEXT_QUEUE=notifications")
+        .deploy(
+            "notify",
+            example("chain-notify"),
+            "timeout_ms=1000&env=NEXT_QUEUE=notifications",
+        )
         .await;
     server
-        .trigger("enrich", json!({"queue": "orders", "batch_size": 100, "max_concurrency": 2}))
+        .trigger(
+            "enrich",
+            json!({"queue": "orders", "batch_size": 100, "max_concurrency": 2}),
+        )
         .await;
     server
-        .trigger("notify", json!({"queue": "enriched", "batch_size": 100, "max_concurrency": 2}))
+        .trigger(
+            "notify",
+            json!({"queue": "enriched", "batch_size": 100, "max_concurrency": 2}),
+        )
         .await;
 }
 
@@ -56,7 +66,9 @@ async fn notification_counts(server: &Server) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for message in all_messages(server, "notifications").await {
         let body: Value = serde_json::from_str(message["body"].as_str().unwrap()).unwrap();
-        let id = body["order_id"].as_str().unwrap_or_else(|| panic!("no order id in {body}"));
+        let id = body["order_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no order id in {body}"));
         *counts.entry(id.to_owned()).or_default() += 1;
     }
     counts
@@ -77,10 +89,16 @@ async fn chain_delivers_each_order_exactly_once_despite_failed_first_attempts() 
     let (server, _dir) = Server::start().await;
     deploy_chain(&server).await;
     enqueue_orders(&server).await;
-    assert!(chain_done(&server, Duration::from_secs(180)).await, "chain did not finish");
+    assert!(
+        chain_done(&server, Duration::from_secs(180)).await,
+        "chain did not finish"
+    );
 
     let enrich = server.stats("orders").await;
-    assert!(enrich["retried_total"].as_u64().unwrap() > 0, "some first attempts failed: {enrich}");
+    assert!(
+        enrich["retried_total"].as_u64().unwrap() > 0,
+        "some first attempts failed: {enrich}"
+    );
     let counts = notification_counts(&server).await;
     let duplicates: usize = counts.values().map(|c| c - 1).sum();
     println!(
@@ -99,14 +117,20 @@ async fn sigkill_during_the_chain_loses_nothing() {
     deploy_chain(&server).await;
     enqueue_orders(&server).await;
     let started = wait_for(Duration::from_secs(60), || async {
-        server.stats("notifications").await["visible"].as_u64().unwrap_or(0) >= 2_000
+        server.stats("notifications").await["visible"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 2_000
     })
     .await;
     assert!(started, "chain made no progress");
     server.kill9();
 
     let server = Server::start_in(dir.path()).await;
-    assert!(chain_done(&server, Duration::from_secs(180)).await, "chain did not finish after restart");
+    assert!(
+        chain_done(&server, Duration::from_secs(180)).await,
+        "chain did not finish after restart"
+    );
     let counts = notification_counts(&server).await;
     let duplicates: usize = counts.values().map(|c| c - 1).sum();
     println!(
@@ -117,5 +141,8 @@ async fn sigkill_during_the_chain_loses_nothing() {
     assert_eq!(counts.len(), ORDERS, "nothing lost");
     // Sends commit with the ack: a batch killed mid-flight committed neither, so its redelivery
     // sends each message once.
-    assert_eq!(duplicates, 0, "no send is duplicated, even across a SIGKILL");
+    assert_eq!(
+        duplicates, 0,
+        "no send is duplicated, even across a SIGKILL"
+    );
 }

@@ -33,7 +33,9 @@ pub async fn all_messages(server: &Server, queue: &str) -> Vec<serde_json::Value
         if messages.is_empty() {
             return all;
         }
-        after = messages.last().map(|m| m["id"].as_str().unwrap().to_owned());
+        after = messages
+            .last()
+            .map(|m| m["id"].as_str().unwrap().to_owned());
         all.extend(messages.iter().cloned());
     }
 }
@@ -57,16 +59,26 @@ async fn acknowledged_enqueues_survive_sigkill() {
                 n += 1;
                 // Half the clients send single messages, half send batches of 20.
                 let result = if client % 2 == 0 {
-                    http.post(format!("{url}/messages")).body(format!("c{client}-{n}")).send().await
+                    http.post(format!("{url}/messages"))
+                        .body(format!("c{client}-{n}"))
+                        .send()
+                        .await
                 } else {
-                    let messages: Vec<_> = (0..20).map(|i| json!({"body": format!("c{client}-{n}-{i}")})).collect();
-                    http.post(format!("{url}/messages/batch")).json(&json!({ "messages": messages })).send().await
+                    let messages: Vec<_> = (0..20)
+                        .map(|i| json!({"body": format!("c{client}-{n}-{i}")}))
+                        .collect();
+                    http.post(format!("{url}/messages/batch"))
+                        .json(&json!({ "messages": messages }))
+                        .send()
+                        .await
                 };
                 let Ok(response) = result else { break };
                 if !response.status().is_success() {
                     break;
                 }
-                let Ok(answer) = response.json::<serde_json::Value>().await else { break };
+                let Ok(answer) = response.json::<serde_json::Value>().await else {
+                    break;
+                };
                 let mut acked = acked.lock().await;
                 if let Some(id) = answer["id"].as_str() {
                     acked.push(id.to_owned());
@@ -99,6 +111,11 @@ async fn acknowledged_enqueues_survive_sigkill() {
         stored.len(),
         lost.len()
     );
-    assert!(lost.is_empty(), "{} acknowledged messages lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged messages lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
     assert!(stored.len() >= acked.len());
 }

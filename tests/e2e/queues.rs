@@ -21,12 +21,18 @@ async fn queue_lifecycle() {
     assert_eq!(list["queues"].as_array().unwrap().len(), 1);
 
     let (status, changed) = server
-        .patch("/v1/queues/orders", json!({"max_attempts": 7, "backoff": {"initial_ms": 50}}))
+        .patch(
+            "/v1/queues/orders",
+            json!({"max_attempts": 7, "backoff": {"initial_ms": 50}}),
+        )
         .await;
     assert_eq!(status, 200, "{changed}");
     assert_eq!(changed["settings"]["max_attempts"], 7);
     assert_eq!(changed["settings"]["backoff"]["initial_ms"], 50);
-    assert_eq!(changed["settings"]["visibility_timeout_ms"], 5000, "unpatched settings kept");
+    assert_eq!(
+        changed["settings"]["visibility_timeout_ms"], 5000,
+        "unpatched settings kept"
+    );
 
     let (status, _) = server.post_raw("/v1/queues/orders/messages", "hello").await;
     assert_eq!(status, 201);
@@ -49,10 +55,19 @@ async fn dead_letter_queue_cannot_be_deleted_from_under_its_source() {
         .await;
     let (status, body) = server.delete("/v1/queues/orders-dlq").await;
     assert_error(status, &body, 409, "conflict");
-    assert!(body["error"]["message"].as_str().unwrap().contains("orders"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("orders"),
+        "{body}"
+    );
 
     let (status, body) = server
-        .post("/v1/queues", json!({"name": "x", "dead_letter_queue": "missing"}))
+        .post(
+            "/v1/queues",
+            json!({"name": "x", "dead_letter_queue": "missing"}),
+        )
         .await;
     assert!(status == 400 || status == 404, "{status} {body}");
 }
@@ -70,7 +85,10 @@ async fn bad_queue_requests_get_clear_errors() {
         assert_error(status, &body, 400, "bad_request");
     }
     let (status, body) = server.post("/v1/queues", json!({"name": "bad name"})).await;
-    assert!(body["error"]["message"].as_str().unwrap().contains("A-Z"), "{status} {body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("A-Z"),
+        "{status} {body}"
+    );
 
     let (status, body) = server.post_raw("/v1/queues", "{not json").await;
     assert_error(status, &body, 400, "bad_request");
@@ -83,14 +101,27 @@ async fn bad_queue_requests_get_clear_errors() {
         .await;
     assert_error(status, &body, 400, "bad_request");
     let (status, body) = server
-        .post("/v1/queues", json!({"name": "a", "visibilty_timeout_ms": 10}))
+        .post(
+            "/v1/queues",
+            json!({"name": "a", "visibilty_timeout_ms": 10}),
+        )
         .await;
     assert_error(status, &body, 400, "bad_request");
-    assert!(body["error"]["message"].as_str().unwrap().contains("visibilty_timeout_ms"), "{body}");
-    let (status, body) = server.post("/v1/queues", json!({"name": "a", "max_attempts": 0})).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("visibilty_timeout_ms"),
+        "{body}"
+    );
+    let (status, body) = server
+        .post("/v1/queues", json!({"name": "a", "max_attempts": 0}))
+        .await;
     assert_error(status, &body, 400, "bad_request");
 
-    let (status, body) = server.patch("/v1/queues/nope", json!({"max_attempts": 2})).await;
+    let (status, body) = server
+        .patch("/v1/queues/nope", json!({"max_attempts": 2}))
+        .await;
     assert_error(status, &body, 404, "not_found");
     let (status, body) = server.patch("/v1/queues/q", json!([1, 2])).await;
     assert_error(status, &body, 400, "bad_request");

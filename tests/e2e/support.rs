@@ -14,7 +14,6 @@ use tempfile::TempDir;
 pub struct Server {
     child: Child,
     pub url: String,
-    pub data_dir: PathBuf,
     pub http: reqwest::Client,
     _logs: std::thread::JoinHandle<()>,
 }
@@ -57,10 +56,10 @@ impl Server {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(addr) = line.split("addr=").nth(1) {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_owned());
-                    }
+                if let Some(addr) = line.split("addr=").nth(1)
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_owned());
                 }
                 if std::env::var_os("SLUICE_TEST_LOGS").is_some() {
                     eprintln!("[sluice] {line}");
@@ -73,7 +72,6 @@ impl Server {
         let server = Server {
             child,
             url: format!("http://{addr}"),
-            data_dir: data_dir.to_owned(),
             http: reqwest::Client::new(),
             _logs: logs,
         };
@@ -153,7 +151,8 @@ pub async fn into_json(response: reqwest::Result<reqwest::Response>) -> (u16, Va
     let value = if bytes.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
     };
     (status, value)
 }
@@ -161,9 +160,14 @@ pub async fn into_json(response: reqwest::Result<reqwest::Response>) -> (u16, Va
 /// Asserts the API's error shape and code.
 pub fn assert_error(status: u16, body: &Value, expected_status: u16, code: &str) {
     assert_eq!(status, expected_status, "unexpected status; body: {body}");
-    assert_eq!(body["error"]["code"], code, "unexpected error code; body: {body}");
+    assert_eq!(
+        body["error"]["code"], code,
+        "unexpected error code; body: {body}"
+    );
     assert!(
-        body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
         "error without a message: {body}"
     );
 }
@@ -190,7 +194,10 @@ where
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_owned()
 }
 
 /// Builds a guest workspace (`examples` or `tests/guests`) for wasm32-wasip2 once per test
@@ -205,7 +212,13 @@ fn build_workspace(workspace: &str) -> PathBuf {
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     if !built.iter().any(|w| w == workspace) {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
             .arg(repo().join(workspace).join("Cargo.toml"))
             .arg("--target-dir")
             .arg(&target_dir)
@@ -214,7 +227,10 @@ fn build_workspace(workspace: &str) -> PathBuf {
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
             .status()
             .expect("run cargo to build the guests");
-        assert!(status.success(), "building {workspace} for wasm32-wasip2 failed");
+        assert!(
+            status.success(),
+            "building {workspace} for wasm32-wasip2 failed"
+        );
         built.push(workspace.to_owned());
     }
     out
@@ -228,14 +244,17 @@ pub fn example(name: &str) -> Vec<u8> {
 
 /// A component from `tests/guests/`, by its name without the `guest-` prefix.
 pub fn guest(name: &str) -> Vec<u8> {
-    let path = build_workspace("tests/guests").join(format!("guest_{}.wasm", name.replace('-', "_")));
+    let path =
+        build_workspace("tests/guests").join(format!("guest_{}.wasm", name.replace('-', "_")));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 impl Server {
     /// Uploads a component as function `name` (query: extra config), asserting success.
     pub async fn deploy(&self, name: &str, wasm: Vec<u8>, query: &str) -> Value {
-        let (status, body) = self.put_wasm(&format!("/v1/functions/{name}?{query}"), wasm).await;
+        let (status, body) = self
+            .put_wasm(&format!("/v1/functions/{name}?{query}"), wasm)
+            .await;
         assert_eq!(status, 201, "deploy {name}: {body}");
         body
     }
@@ -261,15 +280,28 @@ impl Server {
     }
 
     /// Enqueues `bodies` in batches of up to 1000, returning the ids.
-    pub async fn enqueue_all(&self, queue: &str, bodies: impl IntoIterator<Item = Value>) -> Vec<String> {
+    pub async fn enqueue_all(
+        &self,
+        queue: &str,
+        bodies: impl IntoIterator<Item = Value>,
+    ) -> Vec<String> {
         let bodies: Vec<Value> = bodies.into_iter().collect();
         let mut ids = Vec::new();
         for chunk in bodies.chunks(1000) {
             let (status, answer) = self
-                .post(&format!("/v1/queues/{queue}/messages/batch"), serde_json::json!({ "messages": chunk }))
+                .post(
+                    &format!("/v1/queues/{queue}/messages/batch"),
+                    serde_json::json!({ "messages": chunk }),
+                )
                 .await;
             assert_eq!(status, 201, "{answer}");
-            ids.extend(answer["ids"].as_array().unwrap().iter().map(|i| i.as_str().unwrap().to_owned()));
+            ids.extend(
+                answer["ids"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| i.as_str().unwrap().to_owned()),
+            );
         }
         ids
     }

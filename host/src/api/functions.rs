@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState, body_error, parse_json};
-use crate::functions::{FunctionConfig, InvocationRecord, now_ms};
 use crate::dispatch::TriggerStatus;
+use crate::functions::{FunctionConfig, InvocationRecord, now_ms};
 use crate::store::{FunctionRecord, Message, TriggerRecord};
 
 /// `PUT /v1/functions/{name}?timeout_ms=..&memory_mb=..&env=KEY=VALUE`: body is the component.
@@ -43,7 +43,9 @@ pub async fn upload(
         )));
     }
     if body.is_empty() {
-        return Err(ApiError::BadRequest("empty body: send the component's bytes".into()));
+        return Err(ApiError::BadRequest(
+            "empty body: send the component's bytes".into(),
+        ));
     }
     let config = config_from_query(query.as_deref().unwrap_or(""))?;
     let record = state.functions.upload(&name, body.to_vec(), config).await?;
@@ -57,9 +59,9 @@ fn config_from_query(query: &str) -> Result<FunctionConfig, ApiError> {
         .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
     let mut config = FunctionConfig::default();
     let number = |key: &str, value: &str| {
-        value
-            .parse::<u64>()
-            .map_err(|_| ApiError::BadRequest(format!("`{key}` must be a whole number, got `{value}`")))
+        value.parse::<u64>().map_err(|_| {
+            ApiError::BadRequest(format!("`{key}` must be a whole number, got `{value}`"))
+        })
     };
     for (key, value) in pairs {
         match key.as_str() {
@@ -85,15 +87,22 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
     Ok(Json(json!({ "functions": state.functions.list().await? })))
 }
 
-pub async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn show(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let record = state.functions.get(&name).await?;
     let trigger = record.trigger.clone().map(|t| state.dispatcher.status(t));
     let mut value = serde_json::to_value(&record).map_err(|e| ApiError::Internal(e.to_string()))?;
-    value["trigger"] = serde_json::to_value(trigger).map_err(|e| ApiError::Internal(e.to_string()))?;
+    value["trigger"] =
+        serde_json::to_value(trigger).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(value))
 }
 
-pub async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
     state.functions.delete(&name).await?;
     state.dispatcher.stop(&name);
     Ok(StatusCode::NO_CONTENT)
@@ -170,7 +179,9 @@ pub async fn invoke(
                     .decode(encoded.as_bytes())
                     .map_err(|e| at(format!("`body_base64` is not valid base64: {e}")))?,
                 (None, None) => Vec::new(),
-                (Some(_), Some(_)) => return Err(at("give `body` or `body_base64`, not both".into())),
+                (Some(_), Some(_)) => {
+                    return Err(at("give `body` or `body_base64`, not both".into()));
+                }
             };
             let attributes = m
                 .attributes
@@ -225,13 +236,19 @@ pub async fn put_trigger(
     let body = body.map_err(body_error)?;
     let request: TriggerRequest = parse_json(&body)?;
     if !(1..=1000).contains(&request.batch_size) {
-        return Err(ApiError::BadRequest("`batch_size` must be between 1 and 1000".into()));
+        return Err(ApiError::BadRequest(
+            "`batch_size` must be between 1 and 1000".into(),
+        ));
     }
     if request.max_wait_ms > 5 * 60 * 1000 {
-        return Err(ApiError::BadRequest("`max_wait_ms` must be at most 300000 (5 minutes)".into()));
+        return Err(ApiError::BadRequest(
+            "`max_wait_ms` must be at most 300000 (5 minutes)".into(),
+        ));
     }
     if !(1..=1000).contains(&request.max_concurrency) {
-        return Err(ApiError::BadRequest("`max_concurrency` must be between 1 and 1000".into()));
+        return Err(ApiError::BadRequest(
+            "`max_concurrency` must be between 1 and 1000".into(),
+        ));
     }
     let record = TriggerRecord {
         function: name.clone(),
@@ -247,7 +264,10 @@ pub async fn put_trigger(
 }
 
 /// `DELETE /v1/functions/{name}/trigger`: stop consuming; in-flight batches still settle.
-pub async fn delete_trigger(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete_trigger(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
     state.store.delete_trigger(&name).await?;
     state.dispatcher.stop(&name);
     Ok(StatusCode::NO_CONTENT)

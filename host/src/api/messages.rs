@@ -42,7 +42,9 @@ pub async fn enqueue_one(
     check_message(&state.limits, &message, 0)?;
     let mut ids = state.store.enqueue(&queue, vec![message]).await?;
     metrics::counter!("sluice_enqueued_total", "queue" => queue).increment(1);
-    let enqueued = ids.pop().ok_or_else(|| ApiError::Internal("enqueue returned no id".into()))?;
+    let enqueued = ids
+        .pop()
+        .ok_or_else(|| ApiError::Internal("enqueue returned no id".into()))?;
     Ok((StatusCode::CREATED, Json(enqueued)))
 }
 
@@ -83,7 +85,9 @@ pub async fn enqueue_batch(
     let request: BatchRequest = parse_json(&body)?;
     let limits = &state.limits;
     if request.messages.is_empty() {
-        return Err(ApiError::BadRequest("`messages` is empty: send at least one".into()));
+        return Err(ApiError::BadRequest(
+            "`messages` is empty: send at least one".into(),
+        ));
     }
     if request.messages.len() > limits.max_batch_messages {
         return Err(ApiError::BadRequest(format!(
@@ -125,7 +129,9 @@ fn to_new_message(message: BatchMessage, index: usize) -> Result<NewMessage, Api
         .into_iter()
         .map(|(name, value)| match value {
             Value::String(value) => Ok((name, value)),
-            other => Err(at(format!("attribute `{name}` must be a string, got {other}"))),
+            other => Err(at(format!(
+                "attribute `{name}` must be a string, got {other}"
+            ))),
         })
         .collect::<Result<_, _>>()?;
     Ok(NewMessage {
@@ -164,7 +170,10 @@ fn check_message(limits: &ApiLimits, message: &NewMessage, index: usize) -> Resu
     }
     const MAX_DELAY_MS: u64 = 15 * 60 * 1000;
     if message.delay_ms > MAX_DELAY_MS {
-        return Err(at(format!("delay of {} ms; at most {MAX_DELAY_MS} ms (15 minutes)", message.delay_ms)));
+        return Err(at(format!(
+            "delay of {} ms; at most {MAX_DELAY_MS} ms (15 minutes)",
+            message.delay_ms
+        )));
     }
     Ok(())
 }
@@ -185,7 +194,9 @@ fn header_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> 
     header_str(headers, name)?
         .map(|value| {
             value.trim().parse().map_err(|_| {
-                ApiError::BadRequest(format!("header `{name}` must be a whole number, got `{value}`"))
+                ApiError::BadRequest(format!(
+                    "header `{name}` must be a whole number, got `{value}`"
+                ))
             })
         })
         .transpose()
@@ -205,17 +216,20 @@ pub async fn peek(
     Path(queue): Path<String>,
     query: Result<Query<PeekQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::BadRequest(format!("invalid query: {}", e.body_text())))?;
+    let Query(query) =
+        query.map_err(|e| ApiError::BadRequest(format!("invalid query: {}", e.body_text())))?;
     let limit = query.limit.unwrap_or(10);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::BadRequest("`limit` must be between 1 and 1000".into()));
+        return Err(ApiError::BadRequest(
+            "`limit` must be between 1 and 1000".into(),
+        ));
     }
     let after = query
         .after
         .map(|after| {
-            after
-                .parse::<u64>()
-                .map_err(|_| ApiError::BadRequest(format!("`after` must be a message id, got `{after}`")))
+            after.parse::<u64>().map_err(|_| {
+                ApiError::BadRequest(format!("`after` must be a message id, got `{after}`"))
+            })
         })
         .transpose()?;
     let messages = state.store.peek(&queue, limit, after).await?;

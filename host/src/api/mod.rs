@@ -43,13 +43,18 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/queues", post(queues::create).get(queues::list))
         .route(
             "/v1/queues/{queue}",
-            get(queues::show).patch(queues::update).delete(queues::delete),
+            get(queues::show)
+                .patch(queues::update)
+                .delete(queues::delete),
         )
         .route(
             "/v1/queues/{queue}/messages",
             post(messages::enqueue_one).get(messages::peek),
         )
-        .route("/v1/queues/{queue}/messages/batch", post(messages::enqueue_batch))
+        .route(
+            "/v1/queues/{queue}/messages/batch",
+            post(messages::enqueue_batch),
+        )
         .route("/v1/queues/{queue}/purge", post(queues::purge))
         .route("/v1/queues/{queue}/redrive", post(queues::redrive))
         .route("/v1/functions", get(functions::list))
@@ -66,7 +71,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/functions/{name}/trigger",
             put(functions::put_trigger).delete(functions::delete_trigger),
         )
-        .route("/v1/functions/{name}/invocations", get(functions::invocations))
+        .route(
+            "/v1/functions/{name}/invocations",
+            get(functions::invocations),
+        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(TraceLayer::new_for_http())
@@ -95,7 +103,8 @@ async fn not_found() -> ApiError {
 
 /// Reads a request body that must be JSON, with a useful error when it is not.
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
 /// Turns axum's body-reading failure (usually the size limit) into our error shape.
@@ -103,6 +112,9 @@ pub(crate) fn body_error(rejection: axum::extract::rejection::BytesRejection) ->
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::TooLarge(format!("request body too large: {}", rejection.body_text()))
     } else {
-        ApiError::BadRequest(format!("could not read request body: {}", rejection.body_text()))
+        ApiError::BadRequest(format!(
+            "could not read request body: {}",
+            rejection.body_text()
+        ))
     }
 }

@@ -20,7 +20,11 @@ pub async fn create(
     let name = match fields.remove("name") {
         Some(Value::String(name)) => name,
         Some(_) => return Err(ApiError::BadRequest("`name` must be a string".into())),
-        None => return Err(ApiError::BadRequest("missing `name`: the queue's name".into())),
+        None => {
+            return Err(ApiError::BadRequest(
+                "missing `name`: the queue's name".into(),
+            ));
+        }
     };
     let settings = settings_from(Value::Object(fields))?;
     let info = state.store.create_queue(&name, settings).await?;
@@ -48,11 +52,13 @@ pub async fn update(
     let body = body.map_err(body_error)?;
     let patch: Value = parse_json(&body)?;
     if !patch.is_object() {
-        return Err(ApiError::BadRequest("the body must be a JSON object of settings".into()));
+        return Err(ApiError::BadRequest(
+            "the body must be a JSON object of settings".into(),
+        ));
     }
     let current = state.store.get_queue(&queue).await?;
-    let mut merged = serde_json::to_value(&current.settings)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut merged =
+        serde_json::to_value(&current.settings).map_err(|e| ApiError::Internal(e.to_string()))?;
     merge(&mut merged, patch);
     let settings = settings_from(merged)?;
     let info = state.store.update_queue(&queue, settings).await?;
@@ -104,7 +110,8 @@ pub async fn redrive(
 }
 
 fn settings_from(value: Value) -> Result<QueueSettings, ApiError> {
-    serde_json::from_value(value).map_err(|e| ApiError::BadRequest(format!("invalid queue settings: {e}")))
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::BadRequest(format!("invalid queue settings: {e}")))
 }
 
 /// JSON merge patch (RFC 7386): objects merge recursively, anything else replaces.
@@ -130,7 +137,13 @@ mod tests {
     #[test]
     fn merge_patches_nested_objects_and_replaces_scalars() {
         let mut target = json!({"a": 1, "backoff": {"initial_ms": 10, "jitter": true}, "dlq": "x"});
-        merge(&mut target, json!({"a": 2, "backoff": {"initial_ms": 5}, "dlq": null}));
-        assert_eq!(target, json!({"a": 2, "backoff": {"initial_ms": 5, "jitter": true}, "dlq": null}));
+        merge(
+            &mut target,
+            json!({"a": 2, "backoff": {"initial_ms": 5}, "dlq": null}),
+        );
+        assert_eq!(
+            target,
+            json!({"a": 2, "backoff": {"initial_ms": 5, "jitter": true}, "dlq": null})
+        );
     }
 }

@@ -24,9 +24,15 @@ pub struct ApplyArgs {
 }
 
 pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
-    let manifest = Manifest::parse(&text).with_context(|| format!("{} is not a valid manifest", args.file.display()))?;
-    let base = args.file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("reading {}", args.file.display()))?;
+    let manifest = Manifest::parse(&text)
+        .with_context(|| format!("{} is not a valid manifest", args.file.display()))?;
+    let base = args
+        .file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     let client = args.remote.client();
 
     // Queues first, without dead-letter queues, so every DLQ exists before it is referenced.
@@ -42,13 +48,20 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
         body["dead_letter_queue"] = Value::Null;
         if existing.contains(&name.as_str()) {
             client
-                .send(client.request(Method::PATCH, &format!("/v1/queues/{}", segment(name))).json(&body))
+                .send(
+                    client
+                        .request(Method::PATCH, &format!("/v1/queues/{}", segment(name)))
+                        .json(&body),
+                )
                 .await
                 .with_context(|| format!("updating queue {name}"))?;
             println!("queue {name}: updated");
         } else {
             body["name"] = json!(name);
-            client.post_json("/v1/queues", &body).await.with_context(|| format!("creating queue {name}"))?;
+            client
+                .post_json("/v1/queues", &body)
+                .await
+                .with_context(|| format!("creating queue {name}"))?;
             println!("queue {name}: created");
         }
     }
@@ -56,7 +69,11 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
         if let Some(dlq) = &settings.dead_letter_queue {
             let body = json!({ "dead_letter_queue": dlq });
             client
-                .send(client.request(Method::PATCH, &format!("/v1/queues/{}", segment(name))).json(&body))
+                .send(
+                    client
+                        .request(Method::PATCH, &format!("/v1/queues/{}", segment(name)))
+                        .json(&body),
+                )
                 .await
                 .with_context(|| format!("setting the dead-letter queue of {name}"))?;
         }
@@ -65,7 +82,10 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
     for (name, function) in &manifest.functions {
         let path = base.join(&function.component);
         let wasm = std::fs::read(&path).with_context(|| {
-            format!("reading the component of function {name} at {} (build it first)", path.display())
+            format!(
+                "reading the component of function {name} at {} (build it first)",
+                path.display()
+            )
         })?;
         let sha256 = hex::encode(Sha256::digest(&wasm));
         let mut config = json!({ "env": function.env, "timeout_ms": 30_000, "memory_mb": 128 });
@@ -75,11 +95,20 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
         if let Some(memory) = function.memory_mb {
             config["memory_mb"] = json!(memory);
         }
-        let current = client.get(&format!("/v1/functions/{}", segment(name))).await.ok();
+        let current = client
+            .get(&format!("/v1/functions/{}", segment(name)))
+            .await
+            .ok();
         let unchanged = current.as_ref().is_some_and(|record| {
-            record["versions"].as_array().into_iter().flatten().any(|v| {
-                v["version"] == record["active_version"] && v["sha256"] == sha256.as_str() && v["config"] == config
-            })
+            record["versions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|v| {
+                    v["version"] == record["active_version"]
+                        && v["sha256"] == sha256.as_str()
+                        && v["config"] == config
+                })
         });
         if unchanged {
             println!("function {name}: unchanged");
@@ -96,21 +125,35 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
                 .query(&query)
                 .header("content-type", "application/wasm")
                 .body(wasm);
-            let record = client.send(request).await.with_context(|| format!("deploying function {name}"))?;
-            println!("function {name}: deployed version {}", record["active_version"]);
+            let record = client
+                .send(request)
+                .await
+                .with_context(|| format!("deploying function {name}"))?;
+            println!(
+                "function {name}: deployed version {}",
+                record["active_version"]
+            );
         }
         match &function.trigger {
             Some(trigger) => {
                 let request = client
-                    .request(Method::PUT, &format!("/v1/functions/{}/trigger", segment(name)))
+                    .request(
+                        Method::PUT,
+                        &format!("/v1/functions/{}/trigger", segment(name)),
+                    )
                     .json(trigger);
-                client.send(request).await.with_context(|| format!("setting the trigger of {name}"))?;
+                client
+                    .send(request)
+                    .await
+                    .with_context(|| format!("setting the trigger of {name}"))?;
                 println!("function {name}: consumes {}", trigger.queue);
             }
             None => {
                 let has_trigger = current.as_ref().is_some_and(|r| !r["trigger"].is_null());
                 if has_trigger {
-                    client.delete(&format!("/v1/functions/{}/trigger", segment(name))).await?;
+                    client
+                        .delete(&format!("/v1/functions/{}/trigger", segment(name)))
+                        .await?;
                     println!("function {name}: trigger removed");
                 }
             }

@@ -52,7 +52,10 @@ impl Client {
 
 async fn read(response: Response) -> anyhow::Result<Value> {
     let status = response.status();
-    let bytes = response.bytes().await.context("reading the server's answer")?;
+    let bytes = response
+        .bytes()
+        .await
+        .context("reading the server's answer")?;
     if status.is_success() {
         if bytes.is_empty() {
             return Ok(Value::Null);

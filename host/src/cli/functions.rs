@@ -47,7 +47,8 @@ pub struct DeployArgs {
 }
 
 pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
-    let wasm = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let wasm =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let mut query: Vec<(String, String)> = Vec::new();
     if let Some(timeout) = args.timeout {
         query.push(("timeout_ms".into(), timeout.as_millis().to_string()));
@@ -60,12 +61,18 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     }
     let client = args.remote.client();
     let request = client
-        .request(Method::PUT, &format!("/v1/functions/{}", segment(&args.name)))
+        .request(
+            Method::PUT,
+            &format!("/v1/functions/{}", segment(&args.name)),
+        )
         .query(&query)
         .header("content-type", "application/wasm")
         .body(wasm);
     let record = client.send(request).await?;
-    println!("deployed {} version {}", args.name, record["active_version"]);
+    println!(
+        "deployed {} version {}",
+        args.name, record["active_version"]
+    );
     if let Some(queue) = &args.queue {
         let trigger = json!({
             "queue": queue,
@@ -75,10 +82,17 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
             "paused": args.paused,
         });
         let request = client
-            .request(Method::PUT, &format!("/v1/functions/{}/trigger", segment(&args.name)))
+            .request(
+                Method::PUT,
+                &format!("/v1/functions/{}/trigger", segment(&args.name)),
+            )
             .json(&trigger);
         let status = client.send(request).await?;
-        println!("{} consumes {queue} ({})", args.name, status["state"].as_str().unwrap_or("?"));
+        println!(
+            "{} consumes {queue} ({})",
+            args.name,
+            status["state"].as_str().unwrap_or("?")
+        );
     }
     Ok(())
 }
@@ -122,7 +136,10 @@ pub async fn run(command: FunctionsCommand) -> anyhow::Result<()> {
     match command {
         FunctionsCommand::List(args) => {
             let list = args.remote.client().get("/v1/functions").await?;
-            println!("{:<32} {:>8} {:>9} {:<24}", "FUNCTION", "ACTIVE", "VERSIONS", "QUEUE");
+            println!(
+                "{:<32} {:>8} {:>9} {:<24}",
+                "FUNCTION", "ACTIVE", "VERSIONS", "QUEUE"
+            );
             for f in list["functions"].as_array().into_iter().flatten() {
                 println!(
                     "{:<32} {:>8} {:>9} {:<24}",
@@ -134,15 +151,31 @@ pub async fn run(command: FunctionsCommand) -> anyhow::Result<()> {
             }
         }
         FunctionsCommand::Show(args) => {
-            print_json(&args.remote.client().get(&format!("/v1/functions/{}", segment(&args.name))).await?);
+            print_json(
+                &args
+                    .remote
+                    .client()
+                    .get(&format!("/v1/functions/{}", segment(&args.name)))
+                    .await?,
+            );
         }
         FunctionsCommand::Rollback(args) => {
             let path = format!("/v1/functions/{}/rollback", segment(&args.name));
-            let record = args.remote.client().post_json(&path, &json!({ "version": args.version })).await?;
-            println!("{} now runs version {}", args.name, record["active_version"]);
+            let record = args
+                .remote
+                .client()
+                .post_json(&path, &json!({ "version": args.version }))
+                .await?;
+            println!(
+                "{} now runs version {}",
+                args.name, record["active_version"]
+            );
         }
         FunctionsCommand::Delete(args) => {
-            args.remote.client().delete(&format!("/v1/functions/{}", segment(&args.name))).await?;
+            args.remote
+                .client()
+                .delete(&format!("/v1/functions/{}", segment(&args.name)))
+                .await?;
             println!("deleted function {}", args.name);
         }
     }
@@ -164,15 +197,22 @@ pub struct InvokeArgs {
 }
 
 pub async fn invoke(args: InvokeArgs) -> anyhow::Result<()> {
-    let attributes: serde_json::Map<String, Value> =
-        args.attributes.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    let attributes: serde_json::Map<String, Value> = args
+        .attributes
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
     let messages: Vec<Value> = args
         .messages
         .iter()
         .map(|body| json!({ "body": body, "attributes": attributes }))
         .collect();
     let path = format!("/v1/functions/{}/invoke", segment(&args.name));
-    let result = args.remote.client().post_json(&path, &json!({ "messages": messages })).await?;
+    let result = args
+        .remote
+        .client()
+        .post_json(&path, &json!({ "messages": messages }))
+        .await?;
     print_json(&result);
     Ok(())
 }
@@ -193,7 +233,10 @@ pub struct LogsArgs {
 
 pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
     let client = args.remote.client();
-    let path = format!("/v1/functions/{}/invocations?limit=100", segment(&args.name));
+    let path = format!(
+        "/v1/functions/{}/invocations?limit=100",
+        segment(&args.name)
+    );
     let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut first = true;
     loop {
@@ -202,7 +245,12 @@ pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|i| seen.insert(format!("{}-{}-{}", i["started_at_ms"], i["duration_ms"], i["batch_size"])))
+            .filter(|i| {
+                seen.insert(format!(
+                    "{}-{}-{}",
+                    i["started_at_ms"], i["duration_ms"], i["batch_size"]
+                ))
+            })
             .collect();
         fresh.reverse();
         if first {
@@ -228,7 +276,10 @@ fn print_invocation(invocation: &Value) {
         invocation["outcome"].as_str().unwrap_or("?"),
         invocation["batch_size"],
         invocation["duration_ms"].as_f64().unwrap_or(0.0),
-        invocation["error"].as_str().map(|e| format!(" error: {e}")).unwrap_or_default(),
+        invocation["error"]
+            .as_str()
+            .map(|e| format!(" error: {e}"))
+            .unwrap_or_default(),
     );
     for line in invocation["logs"].as_str().unwrap_or("").lines() {
         println!("    {line}");

@@ -16,7 +16,11 @@ use crate::config::Config;
 use client::Client;
 
 #[derive(Debug, Parser)]
-#[command(name = "sluice", version, about = "Durable queues that run WebAssembly components as consumers")]
+#[command(
+    name = "sluice",
+    version,
+    about = "Durable queues that run WebAssembly components as consumers"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -96,7 +100,8 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
 
 /// Parses durations like `250ms`, `30s`, `5m`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("`{text}` is not a duration like 250ms, 30s or 5m: {e}"))
+    humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration like 250ms, 30s or 5m: {e}"))
 }
 
 /// Parses `KEY=VALUE`.
@@ -107,5 +112,8 @@ pub fn parse_pair(text: &str) -> Result<(String, String), String> {
 }
 
 fn print_json(value: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    );
 }

@@ -122,12 +122,19 @@ pub async fn run(command: QueueCommand) -> anyhow::Result<()> {
             if !backoff.is_empty() {
                 body.insert("backoff".into(), Value::Object(backoff));
             }
-            let created = args.remote.client().post_json("/v1/queues", &Value::Object(body)).await?;
+            let created = args
+                .remote
+                .client()
+                .post_json("/v1/queues", &Value::Object(body))
+                .await?;
             print_json(&created);
         }
         QueueCommand::List(args) => {
             let list = args.remote.client().get("/v1/queues").await?;
-            println!("{:<32} {:>10} {:>10} {:>10} {:>12}", "QUEUE", "VISIBLE", "DELAYED", "IN FLIGHT", "OLDEST (ms)");
+            println!(
+                "{:<32} {:>10} {:>10} {:>10} {:>12}",
+                "QUEUE", "VISIBLE", "DELAYED", "IN FLIGHT", "OLDEST (ms)"
+            );
             for queue in list["queues"].as_array().into_iter().flatten() {
                 let stats = &queue["stats"];
                 println!(
@@ -136,15 +143,27 @@ pub async fn run(command: QueueCommand) -> anyhow::Result<()> {
                     stats["visible"],
                     stats["delayed"],
                     stats["in_flight"],
-                    stats["oldest_age_ms"].as_u64().map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+                    stats["oldest_age_ms"]
+                        .as_u64()
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "-".into()),
                 );
             }
         }
         QueueCommand::Show(args) => {
-            print_json(&args.remote.client().get(&format!("/v1/queues/{}", segment(&args.name))).await?);
+            print_json(
+                &args
+                    .remote
+                    .client()
+                    .get(&format!("/v1/queues/{}", segment(&args.name)))
+                    .await?,
+            );
         }
         QueueCommand::Delete(args) => {
-            args.remote.client().delete(&format!("/v1/queues/{}", segment(&args.name))).await?;
+            args.remote
+                .client()
+                .delete(&format!("/v1/queues/{}", segment(&args.name)))
+                .await?;
             println!("deleted queue {}", args.name);
         }
         QueueCommand::Purge(args) => {
@@ -197,12 +216,17 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
         Some(body) => body.into_bytes(),
         None => {
             let mut body = Vec::new();
-            std::io::stdin().read_to_end(&mut body).context("reading the body from standard input")?;
+            std::io::stdin()
+                .read_to_end(&mut body)
+                .context("reading the body from standard input")?;
             body
         }
     };
     let mut request = client
-        .request(Method::POST, &format!("/v1/queues/{}/messages", segment(&args.queue)))
+        .request(
+            Method::POST,
+            &format!("/v1/queues/{}/messages", segment(&args.queue)),
+        )
         .body(body);
     for (key, value) in &args.attributes {
         request = request.header(format!("sluice-attr-{key}"), value);
@@ -218,7 +242,12 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn send_file(client: &super::Client, queue: &str, path: &PathBuf, batch_size: usize) -> anyhow::Result<()> {
+async fn send_file(
+    client: &super::Client,
+    queue: &str,
+    path: &PathBuf,
+    batch_size: usize,
+) -> anyhow::Result<()> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let total = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let progress = indicatif::ProgressBar::new(total);
@@ -238,7 +267,11 @@ async fn send_file(client: &super::Client, queue: &str, path: &PathBuf, batch_si
         let message: Value = serde_json::from_str(&line)
             .with_context(|| format!("{}:{}: not a JSON object", path.display(), number + 1))?;
         if !message.is_object() {
-            bail!("{}:{}: each line must be a JSON object like {{\"body\": \"...\"}}", path.display(), number + 1);
+            bail!(
+                "{}:{}: each line must be a JSON object like {{\"body\": \"...\"}}",
+                path.display(),
+                number + 1
+            );
         }
         batch.push(message);
         if batch.len() == batch_size {
@@ -251,7 +284,11 @@ async fn send_file(client: &super::Client, queue: &str, path: &PathBuf, batch_si
     Ok(())
 }
 
-async fn flush(client: &super::Client, endpoint: &str, batch: &mut Vec<Value>) -> anyhow::Result<usize> {
+async fn flush(
+    client: &super::Client,
+    endpoint: &str,
+    batch: &mut Vec<Value>,
+) -> anyhow::Result<usize> {
     if batch.is_empty() {
         return Ok(0);
     }
@@ -273,7 +310,11 @@ pub struct PeekArgs {
 }
 
 pub async fn peek(args: PeekArgs) -> anyhow::Result<()> {
-    let path = format!("/v1/queues/{}/messages?limit={}", segment(&args.queue), args.limit);
+    let path = format!(
+        "/v1/queues/{}/messages?limit={}",
+        segment(&args.queue),
+        args.limit
+    );
     let answer = args.remote.client().get(&path).await?;
     for message in answer["messages"].as_array().into_iter().flatten() {
         println!("{}", serde_json::to_string(message)?);

@@ -18,12 +18,19 @@ pub fn backoff_delay_ms(backoff: &Backoff, attempt: u32, rng: &mut impl Rng) -> 
 ///
 /// `ok(failures)` acknowledges everything not listed and commits the sends; `err`, a trap, a
 /// timeout or running out of memory retries every message and discards the sends.
-pub fn settlement(batch: &[Message], invocation: Invocation, backoff: &Backoff, rng: &mut impl Rng) -> Settlement {
+pub fn settlement(
+    batch: &[Message],
+    invocation: Invocation,
+    backoff: &Backoff,
+    rng: &mut impl Rng,
+) -> Settlement {
     let mut settlement = Settlement::default();
     match invocation.outcome {
         Outcome::Ok(failures) => {
-            let mut failed: HashMap<&str, &Disposition> =
-                failures.iter().map(|f| (f.id.as_str(), &f.disposition)).collect();
+            let mut failed: HashMap<&str, &Disposition> = failures
+                .iter()
+                .map(|f| (f.id.as_str(), &f.disposition))
+                .collect();
             for message in batch {
                 match failed.remove(message.id.as_str()) {
                     None => settlement.ack.push(message.id.clone()),
@@ -34,10 +41,12 @@ pub fn settlement(batch: &[Message], invocation: Invocation, backoff: &Backoff, 
                             .unwrap_or_else(|| backoff_delay_ms(backoff, message.attempt, rng)),
                         error: "the handler asked for a retry".to_owned(),
                     }),
-                    Some(Disposition::DeadLetter(reason)) => settlement.dead_letter.push(DeadLetter {
-                        id: message.id.clone(),
-                        reason: reason.clone(),
-                    }),
+                    Some(Disposition::DeadLetter(reason)) => {
+                        settlement.dead_letter.push(DeadLetter {
+                            id: message.id.clone(),
+                            reason: reason.clone(),
+                        })
+                    }
                 }
             }
             if !failed.is_empty() {
@@ -57,15 +66,31 @@ pub fn settlement(batch: &[Message], invocation: Invocation, backoff: &Backoff, 
                 })
                 .collect();
         }
-        Outcome::Error(reason) => retry_all(&mut settlement, batch, &format!("handler error: {reason}"), backoff, rng),
-        Outcome::Failed { kind, message } => {
-            retry_all(&mut settlement, batch, &format!("{}: {message}", failure_name(kind)), backoff, rng)
-        }
+        Outcome::Error(reason) => retry_all(
+            &mut settlement,
+            batch,
+            &format!("handler error: {reason}"),
+            backoff,
+            rng,
+        ),
+        Outcome::Failed { kind, message } => retry_all(
+            &mut settlement,
+            batch,
+            &format!("{}: {message}", failure_name(kind)),
+            backoff,
+            rng,
+        ),
     }
     settlement
 }
 
-fn retry_all(settlement: &mut Settlement, batch: &[Message], error: &str, backoff: &Backoff, rng: &mut impl Rng) {
+fn retry_all(
+    settlement: &mut Settlement,
+    batch: &[Message],
+    error: &str,
+    backoff: &Backoff,
+    rng: &mut impl Rng,
+) {
     settlement.retry = batch
         .iter()
         .map(|m| Retry {
@@ -87,7 +112,12 @@ mod tests {
     use crate::executor::{FailureKind, ItemFailure, Outgoing};
 
     fn backoff(jitter: bool) -> Backoff {
-        Backoff { initial_ms: 100, multiplier: 2.0, max_ms: 1000, jitter }
+        Backoff {
+            initial_ms: 100,
+            multiplier: 2.0,
+            max_ms: 1000,
+            jitter,
+        }
     }
 
     fn batch(n: usize) -> Vec<Message> {
@@ -107,7 +137,12 @@ mod tests {
         Invocation {
             outcome,
             logs: String::new(),
-            sends: vec![Outgoing { queue: "next".into(), body: b"x".to_vec(), attributes: vec![], delay_ms: 5 }],
+            sends: vec![Outgoing {
+                queue: "next".into(),
+                body: b"x".to_vec(),
+                attributes: vec![],
+                delay_ms: 5,
+            }],
             duration: Duration::ZERO,
         }
     }
@@ -118,14 +153,22 @@ mod tests {
         for attempt in 1..10 {
             let full = backoff_delay_ms(&backoff(false), attempt, &mut rng);
             let jittered = backoff_delay_ms(&backoff(true), attempt, &mut rng);
-            assert!(jittered >= full / 2 && jittered <= full, "{attempt}: {jittered} vs {full}");
+            assert!(
+                jittered >= full / 2 && jittered <= full,
+                "{attempt}: {jittered} vs {full}"
+            );
         }
     }
 
     #[test]
     fn ok_without_failures_acks_all_and_commits_sends() {
         let mut rng = StdRng::seed_from_u64(0);
-        let s = settlement(&batch(3), invocation(Outcome::Ok(vec![])), &backoff(false), &mut rng);
+        let s = settlement(
+            &batch(3),
+            invocation(Outcome::Ok(vec![])),
+            &backoff(false),
+            &mut rng,
+        );
         assert_eq!(s.ack, ["1", "2", "3"]);
         assert!(s.retry.is_empty() && s.dead_letter.is_empty());
         assert_eq!(s.send.len(), 1);
@@ -137,16 +180,37 @@ mod tests {
     fn partial_failure_retries_and_dead_letters_only_the_listed_messages() {
         let mut rng = StdRng::seed_from_u64(0);
         let failures = vec![
-            ItemFailure { id: "2".into(), disposition: Disposition::Retry(Some(42)) },
-            ItemFailure { id: "3".into(), disposition: Disposition::Retry(None) },
-            ItemFailure { id: "4".into(), disposition: Disposition::DeadLetter("bad".into()) },
-            ItemFailure { id: "99".into(), disposition: Disposition::Retry(None) },
+            ItemFailure {
+                id: "2".into(),
+                disposition: Disposition::Retry(Some(42)),
+            },
+            ItemFailure {
+                id: "3".into(),
+                disposition: Disposition::Retry(None),
+            },
+            ItemFailure {
+                id: "4".into(),
+                disposition: Disposition::DeadLetter("bad".into()),
+            },
+            ItemFailure {
+                id: "99".into(),
+                disposition: Disposition::Retry(None),
+            },
         ];
-        let s = settlement(&batch(4), invocation(Outcome::Ok(failures)), &backoff(false), &mut rng);
+        let s = settlement(
+            &batch(4),
+            invocation(Outcome::Ok(failures)),
+            &backoff(false),
+            &mut rng,
+        );
         assert_eq!(s.ack, ["1"]);
         assert_eq!(s.retry.len(), 2);
         assert_eq!((s.retry[0].id.as_str(), s.retry[0].delay_ms), ("2", 42));
-        assert_eq!((s.retry[1].id.as_str(), s.retry[1].delay_ms), ("3", 100), "queue backoff");
+        assert_eq!(
+            (s.retry[1].id.as_str(), s.retry[1].delay_ms),
+            ("3", 100),
+            "queue backoff"
+        );
         assert_eq!(s.dead_letter.len(), 1);
         assert_eq!(s.dead_letter[0].reason, "bad");
         assert_eq!(s.send.len(), 1, "sends commit with a partial failure");
@@ -157,8 +221,14 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(0);
         for outcome in [
             Outcome::Error("db down".into()),
-            Outcome::Failed { kind: FailureKind::Timeout, message: "took 30 s".into() },
-            Outcome::Failed { kind: FailureKind::Trap, message: "unreachable".into() },
+            Outcome::Failed {
+                kind: FailureKind::Timeout,
+                message: "took 30 s".into(),
+            },
+            Outcome::Failed {
+                kind: FailureKind::Trap,
+                message: "unreachable".into(),
+            },
         ] {
             let s = settlement(&batch(3), invocation(outcome), &backoff(false), &mut rng);
             assert!(s.ack.is_empty());
@@ -168,10 +238,17 @@ mod tests {
         }
         let s = settlement(
             &batch(1),
-            invocation(Outcome::Failed { kind: FailureKind::OutOfMemory, message: "grew past 1 MiB".into() }),
+            invocation(Outcome::Failed {
+                kind: FailureKind::OutOfMemory,
+                message: "grew past 1 MiB".into(),
+            }),
             &backoff(false),
             &mut rng,
         );
-        assert!(s.retry[0].error.starts_with("out_of_memory"), "{}", s.retry[0].error);
+        assert!(
+            s.retry[0].error.starts_with("out_of_memory"),
+            "{}",
+            s.retry[0].error
+        );
     }
 }

@@ -103,11 +103,18 @@ impl Dispatcher {
         let settings = match self.inner.store.queue_settings(&record.queue).await {
             Ok(settings) => settings,
             Err(err) => {
-                self.set_error(function, format!("cannot read queue `{}`: {err}", record.queue));
+                self.set_error(
+                    function,
+                    format!("cannot read queue `{}`: {err}", record.queue),
+                );
                 return;
             }
         };
-        self.inner.errors.lock().unwrap_or_else(|e| e.into_inner()).remove(function);
+        self.inner
+            .errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(function);
         let cancel = self.inner.shutdown.child_token();
         let in_flight = Arc::new(AtomicUsize::new(0));
         let trigger = Trigger {
@@ -130,7 +137,9 @@ impl Dispatcher {
 
     /// Restarts every trigger consuming `queue` (its settings changed).
     pub async fn refresh_queue(&self, queue: &str) {
-        let Ok(triggers) = self.inner.store.list_triggers().await else { return };
+        let Ok(triggers) = self.inner.store.list_triggers().await else {
+            return;
+        };
         for trigger in triggers.into_iter().filter(|t| t.queue == queue) {
             self.refresh(&trigger.function).await;
         }
@@ -138,7 +147,13 @@ impl Dispatcher {
 
     /// Stops the loop of `function`, if any.
     pub fn stop(&self, function: &str) {
-        if let Some(running) = self.inner.running.lock().unwrap_or_else(|e| e.into_inner()).remove(function) {
+        if let Some(running) = self
+            .inner
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(function)
+        {
             running.cancel.cancel();
         }
     }
@@ -146,13 +161,24 @@ impl Dispatcher {
     /// The live state of `trigger`.
     pub fn status(&self, trigger: TriggerRecord) -> TriggerStatus {
         let running = self.inner.running.lock().unwrap_or_else(|e| e.into_inner());
-        let error = self.inner.errors.lock().unwrap_or_else(|e| e.into_inner()).get(&trigger.function).cloned();
+        let error = self
+            .inner
+            .errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&trigger.function)
+            .cloned();
         let (state, in_flight) = match running.get(&trigger.function) {
             Some(r) => ("running", r.in_flight.load(Ordering::Relaxed)),
             None if trigger.paused => ("paused", 0),
             None => ("stopped", 0),
         };
-        TriggerStatus { trigger, state, in_flight, error }
+        TriggerStatus {
+            trigger,
+            state,
+            in_flight,
+            error,
+        }
     }
 
     /// Stops leasing and waits up to `deadline` for in-flight invocations to settle. Batches
@@ -169,8 +195,14 @@ impl Dispatcher {
             .map(|r| r.in_flight.load(Ordering::Relaxed))
             .sum();
         tracing::info!(in_flight, "waiting for in-flight invocations to settle");
-        if tokio::time::timeout(deadline, self.inner.tracker.wait()).await.is_err() {
-            tracing::warn!(?deadline, "in-flight invocations did not finish in time; their messages will be redelivered");
+        if tokio::time::timeout(deadline, self.inner.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?deadline,
+                "in-flight invocations did not finish in time; their messages will be redelivered"
+            );
         }
     }
 
@@ -183,4 +215,3 @@ impl Dispatcher {
             .insert(function.to_owned(), error);
     }
 }
-

@@ -40,7 +40,8 @@ impl Trigger {
     /// How long each lease lasts: the queue's visibility timeout, but never less than the
     /// function's time limit plus a margin.
     fn lease_for(&self) -> Duration {
-        Duration::from_millis(self.settings.visibility_timeout_ms).max(self.active.limits.timeout + LEASE_MARGIN)
+        Duration::from_millis(self.settings.visibility_timeout_ms)
+            .max(self.active.limits.timeout + LEASE_MARGIN)
     }
 
     pub async fn run(self) {
@@ -69,7 +70,11 @@ impl Trigger {
             let visible = if max_wait.is_zero() {
                 1
             } else {
-                match this.store.visible_count(&queue, u64::from(batch_size)).await {
+                match this
+                    .store
+                    .visible_count(&queue, u64::from(batch_size))
+                    .await
+                {
                     Ok(visible) => visible,
                     Err(err) => {
                         tracing::warn!(%err, %queue, "cannot count visible messages");
@@ -80,31 +85,36 @@ impl Trigger {
                     }
                 }
             };
-            let wait_until = match window::decide(visible, batch_size, max_wait, opened, Instant::now()) {
-                Window::Lease => match this.store.lease(&queue, batch_size as usize, Some(this.lease_for())).await {
-                    Ok(Some(lease)) => {
-                        opened = None;
-                        this.spawn_execute(lease, permit);
-                        continue;
+            let wait_until =
+                match window::decide(visible, batch_size, max_wait, opened, Instant::now()) {
+                    Window::Lease => match this
+                        .store
+                        .lease(&queue, batch_size as usize, Some(this.lease_for()))
+                        .await
+                    {
+                        Ok(Some(lease)) => {
+                            opened = None;
+                            this.spawn_execute(lease, permit);
+                            continue;
+                        }
+                        Ok(None) => {
+                            opened = None;
+                            this.next_visible().await
+                        }
+                        Err(err) => {
+                            tracing::warn!(%err, %queue, "cannot lease");
+                            Some(Instant::now() + STORAGE_RETRY)
+                        }
+                    },
+                    Window::WaitUntil(deadline) => {
+                        opened.get_or_insert_with(Instant::now);
+                        Some(deadline)
                     }
-                    Ok(None) => {
+                    Window::Idle => {
                         opened = None;
                         this.next_visible().await
                     }
-                    Err(err) => {
-                        tracing::warn!(%err, %queue, "cannot lease");
-                        Some(Instant::now() + STORAGE_RETRY)
-                    }
-                },
-                Window::WaitUntil(deadline) => {
-                    opened.get_or_insert_with(Instant::now);
-                    Some(deadline)
-                }
-                Window::Idle => {
-                    opened = None;
-                    this.next_visible().await
-                }
-            };
+                };
             drop(permit);
             tokio::select! {
                 () = &mut notified => {}
@@ -153,7 +163,8 @@ impl Trigger {
         let function = &self.record.function;
         let queue = &self.record.queue;
         let size = lease.messages.len();
-        metrics::counter!("sluice_delivered_total", "queue" => queue.clone()).increment(size as u64);
+        metrics::counter!("sluice_delivered_total", "queue" => queue.clone())
+            .increment(size as u64);
         let store = self.store.clone();
         let check: SendCheck = Arc::new(move |target: &str| {
             if store.queue_exists(target) {
@@ -166,7 +177,12 @@ impl Trigger {
         let invocation = self
             .functions
             .executor()
-            .invoke(&self.active.handler, &self.active.limits, lease.messages.clone(), check)
+            .invoke(
+                &self.active.handler,
+                &self.active.limits,
+                lease.messages.clone(),
+                check,
+            )
             .await;
         let outcome = match &invocation.outcome {
             Outcome::Ok(_) => "ok",
@@ -180,19 +196,23 @@ impl Trigger {
         if !invocation.logs.is_empty() {
             tracing::debug!(%function, logs = %invocation.logs, "handler output");
         }
-        self.functions
-            .record(InvocationRecord::new(
-                function,
-                self.active.version,
-                size,
-                started_at_ms,
-                &invocation,
-                false,
-            ));
+        self.functions.record(InvocationRecord::new(
+            function,
+            self.active.version,
+            size,
+            started_at_ms,
+            &invocation,
+            false,
+        ));
 
         let settlement = {
             let mut rng = rand::rng();
-            decide::settlement(&lease.messages, invocation, &self.settings.backoff, &mut rng)
+            decide::settlement(
+                &lease.messages,
+                invocation,
+                &self.settings.backoff,
+                &mut rng,
+            )
         };
         self.settle(&lease, settlement).await;
     }
@@ -205,8 +225,13 @@ impl Trigger {
                 .iter()
                 .map(|m| crate::store::Retry {
                     id: m.id.clone(),
-                    delay_ms: decide::backoff_delay_ms(&self.settings.backoff, m.attempt, &mut rand::rng()),
-                    error: "a queue the handler sent to was deleted before the batch settled".into(),
+                    delay_ms: decide::backoff_delay_ms(
+                        &self.settings.backoff,
+                        m.attempt,
+                        &mut rand::rng(),
+                    ),
+                    error: "a queue the handler sent to was deleted before the batch settled"
+                        .into(),
                 })
                 .collect(),
             ..Settlement::default()
@@ -220,11 +245,15 @@ impl Trigger {
                 if let Some(retry) = retry_only {
                     match self.store.settle(lease, retry).await {
                         Ok(settled) => record_settled(queue, &settled),
-                        Err(err) => tracing::error!(%err, %queue, "cannot settle; the lease will expire and redeliver"),
+                        Err(err) => {
+                            tracing::error!(%err, %queue, "cannot settle; the lease will expire and redeliver")
+                        }
                     }
                 }
             }
-            Err(err) => tracing::error!(%err, %queue, "cannot settle; the lease will expire and redeliver"),
+            Err(err) => {
+                tracing::error!(%err, %queue, "cannot settle; the lease will expire and redeliver")
+            }
         }
     }
 }
@@ -233,7 +262,8 @@ fn record_settled(queue: &str, settled: &crate::store::Settled) {
     let q = queue.to_owned();
     metrics::counter!("sluice_acked_total", "queue" => q.clone()).increment(settled.acked);
     metrics::counter!("sluice_retried_total", "queue" => q.clone()).increment(settled.retried);
-    metrics::counter!("sluice_dead_lettered_total", "queue" => q.clone()).increment(settled.dead_lettered);
+    metrics::counter!("sluice_dead_lettered_total", "queue" => q.clone())
+        .increment(settled.dead_lettered);
     metrics::counter!("sluice_dropped_total", "queue" => q.clone()).increment(settled.dropped);
     metrics::counter!("sluice_sent_total", "queue" => q).increment(settled.sent);
     if settled.stale > 0 {

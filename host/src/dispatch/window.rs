@@ -17,7 +17,13 @@ pub enum Window {
 }
 
 /// `opened` is when the window started (the first time messages were seen visible).
-pub fn decide(visible: u64, batch_size: u32, max_wait: Duration, opened: Option<Instant>, now: Instant) -> Window {
+pub fn decide(
+    visible: u64,
+    batch_size: u32,
+    max_wait: Duration,
+    opened: Option<Instant>,
+    now: Instant,
+) -> Window {
     if visible == 0 {
         return Window::Idle;
     }
@@ -25,7 +31,11 @@ pub fn decide(visible: u64, batch_size: u32, max_wait: Duration, opened: Option<
         return Window::Lease;
     }
     let deadline = opened.unwrap_or(now) + max_wait;
-    if now >= deadline { Window::Lease } else { Window::WaitUntil(deadline) }
+    if now >= deadline {
+        Window::Lease
+    } else {
+        Window::WaitUntil(deadline)
+    }
 }
 
 #[cfg(test)]
@@ -35,8 +45,14 @@ mod tests {
     #[test]
     fn full_batch_or_no_window_leases_at_once() {
         let now = Instant::now();
-        assert_eq!(decide(0, 10, Duration::from_millis(100), None, now), Window::Idle);
-        assert_eq!(decide(10, 10, Duration::from_millis(100), None, now), Window::Lease);
+        assert_eq!(
+            decide(0, 10, Duration::from_millis(100), None, now),
+            Window::Idle
+        );
+        assert_eq!(
+            decide(10, 10, Duration::from_millis(100), None, now),
+            Window::Lease
+        );
         assert_eq!(decide(1, 10, Duration::ZERO, None, now), Window::Lease);
     }
 
@@ -44,9 +60,15 @@ mod tests {
     fn partial_batch_waits_until_the_window_closes() {
         let now = Instant::now();
         let wait = Duration::from_millis(200);
-        assert_eq!(decide(3, 10, wait, None, now), Window::WaitUntil(now + wait));
+        assert_eq!(
+            decide(3, 10, wait, None, now),
+            Window::WaitUntil(now + wait)
+        );
         let opened = now - Duration::from_millis(150);
-        assert_eq!(decide(3, 10, wait, Some(opened), now), Window::WaitUntil(opened + wait));
+        assert_eq!(
+            decide(3, 10, wait, Some(opened), now),
+            Window::WaitUntil(opened + wait)
+        );
         let opened = now - Duration::from_millis(250);
         assert_eq!(decide(3, 10, wait, Some(opened), now), Window::Lease);
     }

@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::executor::{self, Executor, FailureKind, Handler, Invocation, Limits, Outcome, SendCheck};
+use crate::executor::{
+    self, Executor, FailureKind, Handler, Invocation, Limits, Outcome, SendCheck,
+};
 use crate::store::{self, FunctionRecord, Message, Store};
 
 /// How many invocations are kept per function for `GET /v1/functions/{name}/invocations`.
@@ -86,7 +88,11 @@ impl FunctionConfig {
         Limits {
             timeout: Duration::from_millis(self.timeout_ms),
             memory_bytes: self.memory_mb * 1024 * 1024,
-            env: self.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            env: self
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             max_sends: 10_000,
             max_send_bytes: 64 * 1024 * 1024,
             max_log_bytes: 64 * 1024,
@@ -142,7 +148,9 @@ impl InvocationRecord {
                 ("ok", None, failures)
             }
             Outcome::Error(reason) => ("error", Some(reason.clone()), Vec::new()),
-            Outcome::Failed { kind, message } => (failure_name(*kind), Some(message.clone()), Vec::new()),
+            Outcome::Failed { kind, message } => {
+                (failure_name(*kind), Some(message.clone()), Vec::new())
+            }
         };
         let sends = invocation
             .sends
@@ -234,7 +242,12 @@ impl Functions {
 
     /// Validates and compiles `wasm`, stores it, and makes it the active version of `name`.
     /// Nothing is stored when validation fails.
-    pub async fn upload(&self, name: &str, wasm: Vec<u8>, config: FunctionConfig) -> Result<FunctionRecord> {
+    pub async fn upload(
+        &self,
+        name: &str,
+        wasm: Vec<u8>,
+        config: FunctionConfig,
+    ) -> Result<FunctionRecord> {
         validate_name(name)?;
         config.validate()?;
         let sha256 = hex::encode(Sha256::digest(&wasm));
@@ -246,8 +259,13 @@ impl Functions {
             .map_err(|e| Error::Blob(std::io::Error::other(e)))?
             .map_err(Error::Blob)?;
         self.cache(&sha256, handler);
-        let config = serde_json::to_value(&config).map_err(|e| Error::InvalidConfig(e.to_string()))?;
-        Ok(self.inner.store.add_function_version(name, &sha256, size, config).await?)
+        let config =
+            serde_json::to_value(&config).map_err(|e| Error::InvalidConfig(e.to_string()))?;
+        Ok(self
+            .inner
+            .store
+            .add_function_version(name, &sha256, size, config)
+            .await?)
     }
 
     pub async fn get(&self, name: &str) -> Result<FunctionRecord> {
@@ -260,7 +278,11 @@ impl Functions {
 
     pub async fn delete(&self, name: &str) -> Result<()> {
         self.inner.store.delete_function(name).await?;
-        self.inner.recent.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
+        self.inner
+            .recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
         Ok(())
     }
 
@@ -320,8 +342,13 @@ impl Functions {
         });
         let started_at_ms = now_ms();
         let size = batch.len();
-        let invocation = self.inner.executor.invoke(&active.handler, &active.limits, batch, check).await;
-        let record = InvocationRecord::new(name, active.version, size, started_at_ms, &invocation, true);
+        let invocation = self
+            .inner
+            .executor
+            .invoke(&active.handler, &active.limits, batch, check)
+            .await;
+        let record =
+            InvocationRecord::new(name, active.version, size, started_at_ms, &invocation, true);
         self.record(record.clone());
         Ok(record)
     }
@@ -339,16 +366,28 @@ impl Functions {
     /// The function's recent invocations, newest first.
     pub fn recent(&self, name: &str) -> Vec<InvocationRecord> {
         let recent = self.inner.recent.lock().unwrap_or_else(|e| e.into_inner());
-        recent.get(name).map(|log| log.iter().rev().cloned().collect()).unwrap_or_default()
+        recent
+            .get(name)
+            .map(|log| log.iter().rev().cloned().collect())
+            .unwrap_or_default()
     }
 
     async fn handler(&self, sha256: &str) -> Result<Handler> {
-        if let Some(handler) = self.inner.handlers.lock().unwrap_or_else(|e| e.into_inner()).get(sha256) {
+        if let Some(handler) = self
+            .inner
+            .handlers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(sha256)
+        {
             return Ok(handler.clone());
         }
         let path = self.inner.blob_dir.join(format!("{sha256}.wasm"));
         let wasm = tokio::fs::read(&path).await.map_err(|e| {
-            Error::Blob(std::io::Error::new(e.kind(), format!("reading {}: {e}", path.display())))
+            Error::Blob(std::io::Error::new(
+                e.kind(),
+                format!("reading {}: {e}", path.display()),
+            ))
         })?;
         let handler = self.prepare(wasm).await?;
         self.cache(sha256, handler.clone());
@@ -376,8 +415,14 @@ impl Functions {
 fn validate_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 80
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok { Ok(()) } else { Err(Error::InvalidName(name.to_owned())) }
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidName(name.to_owned()))
+    }
 }
 
 /// Writes via a temporary file and a rename, so a crash never leaves half a component.
@@ -411,9 +456,15 @@ mod tests {
     #[test]
     fn config_defaults_are_valid_and_bounds_are_enforced() {
         assert!(FunctionConfig::default().validate().is_ok());
-        let zero = FunctionConfig { timeout_ms: 0, ..Default::default() };
+        let zero = FunctionConfig {
+            timeout_ms: 0,
+            ..Default::default()
+        };
         assert!(matches!(zero.validate(), Err(Error::InvalidConfig(_))));
-        let huge = FunctionConfig { memory_mb: MAX_MEMORY_MB + 1, ..Default::default() };
+        let huge = FunctionConfig {
+            memory_mb: MAX_MEMORY_MB + 1,
+            ..Default::default()
+        };
         assert!(matches!(huge.validate(), Err(Error::InvalidConfig(_))));
         let bad_env = FunctionConfig {
             env: [("A=B".to_owned(), "x".to_owned())].into(),

@@ -41,7 +41,6 @@ pub fn enqueue(tx: &mut Tx<'_>, queue: &str, messages: Vec<NewMessage>) -> Resul
     let now = tx.now;
     let mut out = Vec::with_capacity(messages.len());
     let mut added = 0;
-    let mut visible = false;
     let mut insert = conn.prepare_cached(sql::INSERT_MESSAGE)?;
     for m in messages {
         let dedup = m
@@ -80,7 +79,7 @@ pub fn enqueue(tx: &mut Tx<'_>, queue: &str, messages: Vec<NewMessage>) -> Resul
                 int(expires_at)
             ])?;
         }
-        visible |= m.delay_ms == 0;
+
         added += 1;
         out.push(Enqueued {
             id: id.to_string(),
@@ -89,7 +88,8 @@ pub fn enqueue(tx: &mut Tx<'_>, queue: &str, messages: Vec<NewMessage>) -> Resul
     }
     drop(insert);
     tx.count(queue).enqueued += added;
-    if visible {
+    // Delayed messages wake consumers too: they change when the queue's next message is due.
+    if added > 0 {
         tx.notify(queue);
     }
     Ok(out)
@@ -218,9 +218,7 @@ pub fn settle(
             .execute(params![id, int(visible_at), error])?;
         out.retried += 1;
         tx.count(queue).retried += 1;
-        if delay_ms == 0 {
-            tx.notify(queue);
-        }
+        tx.notify(queue);
     }
 
     for DeadLetter { id, reason } in dead {

@@ -438,7 +438,12 @@ impl Store {
     }
     /// Unacknowledged messages (in flight too) in id order, without leasing them; only ids
     /// greater than `after` when given.
-    pub async fn peek(&self, queue: &str, limit: usize, after: Option<u64>) -> Result<Vec<Message>> {
+    pub async fn peek(
+        &self,
+        queue: &str,
+        limit: usize,
+        after: Option<u64>,
+    ) -> Result<Vec<Message>> {
         self.check_exists(queue)?;
         let queue = queue.to_owned();
         self.read(move |conn, _| read::peek(conn, &queue, after.unwrap_or(0), limit))
@@ -447,7 +452,8 @@ impl Store {
     /// A queue's settings without its stats (cheap).
     pub async fn queue_settings(&self, name: &str) -> Result<QueueSettings> {
         let name = name.to_owned();
-        self.read(move |conn, _| read::queue_settings(conn, &name)).await
+        self.read(move |conn, _| read::queue_settings(conn, &name))
+            .await
     }
     /// Leases up to `max` visible messages for `visibility` (default: the queue's visibility
     /// timeout). `None` when nothing is visible.
@@ -497,7 +503,8 @@ impl Store {
         self.read(move |conn, now| read::visible_count(conn, now, &queue, cap))
             .await
     }
-    /// Notified after every commit that makes messages of `queue` visible. Both
+    /// Notified after every commit that adds messages to `queue` or changes when its next one
+    /// becomes visible (enqueues, delayed ones too, and retries). Both
     /// `notify_waiters` and `notify_one` are used, so a consumer that checks the queue and then
     /// awaits `notified()` never misses a commit in between.
     pub fn notifier(&self, queue: &str) -> Arc<tokio::sync::Notify> {

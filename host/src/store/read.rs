@@ -116,5 +116,6 @@ pub fn queue_settings(conn: &Connection, queue: &str) -> Result<crate::store::Qu
         .query_row(params![queue], |r| r.get(0))
         .optional()?;
     let text = text.ok_or_else(|| Error::QueueNotFound(queue.to_owned()))?;
-    serde_json::from_str(&text).map_err(|e| Error::Unavailable(format!("settings of queue `{queue}` are unreadable: {e}")))
+    serde_json::from_str(&text)
+        .map_err(|e| Error::Unavailable(format!("settings of queue `{queue}` are unreadable: {e}")))
 }

@@ -22,14 +22,18 @@ fn handle(batch: Batch) -> Result<Outcome, Error> {
         .is_some_and(|first| first.attempt() == 1 && bucket(first.id()) < fail_percent);
     let outcome = enrich_all(batch, &next)?;
     if chosen {
-        return Err(Error::new("simulated failure on the first attempt (FAIL_FIRST_ATTEMPT_PERCENT)"));
+        return Err(Error::new(
+            "simulated failure on the first attempt (FAIL_FIRST_ATTEMPT_PERCENT)",
+        ));
     }
     Ok(outcome)
 }
 
 /// A stable pseudo-random bucket in 0..100 for a message id.
 fn bucket(id: &str) -> u32 {
-    let hash = id.bytes().fold(2_166_136_261u32, |h, b| (h ^ u32::from(b)).wrapping_mul(16_777_619));
+    let hash = id.bytes().fold(2_166_136_261u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(16_777_619)
+    });
     hash % 100
 }
 

@@ -2,7 +2,6 @@
 
 wit_bindgen::generate!({ world: "handler", path: "../../../wit" });
 
-
 struct Loop;
 
 impl Guest for Loop {

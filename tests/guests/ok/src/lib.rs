@@ -27,10 +27,15 @@ impl Guest for Echo {
             }
             if let Some(how) = attr(message, "fail") {
                 let disposition = match how.strip_prefix("retry") {
-                    Some(rest) => Disposition::Retry(rest.strip_prefix(':').and_then(|ms| ms.parse().ok())),
+                    Some(rest) => {
+                        Disposition::Retry(rest.strip_prefix(':').and_then(|ms| ms.parse().ok()))
+                    }
                     None => Disposition::DeadLetter(how.to_owned()),
                 };
-                failures.push(ItemFailure { id: message.id.clone(), disposition });
+                failures.push(ItemFailure {
+                    id: message.id.clone(),
+                    disposition,
+                });
             }
         }
         Ok(failures)
@@ -38,7 +43,11 @@ impl Guest for Echo {
 }
 
 fn attr<'a>(message: &'a Message, name: &str) -> Option<&'a str> {
-    message.attributes.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    message
+        .attributes
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 export!(Echo);

@@ -3,7 +3,6 @@
 
 wit_bindgen::generate!({ world: "handler", path: "../../../wit" });
 
-
 struct Recurse;
 
 impl Guest for Recurse {

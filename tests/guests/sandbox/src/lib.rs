@@ -31,22 +31,41 @@ impl Guest for Sandbox {
                 })
                 .map_err(|e| e.to_string()),
         );
-        probe("list /", std::fs::read_dir("/").map(|_| "listed".into()).map_err(|e| e.to_string()));
-        probe("list .", std::fs::read_dir(".").map(|_| "listed".into()).map_err(|e| e.to_string()));
+        probe(
+            "list /",
+            std::fs::read_dir("/")
+                .map(|_| "listed".into())
+                .map_err(|e| e.to_string()),
+        );
+        probe(
+            "list .",
+            std::fs::read_dir(".")
+                .map(|_| "listed".into())
+                .map_err(|e| e.to_string()),
+        );
         for var in ["HOME", "PATH"] {
-            probe(&format!("env {var}"), std::env::var(var).map_err(|e| e.to_string()));
+            probe(
+                &format!("env {var}"),
+                std::env::var(var).map_err(|e| e.to_string()),
+            );
         }
         probe(
             "tcp connect 127.0.0.1:7070",
-            TcpStream::connect("127.0.0.1:7070").map(|_| "connected".into()).map_err(|e| e.to_string()),
+            TcpStream::connect("127.0.0.1:7070")
+                .map(|_| "connected".into())
+                .map_err(|e| e.to_string()),
         );
         probe(
             "tcp listen 127.0.0.1:0",
-            TcpListener::bind("127.0.0.1:0").map(|_| "bound".into()).map_err(|e| e.to_string()),
+            TcpListener::bind("127.0.0.1:0")
+                .map(|_| "bound".into())
+                .map_err(|e| e.to_string()),
         );
         probe(
             "udp bind 127.0.0.1:0",
-            UdpSocket::bind("127.0.0.1:0").map(|_| "bound".into()).map_err(|e| e.to_string()),
+            UdpSocket::bind("127.0.0.1:0")
+                .map(|_| "bound".into())
+                .map_err(|e| e.to_string()),
         );
         probe(
             "dns lookup localhost",
@@ -55,7 +74,11 @@ impl Guest for Sandbox {
                 .map(|addrs| format!("{} addresses", addrs.count()))
                 .map_err(|e| e.to_string()),
         );
-        if allowed.is_empty() { Ok(Vec::new()) } else { Err(format!("sandbox allowed: {}", allowed.join(", "))) }
+        if allowed.is_empty() {
+            Ok(Vec::new())
+        } else {
+            Err(format!("sandbox allowed: {}", allowed.join(", ")))
+        }
     }
 }
 
