@@ -12,6 +12,9 @@ pub struct Config {
     /// Address the HTTP API listens on.
     pub listen: SocketAddr,
     pub limits: ApiLimits,
+    /// An admin token to accept (and keep) from the start; without one, the first start creates
+    /// an admin token and prints it once.
+    pub admin_token: Option<String>,
 }
 
 /// Limits on what a client may send, each with a clear error when exceeded.
@@ -47,6 +50,7 @@ impl Config {
             data_dir,
             listen,
             limits: ApiLimits::default(),
+            admin_token: None,
         }
     }
 }

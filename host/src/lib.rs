@@ -16,6 +16,7 @@
 //! [`cli`] holds `sluice serve` and the client subcommands; [`config`] the server configuration.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod dispatch;

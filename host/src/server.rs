@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
+use crate::auth::Authorizer;
 use crate::config::Config;
 use crate::dispatch::Dispatcher;
 use crate::executor::{Executor, ExecutorConfig};
@@ -58,7 +59,7 @@ pub struct Host {
 
 impl Host {
     /// Opens the store and the engine; dispatchers start with [`Host::start`].
-    pub fn open(config: &Config) -> Result<Host, Error> {
+    pub async fn open(config: &Config) -> Result<Host, Error> {
         let store = Store::open(
             &config.data_dir,
             StoreOptions {
@@ -74,11 +75,22 @@ impl Host {
             Functions::new(store.clone(), executor, config.data_dir.join("components"))?;
         let shutdown = CancellationToken::new();
         let dispatcher = Dispatcher::new(store.clone(), functions.clone(), shutdown.clone());
+        let (auth, created) =
+            Authorizer::load(store.clone(), config.admin_token.as_deref()).await?;
+        if let Some(token) = created {
+            // Shown once: only its hash is stored.
+            println!(
+                "Created the first admin token (shown only now; keep it safe):\n\n    {}\n",
+                token.token
+            );
+            tracing::warn!(id = %token.id, "created the first admin token; it was printed to standard output");
+        }
         Ok(Host {
             state: AppState {
                 store,
                 functions,
                 dispatcher,
+                auth,
                 limits: Arc::new(config.limits.clone()),
                 metrics: metrics_handle()?,
             },
@@ -97,7 +109,7 @@ pub async fn run(
     config: Config,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let host = Host::open(&config)?;
+    let host = Host::open(&config).await?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Bind {

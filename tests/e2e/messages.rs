@@ -177,7 +177,7 @@ async fn bad_message_requests_get_clear_errors_and_store_nothing() {
     assert_error(status, &body, 413, "payload_too_large");
     // Over the server's request size limit. The server answers before reading the whole body
     // and closes that connection, so use one that nothing else shares.
-    let response = reqwest::Client::new()
+    let response = crate::support::client_with(Some(crate::support::ADMIN_TOKEN))
         .post(server.url("/v1/queues/q/messages"))
         .body(vec![b'x'; 17 * 1024 * 1024])
         .send()

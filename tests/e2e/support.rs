@@ -10,6 +10,22 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
+/// The admin token every test server accepts (through `SLUICE_ADMIN_TOKEN`).
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// An HTTP client that sends `token` with every request.
+pub fn client_with(token: Option<&str>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        let value = format!("Bearer {token}").parse().expect("header value");
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("http client")
+}
+
 /// A running `sluice serve`; killed when dropped.
 pub struct Server {
     child: Child,
@@ -45,6 +61,7 @@ impl Server {
             .arg(data_dir)
             .env("RUST_LOG", "info,sluice=debug")
             .env("NO_COLOR", "1")
+            .env("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -72,7 +89,7 @@ impl Server {
         let server = Server {
             child,
             url: format!("http://{addr}"),
-            http: reqwest::Client::new(),
+            http: client_with(Some(ADMIN_TOKEN)),
             _logs: logs,
         };
         let ready = wait_for(Duration::from_secs(30), || async {

@@ -14,6 +14,10 @@ pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
@@ -33,6 +37,8 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
@@ -53,7 +59,14 @@ impl IntoResponse for ApiError {
             tracing::error!(%status, error = %self, "request failed");
         }
         let body = json!({ "error": { "code": code, "message": self.to_string() } });
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }
 
@@ -62,9 +75,10 @@ impl From<store::Error> for ApiError {
         use store::Error as E;
         let msg = err.to_string();
         match err {
-            E::QueueNotFound(_) | E::FunctionNotFound(_) | E::VersionNotFound { .. } => {
-                ApiError::NotFound(msg)
-            }
+            E::QueueNotFound(_)
+            | E::FunctionNotFound(_)
+            | E::VersionNotFound { .. }
+            | E::TokenNotFound(_) => ApiError::NotFound(msg),
             E::QueueExists(_) | E::QueueInUse { .. } | E::QueueHasConsumer { .. } => {
                 ApiError::Conflict(msg)
             }

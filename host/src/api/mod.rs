@@ -5,6 +5,7 @@ mod error;
 mod functions;
 mod messages;
 mod queues;
+mod tokens;
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 
+use crate::auth::Authorizer;
 use crate::config::ApiLimits;
 use crate::dispatch::Dispatcher;
 use crate::functions::Functions;
@@ -29,6 +31,7 @@ pub struct AppState {
     pub store: Store,
     pub functions: Functions,
     pub dispatcher: Dispatcher,
+    pub auth: Authorizer,
     pub limits: Arc<ApiLimits>,
     pub metrics: PrometheusHandle,
 }
@@ -75,7 +78,13 @@ pub fn router(state: AppState) -> Router {
             "/v1/functions/{name}/invocations",
             get(functions::invocations),
         )
+        .route("/v1/tokens", post(tokens::create).get(tokens::list))
+        .route("/v1/tokens/{id}", axum::routing::delete(tokens::revoke))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            tokens::authenticate,
+        ))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

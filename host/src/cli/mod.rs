@@ -5,6 +5,7 @@ mod apply;
 mod client;
 mod functions;
 mod queues;
+mod tokens;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -65,6 +66,9 @@ pub enum Command {
     Logs(functions::LogsArgs),
     /// Create or update queues, functions and triggers from a manifest (sluice.toml).
     Apply(apply::ApplyArgs),
+    /// Create, list and revoke API tokens.
+    #[command(subcommand)]
+    Token(tokens::TokenCommand),
 }
 
 #[derive(Debug, Args)]
@@ -75,11 +79,16 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:7070")]
     pub listen: SocketAddr,
+    /// Accept this secret as an admin token (kept across restarts while it is set).
+    #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 }
 
 impl ServeArgs {
     pub fn config(&self) -> Config {
-        Config::new(self.data_dir.clone(), self.listen)
+        let mut config = Config::new(self.data_dir.clone(), self.listen);
+        config.admin_token = self.admin_token.clone();
+        config
     }
 }
 
@@ -95,6 +104,7 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Invoke(args) => functions::invoke(args).await,
         Command::Logs(args) => functions::logs(args).await,
         Command::Apply(args) => apply::apply(args).await,
+        Command::Token(command) => tokens::run(command).await,
     }
 }
 

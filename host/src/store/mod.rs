@@ -11,6 +11,7 @@ mod messages;
 mod read;
 mod schema;
 mod sql;
+mod tokens;
 mod validate;
 mod writer;
 
@@ -52,6 +53,8 @@ pub enum Error {
         size: usize,
         limit: usize,
     },
+    #[error("token `{0}` does not exist")]
+    TokenNotFound(String),
     #[error("function `{0}` does not exist")]
     FunctionNotFound(String),
     #[error(
@@ -558,6 +561,29 @@ impl Store {
     pub async fn list_triggers(&self) -> Result<Vec<TriggerRecord>> {
         self.read(|conn, _| catalog::list_triggers(conn)).await
     }
+
+    // ---- tokens ----
+    pub async fn add_token(&self, token: TokenRecord) -> Result<()> {
+        self.write(move |tx| tokens::insert(tx, &token)).await
+    }
+    pub async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
+        self.read(|conn, _| tokens::list(conn)).await
+    }
+    pub async fn delete_token(&self, id: &str) -> Result<()> {
+        let id = id.to_owned();
+        self.write(move |tx| tokens::delete(tx, &id)).await
+    }
+}
+
+/// An API token as stored: never the secret, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub id: String,
+    pub name: String,
+    #[serde(skip_serializing)]
+    pub hash: String,
+    pub scopes: Vec<String>,
+    pub created_at_ms: u64,
 }
 
 impl From<rusqlite::Error> for Error {

@@ -2,7 +2,18 @@
 //! `prepare_cached`, so each is parsed once per connection.
 
 /// Migrations, in order: `MIGRATIONS[n]` brings the schema from version `n` to `n + 1`.
-pub const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+pub const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
+
+/// API tokens: only a hash of each secret is kept.
+const SCHEMA_V2: &str = "
+CREATE TABLE tokens (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    hash        TEXT NOT NULL,
+    scopes      TEXT NOT NULL,                       -- JSON array of scope strings
+    created_at  INTEGER NOT NULL
+);
+";
 
 const SCHEMA_V1: &str = "
 CREATE TABLE queues (
@@ -169,3 +180,10 @@ pub const UPSERT_TRIGGER: &str = "INSERT INTO triggers (function, queue, batch_s
     ON CONFLICT (function) DO UPDATE SET queue = excluded.queue, batch_size = excluded.batch_size,
     max_wait_ms = excluded.max_wait_ms, max_concurrency = excluded.max_concurrency, paused = excluded.paused";
 pub const DELETE_TRIGGER: &str = "DELETE FROM triggers WHERE function = ?1";
+
+// ---- tokens ----
+pub const INSERT_TOKEN: &str =
+    "INSERT INTO tokens (id, name, hash, scopes, created_at) VALUES (?1, ?2, ?3, ?4, ?5)";
+pub const ALL_TOKENS: &str =
+    "SELECT id, name, hash, scopes, created_at FROM tokens ORDER BY created_at, id";
+pub const DELETE_TOKEN: &str = "DELETE FROM tokens WHERE id = ?1";

@@ -1,0 +1,313 @@
+//! Who may do what: API tokens (generated, hashed, verified in constant time), their scopes, and
+//! the scope each request needs. The tokens themselves are kept by the store; this module keeps
+//! an in-memory copy so a request costs one hash, not a query.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use rand::RngCore;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::store::{self, Store, TokenRecord};
+
+/// What a token may do. `admin` may do everything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Everything, including queues and tokens.
+    Admin,
+    /// Upload, invoke, roll back and delete functions; set triggers.
+    Deploy,
+    /// Enqueue, to every queue or only to the named ones.
+    Produce(Option<String>),
+    /// Stats, peek, invocations and logs, metrics.
+    Read,
+}
+
+impl Scope {
+    /// Parses `admin`, `deploy`, `read`, `produce` or `produce:QUEUE`.
+    pub fn parse(text: &str) -> Result<Scope, String> {
+        match text {
+            "admin" => Ok(Scope::Admin),
+            "deploy" => Ok(Scope::Deploy),
+            "read" => Ok(Scope::Read),
+            "produce" => Ok(Scope::Produce(None)),
+            other => match other.strip_prefix("produce:") {
+                Some(queue) if store::validate_queue_name(queue).is_ok() => {
+                    Ok(Scope::Produce(Some(queue.to_owned())))
+                }
+                _ => Err(format!(
+                    "unknown scope `{other}`; use admin, deploy, read, produce or produce:QUEUE"
+                )),
+            },
+        }
+    }
+}
+
+/// What one request needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Need {
+    /// Nothing: liveness, readiness and the API description.
+    Nothing,
+    Admin,
+    Deploy,
+    Produce(String),
+    Read,
+    /// Any valid token (routes that do not exist, so their absence is not revealed).
+    AnyToken,
+}
+
+impl Need {
+    /// The scope a request needs, from its method and path alone.
+    pub fn of(method: &axum::http::Method, path: &str) -> Need {
+        use axum::http::Method;
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match (method, segments.as_slice()) {
+            (_, ["healthz"] | ["readyz"] | ["openapi.json"]) => Need::Nothing,
+            (&Method::GET, ["metrics"]) => Need::Read,
+            (
+                &Method::POST,
+                ["v1", "queues", queue, "messages"] | ["v1", "queues", queue, "messages", "batch"],
+            ) => Need::Produce((*queue).to_owned()),
+            (&Method::GET, ["v1", "queues", ..] | ["v1", "functions", ..]) => Need::Read,
+            (_, ["v1", "queues", ..]) => Need::Admin,
+            (_, ["v1", "functions", ..]) => Need::Deploy,
+            (_, ["v1", "tokens", ..]) => Need::Admin,
+            _ => Need::AnyToken,
+        }
+    }
+
+    fn satisfied_by(&self, scopes: &[Scope]) -> bool {
+        scopes.iter().any(|scope| match (self, scope) {
+            (_, Scope::Admin) => true,
+            (Need::Nothing | Need::AnyToken, _) => true,
+            (Need::Deploy, Scope::Deploy) => true,
+            (Need::Read, Scope::Read | Scope::Deploy) => true,
+            (Need::Produce(_), Scope::Produce(None)) => true,
+            (Need::Produce(queue), Scope::Produce(Some(allowed))) => queue == allowed,
+            _ => false,
+        })
+    }
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denied {
+    /// No token, or one that is not valid: 401.
+    Unauthenticated,
+    /// A valid token without the scope: 403.
+    Forbidden,
+}
+
+/// A token as shown once, at creation.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewToken {
+    pub id: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    /// The secret: shown now and never again.
+    pub token: String,
+}
+
+struct Known {
+    hash: [u8; 32],
+    scopes: Vec<Scope>,
+}
+
+/// Verifies tokens against the stored ones; cheap to clone.
+#[derive(Clone)]
+pub struct Authorizer {
+    store: Store,
+    tokens: Arc<RwLock<HashMap<String, Known>>>,
+}
+
+/// Id of the token given through `SLUICE_ADMIN_TOKEN`, whatever its shape.
+const BOOTSTRAP_ID: &str = "bootstrap";
+
+impl Authorizer {
+    /// Loads the stored tokens. With `admin_token`, makes sure it is a valid admin token; with
+    /// none and no token stored, creates an admin token and returns it to be shown once.
+    pub async fn load(
+        store: Store,
+        admin_token: Option<&str>,
+    ) -> Result<(Authorizer, Option<NewToken>), store::Error> {
+        let auth = Authorizer {
+            store,
+            tokens: Arc::new(RwLock::new(HashMap::new())),
+        };
+        let mut stored = auth.store.list_tokens().await?;
+        let mut created = None;
+        if let Some(secret) = admin_token {
+            let hash = hex::encode(Sha256::digest(secret.as_bytes()));
+            if let Some(old) = stored.iter().find(|t| t.id == BOOTSTRAP_ID)
+                && old.hash != hash
+            {
+                auth.store.delete_token(BOOTSTRAP_ID).await?;
+                stored.retain(|t| t.id != BOOTSTRAP_ID);
+            }
+            if !stored.iter().any(|t| t.id == BOOTSTRAP_ID) {
+                let record = TokenRecord {
+                    id: BOOTSTRAP_ID.to_owned(),
+                    name: "from SLUICE_ADMIN_TOKEN".to_owned(),
+                    hash,
+                    scopes: vec!["admin".to_owned()],
+                    created_at_ms: crate::functions::now_ms(),
+                };
+                auth.store.add_token(record.clone()).await?;
+                stored.push(record);
+            }
+        } else if stored.is_empty() {
+            created = Some(
+                auth.create("initial admin", vec!["admin".to_owned()])
+                    .await?,
+            );
+            stored = auth.store.list_tokens().await?;
+        }
+        for record in stored {
+            auth.remember(&record);
+        }
+        Ok((auth, created))
+    }
+
+    /// Creates a token with `scopes` (already validated with [`Scope::parse`]).
+    pub async fn create(&self, name: &str, scopes: Vec<String>) -> Result<NewToken, store::Error> {
+        let mut id = [0u8; 6];
+        let mut secret = [0u8; 32];
+        rand::rng().fill_bytes(&mut id);
+        rand::rng().fill_bytes(&mut secret);
+        let id = hex::encode(id);
+        let token = format!("sluice_{id}_{}", hex::encode(secret));
+        let record = TokenRecord {
+            id: id.clone(),
+            name: name.to_owned(),
+            hash: hex::encode(Sha256::digest(token.as_bytes())),
+            scopes: scopes.clone(),
+            created_at_ms: crate::functions::now_ms(),
+        };
+        self.store.add_token(record.clone()).await?;
+        self.remember(&record);
+        Ok(NewToken {
+            id,
+            name: name.to_owned(),
+            scopes,
+            token,
+        })
+    }
+
+    pub async fn list(&self) -> Result<Vec<TokenRecord>, store::Error> {
+        self.store.list_tokens().await
+    }
+
+    pub async fn revoke(&self, id: &str) -> Result<(), store::Error> {
+        self.store.delete_token(id).await?;
+        self.tokens
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        Ok(())
+    }
+
+    /// Checks a bearer token (if any) against what the request needs.
+    pub fn check(&self, bearer: Option<&str>, need: &Need) -> Result<(), Denied> {
+        if *need == Need::Nothing {
+            return Ok(());
+        }
+        let token = bearer.ok_or(Denied::Unauthenticated)?;
+        // Tokens we issue carry their id (`sluice_<id>_<secret>`); any other shape can only be
+        // the bootstrap token.
+        let id = token
+            .strip_prefix("sluice_")
+            .and_then(|rest| rest.split_once('_'))
+            .map(|(id, _)| id)
+            .unwrap_or(BOOTSTRAP_ID);
+        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let tokens = self.tokens.read().unwrap_or_else(|e| e.into_inner());
+        let known = tokens.get(id).ok_or(Denied::Unauthenticated)?;
+        if !bool::from(known.hash.ct_eq(&hash)) {
+            return Err(Denied::Unauthenticated);
+        }
+        if need.satisfied_by(&known.scopes) {
+            Ok(())
+        } else {
+            Err(Denied::Forbidden)
+        }
+    }
+
+    fn remember(&self, record: &TokenRecord) {
+        let Ok(bytes) = hex::decode(&record.hash) else {
+            tracing::warn!(id = %record.id, "token with an unreadable hash ignored");
+            return;
+        };
+        let Ok(hash) = <[u8; 32]>::try_from(bytes.as_slice()) else {
+            return;
+        };
+        let scopes = record
+            .scopes
+            .iter()
+            .filter_map(|s| Scope::parse(s).ok())
+            .collect();
+        self.tokens
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(record.id.clone(), Known { hash, scopes });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Method;
+
+    use super::*;
+
+    #[test]
+    fn scopes_parse_and_reject_unknown_ones() {
+        assert_eq!(Scope::parse("admin"), Ok(Scope::Admin));
+        assert_eq!(
+            Scope::parse("produce:orders"),
+            Ok(Scope::Produce(Some("orders".into())))
+        );
+        assert!(Scope::parse("produce:bad name").is_err());
+        assert!(Scope::parse("root").unwrap_err().contains("admin, deploy"));
+    }
+
+    #[test]
+    fn routes_need_the_documented_scopes() {
+        assert_eq!(Need::of(&Method::GET, "/healthz"), Need::Nothing);
+        assert_eq!(Need::of(&Method::GET, "/metrics"), Need::Read);
+        assert_eq!(
+            Need::of(&Method::POST, "/v1/queues/q/messages"),
+            Need::Produce("q".into())
+        );
+        assert_eq!(
+            Need::of(&Method::POST, "/v1/queues/q/messages/batch"),
+            Need::Produce("q".into())
+        );
+        assert_eq!(Need::of(&Method::GET, "/v1/queues/q/messages"), Need::Read);
+        assert_eq!(Need::of(&Method::POST, "/v1/queues"), Need::Admin);
+        assert_eq!(Need::of(&Method::POST, "/v1/queues/q/purge"), Need::Admin);
+        assert_eq!(Need::of(&Method::PUT, "/v1/functions/f"), Need::Deploy);
+        assert_eq!(
+            Need::of(&Method::POST, "/v1/functions/f/invoke"),
+            Need::Deploy
+        );
+        assert_eq!(
+            Need::of(&Method::GET, "/v1/functions/f/invocations"),
+            Need::Read
+        );
+        assert_eq!(Need::of(&Method::POST, "/v1/tokens"), Need::Admin);
+        assert_eq!(Need::of(&Method::GET, "/nope"), Need::AnyToken);
+    }
+
+    #[test]
+    fn scopes_satisfy_needs() {
+        let produce_orders = [Scope::Produce(Some("orders".into()))];
+        assert!(Need::Produce("orders".into()).satisfied_by(&produce_orders));
+        assert!(!Need::Produce("other".into()).satisfied_by(&produce_orders));
+        assert!(!Need::Read.satisfied_by(&produce_orders));
+        assert!(Need::Read.satisfied_by(&[Scope::Deploy]));
+        assert!(!Need::Deploy.satisfied_by(&[Scope::Read]));
+        assert!(!Need::Admin.satisfied_by(&[Scope::Deploy, Scope::Read, Scope::Produce(None)]));
+        assert!(Need::Admin.satisfied_by(&[Scope::Admin]));
+    }
+}

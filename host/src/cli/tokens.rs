@@ -1,0 +1,66 @@
+//! `sluice token create|list|revoke`.
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::client::segment;
+use super::{Remote, print_json};
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; its secret is printed once.
+    Create(CreateArgs),
+    /// List tokens (never their secrets).
+    List(ListArgs),
+    /// Revoke a token by id.
+    Revoke(RevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// admin, deploy, read, produce or produce:QUEUE (repeatable).
+    #[arg(long = "scope", required = true)]
+    scopes: Vec<String>,
+    /// A name to recognise the token by.
+    #[arg(long, default_value = "")]
+    name: String,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    remote: Remote,
+}
+
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// The token's id (from `sluice token list`).
+    id: String,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create(args) => {
+            let body = json!({ "name": args.name, "scopes": args.scopes });
+            let created = args.remote.client().post_json("/v1/tokens", &body).await?;
+            eprintln!(
+                "token {} created; the secret below is shown only once:",
+                created["id"].as_str().unwrap_or("?")
+            );
+            println!("{}", created["token"].as_str().unwrap_or_default());
+        }
+        TokenCommand::List(args) => print_json(&args.remote.client().get("/v1/tokens").await?),
+        TokenCommand::Revoke(args) => {
+            args.remote
+                .client()
+                .delete(&format!("/v1/tokens/{}", segment(&args.id)))
+                .await?;
+            println!("revoked token {}", args.id);
+        }
+    }
+    Ok(())
+}
