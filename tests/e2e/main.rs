@@ -3,6 +3,7 @@
 
 mod auth;
 mod chain;
+mod cli;
 mod durability;
 mod functions;
 mod messages;

@@ -253,6 +253,29 @@ fn build_workspace(workspace: &str) -> PathBuf {
     out
 }
 
+/// The directory the examples' components are built into.
+pub fn examples_dir() -> PathBuf {
+    build_workspace("examples")
+}
+
+/// Runs the `sluice` CLI against `server` and returns its standard output; panics on failure.
+pub fn cli(server: &Server, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .env("SLUICE_SERVER", &server.url)
+        .env("SLUICE_TOKEN", ADMIN_TOKEN)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the sluice CLI");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "sluice {args:?} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 /// A component from `examples/`, by crate name (`-` or `_`).
 pub fn example(name: &str) -> Vec<u8> {
     let path = build_workspace("examples").join(format!("{}.wasm", name.replace('-', "_")));

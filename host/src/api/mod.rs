@@ -99,7 +99,25 @@ async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError>
     Ok("ready")
 }
 
+/// Prometheus text. Queue depths are read at scrape time, so they are never stale.
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    match state.store.list_queues().await {
+        Ok(queues) => {
+            for queue in queues {
+                let stats = &queue.stats;
+                let name = queue.name;
+                metrics::gauge!("sluice_queue_visible", "queue" => name.clone())
+                    .set(stats.visible as f64);
+                metrics::gauge!("sluice_queue_delayed", "queue" => name.clone())
+                    .set(stats.delayed as f64);
+                metrics::gauge!("sluice_queue_in_flight", "queue" => name.clone())
+                    .set(stats.in_flight as f64);
+                let age = stats.oldest_age_ms.unwrap_or(0) as f64 / 1000.0;
+                metrics::gauge!("sluice_queue_oldest_age_seconds", "queue" => name).set(age);
+            }
+        }
+        Err(err) => tracing::warn!(%err, "queue depths left out of /metrics"),
+    }
     (
         [("content-type", "text/plain; version=0.0.4")],
         state.metrics.render(),
