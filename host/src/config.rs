@@ -92,6 +92,7 @@ pub struct FunctionManifest {
     pub env: std::collections::BTreeMap<String, String>,
     pub timeout_ms: Option<u64>,
     pub memory_mb: Option<u64>,
+    pub max_sends: Option<usize>,
     pub trigger: Option<TriggerManifest>,
 }
 

@@ -198,3 +198,36 @@ async fn bad_message_requests_get_clear_errors_and_store_nothing() {
         "nothing stored: {queue}"
     );
 }
+
+#[tokio::test]
+async fn a_full_queue_answers_429_with_retry_after_and_keeps_what_it_has() {
+    let (server, _dir) = Server::start().await;
+    server
+        .create_queue(json!({"name": "small", "max_depth": 3}))
+        .await;
+    let (status, _) = server
+        .post(
+            "/v1/queues/small/messages/batch",
+            json!({"messages": [{"body": "1"}, {"body": "2"}]}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let response = server
+        .http
+        .post(server.url("/v1/queues/small/messages/batch"))
+        .json(&json!({"messages": [{"body": "3"}, {"body": "4"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "queue_full", "{body}");
+    let (status, _) = server.post_raw("/v1/queues/small/messages", "3").await;
+    assert_eq!(status, 201, "one more still fits");
+    assert_eq!(server.stats("small").await["visible"], 3);
+    let (status, body) = server
+        .post("/v1/queues", json!({"name": "zero", "max_depth": 0}))
+        .await;
+    assert_error(status, &body, 400, "bad_request");
+}

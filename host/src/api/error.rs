@@ -29,6 +29,9 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The queue is at its maximum depth: 429 with `Retry-After`.
+    #[error("{0}")]
+    QueueFull(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -47,6 +50,7 @@ impl ApiError {
             }
             ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_component"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+            ApiError::QueueFull(_) => (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -60,6 +64,12 @@ impl IntoResponse for ApiError {
         }
         let body = json!({ "error": { "code": code, "message": self.to_string() } });
         let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
@@ -85,6 +95,7 @@ impl From<store::Error> for ApiError {
             E::InvalidName { .. } | E::InvalidSettings(_) => ApiError::BadRequest(msg),
             E::MessageTooLarge { .. } => ApiError::TooLarge(msg),
             E::Unavailable(_) => ApiError::Unavailable(msg),
+            E::QueueFull { .. } => ApiError::QueueFull(msg),
             E::Corrupt { .. } => ApiError::Internal(msg),
         }
     }

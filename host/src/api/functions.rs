@@ -67,6 +67,7 @@ fn config_from_query(query: &str) -> Result<FunctionConfig, ApiError> {
         match key.as_str() {
             "timeout_ms" => config.timeout_ms = number(&key, &value)?,
             "memory_mb" => config.memory_mb = number(&key, &value)?,
+            "max_sends" => config.max_sends = number(&key, &value)? as usize,
             "env" => {
                 let (name, value) = value.split_once('=').ok_or_else(|| {
                     ApiError::BadRequest(format!("`env` must be NAME=VALUE, got `{value}`"))
@@ -75,7 +76,7 @@ fn config_from_query(query: &str) -> Result<FunctionConfig, ApiError> {
             }
             other => {
                 return Err(ApiError::BadRequest(format!(
-                    "unknown parameter `{other}`; expected timeout_ms, memory_mb or env"
+                    "unknown parameter `{other}`; expected timeout_ms, memory_mb, max_sends or env"
                 )));
             }
         }

@@ -88,7 +88,16 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
             )
         })?;
         let sha256 = hex::encode(Sha256::digest(&wasm));
-        let mut config = json!({ "env": function.env, "timeout_ms": 30_000, "memory_mb": 128 });
+        let defaults = crate::functions::FunctionConfig::default();
+        let mut config = json!({
+            "env": function.env,
+            "timeout_ms": defaults.timeout_ms,
+            "memory_mb": defaults.memory_mb,
+            "max_sends": defaults.max_sends,
+        });
+        if let Some(max_sends) = function.max_sends {
+            config["max_sends"] = json!(max_sends);
+        }
         if let Some(timeout) = function.timeout_ms {
             config["timeout_ms"] = json!(timeout);
         }
@@ -116,6 +125,7 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
             let mut query = vec![
                 ("timeout_ms".to_owned(), config["timeout_ms"].to_string()),
                 ("memory_mb".to_owned(), config["memory_mb"].to_string()),
+                ("max_sends".to_owned(), config["max_sends"].to_string()),
             ];
             for (key, value) in &function.env {
                 query.push(("env".to_owned(), format!("{key}={value}")));

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::Config;
+use crate::config::{ApiLimits, Config};
 use client::Client;
 
 #[derive(Debug, Parser)]
@@ -82,12 +82,31 @@ pub struct ServeArgs {
     /// Accept this secret as an admin token (kept across restarts while it is set).
     #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Largest request body for message routes, in bytes.
+    #[arg(long, env = "SLUICE_MAX_BODY_BYTES", default_value_t = ApiLimits::default().max_body_bytes)]
+    pub max_body_bytes: usize,
+    /// Largest component upload, in bytes.
+    #[arg(long, env = "SLUICE_MAX_FUNCTION_BYTES", default_value_t = ApiLimits::default().max_function_bytes)]
+    pub max_function_bytes: usize,
+    /// Most messages in one batch enqueue.
+    #[arg(long, env = "SLUICE_MAX_BATCH_MESSAGES", default_value_t = ApiLimits::default().max_batch_messages)]
+    pub max_batch_messages: usize,
+    /// Most attributes per message.
+    #[arg(long, env = "SLUICE_MAX_ATTRIBUTES", default_value_t = ApiLimits::default().max_attributes)]
+    pub max_attributes: usize,
 }
 
 impl ServeArgs {
     pub fn config(&self) -> Config {
         let mut config = Config::new(self.data_dir.clone(), self.listen);
         config.admin_token = self.admin_token.clone();
+        config.limits = ApiLimits {
+            max_body_bytes: self.max_body_bytes,
+            max_function_bytes: self.max_function_bytes,
+            max_batch_messages: self.max_batch_messages,
+            max_attributes: self.max_attributes,
+            ..ApiLimits::default()
+        };
         config
     }
 }

@@ -44,6 +44,8 @@ pub struct FunctionConfig {
     pub timeout_ms: u64,
     /// Memory limit of one instance.
     pub memory_mb: u64,
+    /// Most messages one invocation may send through the outbox.
+    pub max_sends: usize,
 }
 
 impl Default for FunctionConfig {
@@ -52,6 +54,7 @@ impl Default for FunctionConfig {
             env: BTreeMap::new(),
             timeout_ms: 30_000,
             memory_mb: 128,
+            max_sends: DEFAULT_MAX_SENDS,
         }
     }
 }
@@ -59,6 +62,9 @@ impl Default for FunctionConfig {
 /// The most memory any function may ask for; also what the engine's instance pool reserves.
 pub const MAX_MEMORY_MB: u64 = 1024;
 const MAX_TIMEOUT_MS: u64 = 15 * 60 * 1000;
+/// Outbox sends per invocation, by default and at most.
+pub const DEFAULT_MAX_SENDS: usize = 10_000;
+const MAX_SENDS: usize = 100_000;
 
 impl FunctionConfig {
     pub fn validate(&self) -> Result<()> {
@@ -72,6 +78,12 @@ impl FunctionConfig {
             return Err(Error::InvalidConfig(format!(
                 "memory_mb must be between 1 and {MAX_MEMORY_MB}, got {}",
                 self.memory_mb
+            )));
+        }
+        if !(1..=MAX_SENDS).contains(&self.max_sends) {
+            return Err(Error::InvalidConfig(format!(
+                "max_sends must be between 1 and {MAX_SENDS}, got {}",
+                self.max_sends
             )));
         }
         for name in self.env.keys() {
@@ -93,7 +105,7 @@ impl FunctionConfig {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            max_sends: 10_000,
+            max_sends: self.max_sends,
             max_send_bytes: 64 * 1024 * 1024,
             max_log_bytes: 64 * 1024,
         }

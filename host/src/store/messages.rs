@@ -22,6 +22,26 @@ const RESERVED_ATTRIBUTES: [&str; 3] = [ATTR_DEAD_LETTER_REASON, ATTR_ATTEMPTS, 
 
 /// The most messages one lease may hold.
 pub const MAX_LEASE_MESSAGES: usize = 10_000;
+/// Refuses an enqueue that would take the queue past `max_depth` (counting stops at the limit,
+/// so the check costs at most `max_depth` index steps and nothing for unbounded queues).
+fn check_depth(
+    conn: &rusqlite::Connection,
+    queue: &str,
+    max_depth: u64,
+    adding: u64,
+) -> Result<()> {
+    let depth: i64 = conn
+        .prepare_cached(sql::DEPTH_UP_TO)?
+        .query_row(params![queue, int(max_depth)], |r| r.get(0))?;
+    if u64::try_from(depth).unwrap_or(0) + adding > max_depth {
+        return Err(Error::QueueFull {
+            queue: queue.to_owned(),
+            max_depth,
+        });
+    }
+    Ok(())
+}
+
 /// Reason given to messages found visible again with no attempts left (their consumer died).
 pub const REASON_LEASE_EXPIRED: &str = "lease expired after max attempts";
 
@@ -36,6 +56,9 @@ pub fn enqueue(tx: &mut Tx<'_>, queue: &str, messages: Vec<NewMessage>) -> Resul
                 limit: settings.max_message_bytes,
             });
         }
+    }
+    if let Some(max_depth) = settings.max_depth {
+        check_depth(tx.conn, queue, max_depth, messages.len() as u64)?;
     }
     let conn = tx.conn;
     let now = tx.now;

@@ -53,6 +53,8 @@ pub enum Error {
         size: usize,
         limit: usize,
     },
+    #[error("queue `{queue}` is full ({max_depth} messages); retry after consumers catch up")]
+    QueueFull { queue: String, max_depth: u64 },
     #[error("token `{0}` does not exist")]
     TokenNotFound(String),
     #[error("function `{0}` does not exist")]
@@ -97,6 +99,9 @@ pub struct QueueSettings {
     pub retention_ms: u64,
     pub max_message_bytes: usize,
     pub dedup_window_ms: u64,
+    /// The most messages the queue may hold; enqueues beyond it fail with `QueueFull` until
+    /// consumers catch up. `None`: unbounded.
+    pub max_depth: Option<u64>,
 }
 
 /// Live counts of one queue.
@@ -282,6 +287,7 @@ impl Default for QueueSettings {
             retention_ms: 4 * 24 * 60 * 60 * 1000,
             max_message_bytes: 256 * 1024,
             dedup_window_ms: 5 * 60 * 1000,
+            max_depth: None,
         }
     }
 }

@@ -187,3 +187,7 @@ pub const INSERT_TOKEN: &str =
 pub const ALL_TOKENS: &str =
     "SELECT id, name, hash, scopes, created_at FROM tokens ORDER BY created_at, id";
 pub const DELETE_TOKEN: &str = "DELETE FROM tokens WHERE id = ?1";
+
+/// How many messages a queue holds, counting at most ?2.
+pub const DEPTH_UP_TO: &str =
+    "SELECT count(*) FROM (SELECT 1 FROM messages WHERE queue = ?1 LIMIT ?2)";

@@ -92,6 +92,9 @@ pub fn settings(queue: &str, s: &QueueSettings) -> Result<()> {
             s.max_message_bytes
         ));
     }
+    if s.max_depth == Some(0) {
+        return invalid("max_depth must be at least 1 (or null for unbounded)".to_owned());
+    }
     if s.dedup_window_ms > MAX_DEDUP_WINDOW_MS {
         return invalid(format!(
             "dedup_window_ms must be at most {MAX_DEDUP_WINDOW_MS} (24 hours), got {}",
