@@ -13,7 +13,10 @@
 //! 5. settles the batch through [`store`] in one transaction: acknowledge, retry with backoff,
 //!    dead-letter, and commit the handler's outbox sends.
 //!
-//! [`cli`] holds `sluice serve` and the client subcommands; [`config`] the server configuration.
+//! Around that flow: [`auth`] decides who may call what (tokens and scopes), [`server`] wires
+//! the parts together for `sluice serve` and shuts them down in order, [`cli`] holds the
+//! command line (the server and its client subcommands), and [`config`] the server
+//! configuration and the `sluice.toml` manifest.
 
 pub mod api;
 pub mod auth;
