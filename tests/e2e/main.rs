@@ -2,6 +2,7 @@
 //! module per topic.
 
 mod chain;
+mod crash;
 mod durability;
 mod functions;
 mod messages;
