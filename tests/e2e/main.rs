@@ -7,5 +7,6 @@ mod durability;
 mod functions;
 mod messages;
 mod queues;
+mod storage;
 mod support;
 mod triggers;
