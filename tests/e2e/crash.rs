@@ -123,7 +123,9 @@ async fn deploy(server: &Server, visibility_timeout_ms: u64) {
             "dead_letter_queue": "in-dlq"
         }))
         .await;
-    server.deploy("forward", guest("ok"), "timeout_ms=1000").await;
+    server
+        .deploy("forward", guest("ok"), "timeout_ms=1000")
+        .await;
     server
         .trigger(
             "forward",
@@ -152,7 +154,9 @@ impl Outcome {
         let mut forwarded: HashMap<String, Vec<u64>> = HashMap::new();
         for message in all_messages(server, "out").await {
             let attrs = &message["attributes"];
-            let from = attrs["from"].as_str().unwrap_or_else(|| panic!("{message}"));
+            let from = attrs["from"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{message}"));
             let attempt: u64 = attrs["attempt"].as_str().unwrap().parse().unwrap();
             forwarded.entry(from.to_owned()).or_default().push(attempt);
         }
@@ -270,7 +274,8 @@ async fn twenty_sigkills_under_load_lose_nothing_and_duplicate_no_send() {
     );
     // Only batches in flight at a kill come back (each kill abandons at most `CONCURRENCY`
     // batches), plus any the store retried itself (a time limit hit on a loaded machine).
-    let bound = KILLS * CONCURRENCY * BATCH_SIZE + stats["retried_total"].as_u64().unwrap() as usize;
+    let bound =
+        KILLS * CONCURRENCY * BATCH_SIZE + stats["retried_total"].as_u64().unwrap() as usize;
     assert!(
         redelivered <= bound,
         "{redelivered} messages redelivered, more than the {bound} that could have been in flight at the kills"

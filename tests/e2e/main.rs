@@ -5,6 +5,7 @@ mod chain;
 mod crash;
 mod durability;
 mod functions;
+mod hostile;
 mod messages;
 mod queues;
 mod storage;

@@ -91,7 +91,10 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
@@ -118,7 +121,10 @@ async fn a_full_disk_answers_503_and_service_resumes_when_space_returns() {
     server.create_queue(json!({"name": "full"})).await;
     let (mut acked, _) = (
         server
-            .enqueue_all("full", (0..10).map(|i| json!({"body": format!("early {i}")})))
+            .enqueue_all(
+                "full",
+                (0..10).map(|i| json!({"body": format!("early {i}")})),
+            )
             .await,
         (),
     );
