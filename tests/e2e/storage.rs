@@ -357,3 +357,15 @@ fn another_applications_sqlite_database_stops_startup_untouched() {
     let bytes = std::fs::read(&path).unwrap();
     assert_refused("foreign SQLite database", &bytes, "another application");
 }
+
+#[tokio::test]
+async fn a_damaged_sluice_database_stops_startup_untouched() {
+    // A real Sluice database, shut down cleanly, with its schema page overwritten (the header,
+    // with our application id, intact).
+    let (mut server, dir) = Server::start().await;
+    server.create_queue(json!({"name": "q"})).await;
+    assert!(server.terminate().success());
+    let mut bytes = std::fs::read(dir.path().join("sluice.db")).unwrap();
+    bytes[100..4096].fill(0xde);
+    assert_refused("damaged Sluice database", &bytes, "damaged");
+}
