@@ -18,10 +18,33 @@ async fn main() -> anyhow::Result<()> {
                 .with_writer(std::io::stderr)
                 .with_ansi(std::io::stderr().is_terminal())
                 .init();
+            survive_file_size_limit();
             sluice::server::run(args.config(), shutdown_signal()).await?;
             Ok(())
         }
         command => cli::run_client(command).await,
+    }
+}
+
+/// A write past the process's file size limit (RLIMIT_FSIZE: `ulimit -f`, systemd's
+/// `LimitFSIZE`) raises SIGXFSZ, whose default action kills the process mid-transaction. With a
+/// handler installed the write fails with EFBIG instead, which SQLite reports as an I/O error and
+/// the API as 503 `storage_unavailable`, as for a full disk. PostgreSQL ignores it for the same
+/// reason.
+fn survive_file_size_limit() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::from_raw(libc::SIGXFSZ)) {
+            Ok(mut signal) => {
+                tokio::spawn(async move {
+                    while signal.recv().await.is_some() {
+                        tracing::warn!("a write exceeded the file size limit (SIGXFSZ)");
+                    }
+                });
+            }
+            Err(err) => tracing::error!(%err, "cannot handle SIGXFSZ"),
+        }
     }
 }
 

@@ -4,9 +4,12 @@
 mod auth;
 mod chain;
 mod cli;
+mod crash;
 mod durability;
 mod functions;
+mod hostile;
 mod messages;
 mod queues;
+mod storage;
 mod support;
 mod triggers;

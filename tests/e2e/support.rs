@@ -56,7 +56,22 @@ impl Server {
 
     /// Starts a server on `data_dir` and waits until it is ready.
     pub async fn start_in(data_dir: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        Server::start_in_wrapped(data_dir, &[]).await
+    }
+
+    /// Like [`Server::start_in`], running the binary through `wrapper` (a program and its
+    /// arguments, e.g. a shell that sets resource limits and `exec`s the rest of its arguments).
+    pub async fn start_in_wrapped(data_dir: &Path, wrapper: &[&str]) -> Server {
+        let sluice = env!("CARGO_BIN_EXE_sluice");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(sluice);
+                command
+            }
+            None => Command::new(sluice),
+        };
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("RUST_LOG", "info,sluice=debug")

@@ -37,7 +37,19 @@ pub fn open(dir: &Path) -> Result<(Connection, PathBuf)> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     // A database of ours with no tables is one whose creation was interrupted (SQLite rolled
     // the hot journal back when it opened): create it again.
-    let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
+    // The first statement that reads the schema is where a damaged file shows; say which file
+    // and what to do rather than answering every request with 503 later.
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+        .map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+                Error::Corrupt {
+                    path: path.display().to_string(),
+                    reason: format!("damaged: {e}"),
+                }
+            }
+            _ => e.into(),
+        })?;
     if fresh || tables == 0 {
         create(&conn)?;
     }

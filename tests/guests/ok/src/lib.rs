@@ -1,5 +1,7 @@
 //! The well-behaved handler: echoes every body to stdout, forwards one message per input to the
-//! queue named by the first message's `to` attribute (when present), and acknowledges the batch.
+//! queue named by the first message's `to` attribute (when present) with attributes `from` (the
+//! input's id) and `attempt` (its delivery count, so tests can see redeliveries), and
+//! acknowledges the batch.
 //! A message with attribute `fail` is reported as failed: `fail=retry` or `fail=retry:MS` retries
 //! it, any other value dead-letters it with that value as the reason.
 
@@ -20,7 +22,10 @@ impl Guest for Echo {
                 outbox::send(&Outgoing {
                     queue: queue.clone(),
                     body: message.body.clone(),
-                    attributes: vec![("from".into(), message.id.clone())],
+                    attributes: vec![
+                        ("from".into(), message.id.clone()),
+                        ("attempt".into(), message.attempt.to_string()),
+                    ],
                     delay_ms: 0,
                 })
                 .map_err(|reason| format!("send to `{queue}` failed: {reason}"))?;
