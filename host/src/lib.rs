@@ -13,9 +13,11 @@
 //! 5. settles the batch through [`store`] in one transaction: acknowledge, retry with backoff,
 //!    dead-letter, and commit the handler's outbox sends.
 //!
-//! [`cli`] holds `sluice serve` and the client subcommands; [`config`] the server configuration.
+//! [`cli`] holds `sluice serve` and the client subcommands; [`config`] the server configuration;
+//! [`bench`] the `sluice bench` benchmark.
 
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod dispatch;

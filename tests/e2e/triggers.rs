@@ -267,14 +267,24 @@ async fn sends_to_missing_queues_fail_at_the_send_call() {
 #[tokio::test]
 async fn sigterm_settles_in_flight_batches_and_restart_finishes_the_rest() {
     let (mut server, dir) = Server::start().await;
-    server.create_queue(json!({"name": "work", "visibility_timeout_ms": 60_000})).await;
-    server.deploy("ok", guest("ok"), "").await;
-    server.enqueue_all("work", (0..5_000).map(|i| json!({"body": format!("m{i}")}))).await;
     server
-        .trigger("ok", json!({"queue": "work", "batch_size": 50, "max_concurrency": 4}))
+        .create_queue(json!({"name": "work", "visibility_timeout_ms": 60_000}))
+        .await;
+    server.deploy("ok", guest("ok"), "").await;
+    server
+        .enqueue_all("work", (0..5_000).map(|i| json!({"body": format!("m{i}")})))
+        .await;
+    server
+        .trigger(
+            "ok",
+            json!({"queue": "work", "batch_size": 50, "max_concurrency": 4}),
+        )
         .await;
     let started = wait_for(Duration::from_secs(60), || async {
-        server.stats("work").await["acked_total"].as_u64().unwrap_or(0) > 0
+        server.stats("work").await["acked_total"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0
     })
     .await;
     assert!(started);
@@ -284,7 +294,11 @@ async fn sigterm_settles_in_flight_batches_and_restart_finishes_the_rest() {
     // Everything in flight settled before exit, so the rest drains well before an abandoned
     // 60 s lease could have expired.
     let server = Server::start_in(dir.path()).await;
-    assert!(drained(&server, "work", Duration::from_secs(30)).await, "{}", server.stats("work").await);
+    assert!(
+        drained(&server, "work", Duration::from_secs(30)).await,
+        "{}",
+        server.stats("work").await
+    );
     let stats = server.stats("work").await;
     assert_eq!(stats["acked_total"], 5_000, "{stats}");
     assert_eq!(stats["retried_total"], 0, "{stats}");

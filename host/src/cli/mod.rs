@@ -65,6 +65,8 @@ pub enum Command {
     Logs(functions::LogsArgs),
     /// Create or update queues, functions and triggers from a manifest (sluice.toml).
     Apply(apply::ApplyArgs),
+    /// Benchmark this machine: a temporary host, real HTTP, real components.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +97,7 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Invoke(args) => functions::invoke(args).await,
         Command::Logs(args) => functions::logs(args).await,
         Command::Apply(args) => apply::apply(args).await,
+        Command::Bench(args) => crate::bench::run(args).await,
     }
 }
 
