@@ -1,6 +1,7 @@
 //! Black-box tests: the real `sluice` binary, real HTTP, real components. One test binary, one
 //! module per topic.
 
+mod bench;
 mod chain;
 mod durability;
 mod functions;

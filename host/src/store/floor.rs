@@ -51,11 +51,9 @@ pub fn measure(dir: &Path, messages: u64, body_bytes: usize, batch: usize) -> Re
     let mut held: Vec<i64> = Vec::with_capacity(batch);
     loop {
         conn.execute_batch("BEGIN IMMEDIATE")?;
-        {
-            let mut ack = conn.prepare_cached(sql::ACK)?;
-            for id in &held {
-                ack.execute(params![id, lease_id])?;
-            }
+        if !held.is_empty() {
+            conn.prepare_cached(sql::ACK_MANY)?
+                .execute(params![json_ids(&held), lease_id])?;
         }
         held.clear();
         lease_id += 1;
@@ -69,9 +67,12 @@ pub fn measure(dir: &Path, messages: u64, body_bytes: usize, batch: usize) -> Re
                 held.push(id);
             }
             drop(rows);
-            let mut take = conn.prepare_cached(sql::TAKE_LEASE)?;
-            for id in &held {
-                take.execute(params![id, lease_id, 1_000_000i64])?;
+            if !held.is_empty() {
+                conn.prepare_cached(sql::TAKE_LEASE_MANY)?.execute(params![
+                    json_ids(&held),
+                    lease_id,
+                    1_000_000i64
+                ])?;
             }
         }
         conn.execute_batch("COMMIT")?;
@@ -84,4 +85,9 @@ pub fn measure(dir: &Path, messages: u64, body_bytes: usize, batch: usize) -> Re
         drain: start.elapsed(),
         messages,
     })
+}
+
+fn json_ids(ids: &[i64]) -> String {
+    let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+    format!("[{}]", ids.join(","))
 }
