@@ -16,10 +16,11 @@
 //! Around that flow: [`auth`] decides who may call what (tokens and scopes), [`server`] wires
 //! the parts together for `sluice serve` and shuts them down in order, [`cli`] holds the
 //! command line (the server and its client subcommands), and [`config`] the server
-//! configuration and the `sluice.toml` manifest.
+//! configuration and the `sluice.toml` manifest; [`bench`] is `sluice bench`.
 
 pub mod api;
 pub mod auth;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod dispatch;

@@ -2,6 +2,7 @@
 //! module per topic.
 
 mod auth;
+mod bench;
 mod chain;
 mod cli;
 mod crash;

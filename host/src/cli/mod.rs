@@ -69,6 +69,8 @@ pub enum Command {
     /// Create, list and revoke API tokens.
     #[command(subcommand)]
     Token(tokens::TokenCommand),
+    /// Benchmark this machine: a temporary host, real HTTP, real components.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -124,6 +126,7 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Logs(args) => functions::logs(args).await,
         Command::Apply(args) => apply::apply(args).await,
         Command::Token(command) => tokens::run(command).await,
+        Command::Bench(args) => crate::bench::run(args).await,
     }
 }
 

@@ -16,6 +16,24 @@ use tokio_util::task::TaskTracker;
 
 pub use decide::{backoff_delay_ms, settlement};
 
+/// Called with a trigger's queue and batch right before the batch is handed to the executor.
+pub type StartObserver = Arc<dyn Fn(&str, &[crate::store::Message]) + Send + Sync>;
+
+static START_OBSERVER: std::sync::OnceLock<StartObserver> = std::sync::OnceLock::new();
+
+/// Installs the process-wide observer of handler starts (once; later calls are ignored and
+/// return false). `sluice bench` uses it to time enqueue commit → handler start in-process;
+/// without one the dispatcher pays a single atomic load per batch.
+pub fn observe_handler_starts(observer: StartObserver) -> bool {
+    START_OBSERVER.set(observer).is_ok()
+}
+
+fn handler_starting(queue: &str, batch: &[crate::store::Message]) {
+    if let Some(observer) = START_OBSERVER.get() {
+        observer(queue, batch);
+    }
+}
+
 use crate::functions::Functions;
 use crate::store::{self, Store, TriggerRecord};
 use trigger::Trigger;

@@ -174,6 +174,7 @@ impl Trigger {
             }
         });
         let started_at_ms = now_ms();
+        super::handler_starting(queue, &lease.messages);
         let invocation = self
             .functions
             .executor()

@@ -146,7 +146,9 @@ pub fn lease(
             })?
             .collect::<rusqlite::Result<_>>()?;
         let exhausted = candidates.len() < want;
-        let mut take = conn.prepare_cached(sql::TAKE_LEASE)?;
+        let mut ids = String::with_capacity(candidates.len() * 12 + 2);
+        ids.push('[');
+        let first_taken = messages.len();
         for mut m in candidates {
             let m_id = parse_id(&m.id)
                 .ok_or_else(|| Error::Unavailable(format!("bad message id {}", m.id)))?;
@@ -156,9 +158,20 @@ pub fn lease(
                 dead_letter(tx, queue, &settings, m_id, REASON_LEASE_EXPIRED)?;
                 continue;
             }
-            take.execute(params![m_id, lease_id, int(expires_at)])?;
+            if ids.len() > 1 {
+                ids.push(',');
+            }
+            ids.push_str(&m.id);
             m.attempt += 1;
             messages.push(m);
+        }
+        ids.push(']');
+        if messages.len() > first_taken {
+            conn.prepare_cached(sql::TAKE_LEASE_MANY)?.execute(params![
+                ids,
+                lease_id,
+                int(expires_at)
+            ])?;
         }
         if exhausted || messages.len() >= max {
             break;
@@ -203,16 +216,23 @@ pub fn settle(
     let now = tx.now;
     let mut out = Settled::default();
 
-    // An ack counts only while this lease still holds the message.
+    // An ack counts only while this lease still holds the message. One statement for the
+    // whole list; ids that are not numbers can never be held, so they are simply stale.
     let mut acked = 0;
-    {
-        let mut stmt = conn.prepare_cached(sql::ACK)?;
-        for id in &ack {
-            match parse_id(id) {
-                Some(id) if stmt.execute(params![id, lease_id])? > 0 => acked += 1,
-                _ => out.stale += 1,
+    if !ack.is_empty() {
+        let mut ids = String::with_capacity(ack.len() * 12 + 2);
+        ids.push('[');
+        for id in ack.iter().filter_map(|id| parse_id(id)) {
+            if ids.len() > 1 {
+                ids.push(',');
             }
+            ids.push_str(&id.to_string());
         }
+        ids.push(']');
+        acked = conn
+            .prepare_cached(sql::ACK_MANY)?
+            .execute(params![ids, lease_id])? as u64;
+        out.stale += ack.len() as u64 - acked;
     }
     out.acked = acked;
     tx.count(queue).acked += acked;

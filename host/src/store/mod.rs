@@ -7,6 +7,7 @@
 
 mod catalog;
 mod clock;
+pub mod floor;
 mod messages;
 mod read;
 mod schema;

@@ -129,11 +129,17 @@ pub const DEDUP_FORGET_EXPIRED: &str = "DELETE FROM dedup WHERE expires_at <= ?1
 /// Visible messages in delivery order; must walk `messages_by_visibility` in its order.
 pub const VISIBLE_IN_ORDER: &str = "SELECT id, body, attributes, attempt, enqueued_at FROM messages
     WHERE queue = ?1 AND visible_at <= ?2 ORDER BY visible_at, id LIMIT ?3";
-pub const TAKE_LEASE: &str =
-    "UPDATE messages SET lease_id = ?2, visible_at = ?3, attempt = attempt + 1 WHERE id = ?1";
 pub const EXTEND_LEASE: &str =
     "UPDATE messages SET visible_at = ?3 WHERE id = ?1 AND lease_id = ?2";
-pub const ACK: &str = "DELETE FROM messages WHERE id = ?1 AND lease_id = ?2";
+/// Leases many messages in one statement; ?1 is a JSON array of ids. One statement per batch
+/// instead of one per message: the writer thread is the pipeline's bottleneck.
+pub const TAKE_LEASE_MANY: &str =
+    "UPDATE messages SET lease_id = ?2, visible_at = ?3, attempt = attempt + 1
+    WHERE id IN (SELECT value FROM json_each(?1))";
+/// Acknowledges many messages in one statement; ?1 is a JSON array of ids. Only rows this
+/// lease still holds are deleted.
+pub const ACK_MANY: &str =
+    "DELETE FROM messages WHERE id IN (SELECT value FROM json_each(?1)) AND lease_id = ?2";
 pub const LEASED_ATTEMPT: &str = "SELECT attempt FROM messages WHERE id = ?1 AND lease_id = ?2";
 pub const RETRY: &str =
     "UPDATE messages SET lease_id = NULL, visible_at = ?2, last_error = ?3 WHERE id = ?1";

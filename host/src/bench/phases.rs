@@ -1,0 +1,968 @@
+//! The benchmark's phases, each against the in-process host (or, for restart and idle memory,
+//! a `sluice serve` child process), and the helpers they share.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+
+use super::BenchArgs;
+use super::components::{self, Components};
+use super::report::Report;
+use crate::config::Config;
+use crate::executor::{Executor, ExecutorConfig};
+use crate::functions::FunctionConfig;
+use crate::server::Host;
+use crate::store::{Message, NewMessage, Store};
+
+/// Width of the sequence number that starts every body, in ASCII digits.
+const SEQ_DIGITS: usize = 16;
+
+/// Runs the benchmark; prints the table and writes the JSON file.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let args = args.effective();
+    let began = Instant::now();
+    let components = components::load(args.components.as_deref(), args.wasm_target_dir.as_deref())?;
+    let tmp = match &args.data_dir {
+        Some(dir) => tempfile::Builder::new()
+            .prefix("sluice-bench")
+            .tempdir_in(dir)?,
+        None => tempfile::Builder::new().prefix("sluice-bench").tempdir()?,
+    };
+    let mut report = Report::default();
+    let bench = Bench::start(tmp.path().join("host"), &args).await?;
+
+    if args.wants("enqueue") {
+        bench.enqueue(&mut report).await?;
+    }
+    let mut drain_rate = None;
+    if args.wants("drain") {
+        drain_rate = Some(bench.drain(&mut report, &components).await?);
+    }
+    if args.wants("steady") {
+        bench.steady(&mut report, &components).await?;
+    }
+    if args.wants("chain") {
+        bench.chain(&mut report, &components).await?;
+    }
+    if args.wants("hostile") {
+        bench.hostile(&mut report, &components).await?;
+    }
+    bench.stop().await;
+    if args.wants("overhead") {
+        overhead(
+            &mut report,
+            &args,
+            &components,
+            &tmp.path().join("overhead"),
+        )
+        .await?;
+    }
+    if args.wants("floor") {
+        let (dir, n, body, batch) = (
+            tmp.path().join("floor"),
+            args.messages,
+            args.body_bytes,
+            args.batch_size as usize,
+        );
+        let floor =
+            tokio::task::spawn_blocking(move || crate::store::floor::measure(&dir, n, body, batch))
+                .await??;
+        let rate = floor.messages as f64 / floor.drain.as_secs_f64();
+        report.add(
+            "floor.insert_msgs_per_s",
+            floor.messages as f64 / floor.insert.as_secs_f64(),
+            "msg/s",
+        );
+        report.add("floor.drain_msgs_per_s", rate, "msg/s");
+        if let Some(drain) = drain_rate {
+            report.target("drain.ratio_to_floor", drain / rate, "x", ">=", 0.5);
+        }
+    }
+    if args.wants("restart") {
+        restart(&mut report, &args, &components, &tmp.path().join("restart")).await?;
+    }
+
+    report.print();
+    if let Some(path) = &args.json {
+        let config = json!({
+            "messages": args.messages,
+            "body_bytes": args.body_bytes,
+            "batch_size": args.batch_size,
+            "concurrency": args.concurrency,
+            "batch_clients": args.batch_clients,
+            "single_clients": args.single_clients,
+            "rate": args.rate,
+            "duration_s": args.duration.as_secs_f64(),
+            "functions": args.functions,
+            "durability": args.durability,
+            "quick": args.quick,
+        });
+        let json = report.json(config, began.elapsed());
+        std::fs::write(path, serde_json::to_vec_pretty(&json)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Per-queue record of handler starts: the first, how many messages, and per sequence number
+/// when the message was sent, answered (committed) and started.
+struct Tracker {
+    queue: String,
+    base: Instant,
+    first_start: AtomicU64,
+    started: AtomicU64,
+    sent_at: Vec<AtomicU64>,
+    acked_at: Vec<AtomicU64>,
+    start_at: Vec<AtomicU64>,
+}
+
+impl Tracker {
+    fn new(queue: &str, capacity: usize) -> Arc<Tracker> {
+        let zeros = || (0..capacity).map(|_| AtomicU64::new(0)).collect();
+        Arc::new(Tracker {
+            queue: queue.to_owned(),
+            base: Instant::now(),
+            first_start: AtomicU64::new(0),
+            started: AtomicU64::new(0),
+            sent_at: zeros(),
+            acked_at: zeros(),
+            start_at: zeros(),
+        })
+    }
+
+    /// Nanoseconds since `base`, never 0 (0 means "not yet").
+    fn now(&self) -> u64 {
+        (self.base.elapsed().as_nanos() as u64).max(1)
+    }
+
+    fn observe(&self, batch: &[Message]) {
+        let now = self.now();
+        let _ = self
+            .first_start
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+        self.started
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        for m in batch {
+            if let Some(slot) = seq_of(&m.body).and_then(|s| self.start_at.get(s)) {
+                // The first delivery only: a retry's start is not this message's latency.
+                let _ = slot.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn first_start(&self) -> Option<Instant> {
+        match self.first_start.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(self.base + Duration::from_nanos(n)),
+        }
+    }
+
+    /// Histograms (µs) of start − 2xx and start − send over every message with all three times.
+    fn latencies(&self) -> (Histogram<u64>, Histogram<u64>, u64) {
+        let mut from_ack = histogram();
+        let mut from_send = histogram();
+        let mut n = 0;
+        for i in 0..self.start_at.len() {
+            let (sent, acked, start) = (
+                self.sent_at[i].load(Ordering::Relaxed),
+                self.acked_at[i].load(Ordering::Relaxed),
+                self.start_at[i].load(Ordering::Relaxed),
+            );
+            if sent == 0 || acked == 0 || start == 0 {
+                continue;
+            }
+            n += 1;
+            from_ack.saturating_record(start.saturating_sub(acked) / 1000);
+            from_send.saturating_record(start.saturating_sub(sent) / 1000);
+        }
+        (from_ack, from_send, n)
+    }
+}
+
+/// Up to an hour in nanoseconds, three significant digits; larger values saturate.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds")
+}
+
+fn seq_of(body: &[u8]) -> Option<usize> {
+    std::str::from_utf8(body.get(..SEQ_DIGITS)?)
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn body(seq: u64, size: usize) -> String {
+    let mut body = format!("{seq:0width$}", width = SEQ_DIGITS);
+    body.extend(std::iter::repeat_n('x', size.saturating_sub(SEQ_DIGITS)));
+    body
+}
+
+/// The trackers the process-wide start observer feeds.
+fn trackers() -> &'static RwLock<Vec<Arc<Tracker>>> {
+    static TRACKERS: OnceLock<RwLock<Vec<Arc<Tracker>>>> = OnceLock::new();
+    TRACKERS.get_or_init(|| {
+        crate::dispatch::observe_handler_starts(Arc::new(|queue, batch| {
+            let trackers = trackers().read().unwrap_or_else(|e| e.into_inner());
+            for t in trackers.iter().filter(|t| t.queue == queue) {
+                t.observe(batch);
+            }
+        }));
+        RwLock::new(Vec::new())
+    })
+}
+
+fn track(queue: &str, capacity: usize) -> Arc<Tracker> {
+    let tracker = Tracker::new(queue, capacity);
+    let mut all = trackers().write().unwrap_or_else(|e| e.into_inner());
+    all.retain(|t| t.queue != queue);
+    all.push(tracker.clone());
+    tracker
+}
+
+/// The in-process host and an HTTP client for it.
+struct Bench {
+    args: BenchArgs,
+    url: String,
+    http: reqwest::Client,
+    store: Store,
+    host: Host,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Bench {
+    async fn start(data_dir: std::path::PathBuf, args: &BenchArgs) -> anyhow::Result<Bench> {
+        let listen: SocketAddr = "127.0.0.1:0".parse()?;
+        let host = Host::open(&Config::new(data_dir, listen))?;
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        host.start().await?;
+        let app = crate::api::router(host.state.clone());
+        let shutdown = host.shutdown.clone();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await;
+        });
+        // Touch the observer so it is installed before any trigger runs.
+        drop(trackers().read());
+        Ok(Bench {
+            args: args.clone(),
+            url: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+            store: host.state.store.clone(),
+            host,
+            server,
+        })
+    }
+
+    async fn stop(self) {
+        self.host.shutdown.cancel();
+        self.host
+            .state
+            .dispatcher
+            .shutdown(Duration::from_secs(10))
+            .await;
+        let _ = self.server.await;
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.url));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let text = response.text().await?;
+        ensure!(status.is_success(), "{method} {path}: {status}: {text}");
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn queue(&self, name: &str, settings: Value) -> anyhow::Result<()> {
+        let mut body = settings;
+        body["name"] = json!(name);
+        self.call(reqwest::Method::POST, "/v1/queues", Some(body))
+            .await?;
+        Ok(())
+    }
+
+    async fn deploy(&self, name: &str, wasm: &[u8], query: &str) -> anyhow::Result<()> {
+        let response = self
+            .http
+            .put(format!("{}/v1/functions/{name}?{query}", self.url))
+            .header("content-type", "application/wasm")
+            .body(wasm.to_vec())
+            .send()
+            .await?;
+        let status = response.status();
+        ensure!(
+            status.is_success(),
+            "deploy {name}: {status}: {}",
+            response.text().await?
+        );
+        Ok(())
+    }
+
+    async fn trigger(
+        &self,
+        function: &str,
+        queue: &str,
+        batch: u32,
+        concurrency: u32,
+        paused: bool,
+    ) -> anyhow::Result<()> {
+        let body = json!({
+            "queue": queue, "batch_size": batch, "max_wait_ms": 0,
+            "max_concurrency": concurrency, "paused": paused,
+        });
+        self.call(
+            reqwest::Method::PUT,
+            &format!("/v1/functions/{function}/trigger"),
+            Some(body),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Puts `n` messages on `queue` straight through the store (the backlog is not measured).
+    async fn backlog(
+        &self,
+        queue: &str,
+        n: u64,
+        attributes: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
+        let attributes: Vec<(String, String)> = attributes
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let mut seq = 0;
+        while seq < n {
+            let chunk: Vec<NewMessage> = (seq..n.min(seq + 1000))
+                .map(|s| NewMessage {
+                    body: body(s, self.args.body_bytes).into_bytes(),
+                    attributes: attributes.clone(),
+                    ..NewMessage::default()
+                })
+                .collect();
+            seq += chunk.len() as u64;
+            self.store.enqueue(queue, chunk).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until `queues` hold no message at all (visible, delayed or in flight); returns when.
+    async fn wait_empty(&self, queues: &[&str], deadline: Duration) -> anyhow::Result<Instant> {
+        let end = Instant::now() + deadline;
+        for queue in queues {
+            // Cheap index probe while the backlog is large, then the full count.
+            while self.store.visible_count(queue, 1).await? > 0 {
+                ensure!(
+                    Instant::now() < end,
+                    "queue {queue} did not drain within {deadline:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            loop {
+                let s = self.store.get_queue(queue).await?.stats;
+                if s.visible + s.delayed + s.in_flight == 0 {
+                    break;
+                }
+                ensure!(
+                    Instant::now() < end,
+                    "queue {queue} did not drain within {deadline:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        Ok(Instant::now())
+    }
+
+    fn drain_deadline(&self) -> Duration {
+        Duration::from_secs(60) + Duration::from_millis(self.args.messages / 5)
+    }
+
+    /// HTTP batch enqueue (4 × 100) and single-message enqueue (64 clients).
+    async fn enqueue(&self, report: &mut Report) -> anyhow::Result<()> {
+        let a = &self.args;
+        self.queue("bench-enqueue", json!({})).await?;
+        let batch = a.batch_size.max(1) as u64;
+        let messages: Vec<Value> = (0..batch)
+            .map(|i| json!({"body": body(i, a.body_bytes)}))
+            .collect();
+        let payload = Bytes::from(serde_json::to_vec(&json!({ "messages": messages }))?);
+        let url = format!("{}/v1/queues/bench-enqueue/messages/batch", self.url);
+        let next = Arc::new(AtomicU64::new(0));
+        let total = a.messages;
+        let start = Instant::now();
+        let mut clients = JoinSet::new();
+        for _ in 0..a.batch_clients.max(1) {
+            let (http, url, payload, next) = (
+                self.http.clone(),
+                url.clone(),
+                payload.clone(),
+                next.clone(),
+            );
+            clients.spawn(async move {
+                while next.fetch_add(batch, Ordering::Relaxed) < total {
+                    let r = http
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(payload.clone())
+                        .send()
+                        .await?;
+                    ensure!(r.status().is_success(), "batch enqueue: {}", r.status());
+                    r.bytes().await?;
+                }
+                anyhow::Ok(())
+            });
+        }
+        while let Some(r) = clients.join_next().await {
+            r??;
+        }
+        let sent = total.div_ceil(batch) * batch;
+        report.target(
+            "enqueue.batch_msgs_per_s",
+            sent as f64 / start.elapsed().as_secs_f64(),
+            "msg/s",
+            ">=",
+            150_000.0,
+        );
+        self.store.purge("bench-enqueue").await?;
+
+        let url = format!("{}/v1/queues/bench-enqueue/messages", self.url);
+        let payload = Bytes::from(body(0, a.body_bytes));
+        let done = Arc::new(AtomicU64::new(0));
+        let end = Instant::now() + a.duration;
+        let start = Instant::now();
+        for _ in 0..a.single_clients.max(1) {
+            let (http, url, payload, done) = (
+                self.http.clone(),
+                url.clone(),
+                payload.clone(),
+                done.clone(),
+            );
+            clients.spawn(async move {
+                while Instant::now() < end {
+                    let r = http.post(&url).body(payload.clone()).send().await?;
+                    ensure!(r.status().is_success(), "enqueue: {}", r.status());
+                    r.bytes().await?;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                anyhow::Ok(())
+            });
+        }
+        while let Some(r) = clients.join_next().await {
+            r??;
+        }
+        report.target(
+            "enqueue.single_msgs_per_s",
+            done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64(),
+            "msg/s",
+            ">=",
+            15_000.0,
+        );
+        self.store.purge("bench-enqueue").await?;
+        Ok(())
+    }
+
+    /// Drains a paused backlog through one trigger; returns msgs/s from first start to empty.
+    async fn drain_once(&self, function: &str, queue: &str, n: u64) -> anyhow::Result<f64> {
+        let a = &self.args;
+        self.backlog(queue, n, &[]).await?;
+        let tracker = track(queue, 0);
+        self.trigger(function, queue, a.batch_size, a.concurrency, false)
+            .await?;
+        let end = self.wait_empty(&[queue], self.drain_deadline()).await?;
+        self.trigger(function, queue, a.batch_size, a.concurrency, true)
+            .await?;
+        let first = tracker.first_start().context("no handler started")?;
+        Ok(n as f64 / end.duration_since(first).as_secs_f64())
+    }
+
+    async fn drain(&self, report: &mut Report, c: &Components) -> anyhow::Result<f64> {
+        let a = &self.args;
+        self.queue("bench-drain", json!({})).await?;
+        self.deploy("bench-sum", &c.sum, "").await?;
+        self.trigger(
+            "bench-sum",
+            "bench-drain",
+            a.batch_size,
+            a.concurrency,
+            true,
+        )
+        .await?;
+        let rate = self
+            .drain_once("bench-sum", "bench-drain", a.messages)
+            .await?;
+        report.target("drain.msgs_per_s", rate, "msg/s", ">=", 100_000.0);
+        Ok(rate)
+    }
+
+    /// Producers and the trigger together: paced single enqueues at `rate`, then saturating
+    /// batch producers.
+    async fn steady(&self, report: &mut Report, c: &Components) -> anyhow::Result<()> {
+        let a = &self.args;
+        self.queue("bench-steady", json!({})).await?;
+        self.deploy("bench-steady", &c.sum, "").await?;
+        self.trigger(
+            "bench-steady",
+            "bench-steady",
+            a.batch_size,
+            a.concurrency,
+            false,
+        )
+        .await?;
+
+        // Offered load: one request every 1/rate s, each on its own task (open loop, so a slow
+        // answer never delays the next send and hides latency).
+        let total = (a.rate as f64 * a.duration.as_secs_f64()) as u64;
+        let tracker = track("bench-steady", total as usize);
+        let url = format!("{}/v1/queues/bench-steady/messages", self.url);
+        let start = tokio::time::Instant::now();
+        let mut requests = JoinSet::new();
+        for seq in 0..total {
+            tokio::time::sleep_until(start + Duration::from_secs_f64(seq as f64 / a.rate as f64))
+                .await;
+            let (http, url, t) = (self.http.clone(), url.clone(), tracker.clone());
+            let payload = body(seq, a.body_bytes);
+            requests.spawn(async move {
+                t.sent_at[seq as usize].store(t.now(), Ordering::Relaxed);
+                let r = http.post(&url).body(payload).send().await?;
+                ensure!(r.status().is_success(), "enqueue: {}", r.status());
+                t.acked_at[seq as usize].store(t.now(), Ordering::Relaxed);
+                r.bytes().await?;
+                anyhow::Ok(())
+            });
+            while let Some(r) = requests.try_join_next() {
+                r??;
+            }
+        }
+        while let Some(r) = requests.join_next().await {
+            r??;
+        }
+        self.wait_empty(&["bench-steady"], Duration::from_secs(60))
+            .await?;
+        let elapsed = start.elapsed().as_secs_f64();
+        let (from_ack, from_send, n) = tracker.latencies();
+        ensure!(n > 0, "no latency samples");
+        report.add("steady.offered_msgs_per_s", a.rate as f64, "msg/s");
+        report.add("steady.handled_msgs_per_s", n as f64 / elapsed, "msg/s");
+        report.latency("steady.commit_to_start_lower", &from_ack, Some(10.0));
+        report.latency("steady.send_to_start_upper", &from_send, None);
+
+        // Saturation: batch producers as fast as they go for `duration`, the trigger draining.
+        let capacity = (a.messages as usize * 4).clamp(100_000, 4_000_000);
+        let tracker = track("bench-steady", capacity);
+        let url = format!("{}/v1/queues/bench-steady/messages/batch", self.url);
+        let next = Arc::new(AtomicU64::new(0));
+        let batch = a.batch_size.max(1) as u64;
+        let end = Instant::now() + a.duration;
+        let started = Instant::now();
+        for _ in 0..a.batch_clients.max(1) {
+            let (http, url, next, t, size) = (
+                self.http.clone(),
+                url.clone(),
+                next.clone(),
+                tracker.clone(),
+                a.body_bytes,
+            );
+            requests.spawn(async move {
+                while Instant::now() < end {
+                    let first = next.fetch_add(batch, Ordering::Relaxed);
+                    if first + batch > capacity as u64 {
+                        break;
+                    }
+                    let messages: Vec<Value> = (first..first + batch)
+                        .map(|s| json!({"body": body(s, size)}))
+                        .collect();
+                    let sent = t.now();
+                    let r = http
+                        .post(&url)
+                        .json(&json!({"messages": messages}))
+                        .send()
+                        .await?;
+                    ensure!(r.status().is_success(), "batch enqueue: {}", r.status());
+                    let acked = t.now();
+                    for s in first..first + batch {
+                        t.sent_at[s as usize].store(sent, Ordering::Relaxed);
+                        t.acked_at[s as usize].store(acked, Ordering::Relaxed);
+                    }
+                    r.bytes().await?;
+                }
+                anyhow::Ok(())
+            });
+        }
+        while let Some(r) = requests.join_next().await {
+            r??;
+        }
+        let window = started.elapsed().as_secs_f64();
+        let handled = tracker.started.load(Ordering::Relaxed);
+        let produced = next.load(Ordering::Relaxed).min(capacity as u64);
+        self.wait_empty(&["bench-steady"], self.drain_deadline())
+            .await?;
+        let (from_ack, _, _) = tracker.latencies();
+        report.add(
+            "saturation.enqueued_msgs_per_s",
+            produced as f64 / window,
+            "msg/s",
+        );
+        report.add(
+            "saturation.handled_msgs_per_s",
+            handled as f64 / window,
+            "msg/s",
+        );
+        report.latency("saturation.commit_to_start_lower", &from_ack, None);
+        self.trigger(
+            "bench-steady",
+            "bench-steady",
+            a.batch_size,
+            a.concurrency,
+            true,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// A backlog through two steps: `ok` forwards each message to the second queue, `sum` acks.
+    async fn chain(&self, report: &mut Report, c: &Components) -> anyhow::Result<()> {
+        let a = &self.args;
+        self.queue("bench-chain-a", json!({})).await?;
+        self.queue("bench-chain-b", json!({})).await?;
+        self.deploy("bench-hop", &c.ok, "").await?;
+        self.deploy("bench-chain-sum", &c.sum, "").await?;
+        self.trigger(
+            "bench-hop",
+            "bench-chain-a",
+            a.batch_size,
+            a.concurrency,
+            true,
+        )
+        .await?;
+        self.trigger(
+            "bench-chain-sum",
+            "bench-chain-b",
+            a.batch_size,
+            a.concurrency,
+            true,
+        )
+        .await?;
+        self.backlog("bench-chain-a", a.messages, &[("to", "bench-chain-b")])
+            .await?;
+        let tracker = track("bench-chain-a", 0);
+        self.trigger(
+            "bench-chain-sum",
+            "bench-chain-b",
+            a.batch_size,
+            a.concurrency,
+            false,
+        )
+        .await?;
+        self.trigger(
+            "bench-hop",
+            "bench-chain-a",
+            a.batch_size,
+            a.concurrency,
+            false,
+        )
+        .await?;
+        let end = self
+            .wait_empty(&["bench-chain-a", "bench-chain-b"], self.drain_deadline())
+            .await?;
+        let first = tracker.first_start().context("no handler started")?;
+        report.add(
+            "chain.msgs_per_s",
+            a.messages as f64 / end.duration_since(first).as_secs_f64(),
+            "msg/s",
+        );
+        let b = self.store.get_queue("bench-chain-b").await?.stats;
+        ensure!(
+            b.acked_total == a.messages,
+            "chain delivered {} of {}",
+            b.acked_total,
+            a.messages
+        );
+        Ok(())
+    }
+
+    /// A well-behaved trigger alone, then beside functions that fail every batch.
+    async fn hostile(&self, report: &mut Report, c: &Components) -> anyhow::Result<()> {
+        let a = &self.args;
+        let n = (a.messages / 2).max(1000);
+        self.queue("bench-good", json!({})).await?;
+        self.deploy("bench-good", &c.sum, "").await?;
+        self.trigger(
+            "bench-good",
+            "bench-good",
+            a.batch_size,
+            a.concurrency,
+            true,
+        )
+        .await?;
+        let alone = self.drain_once("bench-good", "bench-good", n).await?;
+
+        let failing = json!({
+            "max_attempts": 1000,
+            "backoff": {"initial_ms": 1, "multiplier": 1.0, "max_ms": 1, "jitter": false},
+        });
+        let hostile: [(&str, &[u8], &str); 4] = [
+            ("bench-trap", &c.trap, ""),
+            ("bench-loop", &c.looping, "timeout_ms=50"),
+            ("bench-oom", &c.oom, "memory_mb=16"),
+            ("bench-recurse", &c.recurse, ""),
+        ];
+        for (name, wasm, query) in hostile {
+            self.queue(name, failing.clone()).await?;
+            self.deploy(name, wasm, query).await?;
+            self.backlog(name, 1000, &[]).await?;
+            self.trigger(name, name, 10, 1, false).await?;
+        }
+        // Let every hostile function fail a few batches first.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let with = self.drain_once("bench-good", "bench-good", n).await?;
+        for (name, _, _) in hostile {
+            self.trigger(name, name, 10, 1, true).await?;
+        }
+        report.add("hostile.alone_msgs_per_s", alone, "msg/s");
+        report.add("hostile.with_hostile_msgs_per_s", with, "msg/s");
+        report.target("hostile.ratio", with / alone, "x", ">=", 0.8);
+        Ok(())
+    }
+}
+
+/// Fresh instance + call through the executor, batches of 1, 100 and 1000.
+async fn overhead(
+    report: &mut Report,
+    args: &BenchArgs,
+    c: &Components,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let executor = Executor::new(ExecutorConfig {
+        cache_dir: dir.to_owned(),
+        max_memory_bytes: 256 * 1024 * 1024,
+        max_instances: 8,
+    })?;
+    let handler = executor.prepare(&c.sum)?;
+    let limits = FunctionConfig::default().limits();
+    let check: crate::executor::SendCheck = Arc::new(|_| Ok(()));
+    let budget = if args.quick {
+        Duration::from_millis(200)
+    } else {
+        Duration::from_secs(2)
+    };
+    for size in [1usize, 100, 1000] {
+        let batch: Vec<Message> = (0..size)
+            .map(|i| Message {
+                id: i.to_string(),
+                queue: "bench".into(),
+                body: body(i as u64, args.body_bytes).into_bytes(),
+                attributes: Vec::new(),
+                attempt: 1,
+                enqueued_at_ms: 0,
+            })
+            .collect();
+        let mut hist = histogram();
+        let start = Instant::now();
+        let mut calls = 0u64;
+        while start.elapsed() < budget || calls < 10 {
+            // The clone is part of the cost: the dispatcher hands the executor its own copy.
+            let t = Instant::now();
+            let invocation = executor
+                .invoke(&handler, &limits, batch.clone(), check.clone())
+                .await;
+            hist.saturating_record(t.elapsed().as_nanos() as u64);
+            if !matches!(invocation.outcome, crate::executor::Outcome::Ok(_)) {
+                bail!("sum failed: {:?}", invocation.outcome);
+            }
+            calls += 1;
+        }
+        let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+        let key = format!("overhead.batch_{size}");
+        if size == 1 {
+            report.target(format!("{key}.p50_us"), us(0.5), "µs", "<=", 50.0);
+        } else {
+            report.add(format!("{key}.p50_us"), us(0.5), "µs");
+        }
+        report.add(format!("{key}.mean_us"), hist.mean() / 1000.0, "µs");
+    }
+    Ok(())
+}
+
+/// A `sluice serve` child with `functions` functions deployed: restarted, how long until the
+/// first invocation, and its resident memory once idle.
+async fn restart(
+    report: &mut Report,
+    args: &BenchArgs,
+    c: &Components,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let mut child = Child::spawn(dir)?;
+    let url = child.url.clone();
+    let call = |method: reqwest::Method, path: String, body: Value| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let r = http
+                .request(method, format!("{url}{path}"))
+                .json(&body)
+                .send()
+                .await?;
+            ensure!(r.status().is_success(), "{path}: {}", r.status());
+            anyhow::Ok(())
+        }
+    };
+    for i in 0..args.functions {
+        let name = format!("fn-{i:03}");
+        call(
+            reqwest::Method::POST,
+            "/v1/queues".into(),
+            json!({"name": name}),
+        )
+        .await?;
+        let r = http
+            .put(format!("{url}/v1/functions/{name}"))
+            .header("content-type", "application/wasm")
+            .body(c.sum.clone())
+            .send()
+            .await?;
+        ensure!(r.status().is_success(), "deploy {name}: {}", r.status());
+        call(
+            reqwest::Method::PUT,
+            format!("/v1/functions/{name}/trigger"),
+            json!({"queue": name, "batch_size": 100, "max_wait_ms": 0}),
+        )
+        .await?;
+    }
+    child.stop();
+    // While the host is down, one message waits on the last function's queue.
+    {
+        let store = Store::open(&dir.join("data"), crate::store::StoreOptions::default())?;
+        let last = format!("fn-{:03}", args.functions.saturating_sub(1));
+        store
+            .enqueue(
+                &last,
+                vec![NewMessage {
+                    body: b"wake".to_vec(),
+                    ..NewMessage::default()
+                }],
+            )
+            .await?;
+    }
+    let started = Instant::now();
+    let child = Child::spawn(dir)?;
+    let last = format!("fn-{:03}", args.functions.saturating_sub(1));
+    let first = loop {
+        let r = http
+            .get(format!("{}/v1/functions/{last}/invocations", child.url))
+            .send()
+            .await;
+        if let Ok(r) = r
+            && r.status().is_success()
+            && let Ok(v) = r.json::<Value>().await
+            && v["invocations"].as_array().is_some_and(|a| !a.is_empty())
+        {
+            break started.elapsed();
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "no invocation within 60 s of restart"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    report.target(
+        format!("restart.first_invocation_ms ({} functions)", args.functions),
+        first.as_secs_f64() * 1000.0,
+        "ms",
+        "<=",
+        100.0,
+    );
+    tokio::time::sleep(Duration::from_secs(if args.quick { 1 } else { 3 })).await;
+    report.target(
+        format!("idle.rss_mib ({} functions)", args.functions),
+        child.rss_mib()?,
+        "MiB",
+        "<=",
+        150.0,
+    );
+    Ok(())
+}
+
+/// `sluice serve` (this very binary) on port 0; killed when dropped.
+struct Child {
+    process: std::process::Child,
+    url: String,
+}
+
+impl Child {
+    fn spawn(dir: &Path) -> anyhow::Result<Child> {
+        let mut process = std::process::Command::new(std::env::current_exe()?)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.join("data"))
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        let stderr = process.stderr.take().context("stderr")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.split("addr=").nth(1)
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_owned());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .context("sluice serve did not report its address")?;
+        Ok(Child {
+            process,
+            url: format!("http://{addr}"),
+        })
+    }
+
+    fn rss_mib(&self) -> anyhow::Result<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.id()))?;
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .context("VmRSS missing")?;
+        Ok(kib / 1024.0)
+    }
+
+    fn stop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.process.id().to_string()])
+            .status();
+        let _ = self.process.wait();
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}

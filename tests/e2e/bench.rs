@@ -1,0 +1,50 @@
+//! `sluice bench --quick` runs every phase end to end and writes valid JSON. It proves the
+//! benchmark works; it asserts nothing about speed.
+
+use std::process::Command;
+
+use crate::support::{example, guest};
+
+#[test]
+fn quick_bench_runs_and_writes_json() {
+    let components = tempfile::tempdir().expect("temp dir");
+    std::fs::write(components.path().join("sum.wasm"), example("sum")).expect("write");
+    for name in ["ok", "trap", "loop", "oom", "recurse"] {
+        let path = components.path().join(format!("guest_{name}.wasm"));
+        std::fs::write(path, guest(name)).expect("write");
+    }
+    let json = components.path().join("bench.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["bench", "--quick", "--components"])
+        .arg(components.path())
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run sluice bench");
+    assert!(
+        output.status.success(),
+        "sluice bench --quick failed\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("bench.json written"))
+            .expect("bench.json is JSON");
+    let results = report["results"].as_object().expect("results");
+    for key in [
+        "enqueue.batch_msgs_per_s",
+        "enqueue.single_msgs_per_s",
+        "drain.msgs_per_s",
+        "steady.commit_to_start_lower.p99",
+        "chain.msgs_per_s",
+        "overhead.batch_1.p50_us",
+        "floor.drain_msgs_per_s",
+        "hostile.ratio",
+    ] {
+        let value = results[key]["value"].as_f64();
+        assert!(
+            value.is_some_and(|v| v > 0.0),
+            "{key} missing or zero: {report}"
+        );
+    }
+}
