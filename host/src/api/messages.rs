@@ -22,7 +22,7 @@ const ATTR_PREFIX: &str = "sluice-attr-";
 /// Answers after commit.
 #[utoipa::path(post, path = "/v1/queues/{queue}/messages", tag = "messages",
     params(
-        ("queue" = String, Path, description = "Queue name"),
+        ("queue" = String, Path, description = "Queue name", example = "fuzz"),
         ("Sluice-Delay-Ms" = Option<u64>, Header, description = "Deliver no sooner than this many milliseconds from now (at most 900000)"),
         ("Sluice-Dedup-Id" = Option<String>, Header, description = "1 to 128 bytes; a second message with the same id within the queue's dedup window is not added"),
     ),
@@ -101,7 +101,7 @@ pub struct BatchResponse {
 
 /// Enqueue many messages, committed together; answers the ids in order after commit.
 #[utoipa::path(post, path = "/v1/queues/{queue}/messages/batch", tag = "messages",
-    params(("queue" = String, Path, description = "Queue name")),
+    params(("queue" = String, Path, description = "Queue name", example = "fuzz")),
     request_body(content = BatchRequest, content_type = "application/json"),
     responses(
         (status = 201, description = "Enqueued", body = BatchResponse),
@@ -268,7 +268,7 @@ pub struct PeekedMessage {
 
 /// Peek at a queue's next messages without leasing them.
 #[utoipa::path(get, path = "/v1/queues/{queue}/messages", tag = "messages",
-    params(("queue" = String, Path, description = "Queue name"), PeekQuery),
+    params(("queue" = String, Path, description = "Queue name", example = "fuzz"), PeekQuery),
     responses(
         (status = 200, description = "The next messages, in order", body = Peeked),
         (status = 400, description = "Invalid query or path", body = ErrorBody),

@@ -7,20 +7,40 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 
 use super::{ApiError, AppState, ErrorBody, Segment, body_error, parse_json};
 use crate::store::{QueueInfo, QueueSettings};
 
-/// The body of `POST /v1/queues`: a name and any settings (the rest take their defaults). It
-/// documents the body; `create` reads it by hand so unknown settings are refused by name.
-#[allow(dead_code)]
-#[derive(Deserialize, ToSchema)]
-struct CreateQueue {
-    /// 1 to 64 ASCII letters, digits, `-`, `_` or `.`.
-    name: String,
-    #[serde(flatten)]
-    settings: QueueSettings,
+/// The body of `POST /v1/queues`: `name` and any of `QueueSettings` (the rest take their
+/// defaults). Only documents the body, which `create` reads by hand so unknown settings are
+/// refused by name; its schema is `QueueSettings`'s with `name` added, so the two cannot drift.
+struct CreateQueue;
+
+impl utoipa::PartialSchema for CreateQueue {
+    fn schema() -> RefOr<Schema> {
+        let mut schema = QueueSettings::schema();
+        if let RefOr::T(Schema::Object(object)) = &mut schema {
+            let name = ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some(
+                    "1 to 80 characters of `A-Z a-z 0-9 _ -`",
+                ))
+                .build();
+            object.properties.insert("name".into(), name.into());
+            object.required.insert(0, "name".into());
+            object.description = Some("A queue's name and any of its settings".into());
+        }
+        schema
+    }
+}
+
+impl ToSchema for CreateQueue {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        <QueueSettings as ToSchema>::schemas(schemas);
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -83,7 +103,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<QueueList>, ApiE
 
 /// Show a queue: settings and live stats.
 #[utoipa::path(get, path = "/v1/queues/{queue}", tag = "queues",
-    params(("queue" = String, Path, description = "Queue name")),
+    params(("queue" = String, Path, description = "Queue name", example = "fuzz")),
     responses(
         (status = 200, description = "The queue", body = QueueInfo),
         (status = 400, description = "Invalid path", body = ErrorBody),
@@ -100,7 +120,7 @@ pub async fn show(
 /// Change a queue: only the settings named in the body (a JSON merge patch of the current
 /// settings; `null` clears `dead_letter_queue`).
 #[utoipa::path(patch, path = "/v1/queues/{queue}", tag = "queues",
-    params(("queue" = String, Path, description = "Queue name")),
+    params(("queue" = String, Path, description = "Queue name", example = "fuzz")),
     request_body(content = QueueSettings, content_type = "application/json"),
     responses(
         (status = 200, description = "The changed queue", body = QueueInfo),
@@ -134,7 +154,7 @@ pub async fn update(
 
 /// Delete a queue and its messages.
 #[utoipa::path(delete, path = "/v1/queues/{queue}", tag = "queues",
-    params(("queue" = String, Path, description = "Queue name")),
+    params(("queue" = String, Path, description = "Queue name", example = "fuzz")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Invalid path", body = ErrorBody),
@@ -152,7 +172,7 @@ pub async fn delete(
 
 /// Delete every message of a queue.
 #[utoipa::path(post, path = "/v1/queues/{queue}/purge", tag = "queues",
-    params(("queue" = String, Path, description = "Queue name")),
+    params(("queue" = String, Path, description = "Queue name", example = "fuzz")),
     responses(
         (status = 200, description = "Purged", body = Purged),
         (status = 400, description = "Invalid path", body = ErrorBody),
@@ -179,7 +199,7 @@ struct RedriveRequest {
 
 /// Move a dead-letter queue's messages back to their source queues (or `to`), attempts reset.
 #[utoipa::path(post, path = "/v1/queues/{queue}/redrive", tag = "queues",
-    params(("queue" = String, Path, description = "The dead-letter queue")),
+    params(("queue" = String, Path, description = "The dead-letter queue", example = "fuzz-dlq")),
     request_body(content = Option<RedriveRequest>, content_type = "application/json",
         description = "Optional; an empty body moves everything to its source"),
     responses(
