@@ -7,6 +7,7 @@ mod cli;
 mod durability;
 mod functions;
 mod messages;
+mod openapi;
 mod queues;
 mod support;
 mod triggers;
