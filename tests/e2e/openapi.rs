@@ -63,7 +63,10 @@ async fn the_document_is_public_and_lists_every_route() {
         .expect("request");
     assert_eq!(response.status(), 200);
     let content_type = response.headers()["content-type"].to_str().unwrap();
-    assert!(content_type.starts_with("application/json"), "{content_type}");
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
     let doc: Value = serde_json::from_slice(&response.bytes().await.unwrap()).expect("JSON");
 
     let version = doc["openapi"].as_str().expect("`openapi` field");
@@ -99,9 +102,10 @@ async fn every_documented_operation_is_served() {
             .replace("{queue}", "no-such-queue")
             .replace("{name}", "no-such-function")
             .replace("{id}", "no-such-token");
-        let request = server
-            .http
-            .request(method.to_uppercase().parse().unwrap(), server.url(&concrete));
+        let request = server.http.request(
+            method.to_uppercase().parse().unwrap(),
+            server.url(&concrete),
+        );
         let (status, body) = into_json(request.send().await).await;
         assert_ne!(status, 405, "{method} {path} is documented but not routed");
         let message = body["error"]["message"].as_str().unwrap_or_default();

@@ -45,9 +45,7 @@ pub fn router(state: AppState) -> Router {
     let (router, document) = routes(&limits).split_for_parts();
     let document = openapi::finish(document);
     let document = Arc::new(openapi::Document(
-        document
-            .to_json()
-            .expect("the OpenAPI document serializes"),
+        document.to_json().expect("the OpenAPI document serializes"),
     ));
     router
         .fallback(not_found)
@@ -82,9 +80,7 @@ fn routes(limits: &ApiLimits) -> OpenApiRouter<AppState> {
         .routes(routes!(queues::redrive))
         .routes(routes!(functions::list))
         // Uploads alone may be as large as a component.
-        .routes(
-            routes!(functions::upload).layer(DefaultBodyLimit::max(limits.max_function_bytes)),
-        )
+        .routes(routes!(functions::upload).layer(DefaultBodyLimit::max(limits.max_function_bytes)))
         .routes(routes!(functions::show, functions::delete))
         .routes(routes!(functions::rollback))
         .routes(routes!(functions::invoke))

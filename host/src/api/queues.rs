@@ -2,14 +2,14 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
-use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 
 use super::{ApiError, AppState, ErrorBody, Segment, body_error, parse_json};
 use crate::store::{QueueInfo, QueueSettings};
@@ -25,9 +25,7 @@ impl utoipa::PartialSchema for CreateQueue {
         if let RefOr::T(Schema::Object(object)) = &mut schema {
             let name = ObjectBuilder::new()
                 .schema_type(Type::String)
-                .description(Some(
-                    "1 to 80 characters of `A-Z a-z 0-9 _ -`",
-                ))
+                .description(Some("1 to 80 characters of `A-Z a-z 0-9 _ -`"))
                 .build();
             object.properties.insert("name".into(), name.into());
             object.required.insert(0, "name".into());
