@@ -101,7 +101,7 @@ pub enum Denied {
 }
 
 /// A token as shown once, at creation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct NewToken {
     pub id: String,
     pub name: String,

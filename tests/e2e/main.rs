@@ -10,6 +10,7 @@ mod durability;
 mod functions;
 mod hostile;
 mod messages;
+mod openapi;
 mod queues;
 mod storage;
 mod support;

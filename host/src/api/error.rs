@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::{executor, functions, store};
 
@@ -36,6 +36,22 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// The body of every error answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable and machine-readable: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
+    /// `conflict`, `payload_too_large`, `unsupported_media_type`, `invalid_component`,
+    /// `storage_unavailable`, `internal`.
+    pub code: String,
+    /// What went wrong and what to do about it, for people.
+    pub message: String,
+}
+
 impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str) {
         match self {
@@ -62,7 +78,12 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(%status, error = %self, "request failed");
         }
-        let body = json!({ "error": { "code": code, "message": self.to_string() } });
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: code.to_owned(),
+                message: self.to_string(),
+            },
+        };
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(

@@ -4,22 +4,49 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, AppState, body_error, parse_json};
+use super::{ApiError, AppState, ErrorBody, Segment, body_error, parse_json};
 use crate::dispatch::TriggerStatus;
 use crate::functions::{FunctionConfig, InvocationRecord, now_ms};
-use crate::store::{FunctionRecord, Message, TriggerRecord};
+use crate::store::{FunctionRecord, FunctionVersion, Message, TriggerRecord};
 
-/// `PUT /v1/functions/{name}?timeout_ms=..&memory_mb=..&env=KEY=VALUE`: body is the component.
+/// The query of an upload: the new version's config. Documents `config_from_query`, which
+/// reads it by hand because `env` may repeat.
+#[allow(dead_code)]
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+struct UploadQuery {
+    /// Wall-clock limit of one invocation (default 30000).
+    timeout_ms: Option<u64>,
+    /// Memory limit of one instance, at most 1024 (default 128).
+    memory_mb: Option<u64>,
+    /// `NAME=VALUE`, an environment variable the handler sees; may repeat.
+    env: Option<Vec<String>>,
+}
+
+/// Upload a component (`application/wasm`) as a new, active version of the function.
+#[utoipa::path(put, path = "/v1/functions/{name}", tag = "functions",
+    params(("name" = String, Path, description = "Function name"), UploadQuery),
+    request_body(content = String, content_type = "application/wasm",
+        description = "The component's bytes (`application/octet-stream` is accepted too); at most 64 MiB"),
+    responses(
+        (status = 201, description = "Uploaded; the new version is active", body = FunctionRecord),
+        (status = 400, description = "Empty body, invalid name or config", body = ErrorBody),
+        (status = 413, description = "Component too large", body = ErrorBody),
+        (status = 415, description = "Content type is not `application/wasm`", body = ErrorBody),
+        (status = 422, description = "Not a valid component for this host", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
 pub async fn upload(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    Segment(name): Segment,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -84,40 +111,93 @@ fn config_from_query(query: &str) -> Result<FunctionConfig, ApiError> {
     Ok(config)
 }
 
-pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "functions": state.functions.list().await? })))
+#[derive(Serialize, ToSchema)]
+pub struct FunctionList {
+    functions: Vec<FunctionRecord>,
 }
 
+/// A function with its versions and what its trigger is doing now.
+#[derive(Serialize, ToSchema)]
+pub struct FunctionDetails {
+    name: String,
+    active_version: u32,
+    versions: Vec<FunctionVersion>,
+    trigger: Option<TriggerStatus>,
+}
+
+/// List functions with their versions and triggers.
+#[utoipa::path(get, path = "/v1/functions", tag = "functions",
+    responses(
+        (status = 200, description = "Every function", body = FunctionList),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<FunctionList>, ApiError> {
+    let functions = state.functions.list().await?;
+    Ok(Json(FunctionList { functions }))
+}
+
+/// Show a function: its versions and its trigger's state.
+#[utoipa::path(get, path = "/v1/functions/{name}", tag = "functions",
+    params(("name" = String, Path, description = "Function name")),
+    responses(
+        (status = 200, description = "The function", body = FunctionDetails),
+        (status = 400, description = "Invalid path", body = ErrorBody),
+        (status = 404, description = "No such function", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
 pub async fn show(
     State(state): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    Segment(name): Segment,
+) -> Result<Json<FunctionDetails>, ApiError> {
     let record = state.functions.get(&name).await?;
-    let trigger = record.trigger.clone().map(|t| state.dispatcher.status(t));
-    let mut value = serde_json::to_value(&record).map_err(|e| ApiError::Internal(e.to_string()))?;
-    value["trigger"] =
-        serde_json::to_value(trigger).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(Json(value))
+    Ok(Json(FunctionDetails {
+        name: record.name,
+        active_version: record.active_version,
+        versions: record.versions,
+        trigger: record.trigger.map(|t| state.dispatcher.status(t)),
+    }))
 }
 
+/// Delete a function, its versions and its trigger.
+#[utoipa::path(delete, path = "/v1/functions/{name}", tag = "functions",
+    params(("name" = String, Path, description = "Function name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Invalid path", body = ErrorBody),
+        (status = 404, description = "No such function", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
 pub async fn delete(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    Segment(name): Segment,
 ) -> Result<StatusCode, ApiError> {
     state.functions.delete(&name).await?;
     state.dispatcher.stop(&name);
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RollbackRequest {
+    /// The version to make active; the one before the active one when absent.
     version: Option<u32>,
 }
 
+/// Roll back to an earlier version.
+#[utoipa::path(post, path = "/v1/functions/{name}/rollback", tag = "functions",
+    params(("name" = String, Path, description = "Function name")),
+    request_body(content = Option<RollbackRequest>, content_type = "application/json",
+        description = "Optional; an empty body rolls back one version"),
+    responses(
+        (status = 200, description = "Rolled back", body = FunctionRecord),
+        (status = 400, description = "Invalid JSON or path", body = ErrorBody),
+        (status = 404, description = "No such function or version", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
 pub async fn rollback(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    Segment(name): Segment,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<FunctionRecord>, ApiError> {
     let body = body.map_err(body_error)?;
@@ -131,19 +211,21 @@ pub async fn rollback(
     Ok(Json(record))
 }
 
-#[derive(Debug, Deserialize)]
+/// One message of a dry run: at most one of `body` and `body_base64`.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct InvokeMessage {
     id: Option<String>,
     body: Option<String>,
     body_base64: Option<String>,
     #[serde(default)]
+    #[schema(value_type = std::collections::HashMap<String, String>)]
     attributes: serde_json::Map<String, Value>,
     #[serde(default)]
     attempt: Option<u32>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct InvokeRequest {
     /// The queue the messages pretend to come from.
@@ -152,10 +234,21 @@ struct InvokeRequest {
     messages: Vec<InvokeMessage>,
 }
 
-/// `POST /v1/functions/{name}/invoke`: a dry run, like `aws lambda invoke`.
+/// Run the active version on the given batch: a dry run that commits nothing and returns the
+/// outcome, logs and sends.
+#[utoipa::path(post, path = "/v1/functions/{name}/invoke", tag = "functions",
+    params(("name" = String, Path, description = "Function name")),
+    request_body(content = InvokeRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The invocation, whatever its outcome", body = InvocationRecord),
+        (status = 400, description = "Invalid JSON, message or path", body = ErrorBody),
+        (status = 404, description = "No such function", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
 pub async fn invoke(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    Segment(name): Segment,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<InvocationRecord>, ApiError> {
     let body = body.map_err(body_error)?;
@@ -206,14 +299,17 @@ pub async fn invoke(
 }
 
 /// A trigger as a client sends it; every field but `queue` has a default.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TriggerRequest {
     queue: String,
+    /// 1 to 1000 (default 10).
     #[serde(default = "default_batch_size")]
     batch_size: u32,
+    /// At most 300000 (default 0: run as soon as a message is there).
     #[serde(default)]
     max_wait_ms: u64,
+    /// 1 to 1000 (default 4).
     #[serde(default = "default_concurrency")]
     max_concurrency: u32,
     #[serde(default)]
@@ -228,10 +324,21 @@ fn default_concurrency() -> u32 {
     4
 }
 
-/// `PUT /v1/functions/{name}/trigger`: bind the function to the queue it consumes.
+/// Bind the function to the queue it consumes (replacing its trigger).
+#[utoipa::path(put, path = "/v1/functions/{name}/trigger", tag = "functions",
+    params(("name" = String, Path, description = "Function name")),
+    request_body(content = TriggerRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The trigger and its state", body = TriggerStatus),
+        (status = 400, description = "Invalid JSON, settings or path", body = ErrorBody),
+        (status = 404, description = "No such function or queue", body = ErrorBody),
+        (status = 409, description = "The queue already has a consumer", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
 pub async fn put_trigger(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    Segment(name): Segment,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<TriggerStatus>, ApiError> {
     let body = body.map_err(body_error)?;
@@ -264,32 +371,57 @@ pub async fn put_trigger(
     Ok(Json(state.dispatcher.status(record)))
 }
 
-/// `DELETE /v1/functions/{name}/trigger`: stop consuming; in-flight batches still settle.
+/// Stop consuming; in-flight batches still settle.
+#[utoipa::path(delete, path = "/v1/functions/{name}/trigger", tag = "functions",
+    params(("name" = String, Path, description = "Function name")),
+    responses(
+        (status = 204, description = "Unbound"),
+        (status = 400, description = "Invalid path", body = ErrorBody),
+        (status = 404, description = "No such function or trigger", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
 pub async fn delete_trigger(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    Segment(name): Segment,
 ) -> Result<StatusCode, ApiError> {
     state.store.delete_trigger(&name).await?;
     state.dispatcher.stop(&name);
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct InvocationsQuery {
+    /// At most this many (default 100).
     limit: Option<usize>,
 }
 
-/// `GET /v1/functions/{name}/invocations`: the most recent invocations, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct InvocationList {
+    invocations: Vec<InvocationRecord>,
+}
+
+/// The most recent invocations, newest first, with outcome, duration and logs.
+#[utoipa::path(get, path = "/v1/functions/{name}/invocations", tag = "functions",
+    params(("name" = String, Path, description = "Function name"), InvocationsQuery),
+    responses(
+        (status = 200, description = "Recent invocations", body = InvocationList),
+        (status = 400, description = "Invalid query or path", body = ErrorBody),
+        (status = 404, description = "No such function", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
 pub async fn invocations(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    Segment(name): Segment,
     query: Result<axum::extract::Query<InvocationsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<InvocationList>, ApiError> {
     let axum::extract::Query(query) =
         query.map_err(|e| ApiError::BadRequest(format!("invalid query: {}", e.body_text())))?;
     state.functions.get(&name).await?;
     let mut recent = state.functions.recent(&name);
     recent.truncate(query.limit.unwrap_or(100));
-    Ok(Json(json!({ "invocations": recent })))
+    Ok(Json(InvocationList {
+        invocations: recent,
+    }))
 }

@@ -3,23 +3,41 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, AppState, body_error, parse_json};
+use super::{ApiError, AppState, ErrorBody, Segment, body_error, parse_json};
 use crate::config::ApiLimits;
 use crate::store::{Enqueued, Message, NewMessage};
 
 const ATTR_PREFIX: &str = "sluice-attr-";
 
-/// `POST /v1/queues/{queue}/messages`: the raw body is the message.
+/// Enqueue one message: the raw request body, any content type. Attributes come from
+/// `Sluice-Attr-NAME: VALUE` headers (at most 32; names and values of at most 1024 bytes).
+/// Answers after commit.
+#[utoipa::path(post, path = "/v1/queues/{queue}/messages", tag = "messages",
+    params(
+        ("queue" = String, Path, description = "Queue name", example = "fuzz"),
+        ("Sluice-Delay-Ms" = Option<u64>, Header, description = "Deliver no sooner than this many milliseconds from now (at most 900000)"),
+        ("Sluice-Dedup-Id" = Option<String>, Header, description = "1 to 128 bytes; a second message with the same id within the queue's dedup window is not added"),
+    ),
+    request_body(content = String, content_type = "application/octet-stream",
+        description = "The message body, as is (any content type)"),
+    responses(
+        (status = 201, description = "Enqueued (or a duplicate of an earlier message)", body = Enqueued),
+        (status = 400, description = "Invalid header, attribute, delay or dedup id", body = ErrorBody),
+        (status = 404, description = "No such queue", body = ErrorBody),
+        (status = 413, description = "Larger than the queue's or the server's limit", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
 pub async fn enqueue_one(
     State(state): State<AppState>,
-    Path(queue): Path<String>,
+    Segment(queue): Segment,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Enqueued>), ApiError> {
@@ -48,26 +66,32 @@ pub async fn enqueue_one(
     Ok((StatusCode::CREATED, Json(enqueued)))
 }
 
-/// One message of a batch enqueue.
-#[derive(Debug, Deserialize)]
+/// One message of a batch enqueue: exactly one of `body` and `body_base64`.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BatchMessage {
+    /// The body as UTF-8 text.
     body: Option<String>,
+    /// The body as standard base64, for binary bodies.
     body_base64: Option<String>,
     #[serde(default)]
+    #[schema(value_type = std::collections::HashMap<String, String>)]
     attributes: serde_json::Map<String, Value>,
+    /// Milliseconds to wait before delivery; at most 900000.
     #[serde(default)]
     delay_ms: u64,
+    /// 1 to 128 bytes.
     dedup_id: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BatchRequest {
+    /// 1 to 1000 messages.
     messages: Vec<BatchMessage>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct BatchResponse {
     /// The ids, in the order the messages were given.
     ids: Vec<String>,
@@ -75,10 +99,20 @@ pub struct BatchResponse {
     duplicates: usize,
 }
 
-/// `POST /v1/queues/{queue}/messages/batch`: many messages, committed together.
+/// Enqueue many messages, committed together; answers the ids in order after commit.
+#[utoipa::path(post, path = "/v1/queues/{queue}/messages/batch", tag = "messages",
+    params(("queue" = String, Path, description = "Queue name", example = "fuzz")),
+    request_body(content = BatchRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Enqueued", body = BatchResponse),
+        (status = 400, description = "Invalid JSON, message, attribute, delay or dedup id", body = ErrorBody),
+        (status = 404, description = "No such queue", body = ErrorBody),
+        (status = 413, description = "A message or the body is too large", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
 pub async fn enqueue_batch(
     State(state): State<AppState>,
-    Path(queue): Path<String>,
+    Segment(queue): Segment,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<BatchResponse>), ApiError> {
     let body = body.map_err(body_error)?;
@@ -202,20 +236,50 @@ fn header_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> 
         .transpose()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PeekQuery {
+    /// How many, 1 to 1000 (default 10).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     /// Only messages with a greater id, for paging through a whole queue.
     after: Option<String>,
 }
 
-/// `GET /v1/queues/{queue}/messages?limit=N`: look without leasing.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Peeked {
+    messages: Vec<PeekedMessage>,
+}
+
+/// A message as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PeekedMessage {
+    id: String,
+    queue: String,
+    /// The body as text when it is UTF-8, else null.
+    body: Option<String>,
+    /// The body as standard base64, always.
+    body_base64: String,
+    attributes: std::collections::BTreeMap<String, String>,
+    attempt: u32,
+    enqueued_at_ms: u64,
+}
+
+/// Peek at a queue's next messages without leasing them.
+#[utoipa::path(get, path = "/v1/queues/{queue}/messages", tag = "messages",
+    params(("queue" = String, Path, description = "Queue name", example = "fuzz"), PeekQuery),
+    responses(
+        (status = 200, description = "The next messages, in order", body = Peeked),
+        (status = 400, description = "Invalid query or path", body = ErrorBody),
+        (status = 404, description = "No such queue", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
 pub async fn peek(
     State(state): State<AppState>,
-    Path(queue): Path<String>,
+    Segment(queue): Segment,
     query: Result<Query<PeekQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Peeked>, ApiError> {
     let Query(query) =
         query.map_err(|e| ApiError::BadRequest(format!("invalid query: {}", e.body_text())))?;
     let limit = query.limit.unwrap_or(10);
@@ -233,24 +297,20 @@ pub async fn peek(
         })
         .transpose()?;
     let messages = state.store.peek(&queue, limit, after).await?;
-    let messages: Vec<Value> = messages.iter().map(message_json).collect();
-    Ok(Json(json!({ "messages": messages })))
+    let messages = messages.iter().map(PeekedMessage::from).collect();
+    Ok(Json(Peeked { messages }))
 }
 
-/// A message as the API shows it: the body as text when it is UTF-8, always as base64.
-pub fn message_json(message: &Message) -> Value {
-    let attributes: serde_json::Map<String, Value> = message
-        .attributes
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
-    json!({
-        "id": message.id,
-        "queue": message.queue,
-        "body": std::str::from_utf8(&message.body).ok(),
-        "body_base64": BASE64.encode(&message.body),
-        "attributes": attributes,
-        "attempt": message.attempt,
-        "enqueued_at_ms": message.enqueued_at_ms,
-    })
+impl From<&Message> for PeekedMessage {
+    fn from(message: &Message) -> Self {
+        PeekedMessage {
+            id: message.id.clone(),
+            queue: message.queue.clone(),
+            body: std::str::from_utf8(&message.body).ok().map(str::to_owned),
+            body_base64: BASE64.encode(&message.body),
+            attributes: message.attributes.iter().cloned().collect(),
+            attempt: message.attempt,
+            enqueued_at_ms: message.enqueued_at_ms,
+        }
+    }
 }

@@ -4,20 +4,23 @@
 mod error;
 mod functions;
 mod messages;
+mod openapi;
 mod queues;
 mod tokens;
 
 use std::sync::Arc;
 
-use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::IntoResponse;
-use axum::routing::{get, post, put};
+use axum::{Extension, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorBody};
 
 use crate::auth::Authorizer;
 use crate::config::ApiLimits;
@@ -36,51 +39,17 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
 }
 
-/// The whole API.
+/// The whole API, with its OpenAPI document served at `/openapi.json`.
 pub fn router(state: AppState) -> Router {
     let limits = state.limits.clone();
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/v1/queues", post(queues::create).get(queues::list))
-        .route(
-            "/v1/queues/{queue}",
-            get(queues::show)
-                .patch(queues::update)
-                .delete(queues::delete),
-        )
-        .route(
-            "/v1/queues/{queue}/messages",
-            post(messages::enqueue_one).get(messages::peek),
-        )
-        .route(
-            "/v1/queues/{queue}/messages/batch",
-            post(messages::enqueue_batch),
-        )
-        .route("/v1/queues/{queue}/purge", post(queues::purge))
-        .route("/v1/queues/{queue}/redrive", post(queues::redrive))
-        .route("/v1/functions", get(functions::list))
-        .route(
-            "/v1/functions/{name}",
-            put(functions::upload)
-                .layer(DefaultBodyLimit::max(limits.max_function_bytes))
-                .get(functions::show)
-                .delete(functions::delete),
-        )
-        .route("/v1/functions/{name}/rollback", post(functions::rollback))
-        .route("/v1/functions/{name}/invoke", post(functions::invoke))
-        .route(
-            "/v1/functions/{name}/trigger",
-            put(functions::put_trigger).delete(functions::delete_trigger),
-        )
-        .route(
-            "/v1/functions/{name}/invocations",
-            get(functions::invocations),
-        )
-        .route("/v1/tokens", post(tokens::create).get(tokens::list))
-        .route("/v1/tokens/{id}", axum::routing::delete(tokens::revoke))
+    let (router, document) = routes(&limits).split_for_parts();
+    let document = openapi::finish(document);
+    let document = Arc::new(openapi::Document(
+        document.to_json().expect("the OpenAPI document serializes"),
+    ));
+    router
         .fallback(not_found)
+        .layer(Extension(document))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             tokens::authenticate,
@@ -90,16 +59,58 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The API's OpenAPI document, as `/openapi.json` serves it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    openapi::finish(routes(&ApiLimits::default()).into_openapi())
+}
+
+/// Every route, each declared with its documentation (`#[utoipa::path]` on the handler), so the
+/// document cannot drift from what is served.
+fn routes(limits: &ApiLimits) -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi::serve))
+        .routes(routes!(queues::create, queues::list))
+        .routes(routes!(queues::show, queues::update, queues::delete))
+        .routes(routes!(messages::enqueue_one, messages::peek))
+        .routes(routes!(messages::enqueue_batch))
+        .routes(routes!(queues::purge))
+        .routes(routes!(queues::redrive))
+        .routes(routes!(functions::list))
+        // Uploads alone may be as large as a component.
+        .routes(routes!(functions::upload).layer(DefaultBodyLimit::max(limits.max_function_bytes)))
+        .routes(routes!(functions::show, functions::delete))
+        .routes(routes!(functions::rollback))
+        .routes(routes!(functions::invoke))
+        .routes(routes!(functions::put_trigger, functions::delete_trigger))
+        .routes(routes!(functions::invocations))
+        .routes(routes!(tokens::create, tokens::list))
+        .routes(routes!(tokens::revoke))
+}
+
+/// Liveness: the process is up.
+#[utoipa::path(get, path = "/healthz", tag = "health", security(()),
+    responses((status = 200, description = "The server is up", body = String, content_type = "text/plain")))]
 async fn healthz() -> &'static str {
     "ok"
 }
 
+/// Readiness: the store answers.
+#[utoipa::path(get, path = "/readyz", tag = "health", security(()),
+    responses(
+        (status = 200, description = "The store is open", body = String, content_type = "text/plain"),
+        (status = 503, description = "The store does not answer", body = ErrorBody),
+    ))]
 async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
     state.store.list_queues().await?;
     Ok("ready")
 }
 
 /// Prometheus text. Queue depths are read at scrape time, so they are never stale.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     match state.store.list_queues().await {
         Ok(queues) => {
@@ -122,6 +133,21 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         [("content-type", "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
+}
+
+/// A path segment (a queue, function or token name), refused with our error shape when it is
+/// not valid UTF-8 once percent-decoded, rather than with axum's plain-text rejection.
+pub(crate) struct Segment(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Segment {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(segment) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("invalid path: {}", e.body_text())))?;
+        Ok(Segment(segment))
+    }
 }
 
 async fn not_found() -> ApiError {

@@ -2,15 +2,72 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 
-use super::{ApiError, AppState, body_error, parse_json};
+use super::{ApiError, AppState, ErrorBody, Segment, body_error, parse_json};
 use crate::store::{QueueInfo, QueueSettings};
 
+/// The body of `POST /v1/queues`: `name` and any of `QueueSettings` (the rest take their
+/// defaults). Only documents the body, which `create` reads by hand so unknown settings are
+/// refused by name; its schema is `QueueSettings`'s with `name` added, so the two cannot drift.
+struct CreateQueue;
+
+impl utoipa::PartialSchema for CreateQueue {
+    fn schema() -> RefOr<Schema> {
+        let mut schema = QueueSettings::schema();
+        if let RefOr::T(Schema::Object(object)) = &mut schema {
+            let name = ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some("1 to 80 characters of `A-Z a-z 0-9 _ -`"))
+                .build();
+            object.properties.insert("name".into(), name.into());
+            object.required.insert(0, "name".into());
+            object.description = Some("A queue's name and any of its settings".into());
+        }
+        schema
+    }
+}
+
+impl ToSchema for CreateQueue {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        <QueueSettings as ToSchema>::schemas(schemas);
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct QueueList {
+    queues: Vec<QueueInfo>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Purged {
+    /// How many messages were deleted.
+    purged: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Redriven {
+    /// How many messages were moved.
+    moved: u64,
+}
+
+/// Create a queue.
+#[utoipa::path(post, path = "/v1/queues", tag = "queues",
+    request_body(content = CreateQueue, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = QueueInfo),
+        (status = 400, description = "Invalid JSON, name or settings", body = ErrorBody),
+        (status = 409, description = "A queue of that name exists", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
@@ -31,22 +88,49 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(info)))
 }
 
-pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// List queues with their settings and live stats.
+#[utoipa::path(get, path = "/v1/queues", tag = "queues",
+    responses(
+        (status = 200, description = "Every queue", body = QueueList),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<QueueList>, ApiError> {
     let queues = state.store.list_queues().await?;
-    Ok(Json(json!({ "queues": queues })))
+    Ok(Json(QueueList { queues }))
 }
 
+/// Show a queue: settings and live stats.
+#[utoipa::path(get, path = "/v1/queues/{queue}", tag = "queues",
+    params(("queue" = String, Path, description = "Queue name", example = "fuzz")),
+    responses(
+        (status = 200, description = "The queue", body = QueueInfo),
+        (status = 400, description = "Invalid path", body = ErrorBody),
+        (status = 404, description = "No such queue", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
 pub async fn show(
     State(state): State<AppState>,
-    Path(queue): Path<String>,
+    Segment(queue): Segment,
 ) -> Result<Json<QueueInfo>, ApiError> {
     Ok(Json(state.store.get_queue(&queue).await?))
 }
 
-/// Changes only the settings named in the body (a JSON merge of the current settings).
+/// Change a queue: only the settings named in the body (a JSON merge patch of the current
+/// settings; `null` clears `dead_letter_queue`).
+#[utoipa::path(patch, path = "/v1/queues/{queue}", tag = "queues",
+    params(("queue" = String, Path, description = "Queue name", example = "fuzz")),
+    request_body(content = QueueSettings, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The changed queue", body = QueueInfo),
+        (status = 400, description = "Invalid JSON or settings", body = ErrorBody),
+        (status = 404, description = "No such queue", body = ErrorBody),
+        (status = 409, description = "The change conflicts with another queue", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
 pub async fn update(
     State(state): State<AppState>,
-    Path(queue): Path<String>,
+    Segment(queue): Segment,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<QueueInfo>, ApiError> {
     let body = body.map_err(body_error)?;
@@ -66,23 +150,43 @@ pub async fn update(
     Ok(Json(info))
 }
 
+/// Delete a queue and its messages.
+#[utoipa::path(delete, path = "/v1/queues/{queue}", tag = "queues",
+    params(("queue" = String, Path, description = "Queue name", example = "fuzz")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Invalid path", body = ErrorBody),
+        (status = 404, description = "No such queue", body = ErrorBody),
+        (status = 409, description = "A trigger or another queue still uses it", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
 pub async fn delete(
     State(state): State<AppState>,
-    Path(queue): Path<String>,
+    Segment(queue): Segment,
 ) -> Result<StatusCode, ApiError> {
     state.store.delete_queue(&queue).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Delete every message of a queue.
+#[utoipa::path(post, path = "/v1/queues/{queue}/purge", tag = "queues",
+    params(("queue" = String, Path, description = "Queue name", example = "fuzz")),
+    responses(
+        (status = 200, description = "Purged", body = Purged),
+        (status = 400, description = "Invalid path", body = ErrorBody),
+        (status = 404, description = "No such queue", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
 pub async fn purge(
     State(state): State<AppState>,
-    Path(queue): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    Segment(queue): Segment,
+) -> Result<Json<Purged>, ApiError> {
     let purged = state.store.purge(&queue).await?;
-    Ok(Json(json!({ "purged": purged })))
+    Ok(Json(Purged { purged }))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The optional body of a redrive.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RedriveRequest {
     /// Move to this queue instead of each message's source queue.
@@ -91,11 +195,23 @@ struct RedriveRequest {
     limit: Option<u64>,
 }
 
+/// Move a dead-letter queue's messages back to their source queues (or `to`), attempts reset.
+#[utoipa::path(post, path = "/v1/queues/{queue}/redrive", tag = "queues",
+    params(("queue" = String, Path, description = "The dead-letter queue", example = "fuzz-dlq")),
+    request_body(content = Option<RedriveRequest>, content_type = "application/json",
+        description = "Optional; an empty body moves everything to its source"),
+    responses(
+        (status = 200, description = "Moved", body = Redriven),
+        (status = 400, description = "Invalid JSON or path", body = ErrorBody),
+        (status = 404, description = "No such queue", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
 pub async fn redrive(
     State(state): State<AppState>,
-    Path(queue): Path<String>,
+    Segment(queue): Segment,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Redriven>, ApiError> {
     let body = body.map_err(body_error)?;
     let request: RedriveRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RedriveRequest::default()
@@ -106,7 +222,7 @@ pub async fn redrive(
         .store
         .redrive(&queue, request.to.as_deref(), request.limit)
         .await?;
-    Ok(Json(json!({ "moved": moved })))
+    Ok(Json(Redriven { moved }))
 }
 
 fn settings_from(value: Value) -> Result<QueueSettings, ApiError> {
@@ -133,6 +249,7 @@ fn merge(target: &mut Value, patch: Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn merge_patches_nested_objects_and_replaces_scalars() {

@@ -4,15 +4,16 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use super::{ApiError, AppState, body_error, parse_json};
+use super::{ApiError, AppState, ErrorBody, Segment, body_error, parse_json};
 use crate::auth::{Denied, Need, NewToken, Scope};
+use crate::store::TokenRecord;
 
 /// Refuses requests without a valid token (401) or without the scope their route needs (403),
 /// before routing, so neither answer reveals whether a queue or function exists.
@@ -49,15 +50,30 @@ pub async fn authenticate(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateToken {
+    /// For people; at most 200 bytes.
     #[serde(default)]
     name: String,
+    /// `admin`, `deploy`, `read`, `produce` or `produce:QUEUE`; at least one.
     scopes: Vec<String>,
 }
 
-/// `POST /v1/tokens`: the secret is in this answer and nowhere else.
+#[derive(Serialize, ToSchema)]
+pub struct TokenList {
+    tokens: Vec<TokenRecord>,
+}
+
+/// Create a token: the secret is in this answer and nowhere else.
+#[utoipa::path(post, path = "/v1/tokens", tag = "tokens",
+    request_body(content = CreateToken, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created; `token` is the secret", body = NewToken),
+        (status = 400, description = "Invalid JSON, name or scope", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
@@ -81,13 +97,29 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(token)))
 }
 
-pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "tokens": state.auth.list().await? })))
+/// List tokens (never their secrets).
+#[utoipa::path(get, path = "/v1/tokens", tag = "tokens",
+    responses(
+        (status = 200, description = "Every token", body = TokenList),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<TokenList>, ApiError> {
+    let tokens = state.auth.list().await?;
+    Ok(Json(TokenList { tokens }))
 }
 
+/// Revoke a token; requests with it fail from now on.
+#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "tokens",
+    params(("id" = String, Path, description = "Token id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 400, description = "Invalid path", body = ErrorBody),
+        (status = 404, description = "No such token", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
 pub async fn revoke(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Segment(id): Segment,
 ) -> Result<StatusCode, ApiError> {
     state.auth.revoke(&id).await?;
     Ok(StatusCode::NO_CONTENT)

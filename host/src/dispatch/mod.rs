@@ -39,7 +39,7 @@ use crate::store::{self, Store, TriggerRecord};
 use trigger::Trigger;
 
 /// A trigger as shown by the API: its settings and what it is doing now.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TriggerStatus {
     #[serde(flatten)]
     pub trigger: TriggerRecord,

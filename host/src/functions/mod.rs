@@ -113,7 +113,7 @@ impl FunctionConfig {
 }
 
 /// One invocation as kept in the recent-invocations log and returned by `invoke`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct InvocationRecord {
     pub function: String,
     pub version: u32,

@@ -80,7 +80,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Retry backoff: `initial_ms * multiplier^(attempt-1)`, capped at `max_ms`, with full jitter
 /// when `jitter` is true.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Backoff {
     pub initial_ms: u64,
@@ -90,7 +90,7 @@ pub struct Backoff {
 }
 
 /// A queue's settings. Every field has a default, so `{}` is a valid queue.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueSettings {
     pub visibility_timeout_ms: u64,
@@ -106,7 +106,7 @@ pub struct QueueSettings {
 }
 
 /// Live counts of one queue.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueueStats {
     pub visible: u64,
     pub delayed: u64,
@@ -123,7 +123,7 @@ pub struct QueueStats {
     pub expired_total: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueueInfo {
     pub name: String,
     pub settings: QueueSettings,
@@ -141,7 +141,7 @@ pub struct NewMessage {
 }
 
 /// The result of enqueueing one message.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Enqueued {
     pub id: String,
     /// True when a message with the same dedup id was already enqueued within the window; `id`
@@ -294,7 +294,7 @@ impl Default for QueueSettings {
 }
 
 /// A function as stored: its versions, the active one, and its trigger.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FunctionRecord {
     pub name: String,
     pub active_version: u32,
@@ -304,7 +304,7 @@ pub struct FunctionRecord {
 
 /// One uploaded version of a function. The component itself lives in the blob directory under
 /// its sha256; `config` is the function's JSON config (env, limits), owned by `functions`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FunctionVersion {
     pub version: u32,
     pub sha256: String,
@@ -314,7 +314,7 @@ pub struct FunctionVersion {
 }
 
 /// A function bound to the queue it consumes. One queue has at most one trigger.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TriggerRecord {
     pub function: String,
     pub queue: String,
@@ -583,7 +583,7 @@ impl Store {
 }
 
 /// An API token as stored: never the secret, only its SHA-256.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenRecord {
     pub id: String,
     pub name: String,
