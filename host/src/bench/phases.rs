@@ -229,6 +229,22 @@ fn track(queue: &str, capacity: usize) -> Arc<Tracker> {
     tracker
 }
 
+/// The admin token of the benchmark's throwaway hosts; they live on temporary data dirs and
+/// listen on loopback only.
+const BENCH_TOKEN: &str = "sluice-bench-token";
+
+/// An HTTP client that authenticates as the benchmark's admin.
+fn authorized_client() -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {BENCH_TOKEN}").parse()?,
+    );
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .build()?)
+}
+
 /// The in-process host and an HTTP client for it.
 struct Bench {
     args: BenchArgs,
@@ -242,7 +258,9 @@ struct Bench {
 impl Bench {
     async fn start(data_dir: std::path::PathBuf, args: &BenchArgs) -> anyhow::Result<Bench> {
         let listen: SocketAddr = "127.0.0.1:0".parse()?;
-        let host = Host::open(&Config::new(data_dir, listen))?;
+        let mut config = Config::new(data_dir, listen);
+        config.admin_token = Some(BENCH_TOKEN.to_owned());
+        let host = Host::open(&config).await?;
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         host.start().await?;
@@ -258,7 +276,7 @@ impl Bench {
         Ok(Bench {
             args: args.clone(),
             url: format!("http://{addr}"),
-            http: reqwest::Client::new(),
+            http: authorized_client()?,
             store: host.state.store.clone(),
             host,
             server,
@@ -811,7 +829,7 @@ async fn restart(
     c: &Components,
     dir: &Path,
 ) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
+    let http = authorized_client()?;
     let mut child = Child::spawn(dir)?;
     let url = child.url.clone();
     let call = |method: reqwest::Method, path: String, body: Value| {
@@ -915,6 +933,7 @@ impl Child {
             .arg(dir.join("data"))
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
+            .env("SLUICE_ADMIN_TOKEN", BENCH_TOKEN)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
