@@ -370,9 +370,9 @@ async fn outbox_enforces_the_send_count() {
 
 #[tokio::test]
 async fn outbox_enforces_the_send_bytes() {
-    // Each send is its body plus the `from` attribute (4 + 1 bytes).
+    // Each send is its body plus the `from` (4 + 1 bytes) and `attempt` (7 + 1) attributes.
     let limits = Limits {
-        max_send_bytes: 20,
+        max_send_bytes: 30,
         ..limits()
     };
     let batch = vec![
@@ -381,7 +381,7 @@ async fn outbox_enforces_the_send_bytes() {
     ];
     let invocation = run("ok", &limits, batch).await;
     match &invocation.outcome {
-        Outcome::Error(reason) => assert!(reason.contains("at most 20 bytes"), "{reason}"),
+        Outcome::Error(reason) => assert!(reason.contains("at most 30 bytes"), "{reason}"),
         other => panic!("{other:?}"),
     }
     assert_eq!(invocation.sends.len(), 1);
