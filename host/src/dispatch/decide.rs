@@ -14,6 +14,22 @@ pub fn backoff_delay_ms(backoff: &Backoff, attempt: u32, rng: &mut impl Rng) -> 
     backoff.delay_ms(attempt, rng.random::<f64>())
 }
 
+/// How long a trigger waits before leasing again after `failures` failed invocations in a row:
+/// none after a success, then 100 ms doubling up to 10 s. A function that traps, loops or runs
+/// out of memory on every batch so gets a sliver of the CPU instead of starving healthy
+/// triggers (Lambda scales an SQS event source down on errors for the same reason).
+pub fn failure_cooldown(failures: u32) -> std::time::Duration {
+    const FIRST_MS: u64 = 100;
+    const MAX_MS: u64 = 10_000;
+    if failures == 0 {
+        return std::time::Duration::ZERO;
+    }
+    let ms = FIRST_MS
+        .saturating_mul(1u64 << failures.saturating_sub(1).min(20))
+        .min(MAX_MS);
+    std::time::Duration::from_millis(ms)
+}
+
 /// Turns an invocation's outcome into the settlement of its batch.
 ///
 /// `ok(failures)` acknowledges everything not listed and commits the sends; `err`, a trap, a
@@ -158,6 +174,14 @@ mod tests {
                 "{attempt}: {jittered} vs {full}"
             );
         }
+    }
+
+    #[test]
+    fn failure_cooldown_doubles_from_nothing_to_a_cap() {
+        let ms = |n| failure_cooldown(n).as_millis();
+        assert_eq!([ms(0), ms(1), ms(2), ms(3)], [0, 100, 200, 400]);
+        assert_eq!(ms(8), 10_000);
+        assert_eq!(ms(u32::MAX), 10_000);
     }
 
     #[test]

@@ -144,6 +144,7 @@ impl Dispatcher {
             in_flight: in_flight.clone(),
             cancel: cancel.clone(),
             tracker: self.inner.tracker.clone(),
+            failures: std::sync::Mutex::new((0, None)),
         };
         self.inner.tracker.spawn(trigger.run());
         self.inner

@@ -34,6 +34,8 @@ pub struct Trigger {
     pub in_flight: Arc<AtomicUsize>,
     pub cancel: CancellationToken,
     pub tracker: TaskTracker,
+    /// Failed invocations in a row, and when leasing may resume after them.
+    pub failures: std::sync::Mutex<(u32, Option<Instant>)>,
 }
 
 impl Trigger {
@@ -61,6 +63,16 @@ impl Trigger {
                 },
                 () = this.cancel.cancelled() => return,
             };
+            // A function failing batch after batch waits out its cooldown before leasing more.
+            let resume_at = this.failures.lock().unwrap_or_else(|e| e.into_inner()).1;
+            if let Some(resume_at) = resume_at
+                && resume_at > Instant::now()
+            {
+                tokio::select! {
+                    () = tokio::time::sleep_until(resume_at) => {}
+                    () = this.cancel.cancelled() => return,
+                }
+            }
             // Register for wake-ups before looking, so an enqueue between the look and the wait
             // is not missed.
             let notified = notify.notified();
@@ -206,6 +218,16 @@ impl Trigger {
             false,
         ));
 
+        {
+            let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+            failures.0 = if matches!(invocation.outcome, Outcome::Ok(_)) {
+                0
+            } else {
+                failures.0.saturating_add(1)
+            };
+            let cooldown = decide::failure_cooldown(failures.0);
+            failures.1 = (!cooldown.is_zero()).then(|| Instant::now() + cooldown);
+        }
         let settlement = {
             let mut rng = rand::rng();
             decide::settlement(
