@@ -6,13 +6,12 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, AppState, ErrorBody, Segment, body_error, parse_json};
+use super::messages::{decode_attributes, decode_body};
+use super::{ApiError, AppState, ErrorBody, Segment, body_error, parse_json, parse_optional_json};
 use crate::dispatch::TriggerStatus;
 use crate::functions::{FunctionConfig, InvocationRecord, now_ms};
 use crate::store::{FunctionRecord, FunctionVersion, Message, TriggerRecord};
@@ -201,11 +200,7 @@ pub async fn rollback(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<FunctionRecord>, ApiError> {
     let body = body.map_err(body_error)?;
-    let request: RollbackRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        RollbackRequest::default()
-    } else {
-        parse_json(&body)?
-    };
+    let request: RollbackRequest = parse_optional_json(&body)?;
     let record = state.functions.rollback(&name, request.version).await?;
     state.dispatcher.refresh(&name).await;
     Ok(Json(record))
@@ -266,25 +261,8 @@ pub async fn invoke(
         .into_iter()
         .enumerate()
         .map(|(index, m)| {
-            let at = |what: String| ApiError::BadRequest(format!("messages[{index}]: {what}"));
-            let body = match (m.body, m.body_base64) {
-                (Some(text), None) => text.into_bytes(),
-                (None, Some(encoded)) => BASE64
-                    .decode(encoded.as_bytes())
-                    .map_err(|e| at(format!("`body_base64` is not valid base64: {e}")))?,
-                (None, None) => Vec::new(),
-                (Some(_), Some(_)) => {
-                    return Err(at("give `body` or `body_base64`, not both".into()));
-                }
-            };
-            let attributes = m
-                .attributes
-                .into_iter()
-                .map(|(k, v)| match v {
-                    Value::String(v) => Ok((k, v)),
-                    other => Err(at(format!("attribute `{k}` must be a string, got {other}"))),
-                })
-                .collect::<Result<_, _>>()?;
+            let body = decode_body(m.body, m.body_base64, index)?.unwrap_or_default();
+            let attributes = decode_attributes(m.attributes, index)?;
             Ok(Message {
                 id: m.id.unwrap_or_else(|| format!("invoke-{}", index + 1)),
                 queue: queue.clone(),

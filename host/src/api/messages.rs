@@ -149,31 +149,51 @@ pub async fn enqueue_batch(
 }
 
 fn to_new_message(message: BatchMessage, index: usize) -> Result<NewMessage, ApiError> {
-    let at = |what: String| ApiError::BadRequest(format!("messages[{index}]: {what}"));
-    let body = match (message.body, message.body_base64) {
-        (Some(text), None) => text.into_bytes(),
-        (None, Some(encoded)) => BASE64
-            .decode(encoded.as_bytes())
-            .map_err(|e| at(format!("`body_base64` is not valid base64: {e}")))?,
-        (Some(_), Some(_)) => return Err(at("give `body` or `body_base64`, not both".into())),
-        (None, None) => return Err(at("missing `body` (UTF-8 text) or `body_base64`".into())),
-    };
-    let attributes = message
-        .attributes
-        .into_iter()
-        .map(|(name, value)| match value {
-            Value::String(value) => Ok((name, value)),
-            other => Err(at(format!(
-                "attribute `{name}` must be a string, got {other}"
-            ))),
-        })
-        .collect::<Result<_, _>>()?;
+    let body = decode_body(message.body, message.body_base64, index)?.ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "messages[{index}]: missing `body` (UTF-8 text) or `body_base64`"
+        ))
+    })?;
     Ok(NewMessage {
         body,
-        attributes,
+        attributes: decode_attributes(message.attributes, index)?,
         delay_ms: message.delay_ms,
         dedup_id: message.dedup_id,
     })
+}
+
+/// A message body given as UTF-8 `body` or as `body_base64` (at most one); `None` when neither.
+pub(crate) fn decode_body(
+    body: Option<String>,
+    body_base64: Option<String>,
+    index: usize,
+) -> Result<Option<Vec<u8>>, ApiError> {
+    let at = |what: String| ApiError::BadRequest(format!("messages[{index}]: {what}"));
+    match (body, body_base64) {
+        (Some(text), None) => Ok(Some(text.into_bytes())),
+        (None, Some(encoded)) => BASE64
+            .decode(encoded.as_bytes())
+            .map(Some)
+            .map_err(|e| at(format!("`body_base64` is not valid base64: {e}"))),
+        (Some(_), Some(_)) => Err(at("give `body` or `body_base64`, not both".into())),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Message attributes given as a JSON object of strings.
+pub(crate) fn decode_attributes(
+    attributes: serde_json::Map<String, Value>,
+    index: usize,
+) -> Result<Vec<(String, String)>, ApiError> {
+    attributes
+        .into_iter()
+        .map(|(name, value)| match value {
+            Value::String(value) => Ok((name, value)),
+            other => Err(ApiError::BadRequest(format!(
+                "messages[{index}]: attribute `{name}` must be a string, got {other}"
+            ))),
+        })
+        .collect()
 }
 
 /// Checks the limits that do not depend on the queue (the store checks the queue's own).

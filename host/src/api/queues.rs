@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 
-use super::{ApiError, AppState, ErrorBody, Segment, body_error, parse_json};
+use super::{ApiError, AppState, ErrorBody, Segment, body_error, parse_json, parse_optional_json};
 use crate::store::{QueueInfo, QueueSettings};
 
 /// The body of `POST /v1/queues`: `name` and any of `QueueSettings` (the rest take their
@@ -213,11 +213,7 @@ pub async fn redrive(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Redriven>, ApiError> {
     let body = body.map_err(body_error)?;
-    let request: RedriveRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        RedriveRequest::default()
-    } else {
-        parse_json(&body)?
-    };
+    let request: RedriveRequest = parse_optional_json(&body)?;
     let moved = state
         .store
         .redrive(&queue, request.to.as_deref(), request.limit)
