@@ -750,8 +750,18 @@ impl Bench {
             self.backlog(name, 1000, &[]).await?;
             self.trigger(name, name, 10, 1, false).await?;
         }
-        // Let every hostile function fail a few batches first.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Measure only once every hostile function is failing batches.
+        let end = Instant::now() + Duration::from_secs(30);
+        for (name, _, _) in hostile {
+            loop {
+                let stats = self.store.get_queue(name).await?.stats;
+                if stats.retried_total + stats.dead_lettered_total > 0 {
+                    break;
+                }
+                ensure!(Instant::now() < end, "hostile function {name} never failed a batch");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
         let with = self.drain_once("bench-good", "bench-good", n).await?;
         for (name, _, _) in hostile {
             self.trigger(name, name, 10, 1, true).await?;

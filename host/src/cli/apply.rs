@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use super::Remote;
 use super::client::segment;
 use crate::config::Manifest;
+use crate::functions::FunctionConfig;
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
@@ -48,11 +49,7 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
         body["dead_letter_queue"] = Value::Null;
         if existing.contains(&name.as_str()) {
             client
-                .send(
-                    client
-                        .request(Method::PATCH, &format!("/v1/queues/{}", segment(name)))
-                        .json(&body),
-                )
+                .patch_json(&format!("/v1/queues/{}", segment(name)), &body)
                 .await
                 .with_context(|| format!("updating queue {name}"))?;
             println!("queue {name}: updated");
@@ -69,11 +66,7 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
         if let Some(dlq) = &settings.dead_letter_queue {
             let body = json!({ "dead_letter_queue": dlq });
             client
-                .send(
-                    client
-                        .request(Method::PATCH, &format!("/v1/queues/{}", segment(name)))
-                        .json(&body),
-                )
+                .patch_json(&format!("/v1/queues/{}", segment(name)), &body)
                 .await
                 .with_context(|| format!("setting the dead-letter queue of {name}"))?;
         }
@@ -88,22 +81,15 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
             )
         })?;
         let sha256 = hex::encode(Sha256::digest(&wasm));
-        let defaults = crate::functions::FunctionConfig::default();
-        let mut config = json!({
-            "env": function.env,
-            "timeout_ms": defaults.timeout_ms,
-            "memory_mb": defaults.memory_mb,
-            "max_sends": defaults.max_sends,
-        });
-        if let Some(max_sends) = function.max_sends {
-            config["max_sends"] = json!(max_sends);
-        }
-        if let Some(timeout) = function.timeout_ms {
-            config["timeout_ms"] = json!(timeout);
-        }
-        if let Some(memory) = function.memory_mb {
-            config["memory_mb"] = json!(memory);
-        }
+        // The config exactly as the server stores it, so an unchanged function is recognised.
+        let defaults = FunctionConfig::default();
+        let wanted = FunctionConfig {
+            env: function.env.clone(),
+            timeout_ms: function.timeout_ms.unwrap_or(defaults.timeout_ms),
+            memory_mb: function.memory_mb.unwrap_or(defaults.memory_mb),
+            max_sends: function.max_sends.unwrap_or(defaults.max_sends),
+        };
+        let config = serde_json::to_value(&wanted)?;
         let current = client
             .get(&format!("/v1/functions/{}", segment(name)))
             .await
@@ -123,9 +109,9 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
             println!("function {name}: unchanged");
         } else {
             let mut query = vec![
-                ("timeout_ms".to_owned(), config["timeout_ms"].to_string()),
-                ("memory_mb".to_owned(), config["memory_mb"].to_string()),
-                ("max_sends".to_owned(), config["max_sends"].to_string()),
+                ("timeout_ms".to_owned(), wanted.timeout_ms.to_string()),
+                ("memory_mb".to_owned(), wanted.memory_mb.to_string()),
+                ("max_sends".to_owned(), wanted.max_sends.to_string()),
             ];
             for (key, value) in &function.env {
                 query.push(("env".to_owned(), format!("{key}={value}")));

@@ -82,39 +82,39 @@ pub fn settlement(
                 })
                 .collect();
         }
-        Outcome::Error(reason) => retry_all(
-            &mut settlement,
-            batch,
-            &format!("handler error: {reason}"),
-            backoff,
-            rng,
-        ),
-        Outcome::Failed { kind, message } => retry_all(
-            &mut settlement,
-            batch,
-            &format!("{}: {message}", failure_name(kind)),
-            backoff,
-            rng,
-        ),
+        Outcome::Error(reason) => {
+            settlement = retry_all(batch, &format!("handler error: {reason}"), backoff, rng)
+        }
+        Outcome::Failed { kind, message } => {
+            settlement = retry_all(
+                batch,
+                &format!("{}: {message}", failure_name(kind)),
+                backoff,
+                rng,
+            )
+        }
     }
     settlement
 }
 
-fn retry_all(
-    settlement: &mut Settlement,
+/// Retries every message of `batch` with the queue's backoff, committing nothing else.
+pub fn retry_all(
     batch: &[Message],
     error: &str,
     backoff: &Backoff,
     rng: &mut impl Rng,
-) {
-    settlement.retry = batch
-        .iter()
-        .map(|m| Retry {
-            id: m.id.clone(),
-            delay_ms: backoff_delay_ms(backoff, m.attempt, rng),
-            error: error.to_owned(),
-        })
-        .collect();
+) -> Settlement {
+    Settlement {
+        retry: batch
+            .iter()
+            .map(|m| Retry {
+                id: m.id.clone(),
+                delay_ms: backoff_delay_ms(backoff, m.attempt, rng),
+                error: error.to_owned(),
+            })
+            .collect(),
+        ..Settlement::default()
+    }
 }
 
 #[cfg(test)]

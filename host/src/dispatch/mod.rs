@@ -100,10 +100,11 @@ impl Dispatcher {
         if self.inner.shutdown.is_cancelled() {
             return;
         }
-        let record = match self.inner.store.list_triggers().await {
-            Ok(triggers) => triggers.into_iter().find(|t| t.function == function),
+        let record = match self.inner.store.get_function(function).await {
+            Ok(function) => function.trigger,
+            Err(store::Error::FunctionNotFound(_)) => None,
             Err(err) => {
-                self.set_error(function, format!("cannot read triggers: {err}"));
+                self.set_error(function, format!("cannot read the trigger: {err}"));
                 return;
             }
         };

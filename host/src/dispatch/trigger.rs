@@ -242,35 +242,23 @@ impl Trigger {
 
     async fn settle(&self, lease: &Lease, settlement: Settlement) {
         let queue = &self.record.queue;
-        let retry_only = (!settlement.send.is_empty()).then(|| Settlement {
-            retry: lease
-                .messages
-                .iter()
-                .map(|m| crate::store::Retry {
-                    id: m.id.clone(),
-                    delay_ms: decide::backoff_delay_ms(
-                        &self.settings.backoff,
-                        m.attempt,
-                        &mut rand::rng(),
-                    ),
-                    error: "a queue the handler sent to was deleted before the batch settled"
-                        .into(),
-                })
-                .collect(),
-            ..Settlement::default()
-        });
+        let sends = !settlement.send.is_empty();
         match self.store.settle(lease, settlement).await {
             Ok(settled) => record_settled(queue, &settled),
             // A send target vanished between `send` and the settle: nothing was applied, so the
             // batch is retried without its sends.
-            Err(crate::store::Error::QueueNotFound(missing)) if retry_only.is_some() => {
+            Err(crate::store::Error::QueueNotFound(missing)) if sends => {
                 tracing::warn!(%queue, %missing, "send target deleted; retrying the batch");
-                if let Some(retry) = retry_only {
-                    match self.store.settle(lease, retry).await {
-                        Ok(settled) => record_settled(queue, &settled),
-                        Err(err) => {
-                            tracing::error!(%err, %queue, "cannot settle; the lease will expire and redeliver")
-                        }
+                let retry = decide::retry_all(
+                    &lease.messages,
+                    "a queue the handler sent to was deleted before the batch settled",
+                    &self.settings.backoff,
+                    &mut rand::rng(),
+                );
+                match self.store.settle(lease, retry).await {
+                    Ok(settled) => record_settled(queue, &settled),
+                    Err(err) => {
+                        tracing::error!(%err, %queue, "cannot settle; the lease will expire and redeliver")
                     }
                 }
             }

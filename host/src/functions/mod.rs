@@ -263,7 +263,7 @@ impl Functions {
         validate_name(name)?;
         config.validate()?;
         let sha256 = hex::encode(Sha256::digest(&wasm));
-        let handler = self.prepare(wasm.clone()).await?;
+        let (handler, wasm) = self.prepare(wasm).await?;
         let path = self.inner.blob_dir.join(format!("{sha256}.wasm"));
         let size = wasm.len() as u64;
         tokio::task::spawn_blocking(move || write_atomically(&path, &wasm))
@@ -401,18 +401,19 @@ impl Functions {
                 format!("reading {}: {e}", path.display()),
             ))
         })?;
-        let handler = self.prepare(wasm).await?;
+        let (handler, _) = self.prepare(wasm).await?;
         self.cache(sha256, handler.clone());
         Ok(handler)
     }
 
-    async fn prepare(&self, wasm: Vec<u8>) -> Result<Handler> {
+    /// Validates and compiles `wasm`, handing the bytes back for storing.
+    async fn prepare(&self, wasm: Vec<u8>) -> Result<(Handler, Vec<u8>)> {
         let executor = self.inner.executor.clone();
         // Compiling is CPU-bound for tens of milliseconds or more: keep it off the reactor.
-        tokio::task::spawn_blocking(move || executor.prepare(&wasm))
+        let (prepared, wasm) = tokio::task::spawn_blocking(move || (executor.prepare(&wasm), wasm))
             .await
-            .map_err(|e| Error::Executor(executor::Error::Engine(e.to_string())))?
-            .map_err(Error::Executor)
+            .map_err(|e| Error::Executor(executor::Error::Engine(e.to_string())))?;
+        Ok((prepared.map_err(Error::Executor)?, wasm))
     }
 
     fn cache(&self, sha256: &str, handler: Handler) {
