@@ -758,7 +758,10 @@ impl Bench {
                 if stats.retried_total + stats.dead_lettered_total > 0 {
                     break;
                 }
-                ensure!(Instant::now() < end, "hostile function {name} never failed a batch");
+                ensure!(
+                    Instant::now() < end,
+                    "hostile function {name} never failed a batch"
+                );
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
