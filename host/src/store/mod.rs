@@ -1,37 +1,39 @@
-//! Durable queues: enqueue, lease, settle and stats, on SQLite. This module alone owns the
-//! database; every SQL statement of the host lives under it.
+//! Durable queues: the storage contract (enqueue, lease, settle, stats, catalog, tokens,
+//! components, wake-ups) and the [`Store`] handle the rest of the host holds. This module alone
+//! owns the database; every SQL statement of the host lives under it, one submodule per backend:
+//! [`sqlite`] (embedded, the default) and [`postgres`] (several hosts sharing queues).
 //!
-//! Writes go through one writer thread that groups whatever requests are waiting into one
-//! transaction (group commit), so many concurrent enqueues share one fsync. Reads use their own
-//! connections and never wait for the writer.
+//! The contract is the [`Backend`] trait, after river's driver interface: everything outside the
+//! store sees opaque string ids and cursors, never a backend's row ids. [`Store`] adds what does
+//! not depend on the database: validation, the injected [`Clock`], and [`Events`] (wake-ups and
+//! catalog changes, fed by this host's commits and, with PostgreSQL, by other hosts' NOTIFYs).
 
-mod catalog;
 mod clock;
-pub mod floor;
-mod messages;
-mod read;
-mod schema;
-mod sql;
-mod tokens;
+mod codec;
+mod events;
+pub mod postgres;
+pub mod sqlite;
 mod validate;
-mod writer;
 
 #[cfg(test)]
 mod proptests;
+/// Fresh PostgreSQL databases for tests (unit and end-to-end); not part of the API.
+#[doc(hidden)]
+pub mod testdb;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use validate::validate_queue_name;
+pub use events::{CatalogChange, Events};
+pub use sqlite::invocations::{InvocationEntry, InvocationQuery, InvocationRetention};
+pub use validate::{RESERVED_ATTRIBUTE_PREFIX, is_reserved_attribute, validate_queue_name};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +66,19 @@ pub enum Error {
         "queue `{queue}` is consumed by function `{function}`; delete that function's trigger first"
     )]
     QueueHasConsumer { queue: String, function: String },
+    /// The database was written by a newer Sluice.
+    #[error(
+        "the database at {location} was written by a newer Sluice (schema {found}; this one understands {supported}); upgrade Sluice"
+    )]
+    NewerSchema {
+        location: String,
+        found: usize,
+        supported: usize,
+    },
+    #[error("invalid cursor `{0}`: pass the id of the last message of the previous page")]
+    InvalidCursor(String),
+    #[error("component {0} is not stored; upload the function again")]
+    ComponentNotFound(String),
     #[error("function `{name}` has no version {version}")]
     VersionNotFound { name: String, version: u32 },
     /// The database cannot be written or read (disk full, read-only, I/O error).
@@ -77,6 +92,19 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Attributes the store adds to a dead-lettered message, and removes on redrive.
+pub const ATTR_DEAD_LETTER_REASON: &str = "sluice-dead-letter-reason";
+pub const ATTR_ATTEMPTS: &str = "sluice-attempts";
+pub const ATTR_SOURCE_QUEUE: &str = "sluice-source-queue";
+/// The id the message had in its source queue (a dead-lettered copy gets a new id).
+pub const ATTR_SOURCE_ID: &str = "sluice-source-id";
+
+/// The most messages one lease may hold.
+pub const MAX_LEASE_MESSAGES: usize = 10_000;
+
+/// Reason given to messages found visible again with no attempts left (their consumer died).
+pub const REASON_LEASE_EXPIRED: &str = "lease expired after max attempts";
 
 /// Retry backoff: `initial_ms * multiplier^(attempt-1)`, capped at `max_ms`, with full jitter
 /// when `jitter` is true.
@@ -164,6 +192,7 @@ pub struct Message {
 /// Messages leased to one consumer until `expires_at_ms`.
 #[derive(Debug, Clone)]
 pub struct Lease {
+    /// Opaque to everything outside the backend that issued it.
     pub id: i64,
     pub queue: String,
     pub messages: Vec<Message>,
@@ -218,55 +247,6 @@ impl Default for StoreOptions {
         }
     }
 }
-
-/// The handle every other part of the host holds; cheap to clone.
-#[derive(Clone)]
-pub struct Store {
-    inner: Arc<Inner>,
-}
-
-impl std::fmt::Debug for Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("commits", &self.commits())
-            .finish_non_exhaustive()
-    }
-}
-
-/// Owns the writer thread: dropping the last `Store` closes its channel and joins it.
-struct Inner {
-    shared: Arc<Shared>,
-    writer: writer::Handle,
-    readers: read::Pool,
-}
-
-/// State the writer thread and the handles both see.
-struct Shared {
-    clock: Arc<dyn Clock>,
-    /// Names of existing queues, updated by the writer after each commit.
-    queues: RwLock<HashSet<String>>,
-    notifiers: Mutex<HashMap<String, Arc<Notify>>>,
-    commits: AtomicU64,
-}
-
-impl Shared {
-    fn notifier(&self, queue: &str) -> Arc<Notify> {
-        let mut map = self
-            .notifiers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        map.entry(queue.to_owned()).or_default().clone()
-    }
-
-    fn notify(&self, queue: &str) {
-        let notify = self.notifier(queue);
-        // Wake every waiting consumer, and leave a permit for one that is between checking the
-        // queue and waiting, so a wake-up is never lost.
-        notify.notify_waiters();
-        notify.notify_one();
-    }
-}
-
 impl Default for Backoff {
     fn default() -> Self {
         Backoff {
@@ -324,264 +304,6 @@ pub struct TriggerRecord {
     pub paused: bool,
 }
 
-impl Store {
-    /// Opens (creating if needed) the database in `dir`.
-    pub fn open(dir: &Path, options: StoreOptions) -> Result<Store> {
-        Store::open_with_clock(dir, options, Arc::new(SystemClock))
-    }
-
-    /// Like [`Store::open`], reading the time from `clock` (tests advance a [`ManualClock`]).
-    pub fn open_with_clock(
-        dir: &Path,
-        options: StoreOptions,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Store> {
-        let (conn, path) = schema::open(dir)?;
-        let names = catalog::queue_names(&conn)?;
-        let shared = Arc::new(Shared {
-            clock,
-            queues: RwLock::new(names),
-            notifiers: Mutex::new(HashMap::new()),
-            commits: AtomicU64::new(0),
-        });
-        let readers = read::Pool::new(path);
-        let writer = writer::spawn(conn, shared.clone(), options)?;
-        Ok(Store {
-            inner: Arc::new(Inner {
-                shared,
-                writer,
-                readers,
-            }),
-        })
-    }
-
-    /// Successful commits of the writer so far (group commit folds many requests into one).
-    pub fn commits(&self) -> u64 {
-        self.inner.shared.commits.load(Ordering::Relaxed)
-    }
-
-    /// Runs the retention sweep now instead of waiting for its timer; returns how many messages
-    /// expired.
-    pub async fn expire_now(&self) -> Result<u64> {
-        self.write(messages::expire).await
-    }
-
-    fn check_exists(&self, queue: &str) -> Result<()> {
-        match self.queue_exists(queue) {
-            true => Ok(()),
-            false => Err(Error::QueueNotFound(queue.to_owned())),
-        }
-    }
-
-    fn now(&self) -> u64 {
-        self.inner.shared.clock.now_ms()
-    }
-
-    async fn write<R, F>(&self, op: F) -> Result<R>
-    where
-        R: Send + 'static,
-        F: FnOnce(&mut writer::Tx<'_>) -> Result<R> + Send + 'static,
-    {
-        self.inner.writer.submit(op).await
-    }
-
-    async fn read<R, F>(&self, op: F) -> Result<R>
-    where
-        R: Send + 'static,
-        F: FnOnce(&rusqlite::Connection, u64) -> Result<R> + Send + 'static,
-    {
-        let now = self.now();
-        self.inner.readers.run(move |conn| op(conn, now)).await
-    }
-
-    // ---- queues ----
-    pub async fn create_queue(&self, name: &str, settings: QueueSettings) -> Result<QueueInfo> {
-        validate_queue_name(name)?;
-        validate::settings(name, &settings)?;
-        let name = name.to_owned();
-        self.write(move |tx| catalog::create_queue(tx, &name, &settings))
-            .await
-    }
-    /// Replaces a queue's settings.
-    pub async fn update_queue(&self, name: &str, settings: QueueSettings) -> Result<QueueInfo> {
-        validate::settings(name, &settings)?;
-        let name = name.to_owned();
-        self.write(move |tx| catalog::update_queue(tx, &name, &settings))
-            .await
-    }
-    pub async fn get_queue(&self, name: &str) -> Result<QueueInfo> {
-        let name = name.to_owned();
-        self.read(move |conn, now| catalog::get_queue(conn, now, &name))
-            .await
-    }
-    pub async fn list_queues(&self) -> Result<Vec<QueueInfo>> {
-        self.read(catalog::list_queues).await
-    }
-    /// Deletes a queue and its messages; refused while it is another queue's DLQ or a
-    /// function consumes it.
-    pub async fn delete_queue(&self, name: &str) -> Result<()> {
-        let name = name.to_owned();
-        self.write(move |tx| catalog::delete_queue(tx, &name)).await
-    }
-    /// Deletes every message of the queue (in flight too); returns how many.
-    pub async fn purge(&self, name: &str) -> Result<u64> {
-        let name = name.to_owned();
-        self.write(move |tx| messages::purge(tx, &name)).await
-    }
-    /// Cheap, in-memory: whether the queue exists now.
-    pub fn queue_exists(&self, name: &str) -> bool {
-        let queues = self
-            .inner
-            .shared
-            .queues
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        queues.contains(name)
-    }
-
-    // ---- messages ----
-    /// Commits the messages (all or none) and returns their ids in order, after fsync.
-    pub async fn enqueue(&self, queue: &str, messages: Vec<NewMessage>) -> Result<Vec<Enqueued>> {
-        let queue = queue.to_owned();
-        self.write(move |tx| messages::enqueue(tx, &queue, messages))
-            .await
-    }
-    /// Unacknowledged messages (in flight too) in id order, without leasing them; only ids
-    /// greater than `after` when given.
-    pub async fn peek(
-        &self,
-        queue: &str,
-        limit: usize,
-        after: Option<u64>,
-    ) -> Result<Vec<Message>> {
-        self.check_exists(queue)?;
-        let queue = queue.to_owned();
-        self.read(move |conn, _| read::peek(conn, &queue, after.unwrap_or(0), limit))
-            .await
-    }
-    /// A queue's settings without its stats (cheap).
-    pub async fn queue_settings(&self, name: &str) -> Result<QueueSettings> {
-        let name = name.to_owned();
-        self.read(move |conn, _| read::queue_settings(conn, &name))
-            .await
-    }
-    /// Leases up to `max` visible messages for `visibility` (default: the queue's visibility
-    /// timeout). `None` when nothing is visible.
-    pub async fn lease(
-        &self,
-        queue: &str,
-        max: usize,
-        visibility: Option<Duration>,
-    ) -> Result<Option<Lease>> {
-        let queue = queue.to_owned();
-        self.write(move |tx| messages::lease(tx, &queue, max, visibility))
-            .await
-    }
-    /// Pushes a lease's expiry to now + `visibility`, for the messages it still holds.
-    pub async fn extend(&self, lease: &Lease, visibility: Duration) -> Result<u64> {
-        let lease_id = lease.id;
-        let ids: Vec<String> = lease.messages.iter().map(|m| m.id.clone()).collect();
-        self.write(move |tx| messages::extend(tx, lease_id, &ids, visibility))
-            .await
-    }
-    /// Applies a settlement in one transaction.
-    pub async fn settle(&self, lease: &Lease, settlement: Settlement) -> Result<Settled> {
-        let lease_id = lease.id;
-        let queue = lease.queue.clone();
-        self.write(move |tx| messages::settle(tx, &queue, lease_id, settlement))
-            .await
-    }
-    /// Moves up to `limit` messages from a dead-letter queue back to the queue each came from,
-    /// or to `to`, with attempts reset. Returns how many moved.
-    pub async fn redrive(&self, dlq: &str, to: Option<&str>, limit: Option<u64>) -> Result<u64> {
-        let dlq = dlq.to_owned();
-        let to = to.map(str::to_owned);
-        self.write(move |tx| messages::redrive(tx, &dlq, to.as_deref(), limit))
-            .await
-    }
-    /// When the next not-yet-visible message (delayed, retried, or in flight) becomes visible.
-    pub async fn next_visible_at_ms(&self, queue: &str) -> Result<Option<u64>> {
-        self.check_exists(queue)?;
-        let queue = queue.to_owned();
-        self.read(move |conn, now| read::next_visible_at(conn, now, &queue))
-            .await
-    }
-    /// How many messages are visible now, counting at most `cap`.
-    pub async fn visible_count(&self, queue: &str, cap: u64) -> Result<u64> {
-        self.check_exists(queue)?;
-        let queue = queue.to_owned();
-        self.read(move |conn, now| read::visible_count(conn, now, &queue, cap))
-            .await
-    }
-    /// Notified after every commit that adds messages to `queue` or changes when its next one
-    /// becomes visible (enqueues, delayed ones too, and retries). Both
-    /// `notify_waiters` and `notify_one` are used, so a consumer that checks the queue and then
-    /// awaits `notified()` never misses a commit in between.
-    pub fn notifier(&self, queue: &str) -> Arc<tokio::sync::Notify> {
-        self.inner.shared.notifier(queue)
-    }
-
-    // ---- functions and triggers ----
-    /// Records a new version of `name` (creating the function if new) and makes it active.
-    pub async fn add_function_version(
-        &self,
-        name: &str,
-        sha256: &str,
-        size: u64,
-        config: serde_json::Value,
-    ) -> Result<FunctionRecord> {
-        let name = name.to_owned();
-        let sha256 = sha256.to_owned();
-        self.write(move |tx| catalog::add_function_version(tx, &name, &sha256, size, &config))
-            .await
-    }
-    pub async fn get_function(&self, name: &str) -> Result<FunctionRecord> {
-        let name = name.to_owned();
-        self.read(move |conn, _| catalog::get_function(conn, &name))
-            .await
-    }
-    pub async fn list_functions(&self) -> Result<Vec<FunctionRecord>> {
-        self.read(|conn, _| catalog::list_functions(conn)).await
-    }
-    /// Makes an existing version active (rollback).
-    pub async fn activate_version(&self, name: &str, version: u32) -> Result<FunctionRecord> {
-        let name = name.to_owned();
-        self.write(move |tx| catalog::activate_version(tx, &name, version))
-            .await
-    }
-    /// Deletes a function, its versions and its trigger.
-    pub async fn delete_function(&self, name: &str) -> Result<()> {
-        let name = name.to_owned();
-        self.write(move |tx| catalog::delete_function(tx, &name))
-            .await
-    }
-    /// Creates or replaces the function's trigger.
-    pub async fn put_trigger(&self, trigger: TriggerRecord) -> Result<TriggerRecord> {
-        self.write(move |tx| catalog::put_trigger(tx, trigger))
-            .await
-    }
-    pub async fn delete_trigger(&self, function: &str) -> Result<()> {
-        let function = function.to_owned();
-        self.write(move |tx| catalog::delete_trigger(tx, &function))
-            .await
-    }
-    pub async fn list_triggers(&self) -> Result<Vec<TriggerRecord>> {
-        self.read(|conn, _| catalog::list_triggers(conn)).await
-    }
-
-    // ---- tokens ----
-    pub async fn add_token(&self, token: TokenRecord) -> Result<()> {
-        self.write(move |tx| tokens::insert(tx, &token)).await
-    }
-    pub async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
-        self.read(|conn, _| tokens::list(conn)).await
-    }
-    pub async fn delete_token(&self, id: &str) -> Result<()> {
-        let id = id.to_owned();
-        self.write(move |tx| tokens::delete(tx, &id)).await
-    }
-}
-
 /// An API token as stored: never the secret, only its SHA-256.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenRecord {
@@ -593,10 +315,409 @@ pub struct TokenRecord {
     pub created_at_ms: u64,
 }
 
-impl From<rusqlite::Error> for Error {
-    /// Every SQLite failure the store does not turn into a precise error is a storage problem
-    /// (disk full, read-only, I/O, corruption): callers may retry later.
-    fn from(e: rusqlite::Error) -> Self {
-        Error::Unavailable(e.to_string())
+/// The storage contract: what a database must do for Sluice. Every write is durable when it
+/// returns; `settle` applies all of a settlement or none of it, and only to messages the lease
+/// still holds. Backends report commits through the [`Events`] they were opened with.
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// A short name for logs and errors: `sqlite` or `postgres`.
+    fn kind(&self) -> &'static str;
+    /// Successful commits so far (group commit folds many requests into one).
+    fn commits(&self) -> u64;
+
+    // ---- queues ----
+    async fn create_queue(&self, name: &str, settings: QueueSettings) -> Result<QueueInfo>;
+    async fn update_queue(&self, name: &str, settings: QueueSettings) -> Result<QueueInfo>;
+    async fn get_queue(&self, name: &str) -> Result<QueueInfo>;
+    async fn list_queues(&self) -> Result<Vec<QueueInfo>>;
+    async fn queue_names(&self) -> Result<HashSet<String>>;
+    async fn queue_settings(&self, name: &str) -> Result<QueueSettings>;
+    async fn delete_queue(&self, name: &str) -> Result<()>;
+    async fn purge(&self, name: &str) -> Result<u64>;
+
+    // ---- messages ----
+    async fn enqueue(&self, queue: &str, messages: Vec<NewMessage>) -> Result<Vec<Enqueued>>;
+    /// Unacknowledged messages in enqueue order after the cursor (the id of the last message
+    /// of the previous page).
+    async fn peek(&self, queue: &str, limit: usize, after: Option<&str>) -> Result<Vec<Message>>;
+    /// Leases up to `max` visible messages. With `max_leases`, refuses (returns `None`) while
+    /// that many leases of the queue are live, across every host sharing the database.
+    async fn lease(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility: Option<Duration>,
+        max_leases: Option<u32>,
+    ) -> Result<Option<Lease>>;
+    async fn extend(&self, lease: &Lease, visibility: Duration) -> Result<u64>;
+    async fn settle(&self, lease: &Lease, settlement: Settlement) -> Result<Settled>;
+    async fn redrive(&self, dlq: &str, to: Option<&str>, limit: Option<u64>) -> Result<u64>;
+    /// Like `redrive`, for the given messages only (ids not in `dlq` are skipped).
+    async fn redrive_messages(&self, dlq: &str, to: Option<&str>, ids: Vec<u64>) -> Result<u64>;
+    /// Deletes the given messages of `queue`, in flight or not; returns how many.
+    async fn delete_messages(&self, queue: &str, ids: Vec<u64>) -> Result<u64>;
+    async fn next_visible_at_ms(&self, queue: &str) -> Result<Option<u64>>;
+    async fn visible_count(&self, queue: &str, cap: u64) -> Result<u64>;
+    /// The retention sweep; safe to run on every host at once.
+    async fn expire(&self) -> Result<u64>;
+
+    // ---- functions, triggers and their components ----
+    async fn add_function_version(
+        &self,
+        name: &str,
+        sha256: &str,
+        size: u64,
+        config: serde_json::Value,
+    ) -> Result<FunctionRecord>;
+    async fn get_function(&self, name: &str) -> Result<FunctionRecord>;
+    async fn list_functions(&self) -> Result<Vec<FunctionRecord>>;
+    async fn activate_version(&self, name: &str, version: u32) -> Result<FunctionRecord>;
+    async fn delete_function(&self, name: &str) -> Result<()>;
+    async fn put_trigger(&self, trigger: TriggerRecord) -> Result<TriggerRecord>;
+    async fn delete_trigger(&self, function: &str) -> Result<()>;
+    async fn list_triggers(&self) -> Result<Vec<TriggerRecord>>;
+    /// Keeps a component's bytes under their sha256 (idempotent).
+    async fn put_component(&self, sha256: &str, bytes: Vec<u8>) -> Result<()>;
+    async fn get_component(&self, sha256: &str) -> Result<Vec<u8>>;
+
+    // ---- the invocation log ----
+    /// Stores invocations (in one commit) and trims the log to `retention`; returns them with
+    /// their ids.
+    async fn record_invocations(
+        &self,
+        entries: Vec<InvocationEntry>,
+        retention: InvocationRetention,
+    ) -> Result<Vec<InvocationEntry>>;
+    /// A page of `function`'s invocation log, newest first.
+    async fn invocations(
+        &self,
+        function: &str,
+        query: InvocationQuery,
+    ) -> Result<Vec<InvocationEntry>>;
+
+    // ---- tokens ----
+    async fn add_token(&self, token: TokenRecord) -> Result<()>;
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>>;
+    async fn delete_token(&self, id: &str) -> Result<()>;
+}
+
+/// Where the store lives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Location {
+    /// SQLite in this directory (created if missing).
+    Sqlite(std::path::PathBuf),
+    /// A PostgreSQL URL (`postgres://USER@HOST:PORT/DB`).
+    Postgres(String),
+}
+
+/// The handle every other part of the host holds; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+    events: Arc<Events>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend.kind())
+            .field("commits", &self.commits())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database in `dir`.
+    pub fn open(dir: &Path, options: StoreOptions) -> Result<Store> {
+        Store::open_with_clock(dir, options, Arc::new(SystemClock))
+    }
+
+    /// Like [`Store::open`], reading the time from `clock` (tests advance a [`ManualClock`]).
+    pub fn open_with_clock(
+        dir: &Path,
+        options: StoreOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Store> {
+        let events = Arc::new(Events::default());
+        let backend = sqlite::SqliteBackend::open(dir, options, clock.clone(), events.clone())?;
+        Store::with_backend(Arc::new(backend), events, clock)
+    }
+
+    /// Connects to PostgreSQL at `url`, running the schema migrations first.
+    pub async fn connect_postgres(url: &str, clock: Arc<dyn Clock>) -> Result<Store> {
+        let events = Arc::new(Events::default());
+        let backend =
+            postgres::PostgresBackend::connect(url, clock.clone(), events.clone()).await?;
+        let store = Store::with_backend(Arc::new(backend), events, clock)?;
+        Ok(store)
+    }
+
+    /// Opens the store at `location`.
+    pub async fn open_at(
+        location: &Location,
+        options: StoreOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Store> {
+        match location {
+            Location::Sqlite(dir) => Store::open_with_clock(dir, options, clock),
+            Location::Postgres(url) => Store::connect_postgres(url, clock).await,
+        }
+    }
+
+    fn with_backend(
+        backend: Arc<dyn Backend>,
+        events: Arc<Events>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Store> {
+        Ok(Store {
+            backend,
+            events,
+            clock,
+        })
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn kind(&self) -> &'static str {
+        self.backend.kind()
+    }
+
+    /// Whether several hosts may share this store (leases and caps are then enforced by the
+    /// database, not by this process).
+    pub fn is_shared(&self) -> bool {
+        self.backend.kind() == "postgres"
+    }
+
+    /// Successful commits so far (group commit folds many requests into one).
+    pub fn commits(&self) -> u64 {
+        self.backend.commits()
+    }
+
+    /// The clock every time decision of the host uses.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Milliseconds since the Unix epoch, by the store's clock.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// Wake-ups and catalog changes.
+    pub fn events(&self) -> &Arc<Events> {
+        &self.events
+    }
+
+    /// Runs the retention sweep now instead of waiting for its timer; returns how many messages
+    /// expired.
+    pub async fn expire_now(&self) -> Result<u64> {
+        self.backend.expire().await
+    }
+
+    fn check_exists(&self, queue: &str) -> Result<()> {
+        match self.queue_exists(queue) {
+            true => Ok(()),
+            false => Err(Error::QueueNotFound(queue.to_owned())),
+        }
+    }
+
+    // ---- queues ----
+    pub async fn create_queue(&self, name: &str, settings: QueueSettings) -> Result<QueueInfo> {
+        validate_queue_name(name)?;
+        validate::settings(name, &settings)?;
+        self.backend.create_queue(name, settings).await
+    }
+    /// Replaces a queue's settings.
+    pub async fn update_queue(&self, name: &str, settings: QueueSettings) -> Result<QueueInfo> {
+        validate::settings(name, &settings)?;
+        self.backend.update_queue(name, settings).await
+    }
+    pub async fn get_queue(&self, name: &str) -> Result<QueueInfo> {
+        self.backend.get_queue(name).await
+    }
+    pub async fn list_queues(&self) -> Result<Vec<QueueInfo>> {
+        self.backend.list_queues().await
+    }
+    /// Deletes a queue and its messages; refused while it is another queue's DLQ or a
+    /// function consumes it.
+    pub async fn delete_queue(&self, name: &str) -> Result<()> {
+        self.backend.delete_queue(name).await
+    }
+    /// Deletes every message of the queue (in flight too); returns how many.
+    pub async fn purge(&self, name: &str) -> Result<u64> {
+        self.backend.purge(name).await
+    }
+    /// Cheap, in-memory: whether the queue exists now (as of the last catalog change seen).
+    pub fn queue_exists(&self, name: &str) -> bool {
+        self.events.queue_known(name)
+    }
+    /// Reloads the set of queue names from the database (after a lost connection, or at
+    /// start).
+    pub async fn reload_queue_names(&self) -> Result<()> {
+        let names = self.backend.queue_names().await?;
+        self.events.set_queues(names);
+        Ok(())
+    }
+
+    // ---- messages ----
+    /// Commits the messages (all or none) and returns their ids in order, after fsync.
+    pub async fn enqueue(&self, queue: &str, messages: Vec<NewMessage>) -> Result<Vec<Enqueued>> {
+        self.backend.enqueue(queue, messages).await
+    }
+    /// Unacknowledged messages (in flight too) in enqueue order, without leasing them; only
+    /// those after the cursor `after` (a message id) when given.
+    pub async fn peek(
+        &self,
+        queue: &str,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<Vec<Message>> {
+        self.check_exists(queue)?;
+        self.backend.peek(queue, limit, after).await
+    }
+    /// A queue's settings without its stats (cheap).
+    pub async fn queue_settings(&self, name: &str) -> Result<QueueSettings> {
+        self.backend.queue_settings(name).await
+    }
+    /// Leases up to `max` visible messages for `visibility` (default: the queue's visibility
+    /// timeout). `None` when nothing is visible.
+    pub async fn lease(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility: Option<Duration>,
+    ) -> Result<Option<Lease>> {
+        self.backend.lease(queue, max, visibility, None).await
+    }
+    /// Like [`Store::lease`], but only while fewer than `max_leases` leases of the queue are
+    /// live across every host: a trigger's concurrency cap.
+    pub async fn lease_capped(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility: Option<Duration>,
+        max_leases: u32,
+    ) -> Result<Option<Lease>> {
+        self.backend
+            .lease(queue, max, visibility, Some(max_leases))
+            .await
+    }
+    /// Pushes a lease's expiry to now + `visibility`, for the messages it still holds.
+    pub async fn extend(&self, lease: &Lease, visibility: Duration) -> Result<u64> {
+        self.backend.extend(lease, visibility).await
+    }
+    /// Applies a settlement in one transaction.
+    pub async fn settle(&self, lease: &Lease, settlement: Settlement) -> Result<Settled> {
+        self.backend.settle(lease, settlement).await
+    }
+    /// Moves up to `limit` messages from a dead-letter queue back to the queue each came from,
+    /// or to `to`, with attempts reset. Returns how many moved.
+    pub async fn redrive(&self, dlq: &str, to: Option<&str>, limit: Option<u64>) -> Result<u64> {
+        self.backend.redrive(dlq, to, limit).await
+    }
+    /// Like [`Store::redrive`], for the given messages only (ids not in `dlq` are skipped).
+    pub async fn redrive_messages(
+        &self,
+        dlq: &str,
+        to: Option<&str>,
+        ids: Vec<u64>,
+    ) -> Result<u64> {
+        self.backend.redrive_messages(dlq, to, ids).await
+    }
+    /// Deletes the given messages of `queue`, in flight or not; returns how many.
+    pub async fn delete_messages(&self, queue: &str, ids: Vec<u64>) -> Result<u64> {
+        self.backend.delete_messages(queue, ids).await
+    }
+    /// When the next not-yet-visible message (delayed, retried, or in flight) becomes visible.
+    pub async fn next_visible_at_ms(&self, queue: &str) -> Result<Option<u64>> {
+        self.check_exists(queue)?;
+        self.backend.next_visible_at_ms(queue).await
+    }
+    /// How many messages are visible now, counting at most `cap`.
+    pub async fn visible_count(&self, queue: &str, cap: u64) -> Result<u64> {
+        self.check_exists(queue)?;
+        self.backend.visible_count(queue, cap).await
+    }
+    /// Notified after every commit (on any host) that adds messages to `queue` or changes when
+    /// its next one becomes visible. A consumer that checks the queue and then awaits
+    /// `notified()` never misses a commit in between.
+    pub fn notifier(&self, queue: &str) -> Arc<tokio::sync::Notify> {
+        self.events.notifier(queue)
+    }
+
+    // ---- functions and triggers ----
+    /// Records a new version of `name` (creating the function if new) and makes it active.
+    pub async fn add_function_version(
+        &self,
+        name: &str,
+        sha256: &str,
+        size: u64,
+        config: serde_json::Value,
+    ) -> Result<FunctionRecord> {
+        self.backend
+            .add_function_version(name, sha256, size, config)
+            .await
+    }
+    pub async fn get_function(&self, name: &str) -> Result<FunctionRecord> {
+        self.backend.get_function(name).await
+    }
+    pub async fn list_functions(&self) -> Result<Vec<FunctionRecord>> {
+        self.backend.list_functions().await
+    }
+    /// Makes an existing version active (rollback).
+    pub async fn activate_version(&self, name: &str, version: u32) -> Result<FunctionRecord> {
+        self.backend.activate_version(name, version).await
+    }
+    /// Deletes a function, its versions, its trigger and its invocation log.
+    pub async fn delete_function(&self, name: &str) -> Result<()> {
+        self.backend.delete_function(name).await
+    }
+    /// Creates or replaces the function's trigger.
+    pub async fn put_trigger(&self, trigger: TriggerRecord) -> Result<TriggerRecord> {
+        validate::trigger(&trigger)?;
+        self.backend.put_trigger(trigger).await
+    }
+    pub async fn delete_trigger(&self, function: &str) -> Result<()> {
+        self.backend.delete_trigger(function).await
+    }
+    pub async fn list_triggers(&self) -> Result<Vec<TriggerRecord>> {
+        self.backend.list_triggers().await
+    }
+    /// Keeps a component's bytes under their sha256, where every host can read them.
+    pub async fn put_component(&self, sha256: &str, bytes: Vec<u8>) -> Result<()> {
+        self.backend.put_component(sha256, bytes).await
+    }
+    pub async fn get_component(&self, sha256: &str) -> Result<Vec<u8>> {
+        self.backend.get_component(sha256).await
+    }
+
+    // ---- the invocation log ----
+    /// Stores invocations (in one commit) and trims the log to `retention`; returns them with
+    /// their ids.
+    pub async fn record_invocations(
+        &self,
+        entries: Vec<InvocationEntry>,
+        retention: InvocationRetention,
+    ) -> Result<Vec<InvocationEntry>> {
+        self.backend.record_invocations(entries, retention).await
+    }
+    /// A page of `function`'s invocation log, newest first.
+    pub async fn invocations(
+        &self,
+        function: &str,
+        query: InvocationQuery,
+    ) -> Result<Vec<InvocationEntry>> {
+        self.backend.invocations(function, query).await
+    }
+
+    // ---- tokens ----
+    pub async fn add_token(&self, token: TokenRecord) -> Result<()> {
+        self.backend.add_token(token).await
+    }
+    pub async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
+        self.backend.list_tokens().await
+    }
+    pub async fn delete_token(&self, id: &str) -> Result<()> {
+        self.backend.delete_token(id).await
     }
 }

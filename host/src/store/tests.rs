@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use super::messages::{
-    ATTR_ATTEMPTS, ATTR_DEAD_LETTER_REASON, ATTR_SOURCE_QUEUE, REASON_LEASE_EXPIRED,
-};
+use super::sqlite::{SqliteBackend, messages, schema, sql};
+use super::testdb::TestDatabase;
 use super::*;
 
 const T0: u64 = 1_700_000_000_000;
@@ -17,6 +16,8 @@ struct Fixture {
     dir: TempDir,
     store: Store,
     clock: Arc<ManualClock>,
+    /// Last, so the store's connections close before the database is dropped.
+    _db: Option<TestDatabase>,
 }
 
 fn open() -> Fixture {
@@ -24,8 +25,102 @@ fn open() -> Fixture {
     let clock = Arc::new(ManualClock::new(T0));
     let store =
         Store::open_with_clock(dir.path(), StoreOptions::default(), clock.clone()).expect("open");
-    Fixture { dir, store, clock }
+    Fixture {
+        dir,
+        store,
+        clock,
+        _db: None,
+    }
 }
+
+/// A SQLite store, and its backend for tests that reach SQLite itself.
+fn open_sqlite() -> (Fixture, Arc<SqliteBackend>) {
+    let dir = TempDir::new().expect("temp dir");
+    let clock = Arc::new(ManualClock::new(T0));
+    let events = Arc::new(Events::default());
+    let sqlite = Arc::new(
+        SqliteBackend::open(
+            dir.path(),
+            StoreOptions::default(),
+            clock.clone(),
+            events.clone(),
+        )
+        .expect("open"),
+    );
+    let fixture = Fixture {
+        store: Store::with_backend(sqlite.clone(), events, clock.clone()).expect("store"),
+        dir,
+        clock,
+        _db: None,
+    };
+    (fixture, sqlite)
+}
+
+/// A store on a fresh PostgreSQL database, dropped with the fixture.
+async fn open_postgres() -> Fixture {
+    let db = TestDatabase::create().await;
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = Store::connect_postgres(&db.url, clock.clone())
+        .await
+        .expect("connect");
+    Fixture {
+        dir: TempDir::new().expect("temp dir"),
+        store,
+        clock,
+        _db: Some(db),
+    }
+}
+
+/// Runs each named contract test against every backend: `sqlite::NAME` and `postgres::NAME`,
+/// so a difference between the backends is a failing test.
+macro_rules! contract_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::open()).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::open_postgres().await).await
+                }
+            )*
+        }
+    };
+}
+
+contract_tests!(
+    chosen_dead_letters_are_redriven_or_deleted_one_by_one,
+    dead_letter_cycles_are_refused,
+    lease_cap_counts_live_leases,
+    ids_are_never_reused,
+    reads_of_missing_queues_fail,
+    queue_names_and_settings_are_validated,
+    update_queue_replaces_settings,
+    enqueue_lease_ack,
+    dedup_returns_the_original_id,
+    delayed_messages_wait,
+    visible_count_is_capped,
+    expired_lease_is_redelivered_and_the_old_ack_is_stale,
+    lease_visibility_override,
+    retry_then_dead_letter_with_attributes,
+    explicit_dead_letter_and_drop_without_dlq,
+    lease_dead_letters_messages_out_of_attempts,
+    redrive_moves_back_with_attempts_reset,
+    settle_is_all_or_nothing,
+    enqueue_is_all_or_nothing_and_size_checked,
+    queues_in_use_cannot_be_deleted,
+    purge_deletes_everything,
+    retention_expires_old_messages,
+    notifier_wakes_on_visible_messages,
+    functions_and_triggers,
+    counters_add_up,
+);
 
 fn msg(body: &str) -> NewMessage {
     NewMessage {
@@ -86,7 +181,9 @@ async fn reopen_keeps_queues_and_messages() {
         sent.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
         ["1", "2"]
     );
-    let Fixture { dir, store, clock } = f;
+    let Fixture {
+        dir, store, clock, ..
+    } = f;
     drop(store);
     let store = Store::open_with_clock(dir.path(), StoreOptions::default(), clock).unwrap();
     assert!(store.queue_exists("q"));
@@ -97,9 +194,7 @@ async fn reopen_keeps_queues_and_messages() {
     assert_eq!(peeked[0].attempt, 0);
 }
 
-#[tokio::test]
-async fn ids_are_never_reused() {
-    let f = open();
+async fn ids_are_never_reused(f: Fixture) {
     f.queue("q", QueueSettings::default()).await;
     f.store.enqueue("q", vec![msg("a")]).await.unwrap();
     let lease = f.lease("q", 10).await;
@@ -153,9 +248,7 @@ fn an_interrupted_creation_is_completed() {
     drop(store);
 }
 
-#[tokio::test]
-async fn reads_of_missing_queues_fail() {
-    let f = open();
+async fn reads_of_missing_queues_fail(f: Fixture) {
     assert!(matches!(
         f.store.peek("nope", 1, None).await,
         Err(Error::QueueNotFound(_))
@@ -193,9 +286,7 @@ fn a_database_from_a_newer_sluice_is_refused() {
     );
 }
 
-#[tokio::test]
-async fn queue_names_and_settings_are_validated() {
-    let f = open();
+async fn queue_names_and_settings_are_validated(f: Fixture) {
     let err = f
         .store
         .create_queue("no spaces", QueueSettings::default())
@@ -236,9 +327,7 @@ async fn queue_names_and_settings_are_validated() {
     assert!(matches!(err, Error::QueueNotFound(_)), "{err}");
 }
 
-#[tokio::test]
-async fn update_queue_replaces_settings() {
-    let f = open();
+async fn update_queue_replaces_settings(f: Fixture) {
     f.queue("dlq", QueueSettings::default()).await;
     f.queue("q", QueueSettings::default()).await;
     let s = QueueSettings {
@@ -257,9 +346,7 @@ async fn update_queue_replaces_settings() {
     assert!(matches!(err, Error::QueueNotFound(_)), "{err}");
 }
 
-#[tokio::test]
-async fn enqueue_lease_ack() {
-    let f = open();
+async fn enqueue_lease_ack(f: Fixture) {
     f.queue("q", QueueSettings::default()).await;
     let attrs = vec![("k".to_string(), "v".to_string())];
     let m = NewMessage {
@@ -284,8 +371,10 @@ async fn enqueue_lease_ack() {
     assert_eq!(f.stats("q").await.in_flight, 1);
     assert_eq!(f.stats("q").await.visible, 1);
     // Peek shows in-flight messages too, and pages by id.
-    assert_eq!(f.store.peek("q", 10, None).await.unwrap().len(), 2);
-    let after_first = f.store.peek("q", 10, Some(1)).await.unwrap();
+    let all = f.store.peek("q", 10, None).await.unwrap();
+    assert_eq!(all.len(), 2);
+    let peeked_first_id = all[0].id.clone();
+    let after_first = f.store.peek("q", 10, Some(&peeked_first_id)).await.unwrap();
     assert_eq!(after_first.len(), 1);
     assert_eq!(after_first[0].body, b"second");
 
@@ -315,9 +404,32 @@ async fn enqueue_lease_ack() {
     assert_eq!(f.stats("q").await.oldest_age_ms, None);
 }
 
-#[tokio::test]
-async fn dedup_returns_the_original_id() {
-    let f = open();
+async fn lease_cap_counts_live_leases(f: Fixture) {
+    f.queue("q", QueueSettings::default()).await;
+    f.store
+        .enqueue("q", (0..6).map(|i| msg(&i.to_string())).collect())
+        .await
+        .unwrap();
+    let cap = |f: &Fixture| {
+        let store = f.store.clone();
+        async move { store.lease_capped("q", 2, None, 2).await.unwrap() }
+    };
+    let first = cap(&f).await.expect("first lease under the cap");
+    let second = cap(&f).await.expect("second lease under the cap");
+    assert!(
+        cap(&f).await.is_none(),
+        "a third live lease exceeds the cap"
+    );
+    // Settling one frees its place; an expired one frees its place too.
+    f.store.settle(&first, ack_all(&first)).await.unwrap();
+    let third = cap(&f).await.expect("a place was freed by the settle");
+    assert!(cap(&f).await.is_none());
+    f.clock.advance(30_001);
+    assert!(cap(&f).await.is_some(), "expired leases no longer count");
+    drop((second, third));
+}
+
+async fn dedup_returns_the_original_id(f: Fixture) {
     f.queue(
         "q",
         QueueSettings {
@@ -381,9 +493,7 @@ async fn dedup_returns_the_original_id() {
     assert!(!f.store.enqueue("q", vec![d("w")]).await.unwrap()[0].duplicate);
 }
 
-#[tokio::test]
-async fn delayed_messages_wait() {
-    let f = open();
+async fn delayed_messages_wait(f: Fixture) {
     f.queue("q", QueueSettings::default()).await;
     f.store
         .enqueue(
@@ -409,9 +519,7 @@ async fn delayed_messages_wait() {
     assert_eq!(f.lease("q", 10).await.messages[0].body, b"later");
 }
 
-#[tokio::test]
-async fn visible_count_is_capped() {
-    let f = open();
+async fn visible_count_is_capped(f: Fixture) {
     f.queue("q", QueueSettings::default()).await;
     f.store
         .enqueue("q", (0..20).map(|i| msg(&i.to_string())).collect())
@@ -421,9 +529,7 @@ async fn visible_count_is_capped() {
     assert_eq!(f.store.visible_count("q", 100).await.unwrap(), 20);
 }
 
-#[tokio::test]
-async fn expired_lease_is_redelivered_and_the_old_ack_is_stale() {
-    let f = open();
+async fn expired_lease_is_redelivered_and_the_old_ack_is_stale(f: Fixture) {
     f.queue(
         "q",
         QueueSettings {
@@ -477,9 +583,7 @@ async fn expired_lease_is_redelivered_and_the_old_ack_is_stale() {
     assert_eq!(ok.acked, 1);
 }
 
-#[tokio::test]
-async fn lease_visibility_override() {
-    let f = open();
+async fn lease_visibility_override(f: Fixture) {
     f.queue("q", QueueSettings::default()).await;
     f.store.enqueue("q", vec![msg("m")]).await.unwrap();
     let lease = f
@@ -493,9 +597,7 @@ async fn lease_visibility_override() {
     assert!(f.store.lease("q", 1, None).await.unwrap().is_some());
 }
 
-#[tokio::test]
-async fn retry_then_dead_letter_with_attributes() {
-    let f = open();
+async fn retry_then_dead_letter_with_attributes(f: Fixture) {
     f.queue("dlq", QueueSettings::default()).await;
     let settings = QueueSettings {
         max_attempts: 2,
@@ -561,12 +663,15 @@ async fn retry_then_dead_letter_with_attributes() {
     assert_eq!(attr(d, ATTR_DEAD_LETTER_REASON), Some("boom"));
     assert_eq!(attr(d, ATTR_ATTEMPTS), Some("2"));
     assert_eq!(attr(d, ATTR_SOURCE_QUEUE), Some("q"));
+    assert_eq!(
+        attr(d, ATTR_SOURCE_ID),
+        Some(lease.messages[0].id.as_str()),
+        "the copy names the message it came from"
+    );
     assert_eq!(f.stats("dlq").await.enqueued_total, 1);
 }
 
-#[tokio::test]
-async fn explicit_dead_letter_and_drop_without_dlq() {
-    let f = open();
+async fn explicit_dead_letter_and_drop_without_dlq(f: Fixture) {
     f.queue("dlq", QueueSettings::default()).await;
     f.queue(
         "q",
@@ -625,9 +730,7 @@ async fn explicit_dead_letter_and_drop_without_dlq() {
     );
 }
 
-#[tokio::test]
-async fn lease_dead_letters_messages_out_of_attempts() {
-    let f = open();
+async fn lease_dead_letters_messages_out_of_attempts(f: Fixture) {
     f.queue("dlq", QueueSettings::default()).await;
     let settings = QueueSettings {
         max_attempts: 1,
@@ -665,9 +768,7 @@ async fn lease_dead_letters_messages_out_of_attempts() {
     assert!(f.store.lease("q", 10, None).await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn redrive_moves_back_with_attempts_reset() {
-    let f = open();
+async fn redrive_moves_back_with_attempts_reset(f: Fixture) {
     f.queue("dlq", QueueSettings::default()).await;
     f.queue("other", QueueSettings::default()).await;
     f.queue(
@@ -734,9 +835,74 @@ async fn redrive_moves_back_with_attempts_reset() {
     assert!(matches!(err, Error::QueueNotFound(_)), "{err}");
 }
 
-#[tokio::test]
-async fn settle_is_all_or_nothing() {
-    let f = open();
+async fn chosen_dead_letters_are_redriven_or_deleted_one_by_one(f: Fixture) {
+    f.queue("dlq", QueueSettings::default()).await;
+    f.queue(
+        "q",
+        QueueSettings {
+            max_attempts: 1,
+            dead_letter_queue: Some("dlq".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    f.store
+        .enqueue("q", vec![msg("a"), msg("b"), msg("c")])
+        .await
+        .unwrap();
+    let lease = f.lease("q", 10).await;
+    let s = Settlement {
+        dead_letter: ids(&lease)
+            .into_iter()
+            .map(|id| DeadLetter {
+                id,
+                reason: "bad".into(),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    assert_eq!(f.store.settle(&lease, s).await.unwrap().dead_lettered, 3);
+    let dead: Vec<u64> = f
+        .store
+        .peek("dlq", 10, None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.id.parse().unwrap())
+        .collect();
+
+    // Only the chosen one moves; ids that are not dead letters here are skipped.
+    let moved = f
+        .store
+        .redrive_messages("dlq", None, vec![dead[1], 999_999])
+        .await
+        .unwrap();
+    assert_eq!(moved, 1);
+    let back = f.store.peek("q", 10, None).await.unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].body, b"b");
+
+    // Deleting: only messages of the named queue.
+    assert_eq!(
+        f.store.delete_messages("q", vec![dead[0]]).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        f.store.delete_messages("dlq", vec![dead[0]]).await.unwrap(),
+        1
+    );
+    let left = f.store.peek("dlq", 10, None).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].body, b"c");
+    let err = f
+        .store
+        .delete_messages("missing", vec![1])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::QueueNotFound(_)), "{err}");
+}
+
+async fn settle_is_all_or_nothing(f: Fixture) {
     f.queue(
         "q",
         QueueSettings {
@@ -812,9 +978,7 @@ async fn settle_is_all_or_nothing() {
     assert_eq!(f.stats("q").await.visible, 1);
 }
 
-#[tokio::test]
-async fn enqueue_is_all_or_nothing_and_size_checked() {
-    let f = open();
+async fn enqueue_is_all_or_nothing_and_size_checked(f: Fixture) {
     f.queue(
         "q",
         QueueSettings {
@@ -847,9 +1011,7 @@ async fn enqueue_is_all_or_nothing_and_size_checked() {
     assert!(f.store.peek("q", 10, None).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn queues_in_use_cannot_be_deleted() {
-    let f = open();
+async fn queues_in_use_cannot_be_deleted(f: Fixture) {
     f.queue("dlq", QueueSettings::default()).await;
     f.queue(
         "q",
@@ -902,9 +1064,7 @@ async fn queues_in_use_cannot_be_deleted() {
     ));
 }
 
-#[tokio::test]
-async fn purge_deletes_everything() {
-    let f = open();
+async fn purge_deletes_everything(f: Fixture) {
     f.queue("q", QueueSettings::default()).await;
     f.store
         .enqueue(
@@ -930,9 +1090,7 @@ async fn purge_deletes_everything() {
     assert_eq!((stats.visible, stats.delayed, stats.in_flight), (0, 0, 0));
 }
 
-#[tokio::test]
-async fn retention_expires_old_messages() {
-    let f = open();
+async fn retention_expires_old_messages(f: Fixture) {
     f.queue(
         "q",
         QueueSettings {
@@ -956,9 +1114,7 @@ async fn retention_expires_old_messages() {
     assert_eq!(f.stats("long").await.visible, 1);
 }
 
-#[tokio::test]
-async fn notifier_wakes_on_visible_messages() {
-    let f = open();
+async fn notifier_wakes_on_visible_messages(f: Fixture) {
     f.queue("q", QueueSettings::default()).await;
     let notify = f.store.notifier("q");
     let woken = notify.notified();
@@ -968,9 +1124,7 @@ async fn notifier_wakes_on_visible_messages() {
         .expect("notified");
 }
 
-#[tokio::test]
-async fn functions_and_triggers() {
-    let f = open();
+async fn functions_and_triggers(f: Fixture) {
     f.queue("q", QueueSettings::default()).await;
     f.queue("q2", QueueSettings::default()).await;
     let err = f.store.get_function("fn").await.unwrap_err();
@@ -1077,9 +1231,7 @@ async fn functions_and_triggers() {
     f.store.delete_queue("q").await.unwrap();
 }
 
-#[tokio::test]
-async fn counters_add_up() {
-    let f = open();
+async fn counters_add_up(f: Fixture) {
     f.queue("dlq", QueueSettings::default()).await;
     f.queue(
         "q",
@@ -1163,7 +1315,7 @@ async fn concurrent_enqueues_share_commits() {
 /// space is back. `max_page_count` makes SQLite report SQLITE_FULL like a full disk would.
 #[tokio::test]
 async fn storage_full_is_unavailable_and_recoverable() {
-    let f = open();
+    let (f, sqlite) = open_sqlite();
     f.queue(
         "q",
         QueueSettings {
@@ -1172,19 +1324,18 @@ async fn storage_full_is_unavailable_and_recoverable() {
         },
     )
     .await;
-    let pages: i64 = f
-        .store
+    let pages: i64 = sqlite
         .write(|tx| Ok(tx.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?))
         .await
         .unwrap();
     let cap = move |n: i64| {
-        move |tx: &mut writer::Tx<'_>| -> Result<()> {
+        move |tx: &mut super::sqlite::writer::Tx<'_>| -> Result<()> {
             tx.conn
                 .query_row(&format!("PRAGMA max_page_count = {n}"), [], |_| Ok(()))?;
             Ok(())
         }
     };
-    f.store.write(cap(pages + 2)).await.unwrap();
+    sqlite.write(cap(pages + 2)).await.unwrap();
     let big = NewMessage {
         body: vec![7; 512 * 1024],
         ..Default::default()
@@ -1194,7 +1345,7 @@ async fn storage_full_is_unavailable_and_recoverable() {
         matches!(err, Error::Unavailable(ref m) if m.contains("full")),
         "{err}"
     );
-    f.store.write(cap(1_000_000)).await.unwrap();
+    sqlite.write(cap(1_000_000)).await.unwrap();
     f.store.enqueue("q", vec![big]).await.unwrap();
     assert_eq!(f.stats("q").await.visible, 1);
     assert_eq!(f.stats("q").await.enqueued_total, 1);
@@ -1207,6 +1358,60 @@ fn data_dir_is_created() {
     let store = Store::open(&nested, StoreOptions::default()).unwrap();
     drop(store);
     assert!(nested.join("sluice.db").exists());
+}
+
+/// Any local user could read message bodies from a 0755 directory and a 0644 database.
+#[cfg(unix)]
+#[test]
+fn data_dir_and_database_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let store = Store::open(&data, StoreOptions::default()).unwrap();
+    let mode = |name: &str| {
+        std::fs::metadata(data.join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(""), 0o700, "data directory");
+    for file in ["sluice.db", "sluice.db-wal", "sluice.db-shm"] {
+        assert_eq!(mode(file), 0o600, "{file}");
+    }
+    drop(store);
+    // A database made by an older Sluice is tightened when opened.
+    std::fs::set_permissions(
+        data.join("sluice.db"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    drop(Store::open(&data, StoreOptions::default()).unwrap());
+    assert_eq!(mode("sluice.db"), 0o600);
+}
+
+async fn dead_letter_cycles_are_refused(f: Fixture) {
+    f.queue("c", QueueSettings::default()).await;
+    let dlq = |name: &str| QueueSettings {
+        dead_letter_queue: Some(name.into()),
+        ..Default::default()
+    };
+    f.queue("b", dlq("c")).await;
+    f.queue("a", dlq("b")).await;
+    for (queue, target, cycle) in [("b", "a", "b → a → b"), ("c", "a", "c → a → b → c")] {
+        let err = f.store.update_queue(queue, dlq(target)).await.unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidSettings(ref m) if m.contains(cycle)),
+            "{err}"
+        );
+    }
+    // A chain that ends is fine, and nothing was changed by the refusals.
+    f.store
+        .update_queue("c", QueueSettings::default())
+        .await
+        .unwrap();
+    let b = f.store.get_queue("b").await.unwrap();
+    assert_eq!(b.settings.dead_letter_queue.as_deref(), Some("c"));
 }
 
 #[test]
@@ -1289,4 +1494,214 @@ async fn throughput() {
         n as f64 / secs,
         store.commits() - commits
     );
+}
+
+/// The plan of `statement` (with `params`), one detail line per step.
+fn plan(conn: &rusqlite::Connection, statement: &str, params: impl rusqlite::Params) -> String {
+    let mut stmt = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {statement}"))
+        .unwrap();
+    let rows: Vec<String> = stmt
+        .query_map(params, |r| r.get(3))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    rows.join("\n")
+}
+
+/// Peek, lease, stats, redrive, retention and purge walk an index in its order: none of them
+/// reads a whole queue or sorts it, so their cost does not grow with the queue's depth.
+#[tokio::test]
+async fn queue_reads_walk_indexes_without_sorting() {
+    let (f, sqlite) = open_sqlite();
+    f.queue("q", QueueSettings::default()).await;
+    let plans = sqlite
+        .read(|conn, _| {
+            let q = "q";
+            Ok([
+                ("peek", plan(conn, sql::PEEK, rusqlite::params![q, 0, 1])),
+                (
+                    "lease",
+                    plan(conn, sql::VISIBLE_IN_ORDER, rusqlite::params![q, 0, 1]),
+                ),
+                (
+                    "stats",
+                    plan(conn, sql::QUEUE_NOT_DUE, rusqlite::params![q, 0]),
+                ),
+                ("oldest", plan(conn, sql::QUEUE_OLDEST, [q])),
+                (
+                    "redrive",
+                    plan(conn, sql::REDRIVABLE, rusqlite::params![q, 0, 0, 1]),
+                ),
+                (
+                    "retention",
+                    plan(conn, sql::OLDEST_OF_QUEUE, rusqlite::params![q, 1]),
+                ),
+                (
+                    "purge",
+                    plan(
+                        conn,
+                        "SELECT id FROM messages WHERE queue = ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
+                        rusqlite::params![q, 0, 1],
+                    ),
+                ),
+            ])
+        })
+        .await
+        .unwrap();
+    for (what, plan) in plans {
+        assert!(!plan.contains("TEMP B-TREE"), "{what} sorts:\n{plan}");
+        assert!(
+            plan.contains(" INDEX ") || plan.contains("PRIMARY KEY"),
+            "{what} reads no index:\n{plan}"
+        );
+        let wanted = match what {
+            "lease" => "messages_by_visibility",
+            "stats" => "message_due",
+            _ => "messages_by_queue",
+        };
+        assert!(
+            plan.contains(wanted),
+            "{what} does not use {wanted}:\n{plan}"
+        );
+    }
+}
+
+/// Enqueues `n` small messages to `queue`, 500 per request.
+async fn fill(f: &Fixture, queue: &str, n: u64) {
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(500);
+        let batch = (0..k).map(|_| msg("x")).collect();
+        f.store.enqueue(queue, batch).await.unwrap();
+        left -= k;
+    }
+}
+
+/// Bulk deletes and moves run as many bounded requests, each its own commit, so the writer
+/// answers other queues between them instead of after the whole operation.
+#[tokio::test]
+async fn bulk_operations_commit_in_chunks() {
+    use messages::BULK_CHUNK;
+    let f = open();
+    let n = 2 * BULK_CHUNK + 10;
+    let chunks = n.div_ceil(BULK_CHUNK);
+    f.queue("dlq", QueueSettings::default()).await;
+    f.queue(
+        "q",
+        QueueSettings {
+            retention_ms: 1_000,
+            dead_letter_queue: Some("dlq".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+
+    fill(&f, "q", n).await;
+    let before = f.store.commits();
+    assert_eq!(f.store.purge("q").await.unwrap(), n);
+    assert!(f.store.commits() - before >= chunks, "purge in one commit");
+    assert_eq!(f.stats("q").await.visible, 0);
+
+    fill(&f, "q", n).await;
+    f.clock.advance(2_000);
+    let before = f.store.commits();
+    assert_eq!(f.store.expire_now().await.unwrap(), n);
+    assert!(f.store.commits() - before >= chunks, "expiry in one commit");
+    assert_eq!(f.stats("q").await.expired_total, n);
+
+    // Dead-letter them all, then redrive them back.
+    fill(&f, "q", n).await;
+    loop {
+        let Some(lease) = f.store.lease("q", 10_000, None).await.unwrap() else {
+            break;
+        };
+        let dead = Settlement {
+            dead_letter: lease
+                .messages
+                .iter()
+                .map(|m| DeadLetter {
+                    id: m.id.clone(),
+                    reason: "r".into(),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        f.store.settle(&lease, dead).await.unwrap();
+    }
+    assert_eq!(f.stats("dlq").await.visible, n);
+    let before = f.store.commits();
+    assert_eq!(f.store.redrive("dlq", None, None).await.unwrap(), n);
+    assert!(
+        f.store.commits() - before >= chunks,
+        "redrive in one commit"
+    );
+    assert_eq!(
+        (f.stats("q").await.visible, f.stats("dlq").await.visible),
+        (n, 0)
+    );
+
+    let before = f.store.commits();
+    f.store
+        .update_queue("q", QueueSettings::default())
+        .await
+        .unwrap();
+    f.store.delete_queue("q").await.unwrap();
+    assert!(
+        f.store.commits() - before > chunks,
+        "queue delete in one commit"
+    );
+    f.queue("q", QueueSettings::default()).await;
+    assert_eq!(f.stats("q").await, QueueStats::default());
+    assert!(f.store.peek("q", 1, None).await.unwrap().is_empty());
+}
+
+/// A database from before the counters gets them from one recount when it is opened.
+#[tokio::test]
+async fn counters_are_built_for_an_older_database() {
+    let dir = TempDir::new().unwrap();
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("sluice.db")).unwrap();
+        conn.pragma_update(None, "application_id", schema::APPLICATION_ID)
+            .unwrap();
+        for migration in &sql::MIGRATIONS[..2] {
+            conn.execute_batch(migration).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.execute(
+            "INSERT INTO queues (name, settings, created_at) VALUES ('q', '{}', 0)",
+            [],
+        )
+        .unwrap();
+        // Visible, delayed, in flight, and a lease that expired.
+        for (visible_at, lease) in [
+            (T0 - 5, None),
+            (T0 + 500, None),
+            (T0 + 900, Some(7)),
+            (T0 - 1, Some(8)),
+        ] {
+            conn.execute(
+                "INSERT INTO messages (queue, body, enqueued_at, visible_at, lease_id)
+                 VALUES ('q', x'00', ?1, ?2, ?3)",
+                rusqlite::params![(T0 - 10) as i64, visible_at as i64, lease],
+            )
+            .unwrap();
+        }
+    }
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = Store::open_with_clock(dir.path(), StoreOptions::default(), clock.clone()).unwrap();
+    let stats = store.get_queue("q").await.unwrap().stats;
+    assert_eq!(
+        (
+            stats.visible,
+            stats.delayed,
+            stats.in_flight,
+            stats.oldest_age_ms
+        ),
+        (2, 1, 1, Some(10))
+    );
+    clock.advance(1_000);
+    let stats = store.get_queue("q").await.unwrap().stats;
+    assert_eq!((stats.visible, stats.delayed, stats.in_flight), (4, 0, 0));
+    assert_eq!(store.purge("q").await.unwrap(), 4);
 }

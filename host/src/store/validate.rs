@@ -1,7 +1,7 @@
 //! Pure checks of queue names and settings, and the backoff computation: no I/O, so each rule
 //! is tested on its own.
 
-use super::{Backoff, Error, QueueSettings, Result};
+use super::{Backoff, Error, NewMessage, QueueSettings, Result, TriggerRecord};
 
 pub const MAX_QUEUE_NAME_LEN: usize = 80;
 pub const MAX_VISIBILITY_TIMEOUT_MS: u64 = 12 * 60 * 60 * 1000;
@@ -127,6 +127,45 @@ impl Backoff {
     }
 }
 
+/// Refuses messages larger than the queue's `max_message_bytes`.
+pub fn messages_fit(queue: &str, settings: &QueueSettings, messages: &[NewMessage]) -> Result<()> {
+    for m in messages {
+        let size = message_size(&m.body, &m.attributes);
+        if size > settings.max_message_bytes {
+            return Err(Error::MessageTooLarge {
+                queue: queue.to_owned(),
+                size,
+                limit: settings.max_message_bytes,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A trigger takes at least one message at a time, with at least one batch in flight.
+pub fn trigger(trigger: &TriggerRecord) -> Result<()> {
+    if trigger.batch_size == 0 {
+        return Err(Error::InvalidSettings(
+            "trigger batch_size must be at least 1".into(),
+        ));
+    }
+    if trigger.max_concurrency == 0 {
+        return Err(Error::InvalidSettings(
+            "trigger max_concurrency must be at least 1".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Attribute names starting with this (in any case) belong to Sluice: it sets them on
+/// dead-lettered messages and removes them on redrive, so producers may not.
+pub const RESERVED_ATTRIBUTE_PREFIX: &str = "sluice-";
+
+pub fn is_reserved_attribute(name: &str) -> bool {
+    name.get(..RESERVED_ATTRIBUTE_PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(RESERVED_ATTRIBUTE_PREFIX))
+}
+
 /// The encoded size of a message counted against `max_message_bytes`: the body plus every
 /// attribute name and value.
 pub fn message_size(body: &[u8], attributes: &[(String, String)]) -> usize {
@@ -218,6 +257,15 @@ mod tests {
                 "{s:?}"
             );
         }
+    }
+
+    #[test]
+    fn reserved_attributes() {
+        assert!(is_reserved_attribute("sluice-attempts"));
+        assert!(is_reserved_attribute("Sluice-Anything"));
+        assert!(!is_reserved_attribute("sluice"));
+        assert!(!is_reserved_attribute("my-sluice-x"));
+        assert!(!is_reserved_attribute("é"));
     }
 
     #[test]

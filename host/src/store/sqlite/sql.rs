@@ -2,7 +2,43 @@
 //! `prepare_cached`, so each is parsed once per connection.
 
 /// Migrations, in order: `MIGRATIONS[n]` brings the schema from version `n` to `n + 1`.
-pub const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
+pub const MIGRATIONS: &[&str] = &[
+    SCHEMA_V1,
+    SCHEMA_V2,
+    SCHEMA_V3,
+    super::invocations::SCHEMA_V4,
+];
+
+/// Costs that do not grow with a queue's depth.
+///
+/// - `messages_by_queue` holds (queue, id): peek and the oldest message are an index walk.
+/// - `queues.depth` counts a queue's messages, kept in step by every write that adds or
+///   removes one, in the same transaction.
+/// - Visible, delayed and in flight depend on the time. `message_due` counts, per queue and
+///   `visible_at`, the messages not leased (`ready`) and leased (`leased`), for every message
+///   with `visible_at > queues.due_through`; messages due at or before `due_through` are
+///   visible and not tracked (a leased one there is a lease that expired). Stats read the
+///   entries after now: delayed = their `ready`, in flight = their `leased`, visible = depth -
+///   both. Each lease and each retention sweep folds the entries now past into `due_through`,
+///   so the table holds roughly one entry per distinct future due time (a lease's expiry, a
+///   delayed batch, a retry), bounded by the longest delay (15 minutes) and visibility timeout
+///   (12 hours), never by the number of messages.
+const SCHEMA_V3: &str = "
+CREATE INDEX messages_by_queue ON messages(queue);
+ALTER TABLE queues ADD COLUMN depth INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE queues ADD COLUMN due_through INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE message_due (
+    queue      TEXT NOT NULL,
+    visible_at INTEGER NOT NULL,
+    ready      INTEGER NOT NULL,
+    leased     INTEGER NOT NULL,
+    PRIMARY KEY (queue, visible_at)
+) WITHOUT ROWID;
+UPDATE queues SET depth = (SELECT count(*) FROM messages WHERE messages.queue = queues.name);
+INSERT INTO message_due (queue, visible_at, ready, leased)
+    SELECT queue, visible_at, sum(lease_id IS NULL), sum(lease_id IS NOT NULL)
+    FROM messages GROUP BY queue, visible_at;
+";
 
 /// API tokens: only a hash of each secret is kept.
 const SCHEMA_V2: &str = "
@@ -91,27 +127,62 @@ pub const UPDATE_QUEUE_SETTINGS: &str =
     "UPDATE queues SET settings = ?2, dead_letter_queue = ?3 WHERE name = ?1";
 pub const QUEUES_USING_AS_DLQ: &str =
     "SELECT name FROM queues WHERE dead_letter_queue = ?1 AND name <> ?1 ORDER BY name LIMIT 1";
+pub const DEAD_LETTER_QUEUE_OF: &str = "SELECT dead_letter_queue FROM queues WHERE name = ?1";
 pub const DELETE_QUEUE: &str = "DELETE FROM queues WHERE name = ?1";
-pub const DELETE_QUEUE_MESSAGES: &str = "DELETE FROM messages WHERE queue = ?1";
-pub const DELETE_QUEUE_DEDUP: &str = "DELETE FROM dedup WHERE queue = ?1";
+/// Deletes up to ?3 of the queue's messages with ids up to ?2, oldest first; returns what the
+/// counters need of each.
+pub const DELETE_QUEUE_MESSAGES_UP_TO: &str = "DELETE FROM messages WHERE id IN
+    (SELECT id FROM messages WHERE queue = ?1 AND id <= ?2 ORDER BY id LIMIT ?3)
+    RETURNING visible_at, lease_id IS NOT NULL";
+pub const NEWEST_ID_OF_QUEUE: &str = "SELECT max(id) FROM messages WHERE queue = ?1";
+/// Up to ?2 of the queue's dedup entries.
+pub const DELETE_QUEUE_DEDUP_SOME: &str = "DELETE FROM dedup WHERE (queue, dedup_id) IN
+    (SELECT queue, dedup_id FROM dedup WHERE queue = ?1 LIMIT ?2)";
+pub const DELETE_QUEUE_DUE: &str = "DELETE FROM message_due WHERE queue = ?1";
 pub const ADD_COUNTERS: &str = "UPDATE queues SET
     enqueued_total = enqueued_total + ?2,
     acked_total = acked_total + ?3,
     retried_total = retried_total + ?4,
     dead_lettered_total = dead_lettered_total + ?5,
     dropped_total = dropped_total + ?6,
-    expired_total = expired_total + ?7
+    expired_total = expired_total + ?7,
+    depth = depth + ?8
     WHERE name = ?1";
+pub const QUEUE_DEPTH: &str = "SELECT depth FROM queues WHERE name = ?1";
+pub const DUE_THROUGH: &str = "SELECT due_through FROM queues WHERE name = ?1";
+/// Adds to the counts of messages due at one time.
+pub const ADD_DUE: &str = "INSERT INTO message_due (queue, visible_at, ready, leased)
+    VALUES (?1, ?2, ?3, ?4)
+    ON CONFLICT (queue, visible_at) DO UPDATE SET
+    ready = ready + excluded.ready, leased = leased + excluded.leased";
+pub const DROP_EMPTY_DUE: &str =
+    "DELETE FROM message_due WHERE queue = ?1 AND visible_at = ?2 AND ready = 0 AND leased = 0";
+/// Folds one queue's entries due by ?2 into `due_through` (two statements).
+pub const FOLD_DUE: &str = "DELETE FROM message_due WHERE queue = ?1 AND visible_at <= ?2";
+pub const SET_DUE_THROUGH: &str =
+    "UPDATE queues SET due_through = ?2 WHERE name = ?1 AND due_through < ?2";
+/// The same for every queue, in the retention sweep.
+pub const FOLD_ALL_DUE: &str = "DELETE FROM message_due WHERE visible_at <= ?1";
+pub const SET_ALL_DUE_THROUGH: &str = "UPDATE queues SET due_through = ?1 WHERE due_through < ?1";
 macro_rules! queue_columns {
     () => {
         "SELECT name, settings, created_at, enqueued_total, acked_total, retried_total,
-        dead_lettered_total, dropped_total, expired_total FROM queues"
+        dead_lettered_total, dropped_total, expired_total, depth, due_through FROM queues"
     };
 }
 pub const SELECT_QUEUE: &str = concat!(queue_columns!(), " WHERE name = ?1");
 pub const SELECT_QUEUES: &str = concat!(queue_columns!(), " ORDER BY name");
-/// Live counts: visible, delayed, in flight, and the oldest message's enqueue time.
-pub const QUEUE_LIVE_COUNTS: &str = "SELECT
+/// Messages not visible at ?2, not leased and leased: an index range over future due times.
+pub const QUEUE_NOT_DUE: &str = "SELECT coalesce(sum(ready), 0), coalesce(sum(leased), 0)
+    FROM message_due WHERE queue = ?1 AND visible_at > ?2";
+/// The oldest message's enqueue time: ids grow with enqueue time, so the first by id.
+pub const QUEUE_OLDEST: &str =
+    "SELECT enqueued_at FROM messages WHERE queue = ?1 ORDER BY id LIMIT 1";
+/// Live counts by reading every message of the queue: what the counters must always equal
+/// (the property test checks it after every step).
+#[cfg(test)]
+pub const QUEUE_RECOUNT: &str = "SELECT
+    count(*),
     coalesce(sum(visible_at <= ?2), 0),
     coalesce(sum(visible_at > ?2 AND lease_id IS NULL), 0),
     coalesce(sum(visible_at > ?2 AND lease_id IS NOT NULL), 0),
@@ -125,10 +196,15 @@ pub const INSERT_MESSAGE: &str =
 pub const DEDUP_LOOKUP: &str =
     "SELECT message_id FROM dedup WHERE queue = ?1 AND dedup_id = ?2 AND expires_at > ?3";
 pub const DEDUP_REMEMBER: &str = "INSERT OR REPLACE INTO dedup (queue, dedup_id, message_id, expires_at) VALUES (?1, ?2, ?3, ?4)";
-pub const DEDUP_FORGET_EXPIRED: &str = "DELETE FROM dedup WHERE expires_at <= ?1";
 /// Visible messages in delivery order; must walk `messages_by_visibility` in its order.
-pub const VISIBLE_IN_ORDER: &str = "SELECT id, body, attributes, attempt, enqueued_at FROM messages
+pub const VISIBLE_IN_ORDER: &str = "SELECT id, body, attributes, attempt, enqueued_at, visible_at,
+    lease_id IS NOT NULL FROM messages
     WHERE queue = ?1 AND visible_at <= ?2 ORDER BY visible_at, id LIMIT ?3";
+pub const LEASED_VISIBLE_AT: &str =
+    "SELECT visible_at FROM messages WHERE id = ?1 AND lease_id = ?2";
+/// Leases of a queue still live (some message held and not yet visible again).
+pub const LIVE_LEASES: &str = "SELECT count(DISTINCT lease_id) FROM messages
+    WHERE queue = ?1 AND lease_id IS NOT NULL AND visible_at > ?2";
 pub const EXTEND_LEASE: &str =
     "UPDATE messages SET visible_at = ?3 WHERE id = ?1 AND lease_id = ?2";
 /// Leases many messages in one statement; ?1 is a JSON array of ids. One statement per batch
@@ -139,20 +215,30 @@ pub const TAKE_LEASE_MANY: &str =
 /// Acknowledges many messages in one statement; ?1 is a JSON array of ids. Only rows this
 /// lease still holds are deleted.
 pub const ACK_MANY: &str =
-    "DELETE FROM messages WHERE id IN (SELECT value FROM json_each(?1)) AND lease_id = ?2";
-pub const LEASED_ATTEMPT: &str = "SELECT attempt FROM messages WHERE id = ?1 AND lease_id = ?2";
+    "DELETE FROM messages WHERE id IN (SELECT value FROM json_each(?1)) AND lease_id = ?2
+    RETURNING visible_at";
+pub const LEASED_ATTEMPT: &str =
+    "SELECT attempt, visible_at FROM messages WHERE id = ?1 AND lease_id = ?2";
 pub const RETRY: &str =
     "UPDATE messages SET lease_id = NULL, visible_at = ?2, last_error = ?3 WHERE id = ?1";
-pub const MESSAGE_FOR_MOVE: &str =
-    "SELECT body, attributes, attempt, enqueued_at, source_queue FROM messages WHERE id = ?1";
+pub const MESSAGE_FOR_MOVE: &str = "SELECT body, attributes, attempt, visible_at,
+    lease_id IS NOT NULL FROM messages WHERE id = ?1";
 pub const DELETE_MESSAGE: &str = "DELETE FROM messages WHERE id = ?1";
+pub const DELETE_QUEUE_MESSAGE: &str = "DELETE FROM messages WHERE id = ?1 AND queue = ?2
+    RETURNING visible_at, lease_id IS NOT NULL";
+/// The source of one dead-lettered message, when it is in the queue and not leased now.
+pub const REDRIVABLE_ONE: &str = "SELECT source_queue FROM messages
+    WHERE id = ?1 AND queue = ?2 AND (lease_id IS NULL OR visible_at <= ?3)";
 /// Dead-lettered messages not currently leased, oldest first, after a cursor.
 pub const REDRIVABLE: &str = "SELECT id, source_queue FROM messages
     WHERE queue = ?1 AND id > ?2 AND (lease_id IS NULL OR visible_at <= ?3) ORDER BY id LIMIT ?4";
-/// Oldest messages first (ids grow with enqueue time), after a cursor.
-pub const OLDEST_MESSAGES: &str =
-    "SELECT id, queue, enqueued_at FROM messages WHERE id > ?1 ORDER BY id LIMIT ?2";
+/// A queue's oldest messages first (ids grow with enqueue time).
+pub const OLDEST_OF_QUEUE: &str = "SELECT id, enqueued_at, visible_at, lease_id IS NOT NULL
+    FROM messages WHERE queue = ?1 ORDER BY id LIMIT ?2";
 pub const QUEUE_RETENTIONS: &str = "SELECT name, settings FROM queues";
+/// Up to ?2 dedup entries whose window has passed.
+pub const DEDUP_FORGET_EXPIRED_SOME: &str = "DELETE FROM dedup WHERE (queue, dedup_id) IN
+    (SELECT queue, dedup_id FROM dedup WHERE expires_at <= ?1 LIMIT ?2)";
 /// Unacknowledged messages (in flight too) in id order, after a cursor.
 pub const PEEK: &str = "SELECT id, body, attributes, attempt, enqueued_at FROM messages
     WHERE id > ?2 AND queue = ?1 ORDER BY id LIMIT ?3";
@@ -193,7 +279,3 @@ pub const INSERT_TOKEN: &str =
 pub const ALL_TOKENS: &str =
     "SELECT id, name, hash, scopes, created_at FROM tokens ORDER BY created_at, id";
 pub const DELETE_TOKEN: &str = "DELETE FROM tokens WHERE id = ?1";
-
-/// How many messages a queue holds, counting at most ?2.
-pub const DEPTH_UP_TO: &str =
-    "SELECT count(*) FROM (SELECT 1 FROM messages WHERE queue = ?1 LIMIT ?2)";

@@ -20,14 +20,10 @@ const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 /// Opens the writer's connection to `dir/sluice.db`, creating the directory and database if
 /// needed. Returns the connection and the database path (for readers).
 pub fn open(dir: &Path) -> Result<(Connection, PathBuf)> {
-    std::fs::create_dir_all(dir).map_err(|e| {
-        Error::Unavailable(format!(
-            "cannot create data directory {}: {e}",
-            dir.display()
-        ))
-    })?;
+    create_private_dir(dir)?;
     let path = dir.join(DB_FILE);
     let fresh = check_header(&path)?;
+    create_private_file(&path)?;
     let conn = Connection::open_with_flags(
         &path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -68,6 +64,63 @@ pub fn open(dir: &Path) -> Result<(Connection, PathBuf)> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "cache_size", -16_000)?;
     Ok((conn, path))
+}
+
+/// Message bodies are private to the user running Sluice: directories it creates are 0700
+/// (existing ones are left as the operator made them).
+fn create_private_dir(dir: &Path) -> Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(|e| {
+        Error::Unavailable(format!(
+            "cannot create data directory {}: {e}",
+            dir.display()
+        ))
+    })
+}
+
+/// Makes the database file 0600 before SQLite opens it: SQLite gives the `-wal` and `-shm`
+/// files it creates the database file's permissions, so all three stay private. A database
+/// from an older Sluice (0644) is tightened too.
+fn create_private_file(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let cannot = |e: std::io::Error| {
+            Error::Unavailable(format!("cannot create {}: {e}", path.display()))
+        };
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(cannot)?;
+        let mode = file.metadata().map_err(cannot)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))
+                .map_err(cannot)?;
+        }
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            let side = Path::new(&side);
+            if let Ok(meta) = std::fs::metadata(side)
+                && meta.permissions().mode() & 0o077 != 0
+            {
+                std::fs::set_permissions(
+                    side,
+                    std::fs::Permissions::from_mode(meta.permissions().mode() & 0o700),
+                )
+                .map_err(cannot)?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// Per-connection settings shared by the writer and the readers.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
-use super::{Error, QueueSettings, Result, Shared, StoreOptions, messages, sql};
+use super::{CatalogChange, Error, QueueSettings, Result, Shared, StoreOptions, messages, sql};
 
 /// At most this many requests share one commit, bounding how long the first of them waits.
 const MAX_JOBS_PER_COMMIT: usize = 512;
@@ -87,6 +87,10 @@ pub struct Tx<'a> {
     settings: &'a mut HashMap<String, Arc<QueueSettings>>,
     effects: Effects,
     counts: HashMap<String, Counts>,
+    /// Changes to `message_due`, by queue and due time: (ready, leased).
+    due: HashMap<(String, u64), (i64, i64)>,
+    /// Each queue's `due_through`, read once per request.
+    due_through: HashMap<String, u64>,
 }
 
 /// What happens after a request commits.
@@ -106,6 +110,40 @@ pub struct Counts {
     pub dead_lettered: u64,
     pub dropped: u64,
     pub expired: u64,
+    /// Messages added minus messages removed.
+    pub depth: i64,
+}
+
+/// Where a message stands for the live counts: when it becomes (or became) visible, and
+/// whether a lease holds it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Due {
+    pub visible_at: u64,
+    pub leased: bool,
+}
+
+impl Due {
+    pub fn ready(visible_at: u64) -> Due {
+        Due {
+            visible_at,
+            leased: false,
+        }
+    }
+
+    pub fn leased(visible_at: u64) -> Due {
+        Due {
+            visible_at,
+            leased: true,
+        }
+    }
+
+    /// Reads `visible_at, lease_id IS NOT NULL` from columns `at` and `at + 1`.
+    pub fn from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Due> {
+        Ok(Due {
+            visible_at: u64::try_from(row.get::<_, i64>(at)?).unwrap_or(0),
+            leased: row.get(at + 1)?,
+        })
+    }
 }
 
 impl Tx<'_> {
@@ -140,6 +178,109 @@ impl Tx<'_> {
         self.counts.entry(queue.to_owned()).or_default()
     }
 
+    /// A message was added to `queue`: every insert into `messages` calls this.
+    pub fn added(&mut self, queue: &str, due: Due) -> Result<()> {
+        self.count(queue).depth += 1;
+        self.track(queue, due, 1)
+    }
+
+    /// A message was deleted from `queue`: every delete from `messages` calls this.
+    pub fn removed(&mut self, queue: &str, due: Due) -> Result<()> {
+        self.count(queue).depth -= 1;
+        self.track(queue, due, -1)
+    }
+
+    /// A message of `queue` changed its due time or lease.
+    pub fn moved(&mut self, queue: &str, from: Due, to: Due) -> Result<()> {
+        self.track(queue, from, -1)?;
+        self.track(queue, to, 1)
+    }
+
+    /// How many messages `queue` holds now, this request's changes included.
+    pub fn depth(&mut self, queue: &str) -> Result<u64> {
+        let stored: i64 = self
+            .conn
+            .prepare_cached(sql::QUEUE_DEPTH)?
+            .query_row(params![queue], |r| r.get(0))?;
+        let pending = self.counts.get(queue).map_or(0, |c| c.depth);
+        Ok(u64::try_from(stored + pending).unwrap_or(0))
+    }
+
+    fn due_through(&mut self, queue: &str) -> Result<u64> {
+        if let Some(&t) = self.due_through.get(queue) {
+            return Ok(t);
+        }
+        let t: i64 = self
+            .conn
+            .prepare_cached(sql::DUE_THROUGH)?
+            .query_row(params![queue], |r| r.get(0))?;
+        let t = u64::try_from(t).unwrap_or(0);
+        self.due_through.insert(queue.to_owned(), t);
+        Ok(t)
+    }
+
+    fn track(&mut self, queue: &str, due: Due, n: i64) -> Result<()> {
+        if due.visible_at <= self.due_through(queue)? {
+            return Ok(());
+        }
+        let entry = self
+            .due
+            .entry((queue.to_owned(), due.visible_at))
+            .or_default();
+        match due.leased {
+            false => entry.0 += n,
+            true => entry.1 += n,
+        }
+        Ok(())
+    }
+
+    /// Folds `queue`'s entries due by now into its `due_through`, so what follows (a lease
+    /// takes only messages due by now) leaves `message_due` alone.
+    pub fn fold_due(&mut self, queue: &str) -> Result<()> {
+        self.flush_due()?;
+        let now = int(self.now);
+        self.conn
+            .prepare_cached(sql::FOLD_DUE)?
+            .execute(params![queue, now])?;
+        self.conn
+            .prepare_cached(sql::SET_DUE_THROUGH)?
+            .execute(params![queue, now])?;
+        self.due_through.remove(queue);
+        Ok(())
+    }
+
+    /// The same for every queue.
+    pub fn fold_all_due(&mut self) -> Result<()> {
+        self.flush_due()?;
+        let now = int(self.now);
+        self.conn
+            .prepare_cached(sql::FOLD_ALL_DUE)?
+            .execute(params![now])?;
+        self.conn
+            .prepare_cached(sql::SET_ALL_DUE_THROUGH)?
+            .execute(params![now])?;
+        self.due_through.clear();
+        Ok(())
+    }
+
+    fn flush_due(&mut self) -> Result<()> {
+        if self.due.is_empty() {
+            return Ok(());
+        }
+        let mut add = self.conn.prepare_cached(sql::ADD_DUE)?;
+        let mut drop_empty = self.conn.prepare_cached(sql::DROP_EMPTY_DUE)?;
+        for ((queue, at), (ready, leased)) in self.due.drain() {
+            if (ready, leased) == (0, 0) {
+                continue;
+            }
+            add.execute(params![queue, int(at), ready, leased])?;
+            if ready < 0 || leased < 0 {
+                drop_empty.execute(params![queue, int(at)])?;
+            }
+        }
+        Ok(())
+    }
+
     /// Wake the queue's consumers after commit.
     pub fn notify(&mut self, queue: &str) {
         if !self.effects.notify.contains(queue) {
@@ -151,11 +292,16 @@ impl Tx<'_> {
         self.effects.created.push(queue.to_owned());
     }
 
+    /// The queue is gone: its counters and due times are deleted with it, not written.
     pub fn queue_deleted(&mut self, queue: &str) {
         self.effects.deleted.push(queue.to_owned());
+        self.counts.remove(queue);
+        self.due.retain(|(q, _), _| q != queue);
+        self.due_through.remove(queue);
     }
 
     fn flush_counts(&mut self) -> Result<()> {
+        self.flush_due()?;
         let mut stmt = self.conn.prepare_cached(sql::ADD_COUNTERS)?;
         for (queue, c) in self.counts.drain() {
             if c == Counts::default() {
@@ -168,7 +314,8 @@ impl Tx<'_> {
                 int(c.retried),
                 int(c.dead_lettered),
                 int(c.dropped),
-                int(c.expired)
+                int(c.expired),
+                c.depth
             ])?;
         }
         Ok(())
@@ -230,6 +377,7 @@ struct Writer {
 impl Writer {
     fn run(mut self, receiver: Receiver<Box<dyn Job>>) {
         let mut next_sweep = Instant::now() + SWEEP_INTERVAL;
+        let sweep_more = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut open = true;
         while open {
             let mut jobs: Vec<Box<dyn Job>> = Vec::new();
@@ -243,17 +391,22 @@ impl Writer {
             }
             if Instant::now() >= next_sweep {
                 next_sweep = Instant::now() + SWEEP_INTERVAL;
+                let more = sweep_more.clone();
                 jobs.push(Box::new(OpJob {
                     op: Some(messages::expire),
                     result: None,
-                    done: |r: Result<u64>| {
-                        if let Err(e) = r {
-                            tracing::warn!(error = %e, "retention sweep failed");
-                        }
+                    done: move |r: Result<(u64, bool)>| match r {
+                        Ok((_, left)) => more.store(left, Ordering::Relaxed),
+                        Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
                     },
                 }));
             }
             self.commit(jobs);
+            // A sweep that used its whole budget goes on in the next transaction, after
+            // whatever requests arrived meanwhile.
+            if sweep_more.swap(false, Ordering::Relaxed) {
+                next_sweep = Instant::now();
+            }
         }
     }
 
@@ -305,6 +458,8 @@ impl Writer {
                 settings: &mut self.settings,
                 effects: Effects::default(),
                 counts: HashMap::new(),
+                due: HashMap::new(),
+                due_through: HashMap::new(),
             };
             match jobs[i].run(&mut tx) {
                 Some(done) => effects.push(done),
@@ -348,21 +503,17 @@ impl Writer {
     }
 
     fn apply(&self, effects: Effects) {
-        if !effects.created.is_empty() || !effects.deleted.is_empty() {
-            let mut queues = self
-                .shared
-                .queues
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            for q in effects.created {
-                queues.insert(q);
-            }
-            for q in &effects.deleted {
-                queues.remove(q);
-            }
+        let events = &self.shared.events;
+        for q in effects.created {
+            events.queue_created(&q);
+            events.catalog_changed(CatalogChange::Queue(q));
+        }
+        for q in effects.deleted {
+            events.queue_deleted(&q);
+            events.catalog_changed(CatalogChange::Queue(q));
         }
         for q in &effects.notify {
-            self.shared.notify(q);
+            events.notify(q);
         }
     }
 

@@ -92,23 +92,7 @@ pub fn message_from_row(row: &Row<'_>, queue: &str) -> rusqlite::Result<Message>
     })
 }
 
-/// Attributes are stored as compact JSON `[["name","value"],...]`, NULL when there are none.
-pub fn encode_attributes(attributes: &[(String, String)]) -> Result<Option<String>> {
-    if attributes.is_empty() {
-        return Ok(None);
-    }
-    serde_json::to_string(attributes)
-        .map(Some)
-        .map_err(|e| Error::Unavailable(format!("cannot encode attributes: {e}")))
-}
-
-pub fn decode_attributes(stored: Option<&str>) -> Result<Vec<(String, String)>> {
-    match stored {
-        None => Ok(Vec::new()),
-        Some(json) => serde_json::from_str(json)
-            .map_err(|e| Error::Unavailable(format!("stored attributes are unreadable: {e}"))),
-    }
-}
+pub use crate::store::codec::{decode_attributes, encode_attributes};
 
 pub fn queue_settings(conn: &Connection, queue: &str) -> Result<crate::store::QueueSettings> {
     let text: Option<String> = conn

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::writer::{Tx, int};
 use super::{
     Error, FunctionRecord, FunctionVersion, QueueInfo, QueueSettings, QueueStats, Result,
-    TriggerRecord, sql,
+    TriggerRecord, messages, sql,
 };
 
 pub fn queue_names(conn: &Connection) -> Result<HashSet<String>> {
@@ -30,14 +30,42 @@ fn encode_settings(settings: &QueueSettings) -> Result<String> {
     serde_json::to_string(settings).map_err(|e| Error::InvalidSettings(e.to_string()))
 }
 
-/// The dead-letter queue must exist when the settings are stored.
-fn check_dead_letter_queue(conn: &Connection, settings: &QueueSettings) -> Result<()> {
-    match &settings.dead_letter_queue {
-        Some(dlq) if !queue_exists(conn, dlq)? => Err(Error::InvalidSettings(format!(
+/// The dead-letter queue must exist when the settings are stored, and following dead-letter
+/// queues from `queue` must end: a cycle would pass a message around it forever, each lap
+/// resetting its attempts.
+fn check_dead_letter_queue(conn: &Connection, queue: &str, settings: &QueueSettings) -> Result<()> {
+    let Some(dlq) = &settings.dead_letter_queue else {
+        return Ok(());
+    };
+    if !queue_exists(conn, dlq)? {
+        return Err(Error::InvalidSettings(format!(
             "dead_letter_queue `{dlq}` does not exist; create it first"
-        ))),
-        _ => Ok(()),
+        )));
     }
+    let mut chain = vec![queue.to_owned(), dlq.clone()];
+    let mut next = dlq.clone();
+    // Existing chains never loop (this check guards every change), so the walk ends; the
+    // bound only guards a database edited by hand.
+    while chain.len() <= 10_000 {
+        let Some(after) = conn
+            .prepare_cached(sql::DEAD_LETTER_QUEUE_OF)?
+            .query_row(params![next], |r| r.get::<_, Option<String>>(0))
+            .optional()?
+            .flatten()
+        else {
+            return Ok(());
+        };
+        chain.push(after.clone());
+        if after == queue {
+            return Err(Error::InvalidSettings(format!(
+                "dead_letter_queue `{dlq}` would form a dead-letter cycle ({}); a chain of \
+                 dead-letter queues must end in a queue without one",
+                chain.join(" → ")
+            )));
+        }
+        next = after;
+    }
+    Ok(())
 }
 
 pub fn create_queue(tx: &mut Tx<'_>, name: &str, settings: &QueueSettings) -> Result<QueueInfo> {
@@ -45,7 +73,7 @@ pub fn create_queue(tx: &mut Tx<'_>, name: &str, settings: &QueueSettings) -> Re
     if queue_exists(conn, name)? {
         return Err(Error::QueueExists(name.to_owned()));
     }
-    check_dead_letter_queue(conn, settings)?;
+    check_dead_letter_queue(conn, name, settings)?;
     conn.prepare_cached(sql::INSERT_QUEUE)?.execute(params![
         name,
         encode_settings(settings)?,
@@ -64,7 +92,7 @@ pub fn create_queue(tx: &mut Tx<'_>, name: &str, settings: &QueueSettings) -> Re
 
 pub fn update_queue(tx: &mut Tx<'_>, name: &str, settings: &QueueSettings) -> Result<QueueInfo> {
     let conn = tx.conn;
-    check_dead_letter_queue(conn, settings)?;
+    check_dead_letter_queue(conn, name, settings)?;
     let changed = conn
         .prepare_cached(sql::UPDATE_QUEUE_SETTINGS)?
         .execute(params![
@@ -79,7 +107,10 @@ pub fn update_queue(tx: &mut Tx<'_>, name: &str, settings: &QueueSettings) -> Re
     get_queue(conn, tx.now, name)
 }
 
-pub fn delete_queue(tx: &mut Tx<'_>, name: &str) -> Result<()> {
+/// One request of a queue delete: checks it is allowed, then deletes up to `chunk` of its
+/// messages; once at most `chunk` are left, deletes them, its dedup entries and the queue
+/// itself. Returns true when the queue is gone.
+pub fn delete_queue(tx: &mut Tx<'_>, name: &str, chunk: u64) -> Result<bool> {
     let conn = tx.conn;
     if !queue_exists(conn, name)? {
         return Err(Error::QueueNotFound(name.to_owned()));
@@ -100,15 +131,24 @@ pub fn delete_queue(tx: &mut Tx<'_>, name: &str) -> Result<()> {
             function,
         });
     }
-    conn.prepare_cached(sql::DELETE_QUEUE_MESSAGES)?
-        .execute(params![name])?;
-    conn.prepare_cached(sql::DELETE_QUEUE_DEDUP)?
+    if tx.depth(name)? > chunk {
+        messages::purge(tx, name, Some(i64::MAX), chunk)?;
+        return Ok(false);
+    }
+    let dedup = conn
+        .prepare_cached(sql::DELETE_QUEUE_DEDUP_SOME)?
+        .execute(params![name, int(chunk)])?;
+    if dedup as u64 == chunk {
+        return Ok(false);
+    }
+    messages::purge(tx, name, Some(i64::MAX), chunk)?;
+    conn.prepare_cached(sql::DELETE_QUEUE_DUE)?
         .execute(params![name])?;
     conn.prepare_cached(sql::DELETE_QUEUE)?
         .execute(params![name])?;
     tx.forget_settings();
     tx.queue_deleted(name);
-    Ok(())
+    Ok(true)
 }
 
 pub fn get_queue(conn: &Connection, now: u64, name: &str) -> Result<QueueInfo> {
@@ -121,7 +161,7 @@ pub fn get_queue(conn: &Connection, now: u64, name: &str) -> Result<QueueInfo> {
 }
 
 pub fn list_queues(conn: &Connection, now: u64) -> Result<Vec<QueueInfo>> {
-    let queues: Vec<Result<QueueInfo>> = conn
+    let queues: Vec<Result<Counted>> = conn
         .prepare_cached(sql::SELECT_QUEUES)?
         .query_map([], queue_from_row)?
         .collect::<rusqlite::Result<_>>()?;
@@ -132,7 +172,7 @@ pub fn list_queues(conn: &Connection, now: u64) -> Result<Vec<QueueInfo>> {
 }
 
 /// Decodes a queue row; the outer error is SQLite's, the inner one unreadable settings.
-fn queue_from_row(row: &Row<'_>) -> rusqlite::Result<Result<QueueInfo>> {
+fn queue_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Counted>> {
     let name: String = row.get(0)?;
     let settings: String = row.get(1)?;
     let total = |i| row.get::<_, i64>(i).map(|v| u64::try_from(v).unwrap_or(0));
@@ -146,26 +186,52 @@ fn queue_from_row(row: &Row<'_>) -> rusqlite::Result<Result<QueueInfo>> {
         ..QueueStats::default()
     };
     let created_at_ms = total(2)?;
+    let depth = total(9)?;
+    let due_through = total(10)?;
     Ok(serde_json::from_str(&settings)
         .map_err(|e| Error::Unavailable(format!("settings of queue `{name}` are unreadable: {e}")))
-        .map(|settings| QueueInfo {
-            name,
-            settings,
-            created_at_ms,
-            stats,
+        .map(|settings| Counted {
+            info: QueueInfo {
+                name,
+                settings,
+                created_at_ms,
+                stats,
+            },
+            depth,
+            due_through,
         }))
 }
 
-fn with_live_stats(conn: &Connection, now: u64, mut info: QueueInfo) -> Result<QueueInfo> {
-    let (visible, delayed, in_flight, oldest): (i64, i64, i64, Option<i64>) = conn
-        .prepare_cached(sql::QUEUE_LIVE_COUNTS)?
-        .query_row(params![info.name, int(now)], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })?;
+/// A queue row with the counters live stats start from.
+struct Counted {
+    info: QueueInfo,
+    depth: u64,
+    due_through: u64,
+}
+
+/// Visible, delayed and in flight from the counters (see `sql::SCHEMA_V3`): the depth, minus
+/// what `message_due` says is due after now. Costs the number of distinct future due times,
+/// not the number of messages; the oldest message is one index step.
+fn with_live_stats(conn: &Connection, now: u64, counted: Counted) -> Result<QueueInfo> {
+    let Counted {
+        mut info,
+        depth,
+        due_through,
+    } = counted;
+    // Messages due by `due_through` are not tracked, so they count as visible even if this
+    // reader's clock is a moment behind the writer's.
+    let now = now.max(due_through);
+    let (delayed, in_flight): (i64, i64) = conn
+        .prepare_cached(sql::QUEUE_NOT_DUE)?
+        .query_row(params![info.name, int(now)], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let oldest: Option<i64> = conn
+        .prepare_cached(sql::QUEUE_OLDEST)?
+        .query_row(params![info.name], |r| r.get(0))
+        .optional()?;
     let count = |v: i64| u64::try_from(v).unwrap_or(0);
-    info.stats.visible = count(visible);
     info.stats.delayed = count(delayed);
     info.stats.in_flight = count(in_flight);
+    info.stats.visible = depth.saturating_sub(count(delayed) + count(in_flight));
     info.stats.oldest_age_ms = oldest.map(|t| now.saturating_sub(count(t)));
     Ok(info)
 }
@@ -286,16 +352,6 @@ fn consumer_of(conn: &Connection, queue: &str) -> Result<Option<String>> {
 
 pub fn put_trigger(tx: &mut Tx<'_>, trigger: TriggerRecord) -> Result<TriggerRecord> {
     let conn = tx.conn;
-    if trigger.batch_size == 0 {
-        return Err(Error::InvalidSettings(
-            "trigger batch_size must be at least 1".into(),
-        ));
-    }
-    if trigger.max_concurrency == 0 {
-        return Err(Error::InvalidSettings(
-            "trigger max_concurrency must be at least 1".into(),
-        ));
-    }
     if !queue_exists(conn, &trigger.queue)? {
         return Err(Error::QueueNotFound(trigger.queue));
     }

@@ -1,0 +1,117 @@
+//! What a backend tells the rest of the host after a commit: wake-ups for consumers of a queue,
+//! and catalog changes (queues, functions, triggers, tokens) so caches and trigger loops follow.
+//! Fed by this host's commits and, with PostgreSQL, by other hosts' commits through
+//! LISTEN/NOTIFY, so every host sees the same changes.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use tokio::sync::{Notify, broadcast};
+
+/// A change to the catalog, named by what changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogChange {
+    /// A queue was created, changed or deleted.
+    Queue(String),
+    /// A function, its active version or its trigger changed (or it was deleted).
+    Function(String),
+    /// Tokens were added or revoked.
+    Tokens,
+    /// Changes may have been missed (a lost database connection): reload everything.
+    Everything,
+}
+
+/// Wake-ups per queue, the set of queue names, and a stream of catalog changes.
+pub struct Events {
+    notifiers: Mutex<HashMap<String, Arc<Notify>>>,
+    queues: RwLock<HashSet<String>>,
+    catalog: broadcast::Sender<CatalogChange>,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Events {
+            notifiers: Mutex::default(),
+            queues: RwLock::default(),
+            catalog: broadcast::channel(1024).0,
+        }
+    }
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events").finish_non_exhaustive()
+    }
+}
+
+impl Events {
+    /// The wake-up of `queue`'s consumers.
+    pub fn notifier(&self, queue: &str) -> Arc<Notify> {
+        let mut map = self
+            .notifiers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.entry(queue.to_owned()).or_default().clone()
+    }
+
+    /// Wakes every waiting consumer of `queue`, and leaves a permit for one that is between
+    /// checking the queue and waiting, so a wake-up is never lost.
+    pub fn notify(&self, queue: &str) {
+        let notify = self.notifier(queue);
+        notify.notify_waiters();
+        notify.notify_one();
+    }
+
+    /// Wakes the consumers of every queue (after a lost connection: commits may have been
+    /// missed).
+    pub fn notify_all(&self) {
+        let all: Vec<Arc<Notify>> = self
+            .notifiers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        for notify in all {
+            notify.notify_waiters();
+            notify.notify_one();
+        }
+    }
+
+    pub fn queue_known(&self, name: &str) -> bool {
+        self.queues
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(name)
+    }
+
+    pub fn set_queues(&self, names: HashSet<String>) {
+        *self.queues.write().unwrap_or_else(PoisonError::into_inner) = names;
+    }
+
+    pub fn queue_created(&self, name: &str) {
+        self.queues
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_owned());
+    }
+
+    pub fn queue_deleted(&self, name: &str) {
+        self.queues
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
+    }
+
+    /// Announces a catalog change to every subscriber.
+    pub fn catalog_changed(&self, change: CatalogChange) {
+        // No subscribers is fine: nothing caches that part of the catalog yet.
+        let _ = self.catalog.send(change);
+    }
+
+    /// Catalog changes from now on. A subscriber that falls behind gets `Lagged` and should
+    /// reload everything.
+    pub fn subscribe(&self) -> broadcast::Receiver<CatalogChange> {
+        self.catalog.subscribe()
+    }
+}

@@ -1,0 +1,117 @@
+//! The invocation log in PostgreSQL: one row per handler invocation on any host, newest first
+//! by id, with paging, an outcome filter and bounded retention (an age and a per-function cap),
+//! so `sluice logs` shows every host's invocations and survives restarts.
+
+use deadpool_postgres::{GenericClient, Transaction};
+
+use super::super::{Error, InvocationEntry, InvocationQuery, InvocationRetention, Result};
+use super::{count, int};
+
+const INSERT: &str = "INSERT INTO invocations
+    (function, version, started_at, duration_ms, batch_size, outcome, dry_run, error, failures,
+     logs, sent)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id";
+/// A page of one function's log, newest first: ids below `$2`, outcomes in `$3` (every
+/// outcome when it is empty).
+const PAGE: &str = "SELECT id, function, version, started_at, duration_ms, batch_size, outcome,
+    dry_run, error, failures, logs, sent FROM invocations
+    WHERE function = $1 AND id < $2 AND (cardinality($3::text[]) = 0 OR outcome = ANY($3))
+    ORDER BY id DESC LIMIT $4";
+/// Keeps the newest `$2` rows of function `$1`.
+const TRIM_FUNCTION: &str = "DELETE FROM invocations WHERE function = $1 AND id <= (
+    SELECT id FROM invocations WHERE function = $1 ORDER BY id DESC OFFSET $2 LIMIT 1)";
+/// Deletes up to `$2` rows started before `$1`, oldest first (ids grow with time).
+const EXPIRE: &str = "DELETE FROM invocations WHERE id IN (
+    SELECT id FROM invocations WHERE started_at < $1 ORDER BY id LIMIT $2)";
+pub const DELETE_FUNCTION: &str = "DELETE FROM invocations WHERE function = $1";
+
+/// The most expired rows one write removes.
+const MAX_EXPIRED_PER_WRITE: i64 = 1_000;
+
+pub async fn insert(
+    tx: &Transaction<'_>,
+    now: u64,
+    mut entries: Vec<InvocationEntry>,
+    retention: InvocationRetention,
+) -> Result<Vec<InvocationEntry>> {
+    let mut functions: Vec<String> = Vec::new();
+    for entry in &mut entries {
+        let failures = match &entry.failures {
+            serde_json::Value::Array(a) if a.is_empty() => None,
+            serde_json::Value::Null => None,
+            other => Some(other.to_string()),
+        };
+        let row = tx
+            .query_one(
+                INSERT,
+                &[
+                    &entry.function,
+                    &i32::try_from(entry.version).unwrap_or(i32::MAX),
+                    &int(entry.started_at_ms),
+                    &entry.duration_ms,
+                    &int(entry.batch_size),
+                    &entry.outcome,
+                    &entry.dry_run,
+                    &entry.error,
+                    &failures,
+                    &entry.logs,
+                    &int(entry.sent),
+                ],
+            )
+            .await?;
+        entry.id = count(row.get(0));
+        if !functions.contains(&entry.function) {
+            functions.push(entry.function.clone());
+        }
+    }
+    for function in functions {
+        tx.execute(
+            TRIM_FUNCTION,
+            &[&function, &int(retention.max_per_function)],
+        )
+        .await?;
+    }
+    let cutoff = int(now.saturating_sub(retention.max_age_ms));
+    tx.execute(EXPIRE, &[&cutoff, &MAX_EXPIRED_PER_WRITE])
+        .await?;
+    Ok(entries)
+}
+
+pub async fn page(
+    client: &impl GenericClient,
+    function: &str,
+    query: &InvocationQuery,
+) -> Result<Vec<InvocationEntry>> {
+    let before = query.before.map(int).unwrap_or(i64::MAX);
+    let rows = client
+        .query(
+            PAGE,
+            &[&function, &before, &query.outcomes, &(query.limit as i64)],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let failures: Option<String> = row.get(9);
+            let failures = match failures {
+                Some(text) => serde_json::from_str(&text).map_err(|e| {
+                    Error::Unavailable(format!("stored invocation failures are unreadable: {e}"))
+                })?,
+                None => serde_json::Value::Array(Vec::new()),
+            };
+            Ok(InvocationEntry {
+                id: count(row.get(0)),
+                function: row.get(1),
+                version: u32::try_from(row.get::<_, i32>(2)).unwrap_or(0),
+                started_at_ms: count(row.get(3)),
+                duration_ms: row.get(4),
+                batch_size: count(row.get(5)),
+                outcome: row.get(6),
+                dry_run: row.get(7),
+                error: row.get(8),
+                failures,
+                logs: row.get(10),
+                sent: count(row.get(11)),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,690 @@
+//! Message operations inside one PostgreSQL transaction: enqueue (with dedup), lease (one
+//! `FOR UPDATE SKIP LOCKED` statement), extend, settle (every change guarded by the lease id),
+//! redrive, purge and the retention sweep. Each records its counter deltas and wake-ups in the
+//! [`Work`] it is given; the caller writes them with the commit.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use deadpool_postgres::Transaction;
+use tokio_postgres::error::SqlState;
+
+use super::super::codec::{decode_attributes, decode_settings, encode_attributes};
+use super::super::validate::{self, is_reserved_attribute};
+use super::super::{
+    ATTR_ATTEMPTS, ATTR_DEAD_LETTER_REASON, ATTR_SOURCE_ID, ATTR_SOURCE_QUEUE, DeadLetter,
+    Enqueued, Error, Lease, MAX_LEASE_MESSAGES, Message, NewMessage, QueueSettings,
+    REASON_LEASE_EXPIRED, Result, Retry, Settled, Settlement,
+};
+use super::{int, sql};
+
+/// Additions to one queue's counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Counts {
+    pub enqueued: i64,
+    pub acked: i64,
+    pub retried: i64,
+    pub dead_lettered: i64,
+    pub dropped: i64,
+    pub expired: i64,
+}
+
+/// What a transaction leaves to do at commit: counter deltas and queues to wake.
+#[derive(Debug, Default)]
+pub struct Work {
+    pub now: u64,
+    pub counts: HashMap<String, Counts>,
+    pub wake: HashSet<String>,
+    settings: HashMap<String, QueueSettings>,
+}
+
+impl Work {
+    pub fn new(now: u64) -> Work {
+        Work {
+            now,
+            ..Work::default()
+        }
+    }
+
+    fn count(&mut self, queue: &str) -> &mut Counts {
+        self.counts.entry(queue.to_owned()).or_default()
+    }
+
+    /// A queue's settings, read once per transaction.
+    async fn settings(&mut self, tx: &Transaction<'_>, queue: &str) -> Result<QueueSettings> {
+        if let Some(s) = self.settings.get(queue) {
+            return Ok(s.clone());
+        }
+        let row = tx
+            .query_opt(sql::QUEUE_SETTINGS, &[&queue])
+            .await?
+            .ok_or_else(|| Error::QueueNotFound(queue.to_owned()))?;
+        let settings = decode_settings(queue, row.get(0))?;
+        self.settings.insert(queue.to_owned(), settings.clone());
+        Ok(settings)
+    }
+
+    /// Writes the counter deltas and queues the NOTIFYs; both take effect at commit.
+    pub async fn flush(&mut self, tx: &Transaction<'_>) -> Result<()> {
+        for (queue, c) in self.counts.drain() {
+            if c == Counts::default() {
+                continue;
+            }
+            tx.execute(
+                sql::ADD_COUNTS,
+                &[
+                    &queue,
+                    &c.enqueued,
+                    &c.acked,
+                    &c.retried,
+                    &c.dead_lettered,
+                    &c.dropped,
+                    &c.expired,
+                ],
+            )
+            .await?;
+        }
+        for queue in &self.wake {
+            tx.execute(sql::NOTIFY_WAKE, &[queue]).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A foreign-key violation on `messages.queue`: the queue was deleted meanwhile.
+fn queue_gone(err: tokio_postgres::Error, queue: &str) -> Error {
+    if err.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) {
+        Error::QueueNotFound(queue.to_owned())
+    } else {
+        err.into()
+    }
+}
+
+fn message_id(id: &str) -> Option<i64> {
+    id.parse().ok()
+}
+
+pub async fn enqueue(
+    tx: &Transaction<'_>,
+    work: &mut Work,
+    queue: &str,
+    messages: Vec<NewMessage>,
+) -> Result<Vec<Enqueued>> {
+    let settings = work.settings(tx, queue).await?;
+    validate::messages_fit(queue, &settings, &messages)?;
+    if let Some(max_depth) = settings.max_depth {
+        let depth: i64 = tx
+            .query_one(sql::DEPTH_UP_TO, &[&queue, &int(max_depth)])
+            .await?
+            .get(0);
+        if u64::try_from(depth).unwrap_or(0) + messages.len() as u64 > max_depth {
+            return Err(Error::QueueFull {
+                queue: queue.to_owned(),
+                max_depth,
+            });
+        }
+    }
+    let now = work.now;
+    // What each message turns out to be: new, a duplicate of a live message, or a duplicate of
+    // an earlier message of this request. Ids are taken only for new messages.
+    enum Fate {
+        New,
+        DuplicateOf(i64),
+        SameAs(usize),
+    }
+    let mut fates = Vec::with_capacity(messages.len());
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, m) in messages.iter().enumerate() {
+        let dedup = m
+            .dedup_id
+            .as_deref()
+            .filter(|_| settings.dedup_window_ms > 0);
+        let fate = match dedup {
+            None => Fate::New,
+            Some(dedup_id) => match seen.get(dedup_id) {
+                Some(first) => Fate::SameAs(*first),
+                None => {
+                    seen.insert(dedup_id, i);
+                    match tx
+                        .query_opt(sql::DEDUP_LOOKUP_LIVE, &[&queue, &dedup_id, &int(now)])
+                        .await?
+                    {
+                        Some(row) => Fate::DuplicateOf(row.get(0)),
+                        None => Fate::New,
+                    }
+                }
+            },
+        };
+        fates.push(fate);
+    }
+    let wanted = fates.iter().filter(|f| matches!(f, Fate::New)).count();
+    let mut ids = tx
+        .query(sql::NEXT_MESSAGE_IDS, &[&(wanted as i64)])
+        .await?
+        .into_iter()
+        .map(|r| r.get::<_, i64>(0));
+    let mut resolved: Vec<(i64, bool)> = Vec::with_capacity(messages.len());
+    let (mut new_ids, mut bodies, mut attributes, mut visible_at) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (m, fate) in messages.into_iter().zip(fates) {
+        let (id, duplicate) = match fate {
+            Fate::DuplicateOf(original) => (original, true),
+            Fate::SameAs(first) => (resolved[first].0, true),
+            Fate::New => {
+                let id = ids
+                    .next()
+                    .ok_or_else(|| Error::Unavailable("the id sequence ran short".into()))?;
+                let claimed = match m
+                    .dedup_id
+                    .as_deref()
+                    .filter(|_| settings.dedup_window_ms > 0)
+                {
+                    None => None,
+                    Some(dedup_id) => {
+                        let expires_at = int(now.saturating_add(settings.dedup_window_ms));
+                        let row = tx
+                            .query_opt(
+                                sql::DEDUP_CLAIM,
+                                &[&queue, &dedup_id, &id, &expires_at, &int(now)],
+                            )
+                            .await?;
+                        match row {
+                            Some(_) => None,
+                            // Another host enqueued the same dedup id since the lookup.
+                            None => Some(
+                                tx.query_one(sql::DEDUP_LOOKUP, &[&queue, &dedup_id])
+                                    .await?
+                                    .get::<_, i64>(0),
+                            ),
+                        }
+                    }
+                };
+                match claimed {
+                    Some(original) => (original, true),
+                    None => {
+                        new_ids.push(id);
+                        bodies.push(m.body);
+                        attributes.push(encode_attributes(&m.attributes)?);
+                        visible_at.push(int(now.saturating_add(m.delay_ms)));
+                        (id, false)
+                    }
+                }
+            }
+        };
+        resolved.push((id, duplicate));
+    }
+    let out = resolved
+        .iter()
+        .map(|(id, duplicate)| Enqueued {
+            id: id.to_string(),
+            duplicate: *duplicate,
+        })
+        .collect();
+    if !new_ids.is_empty() {
+        tx.execute(
+            sql::INSERT_MESSAGES,
+            &[
+                &new_ids,
+                &queue,
+                &bodies,
+                &attributes,
+                &int(now),
+                &visible_at,
+            ],
+        )
+        .await
+        .map_err(|e| queue_gone(e, queue))?;
+        work.count(queue).enqueued += new_ids.len() as i64;
+        // Delayed messages wake consumers too: they change when the next message is due.
+        work.wake.insert(queue.to_owned());
+    }
+    Ok(out)
+}
+
+pub async fn lease(
+    tx: &Transaction<'_>,
+    work: &mut Work,
+    queue: &str,
+    max: usize,
+    visibility: Option<Duration>,
+    max_leases: Option<u32>,
+) -> Result<Option<Lease>> {
+    let settings = work.settings(tx, queue).await?;
+    let max = max.min(MAX_LEASE_MESSAGES);
+    if max == 0 {
+        return Ok(None);
+    }
+    let now = work.now;
+    if let Some(cap) = max_leases {
+        // Hosts deciding on the same queue take turns, so the cap holds across all of them.
+        tx.execute(sql::LOCK_QUEUE_LEASES, &[&queue]).await?;
+        let live: i64 = tx
+            .query_one(sql::LIVE_LEASES, &[&queue, &int(now)])
+            .await?
+            .get(0);
+        if live >= i64::from(cap) {
+            return Ok(None);
+        }
+    }
+    let visibility_ms = visibility
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(settings.visibility_timeout_ms);
+    let expires_at = now.saturating_add(visibility_ms);
+    let lease_id: i64 = rand::random();
+    let mut messages = Vec::new();
+    loop {
+        let want = max - messages.len();
+        let rows = tx
+            .query(
+                sql::LEASE,
+                &[
+                    &queue,
+                    &int(now),
+                    &(want as i64),
+                    &lease_id,
+                    &int(expires_at),
+                    &i32::try_from(settings.max_attempts).unwrap_or(i32::MAX),
+                ],
+            )
+            .await?;
+        let exhausted = rows.len() < want;
+        let mut taken: Vec<(i64, i64, i32, Message)> = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: i64 = row.get(0);
+            let attributes: Option<String> = row.get(2);
+            let attempt: i32 = row.get(3);
+            let previous: i32 = row.get(6);
+            taken.push((
+                row.get(5),
+                id,
+                previous,
+                Message {
+                    id: id.to_string(),
+                    queue: queue.to_owned(),
+                    body: row.get(1),
+                    attributes: decode_attributes(attributes.as_deref())?,
+                    attempt: u32::try_from(attempt).unwrap_or(0),
+                    enqueued_at_ms: u64::try_from(row.get::<_, i64>(4)).unwrap_or(0),
+                },
+            ));
+        }
+        // Delivery order is the index's: visible_at, then id.
+        taken.sort_by_key(|(visible_at, id, _, _)| (*visible_at, *id));
+        let mut dead = false;
+        for (_, id, previous, m) in taken {
+            if u32::try_from(previous).unwrap_or(0) >= settings.max_attempts {
+                // Delivered max_attempts times and visible again: its last consumer never
+                // settled it. Delivering it once more would exceed the limit.
+                dead_letter(tx, work, queue, &settings, id, REASON_LEASE_EXPIRED).await?;
+                dead = true;
+                continue;
+            }
+            messages.push(m);
+        }
+        if exhausted || messages.len() >= max || !dead {
+            break;
+        }
+    }
+    if messages.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Lease {
+        id: lease_id,
+        queue: queue.to_owned(),
+        messages,
+        expires_at_ms: expires_at,
+    }))
+}
+
+pub async fn extend(
+    tx: &Transaction<'_>,
+    work: &Work,
+    lease_id: i64,
+    ids: &[String],
+    visibility: Duration,
+) -> Result<u64> {
+    let visibility_ms = u64::try_from(visibility.as_millis()).unwrap_or(u64::MAX);
+    let expires_at = int(work.now.saturating_add(visibility_ms));
+    let ids: Vec<i64> = ids.iter().filter_map(|id| message_id(id)).collect();
+    Ok(tx
+        .execute(sql::EXTEND_LEASE, &[&ids, &lease_id, &expires_at])
+        .await?)
+}
+
+/// Applies a whole settlement; any error rolls back all of it (the caller's transaction).
+pub async fn settle(
+    tx: &Transaction<'_>,
+    work: &mut Work,
+    queue: &str,
+    lease_id: i64,
+    settlement: Settlement,
+) -> Result<Settled> {
+    let Settlement {
+        ack,
+        retry,
+        dead_letter: dead,
+        send,
+    } = settlement;
+    let now = work.now;
+    let mut out = Settled::default();
+    // Refuse a settlement whose sends cannot go before changing anything: ids taken from the
+    // sequence by a rolled-back transaction are never given back.
+    for (target, message) in &send {
+        let settings = work.settings(tx, target).await?;
+        validate::messages_fit(target, &settings, std::slice::from_ref(message))?;
+    }
+    // A settle frees a lease: consumers on any host waiting at the queue's concurrency cap
+    // may lease again.
+    work.wake.insert(queue.to_owned());
+
+    // An ack counts only while this lease still holds the message; ids that are not ours can
+    // never be held, so they are simply stale.
+    if !ack.is_empty() {
+        let ids: Vec<i64> = ack.iter().filter_map(|id| message_id(id)).collect();
+        out.acked = tx.execute(sql::ACK_MANY, &[&ids, &lease_id]).await?;
+        out.stale += ack.len() as u64 - out.acked;
+        work.count(queue).acked += out.acked as i64;
+    }
+
+    for Retry {
+        id,
+        delay_ms,
+        error,
+    } in retry
+    {
+        let Some((id, attempt)) = held(tx, &id, lease_id).await? else {
+            out.stale += 1;
+            continue;
+        };
+        let settings = work.settings(tx, queue).await?;
+        if attempt >= settings.max_attempts {
+            if dead_letter(tx, work, queue, &settings, id, &error).await? {
+                out.dead_lettered += 1;
+            } else {
+                out.dropped += 1;
+            }
+            continue;
+        }
+        let visible_at = int(now.saturating_add(delay_ms));
+        tx.execute(sql::RETRY, &[&id, &visible_at, &error]).await?;
+        out.retried += 1;
+        work.count(queue).retried += 1;
+        work.wake.insert(queue.to_owned());
+    }
+
+    for DeadLetter { id, reason } in dead {
+        let Some((id, _)) = held(tx, &id, lease_id).await? else {
+            out.stale += 1;
+            continue;
+        };
+        let settings = work.settings(tx, queue).await?;
+        if dead_letter(tx, work, queue, &settings, id, &reason).await? {
+            out.dead_lettered += 1;
+        } else {
+            out.dropped += 1;
+        }
+    }
+
+    // Sends go out grouped by target (order kept within each), one insert per target.
+    let mut by_target: Vec<(String, Vec<NewMessage>)> = Vec::new();
+    for (target, message) in send {
+        match by_target.iter_mut().find(|(t, _)| *t == target) {
+            Some((_, list)) => list.push(message),
+            None => by_target.push((target, vec![message])),
+        }
+    }
+    for (target, messages) in by_target {
+        // A missing queue or an oversized message fails the whole settlement.
+        out.sent += enqueue(tx, work, &target, messages).await?.len() as u64;
+    }
+    Ok(out)
+}
+
+/// The message's id and attempt when `lease_id` still holds it (locked until commit).
+async fn held(tx: &Transaction<'_>, id: &str, lease_id: i64) -> Result<Option<(i64, u32)>> {
+    let Some(id) = message_id(id) else {
+        return Ok(None);
+    };
+    let row = tx.query_opt(sql::LEASED_ATTEMPT, &[&id, &lease_id]).await?;
+    Ok(row.map(|r| (id, u32::try_from(r.get::<_, i32>(0)).unwrap_or(0))))
+}
+
+/// Moves message `id` to the queue's dead-letter queue as a new message, with the reason,
+/// attempts and source queue as attributes; without one, deletes it. True when dead-lettered.
+async fn dead_letter(
+    tx: &Transaction<'_>,
+    work: &mut Work,
+    queue: &str,
+    settings: &QueueSettings,
+    id: i64,
+    reason: &str,
+) -> Result<bool> {
+    let Some(row) = tx.query_opt(sql::DELETE_FOR_MOVE, &[&id]).await? else {
+        return Ok(false);
+    };
+    let body: Vec<u8> = row.get(0);
+    let attributes: Option<String> = row.get(1);
+    let attempt: i32 = row.get(2);
+    let Some(dlq) = &settings.dead_letter_queue else {
+        work.count(queue).dropped += 1;
+        return Ok(false);
+    };
+    let mut attributes = decode_attributes(attributes.as_deref())?;
+    attributes.retain(|(k, _)| !is_reserved_attribute(k));
+    attributes.push((ATTR_DEAD_LETTER_REASON.into(), reason.to_owned()));
+    attributes.push((ATTR_ATTEMPTS.into(), attempt.to_string()));
+    attributes.push((ATTR_SOURCE_QUEUE.into(), queue.to_owned()));
+    attributes.push((ATTR_SOURCE_ID.into(), id.to_string()));
+    let now = int(work.now);
+    tx.execute(
+        sql::INSERT_MOVED,
+        &[
+            dlq,
+            &body,
+            &encode_attributes(&attributes)?,
+            &now,
+            &Some(queue),
+        ],
+    )
+    .await
+    .map_err(|e| queue_gone(e, dlq))?;
+    work.count(queue).dead_lettered += 1;
+    work.count(dlq).enqueued += 1;
+    work.wake.insert(dlq.clone());
+    Ok(true)
+}
+
+pub async fn redrive(
+    tx: &Transaction<'_>,
+    work: &mut Work,
+    dlq: &str,
+    to: Option<&str>,
+    limit: Option<u64>,
+) -> Result<u64> {
+    work.settings(tx, dlq).await?;
+    if let Some(to) = to {
+        if to == dlq {
+            return Err(Error::InvalidSettings(format!(
+                "cannot redrive `{dlq}` into itself"
+            )));
+        }
+        work.settings(tx, to).await?;
+    }
+    let now = int(work.now);
+    let limit = limit.unwrap_or(u64::MAX);
+    let mut moved = 0u64;
+    let mut cursor = 0i64;
+    while moved < limit {
+        let page = (limit - moved).min(500) as i64;
+        let rows = tx
+            .query(sql::REDRIVABLE, &[&dlq, &cursor, &now, &page])
+            .await?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in rows {
+            let id: i64 = row.get(0);
+            let source: Option<String> = row.get(1);
+            cursor = id;
+            // Messages whose source is unknown or gone stay in the dead-letter queue.
+            let Some(target) = to.map(str::to_owned).or(source) else {
+                continue;
+            };
+            if target == dlq {
+                continue;
+            }
+            if move_back(tx, work, id, &target).await? {
+                moved += 1;
+            } else {
+                continue;
+            }
+            if moved >= limit {
+                break;
+            }
+        }
+    }
+    Ok(moved)
+}
+
+/// Moves message `id` of a dead-letter queue to `target` as a new message without Sluice's
+/// attributes (attempts start again). False when the target or the message is gone.
+async fn move_back(tx: &Transaction<'_>, work: &mut Work, id: i64, target: &str) -> Result<bool> {
+    match work.settings(tx, target).await {
+        Ok(_) => {}
+        Err(Error::QueueNotFound(_)) => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    let Some(moving) = tx.query_opt(sql::DELETE_FOR_MOVE, &[&id]).await? else {
+        return Ok(false);
+    };
+    let body: Vec<u8> = moving.get(0);
+    let attributes: Option<String> = moving.get(1);
+    let mut attributes = decode_attributes(attributes.as_deref())?;
+    attributes.retain(|(k, _)| !is_reserved_attribute(k));
+    tx.execute(
+        sql::INSERT_MOVED,
+        &[
+            &target,
+            &body,
+            &encode_attributes(&attributes)?,
+            &int(work.now),
+            &None::<&str>,
+        ],
+    )
+    .await
+    .map_err(|e| queue_gone(e, target))?;
+    work.count(target).enqueued += 1;
+    work.wake.insert(target.to_owned());
+    Ok(true)
+}
+
+/// Like [`redrive`], for the listed messages of `dlq` only; others are skipped.
+pub async fn redrive_ids(
+    tx: &Transaction<'_>,
+    work: &mut Work,
+    dlq: &str,
+    to: Option<&str>,
+    ids: &[u64],
+) -> Result<u64> {
+    work.settings(tx, dlq).await?;
+    if let Some(to) = to {
+        if to == dlq {
+            return Err(Error::InvalidSettings(format!(
+                "cannot redrive `{dlq}` into itself"
+            )));
+        }
+        work.settings(tx, to).await?;
+    }
+    let now = int(work.now);
+    let mut moved = 0;
+    for id in ids {
+        let id = int(*id);
+        let Some(row) = tx
+            .query_opt(sql::REDRIVABLE_ONE, &[&id, &dlq, &now])
+            .await?
+        else {
+            continue;
+        };
+        let source: Option<String> = row.get(0);
+        let Some(target) = to.map(str::to_owned).or(source) else {
+            continue;
+        };
+        if target != dlq && move_back(tx, work, id, &target).await? {
+            moved += 1;
+        }
+    }
+    Ok(moved)
+}
+
+/// Deletes the listed messages of `queue`, in flight or not.
+pub async fn delete(
+    tx: &Transaction<'_>,
+    work: &mut Work,
+    queue: &str,
+    ids: &[u64],
+) -> Result<u64> {
+    work.settings(tx, queue).await?;
+    let ids: Vec<i64> = ids.iter().map(|id| int(*id)).collect();
+    Ok(tx.execute(sql::DELETE_LISTED, &[&ids, &queue]).await?)
+}
+
+/// The most messages one sweep deletes, so a backlog expiring at once is spread over sweeps.
+const MAX_EXPIRED_PER_SWEEP: usize = 50_000;
+
+/// The retention sweep: deletes messages older than their queue's retention and forgets dedup
+/// ids whose window has passed. Several hosts may sweep at once: each message is deleted (and
+/// counted) by exactly one of them.
+pub async fn expire(tx: &Transaction<'_>, work: &mut Work) -> Result<u64> {
+    let now = work.now;
+    tx.execute(sql::DEDUP_FORGET_EXPIRED, &[&int(now)]).await?;
+    let mut total = 0u64;
+    for row in tx.query(sql::QUEUE_RETENTIONS, &[]).await? {
+        let queue: String = row.get(0);
+        let settings = decode_settings(&queue, row.get(1))?;
+        let horizon = int(now.saturating_sub(settings.retention_ms));
+        let deleted = tx
+            .execute(
+                sql::EXPIRE_OLDEST,
+                &[&queue, &horizon, &(MAX_EXPIRED_PER_SWEEP as i64)],
+            )
+            .await?;
+        if deleted > 0 {
+            work.count(&queue).expired += deleted as i64;
+            total += deleted;
+        }
+    }
+    // Fold the counter deltas appended since the last sweep into the queues' totals.
+    tx.execute(sql::FOLD_COUNTS, &[]).await?;
+    Ok(total)
+}
+
+pub async fn purge(tx: &Transaction<'_>, work: &mut Work, queue: &str) -> Result<u64> {
+    work.settings(tx, queue).await?;
+    Ok(tx.execute(sql::DELETE_QUEUE_MESSAGES, &[&queue]).await?)
+}
+
+/// Unacknowledged messages after a cursor, in id order.
+pub fn peek_rows(rows: Vec<tokio_postgres::Row>, queue: &str) -> Result<Vec<Message>> {
+    rows.into_iter()
+        .map(|row| {
+            let attributes: Option<String> = row.get(2);
+            Ok(Message {
+                id: row.get::<_, i64>(0).to_string(),
+                queue: queue.to_owned(),
+                body: row.get(1),
+                attributes: decode_attributes(attributes.as_deref())?,
+                attempt: u32::try_from(row.get::<_, i32>(3)).unwrap_or(0),
+                enqueued_at_ms: u64::try_from(row.get::<_, i64>(4)).unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+pub fn parse_cursor(cursor: Option<&str>) -> Result<i64> {
+    match cursor {
+        None => Ok(0),
+        Some(c) => message_id(c)
+            .filter(|id| *id >= 0)
+            .ok_or_else(|| Error::InvalidCursor(c.to_owned())),
+    }
+}

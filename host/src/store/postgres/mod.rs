@@ -1,0 +1,857 @@
+//! The shared backend: PostgreSQL, so several hosts serve the same queues.
+//!
+//! Leases take rows with `FOR UPDATE SKIP LOCKED` in one statement, so hosts never lease the
+//! same message; a settle is one transaction whose every change is guarded by the lease id, so
+//! it applies only while the lease is held. A trigger's concurrency cap is counted in the
+//! database (live leases of the queue, under a per-queue advisory lock), so it holds across
+//! hosts. Each commit NOTIFYs what it changed and [`listen`] turns other hosts' NOTIFYs into
+//! this host's [`Events`]; a timer per host runs the retention sweep, which is safe to run
+//! everywhere at once.
+
+pub mod floor;
+mod invocations;
+mod listen;
+mod messages;
+mod schema;
+mod sql;
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
+use tokio::task::JoinHandle;
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+use super::codec::{decode_settings, encode_settings};
+use super::{
+    Backend, CatalogChange, Clock, Enqueued, Error, Events, FunctionRecord, FunctionVersion,
+    InvocationEntry, InvocationQuery, InvocationRetention, Lease, Message, NewMessage, QueueInfo,
+    QueueSettings, QueueStats, Result, Settled, Settlement, TokenRecord, TriggerRecord,
+};
+use messages::Work;
+
+/// Connections each host keeps to the database.
+const POOL_SIZE: usize = 16;
+/// How long an operation waits for a connection before answering "unavailable".
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often each host sweeps expired messages and folds counters.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Counts and times never reach `i64::MAX`; saturate if they do.
+fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn count(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// PostgreSQL behind the storage contract.
+pub struct PostgresBackend {
+    pool: Pool,
+    clock: Arc<dyn Clock>,
+    events: Arc<Events>,
+    commits: AtomicU64,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for PostgresBackend {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// The URL with any password left out, for messages.
+fn display_url(config: &tokio_postgres::Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .collect();
+    format!(
+        "postgres://{}@{}/{}",
+        config.get_user().unwrap_or(""),
+        hosts.join(","),
+        config.get_dbname().unwrap_or("")
+    )
+}
+
+impl PostgresBackend {
+    /// Connects, migrates, and starts listening for other hosts' commits.
+    pub async fn connect(
+        url: &str,
+        clock: Arc<dyn Clock>,
+        events: Arc<Events>,
+    ) -> Result<PostgresBackend> {
+        let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
+            Error::Unavailable(format!(
+                "invalid PostgreSQL URL ({e}); expected postgres://USER@HOST:PORT/DB"
+            ))
+        })?;
+        config.connect_timeout(CONNECT_TIMEOUT);
+        config.application_name("sluice");
+        let location = display_url(&config);
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(CONNECT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|e| Error::Unavailable(format!("PostgreSQL pool: {e}")))?;
+        let mut client = pool.get().await.map_err(|e| {
+            Error::Unavailable(format!("cannot connect to PostgreSQL at {location}: {e}"))
+        })?;
+        schema::migrate(&mut client, &location).await?;
+        let names = client.query(sql::QUEUE_NAMES, &[]).await?;
+        events.set_queues(names.iter().map(|r| r.get(0)).collect());
+        drop(client);
+
+        let listener = tokio::spawn(listen::run(config, events.clone()));
+        let backend = PostgresBackend {
+            pool,
+            clock,
+            events,
+            commits: AtomicU64::new(0),
+            tasks: vec![listener],
+        };
+        Ok(backend.with_sweeper())
+    }
+
+    /// Starts this host's retention sweep timer.
+    fn with_sweeper(mut self) -> PostgresBackend {
+        let pool = self.pool.clone();
+        let clock = self.clock.clone();
+        let sweeper = tokio::spawn(async move {
+            let mut interval = tokio::time::interval(SWEEP_INTERVAL);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                if let Err(err) = sweep(&pool, clock.now_ms()).await {
+                    tracing::warn!(%err, "retention sweep failed");
+                }
+            }
+        });
+        self.tasks.push(sweeper);
+        self
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| Error::Unavailable(format!("cannot reach PostgreSQL: {e}")))
+    }
+
+    /// After a commit: wake this host's consumers at once (others wake by NOTIFY).
+    fn committed(&self, work: Work) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        for queue in &work.wake {
+            self.events.notify(queue);
+        }
+    }
+
+    /// Announces a catalog change to this host now and to the others at commit.
+    async fn announce(tx: &Transaction<'_>, payload: &str) -> Result<()> {
+        tx.execute(sql::NOTIFY_CATALOG, &[&payload]).await?;
+        Ok(())
+    }
+}
+
+async fn sweep(pool: &Pool, now: u64) -> Result<u64> {
+    let mut client = pool
+        .get()
+        .await
+        .map_err(|e| Error::Unavailable(format!("cannot reach PostgreSQL: {e}")))?;
+    let tx = client.transaction().await?;
+    let mut work = Work::new(now);
+    let expired = messages::expire(&tx, &mut work).await?;
+    work.flush(&tx).await?;
+    tx.commit().await?;
+    Ok(expired)
+}
+
+/// Runs `$body` in a transaction with a [`Work`], flushes its counters and wake-ups, commits,
+/// and wakes this host's consumers. An error anywhere rolls everything back.
+macro_rules! in_tx {
+    ($self:ident, |$tx:ident, $work:ident| $body:expr) => {{
+        let mut client = $self.client().await?;
+        let $tx = client.transaction().await?;
+        let mut work = Work::new($self.clock.now_ms());
+        let out = {
+            let $work = &mut work;
+            $body
+        };
+        work.flush(&$tx).await?;
+        $tx.commit().await?;
+        $self.committed(work);
+        out
+    }};
+}
+
+fn queue_from_row(row: &tokio_postgres::Row) -> Result<QueueInfo> {
+    let name: String = row.get(0);
+    let settings = decode_settings(&name, row.get(1))?;
+    Ok(QueueInfo {
+        settings,
+        created_at_ms: count(row.get(2)),
+        stats: QueueStats {
+            enqueued_total: count(row.get(3)),
+            acked_total: count(row.get(4)),
+            retried_total: count(row.get(5)),
+            dead_lettered_total: count(row.get(6)),
+            dropped_total: count(row.get(7)),
+            expired_total: count(row.get(8)),
+            ..QueueStats::default()
+        },
+        name,
+    })
+}
+
+fn trigger_from_row(r: &tokio_postgres::Row) -> TriggerRecord {
+    TriggerRecord {
+        function: r.get(0),
+        queue: r.get(1),
+        batch_size: u32::try_from(r.get::<_, i32>(2)).unwrap_or(1),
+        max_wait_ms: count(r.get(3)),
+        max_concurrency: u32::try_from(r.get::<_, i32>(4)).unwrap_or(1),
+        paused: r.get(5),
+    }
+}
+
+async fn with_live_stats(
+    client: &impl deadpool_postgres::GenericClient,
+    now: u64,
+    mut info: QueueInfo,
+) -> Result<QueueInfo> {
+    let row = client
+        .query_one(sql::QUEUE_LIVE_COUNTS, &[&info.name, &int(now)])
+        .await?;
+    info.stats.visible = count(row.get(0));
+    info.stats.delayed = count(row.get(1));
+    info.stats.in_flight = count(row.get(2));
+    info.stats.oldest_age_ms = row
+        .get::<_, Option<i64>>(3)
+        .map(|t| now.saturating_sub(count(t)));
+    Ok(info)
+}
+
+async fn get_function_in(
+    client: &impl deadpool_postgres::GenericClient,
+    name: &str,
+) -> Result<FunctionRecord> {
+    let active: i32 = client
+        .query_opt(sql::ACTIVE_VERSION, &[&name])
+        .await?
+        .ok_or_else(|| Error::FunctionNotFound(name.to_owned()))?
+        .get(0);
+    let versions = client
+        .query(sql::FUNCTION_VERSIONS, &[&name])
+        .await?
+        .iter()
+        .map(|r| {
+            let config: String = r.get(4);
+            FunctionVersion {
+                version: u32::try_from(r.get::<_, i32>(0)).unwrap_or(0),
+                sha256: r.get(1),
+                size: count(r.get(2)),
+                created_at_ms: count(r.get(3)),
+                // Stored by us from a `Value`; unreadable only if edited by hand.
+                config: serde_json::from_str(&config).unwrap_or(serde_json::Value::Null),
+            }
+        })
+        .collect();
+    let trigger = client
+        .query_opt(sql::TRIGGER_OF_FUNCTION, &[&name])
+        .await?
+        .map(|r| trigger_from_row(&r));
+    Ok(FunctionRecord {
+        name: name.to_owned(),
+        active_version: u32::try_from(active).unwrap_or(0),
+        versions,
+        trigger,
+    })
+}
+
+async fn queue_exists(client: &impl deadpool_postgres::GenericClient, name: &str) -> Result<bool> {
+    Ok(client
+        .query_opt(sql::QUEUE_EXISTS, &[&name])
+        .await?
+        .is_some())
+}
+
+/// The dead-letter queue must exist when the settings are stored, and following dead-letter
+/// queues from `queue` must end: a cycle would pass a message around it forever. Changes that
+/// set a dead-letter queue take turns across hosts, so two of them cannot close a cycle
+/// together.
+async fn check_dead_letter_queue(
+    tx: &Transaction<'_>,
+    queue: &str,
+    settings: &QueueSettings,
+) -> Result<()> {
+    let Some(dlq) = &settings.dead_letter_queue else {
+        return Ok(());
+    };
+    tx.execute(sql::LOCK_DEAD_LETTER_CHANGES, &[]).await?;
+    if !queue_exists(tx, dlq).await? {
+        return Err(Error::InvalidSettings(format!(
+            "dead_letter_queue `{dlq}` does not exist; create it first"
+        )));
+    }
+    let mut chain = vec![queue.to_owned(), dlq.clone()];
+    let mut next = dlq.clone();
+    // Existing chains never loop (this check guards every change); the bound only guards a
+    // database edited by hand.
+    while chain.len() <= 10_000 {
+        let after: Option<String> = tx
+            .query_opt(sql::DEAD_LETTER_QUEUE_OF, &[&next])
+            .await?
+            .and_then(|r| r.get(0));
+        let Some(after) = after else {
+            return Ok(());
+        };
+        chain.push(after.clone());
+        if after == queue {
+            return Err(Error::InvalidSettings(format!(
+                "dead_letter_queue `{dlq}` would form a dead-letter cycle ({}); a chain of \
+                 dead-letter queues must end in a queue without one",
+                chain.join(" → ")
+            )));
+        }
+        next = after;
+    }
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl Backend for PostgresBackend {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    async fn create_queue(&self, name: &str, settings: QueueSettings) -> Result<QueueInfo> {
+        let now = self.clock.now_ms();
+        in_tx!(self, |tx, _work| {
+            check_dead_letter_queue(&tx, name, &settings).await?;
+            let inserted = tx
+                .execute(
+                    sql::INSERT_QUEUE,
+                    &[
+                        &name,
+                        &encode_settings(&settings)?,
+                        &settings.dead_letter_queue,
+                        &int(now),
+                    ],
+                )
+                .await?;
+            if inserted == 0 {
+                return Err(Error::QueueExists(name.to_owned()));
+            }
+            Self::announce(&tx, &listen::queue_created(name)).await?;
+        });
+        self.events.queue_created(name);
+        self.events
+            .catalog_changed(CatalogChange::Queue(name.to_owned()));
+        Ok(QueueInfo {
+            name: name.to_owned(),
+            settings,
+            created_at_ms: now,
+            stats: QueueStats::default(),
+        })
+    }
+
+    async fn update_queue(&self, name: &str, settings: QueueSettings) -> Result<QueueInfo> {
+        in_tx!(self, |tx, _work| {
+            check_dead_letter_queue(&tx, name, &settings).await?;
+            let changed = tx
+                .execute(
+                    sql::UPDATE_QUEUE_SETTINGS,
+                    &[
+                        &name,
+                        &encode_settings(&settings)?,
+                        &settings.dead_letter_queue,
+                    ],
+                )
+                .await?;
+            if changed == 0 {
+                return Err(Error::QueueNotFound(name.to_owned()));
+            }
+            Self::announce(&tx, &listen::queue_changed(name)).await?;
+        });
+        self.events
+            .catalog_changed(CatalogChange::Queue(name.to_owned()));
+        self.get_queue(name).await
+    }
+
+    async fn get_queue(&self, name: &str) -> Result<QueueInfo> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(sql::SELECT_QUEUES, &[&Some(name)])
+            .await?
+            .ok_or_else(|| Error::QueueNotFound(name.to_owned()))?;
+        with_live_stats(&client, self.clock.now_ms(), queue_from_row(&row)?).await
+    }
+
+    async fn list_queues(&self) -> Result<Vec<QueueInfo>> {
+        let client = self.client().await?;
+        let now = self.clock.now_ms();
+        let rows = client.query(sql::SELECT_QUEUES, &[&None::<&str>]).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push(with_live_stats(&client, now, queue_from_row(&row)?).await?);
+        }
+        Ok(out)
+    }
+
+    async fn queue_names(&self) -> Result<HashSet<String>> {
+        let client = self.client().await?;
+        let rows = client.query(sql::QUEUE_NAMES, &[]).await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn queue_settings(&self, name: &str) -> Result<QueueSettings> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(sql::QUEUE_SETTINGS, &[&name])
+            .await?
+            .ok_or_else(|| Error::QueueNotFound(name.to_owned()))?;
+        decode_settings(name, row.get(0))
+    }
+
+    async fn delete_queue(&self, name: &str) -> Result<()> {
+        in_tx!(self, |tx, _work| {
+            if !queue_exists(&tx, name).await? {
+                return Err(Error::QueueNotFound(name.to_owned()));
+            }
+            if let Some(row) = tx.query_opt(sql::QUEUES_USING_AS_DLQ, &[&name]).await? {
+                return Err(Error::QueueInUse {
+                    queue: name.to_owned(),
+                    used_by: row.get(0),
+                });
+            }
+            if let Some(row) = tx.query_opt(sql::CONSUMER_OF_QUEUE, &[&name]).await? {
+                return Err(Error::QueueHasConsumer {
+                    queue: name.to_owned(),
+                    function: row.get(0),
+                });
+            }
+            tx.execute(sql::DELETE_QUEUE_MESSAGES, &[&name]).await?;
+            tx.execute(sql::DELETE_QUEUE_DEDUP, &[&name]).await?;
+            tx.execute(sql::DELETE_QUEUE_COUNTS, &[&name]).await?;
+            tx.execute(sql::DELETE_QUEUE, &[&name]).await?;
+            Self::announce(&tx, &listen::queue_deleted(name)).await?;
+        });
+        self.events.queue_deleted(name);
+        self.events
+            .catalog_changed(CatalogChange::Queue(name.to_owned()));
+        Ok(())
+    }
+
+    async fn purge(&self, name: &str) -> Result<u64> {
+        Ok(in_tx!(self, |tx, work| messages::purge(&tx, work, name).await?))
+    }
+
+    async fn enqueue(&self, queue: &str, messages: Vec<NewMessage>) -> Result<Vec<Enqueued>> {
+        Ok(in_tx!(self, |tx, work| messages::enqueue(
+            &tx, work, queue, messages
+        )
+        .await?))
+    }
+
+    async fn peek(&self, queue: &str, limit: usize, after: Option<&str>) -> Result<Vec<Message>> {
+        let after = messages::parse_cursor(after)?;
+        let client = self.client().await?;
+        let rows = client
+            .query(sql::PEEK, &[&queue, &after, &(limit as i64)])
+            .await?;
+        messages::peek_rows(rows, queue)
+    }
+
+    async fn lease(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility: Option<Duration>,
+        max_leases: Option<u32>,
+    ) -> Result<Option<Lease>> {
+        Ok(in_tx!(self, |tx, work| messages::lease(
+            &tx, work, queue, max, visibility, max_leases
+        )
+        .await?))
+    }
+
+    async fn extend(&self, lease: &Lease, visibility: Duration) -> Result<u64> {
+        let ids: Vec<String> = lease.messages.iter().map(|m| m.id.clone()).collect();
+        Ok(in_tx!(self, |tx, work| messages::extend(
+            &tx, work, lease.id, &ids, visibility
+        )
+        .await?))
+    }
+
+    async fn settle(&self, lease: &Lease, settlement: Settlement) -> Result<Settled> {
+        Ok(in_tx!(self, |tx, work| messages::settle(
+            &tx,
+            work,
+            &lease.queue,
+            lease.id,
+            settlement
+        )
+        .await?))
+    }
+
+    async fn redrive(&self, dlq: &str, to: Option<&str>, limit: Option<u64>) -> Result<u64> {
+        Ok(in_tx!(self, |tx, work| messages::redrive(
+            &tx, work, dlq, to, limit
+        )
+        .await?))
+    }
+
+    async fn redrive_messages(&self, dlq: &str, to: Option<&str>, ids: Vec<u64>) -> Result<u64> {
+        Ok(in_tx!(self, |tx, work| messages::redrive_ids(
+            &tx, work, dlq, to, &ids
+        )
+        .await?))
+    }
+
+    async fn delete_messages(&self, queue: &str, ids: Vec<u64>) -> Result<u64> {
+        Ok(in_tx!(self, |tx, work| messages::delete(
+            &tx, work, queue, &ids
+        )
+        .await?))
+    }
+
+    async fn next_visible_at_ms(&self, queue: &str) -> Result<Option<u64>> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(sql::NEXT_VISIBLE_AT, &[&queue, &int(self.clock.now_ms())])
+            .await?;
+        Ok(row.get::<_, Option<i64>>(0).map(count))
+    }
+
+    async fn visible_count(&self, queue: &str, cap: u64) -> Result<u64> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                sql::VISIBLE_COUNT,
+                &[&queue, &int(self.clock.now_ms()), &int(cap)],
+            )
+            .await?;
+        Ok(count(row.get(0)))
+    }
+
+    async fn expire(&self) -> Result<u64> {
+        sweep(&self.pool, self.clock.now_ms()).await
+    }
+
+    async fn add_function_version(
+        &self,
+        name: &str,
+        sha256: &str,
+        size: u64,
+        config: serde_json::Value,
+    ) -> Result<FunctionRecord> {
+        let now = int(self.clock.now_ms());
+        let record = in_tx!(self, |tx, _work| {
+            tx.execute(sql::INSERT_FUNCTION, &[&name, &now]).await?;
+            tx.execute(sql::LOCK_FUNCTION, &[&name]).await?;
+            let last: i32 = tx.query_one(sql::LAST_VERSION, &[&name]).await?.get(0);
+            let version = last + 1;
+            tx.execute(
+                sql::INSERT_VERSION,
+                &[
+                    &name,
+                    &version,
+                    &sha256,
+                    &int(size),
+                    &now,
+                    &config.to_string(),
+                ],
+            )
+            .await?;
+            tx.execute(sql::SET_ACTIVE_VERSION, &[&name, &version])
+                .await?;
+            Self::announce(&tx, &listen::function_changed(name)).await?;
+            get_function_in(&tx, name).await?
+        });
+        self.events
+            .catalog_changed(CatalogChange::Function(name.to_owned()));
+        Ok(record)
+    }
+
+    async fn get_function(&self, name: &str) -> Result<FunctionRecord> {
+        let client = self.client().await?;
+        get_function_in(&client, name).await
+    }
+
+    async fn list_functions(&self) -> Result<Vec<FunctionRecord>> {
+        let client = self.client().await?;
+        let names: Vec<String> = client
+            .query(sql::FUNCTION_NAMES, &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            match get_function_in(&client, &name).await {
+                Ok(record) => out.push(record),
+                // Deleted by another host between the two reads.
+                Err(Error::FunctionNotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn activate_version(&self, name: &str, version: u32) -> Result<FunctionRecord> {
+        let record = in_tx!(self, |tx, _work| {
+            if tx
+                .query_opt(sql::FUNCTION_EXISTS, &[&name])
+                .await?
+                .is_none()
+            {
+                return Err(Error::FunctionNotFound(name.to_owned()));
+            }
+            let v = i32::try_from(version).unwrap_or(i32::MAX);
+            if tx
+                .query_opt(sql::VERSION_EXISTS, &[&name, &v])
+                .await?
+                .is_none()
+            {
+                return Err(Error::VersionNotFound {
+                    name: name.to_owned(),
+                    version,
+                });
+            }
+            tx.execute(sql::SET_ACTIVE_VERSION, &[&name, &v]).await?;
+            Self::announce(&tx, &listen::function_changed(name)).await?;
+            get_function_in(&tx, name).await?
+        });
+        self.events
+            .catalog_changed(CatalogChange::Function(name.to_owned()));
+        Ok(record)
+    }
+
+    async fn delete_function(&self, name: &str) -> Result<()> {
+        in_tx!(self, |tx, _work| {
+            if tx.execute(sql::DELETE_FUNCTION, &[&name]).await? == 0 {
+                return Err(Error::FunctionNotFound(name.to_owned()));
+            }
+            tx.execute(invocations::DELETE_FUNCTION, &[&name]).await?;
+            Self::announce(&tx, &listen::function_changed(name)).await?;
+        });
+        self.events
+            .catalog_changed(CatalogChange::Function(name.to_owned()));
+        Ok(())
+    }
+
+    async fn put_trigger(&self, trigger: TriggerRecord) -> Result<TriggerRecord> {
+        in_tx!(self, |tx, _work| {
+            if !queue_exists(&tx, &trigger.queue).await? {
+                return Err(Error::QueueNotFound(trigger.queue));
+            }
+            if tx
+                .query_opt(sql::FUNCTION_EXISTS, &[&trigger.function])
+                .await?
+                .is_none()
+            {
+                return Err(Error::FunctionNotFound(trigger.function));
+            }
+            if let Some(row) = tx
+                .query_opt(sql::CONSUMER_OF_QUEUE, &[&trigger.queue])
+                .await?
+            {
+                let function: String = row.get(0);
+                if function != trigger.function {
+                    return Err(Error::QueueHasConsumer {
+                        queue: trigger.queue,
+                        function,
+                    });
+                }
+            }
+            let upserted = tx
+                .execute(
+                    sql::UPSERT_TRIGGER,
+                    &[
+                        &trigger.function,
+                        &trigger.queue,
+                        &i32::try_from(trigger.batch_size).unwrap_or(i32::MAX),
+                        &int(trigger.max_wait_ms),
+                        &i32::try_from(trigger.max_concurrency).unwrap_or(i32::MAX),
+                        &trigger.paused,
+                    ],
+                )
+                .await;
+            match upserted {
+                Ok(_) => {}
+                // Another host bound a different function to this queue at the same moment.
+                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                    return Err(Error::QueueHasConsumer {
+                        queue: trigger.queue,
+                        function: "another function".into(),
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            }
+            Self::announce(&tx, &listen::function_changed(&trigger.function)).await?;
+        });
+        self.events
+            .catalog_changed(CatalogChange::Function(trigger.function.clone()));
+        Ok(trigger)
+    }
+
+    async fn delete_trigger(&self, function: &str) -> Result<()> {
+        in_tx!(self, |tx, _work| {
+            if tx
+                .query_opt(sql::FUNCTION_EXISTS, &[&function])
+                .await?
+                .is_none()
+            {
+                return Err(Error::FunctionNotFound(function.to_owned()));
+            }
+            tx.execute(sql::DELETE_TRIGGER, &[&function]).await?;
+            Self::announce(&tx, &listen::function_changed(function)).await?;
+        });
+        self.events
+            .catalog_changed(CatalogChange::Function(function.to_owned()));
+        Ok(())
+    }
+
+    async fn list_triggers(&self) -> Result<Vec<TriggerRecord>> {
+        let client = self.client().await?;
+        let rows = client.query(sql::ALL_TRIGGERS, &[]).await?;
+        Ok(rows.iter().map(trigger_from_row).collect())
+    }
+
+    async fn put_component(&self, sha256: &str, bytes: Vec<u8>) -> Result<()> {
+        let client = self.client().await?;
+        client
+            .execute(sql::INSERT_COMPONENT, &[&sha256, &bytes])
+            .await?;
+        Ok(())
+    }
+
+    async fn get_component(&self, sha256: &str) -> Result<Vec<u8>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(sql::SELECT_COMPONENT, &[&sha256])
+            .await?
+            .ok_or_else(|| Error::ComponentNotFound(sha256.to_owned()))?;
+        Ok(row.get(0))
+    }
+
+    async fn record_invocations(
+        &self,
+        entries: Vec<InvocationEntry>,
+        retention: InvocationRetention,
+    ) -> Result<Vec<InvocationEntry>> {
+        let now = self.clock.now_ms();
+        Ok(in_tx!(self, |tx, _work| invocations::insert(
+            &tx, now, entries, retention
+        )
+        .await?))
+    }
+
+    async fn invocations(
+        &self,
+        function: &str,
+        query: InvocationQuery,
+    ) -> Result<Vec<InvocationEntry>> {
+        let client = self.client().await?;
+        invocations::page(&client, function, &query).await
+    }
+
+    async fn add_token(&self, token: TokenRecord) -> Result<()> {
+        let scopes =
+            serde_json::to_string(&token.scopes).map_err(|e| Error::Unavailable(e.to_string()))?;
+        in_tx!(self, |tx, _work| {
+            let inserted = tx
+                .execute(
+                    sql::INSERT_TOKEN,
+                    &[
+                        &token.id,
+                        &token.name,
+                        &token.hash,
+                        &scopes,
+                        &int(token.created_at_ms),
+                    ],
+                )
+                .await;
+            match inserted {
+                Ok(_) => {}
+                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                    return Err(Error::InvalidSettings(format!(
+                        "a token with id `{}` already exists",
+                        token.id
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            }
+            Self::announce(&tx, listen::TOKENS_CHANGED).await?;
+        });
+        self.events.catalog_changed(CatalogChange::Tokens);
+        Ok(())
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
+        let client = self.client().await?;
+        let rows = client.query(sql::ALL_TOKENS, &[]).await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.get(0);
+                let scopes: String = r.get(3);
+                let scopes = serde_json::from_str(&scopes).map_err(|e| {
+                    Error::Unavailable(format!("scopes of token `{id}` are unreadable: {e}"))
+                })?;
+                Ok(TokenRecord {
+                    name: r.get(1),
+                    hash: r.get(2),
+                    scopes,
+                    created_at_ms: count(r.get(4)),
+                    id,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_token(&self, id: &str) -> Result<()> {
+        in_tx!(self, |tx, _work| {
+            if tx.execute(sql::DELETE_TOKEN, &[&id]).await? == 0 {
+                return Err(Error::TokenNotFound(id.to_owned()));
+            }
+            Self::announce(&tx, listen::TOKENS_CHANGED).await?;
+        });
+        self.events.catalog_changed(CatalogChange::Tokens);
+        Ok(())
+    }
+}
+
+impl From<tokio_postgres::Error> for Error {
+    /// Every PostgreSQL failure the store does not turn into a precise error is a storage
+    /// problem (connection lost, server restarting): callers may retry later.
+    fn from(e: tokio_postgres::Error) -> Self {
+        match e.as_db_error() {
+            Some(db) => Error::Unavailable(format!("PostgreSQL: {}", db.message())),
+            None => Error::Unavailable(format!("PostgreSQL: {e}")),
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The PostgreSQL schema and its versioned migrations, run on start under an advisory lock so
+//! hosts starting together migrate once; a database written by a newer Sluice is refused.
+
+use deadpool_postgres::Client;
+
+use super::super::{Error, Result};
+
+/// `MIGRATIONS[n]` brings the schema from version `n` to `n + 1`.
+const MIGRATIONS: &[&str] = &[V1];
+
+/// Arbitrary, fixed: the advisory lock that serializes migrations across hosts.
+const MIGRATION_LOCK: i64 = 0x51_1CE0;
+
+const V1: &str = "
+CREATE TABLE queues (
+    name                TEXT PRIMARY KEY,
+    settings            TEXT NOT NULL,
+    dead_letter_queue   TEXT REFERENCES queues(name),
+    created_at          BIGINT NOT NULL,
+    enqueued_total      BIGINT NOT NULL DEFAULT 0,
+    acked_total         BIGINT NOT NULL DEFAULT 0,
+    retried_total       BIGINT NOT NULL DEFAULT 0,
+    dead_lettered_total BIGINT NOT NULL DEFAULT 0,
+    dropped_total       BIGINT NOT NULL DEFAULT 0,
+    expired_total       BIGINT NOT NULL DEFAULT 0
+);
+-- Counter deltas: every transaction appends one row per queue it touched instead of updating
+-- the queue's row, so hosts never queue up behind one hot row; the sweep folds them in.
+CREATE TABLE queue_counts (
+    queue         TEXT NOT NULL,
+    enqueued      BIGINT NOT NULL,
+    acked         BIGINT NOT NULL,
+    retried       BIGINT NOT NULL,
+    dead_lettered BIGINT NOT NULL,
+    dropped       BIGINT NOT NULL,
+    expired       BIGINT NOT NULL
+);
+CREATE INDEX queue_counts_by_queue ON queue_counts(queue);
+CREATE TABLE messages (
+    id           BIGSERIAL PRIMARY KEY,
+    queue        TEXT NOT NULL REFERENCES queues(name),
+    body         BYTEA NOT NULL,
+    attributes   TEXT,
+    attempt      INTEGER NOT NULL DEFAULT 0,
+    enqueued_at  BIGINT NOT NULL,
+    visible_at   BIGINT NOT NULL,
+    lease_id     BIGINT,
+    last_error   TEXT,
+    source_queue TEXT
+);
+-- Leases walk this index in its order; it also answers visible counts and next-visible times.
+CREATE INDEX messages_by_visibility ON messages(queue, visible_at, id);
+-- Live leases of a queue, for the concurrency cap shared by every host.
+CREATE INDEX messages_leased ON messages(queue, lease_id) WHERE lease_id IS NOT NULL;
+CREATE TABLE dedup (
+    queue      TEXT NOT NULL,
+    dedup_id   TEXT NOT NULL,
+    message_id BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    PRIMARY KEY (queue, dedup_id)
+);
+CREATE INDEX dedup_by_expiry ON dedup(expires_at);
+CREATE TABLE functions (
+    name           TEXT PRIMARY KEY,
+    active_version INTEGER NOT NULL,
+    created_at     BIGINT NOT NULL
+);
+CREATE TABLE function_versions (
+    name       TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+    version    INTEGER NOT NULL,
+    sha256     TEXT NOT NULL,
+    size       BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    config     TEXT NOT NULL,
+    PRIMARY KEY (name, version)
+);
+CREATE TABLE triggers (
+    function        TEXT PRIMARY KEY REFERENCES functions(name) ON DELETE CASCADE,
+    queue           TEXT NOT NULL UNIQUE REFERENCES queues(name),
+    batch_size      INTEGER NOT NULL,
+    max_wait_ms     BIGINT NOT NULL,
+    max_concurrency INTEGER NOT NULL,
+    paused          BOOLEAN NOT NULL
+);
+CREATE TABLE tokens (
+    id         TEXT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    hash       TEXT NOT NULL,
+    scopes     TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+-- The invocation log of every host; pages walk this index backwards from a cursor.
+CREATE TABLE invocations (
+    id          BIGSERIAL PRIMARY KEY,
+    function    TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    started_at  BIGINT NOT NULL,
+    duration_ms DOUBLE PRECISION NOT NULL,
+    batch_size  BIGINT NOT NULL,
+    outcome     TEXT NOT NULL,
+    dry_run     BOOLEAN NOT NULL,
+    error       TEXT,
+    failures    TEXT,
+    logs        TEXT NOT NULL,
+    sent        BIGINT NOT NULL
+);
+CREATE INDEX invocations_by_function ON invocations(function, id);
+-- Uploaded components by content hash, so every host can run every function.
+CREATE TABLE components (
+    sha256 TEXT PRIMARY KEY,
+    bytes  BYTEA NOT NULL
+);
+";
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
+/// Brings the database to [`SCHEMA_VERSION`]; refuses one written by a newer Sluice.
+pub async fn migrate(client: &mut Client, location: &str) -> Result<()> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS sluice_schema (version INTEGER NOT NULL)")
+        .await?;
+    let found: Option<i32> = tx
+        .query_opt("SELECT version FROM sluice_schema", &[])
+        .await?
+        .map(|r| r.get(0));
+    let found = usize::try_from(found.unwrap_or(0)).unwrap_or(usize::MAX);
+    if found > SCHEMA_VERSION {
+        return Err(Error::NewerSchema {
+            location: location.to_owned(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for migration in &MIGRATIONS[found..] {
+        tx.batch_execute(migration).await?;
+    }
+    let version = i32::try_from(SCHEMA_VERSION).unwrap_or(i32::MAX);
+    tx.execute("DELETE FROM sluice_schema", &[]).await?;
+    tx.execute(
+        "INSERT INTO sluice_schema (version) VALUES ($1)",
+        &[&version],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,175 @@
+//! Every SQL statement of the PostgreSQL backend, named for what it does. Times are the
+//! host's clock in milliseconds, passed in, never the database's `now()`.
+
+// ---- queues ----
+pub const QUEUE_NAMES: &str = "SELECT name FROM queues";
+pub const QUEUE_SETTINGS: &str = "SELECT settings FROM queues WHERE name = $1";
+pub const QUEUE_EXISTS: &str = "SELECT 1 FROM queues WHERE name = $1";
+pub const INSERT_QUEUE: &str = "INSERT INTO queues (name, settings, dead_letter_queue, created_at)
+    VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING";
+pub const UPDATE_QUEUE_SETTINGS: &str =
+    "UPDATE queues SET settings = $2, dead_letter_queue = $3 WHERE name = $1";
+pub const QUEUES_USING_AS_DLQ: &str =
+    "SELECT name FROM queues WHERE dead_letter_queue = $1 AND name <> $1 ORDER BY name LIMIT 1";
+pub const DEAD_LETTER_QUEUE_OF: &str = "SELECT dead_letter_queue FROM queues WHERE name = $1";
+/// Serializes changes that set a dead-letter queue, so hosts cannot close a cycle together.
+pub const LOCK_DEAD_LETTER_CHANGES: &str = "SELECT pg_advisory_xact_lock(5149001)";
+pub const DELETE_QUEUE: &str = "DELETE FROM queues WHERE name = $1";
+pub const DELETE_QUEUE_MESSAGES: &str = "DELETE FROM messages WHERE queue = $1";
+pub const DELETE_QUEUE_DEDUP: &str = "DELETE FROM dedup WHERE queue = $1";
+pub const DELETE_QUEUE_COUNTS: &str = "DELETE FROM queue_counts WHERE queue = $1";
+/// A queue with its totals: the folded ones plus the deltas not folded yet.
+pub const SELECT_QUEUES: &str = "SELECT q.name, q.settings, q.created_at,
+    q.enqueued_total + coalesce(c.enqueued, 0), q.acked_total + coalesce(c.acked, 0),
+    q.retried_total + coalesce(c.retried, 0), q.dead_lettered_total + coalesce(c.dead_lettered, 0),
+    q.dropped_total + coalesce(c.dropped, 0), q.expired_total + coalesce(c.expired, 0)
+    FROM queues q LEFT JOIN (
+        SELECT queue, sum(enqueued)::bigint AS enqueued, sum(acked)::bigint AS acked,
+            sum(retried)::bigint AS retried, sum(dead_lettered)::bigint AS dead_lettered,
+            sum(dropped)::bigint AS dropped, sum(expired)::bigint AS expired
+        FROM queue_counts GROUP BY queue
+    ) c ON c.queue = q.name
+    WHERE $1::text IS NULL OR q.name = $1 ORDER BY q.name";
+/// Live counts: visible, delayed, in flight, and the oldest message's enqueue time.
+pub const QUEUE_LIVE_COUNTS: &str = "SELECT
+    count(*) FILTER (WHERE visible_at <= $2),
+    count(*) FILTER (WHERE visible_at > $2 AND lease_id IS NULL),
+    count(*) FILTER (WHERE visible_at > $2 AND lease_id IS NOT NULL),
+    min(enqueued_at)
+    FROM messages WHERE queue = $1";
+pub const ADD_COUNTS: &str = "INSERT INTO queue_counts
+    (queue, enqueued, acked, retried, dead_lettered, dropped, expired)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)";
+/// Folds every counter delta into its queue's totals. Concurrent folds never count a delta
+/// twice: a delta row is deleted by exactly one of them.
+pub const FOLD_COUNTS: &str = "WITH d AS (DELETE FROM queue_counts RETURNING *),
+    s AS (SELECT queue, sum(enqueued) AS e, sum(acked) AS a, sum(retried) AS r,
+        sum(dead_lettered) AS dl, sum(dropped) AS dr, sum(expired) AS x FROM d GROUP BY queue)
+    UPDATE queues q SET enqueued_total = q.enqueued_total + s.e, acked_total = q.acked_total + s.a,
+        retried_total = q.retried_total + s.r, dead_lettered_total = q.dead_lettered_total + s.dl,
+        dropped_total = q.dropped_total + s.dr, expired_total = q.expired_total + s.x
+    FROM s WHERE q.name = s.queue";
+pub const QUEUE_RETENTIONS: &str = "SELECT name, settings FROM queues";
+
+// ---- messages ----
+pub const NEXT_MESSAGE_IDS: &str =
+    "SELECT nextval('messages_id_seq') FROM generate_series(1, $1::bigint)";
+/// Many messages in one statement, with ids taken from the sequence beforehand so the answer
+/// lists them in request order.
+pub const INSERT_MESSAGES: &str =
+    "INSERT INTO messages (id, queue, body, attributes, attempt, enqueued_at, visible_at)
+    SELECT m.id, $2::text, m.body, m.attributes, 0, $5::bigint, m.visible_at
+    FROM unnest($1::bigint[], $3::bytea[], $4::text[], $6::bigint[])
+        AS m(id, body, attributes, visible_at)";
+pub const INSERT_MOVED: &str = "INSERT INTO messages
+    (queue, body, attributes, attempt, enqueued_at, visible_at, source_queue)
+    VALUES ($1, $2, $3, 0, $4, $4, $5)";
+/// Claims a dedup id for a new message: inserts it, or takes over an entry whose window has
+/// passed. No row back means a live duplicate.
+pub const DEDUP_CLAIM: &str = "INSERT INTO dedup (queue, dedup_id, message_id, expires_at)
+    VALUES ($1, $2, $3, $4)
+    ON CONFLICT (queue, dedup_id) DO UPDATE
+        SET message_id = excluded.message_id, expires_at = excluded.expires_at
+        WHERE dedup.expires_at <= $5
+    RETURNING message_id";
+pub const DEDUP_LOOKUP_LIVE: &str = "SELECT message_id FROM dedup
+    WHERE queue = $1 AND dedup_id = $2 AND expires_at > $3";
+pub const DEDUP_LOOKUP: &str = "SELECT message_id FROM dedup WHERE queue = $1 AND dedup_id = $2";
+pub const DEDUP_FORGET_EXPIRED: &str = "DELETE FROM dedup WHERE expires_at <= $1";
+pub const DEPTH_UP_TO: &str =
+    "SELECT count(*) FROM (SELECT 1 FROM messages WHERE queue = $1 LIMIT $2) d";
+/// Serializes lease decisions on one queue (only when a concurrency cap is checked).
+pub const LOCK_QUEUE_LEASES: &str =
+    "SELECT pg_advisory_xact_lock(hashtextextended('sluice-lease:' || $1, 0))";
+pub const LIVE_LEASES: &str = "SELECT count(DISTINCT lease_id) FROM messages
+    WHERE queue = $1 AND lease_id IS NOT NULL AND visible_at > $2";
+/// Takes up to $3 visible messages in delivery order, skipping rows another host is taking,
+/// and leases them in the same statement. Messages out of attempts keep their count (the
+/// caller dead-letters them); the previous attempt and visible time come back for that and
+/// for ordering.
+pub const LEASE: &str = "WITH picked AS (
+        SELECT id, visible_at, attempt FROM messages
+        WHERE queue = $1 AND visible_at <= $2
+        ORDER BY visible_at, id LIMIT $3
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE messages m SET lease_id = $4, visible_at = $5,
+        attempt = CASE WHEN m.attempt >= $6 THEN m.attempt ELSE m.attempt + 1 END
+    FROM picked WHERE m.id = picked.id
+    RETURNING m.id, m.body, m.attributes, m.attempt, m.enqueued_at, picked.visible_at,
+        picked.attempt";
+pub const EXTEND_LEASE: &str =
+    "UPDATE messages SET visible_at = $3 WHERE id = ANY($1) AND lease_id = $2";
+/// Deletes the listed messages this lease still holds.
+pub const ACK_MANY: &str = "DELETE FROM messages WHERE id = ANY($1) AND lease_id = $2";
+pub const LEASED_ATTEMPT: &str =
+    "SELECT attempt FROM messages WHERE id = $1 AND lease_id = $2 FOR UPDATE";
+pub const RETRY: &str =
+    "UPDATE messages SET lease_id = NULL, visible_at = $2, last_error = $3 WHERE id = $1";
+pub const DELETE_FOR_MOVE: &str =
+    "DELETE FROM messages WHERE id = $1 RETURNING body, attributes, attempt";
+/// Dead-lettered messages not currently leased, oldest first, after a cursor.
+pub const REDRIVABLE: &str = "SELECT id, source_queue FROM messages
+    WHERE queue = $1 AND id > $2 AND (lease_id IS NULL OR visible_at <= $3)
+    ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED";
+/// One dead-lettered message, if it is in the queue and not leased.
+pub const REDRIVABLE_ONE: &str = "SELECT source_queue FROM messages
+    WHERE id = $1 AND queue = $2 AND (lease_id IS NULL OR visible_at <= $3) FOR UPDATE SKIP LOCKED";
+pub const DELETE_LISTED: &str = "DELETE FROM messages WHERE id = ANY($1) AND queue = $2";
+/// Deletes up to $3 of a queue's messages enqueued before $2, oldest first; rows another host
+/// is deleting are skipped.
+pub const EXPIRE_OLDEST: &str = "DELETE FROM messages WHERE id IN (
+        SELECT id FROM messages WHERE queue = $1 AND enqueued_at < $2
+        ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)";
+pub const PEEK: &str = "SELECT id, body, attributes, attempt, enqueued_at FROM messages
+    WHERE queue = $1 AND id > $2 ORDER BY id LIMIT $3";
+pub const NEXT_VISIBLE_AT: &str =
+    "SELECT min(visible_at) FROM messages WHERE queue = $1 AND visible_at > $2";
+pub const VISIBLE_COUNT: &str = "SELECT count(*) FROM
+    (SELECT 1 FROM messages WHERE queue = $1 AND visible_at <= $2 LIMIT $3) v";
+
+// ---- functions and triggers ----
+pub const FUNCTION_EXISTS: &str = "SELECT 1 FROM functions WHERE name = $1";
+pub const INSERT_FUNCTION: &str = "INSERT INTO functions (name, active_version, created_at)
+    VALUES ($1, 0, $2) ON CONFLICT (name) DO NOTHING";
+/// Locks the function's row so concurrent uploads on two hosts number versions in turn.
+pub const LOCK_FUNCTION: &str = "SELECT 1 FROM functions WHERE name = $1 FOR UPDATE";
+pub const LAST_VERSION: &str =
+    "SELECT coalesce(max(version), 0) FROM function_versions WHERE name = $1";
+pub const INSERT_VERSION: &str = "INSERT INTO function_versions
+    (name, version, sha256, size, created_at, config) VALUES ($1, $2, $3, $4, $5, $6)";
+pub const VERSION_EXISTS: &str = "SELECT 1 FROM function_versions WHERE name = $1 AND version = $2";
+pub const SET_ACTIVE_VERSION: &str = "UPDATE functions SET active_version = $2 WHERE name = $1";
+pub const DELETE_FUNCTION: &str = "DELETE FROM functions WHERE name = $1";
+pub const FUNCTION_NAMES: &str = "SELECT name FROM functions ORDER BY name";
+pub const ACTIVE_VERSION: &str = "SELECT active_version FROM functions WHERE name = $1";
+pub const FUNCTION_VERSIONS: &str = "SELECT version, sha256, size, created_at, config
+    FROM function_versions WHERE name = $1 ORDER BY version";
+pub const TRIGGER_OF_FUNCTION: &str = "SELECT function, queue, batch_size, max_wait_ms,
+    max_concurrency, paused FROM triggers WHERE function = $1";
+pub const ALL_TRIGGERS: &str = "SELECT function, queue, batch_size, max_wait_ms,
+    max_concurrency, paused FROM triggers ORDER BY function";
+pub const CONSUMER_OF_QUEUE: &str = "SELECT function FROM triggers WHERE queue = $1";
+pub const UPSERT_TRIGGER: &str = "INSERT INTO triggers
+    (function, queue, batch_size, max_wait_ms, max_concurrency, paused)
+    VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT (function) DO UPDATE SET queue = excluded.queue,
+        batch_size = excluded.batch_size, max_wait_ms = excluded.max_wait_ms,
+        max_concurrency = excluded.max_concurrency, paused = excluded.paused";
+pub const DELETE_TRIGGER: &str = "DELETE FROM triggers WHERE function = $1";
+pub const INSERT_COMPONENT: &str =
+    "INSERT INTO components (sha256, bytes) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING";
+pub const SELECT_COMPONENT: &str = "SELECT bytes FROM components WHERE sha256 = $1";
+
+// ---- tokens ----
+pub const INSERT_TOKEN: &str =
+    "INSERT INTO tokens (id, name, hash, scopes, created_at) VALUES ($1, $2, $3, $4, $5)";
+pub const ALL_TOKENS: &str =
+    "SELECT id, name, hash, scopes, created_at FROM tokens ORDER BY created_at, id";
+pub const DELETE_TOKEN: &str = "DELETE FROM tokens WHERE id = $1";
+
+// ---- wake-ups across hosts ----
+/// Consumers of a queue, on every host, wake when the transaction commits.
+pub const NOTIFY_WAKE: &str = "SELECT pg_notify('sluice_wake', $1)";
+/// Every host reloads what the payload names (see `listen`).
+pub const NOTIFY_CATALOG: &str = "SELECT pg_notify('sluice_catalog', $1)";

@@ -1,0 +1,600 @@
+//! Message operations inside the writer's transaction: enqueue (with dedup), lease, extend,
+//! settle (ack, retry, dead-letter, send: all or nothing), redrive, purge and the retention
+//! sweep. Each takes the request's [`Tx`] and leaves counters and wake-ups to it.
+
+use std::time::Duration;
+
+use rusqlite::{OptionalExtension, params};
+
+use super::parse_id;
+use super::read::{decode_attributes, encode_attributes, message_from_row};
+use super::validate::{self, is_reserved_attribute};
+use super::writer::{Due, Tx, int};
+use super::{
+    ATTR_ATTEMPTS, ATTR_DEAD_LETTER_REASON, ATTR_SOURCE_ID, ATTR_SOURCE_QUEUE, DeadLetter,
+    Enqueued, Error, Lease, MAX_LEASE_MESSAGES, Message, NewMessage, QueueSettings,
+    REASON_LEASE_EXPIRED, Result, Retry, Settled, Settlement, sql,
+};
+
+/// The most messages one request of a bulk operation (purge, queue delete, redrive, retention
+/// sweep) deletes or moves. Each chunk commits on its own, so writes to other queues wait at
+/// most one chunk (a few milliseconds), never the whole operation.
+pub const BULK_CHUNK: u64 = 2_000;
+
+/// Refuses an enqueue that would take the queue past `max_depth` (one read of its counter).
+fn check_depth(tx: &mut Tx<'_>, queue: &str, max_depth: u64, adding: u64) -> Result<()> {
+    if tx.depth(queue)? + adding > max_depth {
+        return Err(Error::QueueFull {
+            queue: queue.to_owned(),
+            max_depth,
+        });
+    }
+    Ok(())
+}
+
+pub fn enqueue(tx: &mut Tx<'_>, queue: &str, messages: Vec<NewMessage>) -> Result<Vec<Enqueued>> {
+    let settings = tx.settings(queue)?;
+    validate::messages_fit(queue, &settings, &messages)?;
+    if let Some(max_depth) = settings.max_depth {
+        check_depth(tx, queue, max_depth, messages.len() as u64)?;
+    }
+    let conn = tx.conn;
+    let now = tx.now;
+    let mut out = Vec::with_capacity(messages.len());
+    let mut added = 0;
+    let mut due = Vec::with_capacity(messages.len());
+    let mut insert = conn.prepare_cached(sql::INSERT_MESSAGE)?;
+    for m in messages {
+        let dedup = m
+            .dedup_id
+            .as_deref()
+            .filter(|_| settings.dedup_window_ms > 0);
+        if let Some(dedup_id) = dedup {
+            let original: Option<i64> = conn
+                .prepare_cached(sql::DEDUP_LOOKUP)?
+                .query_row(params![queue, dedup_id, int(now)], |r| r.get(0))
+                .optional()?;
+            if let Some(id) = original {
+                out.push(Enqueued {
+                    id: id.to_string(),
+                    duplicate: true,
+                });
+                continue;
+            }
+        }
+        let visible_at = now.saturating_add(m.delay_ms);
+        insert.execute(params![
+            queue,
+            m.body,
+            encode_attributes(&m.attributes)?,
+            int(now),
+            int(visible_at),
+            None::<&str>
+        ])?;
+        let id = conn.last_insert_rowid();
+        due.push(Due::ready(visible_at));
+        if let Some(dedup_id) = dedup {
+            let expires_at = now.saturating_add(settings.dedup_window_ms);
+            conn.prepare_cached(sql::DEDUP_REMEMBER)?.execute(params![
+                queue,
+                dedup_id,
+                id,
+                int(expires_at)
+            ])?;
+        }
+
+        added += 1;
+        out.push(Enqueued {
+            id: id.to_string(),
+            duplicate: false,
+        });
+    }
+    drop(insert);
+    for due in due {
+        tx.added(queue, due)?;
+    }
+    tx.count(queue).enqueued += added;
+    // Delayed messages wake consumers too: they change when the queue's next message is due.
+    if added > 0 {
+        tx.notify(queue);
+    }
+    Ok(out)
+}
+
+pub fn lease(
+    tx: &mut Tx<'_>,
+    queue: &str,
+    max: usize,
+    visibility: Option<Duration>,
+    max_leases: Option<u32>,
+) -> Result<Option<Lease>> {
+    let settings = tx.settings(queue)?;
+    let max = max.min(MAX_LEASE_MESSAGES);
+    if max == 0 {
+        return Ok(None);
+    }
+    if let Some(cap) = max_leases {
+        let live: i64 = tx
+            .conn
+            .prepare_cached(sql::LIVE_LEASES)?
+            .query_row(params![queue, int(tx.now)], |r| r.get(0))?;
+        if live >= i64::from(cap) {
+            return Ok(None);
+        }
+    }
+    let visibility_ms = visibility
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(settings.visibility_timeout_ms);
+    // Everything a lease takes is due by now: after the fold, moving it needs no entry of
+    // `message_due` but the one for the lease's expiry.
+    tx.fold_due(queue)?;
+    let conn = tx.conn;
+    let now = tx.now;
+    let expires_at = now.saturating_add(visibility_ms);
+    let lease_id: i64 = rand::random();
+    let mut messages = Vec::new();
+    loop {
+        let want = max - messages.len();
+        let candidates: Vec<(Message, Due)> = conn
+            .prepare_cached(sql::VISIBLE_IN_ORDER)?
+            .query_map(params![queue, int(now), int(want as u64)], |row| {
+                Ok((message_from_row(row, queue)?, Due::from_row(row, 5)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let exhausted = candidates.len() < want;
+        let mut ids = String::with_capacity(candidates.len() * 12 + 2);
+        ids.push('[');
+        let first_taken = messages.len();
+        for (mut m, due) in candidates {
+            let m_id = parse_id(&m.id)
+                .ok_or_else(|| Error::Unavailable(format!("bad message id {}", m.id)))?;
+            if m.attempt >= settings.max_attempts {
+                // Delivered max_attempts times and visible again: its last consumer never
+                // settled it. Delivering it once more would exceed the limit.
+                dead_letter(tx, queue, &settings, m_id, REASON_LEASE_EXPIRED)?;
+                continue;
+            }
+            if ids.len() > 1 {
+                ids.push(',');
+            }
+            ids.push_str(&m.id);
+            m.attempt += 1;
+            messages.push(m);
+            tx.moved(queue, due, Due::leased(expires_at))?;
+        }
+        ids.push(']');
+        if messages.len() > first_taken {
+            conn.prepare_cached(sql::TAKE_LEASE_MANY)?.execute(params![
+                ids,
+                lease_id,
+                int(expires_at)
+            ])?;
+        }
+        if exhausted || messages.len() >= max {
+            break;
+        }
+    }
+    if messages.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Lease {
+        id: lease_id,
+        queue: queue.to_owned(),
+        messages,
+        expires_at_ms: expires_at,
+    }))
+}
+
+pub fn extend(
+    tx: &mut Tx<'_>,
+    queue: &str,
+    lease_id: i64,
+    ids: &[String],
+    visibility: Duration,
+) -> Result<u64> {
+    let visibility_ms = u64::try_from(visibility.as_millis()).unwrap_or(u64::MAX);
+    let expires_at = tx.now.saturating_add(visibility_ms);
+    let conn = tx.conn;
+    let mut extended = 0;
+    for id in ids.iter().filter_map(|id| parse_id(id)) {
+        let Some(was): Option<i64> = conn
+            .prepare_cached(sql::LEASED_VISIBLE_AT)?
+            .query_row(params![id, lease_id], |r| r.get(0))
+            .optional()?
+        else {
+            continue;
+        };
+        conn.prepare_cached(sql::EXTEND_LEASE)?
+            .execute(params![id, lease_id, int(expires_at)])?;
+        let was = Due::leased(u64::try_from(was).unwrap_or(0));
+        tx.moved(queue, was, Due::leased(expires_at))?;
+        extended += 1;
+    }
+    Ok(extended)
+}
+
+/// Applies a whole settlement; any error rolls back all of it (the request's savepoint).
+pub fn settle(
+    tx: &mut Tx<'_>,
+    queue: &str,
+    lease_id: i64,
+    settlement: Settlement,
+) -> Result<Settled> {
+    let Settlement {
+        ack,
+        retry,
+        dead_letter: dead,
+        send,
+    } = settlement;
+    let conn = tx.conn;
+    let now = tx.now;
+    let mut out = Settled::default();
+
+    // An ack counts only while this lease still holds the message. One statement for the
+    // whole list; ids that are not numbers can never be held, so they are simply stale.
+    let mut acked = 0;
+    if !ack.is_empty() {
+        let mut ids = String::with_capacity(ack.len() * 12 + 2);
+        ids.push('[');
+        for id in ack.iter().filter_map(|id| parse_id(id)) {
+            if ids.len() > 1 {
+                ids.push(',');
+            }
+            ids.push_str(&id.to_string());
+        }
+        ids.push(']');
+        let gone: Vec<i64> = conn
+            .prepare_cached(sql::ACK_MANY)?
+            .query_map(params![ids, lease_id], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for visible_at in &gone {
+            tx.removed(queue, Due::leased(u64::try_from(*visible_at).unwrap_or(0)))?;
+        }
+        acked = gone.len() as u64;
+        out.stale += ack.len() as u64 - acked;
+    }
+    out.acked = acked;
+    tx.count(queue).acked += acked;
+
+    for Retry {
+        id,
+        delay_ms,
+        error,
+    } in retry
+    {
+        let Some((id, attempt, was)) = held(tx, &id, lease_id)? else {
+            out.stale += 1;
+            continue;
+        };
+        let settings = tx.settings(queue)?;
+        if attempt >= settings.max_attempts {
+            if dead_letter(tx, queue, &settings, id, &error)? {
+                out.dead_lettered += 1;
+            } else {
+                out.dropped += 1;
+            }
+            continue;
+        }
+        let visible_at = now.saturating_add(delay_ms);
+        conn.prepare_cached(sql::RETRY)?
+            .execute(params![id, int(visible_at), error])?;
+        tx.moved(queue, was, Due::ready(visible_at))?;
+        out.retried += 1;
+        tx.count(queue).retried += 1;
+        tx.notify(queue);
+    }
+
+    for DeadLetter { id, reason } in dead {
+        let Some((id, _, _)) = held(tx, &id, lease_id)? else {
+            out.stale += 1;
+            continue;
+        };
+        let settings = tx.settings(queue)?;
+        if dead_letter(tx, queue, &settings, id, &reason)? {
+            out.dead_lettered += 1;
+        } else {
+            out.dropped += 1;
+        }
+    }
+
+    for (target, message) in send {
+        // A missing queue or an oversized message fails the whole settlement.
+        out.sent += enqueue(tx, &target, vec![message])?.len() as u64;
+    }
+    Ok(out)
+}
+
+/// The message's id, attempt and due time when `lease_id` still holds it.
+fn held(tx: &Tx<'_>, id: &str, lease_id: i64) -> Result<Option<(i64, u32, Due)>> {
+    let Some(id) = parse_id(id) else {
+        return Ok(None);
+    };
+    let row: Option<(i64, i64)> = tx
+        .conn
+        .prepare_cached(sql::LEASED_ATTEMPT)?
+        .query_row(params![id, lease_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(row.map(|(attempt, visible_at)| {
+        (
+            id,
+            u32::try_from(attempt).unwrap_or(u32::MAX),
+            Due::leased(u64::try_from(visible_at).unwrap_or(0)),
+        )
+    }))
+}
+
+/// Moves message `id` of `queue` to the queue's dead-letter queue as a new message, with the
+/// reason, attempts and source queue as attributes; without one, deletes it. Returns true when
+/// dead-lettered, false when dropped.
+fn dead_letter(
+    tx: &mut Tx<'_>,
+    queue: &str,
+    settings: &QueueSettings,
+    id: i64,
+    reason: &str,
+) -> Result<bool> {
+    let conn = tx.conn;
+    let now = tx.now;
+    let (body, attributes, attempt, due): (Vec<u8>, Option<String>, i64, Due) = conn
+        .prepare_cached(sql::MESSAGE_FOR_MOVE)?
+        .query_row(params![id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, Due::from_row(r, 3)?))
+        })?;
+    conn.prepare_cached(sql::DELETE_MESSAGE)?
+        .execute(params![id])?;
+    tx.removed(queue, due)?;
+    let Some(dlq) = &settings.dead_letter_queue else {
+        tx.count(queue).dropped += 1;
+        return Ok(false);
+    };
+    let mut attributes = decode_attributes(attributes.as_deref())?;
+    attributes.retain(|(k, _)| !is_reserved_attribute(k));
+    attributes.push((ATTR_DEAD_LETTER_REASON.into(), reason.to_owned()));
+    attributes.push((ATTR_ATTEMPTS.into(), attempt.to_string()));
+    attributes.push((ATTR_SOURCE_QUEUE.into(), queue.to_owned()));
+    attributes.push((ATTR_SOURCE_ID.into(), id.to_string()));
+    conn.prepare_cached(sql::INSERT_MESSAGE)?.execute(params![
+        dlq,
+        body,
+        encode_attributes(&attributes)?,
+        int(now),
+        int(now),
+        queue
+    ])?;
+    tx.added(dlq, Due::ready(now))?;
+    tx.count(queue).dead_lettered += 1;
+    tx.count(dlq).enqueued += 1;
+    tx.notify(dlq);
+    Ok(true)
+}
+
+/// Where a chunked redrive stands between its requests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RedriveProgress {
+    /// Messages moved so far.
+    pub moved: u64,
+    /// The last id looked at.
+    pub cursor: i64,
+    /// True once nothing is left to look at, or the limit is reached.
+    pub done: bool,
+}
+
+/// One chunk of a redrive: moves up to [`BULK_CHUNK`] messages (and at most `limit` in all)
+/// from `dlq` back to their source queue or to `to`, looking only at ids after the cursor.
+pub fn redrive(
+    tx: &mut Tx<'_>,
+    dlq: &str,
+    to: Option<&str>,
+    limit: u64,
+    mut progress: RedriveProgress,
+) -> Result<RedriveProgress> {
+    tx.settings(dlq)?;
+    if let Some(to) = to {
+        if to == dlq {
+            return Err(Error::InvalidSettings(format!(
+                "cannot redrive `{dlq}` into itself"
+            )));
+        }
+        tx.settings(to)?;
+    }
+    let conn = tx.conn;
+    let now = tx.now;
+    let page = (limit - progress.moved).min(BULK_CHUNK);
+    let rows: Vec<(i64, Option<String>)> = conn
+        .prepare_cached(sql::REDRIVABLE)?
+        .query_map(params![dlq, progress.cursor, int(now), int(page)], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    if (rows.len() as u64) < page {
+        progress.done = true;
+    }
+    for (id, source) in rows {
+        progress.cursor = id;
+        if move_back(tx, dlq, id, to, source)? {
+            progress.moved += 1;
+        }
+    }
+    if progress.moved >= limit {
+        progress.done = true;
+    }
+    Ok(progress)
+}
+
+/// Moves one dead-lettered message to `to` or its source, attempts reset. Messages whose source
+/// is unknown or gone stay in the dead-letter queue (false).
+fn move_back(
+    tx: &mut Tx<'_>,
+    dlq: &str,
+    id: i64,
+    to: Option<&str>,
+    source: Option<String>,
+) -> Result<bool> {
+    let conn = tx.conn;
+    let now = tx.now;
+    let Some(target) = to.map(str::to_owned).or(source) else {
+        return Ok(false);
+    };
+    if target == dlq {
+        return Ok(false);
+    }
+    match tx.settings(&target) {
+        Ok(_) => {}
+        Err(Error::QueueNotFound(_)) => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    let (body, attributes, due): (Vec<u8>, Option<String>, Due) = conn
+        .prepare_cached(sql::MESSAGE_FOR_MOVE)?
+        .query_row(params![id], |r| {
+            Ok((r.get(0)?, r.get(1)?, Due::from_row(r, 3)?))
+        })?;
+    let mut attributes = decode_attributes(attributes.as_deref())?;
+    attributes.retain(|(k, _)| !is_reserved_attribute(k));
+    conn.prepare_cached(sql::DELETE_MESSAGE)?
+        .execute(params![id])?;
+    tx.removed(dlq, due)?;
+    conn.prepare_cached(sql::INSERT_MESSAGE)?.execute(params![
+        target,
+        body,
+        encode_attributes(&attributes)?,
+        int(now),
+        int(now),
+        None::<&str>
+    ])?;
+    tx.added(&target, Due::ready(now))?;
+    tx.count(&target).enqueued += 1;
+    tx.notify(&target);
+    Ok(true)
+}
+
+/// Moves the given dead letters back (see [`redrive`]); ids not in `dlq`, or leased right now,
+/// are skipped. Returns how many moved.
+pub fn redrive_ids(tx: &mut Tx<'_>, dlq: &str, to: Option<&str>, ids: &[u64]) -> Result<u64> {
+    tx.settings(dlq)?;
+    if let Some(to) = to {
+        if to == dlq {
+            return Err(Error::InvalidSettings(format!(
+                "cannot redrive `{dlq}` into itself"
+            )));
+        }
+        tx.settings(to)?;
+    }
+    let mut moved = 0;
+    for id in ids {
+        let source: Option<Option<String>> = tx
+            .conn
+            .prepare_cached(sql::REDRIVABLE_ONE)?
+            .query_row(params![int(*id), dlq, int(tx.now)], |r| r.get(0))
+            .optional()?;
+        if let Some(source) = source
+            && move_back(tx, dlq, int(*id), to, source)?
+        {
+            moved += 1;
+        }
+    }
+    Ok(moved)
+}
+
+/// Deletes the given messages of `queue` (in flight too); ids elsewhere are ignored. Returns
+/// how many were deleted.
+pub fn delete(tx: &mut Tx<'_>, queue: &str, ids: &[u64]) -> Result<u64> {
+    tx.settings(queue)?;
+    let mut deleted = 0;
+    for id in ids {
+        let due = tx
+            .conn
+            .prepare_cached(sql::DELETE_QUEUE_MESSAGE)?
+            .query_row(params![int(*id), queue], |r| Due::from_row(r, 0))
+            .optional()?;
+        if let Some(due) = due {
+            tx.removed(queue, due)?;
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
+
+/// One chunk of a purge: deletes up to `chunk` of the queue's messages with ids up to `upto`
+/// (the newest when the purge began, found by the first chunk), oldest first. Returns how many
+/// it deleted, and `upto`.
+pub fn purge(tx: &mut Tx<'_>, queue: &str, upto: Option<i64>, chunk: u64) -> Result<(u64, i64)> {
+    tx.settings(queue)?;
+    let upto = match upto {
+        Some(upto) => upto,
+        None => tx
+            .conn
+            .prepare_cached(sql::NEWEST_ID_OF_QUEUE)?
+            .query_row(params![queue], |r| r.get::<_, Option<i64>>(0))?
+            .unwrap_or(0),
+    };
+    let gone: Vec<Due> = tx
+        .conn
+        .prepare_cached(sql::DELETE_QUEUE_MESSAGES_UP_TO)?
+        .query_map(params![queue, upto, int(chunk)], |r| Due::from_row(r, 0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for due in &gone {
+        tx.removed(queue, *due)?;
+    }
+    Ok((gone.len() as u64, upto))
+}
+
+/// One request of the retention sweep: deletes up to [`BULK_CHUNK`] messages older than their
+/// queue's retention (counted as expired) and forgets dedup ids whose window has passed; folds
+/// the due times now past. Returns how many messages expired, and whether the budget ran out
+/// (then the writer runs the next request at once).
+///
+/// Each queue is walked from its oldest message (ids grow with enqueue time) and the walk stops
+/// at the first one young enough to keep, so a sweep costs what it deletes plus one row per
+/// queue, however deep the queues are.
+pub fn expire(tx: &mut Tx<'_>) -> Result<(u64, bool)> {
+    let now = tx.now;
+    tx.fold_all_due()?;
+    let conn = tx.conn;
+    let forgotten = conn
+        .prepare_cached(sql::DEDUP_FORGET_EXPIRED_SOME)?
+        .execute(params![int(now), int(BULK_CHUNK)])? as u64;
+    let mut budget = BULK_CHUNK.saturating_sub(forgotten);
+    let mut retention = Vec::new();
+    {
+        let mut stmt = conn.prepare_cached(sql::QUEUE_RETENTIONS)?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let (queue, settings): (String, String) = (row.get(0)?, row.get(1)?);
+            let settings: QueueSettings = serde_json::from_str(&settings).map_err(|e| {
+                Error::Unavailable(format!("settings of queue `{queue}` are unreadable: {e}"))
+            })?;
+            retention.push((queue, settings.retention_ms));
+        }
+    }
+    let mut total = 0;
+    for (queue, keep_ms) in retention {
+        let horizon = now.saturating_sub(keep_ms);
+        while budget > 0 {
+            let page = budget.min(500);
+            let rows: Vec<(i64, i64, Due)> = conn
+                .prepare_cached(sql::OLDEST_OF_QUEUE)?
+                .query_map(params![queue, int(page)], |r| {
+                    Ok((r.get(0)?, r.get(1)?, Due::from_row(r, 2)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let full = rows.len() as u64 == page;
+            let mut young = false;
+            for (id, enqueued_at, due) in rows {
+                if u64::try_from(enqueued_at).unwrap_or(0) >= horizon {
+                    young = true;
+                    break;
+                }
+                conn.prepare_cached(sql::DELETE_MESSAGE)?
+                    .execute(params![id])?;
+                tx.removed(&queue, due)?;
+                tx.count(&queue).expired += 1;
+                total += 1;
+                budget -= 1;
+            }
+            if young || !full {
+                break;
+            }
+        }
+    }
+    Ok((total, budget == 0))
+}

@@ -1,0 +1,399 @@
+//! The embedded backend: SQLite in the data directory (WAL, `synchronous=FULL`).
+//!
+//! Writes go through one writer thread that groups whatever requests are waiting into one
+//! transaction (group commit), so many concurrent enqueues share one fsync. Reads use their own
+//! connections and never wait for the writer. One process owns the file, so a lease taken by
+//! the writer thread is exclusive by construction.
+
+mod catalog;
+mod components;
+pub mod floor;
+pub mod invocations;
+pub(super) mod messages;
+mod read;
+pub(super) mod schema;
+pub(super) mod sql;
+mod tokens;
+pub(super) mod writer;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::{
+    ATTR_ATTEMPTS, ATTR_DEAD_LETTER_REASON, ATTR_SOURCE_ID, ATTR_SOURCE_QUEUE, Backend,
+    CatalogChange, Clock, DeadLetter, Enqueued, Error, Events, FunctionRecord, FunctionVersion,
+    Lease, MAX_LEASE_MESSAGES, Message, NewMessage, QueueInfo, QueueSettings, QueueStats,
+    REASON_LEASE_EXPIRED, Result, Retry, Settled, Settlement, StoreOptions, TokenRecord,
+    TriggerRecord, validate,
+};
+use invocations::{InvocationEntry, InvocationQuery, InvocationRetention};
+
+/// State the writer thread and the backend both see.
+pub(in crate::store) struct Shared {
+    clock: Arc<dyn Clock>,
+    events: Arc<Events>,
+    commits: AtomicU64,
+}
+
+/// SQLite behind the storage contract. Dropping it closes the writer's channel and joins it.
+pub struct SqliteBackend {
+    shared: Arc<Shared>,
+    writer: writer::Handle,
+    readers: read::Pool,
+    components: PathBuf,
+}
+
+impl SqliteBackend {
+    /// Opens (creating if needed) the database in `dir`; components are kept beside it.
+    pub fn open(
+        dir: &Path,
+        options: StoreOptions,
+        clock: Arc<dyn Clock>,
+        events: Arc<Events>,
+    ) -> Result<SqliteBackend> {
+        let (conn, path) = schema::open(dir)?;
+        events.set_queues(catalog::queue_names(&conn)?);
+        let shared = Arc::new(Shared {
+            clock,
+            events,
+            commits: AtomicU64::new(0),
+        });
+        let readers = read::Pool::new(path);
+        let writer = writer::spawn(conn, shared.clone(), options)?;
+        Ok(SqliteBackend {
+            shared,
+            writer,
+            readers,
+            components: dir.join("components"),
+        })
+    }
+
+    /// Runs `op` in the writer's next transaction (tests reach SQLite directly through it).
+    pub(in crate::store) async fn write<R, F>(&self, op: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut writer::Tx<'_>) -> Result<R> + Send + 'static,
+    {
+        self.writer.submit(op).await
+    }
+
+    /// Runs `op` on a read connection (tests recount through it).
+    pub(in crate::store) async fn read<R, F>(&self, op: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&rusqlite::Connection, u64) -> Result<R> + Send + 'static,
+    {
+        let now = self.shared.clock.now_ms();
+        self.readers.run(move |conn| op(conn, now)).await
+    }
+
+    fn changed(&self, change: CatalogChange) {
+        self.shared.events.catalog_changed(change);
+    }
+}
+
+/// A message id as this backend issues it; anything else was never one of ours.
+fn parse_id(id: &str) -> Option<i64> {
+    id.parse().ok()
+}
+
+#[async_trait::async_trait]
+impl Backend for SqliteBackend {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn commits(&self) -> u64 {
+        self.shared.commits.load(Ordering::Relaxed)
+    }
+
+    async fn create_queue(&self, name: &str, settings: QueueSettings) -> Result<QueueInfo> {
+        let name = name.to_owned();
+        self.write(move |tx| catalog::create_queue(tx, &name, &settings))
+            .await
+    }
+
+    async fn update_queue(&self, name: &str, settings: QueueSettings) -> Result<QueueInfo> {
+        let owned = name.to_owned();
+        let info = self
+            .write(move |tx| catalog::update_queue(tx, &owned, &settings))
+            .await?;
+        self.changed(CatalogChange::Queue(name.to_owned()));
+        Ok(info)
+    }
+
+    async fn get_queue(&self, name: &str) -> Result<QueueInfo> {
+        let name = name.to_owned();
+        self.read(move |conn, now| catalog::get_queue(conn, now, &name))
+            .await
+    }
+
+    async fn list_queues(&self) -> Result<Vec<QueueInfo>> {
+        self.read(catalog::list_queues).await
+    }
+
+    async fn queue_names(&self) -> Result<HashSet<String>> {
+        self.read(|conn, _| catalog::queue_names(conn)).await
+    }
+
+    async fn queue_settings(&self, name: &str) -> Result<QueueSettings> {
+        let name = name.to_owned();
+        self.read(move |conn, _| read::queue_settings(conn, &name))
+            .await
+    }
+
+    /// A deep queue's messages go in chunks, each its own commit, so other queues are not held
+    /// up; the queue itself goes with the last chunk.
+    async fn delete_queue(&self, name: &str) -> Result<()> {
+        loop {
+            let queue = name.to_owned();
+            let done = self
+                .write(move |tx| catalog::delete_queue(tx, &queue, messages::BULK_CHUNK))
+                .await?;
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Deletes what the queue holds when the purge begins, in chunks, each its own commit, so
+    /// writes to other queues wait for one chunk at most; messages enqueued meanwhile are kept.
+    async fn purge(&self, name: &str) -> Result<u64> {
+        let mut upto = None;
+        let mut total = 0;
+        loop {
+            let queue = name.to_owned();
+            let chunk = messages::BULK_CHUNK;
+            let step = self
+                .write(move |tx| messages::purge(tx, &queue, upto, chunk))
+                .await;
+            let (deleted, newest) = match step {
+                Ok(step) => step,
+                // Deleted meanwhile: its messages are gone as well.
+                Err(Error::QueueNotFound(_)) if upto.is_some() => return Ok(total),
+                Err(e) => return Err(e),
+            };
+            total += deleted;
+            upto = Some(newest);
+            if deleted < chunk {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn enqueue(&self, queue: &str, messages: Vec<NewMessage>) -> Result<Vec<Enqueued>> {
+        let queue = queue.to_owned();
+        self.write(move |tx| messages::enqueue(tx, &queue, messages))
+            .await
+    }
+
+    async fn peek(&self, queue: &str, limit: usize, after: Option<&str>) -> Result<Vec<Message>> {
+        let after = match after {
+            None => 0,
+            Some(cursor) => parse_id(cursor)
+                .and_then(|id| u64::try_from(id).ok())
+                .ok_or_else(|| Error::InvalidCursor(cursor.to_owned()))?,
+        };
+        let queue = queue.to_owned();
+        self.read(move |conn, _| read::peek(conn, &queue, after, limit))
+            .await
+    }
+
+    async fn lease(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility: Option<Duration>,
+        max_leases: Option<u32>,
+    ) -> Result<Option<Lease>> {
+        let queue = queue.to_owned();
+        self.write(move |tx| messages::lease(tx, &queue, max, visibility, max_leases))
+            .await
+    }
+
+    async fn extend(&self, lease: &Lease, visibility: Duration) -> Result<u64> {
+        let lease_id = lease.id;
+        let queue = lease.queue.clone();
+        let ids: Vec<String> = lease.messages.iter().map(|m| m.id.clone()).collect();
+        self.write(move |tx| messages::extend(tx, &queue, lease_id, &ids, visibility))
+            .await
+    }
+
+    async fn settle(&self, lease: &Lease, settlement: Settlement) -> Result<Settled> {
+        let lease_id = lease.id;
+        let queue = lease.queue.clone();
+        self.write(move |tx| messages::settle(tx, &queue, lease_id, settlement))
+            .await
+    }
+
+    /// Moves in chunks, each its own commit, so writes to other queues are not held up.
+    async fn redrive(&self, dlq: &str, to: Option<&str>, limit: Option<u64>) -> Result<u64> {
+        let limit = limit.unwrap_or(u64::MAX);
+        let mut progress = messages::RedriveProgress::default();
+        while !progress.done && progress.moved < limit {
+            let dlq = dlq.to_owned();
+            let to = to.map(str::to_owned);
+            progress = self
+                .write(move |tx| messages::redrive(tx, &dlq, to.as_deref(), limit, progress))
+                .await?;
+        }
+        Ok(progress.moved)
+    }
+
+    async fn redrive_messages(&self, dlq: &str, to: Option<&str>, ids: Vec<u64>) -> Result<u64> {
+        let dlq = dlq.to_owned();
+        let to = to.map(str::to_owned);
+        self.write(move |tx| messages::redrive_ids(tx, &dlq, to.as_deref(), &ids))
+            .await
+    }
+
+    async fn delete_messages(&self, queue: &str, ids: Vec<u64>) -> Result<u64> {
+        let queue = queue.to_owned();
+        self.write(move |tx| messages::delete(tx, &queue, &ids))
+            .await
+    }
+
+    async fn next_visible_at_ms(&self, queue: &str) -> Result<Option<u64>> {
+        let queue = queue.to_owned();
+        self.read(move |conn, now| read::next_visible_at(conn, now, &queue))
+            .await
+    }
+
+    async fn visible_count(&self, queue: &str, cap: u64) -> Result<u64> {
+        let queue = queue.to_owned();
+        self.read(move |conn, now| read::visible_count(conn, now, &queue, cap))
+            .await
+    }
+
+    async fn expire(&self) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let (expired, more) = self.write(messages::expire).await?;
+            total += expired;
+            if !more {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn add_function_version(
+        &self,
+        name: &str,
+        sha256: &str,
+        size: u64,
+        config: serde_json::Value,
+    ) -> Result<FunctionRecord> {
+        let owned = name.to_owned();
+        let sha256 = sha256.to_owned();
+        let record = self
+            .write(move |tx| catalog::add_function_version(tx, &owned, &sha256, size, &config))
+            .await?;
+        self.changed(CatalogChange::Function(name.to_owned()));
+        Ok(record)
+    }
+
+    async fn get_function(&self, name: &str) -> Result<FunctionRecord> {
+        let name = name.to_owned();
+        self.read(move |conn, _| catalog::get_function(conn, &name))
+            .await
+    }
+
+    async fn list_functions(&self) -> Result<Vec<FunctionRecord>> {
+        self.read(|conn, _| catalog::list_functions(conn)).await
+    }
+
+    async fn activate_version(&self, name: &str, version: u32) -> Result<FunctionRecord> {
+        let owned = name.to_owned();
+        let record = self
+            .write(move |tx| catalog::activate_version(tx, &owned, version))
+            .await?;
+        self.changed(CatalogChange::Function(name.to_owned()));
+        Ok(record)
+    }
+
+    async fn delete_function(&self, name: &str) -> Result<()> {
+        let owned = name.to_owned();
+        self.write(move |tx| {
+            catalog::delete_function(tx, &owned)?;
+            invocations::delete_function(tx, &owned)
+        })
+        .await?;
+        self.changed(CatalogChange::Function(name.to_owned()));
+        Ok(())
+    }
+
+    async fn put_trigger(&self, trigger: TriggerRecord) -> Result<TriggerRecord> {
+        let record = self
+            .write(move |tx| catalog::put_trigger(tx, trigger))
+            .await?;
+        self.changed(CatalogChange::Function(record.function.clone()));
+        Ok(record)
+    }
+
+    async fn delete_trigger(&self, function: &str) -> Result<()> {
+        let owned = function.to_owned();
+        self.write(move |tx| catalog::delete_trigger(tx, &owned))
+            .await?;
+        self.changed(CatalogChange::Function(function.to_owned()));
+        Ok(())
+    }
+
+    async fn list_triggers(&self) -> Result<Vec<TriggerRecord>> {
+        self.read(|conn, _| catalog::list_triggers(conn)).await
+    }
+
+    async fn put_component(&self, sha256: &str, bytes: Vec<u8>) -> Result<()> {
+        components::put(&self.components, sha256, bytes).await
+    }
+
+    async fn get_component(&self, sha256: &str) -> Result<Vec<u8>> {
+        components::get(&self.components, sha256).await
+    }
+
+    async fn record_invocations(
+        &self,
+        entries: Vec<InvocationEntry>,
+        retention: InvocationRetention,
+    ) -> Result<Vec<InvocationEntry>> {
+        self.write(move |tx| invocations::insert(tx, entries, retention))
+            .await
+    }
+
+    async fn invocations(
+        &self,
+        function: &str,
+        query: InvocationQuery,
+    ) -> Result<Vec<InvocationEntry>> {
+        let function = function.to_owned();
+        self.read(move |conn, _| invocations::page(conn, &function, &query))
+            .await
+    }
+
+    async fn add_token(&self, token: TokenRecord) -> Result<()> {
+        self.write(move |tx| tokens::insert(tx, &token)).await?;
+        self.changed(CatalogChange::Tokens);
+        Ok(())
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
+        self.read(|conn, _| tokens::list(conn)).await
+    }
+
+    async fn delete_token(&self, id: &str) -> Result<()> {
+        let id = id.to_owned();
+        self.write(move |tx| tokens::delete(tx, &id)).await?;
+        self.changed(CatalogChange::Tokens);
+        Ok(())
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    /// Every SQLite failure the store does not turn into a precise error is a storage problem
+    /// (disk full, read-only, I/O, corruption): callers may retry later.
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Unavailable(e.to_string())
+    }
+}
