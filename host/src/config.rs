@@ -3,18 +3,28 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Everything `sluice serve` needs to run.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Where the database, uploaded components and compiled artifacts live.
+    /// Where the SQLite database and uploaded components live (without `database`), and the
+    /// compiled-component cache (always).
     pub data_dir: PathBuf,
+    /// A PostgreSQL URL shared by several hosts; `None` keeps everything in SQLite in
+    /// `data_dir`.
+    pub database: Option<String>,
     /// Address the HTTP API listens on.
     pub listen: SocketAddr,
     pub limits: ApiLimits,
+    pub connections: ConnectionLimits,
     /// An admin token to accept (and keep) from the start; without one, the first start creates
     /// an admin token and prints it once.
     pub admin_token: Option<String>,
+    /// How long the invocation log is kept.
+    pub invocations: crate::functions::LogRetention,
+    /// How often each queue's stats are sampled for the console's charts.
+    pub series_interval: std::time::Duration,
 }
 
 /// Limits on what a client may send, each with a clear error when exceeded.
@@ -29,6 +39,13 @@ pub struct ApiLimits {
     /// Most attributes on one message, and the longest name or value.
     pub max_attributes: usize,
     pub max_attribute_bytes: usize,
+    /// Request bodies being buffered by all requests together; a body that would take the
+    /// total past it is refused at once with 503 and `Retry-After` instead of being read.
+    pub max_buffered_body_bytes: usize,
+    /// How long a request's whole body may take to arrive once its head has (408 beyond).
+    pub body_read_timeout: Duration,
+    /// Longest request target (path and query) accepted (414 beyond).
+    pub max_uri_bytes: usize,
 }
 
 impl Default for ApiLimits {
@@ -39,18 +56,59 @@ impl Default for ApiLimits {
             max_batch_messages: 1000,
             max_attributes: 32,
             max_attribute_bytes: 1024,
+            max_buffered_body_bytes: 256 * 1024 * 1024,
+            body_read_timeout: Duration::from_secs(60),
+            max_uri_bytes: 8 * 1024,
+        }
+    }
+}
+
+/// Limits on connections, so idle or slow clients cannot exhaust file descriptors or tasks.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// Connections served at once. It is lowered to fit the process's open-file limit.
+    pub max_connections: usize,
+    /// How long a request's head (request line and headers) may take to arrive once its first
+    /// byte has.
+    pub header_read_timeout: Duration,
+    /// How long a connection may wait for its first request, or for the next one after an
+    /// answer (keep-alive), before it is closed.
+    pub idle_timeout: Duration,
+    /// Largest request head (request line and headers, 431 beyond).
+    pub max_header_bytes: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_header_bytes: 64 * 1024,
         }
     }
 }
 
 impl Config {
+    /// Where the store lives.
+    pub fn store_location(&self) -> crate::store::Location {
+        match &self.database {
+            Some(url) => crate::store::Location::Postgres(url.clone()),
+            None => crate::store::Location::Sqlite(self.data_dir.clone()),
+        }
+    }
+
     /// A configuration with default limits.
     pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Config {
         Config {
             data_dir,
+            database: None,
             listen,
             limits: ApiLimits::default(),
+            connections: ConnectionLimits::default(),
             admin_token: None,
+            invocations: crate::functions::LogRetention::default(),
+            series_interval: std::time::Duration::from_secs(10),
         }
     }
 }
