@@ -1,0 +1,604 @@
+// The Sluice console: sign in with a token, then queues, dead letters and functions, all through
+// the HTTP API. A hash router picks the page; each page returns a function that stops its timers
+// and streams when the user leaves it.
+
+import { Api, ApiError, seg } from './api.js';
+import { h, clear, count, millis, rate, time, chart, bodyPreview, toast, confirmDialog, field } from './ui.js';
+
+const REFRESH_MS = 2000;
+const main = document.getElementById('main');
+let api = null;
+let me = null;
+let leave = () => {};
+
+// What the signed-in token may do; what it may not is not offered.
+const can = {
+  admin: false,
+  deploy: false,
+  read: false,
+  produce: () => false,
+};
+
+function learn(identity) {
+  const scopes = identity.scopes || [];
+  can.admin = scopes.includes('admin');
+  can.deploy = can.admin || scopes.includes('deploy');
+  can.read = can.deploy || scopes.includes('read');
+  can.produce = (queue) => can.admin || scopes.includes('produce') || scopes.includes(`produce:${queue}`);
+  can.produceQueues = scopes.filter((s) => s.startsWith('produce:')).map((s) => s.slice(8));
+}
+
+function fail(error) {
+  if (error instanceof ApiError && error.status === 401) {
+    signOut('Your token is no longer valid; sign in again.');
+    return;
+  }
+  toast(error.message || String(error), 'error');
+}
+
+// Runs `action`; reports its failure instead of throwing.
+async function attempt(action) {
+  try {
+    return await action();
+  } catch (e) {
+    fail(e);
+    return undefined;
+  }
+}
+
+function every(ms, tick) {
+  let stopped = false;
+  let timer = null;
+  const run = async () => {
+    if (stopped) return;
+    await tick();
+    if (!stopped) timer = setTimeout(run, ms);
+  };
+  run();
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
+}
+
+// ---- sign in ----
+
+function signInPage(message) {
+  document.getElementById('nav').hidden = true;
+  document.getElementById('who').hidden = true;
+  const input = h('input', { type: 'password', id: 'token', name: 'token', autocomplete: 'off', required: true, placeholder: 'sluice_…' });
+  const form = h('form', { class: 'card signin', onsubmit: async (e) => {
+    e.preventDefault();
+    const candidate = new Api(input.value.trim());
+    try {
+      const identity = await candidate.get('/v1/tokens/self');
+      sessionStorage.setItem('sluice-token', input.value.trim());
+      start(candidate, identity);
+    } catch (err) {
+      toast(err.status === 401 ? 'That token is not valid.' : err.message, 'error');
+    }
+  } },
+  h('h1', {}, 'Sign in'),
+  h('p', {}, 'Paste an API token. The console offers what its scopes allow: ', h('code', {}, 'admin'), ', ', h('code', {}, 'deploy'), ', ', h('code', {}, 'read'), ' or ', h('code', {}, 'produce'), '.'),
+  message ? h('p', { class: 'note' }, message) : null,
+  field('Token', input),
+  h('button', { type: 'submit' }, 'Sign in'));
+  clear(main, form);
+  input.focus();
+}
+
+function signOut(message) {
+  sessionStorage.removeItem('sluice-token');
+  api = null;
+  me = null;
+  leave();
+  leave = () => {};
+  signInPage(message);
+}
+
+function start(client, identity) {
+  api = client;
+  me = identity;
+  learn(identity);
+  document.getElementById('nav').hidden = !can.read;
+  document.getElementById('who').hidden = false;
+  document.getElementById('who-name').textContent = `${identity.name || identity.id} · ${identity.scopes.join(', ')}`;
+  if (!location.hash || location.hash === '#/' || location.hash === '#/signin') location.hash = '#/queues';
+  else route();
+}
+
+// ---- queues ----
+
+function depthChart(samples) {
+  const times = samples.map((s) => s.at_ms);
+  return chart('Depth', times, [
+    { name: 'visible', cls: 's1', values: samples.map((s) => s.visible) },
+    { name: 'in flight', cls: 's2', values: samples.map((s) => s.in_flight) },
+    { name: 'delayed', cls: 's3', values: samples.map((s) => s.delayed) },
+  ]);
+}
+
+function ageChart(samples) {
+  return chart('Oldest age', samples.map((s) => s.at_ms), [
+    { name: 'oldest', cls: 's4', values: samples.map((s) => s.oldest_age_ms ?? 0) },
+  ], millis);
+}
+
+function rateChart(samples) {
+  const times = samples.map((s) => s.at_ms);
+  return chart('Rates', times, [
+    { name: 'enqueue', cls: 's1', values: samples.map((s) => s.enqueued_per_s) },
+    { name: 'ack', cls: 's5', values: samples.map((s) => s.acked_per_s) },
+    { name: 'DLQ', cls: 's6', values: samples.map((s) => s.dead_lettered_per_s) },
+  ], rate);
+}
+
+function stat(label, value, test) {
+  return h('div', { class: 'stat' }, h('span', { class: 'stat-value', 'data-test': test }, value), h('span', { class: 'stat-label' }, label));
+}
+
+function queueStats(stats) {
+  return h('div', { class: 'stats' },
+    stat('visible', count(stats.visible), 'visible'),
+    stat('in flight', count(stats.in_flight), 'in-flight'),
+    stat('delayed', count(stats.delayed), 'delayed'),
+    stat('oldest', millis(stats.oldest_age_ms), 'oldest'));
+}
+
+// The create form; `update` refreshes its dead-letter choices as queues come and go.
+function createQueueForm(onCreated) {
+  const name = h('input', { name: 'name', required: true, pattern: '[A-Za-z0-9_\\-]{1,80}', placeholder: 'orders' });
+  const attempts = h('input', { name: 'max_attempts', type: 'number', min: 1, value: 5 });
+  const dlq = h('select', { name: 'dead_letter_queue' }, h('option', { value: '' }, 'none'));
+  let known = '';
+  const form = h('form', { class: 'inline-form', 'data-test': 'create-queue', onsubmit: async (e) => {
+    e.preventDefault();
+    const body = { name: name.value.trim(), max_attempts: Number(attempts.value) };
+    if (dlq.value) body.dead_letter_queue = dlq.value;
+    const created = await attempt(() => api.post('/v1/queues', body));
+    if (created) {
+      toast(`Created queue ${created.name}`);
+      name.value = '';
+      onCreated();
+    }
+  } }, field('New queue', name), field('Max attempts', attempts), field('Dead-letter queue', dlq), h('button', { type: 'submit' }, 'Create queue'));
+  const update = (queues) => {
+    const names = queues.map((q) => q.name).join('\n');
+    if (names === known) return;
+    known = names;
+    const chosen = dlq.value;
+    clear(dlq, h('option', { value: '' }, 'none'), queues.map((q) => h('option', { value: q.name, selected: q.name === chosen }, q.name)));
+  };
+  return { form, update };
+}
+
+function queuesPage() {
+  if (!can.read) return producePage();
+  const list = h('div', { class: 'grid' });
+  const formSlot = h('div');
+  const title = h('div', { class: 'page-head' }, h('h1', {}, 'Queues'), h('span', { class: 'muted' }, 'last hour, refreshed every 2 s'));
+  clear(main, title, formSlot, list);
+  const create = can.admin ? createQueueForm(() => refresh()) : null;
+  if (create) clear(formSlot, create.form);
+  const refresh = async () => {
+    const answer = await attempt(() => api.get('/v1/queues'));
+    if (!answer) return;
+    const queues = answer.queues;
+    if (create) create.update(queues);
+    const dlqs = new Set(queues.map((q) => q.settings.dead_letter_queue).filter(Boolean));
+    const series = await Promise.all(queues.map((q) => api.get(`/v1/queues/${seg(q.name)}/series`).catch(() => ({ samples: [] }))));
+    if (!queues.length) {
+      clear(list, h('p', { class: 'empty' }, 'No queues yet.'));
+      return;
+    }
+    clear(list, queues.map((q, i) => h('section', { class: 'card queue', 'data-queue': q.name },
+      h('div', { class: 'card-head' },
+        h('a', { href: `#/queues/${seg(q.name)}`, class: 'queue-name' }, q.name),
+        dlqs.has(q.name) ? h('span', { class: 'badge dlq' }, 'dead letters') : null,
+        q.settings.dead_letter_queue ? h('span', { class: 'muted' }, `→ ${q.settings.dead_letter_queue}`) : null),
+      queueStats(q.stats),
+      h('div', { class: 'charts' }, depthChart(series[i].samples), ageChart(series[i].samples), rateChart(series[i].samples)))));
+  };
+  return every(REFRESH_MS, refresh);
+}
+
+function producePage() {
+  const queue = h('input', { name: 'queue', required: true, value: can.produceQueues[0] || '' });
+  clear(main, h('div', { class: 'page-head' }, h('h1', {}, 'Send')),
+    h('p', { class: 'muted' }, 'This token may send messages only; it cannot read queues.'),
+    field('Queue', queue),
+    sendForm(() => queue.value.trim(), () => {}));
+  return () => {};
+}
+
+function sendForm(queueName, onSent) {
+  const body = h('textarea', { name: 'body', rows: 3, placeholder: '{"item": "book"}' });
+  const attrs = h('input', { name: 'attributes', placeholder: 'customer=42, region=eu' });
+  return h('form', { class: 'card send', 'data-test': 'send', onsubmit: async (e) => {
+    e.preventDefault();
+    const attributes = {};
+    for (const pair of attrs.value.split(',').map((p) => p.trim()).filter(Boolean)) {
+      const at = pair.indexOf('=');
+      if (at < 1) {
+        toast(`attribute "${pair}" is not KEY=VALUE`, 'error');
+        return;
+      }
+      attributes[pair.slice(0, at).trim()] = pair.slice(at + 1).trim();
+    }
+    const sent = await attempt(() => api.post(`/v1/queues/${seg(queueName())}/messages/batch`, { messages: [{ body: body.value, attributes }] }));
+    if (sent) {
+      toast(`Sent message ${sent.ids[0]}`);
+      body.value = '';
+      onSent();
+    }
+  } }, h('h2', {}, 'Send a message'), field('Body', body), field('Attributes', attrs, 'KEY=VALUE, comma-separated'), h('button', { type: 'submit' }, 'Send'));
+}
+
+const ATTR_REASON = 'sluice-dead-letter-reason';
+const ATTR_ATTEMPTS = 'sluice-attempts';
+const ATTR_SOURCE = 'sluice-source-queue';
+
+function messageList(queue, messages, deadLetters, reload) {
+  if (!messages.length) return h('p', { class: 'empty' }, deadLetters ? 'No dead letters.' : 'No messages.');
+  const selected = new Set();
+  const redrive = async (ids) => {
+    const body = ids ? { ids } : {};
+    const answer = await attempt(() => api.post(`/v1/queues/${seg(queue)}/redrive`, body));
+    if (answer) {
+      toast(`Redrove ${answer.moved} message${answer.moved === 1 ? '' : 's'}`);
+      reload();
+    }
+  };
+  const remove = async (id) => {
+    if (!await confirmDialog(`Delete message ${id} from ${queue}? It cannot be recovered.`, 'Delete')) return;
+    if (await attempt(() => api.delete(`/v1/queues/${seg(queue)}/messages/${seg(id)}`)) !== undefined) {
+      toast(`Deleted message ${id}`);
+      reload();
+    }
+  };
+  const rows = messages.map((m) => {
+    const a = m.attributes || {};
+    const others = Object.entries(a).filter(([k]) => !deadLetters || ![ATTR_REASON, ATTR_ATTEMPTS, ATTR_SOURCE, 'sluice-source-id'].includes(k));
+    return h('article', { class: 'message', 'data-id': m.id },
+      h('div', { class: 'message-head' },
+        deadLetters && can.admin ? h('input', { type: 'checkbox', 'aria-label': `select message ${m.id}`, onchange: (e) => { if (e.target.checked) selected.add(m.id); else selected.delete(m.id); } }) : null,
+        h('span', { class: 'mono' }, `#${m.id}`),
+        h('span', { class: 'muted' }, time(m.enqueued_at_ms)),
+        deadLetters ? null : h('span', { class: 'muted' }, `attempt ${m.attempt}`),
+        deadLetters && can.admin ? h('span', { class: 'row-actions' },
+          h('button', { type: 'button', class: 'small', onclick: () => redrive([m.id]) }, 'Redrive'),
+          h('button', { type: 'button', class: 'small danger', onclick: () => remove(m.id) }, 'Delete')) : null),
+      deadLetters ? h('dl', { class: 'dead' },
+        h('dt', {}, 'reason'), h('dd', { 'data-test': 'reason' }, a[ATTR_REASON] || '–'),
+        h('dt', {}, 'attempts'), h('dd', {}, a[ATTR_ATTEMPTS] || '–'),
+        h('dt', {}, 'source'), h('dd', {}, a[ATTR_SOURCE] ? h('a', { href: `#/queues/${seg(a[ATTR_SOURCE])}` }, a[ATTR_SOURCE]) : '–')) : null,
+      others.length ? h('div', { class: 'attrs' }, others.map(([k, v]) => h('span', { class: 'attr' }, `${k}=${v}`))) : null,
+      bodyPreview(m));
+  });
+  return h('div', { class: 'messages' },
+    deadLetters && can.admin ? h('div', { class: 'toolbar' },
+      h('button', { type: 'button', onclick: () => selected.size ? redrive([...selected]) : toast('Select messages first', 'error') }, 'Redrive selected'),
+      h('button', { type: 'button', onclick: () => redrive(null) }, 'Redrive all')) : null,
+    rows);
+}
+
+function settingsForm(queue, settings, queues) {
+  const disabled = !can.admin;
+  const num = (name, value, label, hint) => field(label, h('input', { name, type: 'number', min: 0, value: value ?? '', disabled }), hint);
+  const dlq = h('select', { name: 'dead_letter_queue', disabled },
+    h('option', { value: '' }, 'none'),
+    queues.filter((q) => q.name !== queue).map((q) => h('option', { value: q.name, selected: q.name === settings.dead_letter_queue }, q.name)));
+  const jitter = h('input', { type: 'checkbox', name: 'jitter', checked: settings.backoff.jitter, disabled });
+  const form = h('form', { class: 'card settings', 'data-test': 'settings', onsubmit: async (e) => {
+    e.preventDefault();
+    const v = (n) => form.elements[n].value;
+    const opt = (n) => (v(n) === '' ? null : Number(v(n)));
+    const patch = {
+      visibility_timeout_ms: Number(v('visibility_timeout_ms')),
+      max_attempts: Number(v('max_attempts')),
+      retention_ms: Number(v('retention_ms')),
+      max_message_bytes: Number(v('max_message_bytes')),
+      dedup_window_ms: Number(v('dedup_window_ms')),
+      max_depth: opt('max_depth'),
+      dead_letter_queue: dlq.value || null,
+      backoff: {
+        initial_ms: Number(v('initial_ms')),
+        multiplier: Number(v('multiplier')),
+        max_ms: Number(v('max_ms')),
+        jitter: jitter.checked,
+      },
+    };
+    if (await attempt(() => api.patch(`/v1/queues/${seg(queue)}`, patch))) toast('Settings saved');
+  } },
+  h('h2', {}, 'Settings'),
+  h('div', { class: 'fields' },
+    num('visibility_timeout_ms', settings.visibility_timeout_ms, 'Visibility timeout (ms)'),
+    num('max_attempts', settings.max_attempts, 'Max attempts'),
+    field('Dead-letter queue', dlq),
+    num('retention_ms', settings.retention_ms, 'Retention (ms)'),
+    num('max_message_bytes', settings.max_message_bytes, 'Max message bytes'),
+    num('dedup_window_ms', settings.dedup_window_ms, 'Dedup window (ms)'),
+    num('max_depth', settings.max_depth, 'Max depth', 'empty: unbounded'),
+    num('initial_ms', settings.backoff.initial_ms, 'Backoff initial (ms)'),
+    field('Backoff multiplier', h('input', { name: 'multiplier', type: 'number', step: 'any', min: 1, value: settings.backoff.multiplier, disabled })),
+    num('max_ms', settings.backoff.max_ms, 'Backoff max (ms)'),
+    h('label', { class: 'check' }, jitter, 'Backoff jitter')),
+  can.admin ? h('button', { type: 'submit' }, 'Save settings') : h('p', { class: 'muted' }, 'Read-only: changing settings needs an admin token.'));
+  return form;
+}
+
+function queuePage(name) {
+  const head = h('div', { class: 'page-head' }, h('h1', {}, h('a', { href: '#/queues', class: 'crumb' }, 'Queues'), ' / ', name));
+  const statsSlot = h('div');
+  const chartsSlot = h('div', { class: 'charts wide' });
+  const side = h('div', { class: 'side' });
+  const peekSlot = h('div');
+  const peekHead = h('div', { class: 'section-head' }, h('h2', {}, 'Messages'), h('button', { type: 'button', class: 'secondary small', onclick: () => loadPeek() }, 'Refresh'));
+  clear(main, head, statsSlot, chartsSlot, h('div', { class: 'columns' }, h('div', { class: 'col-main' }, peekHead, peekSlot), side));
+  let isDlq = false;
+  let sideShown = false;
+  const loadPeek = async () => {
+    const answer = await attempt(() => api.get(`/v1/queues/${seg(name)}/messages?limit=50`));
+    if (answer) clear(peekSlot, messageList(name, answer.messages, isDlq, () => { loadPeek(); refresh(); }));
+  };
+  const refresh = async () => {
+    const [queue, series, all] = await Promise.all([
+      attempt(() => api.get(`/v1/queues/${seg(name)}`)),
+      api.get(`/v1/queues/${seg(name)}/series`).catch(() => ({ samples: [] })),
+      api.get('/v1/queues').catch(() => ({ queues: [] })),
+    ]);
+    if (!queue) return;
+    const wasDlq = isDlq;
+    isDlq = all.queues.some((q) => q.settings.dead_letter_queue === name);
+    clear(statsSlot, queueStats(queue.stats), h('p', { class: 'muted totals' },
+      `enqueued ${count(queue.stats.enqueued_total)} · acknowledged ${count(queue.stats.acked_total)} · retried ${count(queue.stats.retried_total)} · dead-lettered ${count(queue.stats.dead_lettered_total)} · dropped ${count(queue.stats.dropped_total)} · expired ${count(queue.stats.expired_total)}`));
+    clear(chartsSlot, depthChart(series.samples), ageChart(series.samples), rateChart(series.samples));
+    if (!sideShown) {
+      sideShown = true;
+      clear(side,
+        can.produce(name) ? sendForm(() => name, () => { loadPeek(); refresh(); }) : null,
+        settingsForm(name, queue.settings, all.queues),
+        can.admin ? h('div', { class: 'card danger-zone' }, h('h2', {}, 'Danger zone'),
+          h('button', { type: 'button', class: 'danger', onclick: async () => {
+            if (!await confirmDialog(`Purge every message of ${name}? This cannot be undone.`, 'Purge')) return;
+            const answer = await attempt(() => api.post(`/v1/queues/${seg(name)}/purge`));
+            if (answer) {
+              toast(`Purged ${plural(answer.purged, 'message')}`);
+              loadPeek();
+              refresh();
+            }
+          } }, 'Purge queue'),
+          h('button', { type: 'button', class: 'danger', onclick: async () => {
+            if (!await confirmDialog(`Delete queue ${name} and its messages?`, 'Delete queue')) return;
+            if (await attempt(() => api.delete(`/v1/queues/${seg(name)}`)) !== undefined) {
+              toast(`Deleted queue ${name}`);
+              location.hash = '#/queues';
+            }
+          } }, 'Delete queue')) : null);
+    }
+    if (wasDlq !== isDlq) loadPeek();
+  };
+  loadPeek();
+  return every(REFRESH_MS, refresh);
+}
+
+function deadLettersPage() {
+  const body = h('div');
+  clear(main, h('div', { class: 'page-head' }, h('h1', {}, 'Dead letters'), h('span', { class: 'muted' }, 'messages out of attempts, with why they died')), body);
+  const load = async () => {
+    const answer = await attempt(() => api.get('/v1/queues'));
+    if (!answer) return;
+    const dlqs = [...new Set(answer.queues.map((q) => q.settings.dead_letter_queue).filter(Boolean))].sort();
+    if (!dlqs.length) {
+      clear(body, h('p', { class: 'empty' }, 'No queue has a dead-letter queue. Set one in a queue\'s settings.'));
+      return;
+    }
+    const sections = await Promise.all(dlqs.map(async (dlq) => {
+      const sources = answer.queues.filter((q) => q.settings.dead_letter_queue === dlq).map((q) => q.name);
+      const peeked = await api.get(`/v1/queues/${seg(dlq)}/messages?limit=100`).catch((e) => { fail(e); return { messages: [] }; });
+      const info = answer.queues.find((q) => q.name === dlq);
+      return h('section', { class: 'card', 'data-dlq': dlq },
+        h('div', { class: 'card-head' }, h('a', { href: `#/queues/${seg(dlq)}`, class: 'queue-name' }, dlq),
+          h('span', { class: 'muted' }, `for ${sources.join(', ')} · ${plural(info ? info.stats.visible + info.stats.delayed + info.stats.in_flight : 0, 'message')}`)),
+        messageList(dlq, peeked.messages, true, load));
+    }));
+    clear(body, sections);
+  };
+  load();
+  return () => {};
+}
+
+// ---- functions ----
+
+function functionsPage() {
+  const body = h('div');
+  clear(main, h('div', { class: 'page-head' }, h('h1', {}, 'Functions')), body);
+  const refresh = async () => {
+    const answer = await attempt(() => api.get('/v1/functions'));
+    if (!answer) return;
+    if (!answer.functions.length) {
+      clear(body, h('p', { class: 'empty' }, 'No functions yet. Deploy one with ', h('code', {}, 'sluice deploy'), '.'));
+      return;
+    }
+    const details = await Promise.all(answer.functions.map((f) => api.get(`/v1/functions/${seg(f.name)}`).catch(() => f)));
+    clear(body, h('table', { class: 'table' },
+      h('thead', {}, h('tr', {}, ['Function', 'Active version', 'Versions', 'Queue', 'Trigger', 'In flight'].map((t) => h('th', {}, t)))),
+      h('tbody', {}, details.map((f) => h('tr', {},
+        h('td', {}, h('a', { href: `#/functions/${seg(f.name)}` }, f.name)),
+        h('td', { class: 'num' }, `v${f.active_version}`),
+        h('td', { class: 'num' }, f.versions.length),
+        h('td', {}, f.trigger ? h('a', { href: `#/queues/${seg(f.trigger.queue)}` }, f.trigger.queue) : '–'),
+        h('td', {}, f.trigger ? h('span', { class: `badge ${f.trigger.state || ''}` }, f.trigger.state || (f.trigger.paused ? 'paused' : '')) : '–'),
+        h('td', { class: 'num' }, f.trigger && f.trigger.in_flight !== undefined ? f.trigger.in_flight : '–'))))));
+  };
+  return every(REFRESH_MS, refresh);
+}
+
+function plural(n, word) {
+  return `${count(n)} ${word}${n === 1 ? '' : 's'}`;
+}
+
+const OUTCOMES = ['ok', 'error', 'trap', 'panic', 'timeout', 'out_of_memory', 'stack_overflow'];
+
+function invocationItem(i) {
+  return h('details', { class: `invocation ${i.outcome === 'ok' ? 'good' : 'bad'}`, 'data-id': i.id },
+    h('summary', {},
+      h('span', { class: 'muted mono' }, time(i.started_at_ms)),
+      h('span', { class: `badge ${i.outcome}`, 'data-test': 'outcome' }, i.outcome),
+      i.dry_run ? h('span', { class: 'badge dry' }, 'dry run') : null,
+      h('span', {}, `v${i.version}`),
+      h('span', {}, `batch ${i.batch_size}`),
+      h('span', { class: 'muted' }, `${i.duration_ms.toFixed(2)} ms`),
+      i.sent ? h('span', { class: 'muted' }, `sent ${i.sent}`) : null,
+      i.error ? h('span', { class: 'error-text' }, i.error) : null),
+    i.failures && i.failures.length ? h('pre', { class: 'failures' }, JSON.stringify(i.failures, null, 2)) : null,
+    h('pre', { class: 'logs' }, i.logs || '(no output)'));
+}
+
+function functionPage(name) {
+  const head = h('div', { class: 'page-head' }, h('h1', {}, h('a', { href: '#/functions', class: 'crumb' }, 'Functions'), ' / ', name));
+  const versionsSlot = h('div', { class: 'card' });
+  const triggerSlot = h('div', { class: 'card' });
+  const logSlot = h('div', { class: 'card log' });
+  clear(main, head, h('div', { class: 'columns' }, h('div', { class: 'col-main' }, logSlot), h('div', { class: 'side' }, versionsSlot, triggerSlot)));
+  let stream = null;
+
+  const loadFunction = async () => {
+    const f = await attempt(() => api.get(`/v1/functions/${seg(name)}`));
+    if (!f) return;
+    const versions = [...f.versions].sort((a, b) => b.version - a.version);
+    clear(versionsSlot, h('h2', {}, 'Versions'), h('table', { class: 'table', 'data-test': 'versions' },
+      h('thead', {}, h('tr', {}, ['Version', 'Created', 'Size', ''].map((t) => h('th', {}, t)))),
+      h('tbody', {}, versions.map((v) => h('tr', { class: v.version === f.active_version ? 'active' : '' },
+        h('td', { title: `sha256 ${v.sha256}` }, `v${v.version}`, v.version === f.active_version ? h('span', { class: 'badge ok' }, 'active') : null),
+        h('td', { class: 'muted' }, time(v.created_at_ms)),
+        h('td', { class: 'num' }, `${count(v.size)} B`),
+        h('td', {}, can.deploy && v.version !== f.active_version ? h('button', { type: 'button', class: 'small', 'aria-label': `Roll back to v${v.version}`, onclick: async () => {
+          if (!await confirmDialog(`Make version ${v.version} of ${name} the active one?`, 'Roll back')) return;
+          const r = await attempt(() => api.post(`/v1/functions/${seg(name)}/rollback`, { version: v.version }));
+          if (r) {
+            toast(`${name} now runs version ${r.active_version}`);
+            loadFunction();
+          }
+        } }, 'Roll back') : null))))));
+    renderTrigger(f.trigger);
+  };
+
+  const renderTrigger = async (t) => {
+    if (!t && !can.deploy) {
+      clear(triggerSlot, h('h2', {}, 'Trigger'), h('p', { class: 'muted' }, 'Not bound to a queue.'));
+      return;
+    }
+    const queues = can.read ? (await api.get('/v1/queues').catch(() => ({ queues: [] }))).queues : [];
+    const disabled = !can.deploy;
+    const queue = h('select', { name: 'queue', disabled }, queues.map((q) => h('option', { value: q.name, selected: t && q.name === t.queue }, q.name)));
+    const batch = h('input', { name: 'batch_size', type: 'number', min: 1, max: 1000, value: t ? t.batch_size : 10, disabled });
+    const wait = h('input', { name: 'max_wait_ms', type: 'number', min: 0, max: 300000, value: t ? t.max_wait_ms : 0, disabled });
+    const conc = h('input', { name: 'max_concurrency', type: 'number', min: 1, max: 1000, value: t ? t.max_concurrency : 4, disabled });
+    const put = async (paused) => {
+      const body = { queue: queue.value, batch_size: Number(batch.value), max_wait_ms: Number(wait.value), max_concurrency: Number(conc.value), paused };
+      const status = await attempt(() => api.put(`/v1/functions/${seg(name)}/trigger`, body));
+      if (status) {
+        toast(`Trigger ${status.state}`);
+        loadFunction();
+      }
+    };
+    clear(triggerSlot,
+      h('div', { class: 'section-head' }, h('h2', {}, 'Trigger'), t ? h('span', { class: `badge ${t.state}`, 'data-test': 'trigger-state' }, t.state) : h('span', { class: 'muted' }, 'none')),
+      t && t.error ? h('p', { class: 'error-text' }, t.error) : null,
+      h('form', { class: 'fields', onsubmit: (e) => { e.preventDefault(); put(t ? t.paused : false); } },
+        field('Queue', queue), field('Batch size', batch), field('Max wait (ms)', wait), field('Concurrency', conc),
+        can.deploy ? h('div', { class: 'actions' },
+          h('button', { type: 'submit' }, t ? 'Save trigger' : 'Bind to queue'),
+          t ? h('button', { type: 'button', class: 'secondary', onclick: () => put(!t.paused) }, t.paused ? 'Resume' : 'Pause') : null,
+          t ? h('button', { type: 'button', class: 'danger', onclick: async () => {
+            if (!await confirmDialog(`Stop ${name} consuming ${t.queue}?`, 'Remove trigger')) return;
+            if (await attempt(() => api.delete(`/v1/functions/${seg(name)}/trigger`)) !== undefined) loadFunction();
+          } }, 'Remove') : null) : null));
+  };
+
+  // The log: a page from the list, then live through the event stream.
+  const filter = h('select', { name: 'outcome', 'aria-label': 'Outcome filter' },
+    h('option', { value: '' }, 'all outcomes'),
+    h('option', { value: OUTCOMES.slice(1).join(',') }, 'failures'),
+    OUTCOMES.map((o) => h('option', { value: o }, o)));
+  const items = h('div', { class: 'invocations', 'data-test': 'invocations' });
+  const liveBadge = h('span', { class: 'badge live' }, 'live');
+  let oldest = null;
+  const more = h('button', { type: 'button', class: 'secondary small', hidden: true, onclick: async () => {
+    const query = new URLSearchParams({ limit: '50', before: String(oldest) });
+    if (filter.value) query.set('outcome', filter.value);
+    const page = await attempt(() => api.get(`/v1/functions/${seg(name)}/invocations?${query}`));
+    if (!page) return;
+    items.append(...page.invocations.map(invocationItem));
+    oldest = page.next_before;
+    more.hidden = !oldest;
+  } }, 'Older');
+  const follow = async () => {
+    if (stream) stream.abort();
+    const controller = new AbortController();
+    stream = controller;
+    items.replaceChildren();
+    oldest = null;
+    const query = new URLSearchParams({ backlog: '50' });
+    if (filter.value) query.set('outcome', filter.value);
+    let shown = 0;
+    liveBadge.classList.remove('off');
+    try {
+      for await (const event of api.events(`/v1/functions/${seg(name)}/invocations/stream?${query}`, controller.signal)) {
+        if (event.event !== 'invocation') continue;
+        const record = JSON.parse(event.data);
+        items.prepend(invocationItem(record));
+        shown += 1;
+        if (oldest === null || record.id < oldest) oldest = record.id;
+        more.hidden = shown < 50;
+        while (items.children.length > 500) items.lastChild.remove();
+      }
+    } catch (e) {
+      if (e.name !== 'AbortError') fail(e);
+    }
+    if (stream === controller) liveBadge.classList.add('off');
+  };
+  filter.addEventListener('change', follow);
+  clear(logSlot, h('div', { class: 'section-head' }, h('h2', {}, 'Invocations'), liveBadge, filter), items, more);
+
+  loadFunction();
+  follow();
+  const stop = every(REFRESH_MS * 2, async () => {
+    const f = await api.get(`/v1/functions/${seg(name)}`).catch(() => null);
+    const badge = triggerSlot.querySelector('[data-test="trigger-state"]');
+    if (f && f.trigger && badge && badge.textContent !== f.trigger.state) renderTrigger(f.trigger);
+  });
+  return () => {
+    stop();
+    if (stream) stream.abort();
+  };
+}
+
+// ---- routing ----
+
+function route() {
+  if (!api) return;
+  leave();
+  leave = () => {};
+  const parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
+  for (const link of document.querySelectorAll('[data-nav]')) link.classList.toggle('on', link.dataset.nav === parts[0]);
+  let stop;
+  if (parts[0] === 'queues' && parts[1]) stop = can.read ? queuePage(parts[1]) : producePage();
+  else if (parts[0] === 'dead-letters' && can.read) stop = deadLettersPage();
+  else if (parts[0] === 'functions' && parts[1] && can.read) stop = functionPage(parts[1]);
+  else if (parts[0] === 'functions' && can.read) stop = functionsPage();
+  else stop = queuesPage();
+  leave = stop || (() => {});
+}
+
+window.addEventListener('hashchange', route);
+document.getElementById('sign-out').addEventListener('click', () => signOut());
+
+const saved = sessionStorage.getItem('sluice-token');
+if (saved) {
+  const client = new Api(saved);
+  client.get('/v1/tokens/self').then((identity) => start(client, identity), () => signOut());
+} else {
+  signInPage();
+}
