@@ -59,21 +59,44 @@ pub enum Need {
 }
 
 impl Need {
-    /// The scope a request needs, from its method and path alone.
+    /// The scope a request needs, from its method and path alone: SECURITY.md's table.
+    ///
+    /// Only `GET` and `HEAD` (which axum answers with the `GET` handler) read, and only on the
+    /// routes that serve `GET`. Every other method, however it is spelled, and every path
+    /// under a resource that matches no route, needs the resource's write scope, so nothing
+    /// unserved is answered (405 or 404) to a token that could not write there.
     pub fn of(method: &axum::http::Method, path: &str) -> Need {
         use axum::http::Method;
+        let reads = *method == Method::GET || *method == Method::HEAD;
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-        match (method, segments.as_slice()) {
-            (_, ["healthz"] | ["readyz"] | ["openapi.json"]) => Need::Nothing,
-            (&Method::GET, ["metrics"]) => Need::Read,
-            (
-                &Method::POST,
-                ["v1", "queues", queue, "messages"] | ["v1", "queues", queue, "messages", "batch"],
-            ) => Need::Produce((*queue).to_owned()),
-            (&Method::GET, ["v1", "queues", ..] | ["v1", "functions", ..]) => Need::Read,
-            (_, ["v1", "queues", ..]) => Need::Admin,
-            (_, ["v1", "functions", ..]) => Need::Deploy,
-            (_, ["v1", "tokens", ..]) => Need::Admin,
+        match segments.as_slice() {
+            ["healthz"] | ["readyz"] | ["openapi.json"] => Need::Nothing,
+            // The console's page and assets: its API calls carry the token.
+            ["ui", ..] if reads => Need::Nothing,
+            ["v1", "tokens", "self"] if reads => Need::AnyToken,
+            ["metrics"] if reads => Need::Read,
+            ["metrics"] => Need::Admin,
+            ["v1", "tokens", ..] => Need::Admin,
+            ["v1", "queues"] | ["v1", "queues", _] | ["v1", "queues", _, "messages" | "series"]
+                if reads =>
+            {
+                Need::Read
+            }
+            ["v1", "queues", queue, "messages"] | ["v1", "queues", queue, "messages", "batch"]
+                if *method == Method::POST =>
+            {
+                Need::Produce((*queue).to_owned())
+            }
+            ["v1", "queues", ..] => Need::Admin,
+            ["v1", "functions"]
+            | ["v1", "functions", _]
+            | ["v1", "functions", _, "invocations"]
+            | ["v1", "functions", _, "invocations", "stream"]
+                if reads =>
+            {
+                Need::Read
+            }
+            ["v1", "functions", ..] => Need::Deploy,
             _ => Need::AnyToken,
         }
     }
@@ -112,7 +135,18 @@ pub struct NewToken {
 
 struct Known {
     hash: [u8; 32],
+    name: String,
+    scope_names: Vec<String>,
     scopes: Vec<Scope>,
+}
+
+/// Who a valid token is: what `GET /v1/tokens/self` answers, so a client (the console) can
+/// offer only what the token may do.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Identity {
+    pub id: String,
+    pub name: String,
+    pub scopes: Vec<String>,
 }
 
 /// Verifies tokens against the stored ones; cheap to clone.
@@ -152,10 +186,16 @@ impl Authorizer {
                     name: "from SLUICE_ADMIN_TOKEN".to_owned(),
                     hash,
                     scopes: vec!["admin".to_owned()],
-                    created_at_ms: crate::functions::now_ms(),
+                    created_at_ms: auth.store.now_ms(),
                 };
-                auth.store.add_token(record.clone()).await?;
-                stored.push(record);
+                match auth.store.add_token(record.clone()).await {
+                    Ok(()) => stored.push(record),
+                    // Another host sharing the store added it at the same moment.
+                    Err(store::Error::InvalidSettings(_)) => {
+                        stored = auth.store.list_tokens().await?;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         } else if stored.is_empty() {
             created = Some(
@@ -183,7 +223,7 @@ impl Authorizer {
             name: name.to_owned(),
             hash: hex::encode(Sha256::digest(token.as_bytes())),
             scopes: scopes.clone(),
-            created_at_ms: crate::functions::now_ms(),
+            created_at_ms: self.store.now_ms(),
         };
         self.store.add_token(record.clone()).await?;
         self.remember(&record);
@@ -208,25 +248,59 @@ impl Authorizer {
         Ok(())
     }
 
+    /// The valid token `bearer` is, if it is one.
+    pub fn identify(&self, bearer: Option<&str>) -> Option<Identity> {
+        let token = bearer?;
+        let tokens = self.tokens.read().unwrap_or_else(|e| e.into_inner());
+        let (id, known) = find(&tokens, token)?;
+        Some(Identity {
+            id: id.to_owned(),
+            name: known.name.clone(),
+            scopes: known.scope_names.clone(),
+        })
+    }
+
+    /// Keeps the known tokens in step with the store: tokens created or revoked through any
+    /// host sharing it take effect here too. Ends with `shutdown`.
+    pub fn watch(&self, shutdown: tokio_util::sync::CancellationToken) {
+        let mut changes = self.store.events().subscribe();
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let change = tokio::select! {
+                    change = changes.recv() => change,
+                    () = shutdown.cancelled() => return,
+                };
+                match change {
+                    Ok(store::CatalogChange::Tokens | store::CatalogChange::Everything)
+                    | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        if let Err(err) = this.reload().await {
+                            tracing::warn!(%err, "cannot reload tokens");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+
+    /// Replaces the known tokens with the stored ones.
+    async fn reload(&self) -> Result<(), store::Error> {
+        let stored = self.store.list_tokens().await?;
+        let fresh: HashMap<String, Known> = stored.iter().filter_map(known).collect();
+        *self.tokens.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        Ok(())
+    }
+
     /// Checks a bearer token (if any) against what the request needs.
     pub fn check(&self, bearer: Option<&str>, need: &Need) -> Result<(), Denied> {
         if *need == Need::Nothing {
             return Ok(());
         }
         let token = bearer.ok_or(Denied::Unauthenticated)?;
-        // Tokens we issue carry their id (`sluice_<id>_<secret>`); any other shape can only be
-        // the bootstrap token.
-        let id = token
-            .strip_prefix("sluice_")
-            .and_then(|rest| rest.split_once('_'))
-            .map(|(id, _)| id)
-            .unwrap_or(BOOTSTRAP_ID);
-        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let tokens = self.tokens.read().unwrap_or_else(|e| e.into_inner());
-        let known = tokens.get(id).ok_or(Denied::Unauthenticated)?;
-        if !bool::from(known.hash.ct_eq(&hash)) {
-            return Err(Denied::Unauthenticated);
-        }
+        let (_, known) = find(&tokens, token).ok_or(Denied::Unauthenticated)?;
         if need.satisfied_by(&known.scopes) {
             Ok(())
         } else {
@@ -235,23 +309,50 @@ impl Authorizer {
     }
 
     fn remember(&self, record: &TokenRecord) {
-        let Ok(bytes) = hex::decode(&record.hash) else {
-            tracing::warn!(id = %record.id, "token with an unreadable hash ignored");
-            return;
-        };
-        let Ok(hash) = <[u8; 32]>::try_from(bytes.as_slice()) else {
-            return;
-        };
-        let scopes = record
-            .scopes
-            .iter()
-            .filter_map(|s| Scope::parse(s).ok())
-            .collect();
-        self.tokens
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(record.id.clone(), Known { hash, scopes });
+        if let Some((id, known)) = known(record) {
+            self.tokens
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id, known);
+        }
     }
+}
+
+/// The known token `token` is, if it is one (its hash compared in constant time).
+fn find<'a>(tokens: &'a HashMap<String, Known>, token: &str) -> Option<(&'a str, &'a Known)> {
+    // Tokens we issue carry their id (`sluice_<id>_<secret>`); any other shape can only be the
+    // bootstrap token.
+    let id = token
+        .strip_prefix("sluice_")
+        .and_then(|rest| rest.split_once('_'))
+        .map(|(id, _)| id)
+        .unwrap_or(BOOTSTRAP_ID);
+    let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let (id, known) = tokens.get_key_value(id)?;
+    bool::from(known.hash.ct_eq(&hash)).then_some((id.as_str(), known))
+}
+
+/// A stored token as checked: its hash as bytes, its name and its scopes (as given and parsed).
+fn known(record: &TokenRecord) -> Option<(String, Known)> {
+    let Ok(bytes) = hex::decode(&record.hash) else {
+        tracing::warn!(id = %record.id, "token with an unreadable hash ignored");
+        return None;
+    };
+    let hash = <[u8; 32]>::try_from(bytes.as_slice()).ok()?;
+    let scopes = record
+        .scopes
+        .iter()
+        .filter_map(|s| Scope::parse(s).ok())
+        .collect();
+    Some((
+        record.id.clone(),
+        Known {
+            hash,
+            name: record.name.clone(),
+            scope_names: record.scopes.clone(),
+            scopes,
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -275,6 +376,22 @@ mod tests {
     fn routes_need_the_documented_scopes() {
         assert_eq!(Need::of(&Method::GET, "/healthz"), Need::Nothing);
         assert_eq!(Need::of(&Method::GET, "/metrics"), Need::Read);
+        assert_eq!(Need::of(&Method::HEAD, "/metrics"), Need::Read);
+        assert_eq!(Need::of(&Method::POST, "/metrics"), Need::Admin);
+        let lower_get = Method::from_bytes(b"get").unwrap();
+        assert_eq!(Need::of(&lower_get, "/metrics"), Need::Admin);
+        assert_eq!(Need::of(&lower_get, "/v1/queues"), Need::Admin);
+        assert_eq!(Need::of(&Method::HEAD, "/v1/queues/q/messages"), Need::Read);
+        assert_eq!(Need::of(&Method::OPTIONS, "/v1/functions"), Need::Deploy);
+        assert_eq!(Need::of(&Method::GET, "/v1/tokens"), Need::Admin);
+        assert_eq!(
+            Need::of(&Method::GET, "/v1/functions/f/rollback"),
+            Need::Deploy
+        );
+        assert_eq!(
+            Need::of(&Method::HEAD, "/v1/queues/q/messages/batch"),
+            Need::Admin
+        );
         assert_eq!(
             Need::of(&Method::POST, "/v1/queues/q/messages"),
             Need::Produce("q".into())
@@ -296,6 +413,10 @@ mod tests {
             Need::Read
         );
         assert_eq!(Need::of(&Method::POST, "/v1/tokens"), Need::Admin);
+        assert_eq!(Need::of(&Method::GET, "/v1/tokens/self"), Need::AnyToken);
+        assert_eq!(Need::of(&Method::GET, "/ui"), Need::Nothing);
+        assert_eq!(Need::of(&Method::GET, "/ui/app.js"), Need::Nothing);
+        assert_eq!(Need::of(&Method::POST, "/ui"), Need::AnyToken);
         assert_eq!(Need::of(&Method::GET, "/nope"), Need::AnyToken);
     }
 

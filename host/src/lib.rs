@@ -5,8 +5,8 @@
 //! Follow one message through the host:
 //!
 //! 1. [`api`] receives it over HTTP (`POST /v1/queues/{queue}/messages`) and hands it to
-//! 2. [`store`], which commits it to SQLite (group commit, fsync) before the producer gets its
-//!    2xx, and wakes the queue's
+//! 2. [`store`], which commits it (SQLite with group commit and fsync, or PostgreSQL shared by
+//!    several hosts) before the producer gets its 2xx, and wakes the queue's
 //! 3. [`dispatch`]er, which leases a batch and asks the
 //! 4. [`executor`] to run the queue's function (uploaded and versioned by [`functions`]) in a
 //!    fresh sandboxed instance, then
@@ -14,17 +14,23 @@
 //!    dead-letter, and commit the handler's outbox sends.
 //!
 //! Around that flow: [`auth`] decides who may call what (tokens and scopes), [`server`] wires
-//! the parts together for `sluice serve` and shuts them down in order, [`cli`] holds the
+//! the parts together for `sluice serve` (its `http` module is the front door: connection cap,
+//! read deadlines) and shuts them down in order, [`cli`] holds the
 //! command line (the server and its client subcommands), and [`config`] the server
-//! configuration and the `sluice.toml` manifest; [`bench`] is `sluice bench`.
+//! configuration and the `sluice.toml` manifest; [`bench`] is `sluice bench`, and [`guests`]
+//! builds the repository's own components for it and for the tests. [`series`] keeps the last
+//! hour of each queue's stats for the web console, which [`console`] serves at `/ui`.
 
 pub mod api;
 pub mod auth;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod dispatch;
 pub mod executor;
 pub mod functions;
+pub mod guests;
+pub mod series;
 pub mod server;
 pub mod store;

@@ -5,6 +5,13 @@ use clap::Parser;
 use sluice::cli::{self, Cli, Command};
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc with its background threads gives freed memory back to the system within seconds,
+/// even when the threads that freed it go quiet. With glibc's malloc, request bodies buffered
+/// by many connections at once stayed resident after the connections closed (an arena per
+/// thread, and a trim threshold that grows with the largest block freed).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

@@ -1,47 +1,95 @@
-//! Authentication and scopes: every route × no token, a wrong token, and each scope.
+//! Authentication and scopes: every route × every method × no token, a wrong token, and each
+//! scope, against the table in SECURITY.md.
 
 use serde_json::{Value, json};
 
-use crate::support::{Server, assert_error, client_with, guest};
+use std::collections::{BTreeMap, BTreeSet};
 
-/// Every route, with what it needs: `A` admin, `D` deploy, `P` produce to queue `q`, `R` read.
-fn routes() -> Vec<(&'static str, &'static str, char)> {
-    vec![
-        ("GET", "/metrics", 'R'),
-        ("POST", "/v1/queues", 'A'),
-        ("GET", "/v1/queues", 'R'),
-        ("GET", "/v1/queues/q", 'R'),
-        ("PATCH", "/v1/queues/q", 'A'),
-        ("DELETE", "/v1/queues/missing", 'A'),
-        ("POST", "/v1/queues/q/messages", 'P'),
-        ("POST", "/v1/queues/q/messages/batch", 'P'),
-        ("GET", "/v1/queues/q/messages", 'R'),
-        ("POST", "/v1/queues/q/purge", 'A'),
-        ("POST", "/v1/queues/q/redrive", 'A'),
-        ("PUT", "/v1/functions/f", 'D'),
-        ("GET", "/v1/functions", 'R'),
-        ("GET", "/v1/functions/f", 'R'),
-        ("DELETE", "/v1/functions/missing", 'D'),
-        ("POST", "/v1/functions/f/rollback", 'D'),
-        ("POST", "/v1/functions/f/invoke", 'D'),
-        ("PUT", "/v1/functions/f/trigger", 'D'),
-        ("DELETE", "/v1/functions/f/trigger", 'D'),
-        ("GET", "/v1/functions/f/invocations", 'R'),
-        ("POST", "/v1/tokens", 'A'),
-        ("GET", "/v1/tokens", 'A'),
-        ("DELETE", "/v1/tokens/missing", 'A'),
-    ]
+use crate::support::{Server, assert_error, client_with, guest, repo};
+
+/// The scopes SECURITY.md's "Scopes by route" table gives: (method, OpenAPI path) → scope.
+fn documented_scopes() -> BTreeMap<(String, String), String> {
+    let text = std::fs::read_to_string(repo().join("SECURITY.md")).expect("read SECURITY.md");
+    let section = text
+        .split("## Scopes by route")
+        .nth(1)
+        .expect("SECURITY.md has a `## Scopes by route` section");
+    let section = section.split("\n## ").next().unwrap_or(section);
+    let mut scopes = BTreeMap::new();
+    for line in section.lines() {
+        let cells: Vec<&str> = line
+            .trim()
+            .trim_matches('|')
+            .split('|')
+            .map(str::trim)
+            .collect();
+        if let [method, path, scope] = cells.as_slice()
+            && path.starts_with('/')
+        {
+            scopes.insert(
+                ((*method).to_owned(), (*path).to_owned()),
+                (*scope).to_owned(),
+            );
+        }
+    }
+    assert!(
+        scopes.len() > 20,
+        "the scopes table looks empty: {scopes:?}"
+    );
+    scopes
 }
 
-fn allowed(scope: &str, need: char, method: &str) -> bool {
-    match scope {
-        "admin" => true,
-        "deploy" => need == 'D' || (need == 'R' && method == "GET"),
-        "read" => need == 'R',
-        "produce" | "produce:q" => need == 'P',
-        "produce:other" => false,
-        _ => unreachable!(),
+/// The scope SECURITY.md asks of a method a route does not serve.
+fn unserved_scope(path: &str) -> &'static str {
+    if ["/healthz", "/readyz", "/openapi.json"].contains(&path) {
+        "none"
+    } else if path.starts_with("/v1/functions") {
+        "deploy"
+    } else {
+        "admin"
     }
+}
+
+/// Whether a token with `scope` may do what needs `need` on queue `q`.
+fn grants(scope: &str, need: &str) -> bool {
+    match need {
+        "none" | "token" => true,
+        "admin" => scope == "admin",
+        "deploy" => ["admin", "deploy"].contains(&scope),
+        "read" => ["admin", "deploy", "read"].contains(&scope),
+        "produce" => ["admin", "produce", "produce:q"].contains(&scope),
+        other => panic!("SECURITY.md names an unknown scope `{other}`"),
+    }
+}
+
+const SCOPES: [&str; 6] = [
+    "admin",
+    "deploy",
+    "read",
+    "produce",
+    "produce:q",
+    "produce:other",
+];
+
+/// Every method a client can spell, including ones no route serves and a lowercase `get`.
+const METHODS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "get", "FOO",
+];
+
+/// A concrete path for an OpenAPI path: queue `q` and function `f` exist; deletions aim at
+/// names that do not, so the walk leaves the server as it found it.
+fn concrete(method: &str, path: &str) -> String {
+    let deleting = method == "DELETE" && !path.ends_with("/trigger");
+    // A stream of a function that exists would never end; one that does not is a quick 404.
+    let streaming = path.ends_with("/stream");
+    let (queue, name) = match (deleting, streaming) {
+        (true, _) => ("missing", "missing"),
+        (false, true) => ("q", "missing"),
+        (false, false) => ("q", "f"),
+    };
+    path.replace("{queue}", queue)
+        .replace("{name}", name)
+        .replace("{id}", "missing")
 }
 
 async fn status(
@@ -50,60 +98,102 @@ async fn status(
     method: &str,
     path: &str,
 ) -> (u16, Value) {
-    let request = client.request(method.parse().unwrap(), server.url(path));
-    let request = match path {
-        "/v1/queues/q/messages" => request.body("x"),
-        _ => request.json(&json!({})),
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let request = client.request(method, server.url(path));
+    let request = if path.ends_with("/messages") {
+        request.body("x")
+    } else {
+        request.json(&json!({}))
     };
     crate::support::into_json(request.send().await).await
 }
 
+/// Every route of the OpenAPI document × every method × no token, a wrong token and each
+/// scope, checked against the table in SECURITY.md: 401 without a valid token, 403 without the
+/// scope, and otherwise an answer that is not an authorization failure (2xx for reads).
 #[tokio::test]
-async fn every_route_needs_a_token_with_the_right_scope() {
+async fn every_route_method_and_scope_matches_security_md() {
     let (server, _dir) = Server::start().await;
     server.create_queue(json!({"name": "q"})).await;
     server.deploy("f", guest("ok"), "").await;
+    let table = documented_scopes();
+
+    let (_, doc) = server.get("/openapi.json").await;
+    let mut served = BTreeMap::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in ["get", "put", "post", "delete", "patch"] {
+            if item.get(method).is_some() {
+                let key = (method.to_uppercase(), path.clone());
+                let scope = table
+                    .get(&key)
+                    .unwrap_or_else(|| panic!("SECURITY.md does not say what {key:?} needs"));
+                served.insert(key, scope.clone());
+            }
+        }
+    }
+    for key in table.keys() {
+        assert!(
+            served.contains_key(key),
+            "SECURITY.md lists {key:?}, which /openapi.json does not"
+        );
+    }
+    let paths: BTreeSet<String> = served.keys().map(|(_, path)| path.clone()).collect();
 
     let mut tokens = Vec::new();
-    for scope in [
-        "admin",
-        "deploy",
-        "read",
-        "produce",
-        "produce:q",
-        "produce:other",
-    ] {
-        let (status, created) = server
+    for scope in SCOPES {
+        let (code, created) = server
             .post("/v1/tokens", json!({"name": scope, "scopes": [scope]}))
             .await;
-        assert_eq!(status, 201, "{created}");
-        tokens.push((scope, created["token"].as_str().unwrap().to_owned()));
+        assert_eq!(code, 201, "{created}");
+        tokens.push((scope, client_with(created["token"].as_str())));
     }
-
     let anonymous = client_with(None);
     let wrong = client_with(Some("sluice_000000000000_0000"));
+
     let mut checked = 0;
-    for (method, path, need) in routes() {
-        let (code, body) = status(&anonymous, &server, method, path).await;
-        assert_error(code, &body, 401, "unauthorized");
-        let (code, body) = status(&wrong, &server, method, path).await;
-        assert_error(code, &body, 401, "unauthorized");
-        for (scope, token) in &tokens {
-            let (code, body) = status(&client_with(Some(token)), &server, method, path).await;
-            if allowed(scope, need, method) {
-                assert!(
-                    code != 401 && code != 403,
-                    "{scope} {method} {path}: {code} {body}"
-                );
-            } else {
-                assert_error(code, &body, 403, "forbidden");
+    for path in &paths {
+        for method in METHODS {
+            let as_get = if method == "HEAD" { "GET" } else { method };
+            let documented = served.get(&(as_get.to_owned(), path.clone()));
+            let need = documented.map_or(unserved_scope(path), String::as_str);
+            let url = concrete(method, path);
+            let what = format!("{method} {url} (needs {need})");
+            let has_body = method != "HEAD";
+            for (who, client) in [("no token", &anonymous), ("a wrong token", &wrong)] {
+                let (code, body) = status(client, &server, method, &url).await;
+                if need == "none" {
+                    assert!(
+                        code != 401 && code != 403,
+                        "{what} with {who}: {code} {body}"
+                    );
+                } else if has_body {
+                    assert_error(code, &body, 401, "unauthorized");
+                } else {
+                    assert_eq!(code, 401, "{what} with {who}");
+                }
+                checked += 1;
             }
-            checked += 1;
+            for (scope, client) in &tokens {
+                let (code, body) = status(client, &server, method, &url).await;
+                let context = format!("{what} with {scope}: {code} {body}");
+                if !grants(scope, need) {
+                    if has_body {
+                        assert_error(code, &body, 403, "forbidden");
+                    }
+                    assert_eq!(code, 403, "{context}");
+                } else if documented.is_some() && as_get == "GET" && !url.ends_with("/stream") {
+                    assert!((200..300).contains(&code), "{context}");
+                } else {
+                    assert!(code != 401 && code != 403 && code < 500, "{context}");
+                }
+                checked += 1;
+            }
         }
     }
     println!(
-        "auth matrix: {} routes × 8 credentials, {checked} scoped checks",
-        routes().len()
+        "auth matrix: {} routes × {} methods × 8 credentials = {checked} checks",
+        paths.len(),
+        METHODS.len()
     );
 
     // Liveness and readiness need nothing.
@@ -111,6 +201,34 @@ async fn every_route_needs_a_token_with_the_right_scope() {
     assert_eq!(code, 200);
     let (code, _) = status(&anonymous, &server, "GET", "/readyz").await;
     assert_eq!(code, 200);
+    // The console's page and assets load without a token; its API calls carry one.
+    for path in ["/ui", "/ui/app.js", "/ui/style.css"] {
+        let response = anonymous.get(server.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_token_can_ask_what_it_may_do() {
+    let (server, _dir) = Server::start().await;
+    let (_, created) = server
+        .post(
+            "/v1/tokens",
+            json!({"name": "shop", "scopes": ["produce:orders", "read"]}),
+        )
+        .await;
+    let client = client_with(created["token"].as_str());
+    let (code, me) = status(&client, &server, "GET", "/v1/tokens/self").await;
+    assert_eq!(code, 200, "{me}");
+    assert_eq!(me["id"], created["id"]);
+    assert_eq!(me["name"], "shop");
+    assert_eq!(me["scopes"], json!(["produce:orders", "read"]));
+    assert!(
+        me.get("token").is_none() && me.get("hash").is_none(),
+        "{me}"
+    );
+    let (_, admin) = server.get("/v1/tokens/self").await;
+    assert_eq!(admin["scopes"], json!(["admin"]));
 }
 
 #[tokio::test]

@@ -40,6 +40,9 @@ fn quick_bench_runs_and_writes_json() {
         "overhead.batch_1.p50_us",
         "floor.drain_msgs_per_s",
         "hostile.ratio",
+        "depth.peek_tail.p99",
+        "depth.stats.p99",
+        "depth.other_enqueue_during_purge.p99",
     ] {
         let value = results[key]["value"].as_f64();
         assert!(

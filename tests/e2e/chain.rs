@@ -1,5 +1,6 @@
-//! Function chains: orders → enrich → notify → notifications. Sends commit atomically with the
-//! ack, so retries never duplicate a send, and a SIGKILL loses nothing.
+//! Function chains, as in `examples/chain`: orders → router → to-enrich → enrich → enriched →
+//! notify → notifications. Sends commit atomically with the ack, so retries never duplicate a
+//! send, and a SIGKILL loses nothing.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -11,21 +12,35 @@ use crate::support::{Server, example, wait_for};
 
 const ORDERS: usize = 10_000;
 
-/// Creates the chain's queues and functions; `enrich` fails about a third of its batches on
-/// their first attempt, after it has already sent their messages.
+/// Creates the chain's queues and functions: `router` sends every kind of order to `to-enrich`
+/// (as the example's manifest does), and `enrich` fails about a third of its batches on their
+/// first attempt, after it has already sent their messages.
 async fn deploy_chain(server: &Server) {
-    for queue in ["orders-dlq", "orders", "enriched", "notifications"] {
+    for queue in [
+        "orders-dlq",
+        "orders",
+        "to-enrich",
+        "enriched",
+        "notifications",
+    ] {
         let mut body = json!({
             "name": queue,
             "visibility_timeout_ms": 1000,
             "max_attempts": 5,
             "backoff": {"initial_ms": 20, "max_ms": 200}
         });
-        if queue == "orders" || queue == "enriched" {
+        if ["orders", "to-enrich", "enriched"].contains(&queue) {
             body["dead_letter_queue"] = json!("orders-dlq");
         }
         server.create_queue(body).await;
     }
+    server
+        .deploy(
+            "router",
+            example("router"),
+            "timeout_ms=1000&env=ROUTE_BOOK=to-enrich&env=ROUTE_MUSIC=to-enrich&env=ROUTE_OTHER=to-enrich",
+        )
+        .await;
     server
         .deploy(
             "enrich",
@@ -40,29 +55,31 @@ async fn deploy_chain(server: &Server) {
             "timeout_ms=1000&env=NEXT_QUEUE=notifications",
         )
         .await;
-    server
-        .trigger(
-            "enrich",
-            json!({"queue": "orders", "batch_size": 100, "max_concurrency": 2}),
-        )
-        .await;
-    server
-        .trigger(
-            "notify",
-            json!({"queue": "enriched", "batch_size": 100, "max_concurrency": 2}),
-        )
-        .await;
+    for (function, queue) in [
+        ("router", "orders"),
+        ("enrich", "to-enrich"),
+        ("notify", "enriched"),
+    ] {
+        server
+            .trigger(
+                function,
+                json!({"queue": queue, "batch_size": 100, "max_concurrency": 2}),
+            )
+            .await;
+    }
 }
 
 async fn enqueue_orders(server: &Server) {
+    // Every route of the router is taken.
+    let kinds = ["book", "music", "game"];
     let orders = (0..ORDERS).map(|i| {
-        json!({"body": json!({"id": format!("o-{i}"), "kind": "book", "amount": i as f64 / 10.0}).to_string()})
+        json!({"body": json!({"id": format!("o-{i}"), "kind": kinds[i % 3], "amount": i as f64 / 10.0}).to_string()})
     });
     server.enqueue_all("orders", orders).await;
 }
 
 /// Order id → how many notifications carry it.
-async fn notification_counts(server: &Server) -> HashMap<String, usize> {
+pub(crate) async fn notification_counts(server: &Server) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for message in all_messages(server, "notifications").await {
         let body: Value = serde_json::from_str(message["body"].as_str().unwrap()).unwrap();
@@ -76,10 +93,10 @@ async fn notification_counts(server: &Server) -> HashMap<String, usize> {
 
 async fn chain_done(server: &Server, deadline: Duration) -> bool {
     wait_for(deadline, || async {
-        let orders = server.stats("orders").await;
-        let enriched = server.stats("enriched").await;
         let done = |s: &Value| s["visible"] == 0 && s["delayed"] == 0 && s["in_flight"] == 0;
-        done(&orders) && done(&enriched)
+        done(&server.stats("orders").await)
+            && done(&server.stats("to-enrich").await)
+            && done(&server.stats("enriched").await)
     })
     .await
 }
@@ -94,7 +111,16 @@ async fn chain_delivers_each_order_exactly_once_despite_failed_first_attempts() 
         "chain did not finish"
     );
 
-    let enrich = server.stats("orders").await;
+    let routed = server.stats("orders").await;
+    assert_eq!(
+        routed["acked_total"], ORDERS,
+        "the router took every order: {routed}"
+    );
+    let enrich = server.stats("to-enrich").await;
+    assert_eq!(
+        enrich["enqueued_total"], ORDERS,
+        "routed once each: {enrich}"
+    );
     assert!(
         enrich["retried_total"].as_u64().unwrap() > 0,
         "some first attempts failed: {enrich}"
@@ -102,7 +128,7 @@ async fn chain_delivers_each_order_exactly_once_despite_failed_first_attempts() 
     let counts = notification_counts(&server).await;
     let duplicates: usize = counts.values().map(|c| c - 1).sum();
     println!(
-        "chain: {ORDERS} orders in, {} distinct notifications out, {duplicates} duplicates, {} messages retried at the first step",
+        "chain: {ORDERS} orders in, {} distinct notifications out, {duplicates} duplicates, {} messages retried at the enrich step",
         counts.len(),
         enrich["retried_total"]
     );

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{Server, cli, examples_dir, wait_for};
+use crate::support::{Server, cli, cli_output, examples_dir, repo, wait_for};
 
 #[tokio::test]
 async fn queue_send_peek_deploy_and_invoke() {
@@ -24,11 +24,17 @@ async fn queue_send_peek_deploy_and_invoke() {
     );
     let id = cli(&server, &["send", "jobs", "hello", "--attr", "k=v"]);
     assert!(!id.trim().is_empty());
-    let peeked = cli(&server, &["peek", "jobs"]);
+    let peeked = cli(&server, &["peek", "jobs", "--json"]);
     let message: Value = serde_json::from_str(peeked.lines().next().unwrap()).unwrap();
     assert_eq!(message["body"], "hello");
     assert_eq!(message["attributes"]["k"], "v");
-    let shown: Value = serde_json::from_str(&cli(&server, &["queue", "show", "jobs"])).unwrap();
+    let human = cli(&server, &["peek", "jobs"]);
+    assert!(
+        human.contains("k: v") && human.contains("  hello"),
+        "{human}"
+    );
+    let shown: Value =
+        serde_json::from_str(&cli(&server, &["queue", "show", "jobs", "--json"])).unwrap();
     assert_eq!(shown["settings"]["visibility_timeout_ms"], 5000);
     assert!(cli(&server, &["queue", "list"]).contains("jobs"));
 
@@ -56,8 +62,11 @@ async fn queue_send_peek_deploy_and_invoke() {
         ],
     );
     assert!(deployed.contains("version 1"), "{deployed}");
-    let invoked: Value =
-        serde_json::from_str(&cli(&server, &["invoke", "log", "--message", "hi there"])).unwrap();
+    let invoked: Value = serde_json::from_str(&cli(
+        &server,
+        &["invoke", "log", "--message", "hi there", "--json"],
+    ))
+    .unwrap();
     assert_eq!(invoked["outcome"], "ok", "{invoked}");
     assert!(invoked["logs"].as_str().unwrap().contains("hi there"));
     assert!(cli(&server, &["functions", "list"]).contains("log"));
@@ -114,4 +123,162 @@ async fn the_example_chain_applies_from_its_manifest_and_runs() {
     );
     let logs = cli(&server, &["logs", "notify"]);
     assert!(logs.contains("ok batch=1"), "{logs}");
+}
+
+/// The column (in characters) where `header`'s text ends in the first line of `table`.
+fn header_end(table: &str, header: &str) -> usize {
+    let first = table.lines().next().unwrap();
+    first
+        .find(header)
+        .unwrap_or_else(|| panic!("{header} in {first}"))
+        + header.len()
+}
+
+#[tokio::test]
+async fn read_commands_line_up_for_people_and_print_json_on_request() {
+    let (server, _dir) = Server::start().await;
+    cli(&server, &["queue", "create", "a"]);
+    cli(
+        &server,
+        &[
+            "queue",
+            "create",
+            "a-rather-long-queue-name",
+            "--visibility-timeout",
+            "45s",
+        ],
+    );
+    server
+        .enqueue_all(
+            "a-rather-long-queue-name",
+            (0..1234).map(|i| serde_json::json!({ "body": format!("m{i}") })),
+        )
+        .await;
+
+    let list = cli(&server, &["queue", "list"]);
+    // Every count ends exactly where its header ends (right-aligned under it).
+    for header in ["VISIBLE", "DELAYED", "IN FLIGHT"] {
+        let end = header_end(&list, header);
+        for line in list.lines().skip(1) {
+            let before = &line[..end];
+            assert!(
+                before.ends_with(|c: char| c.is_ascii_digit()),
+                "{header} not aligned in:\n{list}"
+            );
+            assert!(
+                line[end..].starts_with(' '),
+                "{header} not aligned in:\n{list}"
+            );
+        }
+    }
+    assert!(list.contains("1234"), "{list}");
+
+    let shown = cli(&server, &["queue", "show", "a-rather-long-queue-name"]);
+    assert!(
+        shown.contains("visibility timeout") && shown.contains("45s"),
+        "{shown}"
+    );
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("visible") && l.ends_with(" 1234")),
+        "{shown}"
+    );
+    let json: Value = serde_json::from_str(&cli(&server, &["queue", "list", "--json"])).unwrap();
+    assert_eq!(json["queues"].as_array().unwrap().len(), 2);
+
+    let log = examples_dir().join("log.wasm");
+    cli(&server, &["deploy", log.to_str().unwrap(), "--name", "log"]);
+    let function = cli(&server, &["functions", "show", "log"]);
+    assert!(
+        function.contains("trigger   none") && function.contains("*        1"),
+        "{function}"
+    );
+    let json: Value =
+        serde_json::from_str(&cli(&server, &["functions", "show", "log", "--json"])).unwrap();
+    assert_eq!(json["active_version"], 1);
+    let invoked = cli(&server, &["invoke", "log", "--message", "hi"]);
+    assert!(
+        invoked.contains(" ok batch=1 ")
+            && invoked.contains("(dry run)")
+            && invoked.contains("]: hi"),
+        "{invoked}"
+    );
+    // Times are for people: an RFC 3339 date, not milliseconds since 1970.
+    assert!(
+        invoked.starts_with("20") && invoked.contains('T'),
+        "{invoked}"
+    );
+}
+
+#[tokio::test]
+async fn deploy_checks_its_queue_first_and_skips_identical_bytes() {
+    let (server, _dir) = Server::start().await;
+    let log = examples_dir().join("log.wasm");
+    let log = log.to_str().unwrap();
+
+    let refused = cli_output(
+        &server,
+        &["deploy", log, "--name", "log", "--queue", "missing"],
+    );
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("nothing was deployed") && stderr.contains("`missing` does not exist"),
+        "{stderr}"
+    );
+    let (status, _) = server.get("/v1/functions/log").await;
+    assert_eq!(status, 404, "a refused deploy must not create a version");
+
+    let first = cli(&server, &["deploy", log, "--name", "log"]);
+    assert!(first.contains("deployed log version 1"), "{first}");
+    let again = cli(&server, &["deploy", log, "--name", "log"]);
+    assert!(again.contains("log unchanged"), "{again}");
+    let (_, record) = server.get("/v1/functions/log").await;
+    assert_eq!(record["versions"].as_array().unwrap().len(), 1, "{record}");
+
+    // The same bytes with another config are a new version.
+    let changed = cli(&server, &["deploy", log, "--name", "log", "--env", "A=1"]);
+    assert!(changed.contains("deployed log version 2"), "{changed}");
+
+    // Another function already consuming the queue is caught before anything is uploaded.
+    cli(&server, &["queue", "create", "jobs"]);
+    cli(
+        &server,
+        &["deploy", log, "--name", "log", "--queue", "jobs"],
+    );
+    let taken = cli_output(
+        &server,
+        &["deploy", log, "--name", "other", "--queue", "jobs"],
+    );
+    assert!(!taken.status.success());
+    assert!(
+        String::from_utf8_lossy(&taken.stderr).contains("consumed by function `log`"),
+        "{}",
+        String::from_utf8_lossy(&taken.stderr)
+    );
+    let (status, _) = server.get("/v1/functions/other").await;
+    assert_eq!(status, 404);
+}
+
+/// The README's Quickstart builds the examples with a plain `cargo build --target wasm32-wasip2`
+/// in `examples/`: the toolchain file there must name the target so rustup installs it.
+#[test]
+fn the_examples_toolchain_file_brings_the_wasm_target() {
+    let toolchain = std::fs::read_to_string(repo().join("examples/rust-toolchain.toml")).unwrap();
+    let toolchain: toml::Table = toml::from_str(&toolchain).unwrap();
+    let targets = toolchain["toolchain"]["targets"].as_array().unwrap();
+    assert!(targets.iter().any(|t| t.as_str() == Some("wasm32-wasip2")));
+    // rustup reads it from examples/: the active toolchain there is the file's.
+    let shown = std::process::Command::new("rustup")
+        .args(["show", "active-toolchain"])
+        .current_dir(repo().join("examples"))
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .output()
+        .expect("rustup");
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("rust-toolchain.toml"), "{shown}");
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    assert!(readme.contains("(cd examples && cargo build --release --target wasm32-wasip2)"));
+    assert!(readme.contains("examples/rust-toolchain.toml"));
 }

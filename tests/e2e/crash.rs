@@ -1,14 +1,17 @@
 //! Crash safety under load: producers enqueue over HTTP while a trigger forwards every message
 //! to an output queue (the send commits atomically with the ack), and the host is killed with
 //! SIGKILL again and again, or stopped with SIGTERM. At the end every acknowledged enqueue was
-//! handled exactly once, or dead-lettered; only batches in flight at a kill were delivered again.
+//! handled exactly once, and every poison message among them dead-lettered; only batches in
+//! flight at a kill were delivered again. The kill timing comes from a seeded RNG whose seed is
+//! printed; `SLUICE_CRASH_SEED=N` replays it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use rand::Rng;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
@@ -24,11 +27,13 @@ fn aim(target: &Target, server: Option<&Server>) {
 }
 
 /// Concurrent producers: half send single messages, half batches of 10, each message asking the
-/// `ok` guest to forward it to `out`. They keep going across restarts; an id is recorded only
-/// when its enqueue was answered 2xx.
+/// `ok` guest to forward it to `out`; the last message of every batch is poison (attribute
+/// `fail`), which the guest dead-letters after forwarding it. They keep going across restarts;
+/// an id is recorded only when its enqueue was answered 2xx.
 struct Producers {
     stop: Arc<AtomicBool>,
     acked: Arc<Mutex<Vec<String>>>,
+    poison: Arc<Mutex<Vec<String>>>,
     failed: Arc<AtomicU64>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -37,11 +42,17 @@ impl Producers {
     fn start(target: &Target, queue: &str, out: &str, clients: usize) -> Producers {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::new()));
+        let poison = Arc::new(Mutex::new(Vec::new()));
         let failed = Arc::new(AtomicU64::new(0));
         let tasks = (0..clients)
             .map(|client| {
-                let (target, stop, acked, failed) =
-                    (target.clone(), stop.clone(), acked.clone(), failed.clone());
+                let (target, stop, acked, poison, failed) = (
+                    target.clone(),
+                    stop.clone(),
+                    acked.clone(),
+                    poison.clone(),
+                    failed.clone(),
+                );
                 let (queue, out) = (queue.to_owned(), out.to_owned());
                 tokio::spawn(async move {
                     let mut n = 0u64;
@@ -58,7 +69,14 @@ impl Producers {
                                 .body(format!("c{client}-{n}"))
                         } else {
                             let messages: Vec<_> = (0..10)
-                                .map(|i| json!({"body": format!("c{client}-{n}-{i}"), "attributes": {"to": out}}))
+                                .map(|i| {
+                                    let body = format!("c{client}-{n}-{i}");
+                                    if i == 9 {
+                                        json!({"body": body, "attributes": {"to": out, "fail": "poison"}})
+                                    } else {
+                                        json!({"body": body, "attributes": {"to": out}})
+                                    }
+                                })
                                 .collect();
                             http.post(format!("{url}/v1/queues/{queue}/messages/batch"))
                                 .json(&json!({ "messages": messages }))
@@ -77,6 +95,8 @@ impl Producers {
                             acked.push(id.to_owned());
                         } else if let Some(ids) = answer["ids"].as_array() {
                             acked.extend(ids.iter().map(|id| id.as_str().unwrap().to_owned()));
+                            let last = ids.last().and_then(|id| id.as_str()).unwrap();
+                            poison.lock().await.push(last.to_owned());
                         }
                         drop(acked);
                         // Pace the load so the trigger can keep up on a shared 2-core machine.
@@ -88,6 +108,7 @@ impl Producers {
         Producers {
             stop,
             acked,
+            poison,
             failed,
             tasks,
         }
@@ -97,14 +118,16 @@ impl Producers {
         self.acked.lock().await.len()
     }
 
-    /// Stops the producers and returns every acknowledged id, and how many requests failed.
-    async fn finish(self) -> (Vec<String>, u64) {
+    /// Stops the producers and returns every acknowledged id, the poison ones among them, and
+    /// how many requests failed.
+    async fn finish(self) -> (Vec<String>, HashSet<String>, u64) {
         self.stop.store(true, Ordering::Relaxed);
         for task in self.tasks {
             task.await.unwrap();
         }
         let acked = self.acked.lock().await.clone();
-        (acked, self.failed.load(Ordering::Relaxed))
+        let poison = self.poison.lock().await.iter().cloned().collect();
+        (acked, poison, self.failed.load(Ordering::Relaxed))
     }
 }
 
@@ -146,6 +169,8 @@ async fn drained(server: &Server, queue: &str, deadline: Duration) -> bool {
 struct Outcome {
     /// Input id → delivery attempt of each forwarded copy.
     forwarded: HashMap<String, Vec<u64>>,
+    /// Input ids of the dead-lettered copies (a copy has an id of its own and names its source
+    /// in `sluice-source-id`).
     dead_lettered: HashSet<String>,
 }
 
@@ -160,12 +185,17 @@ impl Outcome {
             let attempt: u64 = attrs["attempt"].as_str().unwrap().parse().unwrap();
             forwarded.entry(from.to_owned()).or_default().push(attempt);
         }
-        // Dead-lettered messages keep their id.
-        let dead_lettered = all_messages(server, "in-dlq")
-            .await
-            .iter()
-            .map(|m| m["id"].as_str().unwrap().to_owned())
-            .collect();
+        let mut dead_lettered = HashSet::new();
+        for message in all_messages(server, "in-dlq").await {
+            let source = message["attributes"]["sluice-source-id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("dead-lettered without its source id: {message}"));
+            assert_ne!(message["id"].as_str(), Some(source), "{message}");
+            assert!(
+                dead_lettered.insert(source.to_owned()),
+                "{source} dead-lettered twice"
+            );
+        }
         Outcome {
             forwarded,
             dead_lettered,
@@ -185,11 +215,15 @@ impl Outcome {
             .count()
     }
 
-    /// Acknowledged enqueues that were neither handled nor dead-lettered.
-    fn lost<'a>(&self, acked: &'a [String]) -> Vec<&'a String> {
+    /// Acknowledged enqueues that were not handled, or poison ones that were not dead-lettered
+    /// (the guest forwards a poison message and dead-letters it in the same settlement).
+    fn lost<'a>(&self, acked: &'a [String], poison: &HashSet<String>) -> Vec<&'a String> {
         acked
             .iter()
-            .filter(|id| !self.forwarded.contains_key(*id) && !self.dead_lettered.contains(*id))
+            .filter(|id| {
+                !self.forwarded.contains_key(*id)
+                    || (poison.contains(*id) != self.dead_lettered.contains(*id))
+            })
             .collect()
     }
 }
@@ -206,7 +240,14 @@ async fn twenty_sigkills_under_load_lose_nothing_and_duplicate_no_send() {
     aim(&target, Some(&server));
     let producers = Producers::start(&target, "in", "out", 4);
     let mut server = Some(server);
-    let mut rng = rand::rng();
+    let seed = match std::env::var("SLUICE_CRASH_SEED") {
+        Ok(seed) => seed
+            .parse()
+            .expect("SLUICE_CRASH_SEED must be a whole number"),
+        Err(_) => rand::random(),
+    };
+    println!("crash safety: kill timing seed {seed} (replay with SLUICE_CRASH_SEED={seed})");
+    let mut rng = StdRng::seed_from_u64(seed);
 
     for kill in 0..KILLS {
         let mut running = server.take().unwrap();
@@ -217,7 +258,10 @@ async fn twenty_sigkills_under_load_lose_nothing_and_duplicate_no_send() {
             producers.acked_count().await > before
         })
         .await;
-        assert!(progressed, "no enqueue succeeded before kill {kill}");
+        assert!(
+            progressed,
+            "no enqueue succeeded before kill {kill} (SLUICE_CRASH_SEED={seed})"
+        );
         tokio::time::sleep(Duration::from_millis(rng.random_range(50..1200))).await;
         aim(&target, None);
         running.kill9();
@@ -233,16 +277,16 @@ async fn twenty_sigkills_under_load_lose_nothing_and_duplicate_no_send() {
     })
     .await;
     aim(&target, None);
-    let (acked, failed_requests) = producers.finish().await;
+    let (acked, poison, failed_requests) = producers.finish().await;
 
     assert!(
         drained(&server, "in", Duration::from_secs(120)).await,
-        "the trigger did not drain `in`: {}",
+        "the trigger did not drain `in` (SLUICE_CRASH_SEED={seed}): {}",
         server.stats("in").await
     );
     let stats = server.stats("in").await;
     let outcome = Outcome::collect(&server).await;
-    let lost = outcome.lost(&acked);
+    let lost = outcome.lost(&acked, &poison);
     let handled = outcome.forwarded.len();
     let redelivered = outcome.redelivered();
     let duplicates = outcome.duplicates();
@@ -250,7 +294,7 @@ async fn twenty_sigkills_under_load_lose_nothing_and_duplicate_no_send() {
     println!(
         "crash safety: kills={KILLS} acked_enqueues={} failed_requests={failed_requests} handled={handled} \
          (of which not acknowledged to the producer: {}) redelivered={redelivered} retried_by_store={} \
-         dead_lettered={} duplicates={duplicates} lost={}",
+         dead_lettered={} (poison acknowledged: {}) duplicates={duplicates} lost={} seed={seed}",
         acked.len(),
         outcome
             .forwarded
@@ -259,18 +303,21 @@ async fn twenty_sigkills_under_load_lose_nothing_and_duplicate_no_send() {
             .count(),
         stats["retried_total"],
         outcome.dead_lettered.len(),
+        poison.len(),
         lost.len()
     );
     assert!(acked.len() > 1_000, "the load was too light to prove much");
+    assert!(!poison.is_empty(), "no poison message was acknowledged");
     assert!(
         lost.is_empty(),
-        "{} acknowledged enqueues were neither handled nor dead-lettered, e.g. {:?}",
+        "{} acknowledged enqueues were not handled, or not dead-lettered though poison, e.g. {:?} \
+         (SLUICE_CRASH_SEED={seed})",
         lost.len(),
         &lost[..lost.len().min(5)]
     );
     assert_eq!(
         duplicates, 0,
-        "a send committed twice: a batch was handled after its ack committed"
+        "a send committed twice: a batch was handled after its ack committed (SLUICE_CRASH_SEED={seed})"
     );
     // Only batches in flight at a kill come back (each kill abandons at most `CONCURRENCY`
     // batches), plus any the store retried itself (a time limit hit on a loaded machine).
@@ -278,7 +325,8 @@ async fn twenty_sigkills_under_load_lose_nothing_and_duplicate_no_send() {
         KILLS * CONCURRENCY * BATCH_SIZE + stats["retried_total"].as_u64().unwrap() as usize;
     assert!(
         redelivered <= bound,
-        "{redelivered} messages redelivered, more than the {bound} that could have been in flight at the kills"
+        "{redelivered} messages redelivered, more than the {bound} that could have been in flight at the kills \
+         (SLUICE_CRASH_SEED={seed})"
     );
 }
 
@@ -310,7 +358,7 @@ async fn sigterm_under_load_then_restart_handles_everything_without_waiting_for_
     })
     .await;
     aim(&target, None);
-    let (acked, failed_requests) = producers.finish().await;
+    let (acked, poison, failed_requests) = producers.finish().await;
 
     assert!(
         drained(&server, "in", Duration::from_secs(40)).await,
@@ -319,7 +367,7 @@ async fn sigterm_under_load_then_restart_handles_everything_without_waiting_for_
     );
     let stats = server.stats("in").await;
     let outcome = Outcome::collect(&server).await;
-    let lost = outcome.lost(&acked);
+    let lost = outcome.lost(&acked, &poison);
     println!(
         "sigterm under load: acked_enqueues={} failed_requests={failed_requests} handled={} redelivered={} \
          retried={} dead_lettered={} duplicates={} lost={}",
@@ -339,5 +387,17 @@ async fn sigterm_under_load_then_restart_handles_everything_without_waiting_for_
         outcome.redelivered() as u64 <= stats["retried_total"].as_u64().unwrap(),
         "batches were abandoned at shutdown and delivered again"
     );
-    assert!(outcome.dead_lettered.is_empty());
+    assert!(!poison.is_empty(), "no poison message was acknowledged");
+    // Only the poison messages were dead-lettered (each once, checked by `collect`): a poison
+    // message whose enqueue was not answered may be among them too.
+    let acked_set: HashSet<&String> = acked.iter().collect();
+    let unexpected: Vec<&String> = outcome
+        .dead_lettered
+        .iter()
+        .filter(|id| acked_set.contains(id) && !poison.contains(*id))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "dead-lettered though not poison: {unexpected:?}"
+    );
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::support::{Server, assert_error, example, guest};
+use crate::support::{Server, assert_error, client_with, example, guest, into_json};
 
 #[tokio::test]
 async fn examples_upload_and_invoke_with_logs_and_sends() {
@@ -67,7 +67,7 @@ async fn versions_list_show_rollback_and_delete() {
         .await;
     assert_eq!(second["active_version"], 2);
     assert_eq!(second["versions"].as_array().unwrap().len(), 2);
-    assert_eq!(second["versions"][1]["config"]["env"]["A"], "1");
+    assert_eq!(second["versions"][1]["config"]["env_names"], json!(["A"]));
 
     let (_, list) = server.get("/v1/functions").await;
     assert_eq!(list["functions"].as_array().unwrap().len(), 1);
@@ -229,6 +229,169 @@ async fn invalid_uploads_are_refused_with_a_reason_and_store_nothing() {
         .put_wasm("/v1/functions/f?memory_mb=0", guest("ok"))
         .await;
     assert_error(status, &body, 400, "bad_request");
+    // A time limit shorter than the executor can hold to is refused, with the minimum.
+    let (status, body) = server
+        .put_wasm("/v1/functions/f?timeout_ms=1", guest("ok"))
+        .await;
+    assert_error(status, &body, 400, "bad_request");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("timeout_ms must be between 50 and 900000, got 1"),
+        "{message}"
+    );
     let (_, list) = server.get("/v1/functions").await;
     assert_eq!(list["functions"].as_array().unwrap().len(), 0);
+}
+
+/// A component with `functions` functions of real code (a few milliseconds of compiling per
+/// hundred) whose `handle` has the wrong type, so it is refused after compiling; with `import`,
+/// it also imports an interface Sluice does not provide.
+fn heavy_component(functions: usize, import: Option<&str>) -> Vec<u8> {
+    let mut text = String::from("(component\n");
+    if let Some(name) = import {
+        text.push_str(&format!(
+            "(import \"{name}\" (instance (export \"run\" (func))))\n"
+        ));
+    }
+    text.push_str("(core module $m\n");
+    for i in 0..functions {
+        text.push_str(&format!(
+            "(func (param $x i32) (result i32) (local $a i32)
+               (loop $l
+                 (local.set $a (i32.add (i32.mul (local.get $a) (i32.const {i})) (local.get $x)))
+                 (local.set $a (i32.xor (local.get $a) (i32.shr_u (local.get $a) (i32.const 7))))
+                 (local.set $x (i32.sub (local.get $x) (i32.const 1)))
+                 (br_if $l (local.get $x)))
+               (local.get $a))\n"
+        ));
+    }
+    text.push_str(
+        r#"(func (export "f")))
+           (core instance $i (instantiate $m))
+           (func (export "handle") (canon lift (core func $i "f"))))"#,
+    );
+    wat::parse_str(text).unwrap()
+}
+
+/// An upload importing what Sluice does not provide is refused from its type information,
+/// before it is compiled: the compilation counter does not move, however often it is retried,
+/// and the refusal takes a fraction of what compiling the same code takes.
+#[tokio::test]
+async fn a_foreign_import_is_refused_without_compiling() {
+    use crate::triggers::metric;
+    let (server, _dir) = Server::start().await;
+    let compilations = || metric(&server, "sluice_component_compilations_total", "");
+    let functions = 2_000;
+
+    // The known compile: the same code without the foreign import.
+    let started = Instant::now();
+    let (status, body) = server
+        .put_wasm("/v1/functions/heavy", heavy_component(functions, None))
+        .await;
+    let compiled_in = started.elapsed();
+    assert_error(status, &body, 422, "invalid_component");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("does not match world"), "{message}");
+    assert_eq!(compilations().await, 1.0);
+
+    let foreign = heavy_component(functions, Some("acme:db/query@1.0.0"));
+    for attempt in 1..=2 {
+        let started = Instant::now();
+        let (status, body) = server
+            .put_wasm("/v1/functions/heavy", foreign.clone())
+            .await;
+        let refused_in = started.elapsed();
+        assert_error(status, &body, 422, "invalid_component");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(
+                "the component imports `acme:db/query@1.0.0`, which Sluice does not provide."
+            ),
+            "{message}"
+        );
+        println!(
+            "{} KB component with {functions} functions: compiled and refused in {compiled_in:?}; \
+             with a foreign import refused in {refused_in:?} (attempt {attempt})",
+            foreign.len() / 1024
+        );
+        assert_eq!(
+            compilations().await,
+            1.0,
+            "attempt {attempt} compiled nothing"
+        );
+        assert!(
+            refused_in < compiled_in,
+            "refusing took {refused_in:?}, compiling {compiled_in:?}"
+        );
+    }
+}
+
+/// Environment values are secrets: write-only through the API and the CLI, for every scope.
+#[tokio::test]
+async fn environment_values_are_never_shown_to_any_scope() {
+    const SECRET: &str = "supersecret-123";
+    let (server, _dir) = Server::start().await;
+    let (status, uploaded) = server
+        .put_wasm(
+            &format!("/v1/functions/f?env=API_KEY={SECRET}&env=REGION=eu"),
+            guest("ok"),
+        )
+        .await;
+    assert_eq!(status, 201, "{uploaded}");
+    let mut answers = vec![("upload".to_owned(), uploaded.clone())];
+    assert_eq!(
+        uploaded["versions"][0]["config"]["env_names"],
+        json!(["API_KEY", "REGION"]),
+        "names are shown: {uploaded}"
+    );
+
+    for scope in ["admin", "deploy", "read"] {
+        let (_, created) = server.post("/v1/tokens", json!({"scopes": [scope]})).await;
+        let client = client_with(created["token"].as_str());
+        for path in [
+            "/v1/functions",
+            "/v1/functions/f",
+            "/v1/functions/f/invocations",
+        ] {
+            let (status, body) = into_json(client.get(server.url(path)).send().await).await;
+            assert_eq!(status, 200, "{scope} GET {path}: {body}");
+            answers.push((format!("{scope} GET {path}"), body));
+        }
+    }
+    // Re-uploading the same component and config with `if_changed` adds no version...
+    let (status, same) = server
+        .put_wasm(
+            &format!("/v1/functions/f?if_changed=true&env=REGION=eu&env=API_KEY={SECRET}"),
+            guest("ok"),
+        )
+        .await;
+    assert_eq!(status, 200, "{same}");
+    assert_eq!(same["versions"].as_array().unwrap().len(), 1, "{same}");
+    answers.push(("unchanged upload".to_owned(), same));
+    // ...but a changed value, which nobody can read back, does.
+    let (status, changed) = server
+        .put_wasm(
+            "/v1/functions/f?if_changed=true&env=REGION=eu&env=API_KEY=rotated",
+            guest("ok"),
+        )
+        .await;
+    assert_eq!(status, 201, "{changed}");
+    assert_eq!(changed["active_version"], 2, "{changed}");
+    let (status, rolled) = server.post("/v1/functions/f/rollback", json!({})).await;
+    assert_eq!(status, 200, "{rolled}");
+    answers.push(("rollback".to_owned(), rolled));
+    answers.push(("openapi".to_owned(), server.get("/openapi.json").await.1));
+
+    for (what, answer) in &answers {
+        let text = answer.to_string();
+        assert!(
+            !text.contains(SECRET) && !text.contains("rotated"),
+            "{what} shows an environment value: {text}"
+        );
+    }
+    let shown = crate::support::cli(&server, &["functions", "show", "f"]);
+    let listed = crate::support::cli(&server, &["functions", "list"]);
+    for output in [shown, listed] {
+        assert!(!output.contains(SECRET), "the CLI shows a secret: {output}");
+    }
 }

@@ -21,8 +21,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/queues/{queue}/messages"),
     ("get", "/v1/queues/{queue}/messages"),
     ("post", "/v1/queues/{queue}/messages/batch"),
+    ("delete", "/v1/queues/{queue}/messages/{id}"),
     ("post", "/v1/queues/{queue}/purge"),
     ("post", "/v1/queues/{queue}/redrive"),
+    ("get", "/v1/queues/{queue}/series"),
     ("get", "/v1/functions"),
     ("put", "/v1/functions/{name}"),
     ("get", "/v1/functions/{name}"),
@@ -32,8 +34,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("put", "/v1/functions/{name}/trigger"),
     ("delete", "/v1/functions/{name}/trigger"),
     ("get", "/v1/functions/{name}/invocations"),
+    ("get", "/v1/functions/{name}/invocations/stream"),
     ("post", "/v1/tokens"),
     ("get", "/v1/tokens"),
+    ("get", "/v1/tokens/self"),
     ("delete", "/v1/tokens/{id}"),
 ];
 

@@ -132,3 +132,123 @@ async fn bad_queue_requests_get_clear_errors() {
     let (status, body) = server.get("/v1/nothing-here").await;
     assert_error(status, &body, 404, "not_found");
 }
+
+#[tokio::test]
+async fn dead_letter_cycles_are_refused() {
+    let (server, _dir) = Server::start().await;
+    server.create_queue(json!({"name": "a"})).await;
+    server
+        .create_queue(json!({"name": "b", "dead_letter_queue": "a"}))
+        .await;
+    let (status, body) = server
+        .patch("/v1/queues/a", json!({"dead_letter_queue": "b"}))
+        .await;
+    assert_error(status, &body, 400, "bad_request");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("a → b → a"), "{message}");
+    let (_, a) = server.get("/v1/queues/a").await;
+    assert!(a["settings"]["dead_letter_queue"].is_null(), "{a}");
+}
+
+#[tokio::test]
+async fn producers_cannot_set_reserved_attributes() {
+    let (server, _dir) = Server::start().await;
+    server.create_queue(json!({"name": "q"})).await;
+    let response = server
+        .http
+        .post(server.url("/v1/queues/q/messages"))
+        .header("sluice-attr-sluice-source-queue", "elsewhere")
+        .body("x")
+        .send()
+        .await;
+    let (status, body) = crate::support::into_json(response).await;
+    assert_error(status, &body, 400, "bad_request");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("sluice-source-queue") && message.contains("reserved"),
+        "{message}"
+    );
+
+    let (status, body) = server
+        .post(
+            "/v1/queues/q/messages/batch",
+            json!({"messages": [{"body": "x", "attributes": {"Sluice-Attempts": "1"}}]}),
+        )
+        .await;
+    assert_error(status, &body, 400, "bad_request");
+    assert_eq!(server.stats("q").await["enqueued_total"], 0);
+
+    // Other names are the producer's, `sluice` inside them included.
+    let (status, body) = server
+        .post(
+            "/v1/queues/q/messages/batch",
+            json!({"messages": [{"body": "x", "attributes": {"my-sluice-tag": "1"}}]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+#[tokio::test]
+async fn deleted_queues_leave_metrics() {
+    let (server, _dir) = Server::start().await;
+    server.create_queue(json!({"name": "doomed"})).await;
+    server.create_queue(json!({"name": "kept"})).await;
+    for queue in ["doomed", "kept"] {
+        let (status, _) = server
+            .post_raw(&format!("/v1/queues/{queue}/messages"), "x")
+            .await;
+        assert_eq!(status, 201);
+    }
+    let scrape = || async {
+        server
+            .http
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let before = scrape().await;
+    assert!(before.contains("queue=\"doomed\""), "{before}");
+    server.post("/v1/queues/doomed/purge", json!({})).await;
+    let (status, _) = server.delete("/v1/queues/doomed").await;
+    assert_eq!(status, 204);
+    let after = scrape().await;
+    assert!(!after.contains("queue=\"doomed\""), "{after}");
+    assert!(
+        after.contains("sluice_enqueued_total{queue=\"kept\"} 1"),
+        "{after}"
+    );
+}
+
+#[tokio::test]
+async fn single_messages_are_deleted_and_chosen_ones_redriven_by_id() {
+    let (server, _dir) = Server::start().await;
+    server.create_queue(json!({"name": "q"})).await;
+    let (_, sent) = server.post_raw("/v1/queues/q/messages", "doomed").await;
+    let id = sent["id"].as_str().unwrap().to_owned();
+    let (status, body) = server.delete(&format!("/v1/queues/q/messages/{id}")).await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(server.stats("q").await["visible"], 0);
+    let (status, body) = server.delete(&format!("/v1/queues/q/messages/{id}")).await;
+    assert_error(status, &body, 404, "not_found");
+    let (status, body) = server.delete("/v1/queues/q/messages/abc").await;
+    assert_error(status, &body, 400, "bad_request");
+
+    let (status, body) = server
+        .post("/v1/queues/q/redrive", json!({"ids": ["1"], "limit": 1}))
+        .await;
+    assert_error(status, &body, 400, "bad_request");
+    let many: Vec<String> = (1..=1001).map(|i| i.to_string()).collect();
+    let (status, body) = server
+        .post("/v1/queues/q/redrive", json!({ "ids": many }))
+        .await;
+    assert_error(status, &body, 400, "bad_request");
+    let (status, body) = server
+        .post("/v1/queues/q/redrive", json!({"ids": ["999"]}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["moved"], 0);
+}

@@ -3,8 +3,11 @@
 //! gone; a file that is not a Sluice database where `sluice.db` should be stops startup with a
 //! clear message and is left exactly as it was.
 //!
-//! Tests that need privileges (mounting a tmpfs, `chattr +i`) skip with a printed reason when
-//! they are not available; the file-size-limit test needs none and always runs.
+//! Tests that need root (mounting a tmpfs, `chattr +i`) are ignored by a plain `cargo test`, so
+//! a run without the privilege reports them as ignored rather than passed; `scripts/test` runs
+//! them when it runs as root (`cargo test -p sluice --test e2e storage:: -- --ignored`), and
+//! there they fail if the privilege turns out to be missing. The file-size-limit test needs
+//! none and always runs.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -108,14 +111,10 @@ fn ballast(path: &Path) {
 }
 
 #[tokio::test]
+#[ignore = "needs root (mount -t tmpfs): run with `cargo test -p sluice --test e2e storage:: -- --ignored` as root"]
 async fn a_full_disk_answers_503_and_service_resumes_when_space_returns() {
-    let tmpfs = match Tmpfs::mount("16m") {
-        Ok(tmpfs) => tmpfs,
-        Err(reason) => {
-            println!("SKIPPED a_full_disk_answers_503...: {reason} (needs root and CAP_SYS_ADMIN)");
-            return;
-        }
-    };
+    let tmpfs = Tmpfs::mount("16m")
+        .unwrap_or_else(|reason| panic!("{reason} (this test needs root and CAP_SYS_ADMIN)"));
     let data = tmpfs.dir.path().join("data");
     let server = Server::start_in(&data).await;
     server.create_queue(json!({"name": "full"})).await;
@@ -228,6 +227,7 @@ impl Drop for Immutable {
 }
 
 #[tokio::test]
+#[ignore = "needs root (chattr +i): run with `cargo test -p sluice --test e2e storage:: -- --ignored` as root"]
 async fn a_read_only_database_answers_503_and_service_resumes_when_writable_again() {
     let (server, dir) = Server::start().await;
     server.create_queue(json!({"name": "ro"})).await;
@@ -242,15 +242,9 @@ async fn a_read_only_database_answers_503_and_service_resumes_when_writable_agai
         .map(|f| dir.path().join(f))
         .filter(|p| p.exists())
         .collect();
-    let mut immutable = match Immutable::set(files) {
-        Ok(immutable) => immutable,
-        Err(reason) => {
-            println!(
-                "SKIPPED a_read_only_database...: {reason} (needs CAP_LINUX_IMMUTABLE and a file system with chattr)"
-            );
-            return;
-        }
-    };
+    let mut immutable = Immutable::set(files).unwrap_or_else(|reason| {
+        panic!("{reason} (this test needs CAP_LINUX_IMMUTABLE and a file system with chattr)")
+    });
     let (status, body) = server.post_raw("/v1/queues/ro/messages", "refused").await;
     assert_error(status, &body, 503, "storage_unavailable");
     println!("read-only database: enqueue refused with {status}: {body}");

@@ -8,6 +8,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tempfile::TempDir;
 
 /// The admin token every test server accepts (through `SLUICE_ADMIN_TOKEN`).
@@ -59,9 +61,26 @@ impl Server {
         Server::start_in_wrapped(data_dir, &[]).await
     }
 
+    /// Starts a server on a fresh data dir with extra `sluice serve` arguments.
+    pub async fn start_with(args: &[&str]) -> (Server, DataDir) {
+        let dir = DataDir::new();
+        let server = Server::start_in_with(dir.path(), &[], args).await;
+        (server, dir)
+    }
+
     /// Like [`Server::start_in`], running the binary through `wrapper` (a program and its
     /// arguments, e.g. a shell that sets resource limits and `exec`s the rest of its arguments).
     pub async fn start_in_wrapped(data_dir: &Path, wrapper: &[&str]) -> Server {
+        Server::start_in_with(data_dir, wrapper, &[]).await
+    }
+
+    /// Starts a server on `data_dir` whose store is the PostgreSQL database at `url`.
+    pub async fn start_on_postgres(data_dir: &Path, url: &str) -> Server {
+        Server::start_in_with(data_dir, &[], &["--database", url]).await
+    }
+
+    /// Like [`Server::start_in_wrapped`], with extra `sluice serve` arguments.
+    pub async fn start_in_with(data_dir: &Path, wrapper: &[&str], args: &[&str]) -> Server {
         let sluice = env!("CARGO_BIN_EXE_sluice");
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
@@ -74,6 +93,7 @@ impl Server {
         let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(args)
             .env("RUST_LOG", "info,sluice=debug")
             .env("NO_COLOR", "1")
             .env("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN)
@@ -117,6 +137,16 @@ impl Server {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.url)
+    }
+
+    /// `HOST:PORT`, for raw TCP.
+    pub fn addr(&self) -> &str {
+        self.url.trim_start_matches("http://")
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGKILL: no chance to flush or clean up.
@@ -233,39 +263,9 @@ pub fn repo() -> PathBuf {
 }
 
 /// Builds a guest workspace (`examples` or `tests/guests`) for wasm32-wasip2 once per test
-/// process and returns its output directory.
-///
-/// The outer `cargo test` holds its target directory's lock while tests run, so guests build
-/// into a directory of their own.
+/// process (see `sluice::guests`) and returns its output directory.
 fn build_workspace(workspace: &str) -> PathBuf {
-    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasm");
-    let out = target_dir.join("wasm32-wasip2").join("release");
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if !built.iter().any(|w| w == workspace) {
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "--manifest-path",
-            ])
-            .arg(repo().join(workspace).join("Cargo.toml"))
-            .arg("--target-dir")
-            .arg(&target_dir)
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .status()
-            .expect("run cargo to build the guests");
-        assert!(
-            status.success(),
-            "building {workspace} for wasm32-wasip2 failed"
-        );
-        built.push(workspace.to_owned());
-    }
-    out
+    sluice::guests::build(workspace, None).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The directory the examples' components are built into.
@@ -289,6 +289,17 @@ pub fn cli(server: &Server, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     stdout
+}
+
+/// Runs the `sluice` CLI against `server` and returns what it did, succeeded or not.
+pub fn cli_output(server: &Server, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .env("SLUICE_SERVER", &server.url)
+        .env("SLUICE_TOKEN", ADMIN_TOKEN)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the sluice CLI")
 }
 
 /// A component from `examples/`, by crate name (`-` or `_`).
@@ -360,4 +371,158 @@ impl Server {
         }
         ids
     }
+}
+
+/// A Python or JavaScript example (`examples/python/…` or `examples/js/…`) built into a
+/// component by `scripts/build-python` / `scripts/build-js`, once per content: the output is
+/// cached under the target directory, keyed by a hash of every file the build reads (the
+/// example, the SDK, the WIT, the build script), since one build takes 10–30 s.
+pub fn polyglot_example(language: Language, name: &str) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let repo = repo();
+    let (dir, module, script, inputs): (_, _, _, &[&str]) = match language {
+        Language::Python => (
+            format!("examples/python/{name}"),
+            format!("{}.py", if name == "log" { "log_handler" } else { name }),
+            "scripts/build-python",
+            &["sdk/python/sluice_sdk"],
+        ),
+        Language::JavaScript => (
+            format!("examples/js/{name}"),
+            "handler.js".to_owned(),
+            "scripts/build-js",
+            &["sdk/js/src", "sdk/js/build.mjs", "sdk/js/package-lock.json"],
+        ),
+    };
+    let mut hash = Sha256::new();
+    let mut files = Vec::new();
+    for input in inputs.iter().copied().chain([dir.as_str(), "wit", script]) {
+        collect_files(&repo.join(input), &mut files);
+    }
+    files.sort();
+    for file in &files {
+        hash.update(
+            file.strip_prefix(&repo)
+                .unwrap()
+                .to_string_lossy()
+                .as_bytes(),
+        );
+        hash.update(std::fs::read(file).unwrap());
+    }
+    let key = hex::encode(&hash.finalize()[..8]);
+    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("polyglot");
+    let out = out_dir.join(format!("{}-{name}-{key}.wasm", language.name()));
+    // One build at a time: two at once on a small machine only make both slower.
+    let _building = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
+    if !out.exists() {
+        std::fs::create_dir_all(&out_dir).unwrap();
+        let partial = out.with_extension("partial.wasm");
+        let output = Command::new(repo.join(script))
+            .arg(repo.join(&dir).join(&module))
+            .arg("-o")
+            .arg(&partial)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("running {script}: {e}"));
+        assert!(
+            output.status.success(),
+            "{script} {dir}/{module} failed (scripts/test installs the toolchains):\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::fs::rename(&partial, &out).unwrap();
+    }
+    std::fs::read(&out).unwrap_or_else(|e| panic!("{}: {e}", out.display()))
+}
+
+/// The languages with an SDK beside Rust's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    Python,
+    JavaScript,
+}
+
+impl Language {
+    pub fn name(self) -> &'static str {
+        match self {
+            Language::Python => "python",
+            Language::JavaScript => "js",
+        }
+    }
+}
+
+/// Every file under `path` (or `path` itself), skipping caches and installed packages.
+fn collect_files(path: &Path, files: &mut Vec<PathBuf>) {
+    if path.is_file() {
+        if path
+            .extension()
+            .is_none_or(|ext| ext != "wasm" && ext != "pyc")
+        {
+            files.push(path.to_owned());
+        }
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name != "node_modules" && name != "__pycache__" {
+            collect_files(&entry.path(), files);
+        }
+    }
+}
+
+/// One answer read off a raw socket.
+#[derive(Debug)]
+pub struct Raw {
+    pub status: u16,
+    pub head: String,
+    pub body: Value,
+}
+
+/// Reads one HTTP/1.1 answer (with a `content-length`) from `stream`.
+pub async fn read_answer(stream: &mut TcpStream) -> Option<Raw> {
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        bytes.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&bytes[..head_end]).to_lowercase();
+    let status = head.get(9..12)?.parse().ok()?;
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while bytes.len() < head_end + length {
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            break;
+        }
+        bytes.extend_from_slice(&chunk[..n]);
+    }
+    let body = &bytes[head_end..(head_end + length).min(bytes.len())];
+    let body = serde_json::from_slice(body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()));
+    Some(Raw { status, head, body })
+}
+
+/// Sends `request` on a new connection and reads the answer.
+pub async fn raw(server: &Server, request: &[u8]) -> Raw {
+    let mut stream = TcpStream::connect(server.addr()).await.expect("connect");
+    stream.write_all(request).await.expect("send");
+    tokio::time::timeout(Duration::from_secs(10), read_answer(&mut stream))
+        .await
+        .expect("an answer within 10 s")
+        .expect("an answer before the connection closed")
 }

@@ -218,7 +218,7 @@ async fn errors_traps_and_timeouts_retry_the_batch_then_dead_letter_and_redrive_
         .create_queue(json!({"name": "err", "max_attempts": 2, "dead_letter_queue": "err-dlq", "backoff": {"initial_ms": 10}}))
         .await;
     server.deploy("err", example("flaky"), "").await;
-    server
+    let ids = server
         .enqueue_all(
             "err",
             [
@@ -242,6 +242,36 @@ async fn errors_traps_and_timeouts_retry_the_batch_then_dead_letter_and_redrive_
         "an err retries the whole batch: {}",
         server.stats("err").await
     );
+    // Both messages were delivered twice (the first `err` retried the batch, the second
+    // exhausted max_attempts), neither was acknowledged, and the DLQ keeps the handler's words.
+    let stats = server.stats("err").await;
+    assert_eq!(stats["retried_total"], 2, "one retry per message: {stats}");
+    assert_eq!(stats["acked_total"], 0, "{stats}");
+    assert_eq!(stats["dead_lettered_total"], 2, "{stats}");
+    let reason = format!(
+        "handler error: flaky: message {} asked to fail the batch",
+        ids[0]
+    );
+    let (_, peeked) = server.get("/v1/queues/err-dlq/messages?limit=10").await;
+    let dead = peeked["messages"].as_array().unwrap();
+    assert_eq!(dead.len(), 2, "{peeked}");
+    for message in dead {
+        let attributes = &message["attributes"];
+        assert_eq!(attributes["sluice-dead-letter-reason"], reason, "{message}");
+        assert_eq!(attributes["sluice-attempts"], "2", "{message}");
+    }
+    let (_, invocations) = server.get("/v1/functions/err/invocations").await;
+    let invocations = invocations["invocations"].as_array().unwrap();
+    assert_eq!(invocations.len(), 2, "two attempts: {invocations:?}");
+    for invocation in invocations {
+        assert_eq!(invocation["outcome"], "error", "{invocation}");
+        assert_eq!(invocation["batch_size"], 2, "{invocation}");
+        assert_eq!(
+            invocation["error"],
+            format!("flaky: message {} asked to fail the batch", ids[0]),
+            "{invocation}"
+        );
+    }
 }
 
 #[tokio::test]

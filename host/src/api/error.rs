@@ -32,6 +32,18 @@ pub enum ApiError {
     /// The queue is at its maximum depth: 429 with `Retry-After`.
     #[error("{0}")]
     QueueFull(String),
+    /// The server is at a limit of its own (request bodies buffered, connections): 503 with
+    /// `Retry-After`.
+    #[error("{0}")]
+    Busy(String),
+    #[error("{0}")]
+    RequestTimeout(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    UriTooLong(String),
+    #[error("{0}")]
+    HeadersTooLarge(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -45,8 +57,9 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable and machine-readable: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
-    /// `conflict`, `payload_too_large`, `unsupported_media_type`, `invalid_component`,
-    /// `storage_unavailable`, `internal`.
+    /// `method_not_allowed`, `request_timeout`, `conflict`, `payload_too_large`,
+    /// `uri_too_long`, `unsupported_media_type`, `invalid_component`, `queue_full`,
+    /// `headers_too_large`, `storage_unavailable`, `server_busy`, `internal`.
     pub code: String,
     /// What went wrong and what to do about it, for people.
     pub message: String,
@@ -67,23 +80,59 @@ impl ApiError {
             ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_component"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
             ApiError::QueueFull(_) => (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
+            ApiError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "server_busy"),
+            ApiError::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::UriTooLong(_) => (StatusCode::URI_TOO_LONG, "uri_too_long"),
+            ApiError::HeadersTooLarge(_) => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+            ),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
-}
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code) = self.parts();
-        if status.is_server_error() {
-            tracing::error!(%status, error = %self, "request failed");
+    /// The error for a `status` that something other than a handler chose (axum's router, the
+    /// HTTP parser), with `message` for people.
+    pub fn for_status(status: StatusCode, message: String) -> ApiError {
+        match status {
+            StatusCode::UNAUTHORIZED => ApiError::Unauthorized(message),
+            StatusCode::FORBIDDEN => ApiError::Forbidden(message),
+            StatusCode::NOT_FOUND => ApiError::NotFound(message),
+            StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed(message),
+            StatusCode::REQUEST_TIMEOUT => ApiError::RequestTimeout(message),
+            StatusCode::CONFLICT => ApiError::Conflict(message),
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(message),
+            StatusCode::URI_TOO_LONG => ApiError::UriTooLong(message),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(message),
+            StatusCode::UNPROCESSABLE_ENTITY => ApiError::Unprocessable(message),
+            StatusCode::TOO_MANY_REQUESTS => ApiError::QueueFull(message),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ApiError::HeadersTooLarge(message),
+            StatusCode::SERVICE_UNAVAILABLE => ApiError::Busy(message),
+            status if status.is_server_error() => ApiError::Internal(message),
+            _ => ApiError::BadRequest(message),
         }
+    }
+
+    /// The status and the JSON body this error is answered with.
+    pub fn status_and_body(&self) -> (StatusCode, ErrorBody) {
+        let (status, code) = self.parts();
         let body = ErrorBody {
             error: ErrorDetail {
                 code: code.to_owned(),
                 message: self.to_string(),
             },
         };
+        (status, body)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = self.status_and_body();
+        if status.is_server_error() && !matches!(self, ApiError::Busy(_)) {
+            tracing::error!(%status, error = %self, "request failed");
+        }
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(
@@ -110,6 +159,9 @@ impl From<store::Error> for ApiError {
             | E::FunctionNotFound(_)
             | E::VersionNotFound { .. }
             | E::TokenNotFound(_) => ApiError::NotFound(msg),
+            E::InvalidCursor(_) => ApiError::BadRequest(msg),
+            // The function's version names a component no host stored: a broken catalog.
+            E::ComponentNotFound(_) => ApiError::Internal(msg),
             E::QueueExists(_) | E::QueueInUse { .. } | E::QueueHasConsumer { .. } => {
                 ApiError::Conflict(msg)
             }
@@ -117,7 +169,7 @@ impl From<store::Error> for ApiError {
             E::MessageTooLarge { .. } => ApiError::TooLarge(msg),
             E::Unavailable(_) => ApiError::Unavailable(msg),
             E::QueueFull { .. } => ApiError::QueueFull(msg),
-            E::Corrupt { .. } => ApiError::Internal(msg),
+            E::Corrupt { .. } | E::NewerSchema { .. } => ApiError::Internal(msg),
         }
     }
 }
@@ -136,9 +188,8 @@ impl From<functions::Error> for ApiError {
         match err {
             functions::Error::Store(e) => e.into(),
             functions::Error::Executor(e) => e.into(),
-            functions::Error::InvalidConfig(msg) => ApiError::BadRequest(msg),
-            functions::Error::InvalidName(msg) => ApiError::BadRequest(msg),
-            functions::Error::Blob(e) => ApiError::Unavailable(format!("component storage: {e}")),
+            err @ functions::Error::InvalidConfig(_) => ApiError::BadRequest(err.to_string()),
+            err @ functions::Error::InvalidName(_) => ApiError::BadRequest(err.to_string()),
         }
     }
 }

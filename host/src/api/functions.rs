@@ -1,5 +1,8 @@
 //! Function routes: upload a component as a new version, list, show, delete, roll back, and
 //! invoke the active version on a given batch without committing anything.
+//!
+//! A function's environment values are secrets: they go in with an upload and never come out.
+//! Every answer shows a function through [`FunctionView`], which names the variables only.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -8,12 +11,13 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
 use super::messages::{decode_attributes, decode_body};
 use super::{ApiError, AppState, ErrorBody, Segment, body_error, parse_json, parse_optional_json};
 use crate::dispatch::TriggerStatus;
-use crate::functions::{FunctionConfig, InvocationRecord, now_ms};
+use crate::functions::{FunctionConfig, InvocationRecord};
 use crate::store::{FunctionRecord, FunctionVersion, Message, TriggerRecord};
 
 /// The query of an upload: the new version's config. Documents `config_from_query`, which
@@ -26,8 +30,13 @@ struct UploadQuery {
     timeout_ms: Option<u64>,
     /// Memory limit of one instance, at most 1024 (default 128).
     memory_mb: Option<u64>,
-    /// `NAME=VALUE`, an environment variable the handler sees; may repeat.
+    /// `NAME=VALUE`, an environment variable the handler sees; may repeat. Values are
+    /// write-only: answers name the variables, never their values.
     env: Option<Vec<String>>,
+    /// `true`: when the component and config equal the active version's, add no version and
+    /// answer 200 with the function as it is (how `sluice apply` stays idempotent without
+    /// reading secrets back).
+    if_changed: Option<bool>,
 }
 
 /// Upload a component (`application/wasm`) as a new, active version of the function.
@@ -36,7 +45,8 @@ struct UploadQuery {
     request_body(content = String, content_type = "application/wasm",
         description = "The component's bytes (`application/octet-stream` is accepted too); at most 64 MiB"),
     responses(
-        (status = 201, description = "Uploaded; the new version is active", body = FunctionRecord),
+        (status = 200, description = "`if_changed=true` and nothing changed: no new version", body = FunctionView),
+        (status = 201, description = "Uploaded; the new version is active", body = FunctionView),
         (status = 400, description = "Empty body, invalid name or config", body = ErrorBody),
         (status = 413, description = "Component too large", body = ErrorBody),
         (status = 415, description = "Content type is not `application/wasm`", body = ErrorBody),
@@ -49,7 +59,7 @@ pub async fn upload(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<FunctionRecord>), ApiError> {
+) -> Result<(StatusCode, Json<FunctionView>), ApiError> {
     if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
         let content_type = content_type.to_str().unwrap_or_default();
         if !(content_type.starts_with("application/wasm")
@@ -62,10 +72,10 @@ pub async fn upload(
     }
     let body = body.map_err(body_error)?;
     if body.len() > state.limits.max_function_bytes {
-        return Err(ApiError::TooLarge(format!(
-            "component of {} bytes; at most {} are allowed",
-            body.len(),
-            state.limits.max_function_bytes
+        return Err(ApiError::TooLarge(super::body::too_large(
+            state.limits.max_function_bytes,
+            "--max-function-bytes",
+            Some(body.len() as u64),
         )));
     }
     if body.is_empty() {
@@ -73,17 +83,43 @@ pub async fn upload(
             "empty body: send the component's bytes".into(),
         ));
     }
-    let config = config_from_query(query.as_deref().unwrap_or(""))?;
+    let (config, if_changed) = config_from_query(query.as_deref().unwrap_or(""))?;
+    if if_changed {
+        let current = match state.functions.get(&name).await {
+            Ok(record) => Some(record),
+            Err(crate::functions::Error::Store(crate::store::Error::FunctionNotFound(_))) => None,
+            Err(err) => return Err(err.into()),
+        };
+        if let Some(record) = current
+            && is_active(&record, &hex::encode(Sha256::digest(&body)), &config)
+        {
+            return Ok((StatusCode::OK, Json(FunctionView::from_record(record)?)));
+        }
+    }
     let record = state.functions.upload(&name, body.to_vec(), config).await?;
     state.dispatcher.refresh(&name).await;
-    Ok((StatusCode::CREATED, Json(record)))
+    Ok((
+        StatusCode::CREATED,
+        Json(FunctionView::from_record(record)?),
+    ))
 }
 
-/// Reads the function config from the query string; `env` may repeat.
-fn config_from_query(query: &str) -> Result<FunctionConfig, ApiError> {
+/// Whether the active version of `record` is the component `sha256` with `config`.
+fn is_active(record: &FunctionRecord, sha256: &str, config: &FunctionConfig) -> bool {
+    record.versions.iter().any(|version| {
+        version.version == record.active_version
+            && version.sha256 == sha256
+            && serde_json::from_value::<FunctionConfig>(version.config.clone())
+                .is_ok_and(|active| active == *config)
+    })
+}
+
+/// Reads the function config and `if_changed` from the query string; `env` may repeat.
+fn config_from_query(query: &str) -> Result<(FunctionConfig, bool), ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
         .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
     let mut config = FunctionConfig::default();
+    let mut if_changed = false;
     let number = |key: &str, value: &str| {
         value.parse::<u64>().map_err(|_| {
             ApiError::BadRequest(format!("`{key}` must be a whole number, got `{value}`"))
@@ -100,27 +136,105 @@ fn config_from_query(query: &str) -> Result<FunctionConfig, ApiError> {
                 })?;
                 config.env.insert(name.to_owned(), value.to_owned());
             }
+            "if_changed" => {
+                if_changed = value.parse::<bool>().map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "`if_changed` must be true or false, got `{value}`"
+                    ))
+                })?;
+            }
             other => {
                 return Err(ApiError::BadRequest(format!(
-                    "unknown parameter `{other}`; expected timeout_ms, memory_mb, max_sends or env"
+                    "unknown parameter `{other}`; expected timeout_ms, memory_mb, max_sends, env or if_changed"
                 )));
             }
         }
     }
-    Ok(config)
+    Ok((config, if_changed))
+}
+
+/// A function as every answer shows it: its versions and trigger, environment values left out.
+#[derive(Serialize, ToSchema)]
+pub struct FunctionView {
+    name: String,
+    active_version: u32,
+    versions: Vec<VersionView>,
+    trigger: Option<TriggerRecord>,
+}
+
+/// One version of a function.
+#[derive(Serialize, ToSchema)]
+pub struct VersionView {
+    version: u32,
+    /// SHA-256 of the component's bytes, hex.
+    sha256: String,
+    size: u64,
+    created_at_ms: u64,
+    config: ConfigView,
+}
+
+/// A version's config. Environment values are secrets: only the names are shown.
+#[derive(Serialize, ToSchema)]
+pub struct ConfigView {
+    /// The environment variables the handler sees, by name; their values are write-only.
+    env_names: Vec<String>,
+    timeout_ms: u64,
+    memory_mb: u64,
+    max_sends: usize,
+}
+
+impl VersionView {
+    fn from_version(version: FunctionVersion) -> Result<VersionView, ApiError> {
+        let config: FunctionConfig = serde_json::from_value(version.config).map_err(|e| {
+            ApiError::Internal(format!(
+                "stored config of version {} is unreadable: {e}",
+                version.version
+            ))
+        })?;
+        Ok(VersionView {
+            version: version.version,
+            sha256: version.sha256,
+            size: version.size,
+            created_at_ms: version.created_at_ms,
+            config: ConfigView {
+                env_names: config.env.into_keys().collect(),
+                timeout_ms: config.timeout_ms,
+                memory_mb: config.memory_mb,
+                max_sends: config.max_sends,
+            },
+        })
+    }
+}
+
+fn versions(versions: Vec<FunctionVersion>) -> Result<Vec<VersionView>, ApiError> {
+    versions
+        .into_iter()
+        .map(VersionView::from_version)
+        .collect()
+}
+
+impl FunctionView {
+    fn from_record(record: FunctionRecord) -> Result<FunctionView, ApiError> {
+        Ok(FunctionView {
+            name: record.name,
+            active_version: record.active_version,
+            versions: versions(record.versions)?,
+            trigger: record.trigger,
+        })
+    }
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct FunctionList {
-    functions: Vec<FunctionRecord>,
+    functions: Vec<FunctionView>,
 }
 
-/// A function with its versions and what its trigger is doing now.
+/// A function with its versions (environment values left out) and what its trigger is doing.
 #[derive(Serialize, ToSchema)]
 pub struct FunctionDetails {
     name: String,
     active_version: u32,
-    versions: Vec<FunctionVersion>,
+    versions: Vec<VersionView>,
     trigger: Option<TriggerStatus>,
 }
 
@@ -131,7 +245,13 @@ pub struct FunctionDetails {
         (status = 503, description = "Storage unavailable", body = ErrorBody),
     ))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<FunctionList>, ApiError> {
-    let functions = state.functions.list().await?;
+    let functions = state
+        .functions
+        .list()
+        .await?
+        .into_iter()
+        .map(FunctionView::from_record)
+        .collect::<Result<_, _>>()?;
     Ok(Json(FunctionList { functions }))
 }
 
@@ -152,7 +272,7 @@ pub async fn show(
     Ok(Json(FunctionDetails {
         name: record.name,
         active_version: record.active_version,
-        versions: record.versions,
+        versions: versions(record.versions)?,
         trigger: record.trigger.map(|t| state.dispatcher.status(t)),
     }))
 }
@@ -188,7 +308,7 @@ struct RollbackRequest {
     request_body(content = Option<RollbackRequest>, content_type = "application/json",
         description = "Optional; an empty body rolls back one version"),
     responses(
-        (status = 200, description = "Rolled back", body = FunctionRecord),
+        (status = 200, description = "Rolled back", body = FunctionView),
         (status = 400, description = "Invalid JSON or path", body = ErrorBody),
         (status = 404, description = "No such function or version", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
@@ -198,12 +318,12 @@ pub async fn rollback(
     State(state): State<AppState>,
     Segment(name): Segment,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<FunctionRecord>, ApiError> {
+) -> Result<Json<FunctionView>, ApiError> {
     let body = body.map_err(body_error)?;
     let request: RollbackRequest = parse_optional_json(&body)?;
     let record = state.functions.rollback(&name, request.version).await?;
     state.dispatcher.refresh(&name).await;
-    Ok(Json(record))
+    Ok(Json(FunctionView::from_record(record)?))
 }
 
 /// One message of a dry run: at most one of `body` and `body_base64`.
@@ -255,7 +375,7 @@ pub async fn invoke(
         )));
     }
     let queue = request.queue.unwrap_or_else(|| "invoke".to_owned());
-    let now = now_ms();
+    let now = state.store.now_ms();
     let batch = request
         .messages
         .into_iter()
@@ -365,41 +485,4 @@ pub async fn delete_trigger(
     state.store.delete_trigger(&name).await?;
     state.dispatcher.stop(&name);
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct InvocationsQuery {
-    /// At most this many (default 100).
-    limit: Option<usize>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct InvocationList {
-    invocations: Vec<InvocationRecord>,
-}
-
-/// The most recent invocations, newest first, with outcome, duration and logs.
-#[utoipa::path(get, path = "/v1/functions/{name}/invocations", tag = "functions",
-    params(("name" = String, Path, description = "Function name"), InvocationsQuery),
-    responses(
-        (status = 200, description = "Recent invocations", body = InvocationList),
-        (status = 400, description = "Invalid query or path", body = ErrorBody),
-        (status = 404, description = "No such function", body = ErrorBody),
-        (status = 503, description = "Storage unavailable", body = ErrorBody),
-    ))]
-pub async fn invocations(
-    State(state): State<AppState>,
-    Segment(name): Segment,
-    query: Result<axum::extract::Query<InvocationsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<InvocationList>, ApiError> {
-    let axum::extract::Query(query) =
-        query.map_err(|e| ApiError::BadRequest(format!("invalid query: {}", e.body_text())))?;
-    state.functions.get(&name).await?;
-    let mut recent = state.functions.recent(&name);
-    recent.truncate(query.limit.unwrap_or(100));
-    Ok(Json(InvocationList {
-        invocations: recent,
-    }))
 }

@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{ApiError, AppState, ErrorBody, Segment, body_error, parse_json};
 use crate::config::ApiLimits;
-use crate::store::{Enqueued, Message, NewMessage};
+use crate::store::{self, Enqueued, Message, NewMessage};
 
 const ATTR_PREFIX: &str = "sluice-attr-";
 
@@ -210,6 +210,13 @@ fn check_message(limits: &ApiLimits, message: &NewMessage, index: usize) -> Resu
         if name.is_empty() {
             return Err(at("attribute names must not be empty".into()));
         }
+        if store::is_reserved_attribute(name) {
+            return Err(at(format!(
+                "attribute `{name}` is reserved: names starting with `{}` are set by Sluice \
+                 itself (dead-letter reason, attempts, source); rename it or leave it out",
+                store::RESERVED_ATTRIBUTE_PREFIX
+            )));
+        }
         if name.len() > limits.max_attribute_bytes || value.len() > limits.max_attribute_bytes {
             return Err(at(format!(
                 "attribute `{name}` is longer than {} bytes",
@@ -308,15 +315,10 @@ pub async fn peek(
             "`limit` must be between 1 and 1000".into(),
         ));
     }
-    let after = query
-        .after
-        .map(|after| {
-            after.parse::<u64>().map_err(|_| {
-                ApiError::BadRequest(format!("`after` must be a message id, got `{after}`"))
-            })
-        })
-        .transpose()?;
-    let messages = state.store.peek(&queue, limit, after).await?;
+    let messages = state
+        .store
+        .peek(&queue, limit, query.after.as_deref())
+        .await?;
     let messages = messages.iter().map(PeekedMessage::from).collect();
     Ok(Json(Peeked { messages }))
 }
@@ -332,5 +334,38 @@ impl From<&Message> for PeekedMessage {
             attempt: message.attempt,
             enqueued_at_ms: message.enqueued_at_ms,
         }
+    }
+}
+
+/// Parses a message id as the API shows it.
+pub(crate) fn message_id(id: &str) -> Result<u64, ApiError> {
+    id.parse::<u64>()
+        .map_err(|_| ApiError::BadRequest(format!("`{id}` is not a message id")))
+}
+
+/// Delete one message, in flight or not (a dead letter not worth redriving, say).
+#[utoipa::path(delete, path = "/v1/queues/{queue}/messages/{id}", tag = "messages",
+    params(
+        ("queue" = String, Path, description = "Queue name", example = "fuzz"),
+        ("id" = String, Path, description = "Message id, as peek shows it", example = "1"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Invalid path", body = ErrorBody),
+        (status = 404, description = "No such queue or message", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
+pub async fn delete_one(
+    State(state): State<AppState>,
+    path: Result<axum::extract::Path<(String, String)>, axum::extract::rejection::PathRejection>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    let axum::extract::Path((queue, id)) =
+        path.map_err(|e| ApiError::BadRequest(format!("invalid path: {}", e.body_text())))?;
+    let id = message_id(&id)?;
+    match state.store.delete_messages(&queue, vec![id]).await? {
+        0 => Err(ApiError::NotFound(format!(
+            "queue `{queue}` has no message {id}"
+        ))),
+        _ => Ok(axum::http::StatusCode::NO_CONTENT),
     }
 }

@@ -1,8 +1,10 @@
 //! The HTTP API: one `router(state)` and one file per resource. Handlers translate HTTP to
 //! calls on the store and the function registry; `ApiError` turns their failures into statuses.
 
+mod body;
 mod error;
 mod functions;
+mod invocations;
 mod messages;
 mod openapi;
 mod queues;
@@ -16,16 +18,19 @@ use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use axum::{Extension, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
+use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
-use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub(crate) use body::human_bytes;
 pub use error::{ApiError, ErrorBody};
 
 use crate::auth::Authorizer;
 use crate::config::ApiLimits;
 use crate::dispatch::Dispatcher;
 use crate::functions::Functions;
+use crate::series::Series;
 use crate::store::Store;
 
 /// What every request handler can reach; cheap to clone.
@@ -37,36 +42,56 @@ pub struct AppState {
     pub auth: Authorizer,
     pub limits: Arc<ApiLimits>,
     pub metrics: PrometheusHandle,
+    /// The last hour of every queue's stats.
+    pub series: Series,
+    /// Cancelled when the server shuts down: long-lived responses (event streams) end then.
+    pub shutdown: CancellationToken,
 }
 
 /// The whole API, with its OpenAPI document served at `/openapi.json`.
 pub fn router(state: AppState) -> Router {
     let limits = state.limits.clone();
-    let (router, document) = routes(&limits).split_for_parts();
+    let (router, document) = routes().split_for_parts();
     let document = openapi::finish(document);
     let document = Arc::new(openapi::Document(
         document.to_json().expect("the OpenAPI document serializes"),
     ));
+    let bodies = Arc::new(body::BodyGuard::new(limits.clone()));
     router
+        .merge(crate::console::router())
         .fallback(not_found)
         .layer(Extension(document))
+        // Bodies are limited and budgeted by `body::guard`, after authentication, so a client
+        // without a token cannot spend the budget.
+        .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(bodies, body::guard))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             tokens::authenticate,
         ))
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(limits, json_errors))
+        // The span names the path, not the query: an upload's query carries secret `env`
+        // values, which must not reach the logs.
+        .layer(TraceLayer::new_for_http().make_span_with(
+            |request: &axum::http::Request<axum::body::Body>| {
+                tracing::debug_span!(
+                    "request",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                )
+            },
+        ))
         .with_state(state)
 }
 
 /// The API's OpenAPI document, as `/openapi.json` serves it.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    openapi::finish(routes(&ApiLimits::default()).into_openapi())
+    openapi::finish(routes().into_openapi())
 }
 
 /// Every route, each declared with its documentation (`#[utoipa::path]` on the handler), so the
 /// document cannot drift from what is served.
-fn routes(limits: &ApiLimits) -> OpenApiRouter<AppState> {
+fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::base())
         .routes(routes!(healthz))
         .routes(routes!(readyz))
@@ -76,17 +101,20 @@ fn routes(limits: &ApiLimits) -> OpenApiRouter<AppState> {
         .routes(routes!(queues::show, queues::update, queues::delete))
         .routes(routes!(messages::enqueue_one, messages::peek))
         .routes(routes!(messages::enqueue_batch))
+        .routes(routes!(messages::delete_one))
         .routes(routes!(queues::purge))
         .routes(routes!(queues::redrive))
+        .routes(routes!(queues::series))
         .routes(routes!(functions::list))
-        // Uploads alone may be as large as a component.
-        .routes(routes!(functions::upload).layer(DefaultBodyLimit::max(limits.max_function_bytes)))
+        .routes(routes!(functions::upload))
         .routes(routes!(functions::show, functions::delete))
         .routes(routes!(functions::rollback))
         .routes(routes!(functions::invoke))
         .routes(routes!(functions::put_trigger, functions::delete_trigger))
-        .routes(routes!(functions::invocations))
+        .routes(routes!(invocations::list))
+        .routes(routes!(invocations::stream))
         .routes(routes!(tokens::create, tokens::list))
+        .routes(routes!(tokens::whoami))
         .routes(routes!(tokens::revoke))
 }
 
@@ -130,10 +158,33 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         }
         Err(err) => tracing::warn!(%err, "queue depths left out of /metrics"),
     }
+    let text = state.metrics.render();
     (
         [("content-type", "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        without_deleted_queues(&text, |queue| state.store.queue_exists(queue)),
     )
+}
+
+/// The recorder keeps every series it has seen; samples labelled with a queue that no longer
+/// exists are left out, so a deleted queue leaves `/metrics` with its last scrape.
+fn without_deleted_queues(text: &str, exists: impl Fn(&str) -> bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let queue = (!line.starts_with('#'))
+            .then(|| line.split_once('{'))
+            .flatten()
+            .and_then(|(_, labels)| {
+                labels
+                    .split_once("queue=\"")
+                    .filter(|(before, _)| before.is_empty() || before.ends_with(','))
+            })
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map(|(queue, _)| queue);
+        if queue.is_none_or(&exists) {
+            out.push_str(line);
+        }
+    }
+    out
 }
 
 /// A path segment (a queue, function or token name), refused with our error shape when it is
@@ -172,14 +223,103 @@ pub(crate) fn parse_optional_json<T: serde::de::DeserializeOwned + Default>(
     }
 }
 
-/// Turns axum's body-reading failure (usually the size limit) into our error shape.
+/// Turns a failure to read the body into our error shape: the body guard's refusals (size,
+/// budget, deadline) keep their status and message.
 pub(crate) fn body_error(rejection: axum::extract::rejection::BytesRejection) -> ApiError {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::TooLarge(format!("request body too large: {}", rejection.body_text()))
-    } else {
-        ApiError::BadRequest(format!(
-            "could not read request body: {}",
-            rejection.body_text()
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
+    while let Some(error) = source {
+        if let Some(refusal) = error.downcast_ref::<body::BodyError>() {
+            return refusal.into();
+        }
+        source = error.source();
+    }
+    ApiError::BadRequest(format!(
+        "could not read request body: {}",
+        rejection.body_text()
+    ))
+}
+
+/// Every answer that is an error carries the JSON error body, including those that come from
+/// axum rather than a handler (405 has none); and request targets past the limit get 414.
+async fn json_errors(
+    State(limits): State<Arc<ApiLimits>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |t| t.as_str().len());
+    if target > limits.max_uri_bytes {
+        return ApiError::UriTooLong(format!(
+            "the request target is {target} bytes, longer than the {} the server accepts; \
+             shorten the path and query, or start the server with a higher \
+             `sluice serve --max-uri-bytes BYTES`",
+            limits.max_uri_bytes
         ))
+        .into_response();
+    }
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // Such bodies are axum's short plain-text rejections, when there is one at all.
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_owned();
+    let message = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed = parts
+                .headers
+                .get(axum::http::header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("see /openapi.json");
+            format!("this route does not take this method; it takes: {allowed}")
+        }
+        _ if !text.is_empty() => text,
+        _ => status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_lowercase(),
+    };
+    let mut fixed = ApiError::for_status(status, message).into_response();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.remove(axum::http::header::CONTENT_TYPE);
+    for (name, value) in fixed.headers() {
+        parts.headers.insert(name, value.clone());
+    }
+    *fixed.headers_mut() = parts.headers;
+    *fixed.status_mut() = status;
+    fixed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_deleted_queues;
+
+    #[test]
+    fn samples_of_deleted_queues_are_left_out() {
+        let text = "# TYPE sluice_enqueued_total counter\n\
+            sluice_enqueued_total{queue=\"gone\"} 3\n\
+            sluice_enqueued_total{queue=\"kept\"} 4\n\
+            sluice_invocations_total{function=\"f\",outcome=\"ok\"} 1\n\
+            sluice_x{function=\"f\",queue=\"gone\"} 1\n\
+            sluice_y{subqueue=\"gone\"} 1\n";
+        let kept = without_deleted_queues(text, |q| q == "kept");
+        assert_eq!(
+            kept,
+            "# TYPE sluice_enqueued_total counter\n\
+            sluice_enqueued_total{queue=\"kept\"} 4\n\
+            sluice_invocations_total{function=\"f\",outcome=\"ok\"} 1\n\
+            sluice_y{subqueue=\"gone\"} 1\n"
+        );
     }
 }

@@ -12,6 +12,7 @@ use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 
 use super::{ApiError, AppState, ErrorBody, Segment, body_error, parse_json, parse_optional_json};
+use crate::series::Sample;
 use crate::store::{QueueInfo, QueueSettings};
 
 /// The body of `POST /v1/queues`: `name` and any of `QueueSettings` (the rest take their
@@ -150,7 +151,8 @@ pub async fn update(
     Ok(Json(info))
 }
 
-/// Delete a queue and its messages.
+/// Delete a queue and its messages. A deep queue's messages are deleted in chunks, each its
+/// own commit, so other queues are not held up; the queue goes with the last chunk.
 #[utoipa::path(delete, path = "/v1/queues/{queue}", tag = "queues",
     params(("queue" = String, Path, description = "Queue name", example = "fuzz")),
     responses(
@@ -168,7 +170,9 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Delete every message of a queue.
+/// Delete every message the queue holds when the purge begins (in flight too), in chunks that
+/// each commit on their own, so other queues' writes are not held up. Messages enqueued while it
+/// runs are kept.
 #[utoipa::path(post, path = "/v1/queues/{queue}/purge", tag = "queues",
     params(("queue" = String, Path, description = "Queue name", example = "fuzz")),
     responses(
@@ -185,6 +189,9 @@ pub async fn purge(
     Ok(Json(Purged { purged }))
 }
 
+/// The most messages one redrive request may name.
+const MAX_REDRIVE_IDS: usize = 1000;
+
 /// The optional body of a redrive.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -193,6 +200,8 @@ struct RedriveRequest {
     to: Option<String>,
     /// Move at most this many.
     limit: Option<u64>,
+    /// Move only these messages (ids as `peek` shows them, at most 1000); the others stay.
+    ids: Option<Vec<String>>,
 }
 
 /// Move a dead-letter queue's messages back to their source queues (or `to`), attempts reset.
@@ -214,10 +223,35 @@ pub async fn redrive(
 ) -> Result<Json<Redriven>, ApiError> {
     let body = body.map_err(body_error)?;
     let request: RedriveRequest = parse_optional_json(&body)?;
-    let moved = state
-        .store
-        .redrive(&queue, request.to.as_deref(), request.limit)
-        .await?;
+    let moved = match request.ids {
+        Some(ids) => {
+            if request.limit.is_some() {
+                return Err(ApiError::BadRequest(
+                    "give `ids` or `limit`, not both".into(),
+                ));
+            }
+            // One commit moves them all: keep it short, like the chunks of a whole redrive.
+            if ids.len() > MAX_REDRIVE_IDS {
+                return Err(ApiError::BadRequest(format!(
+                    "at most {MAX_REDRIVE_IDS} `ids` per request"
+                )));
+            }
+            let ids = ids
+                .iter()
+                .map(|id| super::messages::message_id(id))
+                .collect::<Result<Vec<_>, _>>()?;
+            state
+                .store
+                .redrive_messages(&queue, request.to.as_deref(), ids)
+                .await?
+        }
+        None => {
+            state
+                .store
+                .redrive(&queue, request.to.as_deref(), request.limit)
+                .await?
+        }
+    };
     Ok(Json(Redriven { moved }))
 }
 
@@ -259,4 +293,37 @@ mod tests {
             json!({"a": 2, "backoff": {"initial_ms": 5, "jitter": true}, "dlq": null})
         );
     }
+}
+
+/// The last hour of a queue's stats, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct QueueSeries {
+    /// How often samples are taken.
+    interval_ms: u64,
+    /// Oldest first; the last one is the queue right now.
+    samples: Vec<Sample>,
+}
+
+/// A queue's depth, in flight, delayed, oldest age and enqueue, ack and dead-letter rates over
+/// the last hour, as the console charts them.
+#[utoipa::path(get, path = "/v1/queues/{queue}/series", tag = "queues",
+    params(("queue" = String, Path, description = "Queue name", example = "fuzz")),
+    responses(
+        (status = 200, description = "The samples", body = QueueSeries),
+        (status = 400, description = "Invalid path", body = ErrorBody),
+        (status = 404, description = "No such queue", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
+pub async fn series(
+    State(state): State<AppState>,
+    Segment(queue): Segment,
+) -> Result<Json<QueueSeries>, ApiError> {
+    let info = state.store.get_queue(&queue).await?;
+    let samples = state
+        .series
+        .get(&queue, Some((state.store.now_ms(), &info.stats)));
+    Ok(Json(QueueSeries {
+        interval_ms: u64::try_from(state.series.interval().as_millis()).unwrap_or(u64::MAX),
+        samples,
+    }))
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{ApiError, AppState, ErrorBody, Segment, body_error, parse_json};
-use crate::auth::{Denied, Need, NewToken, Scope};
+use crate::auth::{Denied, Identity, Need, NewToken, Scope};
 use crate::store::TokenRecord;
 
 /// Refuses requests without a valid token (401) or without the scope their route needs (403),
@@ -23,16 +23,7 @@ pub async fn authenticate(
     next: Next,
 ) -> Result<Response, ApiError> {
     let need = Need::of(request.method(), request.uri().path());
-    let bearer = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    match state.auth.check(bearer, &need) {
+    match state.auth.check(bearer(request.headers()), &need) {
         Ok(()) => Ok(next.run(request).await),
         Err(Denied::Unauthenticated) => Err(ApiError::Unauthorized(
             "missing or invalid token: send `Authorization: Bearer TOKEN` (create one with `sluice token create`)".into(),
@@ -106,6 +97,35 @@ pub async fn create(
 pub async fn list(State(state): State<AppState>) -> Result<Json<TokenList>, ApiError> {
     let tokens = state.auth.list().await?;
     Ok(Json(TokenList { tokens }))
+}
+
+/// The token this request carries: its id, name and scopes (never its secret).
+#[utoipa::path(get, path = "/v1/tokens/self", tag = "tokens",
+    responses(
+        (status = 200, description = "The calling token", body = Identity),
+        (status = 401, description = "No valid token", body = ErrorBody),
+    ))]
+pub async fn whoami(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<Identity>, ApiError> {
+    state
+        .auth
+        .identify(bearer(&headers))
+        .map(Json)
+        .ok_or_else(|| ApiError::Unauthorized("missing or invalid token".into()))
+}
+
+/// The bearer token of a request, if any.
+fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
 }
 
 /// Revoke a token; requests with it fail from now on.

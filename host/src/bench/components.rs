@@ -1,5 +1,7 @@
 //! Where the benchmark's components come from: a directory given with `--components`, or the
-//! repository's `examples/` and `tests/guests/` built with cargo for wasm32-wasip2.
+//! repository's `examples/` and `tests/guests/` built with cargo for wasm32-wasip2, and the
+//! Python and JavaScript no-ops of `tests/guests/{python,js}` built with `scripts/build-python`
+//! and `scripts/build-js` (cached by a hash of their inputs: each build takes 10–30 s).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,6 +16,129 @@ pub struct Components {
     pub looping: Vec<u8>,
     pub oom: Vec<u8>,
     pub recurse: Vec<u8>,
+}
+
+/// The Python and JavaScript no-op handlers, for the `polyglot` phase.
+pub struct Polyglot {
+    pub python: Vec<u8>,
+    pub js: Vec<u8>,
+}
+
+/// File names of the no-ops inside a components directory.
+const POLYGLOT_FILES: [&str; 2] = ["noop_python.wasm", "noop_js.wasm"];
+
+/// The no-ops from `dir` when it holds them, else built from the repository.
+pub fn load_polyglot(dir: Option<&Path>, target_dir: Option<&Path>) -> anyhow::Result<Polyglot> {
+    if let Some(dir) = dir
+        && POLYGLOT_FILES.iter().all(|f| dir.join(f).is_file())
+    {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read(&path).with_context(|| format!("reading component {}", path.display()))
+        };
+        return Ok(Polyglot {
+            python: read(POLYGLOT_FILES[0])?,
+            js: read(POLYGLOT_FILES[1])?,
+        });
+    }
+    let repo = crate::guests::repo()?;
+    let out_dir = target_dir
+        .map(Path::to_owned)
+        .unwrap_or_else(|| repo.join("target").join("bench-wasm"))
+        .join("polyglot");
+    Ok(Polyglot {
+        python: build_polyglot(
+            &repo,
+            &out_dir,
+            "scripts/build-python",
+            "tests/guests/python/noop.py",
+            &["sdk/python/sluice_sdk"],
+        )?,
+        js: build_polyglot(
+            &repo,
+            &out_dir,
+            "scripts/build-js",
+            "tests/guests/js/noop.js",
+            &["sdk/js/src", "sdk/js/build.mjs", "sdk/js/package-lock.json"],
+        )?,
+    })
+}
+
+/// Builds `source` with `script` into `out_dir`, unless a build of the same inputs is there.
+fn build_polyglot(
+    repo: &Path,
+    out_dir: &Path,
+    script: &str,
+    source: &str,
+    inputs: &[&str],
+) -> anyhow::Result<Vec<u8>> {
+    use sha2::{Digest, Sha256};
+
+    let mut files = Vec::new();
+    for input in inputs.iter().copied().chain([source, script, "wit"]) {
+        collect_files(&repo.join(input), &mut files);
+    }
+    files.sort();
+    let mut hash = Sha256::new();
+    for file in &files {
+        hash.update(
+            file.strip_prefix(repo)
+                .unwrap_or(file)
+                .to_string_lossy()
+                .as_bytes(),
+        );
+        hash.update(std::fs::read(file).with_context(|| format!("reading {}", file.display()))?);
+    }
+    let stem = Path::new(source)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("component");
+    let language = if script.ends_with("python") {
+        "python"
+    } else {
+        "js"
+    };
+    let out = out_dir.join(format!(
+        "{stem}-{language}-{}.wasm",
+        hex::encode(&hash.finalize()[..8])
+    ));
+    if !out.is_file() {
+        std::fs::create_dir_all(out_dir)?;
+        eprintln!("building {source} with {script} …");
+        let partial = out.with_extension("partial");
+        let status = Command::new(repo.join(script))
+            .arg(repo.join(source))
+            .arg("-o")
+            .arg(&partial)
+            .status()
+            .with_context(|| format!("running {script}"))?;
+        if !status.success() {
+            bail!(
+                "{script} {source} failed; install the toolchains as scripts/test does, or pass \
+                 --components DIR holding {}",
+                POLYGLOT_FILES.join(" and ")
+            );
+        }
+        std::fs::rename(&partial, &out)?;
+    }
+    std::fs::read(&out).with_context(|| format!("reading {}", out.display()))
+}
+
+/// Every file under `path` (or `path` itself), skipping installed packages and caches.
+fn collect_files(path: &Path, files: &mut Vec<PathBuf>) {
+    if path.is_file() {
+        files.push(path.to_owned());
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name != "node_modules" && name != "__pycache__" {
+            collect_files(&entry.path(), files);
+        }
+    }
 }
 
 /// File names inside a components directory.
@@ -46,51 +171,9 @@ pub fn load(dir: Option<&Path>, target_dir: Option<&Path>) -> anyhow::Result<Com
     })
 }
 
-/// The repository this binary was built from, or the current directory if that is one.
-fn repo() -> anyhow::Result<PathBuf> {
-    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    for candidate in [built_from, PathBuf::from(".")] {
-        if candidate.join("examples/Cargo.toml").is_file()
-            && candidate.join("tests/guests/Cargo.toml").is_file()
-        {
-            return Ok(candidate);
-        }
-    }
-    bail!(
-        "cannot find the Sluice repository (examples/ and tests/guests/) to build the benchmark's \
-         components; run from the repository or pass --components DIR holding {}",
-        FILES.join(", ")
-    )
-}
-
 /// Builds both guest workspaces (release, wasm32-wasip2) and returns their output directory.
 fn build(target_dir: Option<&Path>) -> anyhow::Result<PathBuf> {
-    let repo = repo()?;
-    let target_dir = target_dir
-        .map(Path::to_owned)
-        .unwrap_or_else(|| repo.join("target").join("bench-wasm"));
-    for workspace in ["examples", "tests/guests"] {
-        eprintln!("building {workspace} for wasm32-wasip2 …");
-        let status = Command::new("cargo")
-            .args([
-                "build",
-                "--quiet",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "--manifest-path",
-            ])
-            .arg(repo.join(workspace).join("Cargo.toml"))
-            .arg("--target-dir")
-            .arg(&target_dir)
-            .status()
-            .context("running cargo to build the benchmark's components")?;
-        if !status.success() {
-            bail!(
-                "building {workspace} for wasm32-wasip2 failed (is the target installed? \
-                 `rustup target add wasm32-wasip2`)"
-            );
-        }
-    }
-    Ok(target_dir.join("wasm32-wasip2").join("release"))
+    eprintln!("building examples and tests/guests for wasm32-wasip2 …");
+    crate::guests::build("examples", target_dir)?;
+    Ok(crate::guests::build("tests/guests", target_dir)?)
 }

@@ -1,7 +1,9 @@
 //! `sluice bench`: starts a host in this process on a temporary data directory, drives it over
 //! real HTTP with real components, and reports enqueue, drain, steady-state latency, chain,
-//! per-batch overhead, the store's physical floor, isolation from hostile functions, and
-//! restart/idle figures of a separate `sluice serve` process.
+//! per-batch overhead, the store's physical floor, isolation from hostile functions, costs at
+//! queue depth (peek, stats, another queue's enqueues during a purge), restart/idle figures
+//! of a separate `sluice serve` process, and the same costs for Python and JavaScript no-op
+//! handlers beside Rust's (the `polyglot` phase).
 //!
 //! Latency is timed in-process: the bench embeds a sequence number in each body and installs
 //! [`crate::dispatch::observe_handler_starts`], which sees each batch right before it goes to
@@ -10,6 +12,7 @@
 //! above; both are reported.
 
 mod components;
+mod hosts;
 mod phases;
 mod report;
 
@@ -47,9 +50,16 @@ pub struct BenchArgs {
     /// Length of each timed phase (single enqueue, steady, saturation).
     #[arg(long, default_value = "5s", value_parser = crate::cli::parse_duration)]
     pub duration: Duration,
+    /// Depth of the queue the depth phase peeks, counts and purges.
+    #[arg(long, default_value_t = 5_000_000)]
+    pub depth_messages: u64,
     /// Functions deployed for the restart and idle-memory phase.
     #[arg(long, default_value_t = 100)]
     pub functions: u32,
+    /// Python and JavaScript functions (half each, every one a distinct component) deployed and
+    /// exercised for the polyglot phase's resident-memory figure.
+    #[arg(long, default_value_t = 20)]
+    pub polyglot_functions: u32,
     /// Durability of every commit. Only `full` exists: WAL with an fsync before each 2xx; the
     /// host has no weaker mode, and the benchmark will not invent one.
     #[arg(long, default_value = "full", value_parser = ["full"])]
@@ -70,8 +80,15 @@ pub struct BenchArgs {
     /// Put the temporary data directories under this directory (the disk being measured).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Run the host's phases on PostgreSQL: each run creates scratch databases on the server of
+    /// this URL (postgres://USER@HOST:PORT/DB names a database to connect to while doing so)
+    /// and drops them after; adds the `SKIP LOCKED` floor and the several-hosts phase.
+    #[arg(long, env = "SLUICE_BENCH_DATABASE_URL")]
+    pub database: Option<String>,
     /// Run only these phases (comma-separated): enqueue, drain, steady, chain, overhead, floor,
-    /// hostile, restart.
+    /// hostile, depth, restart, hosts (with --database); and polyglot, which runs only when named
+    /// here (it needs the Python and JavaScript toolchains scripts/test installs, and takes
+    /// minutes).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
 }
@@ -83,8 +100,10 @@ impl BenchArgs {
         args.body_bytes = args.body_bytes.max(16);
         if args.quick {
             args.messages = args.messages.min(5_000);
+            args.depth_messages = args.depth_messages.min(20_000);
             args.duration = args.duration.min(Duration::from_secs(1));
             args.functions = args.functions.min(10);
+            args.polyglot_functions = args.polyglot_functions.min(2);
         }
         args
     }

@@ -15,10 +15,10 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 use super::BenchArgs;
-use super::components::{self, Components};
+use super::components::{self, Components, Polyglot};
 use super::report::Report;
 use crate::config::Config;
-use crate::executor::{Executor, ExecutorConfig};
+use crate::executor::{Executor, ExecutorConfig, KEEP_RESIDENT_BYTES};
 use crate::functions::FunctionConfig;
 use crate::server::Host;
 use crate::store::{Message, NewMessage, Store};
@@ -38,7 +38,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         None => tempfile::Builder::new().prefix("sluice-bench").tempdir()?,
     };
     let mut report = Report::default();
-    let bench = Bench::start(tmp.path().join("host"), &args).await?;
+    let scratch = match &args.database {
+        Some(url) => Some(crate::store::testdb::TestDatabase::create_on(url).await),
+        None => None,
+    };
+    let bench = Bench::start(
+        tmp.path().join("host"),
+        &args,
+        scratch.as_ref().map(|db| db.url.clone()),
+    )
+    .await?;
 
     if args.wants("enqueue") {
         bench.enqueue(&mut report).await?;
@@ -55,6 +64,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.wants("hostile") {
         bench.hostile(&mut report, &components).await?;
+    }
+    if args.wants("depth") {
+        bench.depth(&mut report).await?;
     }
     bench.stop().await;
     if args.wants("overhead") {
@@ -73,9 +85,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             args.body_bytes,
             args.batch_size as usize,
         );
-        let floor =
-            tokio::task::spawn_blocking(move || crate::store::floor::measure(&dir, n, body, batch))
-                .await??;
+        let floor = tokio::task::spawn_blocking(move || {
+            crate::store::sqlite::floor::measure(&dir, n, body, batch)
+        })
+        .await??;
         let rate = floor.messages as f64 / floor.drain.as_secs_f64();
         report.add(
             "floor.insert_msgs_per_s",
@@ -87,8 +100,34 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             report.target("drain.ratio_to_floor", drain / rate, "x", ">=", 0.5);
         }
     }
+    if let Some(url) = &args.database
+        && args.wants("hosts")
+    {
+        super::hosts::run(
+            &mut report,
+            &args,
+            &components,
+            url,
+            &tmp.path().join("hosts"),
+        )
+        .await?;
+    }
     if args.wants("restart") {
         restart(&mut report, &args, &components, &tmp.path().join("restart")).await?;
+    }
+    // Opt-in: it builds Python and JavaScript components with their own toolchains and compiles
+    // interpreter-sized components, minutes on a small machine.
+    if args.only.iter().any(|p| p == "polyglot") {
+        let polyglot_components =
+            components::load_polyglot(args.components.as_deref(), args.wasm_target_dir.as_deref())?;
+        polyglot(
+            &mut report,
+            &args,
+            &components,
+            &polyglot_components,
+            &tmp.path().join("polyglot"),
+        )
+        .await?;
     }
 
     report.print();
@@ -103,6 +142,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "rate": args.rate,
             "duration_s": args.duration.as_secs_f64(),
             "functions": args.functions,
+            "polyglot_functions": args.polyglot_functions,
             "durability": args.durability,
             "quick": args.quick,
         });
@@ -201,7 +241,7 @@ fn seq_of(body: &[u8]) -> Option<usize> {
         .ok()
 }
 
-fn body(seq: u64, size: usize) -> String {
+pub(super) fn body(seq: u64, size: usize) -> String {
     let mut body = format!("{seq:0width$}", width = SEQ_DIGITS);
     body.extend(std::iter::repeat_n('x', size.saturating_sub(SEQ_DIGITS)));
     body
@@ -234,7 +274,7 @@ fn track(queue: &str, capacity: usize) -> Arc<Tracker> {
 const BENCH_TOKEN: &str = "sluice-bench-token";
 
 /// An HTTP client that authenticates as the benchmark's admin.
-fn authorized_client() -> anyhow::Result<reqwest::Client> {
+pub(super) fn authorized_client() -> anyhow::Result<reqwest::Client> {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
         reqwest::header::AUTHORIZATION,
@@ -256,9 +296,14 @@ struct Bench {
 }
 
 impl Bench {
-    async fn start(data_dir: std::path::PathBuf, args: &BenchArgs) -> anyhow::Result<Bench> {
+    async fn start(
+        data_dir: std::path::PathBuf,
+        args: &BenchArgs,
+        database: Option<String>,
+    ) -> anyhow::Result<Bench> {
         let listen: SocketAddr = "127.0.0.1:0".parse()?;
         let mut config = Config::new(data_dir, listen);
+        config.database = database;
         config.admin_token = Some(BENCH_TOKEN.to_owned());
         let host = Host::open(&config).await?;
         let listener = tokio::net::TcpListener::bind(listen).await?;
@@ -719,6 +764,99 @@ impl Bench {
     }
 
     /// A well-behaved trigger alone, then beside functions that fail every batch.
+    /// Costs that must not grow with a queue's depth, on a queue of `--depth-messages`: peek
+    /// near its tail, its stats, and the enqueue latency of another queue while it is purged.
+    async fn depth(&self, report: &mut Report) -> anyhow::Result<()> {
+        let n = self.args.depth_messages;
+        let (deep, other) = ("bench-deep", "bench-other");
+        self.queue(deep, json!({})).await?;
+        self.queue(other, json!({})).await?;
+        let start = Instant::now();
+        let mut ids = Vec::with_capacity(2);
+        let mut seq = 0;
+        while seq < n {
+            let chunk: Vec<NewMessage> = (seq..n.min(seq + 5_000))
+                .map(|s| NewMessage {
+                    body: body(s, SEQ_DIGITS).into_bytes(),
+                    ..NewMessage::default()
+                })
+                .collect();
+            seq += chunk.len() as u64;
+            let enqueued = self.store.enqueue(deep, chunk).await?;
+            if seq >= n * 95 / 100 && ids.is_empty() {
+                ids.extend(enqueued.first().map(|e| e.id.clone()));
+            }
+        }
+        report.add(
+            "depth.fill_msgs_per_s",
+            n as f64 / start.elapsed().as_secs_f64(),
+            "msg/s",
+        );
+        let after = ids.pop().context("no message enqueued")?;
+
+        // Each read once to warm the caches, then timed.
+        const READS: usize = 50;
+        let timed = |path: String| async move {
+            let mut hist = histogram();
+            for i in 0..=READS {
+                let t = Instant::now();
+                self.call(reqwest::Method::GET, &path, None).await?;
+                if i > 0 {
+                    hist.saturating_record(t.elapsed().as_micros() as u64);
+                }
+            }
+            anyhow::Ok(hist)
+        };
+        let peek = timed(format!("/v1/queues/{deep}/messages?limit=1&after={after}")).await?;
+        report.latency("depth.peek_tail", &peek, Some(50.0));
+        let stats = timed(format!("/v1/queues/{deep}")).await?;
+        report.latency("depth.stats", &stats, Some(50.0));
+
+        // Another queue's enqueues, timed one by one from a few clients, while the deep queue is
+        // purged over HTTP.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut clients = JoinSet::new();
+        for _ in 0..4 {
+            let (http, stop) = (self.http.clone(), stop.clone());
+            let url = format!("{}/v1/queues/{other}/messages", self.url);
+            clients.spawn(async move {
+                let mut hist = histogram();
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    let r = http.post(&url).body("x").send().await?;
+                    ensure!(r.status().is_success(), "enqueue: {}", r.status());
+                    r.bytes().await?;
+                    hist.saturating_record(t.elapsed().as_micros() as u64);
+                }
+                anyhow::Ok(hist)
+            });
+        }
+        let start = Instant::now();
+        let purged = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/queues/{deep}/purge"),
+                Some(json!({})),
+            )
+            .await?;
+        let purge_time = start.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        let mut during = histogram();
+        while let Some(hist) = clients.join_next().await {
+            during.add(hist??)?;
+        }
+        ensure!(
+            purged["purged"] == json!(n),
+            "purge removed {} of {n} messages",
+            purged["purged"]
+        );
+        report.add("depth.purge_s", purge_time.as_secs_f64(), "s");
+        report.add("depth.other_enqueues_during_purge", during.len() as f64, "");
+        report.latency("depth.other_enqueue_during_purge", &during, Some(50.0));
+        self.store.purge(other).await?;
+        Ok(())
+    }
+
     async fn hostile(&self, report: &mut Report, c: &Components) -> anyhow::Result<()> {
         let a = &self.args;
         let n = (a.messages / 2).max(1000);
@@ -787,6 +925,7 @@ async fn overhead(
         cache_dir: dir.to_owned(),
         max_memory_bytes: 256 * 1024 * 1024,
         max_instances: 8,
+        keep_resident_bytes: KEEP_RESIDENT_BYTES,
     })?;
     let handler = executor.prepare(&c.sum)?;
     let limits = FunctionConfig::default().limits();
@@ -797,31 +936,15 @@ async fn overhead(
         Duration::from_secs(2)
     };
     for size in [1usize, 100, 1000] {
-        let batch: Vec<Message> = (0..size)
-            .map(|i| Message {
-                id: i.to_string(),
-                queue: "bench".into(),
-                body: body(i as u64, args.body_bytes).into_bytes(),
-                attributes: Vec::new(),
-                attempt: 1,
-                enqueued_at_ms: 0,
-            })
-            .collect();
-        let mut hist = histogram();
-        let start = Instant::now();
-        let mut calls = 0u64;
-        while start.elapsed() < budget || calls < 10 {
-            // The clone is part of the cost: the dispatcher hands the executor its own copy.
-            let t = Instant::now();
-            let invocation = executor
-                .invoke(&handler, &limits, batch.clone(), check.clone())
-                .await;
-            hist.saturating_record(t.elapsed().as_nanos() as u64);
-            if !matches!(invocation.outcome, crate::executor::Outcome::Ok(_)) {
-                bail!("sum failed: {:?}", invocation.outcome);
-            }
-            calls += 1;
-        }
+        let hist = time_calls(
+            &executor,
+            &handler,
+            &limits,
+            &check,
+            batch(size, args),
+            budget,
+        )
+        .await?;
         let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
         let key = format!("overhead.batch_{size}");
         if size == 1 {
@@ -832,6 +955,253 @@ async fn overhead(
         report.add(format!("{key}.mean_us"), hist.mean() / 1000.0, "µs");
     }
     Ok(())
+}
+
+/// A batch of `size` messages as the dispatcher hands them to the executor.
+fn batch(size: usize, args: &BenchArgs) -> Vec<Message> {
+    (0..size)
+        .map(|i| Message {
+            id: i.to_string(),
+            queue: "bench".into(),
+            body: body(i as u64, args.body_bytes).into_bytes(),
+            attributes: Vec::new(),
+            attempt: 1,
+            enqueued_at_ms: 0,
+        })
+        .collect()
+}
+
+/// Fresh instance + call of `handler` on `batch`, repeated for `budget` (at least 10 calls):
+/// the histogram of each call's nanoseconds.
+async fn time_calls(
+    executor: &Executor,
+    handler: &crate::executor::Handler,
+    limits: &crate::executor::Limits,
+    check: &crate::executor::SendCheck,
+    batch: Vec<Message>,
+    budget: Duration,
+) -> anyhow::Result<Histogram<u64>> {
+    let mut hist = histogram();
+    let start = Instant::now();
+    let mut calls = 0u64;
+    while start.elapsed() < budget || calls < 10 {
+        // The clone is part of the cost: the dispatcher hands the executor its own copy.
+        let t = Instant::now();
+        let invocation = executor
+            .invoke(handler, limits, batch.clone(), check.clone())
+            .await;
+        hist.saturating_record(t.elapsed().as_nanos() as u64);
+        if !matches!(invocation.outcome, crate::executor::Outcome::Ok(_)) {
+            bail!("the handler failed: {:?}", invocation.outcome);
+        }
+        calls += 1;
+    }
+    Ok(hist)
+}
+
+/// Python and JavaScript no-ops beside Rust's `sum`: compile time, the cost of a fresh instance
+/// (batches of 1 and 100, through the executor), the drain rate through a trigger, and the
+/// resident memory of a `sluice serve` with `--polyglot-functions` distinct ones deployed and
+/// exercised, anonymous and file-backed apart.
+async fn polyglot(
+    report: &mut Report,
+    args: &BenchArgs,
+    c: &Components,
+    poly: &Polyglot,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let limits = FunctionConfig::default().limits();
+    let check: crate::executor::SendCheck = Arc::new(|_| Ok(()));
+    let budget = if args.quick {
+        Duration::from_millis(300)
+    } else {
+        Duration::from_secs(2)
+    };
+    let languages = [("sum", &c.sum), ("python", &poly.python), ("js", &poly.js)];
+    // The same components with the pool's slots released after every instance (what the host
+    // did before it kept them resident) and kept resident (what it does now), in the same run.
+    for keep_resident_bytes in [0, KEEP_RESIDENT_BYTES] {
+        let executor = Executor::new(ExecutorConfig {
+            cache_dir: dir.join("cache"),
+            max_memory_bytes: 256 * 1024 * 1024,
+            max_instances: 8,
+            keep_resident_bytes,
+        })?;
+        let variant = if keep_resident_bytes == 0 {
+            " (slots released, as before)"
+        } else {
+            ""
+        };
+        for (name, wasm) in languages {
+            let (prepare, handler) = {
+                let (executor, wasm) = (executor.clone(), wasm.clone());
+                let t = Instant::now();
+                let handler =
+                    tokio::task::spawn_blocking(move || executor.prepare(&wasm)).await??;
+                (t.elapsed(), handler)
+            };
+            if keep_resident_bytes == 0 {
+                report.add(
+                    format!("polyglot.compile.{name}_s ({} KiB)", wasm.len() / 1024),
+                    prepare.as_secs_f64(),
+                    "s",
+                );
+            }
+            for size in [1usize, 100] {
+                let hist = time_calls(
+                    &executor,
+                    &handler,
+                    &limits,
+                    &check,
+                    batch(size, args),
+                    budget,
+                )
+                .await?;
+                let key = format!("polyglot.overhead.{name}.batch_{size}.p50_us{variant}");
+                let p50 = hist.value_at_quantile(0.5) as f64 / 1000.0;
+                if size == 1 && name != "sum" && keep_resident_bytes > 0 {
+                    report.target(key, p50, "µs", "<=", 300.0);
+                } else {
+                    report.add(key, p50, "µs");
+                }
+            }
+        }
+    }
+
+    // Drain through a real trigger, at the configured batch size and concurrency.
+    let bench = Bench::start(dir.join("host"), args, None).await?;
+    let n = args.messages.min(50_000);
+    let mut rates = Vec::new();
+    for (name, wasm) in languages {
+        let (function, queue) = (format!("poly-{name}"), format!("poly-{name}"));
+        bench.queue(&queue, json!({})).await?;
+        bench.deploy(&function, wasm, "").await?;
+        bench
+            .trigger(&function, &queue, args.batch_size, args.concurrency, true)
+            .await?;
+        let rate = bench.drain_once(&function, &queue, n).await?;
+        report.add(
+            format!("polyglot.drain.{name}.batch_{}.msgs_per_s", args.batch_size),
+            rate,
+            "msg/s",
+        );
+        rates.push(rate);
+    }
+    bench.stop().await;
+    for (i, name) in [(1, "python"), (2, "js")] {
+        report.target(
+            format!("polyglot.drain.{name}_to_sum"),
+            rates[i] / rates[0],
+            "x",
+            ">=",
+            0.5,
+        );
+    }
+
+    polyglot_memory(report, args, poly, &dir.join("memory")).await
+}
+
+/// Resident memory of a `sluice serve` with `--polyglot-functions` distinct Python and
+/// JavaScript functions (half each) deployed and each run on a few batches.
+async fn polyglot_memory(
+    report: &mut Report,
+    args: &BenchArgs,
+    poly: &Polyglot,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let http = authorized_client()?;
+    let child = Child::spawn(dir)?;
+    let url = child.url.clone();
+    let count = args.polyglot_functions.max(2);
+    let names: Vec<String> = (0..count)
+        .map(|i| format!("{}-{i:02}", if i % 2 == 0 { "py" } else { "js" }))
+        .collect();
+    let deploying = Instant::now();
+    for (i, name) in names.iter().enumerate() {
+        let wasm = if i % 2 == 0 { &poly.python } else { &poly.js };
+        let r = http
+            .post(format!("{url}/v1/queues"))
+            .json(&json!({"name": name}))
+            .send()
+            .await?;
+        ensure!(
+            r.status().is_success(),
+            "create queue {name}: {}",
+            r.status()
+        );
+        let r = http
+            .put(format!("{url}/v1/functions/{name}"))
+            .header("content-type", "application/wasm")
+            .body(distinct(wasm, name))
+            .send()
+            .await?;
+        ensure!(r.status().is_success(), "deploy {name}: {}", r.status());
+        let r = http
+            .put(format!("{url}/v1/functions/{name}/trigger"))
+            .json(&json!({"queue": name, "batch_size": 10, "max_wait_ms": 0, "max_concurrency": 2}))
+            .send()
+            .await?;
+        ensure!(r.status().is_success(), "trigger {name}: {}", r.status());
+        let messages: Vec<Value> = (0..100).map(|i| json!({"body": format!("m{i}")})).collect();
+        let r = http
+            .post(format!("{url}/v1/queues/{name}/messages/batch"))
+            .json(&json!({ "messages": messages }))
+            .send()
+            .await?;
+        ensure!(r.status().is_success(), "enqueue on {name}: {}", r.status());
+    }
+    report.add(
+        format!("polyglot.deploy_s ({count} distinct components)"),
+        deploying.elapsed().as_secs_f64(),
+        "s",
+    );
+    for name in &names {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let stats: Value = http
+                .get(format!("{url}/v1/queues/{name}"))
+                .send()
+                .await?
+                .json()
+                .await?;
+            if stats["stats"]["acked_total"] == 100 {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "{name} did not drain: {stats}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let memory = child.memory()?;
+    let key = format!("polyglot.rss ({count} functions)");
+    report.target(format!("{key}.total_mib"), memory.rss, "MiB", "<=", 400.0);
+    report.add(format!("{key}.anon_mib"), memory.anon, "MiB");
+    report.add(format!("{key}.file_mib"), memory.file, "MiB");
+    report.add(format!("{key}.shmem_mib"), memory.shmem, "MiB");
+    Ok(())
+}
+
+/// `wasm` with a custom section naming `name` appended: a distinct upload (its own digest, so
+/// its own compilation), as every real function is, that behaves the same.
+fn distinct(wasm: &[u8], name: &str) -> Vec<u8> {
+    let section_name = b"sluice-bench";
+    let mut payload = vec![section_name.len() as u8];
+    payload.extend_from_slice(section_name);
+    payload.extend_from_slice(name.as_bytes());
+    let mut out = wasm.to_vec();
+    out.push(0); // custom section id
+    let mut len = payload.len();
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    }
+    out.extend_from_slice(&payload);
+    out
 }
 
 /// A `sluice serve` child with `functions` functions deployed: restarted, how long until the
@@ -933,17 +1303,32 @@ async fn restart(
     Ok(())
 }
 
+/// Resident memory of a process, in MiB.
+struct Memory {
+    rss: f64,
+    anon: f64,
+    file: f64,
+    shmem: f64,
+}
+
 /// `sluice serve` (this very binary) on port 0; killed when dropped.
-struct Child {
+/// A `sluice serve` process of this binary.
+pub(super) struct Child {
     process: std::process::Child,
-    url: String,
+    pub(super) url: String,
 }
 
 impl Child {
     fn spawn(dir: &Path) -> anyhow::Result<Child> {
+        Child::spawn_with(dir, &[])
+    }
+
+    /// Starts `sluice serve` on `dir`/data with `extra` arguments.
+    pub(super) fn spawn_with(dir: &Path, extra: &[&str]) -> anyhow::Result<Child> {
         let mut process = std::process::Command::new(std::env::current_exe()?)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.join("data"))
+            .args(extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .env("SLUICE_ADMIN_TOKEN", BENCH_TOKEN)
@@ -970,6 +1355,28 @@ impl Child {
         Ok(Child {
             process,
             url: format!("http://{addr}"),
+        })
+    }
+
+    /// Resident memory by kind, from /proc: anonymous (heap, instance memories, compiled code
+    /// held in memory), file-backed (mapped files: the binary, compiled components loaded from
+    /// the cache) and shared memory (memfd images), in MiB.
+    fn memory(&self) -> anyhow::Result<Memory> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.id()))?;
+        let field = |name: &str| -> anyhow::Result<f64> {
+            let kib: f64 = status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .with_context(|| format!("{name} missing from /proc/PID/status"))?;
+            Ok(kib / 1024.0)
+        };
+        Ok(Memory {
+            rss: field("VmRSS:")?,
+            anon: field("RssAnon:")?,
+            file: field("RssFile:")?,
+            shmem: field("RssShmem:")?,
         })
     }
 

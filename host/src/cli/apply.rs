@@ -1,6 +1,7 @@
 //! `sluice apply sluice.toml`: makes the server match a manifest. Idempotent: queues are created
-//! or changed, components are uploaded only when their bytes or config differ from the active
-//! version, triggers are put as written.
+//! or changed, a component becomes a new version only when its bytes or config differ from the
+//! active version (the server compares, since environment values are write-only), triggers are
+//! put as written.
 
 use std::path::{Path, PathBuf};
 
@@ -8,10 +9,10 @@ use anyhow::Context;
 use clap::Args;
 use reqwest::Method;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::Remote;
 use super::client::segment;
+use super::functions::{config_query, unchanged};
 use crate::config::Manifest;
 use crate::functions::FunctionConfig;
 
@@ -80,8 +81,6 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
                 path.display()
             )
         })?;
-        let sha256 = hex::encode(Sha256::digest(&wasm));
-        // The config exactly as the server stores it, so an unchanged function is recognised.
         let defaults = FunctionConfig::default();
         let wanted = FunctionConfig {
             env: function.env.clone(),
@@ -89,42 +88,24 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
             memory_mb: function.memory_mb.unwrap_or(defaults.memory_mb),
             max_sends: function.max_sends.unwrap_or(defaults.max_sends),
         };
-        let config = serde_json::to_value(&wanted)?;
         let current = client
             .get(&format!("/v1/functions/{}", segment(name)))
             .await
             .ok();
-        let unchanged = current.as_ref().is_some_and(|record| {
-            record["versions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|v| {
-                    v["version"] == record["active_version"]
-                        && v["sha256"] == sha256.as_str()
-                        && v["config"] == config
-                })
-        });
-        if unchanged {
+        // Environment values never come back from the server, so the server compares: with
+        // `if_changed` it adds no version when the bytes and config equal the active version.
+        let request = client
+            .request(Method::PUT, &format!("/v1/functions/{}", segment(name)))
+            .query(&config_query(&wanted))
+            .header("content-type", "application/wasm")
+            .body(wasm);
+        let record = client
+            .send(request)
+            .await
+            .with_context(|| format!("deploying function {name}"))?;
+        if unchanged(current.as_ref(), &record) {
             println!("function {name}: unchanged");
         } else {
-            let mut query = vec![
-                ("timeout_ms".to_owned(), wanted.timeout_ms.to_string()),
-                ("memory_mb".to_owned(), wanted.memory_mb.to_string()),
-                ("max_sends".to_owned(), wanted.max_sends.to_string()),
-            ];
-            for (key, value) in &function.env {
-                query.push(("env".to_owned(), format!("{key}={value}")));
-            }
-            let request = client
-                .request(Method::PUT, &format!("/v1/functions/{}", segment(name)))
-                .query(&query)
-                .header("content-type", "application/wasm")
-                .body(wasm);
-            let record = client
-                .send(request)
-                .await
-                .with_context(|| format!("deploying function {name}"))?;
             println!(
                 "function {name}: deployed version {}",
                 record["active_version"]

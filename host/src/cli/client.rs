@@ -53,6 +53,81 @@ impl Client {
     pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
         self.send(self.request(Method::DELETE, path)).await
     }
+
+    /// Sends the request and reads its answer as server-sent events.
+    pub async fn events(&self, request: RequestBuilder) -> anyhow::Result<Events> {
+        let response = request
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the sluice server at {}", self.base))?;
+        if !response.status().is_success() {
+            read(response).await?;
+            bail!("the server did not answer with an event stream");
+        }
+        Ok(Events {
+            response,
+            buffer: String::new(),
+        })
+    }
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub name: String,
+    pub data: String,
+}
+
+/// A `text/event-stream` answer, read one event at a time as it arrives.
+pub struct Events {
+    response: Response,
+    buffer: String,
+}
+
+impl Events {
+    /// The next event; `None` when the server ends the stream.
+    pub async fn next(&mut self) -> anyhow::Result<Option<Event>> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                if let Some(event) = parse_event(&block) {
+                    return Ok(Some(event));
+                }
+                continue;
+            }
+            match self
+                .response
+                .chunk()
+                .await
+                .context("reading the event stream")?
+            {
+                Some(chunk) => self
+                    .buffer
+                    .push_str(&String::from_utf8_lossy(&chunk).replace("\r\n", "\n")),
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+/// Parses one event block (`event:`, `data:` lines); comments and keep-alives give `None`.
+fn parse_event(block: &str) -> Option<Event> {
+    let mut name = String::from("message");
+    let mut data: Vec<&str> = Vec::new();
+    for line in block.lines() {
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "event" => name = value.to_owned(),
+            "data" => data.push(value),
+            _ => {}
+        }
+    }
+    (!data.is_empty()).then(|| Event {
+        name,
+        data: data.join("\n"),
+    })
 }
 
 async fn read(response: Response) -> anyhow::Result<Value> {
@@ -82,4 +157,22 @@ pub fn segment(name: &str) -> String {
             other => format!("%{other:02X}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_parse_with_their_names_and_keep_alives_are_skipped() {
+        assert_eq!(
+            parse_event("event: invocation\nid: 3\ndata: {\"a\":1}\n\n"),
+            Some(Event {
+                name: "invocation".into(),
+                data: "{\"a\":1}".into()
+            })
+        );
+        assert_eq!(parse_event(":\n\n"), None);
+        assert_eq!(parse_event("data: a\ndata: b\n\n").unwrap().data, "a\nb");
+    }
 }

@@ -3,13 +3,15 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::client::segment;
+use super::client::{Client, segment};
+use super::view::{self, Align, Table};
 use super::{Remote, parse_duration, parse_pair, print_json};
+use crate::functions::FunctionConfig;
 
 #[derive(Debug, Args)]
 pub struct DeployArgs {
@@ -31,13 +33,15 @@ pub struct DeployArgs {
     #[arg(long)]
     queue: Option<String>,
     /// Messages per invocation, 1 to 1000.
-    #[arg(long, default_value_t = 10, requires = "queue")]
+    #[arg(long, default_value_t = 10, requires = "queue",
+        value_parser = clap::value_parser!(u32).range(1..=1000))]
     batch_size: u32,
-    /// Wait up to this long to fill a batch once a message is visible.
-    #[arg(long, value_parser = parse_duration, requires = "queue")]
+    /// Wait up to this long (at most 5m) to fill a batch once a message is visible.
+    #[arg(long, value_parser = parse_max_wait, requires = "queue")]
     max_wait: Option<Duration>,
-    /// Invocations in flight at once.
-    #[arg(long, default_value_t = 4, requires = "queue")]
+    /// Invocations in flight at once, 1 to 1000.
+    #[arg(long, default_value_t = 4, requires = "queue",
+        value_parser = clap::value_parser!(u32).range(1..=1000))]
     concurrency: u32,
     /// Create the trigger paused.
     #[arg(long, requires = "queue")]
@@ -46,33 +50,91 @@ pub struct DeployArgs {
     remote: Remote,
 }
 
+fn parse_max_wait(text: &str) -> Result<Duration, String> {
+    let wait = parse_duration(text)?;
+    if wait > Duration::from_secs(300) {
+        return Err(format!("`{text}` is longer than the 5m a batch may wait"));
+    }
+    Ok(wait)
+}
+
 pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     let wasm =
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
-    let mut query: Vec<(String, String)> = Vec::new();
-    if let Some(timeout) = args.timeout {
-        query.push(("timeout_ms".into(), timeout.as_millis().to_string()));
-    }
-    if let Some(memory) = args.memory_mb {
-        query.push(("memory_mb".into(), memory.to_string()));
-    }
-    for (key, value) in &args.env {
-        query.push(("env".into(), format!("{key}={value}")));
-    }
     let client = args.remote.client();
+    // Everything the trigger needs is checked before anything changes, so a mistaken --queue
+    // never leaves a new version behind.
+    if let Some(queue) = &args.queue {
+        check_trigger_queue(&client, &args.name, queue)
+            .await
+            .with_context(|| {
+                format!("nothing was deployed: {} cannot consume {queue}", args.name)
+            })?;
+    }
+    // The config exactly as the server stores it, so an unchanged deploy is recognised.
+    let defaults = FunctionConfig::default();
+    let wanted = FunctionConfig {
+        env: args.env.iter().cloned().collect(),
+        timeout_ms: args
+            .timeout
+            .map(|t| t.as_millis() as u64)
+            .unwrap_or(defaults.timeout_ms),
+        memory_mb: args.memory_mb.unwrap_or(defaults.memory_mb),
+        max_sends: defaults.max_sends,
+    };
+    let size = wasm.len();
+    let current = match client
+        .get(&format!("/v1/functions/{}", segment(&args.name)))
+        .await
+    {
+        Ok(record) => Some(record),
+        Err(e) if e.to_string().starts_with("404") => None,
+        Err(e) => return Err(e),
+    };
+    // Environment values never come back from the server, so the server compares: with
+    // `if_changed` it adds no version when the bytes and config equal the active version's.
     let request = client
         .request(
             Method::PUT,
             &format!("/v1/functions/{}", segment(&args.name)),
         )
-        .query(&query)
+        .query(&config_query(&wanted))
         .header("content-type", "application/wasm")
         .body(wasm);
-    let record = client.send(request).await?;
-    println!(
-        "deployed {} version {}",
-        args.name, record["active_version"]
+    // A large component (a Python or JavaScript runtime inside) compiles on the server for
+    // seconds: show that the request is alive and how long it has taken. indicatif draws only
+    // on a terminal, so scripts see just the final line.
+    let progress = indicatif::ProgressBar::new_spinner().with_message(format!(
+        "uploading {} ({:.1} MiB) and compiling it on the server",
+        args.file.display(),
+        size as f64 / (1024.0 * 1024.0)
+    ));
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
     );
+    progress.enable_steady_tick(Duration::from_millis(100));
+    let started = std::time::Instant::now();
+    let record = client.send(request).await;
+    progress.finish_and_clear();
+    let record = record?;
+    let same = unchanged(current.as_ref(), &record);
+    if !args.remote.json {
+        if same {
+            println!(
+                "{} unchanged: version {} already has this component and config",
+                args.name, record["active_version"]
+            );
+        } else {
+            println!(
+                "deployed {} version {} ({:.1} s to upload and compile)",
+                args.name,
+                record["active_version"],
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let mut answer = json!({ "function": record, "unchanged": same });
     if let Some(queue) = &args.queue {
         let trigger = json!({
             "queue": queue,
@@ -88,13 +150,66 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
             )
             .json(&trigger);
         let status = client.send(request).await?;
-        println!(
-            "{} consumes {queue} ({})",
-            args.name,
-            status["state"].as_str().unwrap_or("?")
+        if !args.remote.json {
+            println!(
+                "{} consumes {queue} ({})",
+                args.name,
+                status["state"].as_str().unwrap_or("?")
+            );
+        }
+        answer["trigger"] = status;
+    }
+    if args.remote.json {
+        print_json(&answer);
+    }
+    Ok(())
+}
+
+/// Refuses a trigger the server would refuse: the queue must exist and have no other consumer.
+async fn check_trigger_queue(client: &Client, name: &str, queue: &str) -> anyhow::Result<()> {
+    if let Err(e) = client.get(&format!("/v1/queues/{}", segment(queue))).await {
+        if e.to_string().starts_with("404") {
+            bail!(
+                "queue `{queue}` does not exist; create it first with `sluice queue create {queue}`"
+            );
+        }
+        return Err(e);
+    }
+    let functions = client.get("/v1/functions").await?;
+    let consumer = functions["functions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| f["trigger"]["queue"] == queue && f["name"] != name);
+    if let Some(other) = consumer {
+        bail!(
+            "queue `{queue}` is consumed by function `{}`; delete that function's trigger first",
+            view::text(&other["name"])
         );
     }
     Ok(())
+}
+
+/// Whether an upload with `if_changed` left the function as it was: it existed and has no
+/// new version.
+pub(super) fn unchanged(before: Option<&Value>, after: &Value) -> bool {
+    let versions = |record: &Value| record["versions"].as_array().map(Vec::len);
+    before.is_some_and(|before| versions(before) == versions(after))
+}
+
+/// The upload's query string for `config`: every setting, so the stored config is exactly it,
+/// and `if_changed` so an unchanged upload adds no version.
+pub(super) fn config_query(config: &FunctionConfig) -> Vec<(String, String)> {
+    let mut query = vec![
+        ("if_changed".to_owned(), "true".to_owned()),
+        ("timeout_ms".to_owned(), config.timeout_ms.to_string()),
+        ("memory_mb".to_owned(), config.memory_mb.to_string()),
+        ("max_sends".to_owned(), config.max_sends.to_string()),
+    ];
+    for (key, value) in &config.env {
+        query.push(("env".to_owned(), format!("{key}={value}")));
+    }
+    query
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,28 +251,41 @@ pub async fn run(command: FunctionsCommand) -> anyhow::Result<()> {
     match command {
         FunctionsCommand::List(args) => {
             let list = args.remote.client().get("/v1/functions").await?;
-            println!(
-                "{:<32} {:>8} {:>9} {:<24}",
-                "FUNCTION", "ACTIVE", "VERSIONS", "QUEUE"
-            );
-            for f in list["functions"].as_array().into_iter().flatten() {
-                println!(
-                    "{:<32} {:>8} {:>9} {:<24}",
-                    f["name"].as_str().unwrap_or("?"),
-                    f["active_version"],
-                    f["versions"].as_array().map(Vec::len).unwrap_or(0),
-                    f["trigger"]["queue"].as_str().unwrap_or("-"),
-                );
+            if args.remote.json {
+                print_json(&list);
+                return Ok(());
             }
+            let mut table = Table::new(&[
+                ("FUNCTION", Align::Left),
+                ("ACTIVE", Align::Right),
+                ("VERSIONS", Align::Right),
+                ("QUEUE", Align::Left),
+            ]);
+            for f in list["functions"].as_array().into_iter().flatten() {
+                table.row(vec![
+                    view::text(&f["name"]),
+                    view::text(&f["active_version"]),
+                    f["versions"]
+                        .as_array()
+                        .map(Vec::len)
+                        .unwrap_or(0)
+                        .to_string(),
+                    view::text(&f["trigger"]["queue"]),
+                ]);
+            }
+            print!("{}", table.render());
         }
         FunctionsCommand::Show(args) => {
-            print_json(
-                &args
-                    .remote
-                    .client()
-                    .get(&format!("/v1/functions/{}", segment(&args.name)))
-                    .await?,
-            );
+            let function = args
+                .remote
+                .client()
+                .get(&format!("/v1/functions/{}", segment(&args.name)))
+                .await?;
+            if args.remote.json {
+                print_json(&function);
+            } else {
+                print!("{}", show_function(&function));
+            }
         }
         FunctionsCommand::Rollback(args) => {
             let path = format!("/v1/functions/{}/rollback", segment(&args.name));
@@ -166,20 +294,89 @@ pub async fn run(command: FunctionsCommand) -> anyhow::Result<()> {
                 .client()
                 .post_json(&path, &json!({ "version": args.version }))
                 .await?;
-            println!(
-                "{} now runs version {}",
-                args.name, record["active_version"]
-            );
+            if args.remote.json {
+                print_json(&record);
+            } else {
+                println!(
+                    "{} now runs version {}",
+                    args.name, record["active_version"]
+                );
+            }
         }
         FunctionsCommand::Delete(args) => {
             args.remote
                 .client()
                 .delete(&format!("/v1/functions/{}", segment(&args.name)))
                 .await?;
-            println!("deleted function {}", args.name);
+            if args.remote.json {
+                print_json(&json!({ "deleted": args.name }));
+            } else {
+                println!("deleted function {}", args.name);
+            }
         }
     }
     Ok(())
+}
+
+/// `sluice functions show`: the trigger, then every version with the active one marked.
+fn show_function(function: &Value) -> String {
+    let trigger = &function["trigger"];
+    let trigger_line = if trigger.is_null() {
+        "none".to_owned()
+    } else {
+        format!(
+            "{} (batch {}, wait up to {}, {} at once): {}{}",
+            view::text(&trigger["queue"]),
+            view::text(&trigger["batch_size"]),
+            view::millis_of(&trigger["max_wait_ms"]),
+            view::text(&trigger["max_concurrency"]),
+            view::text(&trigger["state"]),
+            trigger["error"]
+                .as_str()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default(),
+        )
+    };
+    let mut out = view::pairs(&[
+        ("function", view::text(&function["name"])),
+        ("active", format!("version {}", function["active_version"])),
+        ("trigger", trigger_line),
+    ]);
+    let mut table = Table::new(&[
+        ("", Align::Left),
+        ("VERSION", Align::Right),
+        ("CREATED", Align::Left),
+        ("BYTES", Align::Right),
+        ("TIMEOUT", Align::Right),
+        ("MEMORY", Align::Right),
+        ("SHA256", Align::Left),
+    ]);
+    let mut versions: Vec<&Value> = function["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    versions.sort_by_key(|v| std::cmp::Reverse(v["version"].as_u64()));
+    for v in versions {
+        let active = v["version"] == function["active_version"];
+        table.row(vec![
+            if active { "*" } else { "" }.to_owned(),
+            view::text(&v["version"]),
+            view::time_of(&v["created_at_ms"]),
+            view::text(&v["size"]),
+            view::millis_of(&v["config"]["timeout_ms"]),
+            format!("{} MiB", view::text(&v["config"]["memory_mb"])),
+            v["sha256"]
+                .as_str()
+                .unwrap_or("-")
+                .chars()
+                .take(12)
+                .collect(),
+        ]);
+    }
+    out.push('\n');
+    out.push_str(&table.render());
+    out
 }
 
 #[derive(Debug, Args)]
@@ -213,7 +410,21 @@ pub async fn invoke(args: InvokeArgs) -> anyhow::Result<()> {
         .client()
         .post_json(&path, &json!({ "messages": messages }))
         .await?;
-    print_json(&result);
+    if args.remote.json {
+        print_json(&result);
+        return Ok(());
+    }
+    print_invocation(&result);
+    for send in result["sends"].as_array().into_iter().flatten() {
+        println!(
+            "    sent to {}: {}",
+            view::text(&send["queue"]),
+            send["body"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("(binary) {}", view::text(&send["body_base64"])))
+        );
+    }
     Ok(())
 }
 
@@ -221,61 +432,98 @@ pub async fn invoke(args: InvokeArgs) -> anyhow::Result<()> {
 pub struct LogsArgs {
     /// The function.
     name: String,
-    /// Keep printing new invocations as they happen.
+    /// Keep printing new invocations as they commit (streamed by the server, not polled).
     #[arg(long, short)]
     follow: bool,
-    /// How many recent invocations to show first.
-    #[arg(long, default_value_t = 20)]
-    limit: usize,
+    /// How many recent invocations to show first, 0 to 1000.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    limit: u64,
+    /// Only these outcomes, comma-separated: ok, error, trap, panic, timeout, out_of_memory,
+    /// stack_overflow.
+    #[arg(long)]
+    outcome: Option<String>,
+    /// Only invocations older than this id (to page back through the log).
+    #[arg(long, conflicts_with = "follow")]
+    before: Option<u64>,
     #[command(flatten)]
     remote: Remote,
 }
 
 pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
     let client = args.remote.client();
-    let path = format!(
-        "/v1/functions/{}/invocations?limit=100",
-        segment(&args.name)
-    );
-    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
-    let mut first = true;
-    loop {
-        let answer = client.get(&path).await?;
-        let mut fresh: Vec<&Value> = answer["invocations"]
+    let mut query = Vec::new();
+    if let Some(outcome) = &args.outcome {
+        query.push(("outcome", outcome.clone()));
+    }
+    let show = |invocation: &Value| {
+        if args.remote.json {
+            println!("{invocation}");
+        } else {
+            print_invocation(invocation);
+        }
+    };
+    if !args.follow {
+        if args.limit == 0 {
+            return Ok(());
+        }
+        query.push(("limit", args.limit.to_string()));
+        if let Some(before) = args.before {
+            query.push(("before", before.to_string()));
+        }
+        let request = client
+            .request(
+                Method::GET,
+                &format!("/v1/functions/{}/invocations", segment(&args.name)),
+            )
+            .query(&query);
+        let answer = client.send(request).await?;
+        let page: Vec<&Value> = answer["invocations"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|i| {
-                seen.insert(format!(
-                    "{}-{}-{}",
-                    i["started_at_ms"], i["duration_ms"], i["batch_size"]
-                ))
-            })
             .collect();
-        fresh.reverse();
-        if first {
-            let skip = fresh.len().saturating_sub(args.limit);
-            fresh.drain(..skip);
-            first = false;
+        for invocation in page.into_iter().rev() {
+            show(invocation);
         }
-        for invocation in fresh {
-            print_invocation(invocation);
-        }
-        if !args.follow {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        return Ok(());
     }
+    query.push(("backlog", args.limit.to_string()));
+    let request = client
+        .request(
+            Method::GET,
+            &format!("/v1/functions/{}/invocations/stream", segment(&args.name)),
+        )
+        .query(&query);
+    let mut events = client.events(request).await?;
+    while let Some(event) = events.next().await? {
+        if event.name == "invocation" {
+            let invocation: Value =
+                serde_json::from_str(&event.data).context("an invocation that is not JSON")?;
+            show(&invocation);
+        } else if event.name == "lagged" {
+            eprintln!(
+                "(fell behind; some invocations were skipped: {})",
+                event.data
+            );
+        }
+    }
+    Ok(())
 }
 
 fn print_invocation(invocation: &Value) {
     println!(
-        "{} v{} {} batch={} {:.2}ms{}",
-        invocation["started_at_ms"],
+        "{} #{} v{} {} batch={} {:.2}ms{}{}",
+        view::time_of(&invocation["started_at_ms"]),
+        view::text(&invocation["id"]),
         invocation["version"],
         invocation["outcome"].as_str().unwrap_or("?"),
         invocation["batch_size"],
         invocation["duration_ms"].as_f64().unwrap_or(0.0),
+        if invocation["dry_run"] == true {
+            " (dry run)"
+        } else {
+            ""
+        },
         invocation["error"]
             .as_str()
             .map(|e| format!(" error: {e}"))

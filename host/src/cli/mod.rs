@@ -6,6 +6,7 @@ mod client;
 mod functions;
 mod queues;
 mod tokens;
+mod view;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,7 +14,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{ApiLimits, Config};
+use crate::config::{ApiLimits, Config, ConnectionLimits};
+use crate::functions::LogRetention;
 use client::Client;
 
 #[derive(Debug, Parser)]
@@ -36,6 +38,9 @@ pub struct Remote {
     /// Bearer token for the API.
     #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Print the API's answer as JSON instead of a view for people.
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl Remote {
@@ -75,9 +80,14 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Directory for the database, components and compiled artifacts.
+    /// Directory for the SQLite database and components (without --database) and the
+    /// compiled-component cache.
     #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./sluice-data")]
     pub data_dir: PathBuf,
+    /// PostgreSQL URL (postgres://USER@HOST:PORT/DB) shared by several hosts; without it,
+    /// SQLite in --data-dir.
+    #[arg(long, env = "SLUICE_DATABASE_URL", hide_env_values = true)]
+    pub database: Option<String>,
     /// Address to listen on.
     #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:7070")]
     pub listen: SocketAddr,
@@ -96,18 +106,67 @@ pub struct ServeArgs {
     /// Most attributes per message.
     #[arg(long, env = "SLUICE_MAX_ATTRIBUTES", default_value_t = ApiLimits::default().max_attributes)]
     pub max_attributes: usize,
+    /// Keep each invocation in the log this long.
+    #[arg(long, env = "SLUICE_INVOCATION_RETENTION", default_value = "7days", value_parser = parse_duration)]
+    pub invocation_retention: Duration,
+    /// Keep at most this many invocations per function (the oldest go first).
+    #[arg(long, env = "SLUICE_INVOCATIONS_PER_FUNCTION", default_value_t = LogRetention::default().max_per_function)]
+    pub invocations_per_function: u64,
+    /// Sample every queue's stats this often for the console's charts (the last hour is kept).
+    #[arg(long, env = "SLUICE_SERIES_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub series_interval: Duration,
+    /// Request body bytes all requests together may have buffered; beyond it new bodies get 503
+    /// with Retry-After. At least the largest of --max-body-bytes and --max-function-bytes.
+    #[arg(long, env = "SLUICE_MAX_BUFFERED_BODY_BYTES", default_value_t = ApiLimits::default().max_buffered_body_bytes)]
+    pub max_buffered_body_bytes: usize,
+    /// How long a request body may take to arrive (408 beyond).
+    #[arg(long, env = "SLUICE_BODY_READ_TIMEOUT", value_parser = parse_duration, default_value = "60s")]
+    pub body_read_timeout: Duration,
+    /// Connections served at once; lowered to fit the open-file limit. Past it, connections
+    /// waiting for a request are closed to make room, and when every one is busy new ones get
+    /// 503 (`/healthz` and `/readyz` still answer).
+    #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = ConnectionLimits::default().max_connections)]
+    pub max_connections: usize,
+    /// How long a request's head may take to arrive once its first byte has.
+    #[arg(long, env = "SLUICE_HEADER_READ_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
+    pub header_read_timeout: Duration,
+    /// How long a connection may sit without a request (before its first, or between
+    /// keep-alive requests) before it is closed.
+    #[arg(long, env = "SLUICE_IDLE_TIMEOUT", value_parser = parse_duration, default_value = "60s")]
+    pub idle_timeout: Duration,
+    /// Largest request head (request line and headers), in bytes (431 beyond).
+    #[arg(long, env = "SLUICE_MAX_HEADER_BYTES", default_value_t = ConnectionLimits::default().max_header_bytes)]
+    pub max_header_bytes: usize,
+    /// Longest request target (path and query), in bytes (414 beyond).
+    #[arg(long, env = "SLUICE_MAX_URI_BYTES", default_value_t = ApiLimits::default().max_uri_bytes)]
+    pub max_uri_bytes: usize,
 }
 
 impl ServeArgs {
     pub fn config(&self) -> Config {
         let mut config = Config::new(self.data_dir.clone(), self.listen);
         config.admin_token = self.admin_token.clone();
+        config.database = self.database.clone();
         config.limits = ApiLimits {
             max_body_bytes: self.max_body_bytes,
             max_function_bytes: self.max_function_bytes,
             max_batch_messages: self.max_batch_messages,
             max_attributes: self.max_attributes,
+            max_buffered_body_bytes: self.max_buffered_body_bytes,
+            body_read_timeout: self.body_read_timeout,
+            max_uri_bytes: self.max_uri_bytes,
             ..ApiLimits::default()
+        };
+        config.series_interval = self.series_interval;
+        config.invocations = LogRetention {
+            max_age: self.invocation_retention,
+            max_per_function: self.invocations_per_function,
+        };
+        config.connections = ConnectionLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            max_header_bytes: self.max_header_bytes,
         };
         config
     }

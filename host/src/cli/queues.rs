@@ -10,6 +10,7 @@ use reqwest::Method;
 use serde_json::{Map, Value, json};
 
 use super::client::segment;
+use super::view::{self, Align, Table};
 use super::{Remote, parse_duration, parse_pair, print_json};
 
 #[derive(Debug, Subcommand)]
@@ -127,58 +128,160 @@ pub async fn run(command: QueueCommand) -> anyhow::Result<()> {
                 .client()
                 .post_json("/v1/queues", &Value::Object(body))
                 .await?;
-            print_json(&created);
+            if args.remote.json {
+                print_json(&created);
+            } else {
+                println!("created queue {}", args.name);
+                print!("{}", show_queue(&created));
+            }
         }
         QueueCommand::List(args) => {
             let list = args.remote.client().get("/v1/queues").await?;
-            println!(
-                "{:<32} {:>10} {:>10} {:>10} {:>12}",
-                "QUEUE", "VISIBLE", "DELAYED", "IN FLIGHT", "OLDEST (ms)"
-            );
-            for queue in list["queues"].as_array().into_iter().flatten() {
-                let stats = &queue["stats"];
-                println!(
-                    "{:<32} {:>10} {:>10} {:>10} {:>12}",
-                    queue["name"].as_str().unwrap_or("?"),
-                    stats["visible"],
-                    stats["delayed"],
-                    stats["in_flight"],
-                    stats["oldest_age_ms"]
-                        .as_u64()
-                        .map(|v| v.to_string())
-                        .unwrap_or_else(|| "-".into()),
-                );
+            if args.remote.json {
+                print_json(&list);
+            } else {
+                print!("{}", list_queues(&list));
             }
         }
         QueueCommand::Show(args) => {
-            print_json(
-                &args
-                    .remote
-                    .client()
-                    .get(&format!("/v1/queues/{}", segment(&args.name)))
-                    .await?,
-            );
+            let queue = args
+                .remote
+                .client()
+                .get(&format!("/v1/queues/{}", segment(&args.name)))
+                .await?;
+            if args.remote.json {
+                print_json(&queue);
+            } else {
+                print!("{}", show_queue(&queue));
+            }
         }
         QueueCommand::Delete(args) => {
             args.remote
                 .client()
                 .delete(&format!("/v1/queues/{}", segment(&args.name)))
                 .await?;
-            println!("deleted queue {}", args.name);
+            if args.remote.json {
+                print_json(&json!({ "deleted": args.name }));
+            } else {
+                println!("deleted queue {}", args.name);
+            }
         }
         QueueCommand::Purge(args) => {
             let path = format!("/v1/queues/{}/purge", segment(&args.name));
             let answer = args.remote.client().post_json(&path, &json!({})).await?;
-            println!("purged {} messages from {}", answer["purged"], args.name);
+            if args.remote.json {
+                print_json(&answer);
+            } else {
+                println!("purged {} messages from {}", answer["purged"], args.name);
+            }
         }
         QueueCommand::Redrive(args) => {
             let path = format!("/v1/queues/{}/redrive", segment(&args.name));
             let body = json!({ "to": args.to, "limit": args.limit });
             let answer = args.remote.client().post_json(&path, &body).await?;
-            println!("moved {} messages out of {}", answer["moved"], args.name);
+            if args.remote.json {
+                print_json(&answer);
+            } else {
+                println!("moved {} messages out of {}", answer["moved"], args.name);
+            }
         }
     }
     Ok(())
+}
+
+/// `sluice queue list`: one aligned row per queue.
+fn list_queues(list: &Value) -> String {
+    let mut table = Table::new(&[
+        ("QUEUE", Align::Left),
+        ("VISIBLE", Align::Right),
+        ("DELAYED", Align::Right),
+        ("IN FLIGHT", Align::Right),
+        ("OLDEST", Align::Right),
+        ("DEAD-LETTER QUEUE", Align::Left),
+    ]);
+    for queue in list["queues"].as_array().into_iter().flatten() {
+        let stats = &queue["stats"];
+        table.row(vec![
+            view::text(&queue["name"]),
+            view::text(&stats["visible"]),
+            view::text(&stats["delayed"]),
+            view::text(&stats["in_flight"]),
+            view::millis_of(&stats["oldest_age_ms"]),
+            view::text(&queue["settings"]["dead_letter_queue"]),
+        ]);
+    }
+    table.render()
+}
+
+/// `sluice queue show`: live counts, totals and settings.
+fn show_queue(queue: &Value) -> String {
+    let stats = &queue["stats"];
+    let settings = &queue["settings"];
+    let backoff = &settings["backoff"];
+    let mut out = view::pairs(&[
+        ("queue", view::text(&queue["name"])),
+        ("created", view::time_of(&queue["created_at_ms"])),
+        ("visible", view::text(&stats["visible"])),
+        ("delayed", view::text(&stats["delayed"])),
+        ("in flight", view::text(&stats["in_flight"])),
+        ("oldest", view::millis_of(&stats["oldest_age_ms"])),
+    ]);
+    out.push_str("\ntotals\n");
+    out.push_str(&indent(&view::pairs(&[
+        ("enqueued", view::text(&stats["enqueued_total"])),
+        ("acknowledged", view::text(&stats["acked_total"])),
+        ("retried", view::text(&stats["retried_total"])),
+        ("dead-lettered", view::text(&stats["dead_lettered_total"])),
+        ("dropped", view::text(&stats["dropped_total"])),
+        ("expired", view::text(&stats["expired_total"])),
+    ])));
+    out.push_str("\nsettings\n");
+    out.push_str(&indent(&view::pairs(&[
+        (
+            "visibility timeout",
+            view::millis_of(&settings["visibility_timeout_ms"]),
+        ),
+        ("max attempts", view::text(&settings["max_attempts"])),
+        (
+            "backoff",
+            format!(
+                "{} x{} up to {}{}",
+                view::millis_of(&backoff["initial_ms"]),
+                view::text(&backoff["multiplier"]),
+                view::millis_of(&backoff["max_ms"]),
+                if backoff["jitter"] == true {
+                    ", with jitter"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        (
+            "dead-letter queue",
+            view::text(&settings["dead_letter_queue"]),
+        ),
+        ("retention", view::millis_of(&settings["retention_ms"])),
+        (
+            "max message bytes",
+            view::text(&settings["max_message_bytes"]),
+        ),
+        (
+            "dedup window",
+            view::millis_of(&settings["dedup_window_ms"]),
+        ),
+        (
+            "max depth",
+            settings["max_depth"]
+                .as_u64()
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| "unbounded".into()),
+        ),
+    ])));
+    out
+}
+
+pub(super) fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("  {l}\n")).collect()
 }
 
 #[derive(Debug, Args)]
@@ -238,7 +341,11 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
         request = request.header("sluice-dedup-id", dedup);
     }
     let answer = client.send(request).await?;
-    println!("{}", answer["id"].as_str().unwrap_or_default());
+    if args.remote.json {
+        print_json(&answer);
+    } else {
+        println!("{}", answer["id"].as_str().unwrap_or_default());
+    }
     Ok(())
 }
 
@@ -316,8 +423,47 @@ pub async fn peek(args: PeekArgs) -> anyhow::Result<()> {
         args.limit
     );
     let answer = args.remote.client().get(&path).await?;
-    for message in answer["messages"].as_array().into_iter().flatten() {
-        println!("{}", serde_json::to_string(message)?);
+    let messages = answer["messages"].as_array().into_iter().flatten();
+    if args.remote.json {
+        // One message per line, so the output pipes into `jq` or back into `send --file`.
+        for message in messages {
+            println!("{}", serde_json::to_string(message)?);
+        }
+    } else {
+        for message in messages {
+            print!("{}", show_message(message));
+        }
     }
     Ok(())
+}
+
+/// One peeked message: its id, attempt, age, attributes and body (text, or hex when binary).
+fn show_message(message: &Value) -> String {
+    let mut out = format!(
+        "{}  attempt {}  enqueued {}\n",
+        view::text(&message["id"]),
+        view::text(&message["attempt"]),
+        view::time_of(&message["enqueued_at_ms"]),
+    );
+    if let Some(attributes) = message["attributes"].as_object() {
+        for (key, value) in attributes {
+            out.push_str(&format!("  {key}: {}\n", view::text(value)));
+        }
+    }
+    match message["body"].as_str() {
+        Some(body) => out.push_str(&indent(body)),
+        None => {
+            use base64::Engine as _;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(message["body_base64"].as_str().unwrap_or(""))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "  (binary, {} bytes) {}\n",
+                bytes.len(),
+                hex::encode(&bytes)
+            ));
+        }
+    }
+    out.push('\n');
+    out
 }

@@ -4,6 +4,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::client::segment;
+use super::view::{self, Align, Table};
 use super::{Remote, print_json};
 
 #[derive(Debug, Subcommand)]
@@ -53,7 +54,34 @@ pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
             );
             println!("{}", created["token"].as_str().unwrap_or_default());
         }
-        TokenCommand::List(args) => print_json(&args.remote.client().get("/v1/tokens").await?),
+        TokenCommand::List(args) => {
+            let list = args.remote.client().get("/v1/tokens").await?;
+            if args.remote.json {
+                print_json(&list);
+                return Ok(());
+            }
+            let mut table = Table::new(&[
+                ("ID", Align::Left),
+                ("NAME", Align::Left),
+                ("SCOPES", Align::Left),
+                ("CREATED", Align::Left),
+            ]);
+            for token in list["tokens"].as_array().into_iter().flatten() {
+                let scopes: Vec<String> = token["scopes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(view::text)
+                    .collect();
+                table.row(vec![
+                    view::text(&token["id"]),
+                    view::text(&token["name"]),
+                    scopes.join(","),
+                    view::time_of(&token["created_at_ms"]),
+                ]);
+            }
+            print!("{}", table.render());
+        }
         TokenCommand::Revoke(args) => {
             args.remote
                 .client()

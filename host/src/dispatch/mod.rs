@@ -52,6 +52,8 @@ pub struct TriggerStatus {
 struct Running {
     cancel: CancellationToken,
     in_flight: Arc<AtomicUsize>,
+    /// What the loop was started from; a refresh that finds the same leaves it running.
+    started_from: (TriggerRecord, u32, store::QueueSettings),
 }
 
 /// Owns every trigger loop; cheap to clone.
@@ -93,10 +95,10 @@ impl Dispatcher {
     }
 
     /// (Re)starts the loop of `function` from what is stored now: after its trigger, its active
-    /// version or its queue's settings changed. In-flight invocations of the old loop finish and
-    /// settle on their own.
+    /// version or its queue's settings changed, on this host or another. A loop whose trigger,
+    /// version and queue settings are unchanged keeps running. In-flight invocations of a
+    /// replaced loop finish and settle on their own.
     pub async fn refresh(&self, function: &str) {
-        self.stop(function);
         if self.inner.shutdown.is_cancelled() {
             return;
         }
@@ -108,13 +110,14 @@ impl Dispatcher {
                 return;
             }
         };
-        let Some(record) = record else { return };
-        if record.paused {
+        let Some(record) = record.filter(|r| !r.paused) else {
+            self.stop(function);
             return;
-        }
+        };
         let active = match self.inner.functions.active(function).await {
             Ok(active) => active,
             Err(err) => {
+                self.stop(function);
                 self.set_error(function, format!("cannot load the function: {err}"));
                 return;
             }
@@ -122,6 +125,7 @@ impl Dispatcher {
         let settings = match self.inner.store.queue_settings(&record.queue).await {
             Ok(settings) => settings,
             Err(err) => {
+                self.stop(function);
                 self.set_error(
                     function,
                     format!("cannot read queue `{}`: {err}", record.queue),
@@ -129,6 +133,17 @@ impl Dispatcher {
                 return;
             }
         };
+        let started_from = (record.clone(), active.version, settings.clone());
+        let mut running = self.inner.running.lock().unwrap_or_else(|e| e.into_inner());
+        if running
+            .get(function)
+            .is_some_and(|r| r.started_from == started_from && !r.cancel.is_cancelled())
+        {
+            return;
+        }
+        if let Some(old) = running.remove(function) {
+            old.cancel.cancel();
+        }
         self.inner
             .errors
             .lock()
@@ -148,11 +163,64 @@ impl Dispatcher {
             failures: std::sync::Mutex::new((0, None)),
         };
         self.inner.tracker.spawn(trigger.run());
-        self.inner
+        running.insert(
+            function.to_owned(),
+            Running {
+                cancel,
+                in_flight,
+                started_from,
+            },
+        );
+    }
+
+    /// Follows catalog changes (this host's and, with a shared store, every other host's):
+    /// the loops of changed functions and queues are refreshed, and after a gap (a lost
+    /// database connection, or a subscriber that fell behind) every loop is.
+    pub fn watch_catalog(&self) {
+        let mut changes = self.inner.store.events().subscribe();
+        let this = self.clone();
+        let shutdown = self.inner.shutdown.clone();
+        self.inner.tracker.spawn(async move {
+            loop {
+                let change = tokio::select! {
+                    change = changes.recv() => change,
+                    () = shutdown.cancelled() => return,
+                };
+                match change {
+                    Ok(store::CatalogChange::Function(name)) => this.refresh(&name).await,
+                    Ok(store::CatalogChange::Queue(name)) => this.refresh_queue(&name).await,
+                    Ok(store::CatalogChange::Tokens) => {}
+                    Ok(store::CatalogChange::Everything)
+                    | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        this.resync().await
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+
+    /// Refreshes every stored trigger and stops loops whose trigger is gone.
+    async fn resync(&self) {
+        let Ok(triggers) = self.inner.store.list_triggers().await else {
+            return;
+        };
+        let running: Vec<String> = self
+            .inner
             .running
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(function.to_owned(), Running { cancel, in_flight });
+            .keys()
+            .cloned()
+            .collect();
+        for name in running {
+            if !triggers.iter().any(|t| t.function == name) {
+                self.stop(&name);
+            }
+        }
+        for trigger in triggers {
+            self.refresh(&trigger.function).await;
+        }
     }
 
     /// Restarts every trigger consuming `queue` (its settings changed).

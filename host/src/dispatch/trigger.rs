@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -99,11 +99,7 @@ impl Trigger {
             };
             let wait_until =
                 match window::decide(visible, batch_size, max_wait, opened, Instant::now()) {
-                    Window::Lease => match this
-                        .store
-                        .lease(&queue, batch_size as usize, Some(this.lease_for()))
-                        .await
-                    {
+                    Window::Lease => match this.lease(batch_size as usize).await {
                         Ok(Some(lease)) => {
                             opened = None;
                             this.spawn_execute(lease, permit);
@@ -136,11 +132,29 @@ impl Trigger {
         }
     }
 
+    /// Leases a batch. On a store shared by several hosts the concurrency cap is counted by
+    /// the database across all of them; alone, this loop's semaphore is the cap.
+    async fn lease(&self, max: usize) -> Result<Option<Lease>, crate::store::Error> {
+        let queue = &self.record.queue;
+        if self.store.is_shared() {
+            self.store
+                .lease_capped(
+                    queue,
+                    max,
+                    Some(self.lease_for()),
+                    self.record.max_concurrency.max(1),
+                )
+                .await
+        } else {
+            self.store.lease(queue, max, Some(self.lease_for())).await
+        }
+    }
+
     /// When the next delayed message, retry or expiring lease becomes visible.
     async fn next_visible(&self) -> Option<Instant> {
         match self.store.next_visible_at_ms(&self.record.queue).await {
             Ok(Some(at_ms)) => {
-                let wait = at_ms.saturating_sub(now_ms());
+                let wait = at_ms.saturating_sub(self.store.now_ms());
                 Some(Instant::now() + Duration::from_millis(wait))
             }
             Ok(None) => None,
@@ -185,7 +199,7 @@ impl Trigger {
                 Err(format!("queue `{target}` does not exist"))
             }
         });
-        let started_at_ms = now_ms();
+        let started_at_ms = self.store.now_ms();
         super::handler_starting(queue, &lease.messages);
         let invocation = self
             .functions
@@ -209,14 +223,14 @@ impl Trigger {
         if !invocation.logs.is_empty() {
             tracing::debug!(%function, logs = %invocation.logs, "handler output");
         }
-        self.functions.record(InvocationRecord::new(
+        let record = InvocationRecord::new(
             function,
             self.active.version,
             size,
             started_at_ms,
             &invocation,
             false,
-        ));
+        );
 
         {
             let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
@@ -237,7 +251,14 @@ impl Trigger {
                 &mut rng,
             )
         };
-        self.settle(&lease, settlement).await;
+        // The log entry and the settlement are submitted together, so they usually share one
+        // commit; once the batch is settled its invocation is in the log.
+        let log = async {
+            if let Err(err) = self.functions.log().record(record).await {
+                tracing::warn!(%err, %function, "invocation left out of the log");
+            }
+        };
+        tokio::join!(log, self.settle(&lease, settlement));
     }
 
     async fn settle(&self, lease: &Lease, settlement: Settlement) {
@@ -287,11 +308,4 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

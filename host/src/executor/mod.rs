@@ -6,22 +6,31 @@
 //! shared by every function. [`Executor::prepare`] validates an upload against the `handler`
 //! world and compiles it once per content and engine, caching the result on disk;
 //! [`Executor::invoke`] runs one batch in a fresh store and instance, on a blocking thread.
+//!
+//! Time limits follow the wall clock, not a count of ticks: the ticker advances the epoch by the
+//! ticks that are due by the clock (catching up when the machine made it wake late), and when a
+//! store's epoch deadline arrives, a callback compares the real time with the invocation's
+//! absolute deadline and either stops the guest or arms the deadline again for what is left.
 
 mod bindings;
 mod cache;
 mod sandbox;
+mod surface;
 #[cfg(test)]
 mod tests;
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+    UpdateDeadline,
+};
 
 use crate::store::Message;
 use bindings::HandlerPre;
@@ -52,12 +61,27 @@ pub struct ExecutorConfig {
     pub max_memory_bytes: u64,
     /// How many instances may run at once (the pooling allocator's size).
     pub max_instances: u32,
+    /// Per pool slot, how much of an instance's dirtied linear memory (and tables) is reset in
+    /// place and kept resident for the next instance, instead of being released and faulted in
+    /// again page by page; [`KEEP_RESIDENT_BYTES`] unless measuring. 0 releases everything.
+    pub keep_resident_bytes: u64,
 }
+
+/// Default of [`ExecutorConfig::keep_resident_bytes`]. Interpreter-sized components (a Python
+/// or JavaScript runtime, 10–20 MB) dirty a few MiB of their memory image even for a no-op:
+/// released after every batch, those pages cost a copy-on-write fault each on the next instance
+/// (about 1 ms for a no-op). Kept resident, only the pages a batch actually wrote are copied back
+/// from the image (found with the kernel's PAGEMAP_SCAN), and the next instance runs on warm
+/// pages. The price is up to this much anonymous memory per pool slot that has run such a
+/// component; slots are reused by the same component first.
+pub const KEEP_RESIDENT_BYTES: u64 = 4 << 20;
 
 /// Per-function limits and grants.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Wall-clock limit of one invocation, instantiation included (enforced to within ~10 ms).
+    /// Wall-clock limit of one invocation, instantiation included. The guest is stopped within
+    /// [`EPOCH_TICK`] plus the machine's scheduling delay after it; limits below
+    /// [`MIN_TIMEOUT`] are raised to it.
     pub timeout: Duration,
     /// Linear memory of the instance, all memories together; capped by
     /// [`ExecutorConfig::max_memory_bytes`].
@@ -129,8 +153,14 @@ pub struct Invocation {
     pub duration: Duration,
 }
 
-/// The granularity of time limits: one background thread advances the engine's epoch this often.
-const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// The granularity of time limits: one background thread advances the engine's epoch this often
+/// (by the clock: a late wake-up advances it by every tick that is due).
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// The shortest time limit Sluice accepts. A guest is stopped at the first tick after its
+/// deadline, once its thread gets the CPU again: on a machine whose cores are all busy that
+/// came to 5-35 ms late (measured on 2 cores under a load average of 12), so a shorter limit
+/// would let a handler run several times longer than it says.
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(50);
 const WASM_PAGE: u64 = 64 * 1024;
 /// Per-component shape the pool is sized for. A Rust `wasm32-wasip2` component has one memory,
 /// two tables and a handful of core instances; one built with the preview1 adapter has two
@@ -141,6 +171,8 @@ const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
 
 /// The world every handler must target, as users see it in messages.
 const WORLD: &str = "sluice:queue/handler@0.1.0";
+/// How many unknown imports one refusal names; the rest are counted.
+const FOREIGN_IMPORTS_NAMED: usize = 10;
 
 /// A validated, compiled component ready to be instantiated.
 #[derive(Clone)]
@@ -188,6 +220,8 @@ struct Inner {
     max_memory_bytes: u64,
     /// One permit per pool slot, so a burst waits for a slot instead of failing to instantiate.
     slots: Arc<Semaphore>,
+    /// Uploads compiled (not loaded from the cache) since start.
+    compilations: AtomicU64,
     /// Dropped with the last `Executor` clone, which disconnects and so stops the epoch ticker.
     _stop_ticker: mpsc::Sender<()>,
 }
@@ -219,7 +253,13 @@ impl Executor {
             .max_tables_per_component(TABLES_PER_COMPONENT)
             .max_memory_size(usize::try_from(max_memory).unwrap_or(usize::MAX))
             // Instances run on blocking threads with sync wasmtime: no fiber stacks needed.
-            .total_stacks(0);
+            .total_stacks(0)
+            .linear_memory_keep_resident(
+                usize::try_from(config.keep_resident_bytes).unwrap_or(usize::MAX),
+            )
+            .table_keep_resident(
+                usize::try_from(config.keep_resident_bytes / 16).unwrap_or(usize::MAX),
+            );
         // Memory protection keys stay off (wasmtime's default; the `memory-protection-keys`
         // feature is not even compiled in): they are experimental and the sizing below already
         // keeps the reservation small.
@@ -249,14 +289,7 @@ impl Executor {
         let ticking = engine.weak();
         std::thread::Builder::new()
             .name("sluice-epoch".into())
-            .spawn(move || {
-                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(EPOCH_TICK) {
-                    match ticking.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None => break,
-                    }
-                }
-            })
+            .spawn(move || tick(&ticking, &stopped))
             .map_err(|e| Error::Engine(format!("starting the epoch ticker thread: {e}")))?;
 
         Ok(Executor {
@@ -266,6 +299,7 @@ impl Executor {
                 cache,
                 max_memory_bytes: max_memory,
                 slots: Arc::new(Semaphore::new(instances as usize)),
+                compilations: AtomicU64::new(0),
                 _stop_ticker: stop_ticker,
             }),
         })
@@ -274,23 +308,39 @@ impl Executor {
     /// Validates `wasm` as a handler component and compiles it (or loads it from the cache).
     pub fn prepare(&self, wasm: &[u8]) -> Result<Handler, Error> {
         check_header(wasm)?;
+        // Refuse what could never link before paying for a compile, which for a large
+        // component takes seconds.
+        self.check_surface(wasm)?;
         let engine = &self.inner.engine;
         let digest = cache::digest(wasm);
         let (component, from_cache) = match self.inner.cache.load(engine, &digest) {
             Some(component) => (component, true),
             None => {
+                self.inner.compilations.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("sluice_component_compilations_total").increment(1);
                 let component = Component::new(engine, wasm).map_err(|e| {
                     Error::Invalid(format!("not a valid WebAssembly component: {e:#}"))
                 })?;
                 (component, false)
             }
         };
-        let pre = self.link(&component)?;
+        let mut pre = self.link(&component)?;
         // Only a component that passed every check reaches the cache.
-        if !from_cache && let Err(error) = self.inner.cache.store(&digest, &component) {
-            tracing::warn!(
-                "the compiled component was not cached and will be compiled again after a restart: {error}"
-            );
+        if !from_cache {
+            match self.inner.cache.store(&digest, &component) {
+                // Run from the cache file rather than from what the compiler left in anonymous
+                // memory: its code and memory image are then file-backed pages, shared with the
+                // page cache and evictable, instead of tens of MiB of heap per large component.
+                Ok(()) => match self.inner.cache.load(engine, &digest) {
+                    Some(mapped) => pre = self.link(&mapped)?,
+                    None => tracing::warn!(
+                        "the compiled component could not be reloaded from the cache; running it from memory"
+                    ),
+                },
+                Err(error) => tracing::warn!(
+                    "the compiled component was not cached and will be compiled again after a restart: {error}"
+                ),
+            }
         }
         Ok(Handler {
             inner: Arc::new(HandlerInner {
@@ -301,54 +351,70 @@ impl Executor {
         })
     }
 
+    /// How many uploads this executor has compiled (cache loads and refusals before compiling
+    /// are not counted); also exported as `sluice_component_compilations_total`.
+    pub fn compilations(&self) -> u64 {
+        self.inner.compilations.load(Ordering::Relaxed)
+    }
+
+    /// Checks the component's imports and exports from its type information, without
+    /// compiling its code: `handle` must be an exported function, and the imports (names and
+    /// types) must be ones the linker provides. The type of `handle` is left to
+    /// [`Executor::link`], after compiling.
+    fn check_surface(&self, wasm: &[u8]) -> Result<(), Error> {
+        let surface = surface::read(wasm)
+            .map_err(|e| Error::Invalid(format!("not a valid WebAssembly component: {e}")))?;
+        match surface
+            .exports
+            .iter()
+            .find(|export| export.name == "handle")
+        {
+            Some(export) if export.kind == surface::Kind::Func => {}
+            Some(export) => return Err(handle_of_wrong_kind(export.kind.describe())),
+            None => {
+                return Err(no_handle(
+                    surface.exports.iter().map(|export| export.name.as_str()),
+                ));
+            }
+        }
+        if surface.imports.len() == surface.imports_after_leading {
+            return Ok(());
+        }
+        // Only the imports and their types: no code, so this compiles in a moment. If it does
+        // not compile, the upload is invalid and compiling it will say why, quickly too, since
+        // validation comes before code generation.
+        let Ok(imports) = Component::new(&self.inner.engine, surface.imports_only(wasm)) else {
+            return Ok(());
+        };
+        match self.inner.linker.instantiate_pre(&imports) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(foreign_imports(
+                surface.imports.iter().map(|import| import.name.as_str()),
+                &e,
+            )),
+        }
+    }
+
     /// Checks the component against the `handler` world and the host's imports.
     fn link(&self, component: &Component) -> Result<HandlerPre<State>, Error> {
         let engine = &self.inner.engine;
         let ty = component.component_type();
         match ty.get_export(engine, "handle").map(|export| export.ty) {
             Some(ComponentItem::ComponentFunc(_)) => {}
-            Some(other) => {
-                return Err(Error::Invalid(format!(
-                    "the component exports `handle`, but as {} rather than the function of world {WORLD}",
-                    item_kind(&other)
-                )));
-            }
+            Some(other) => return Err(handle_of_wrong_kind(item_kind(&other))),
             None => {
                 let exports: Vec<String> = ty
                     .exports(engine)
-                    .map(|(name, _)| format!("`{name}`"))
+                    .map(|(name, _)| name.to_owned())
                     .collect();
-                let exports = if exports.is_empty() {
-                    "nothing".to_owned()
-                } else {
-                    exports.join(", ")
-                };
-                return Err(Error::Invalid(format!(
-                    "the component does not export the `handle` function of world {WORLD} (it exports {exports}); \
-                     build it against the `handler` world of Sluice's WIT package"
-                )));
+                return Err(no_handle(exports.iter().map(String::as_str)));
             }
         }
-        let pre = self.inner.linker.instantiate_pre(component).map_err(|e| {
-            // Name the culprits when they are outside what we provide at all; otherwise (a WASI
-            // or outbox import of the wrong version or shape) wasmtime's own words say which.
-            let foreign: Vec<String> = ty
-                .imports(engine)
-                .map(|(name, _)| name)
-                .filter(|name| !name.starts_with("wasi:") && !name.starts_with("sluice:queue/"))
-                .map(|name| format!("`{name}`"))
-                .collect();
-            let what = if foreign.is_empty() {
-                "something Sluice does not provide".to_owned()
-            } else {
-                format!("{}, which Sluice does not provide", foreign.join(", "))
-            };
-            Error::Invalid(format!(
-                "the component imports {what}. Handlers may import only WASI 0.2 (wasi:cli, \
-                 wasi:io, wasi:clocks, wasi:random, wasi:filesystem, wasi:sockets; all of them \
-                 deny access) and sluice:queue/outbox@0.1.0. (wasmtime: {e:#})"
-            ))
-        })?;
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| foreign_imports(ty.imports(engine).map(|(name, _)| name), &e))?;
         HandlerPre::new(pre).map_err(|e| {
             Error::Invalid(format!(
                 "the component's `handle` export does not match world {WORLD}: {e:#}"
@@ -412,7 +478,23 @@ impl Inner {
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
-        store.set_epoch_deadline(deadline_ticks(limits.timeout));
+        // The deadline is an instant, not a number of ticks: when the epoch deadline arrives
+        // the clock decides, so ticks that came late (or early) never move the limit.
+        match start.checked_add(limits.timeout.max(MIN_TIMEOUT)) {
+            Some(deadline) => {
+                store.set_epoch_deadline(ticks_until(deadline, start));
+                store.epoch_deadline_callback(move |_| {
+                    let now = Instant::now();
+                    Ok(if now >= deadline {
+                        UpdateDeadline::Interrupt
+                    } else {
+                        UpdateDeadline::Continue(ticks_until(deadline, now))
+                    })
+                });
+            }
+            // A limit past the end of the clock's range is no limit.
+            None => store.set_epoch_deadline(u64::MAX),
+        }
 
         let batch: Vec<types::Message> = batch
             .into_iter()
@@ -480,10 +562,39 @@ impl Inner {
     }
 }
 
-/// Ticks until the deadline: rounded up, plus one because the next tick may come at once.
-fn deadline_ticks(timeout: Duration) -> u64 {
-    let ticks = timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
-    u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1)
+/// The epoch ticker: advances the engine's epoch by one for every [`EPOCH_TICK`] of wall time,
+/// until `stopped` disconnects or the engine is gone. It sleeps until the next tick is due by
+/// the clock and, when it wakes late (a busy machine), adds every tick that came due meanwhile,
+/// so the epoch never falls behind the clock by more than one late wake-up.
+fn tick(engine: &wasmtime::EngineWeak, stopped: &mpsc::Receiver<()>) {
+    let origin = Instant::now();
+    let tick_nanos = EPOCH_TICK.as_nanos() as u64;
+    // Ticks since `origin`; at 5 ms a tick, u64 nanoseconds last for centuries.
+    let mut ticks: u64 = 0;
+    loop {
+        let next = origin + Duration::from_nanos((ticks + 1) * tick_nanos);
+        match stopped.recv_timeout(next.saturating_duration_since(Instant::now())) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        let Some(engine) = engine.upgrade() else {
+            return;
+        };
+        let due = origin.elapsed().as_nanos() as u64 / tick_nanos;
+        while ticks < due {
+            engine.increment_epoch();
+            ticks += 1;
+        }
+    }
+}
+
+/// Epoch ticks from `now` until `deadline`, rounded up and at least one: when they have passed,
+/// the deadline callback looks at the clock again. A tick may come at once after `now`, so this
+/// can fire up to one tick early, never late; the callback then re-arms for what is left.
+fn ticks_until(deadline: Instant, now: Instant) -> u64 {
+    let left = deadline.saturating_duration_since(now);
+    let ticks = left.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
+    u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
 }
 
 /// Names why an invocation failed, from the error wasmtime returned and what the host saw.
@@ -592,6 +703,52 @@ fn check_header(wasm: &[u8]) -> Result<(), Error> {
         ))),
         None => Err(Error::Invalid("not a WebAssembly binary: it ends right after the magic bytes".to_owned())),
     }
+}
+
+/// The refusal of a component that does not export `handle`; `exports` are what it does export.
+fn no_handle<'a>(exports: impl Iterator<Item = &'a str>) -> Error {
+    let exports: Vec<String> = exports.map(|name| format!("`{name}`")).collect();
+    let exports = if exports.is_empty() {
+        "nothing".to_owned()
+    } else {
+        exports.join(", ")
+    };
+    Error::Invalid(format!(
+        "the component does not export the `handle` function of world {WORLD} (it exports {exports}); \
+         build it against the `handler` world of Sluice's WIT package"
+    ))
+}
+
+fn handle_of_wrong_kind(kind: &str) -> Error {
+    Error::Invalid(format!(
+        "the component exports `handle`, but as {kind} rather than the function of world {WORLD}"
+    ))
+}
+
+/// The refusal of a component whose imports the linker refused (`linker` says why).
+/// Imports outside the namespaces Sluice provides at all are named, up to a few; others (a WASI
+/// or outbox import of the wrong version or shape) are named by wasmtime's own words.
+fn foreign_imports<'a>(imports: impl Iterator<Item = &'a str>, linker: &wasmtime::Error) -> Error {
+    let foreign: Vec<String> = imports
+        .filter(|name| !name.starts_with("wasi:") && !name.starts_with("sluice:queue/"))
+        .map(|name| format!("`{name}`"))
+        .collect();
+    let what = match foreign.len() {
+        0 => "something Sluice does not provide".to_owned(),
+        n if n <= FOREIGN_IMPORTS_NAMED => {
+            format!("{}, which Sluice does not provide", foreign.join(", "))
+        }
+        n => format!(
+            "{} and {} more, which Sluice does not provide",
+            foreign[..FOREIGN_IMPORTS_NAMED].join(", "),
+            n - FOREIGN_IMPORTS_NAMED
+        ),
+    };
+    Error::Invalid(format!(
+        "the component imports {what}. Handlers may import only WASI 0.2 (wasi:cli, wasi:io, \
+         wasi:clocks, wasi:random, wasi:filesystem, wasi:sockets; all of them deny access) and \
+         sluice:queue/outbox@0.1.0. (wasmtime: {linker:#})"
+    ))
 }
 
 fn item_kind(item: &ComponentItem) -> &'static str {

@@ -2,57 +2,15 @@
 //! themselves, and tiny hand-written components for the uploads that must be refused.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::*;
 
-/// Builds the guest workspace once per test process and returns where its `.wasm` files are.
-///
-/// `cargo test` holds the lock of its own target directory while tests run, so the nested build
-/// uses a directory of its own (`SLUICE_GUEST_TARGET_DIR`, or `guests/` inside the outer target
-/// directory, found from this test binary's path) and must not inherit `CARGO_TARGET_DIR`.
+/// Where the guest workspace's `.wasm` files are, built once (see [`crate::guests`]).
 fn guests_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let target_dir = std::env::var_os("SLUICE_GUEST_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                // <target>/<profile>/deps/sluice-<hash>
-                let exe = std::env::current_exe().expect("test binary path");
-                exe.ancestors()
-                    .nth(3)
-                    .expect("test binary inside a target directory")
-                    .join("guests")
-            });
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/guests/Cargo.toml");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let output = Command::new(cargo)
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "--manifest-path",
-            ])
-            .arg(&manifest)
-            .arg("--target-dir")
-            .arg(&target_dir)
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("CARGO_BUILD_TARGET_DIR")
-            .env_remove("CARGO_BUILD_TARGET")
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .output()
-            .expect("running cargo to build the test guests");
-        assert!(
-            output.status.success(),
-            "building the test guests failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        target_dir.join("wasm32-wasip2/release")
-    })
+    DIR.get_or_init(|| crate::guests::build("tests/guests", None).unwrap_or_else(|e| panic!("{e}")))
 }
 
 fn guest(name: &str) -> Vec<u8> {
@@ -81,6 +39,7 @@ fn executor_in(cache_dir: &Path) -> Executor {
         cache_dir: cache_dir.to_owned(),
         max_memory_bytes: 64 << 20,
         max_instances: 8,
+        keep_resident_bytes: KEEP_RESIDENT_BYTES,
     })
     .unwrap()
 }
@@ -518,17 +477,33 @@ fn a_handle_of_the_wrong_type_is_refused() {
     );
 }
 
-#[test]
-fn an_unknown_import_is_named() {
-    let wasm = wat::parse_str(
+/// A component importing each of `imports` as an instance with one function, `f: func()`, and
+/// exporting a `handle` of the wrong type: everything about it but the imports can only be
+/// refused after compiling.
+fn importing(imports: &[&str]) -> Vec<u8> {
+    let imports: String = imports
+        .iter()
+        .map(|name| format!("(import \"{name}\" (instance (export \"f\" (func))))\n"))
+        .collect();
+    wat::parse_str(format!(
         r#"(component
-             (import "acme:db/query@1.0.0" (instance (export "run" (func))))
+             {imports}
              (core module $m (func (export "f")))
              (core instance $i (instantiate $m))
-             (func (export "handle") (canon lift (core func $i "f"))))"#,
-    )
-    .unwrap();
-    let message = invalid(&wasm);
+             (func (export "handle") (canon lift (core func $i "f"))))"#
+    ))
+    .unwrap()
+}
+
+#[test]
+fn an_unknown_import_is_named_and_refused_before_compiling() {
+    let dir = tempfile::tempdir().unwrap();
+    let executor = executor_in(dir.path());
+    let refuse = |wasm: &[u8]| match executor.prepare(wasm) {
+        Err(Error::Invalid(message)) => message,
+        other => panic!("expected Error::Invalid, got {other:?}"),
+    };
+    let message = refuse(&importing(&["acme:db/query@1.0.0"]));
     assert!(
         message.starts_with(
             "the component imports `acme:db/query@1.0.0`, which Sluice does not provide."
@@ -536,6 +511,38 @@ fn an_unknown_import_is_named() {
         "{message}"
     );
     assert!(message.contains("sluice:queue/outbox@0.1.0"), "{message}");
+    assert_eq!(executor.compilations(), 0, "refused before compiling");
+
+    // An interface the host has, but of another version or shape: wasmtime names it.
+    for wrong in [
+        "wasi:cli/environment@0.3.0",
+        "wasi:cli/environment@0.2.0",
+        "sluice:queue/outbox@0.1.0",
+    ] {
+        let message = refuse(&importing(&[wrong]));
+        assert!(
+            message.starts_with("the component imports something Sluice does not provide.")
+                && message.contains(&format!("`{wrong}`")),
+            "{message}"
+        );
+    }
+    // Many unknown imports: the first ten are named, the rest counted.
+    let names: Vec<String> = (0..12).map(|i| format!("acme:db/t{i}@1.0.0")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let message = refuse(&importing(&names));
+    assert!(
+        message.contains("`acme:db/t9@1.0.0` and 2 more, which Sluice does not provide."),
+        "{message}"
+    );
+    assert_eq!(executor.compilations(), 0, "none of them was compiled");
+
+    // A real handler, whose WASI and outbox imports are all provided, is compiled.
+    executor.prepare(&guest("ok")).unwrap();
+    assert_eq!(executor.compilations(), 1);
+    // An export of the wrong type can only be found by compiling.
+    let message = refuse(&importing(&[]));
+    assert!(message.contains("does not match world"), "{message}");
+    assert_eq!(executor.compilations(), 2);
 }
 
 #[tokio::test]
@@ -583,11 +590,93 @@ async fn a_restart_loads_the_compiled_component_from_the_cache() {
 }
 
 #[test]
-fn deadline_ticks_round_up() {
-    assert_eq!(deadline_ticks(Duration::from_millis(200)), 21);
-    assert_eq!(deadline_ticks(Duration::from_millis(201)), 22);
-    assert_eq!(deadline_ticks(Duration::ZERO), 1);
-    assert_eq!(deadline_ticks(Duration::MAX), u64::MAX);
+fn ticks_until_rounds_up_and_is_never_zero() {
+    let now = Instant::now();
+    let tick = EPOCH_TICK;
+    assert_eq!(ticks_until(now + tick * 40, now), 40);
+    assert_eq!(
+        ticks_until(now + tick * 40 + Duration::from_nanos(1), now),
+        41
+    );
+    assert_eq!(ticks_until(now, now), 1);
+    assert_eq!(
+        ticks_until(now, now + tick),
+        1,
+        "a passed deadline checks at the next tick"
+    );
+}
+
+/// Threads that keep every core busy until dropped.
+struct CpuLoad {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl CpuLoad {
+    fn start(threads: usize) -> CpuLoad {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..threads)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        n = std::hint::black_box(n.wrapping_add(1));
+                    }
+                })
+            })
+            .collect();
+        CpuLoad { stop, threads }
+    }
+}
+
+impl Drop for CpuLoad {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Two looping handlers at once while every core is kept busy: a 2 s limit stops each within
+/// 5% of it, never before it. Before the deadline followed the clock, ticks counted as sleeps
+/// stretched under load and this limit fired at 3.3-3.7 s. The shortest accepted limit is
+/// enforced as well (stopped, never early); how late depends on the machine's load, so it is
+/// printed and only bounded loosely here.
+///
+/// `cargo test -p sluice --lib executor::tests::time_limits -- --nocapture` prints the figures.
+#[tokio::test(flavor = "multi_thread")]
+async fn time_limits_follow_the_wall_clock_under_cpu_load() {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let _load = CpuLoad::start(cores);
+    let held_to = |timeout: Duration| (timeout / 20).max(Duration::from_millis(20));
+    let cases = [
+        (Duration::from_secs(2), held_to(Duration::from_secs(2))),
+        (MIN_TIMEOUT, Duration::from_millis(100)),
+    ];
+    for (timeout, tolerance) in cases {
+        let limits = Limits {
+            timeout,
+            ..limits()
+        };
+        let runs = (0..2).map(|_| run("loop", &limits, vec![message("1", "x", &[])]));
+        for invocation in futures::future::join_all(runs).await {
+            assert_eq!(failure(&invocation).0, FailureKind::Timeout);
+            let took = invocation.duration;
+            println!(
+                "limit {timeout:?}, two looping handlers, {cores} busy threads on {cores} cores: \
+                 stopped after {took:?} ({:?} late)",
+                took.saturating_sub(timeout)
+            );
+            assert!(took >= timeout, "stopped early: {took:?} for {timeout:?}");
+            assert!(
+                took <= timeout + tolerance,
+                "limit {timeout:?} stopped the handler after {took:?}, more than {tolerance:?} late"
+            );
+        }
+    }
 }
 
 /// Release-mode figures:
@@ -668,4 +757,77 @@ async fn measure() {
              {through_invoke:?} through invoke (spawn_blocking)"
         );
     }
+}
+
+/// Minor page faults of the calling thread so far (field 10 of /proc/thread-self/stat).
+fn thread_minor_faults() -> u64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    // The command name (field 2) is in parentheses and may hold spaces: count fields after it.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.split(' ').nth(7).unwrap().parse().unwrap()
+}
+
+#[test]
+fn warm_slots_keep_dirtied_memory_resident() {
+    // Page faults per invocation once warm, on this thread, with one pool slot reused each time.
+    let faults = |keep_resident_bytes| {
+        let dir = tempfile::tempdir().unwrap();
+        let executor = Executor::new(ExecutorConfig {
+            cache_dir: dir.path().to_owned(),
+            max_memory_bytes: 64 << 20,
+            max_instances: 1,
+            keep_resident_bytes,
+        })
+        .unwrap();
+        let handler = executor.prepare(&guest("ok")).unwrap();
+        // A 256 KiB body: the guest's allocator dirties that much of its memory and more.
+        let batch = vec![message("1", &"x".repeat(256 << 10), &[])];
+        let call = || {
+            let invocation = executor
+                .inner
+                .run(&handler, &limits(), batch.clone(), check());
+            assert_eq!(invocation.outcome, Outcome::Ok(Vec::new()));
+        };
+        for _ in 0..3 {
+            call();
+        }
+        let before = thread_minor_faults();
+        for _ in 0..10 {
+            call();
+        }
+        (thread_minor_faults() - before) / 10
+    };
+    let released = faults(0);
+    let kept = faults(KEEP_RESIDENT_BYTES);
+    assert!(
+        released >= 64 && kept * 4 <= released,
+        "page faults per warm invocation: {kept} with slots kept resident, {released} released"
+    );
+}
+
+#[test]
+fn a_compiled_component_runs_from_its_cache_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let executor = executor_in(dir.path());
+    let handler = executor.prepare(&guest("ok")).unwrap();
+    assert!(!handler.from_cache(), "compiled, not loaded");
+    let code = handler.inner.pre.instance_pre().component().image_range();
+    let start = code.start as usize;
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let mapping = maps
+        .lines()
+        .find(|line| {
+            let range = line.split(' ').next().unwrap();
+            let (from, to) = range.split_once('-').unwrap();
+            let (from, to) = (
+                usize::from_str_radix(from, 16).unwrap(),
+                usize::from_str_radix(to, 16).unwrap(),
+            );
+            (from..to).contains(&start)
+        })
+        .expect("the compiled code is mapped");
+    assert!(
+        mapping.trim_end().ends_with(".cwasm"),
+        "the compiled code should be mapped from the cache file (file-backed, evictable), not held in anonymous memory: {mapping}"
+    );
 }

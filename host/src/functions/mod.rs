@@ -1,11 +1,12 @@
 //! The function registry: upload (validate, compile, store the component by content hash),
 //! versions, activation and rollback, and the per-function config (env, limits) that the
-//! executor runs each invocation with. Also keeps each function's recent invocations.
+//! executor runs each invocation with. Its [`log`] keeps every invocation.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::path::PathBuf;
+mod log;
+
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -15,8 +16,7 @@ use crate::executor::{
 };
 use crate::store::{self, FunctionRecord, Message, Store};
 
-/// How many invocations are kept per function for `GET /v1/functions/{name}/invocations`.
-const RECENT_INVOCATIONS: usize = 100;
+pub use log::{InvocationLog, LogRetention};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -28,8 +28,6 @@ pub enum Error {
     InvalidConfig(String),
     #[error("invalid function name `{0}`: use 1 to 80 characters of A-Z, a-z, 0-9, `-` and `_`")]
     InvalidName(String),
-    #[error("{0}")]
-    Blob(std::io::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -68,10 +66,14 @@ const MAX_SENDS: usize = 100_000;
 
 impl FunctionConfig {
     pub fn validate(&self) -> Result<()> {
-        if !(1..=MAX_TIMEOUT_MS).contains(&self.timeout_ms) {
+        let min_timeout_ms = executor::MIN_TIMEOUT.as_millis() as u64;
+        if !(min_timeout_ms..=MAX_TIMEOUT_MS).contains(&self.timeout_ms) {
             return Err(Error::InvalidConfig(format!(
-                "timeout_ms must be between 1 and {MAX_TIMEOUT_MS}, got {}",
-                self.timeout_ms
+                "timeout_ms must be between {min_timeout_ms} and {MAX_TIMEOUT_MS}, got {}; \
+                 time limits are enforced by a clock that ticks every {} ms, so a limit shorter \
+                 than {min_timeout_ms} ms cannot be held to",
+                self.timeout_ms,
+                executor::EPOCH_TICK.as_millis()
             )));
         }
         if !(1..=MAX_MEMORY_MB).contains(&self.memory_mb) {
@@ -112,9 +114,11 @@ impl FunctionConfig {
     }
 }
 
-/// One invocation as kept in the recent-invocations log and returned by `invoke`.
+/// One invocation as kept in the invocation log and returned by `invoke`.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct InvocationRecord {
+    /// Its place in the log: later invocations have greater ids (a cursor for paging).
+    pub id: u64,
     pub function: String,
     pub version: u32,
     pub started_at_ms: u64,
@@ -122,7 +126,9 @@ pub struct InvocationRecord {
     pub batch_size: usize,
     /// `ok`, `error` (the handler returned `err`), or a failure: `trap`, `panic`, `timeout`,
     /// `out_of_memory`, `stack_overflow`.
-    pub outcome: &'static str,
+    pub outcome: String,
+    /// A dry run (`POST /v1/functions/{name}/invoke`): nothing it did was committed.
+    pub dry_run: bool,
     pub error: Option<String>,
     pub failures: Vec<serde_json::Value>,
     pub logs: String,
@@ -134,14 +140,14 @@ pub struct InvocationRecord {
 }
 
 impl InvocationRecord {
-    /// `include_sends` keeps the sent messages themselves (for dry runs), not just their count.
+    /// A dry run keeps the sent messages themselves, not just their count.
     pub fn new(
         function: &str,
         version: u32,
         batch_size: usize,
         started_at_ms: u64,
         invocation: &Invocation,
-        include_sends: bool,
+        dry_run: bool,
     ) -> Self {
         use base64::Engine as _;
         let (outcome, error, failures) = match &invocation.outcome {
@@ -167,7 +173,7 @@ impl InvocationRecord {
         let sends = invocation
             .sends
             .iter()
-            .filter(|_| include_sends)
+            .filter(|_| dry_run)
             .map(|s| {
                 let attributes: serde_json::Map<_, _> = s
                     .attributes
@@ -184,12 +190,14 @@ impl InvocationRecord {
             })
             .collect();
         InvocationRecord {
+            id: 0,
             function: function.to_owned(),
             version,
             started_at_ms,
             duration_ms: invocation.duration.as_secs_f64() * 1000.0,
             batch_size,
-            outcome,
+            outcome: outcome.to_owned(),
+            dry_run,
             error,
             failures,
             logs: invocation.logs.clone(),
@@ -227,25 +235,29 @@ pub struct Functions {
 struct Inner {
     store: Store,
     executor: Executor,
-    blob_dir: PathBuf,
     /// Prepared components by sha256, so each is compiled or loaded once per process.
     handlers: Mutex<HashMap<String, Handler>>,
-    recent: Mutex<HashMap<String, VecDeque<InvocationRecord>>>,
+    log: InvocationLog,
 }
 
 impl Functions {
-    /// `blob_dir` holds uploaded components, one file per sha256.
-    pub fn new(store: Store, executor: Executor, blob_dir: PathBuf) -> Result<Functions> {
-        std::fs::create_dir_all(&blob_dir).map_err(Error::Blob)?;
-        Ok(Functions {
+    /// Components are kept by the store, so every host sharing it can run every function;
+    /// each host compiles them once into the executor's cache. Invocations are kept for
+    /// `retention`.
+    pub fn new(store: Store, executor: Executor, retention: LogRetention) -> Functions {
+        Functions {
             inner: Arc::new(Inner {
+                log: InvocationLog::new(store.clone(), retention),
                 store,
                 executor,
-                blob_dir,
                 handlers: Mutex::new(HashMap::new()),
-                recent: Mutex::new(HashMap::new()),
             }),
-        })
+        }
+    }
+
+    /// Every invocation: kept, paged and followed.
+    pub fn log(&self) -> &InvocationLog {
+        &self.inner.log
     }
 
     pub fn executor(&self) -> &Executor {
@@ -264,12 +276,8 @@ impl Functions {
         config.validate()?;
         let sha256 = hex::encode(Sha256::digest(&wasm));
         let (handler, wasm) = self.prepare(wasm).await?;
-        let path = self.inner.blob_dir.join(format!("{sha256}.wasm"));
         let size = wasm.len() as u64;
-        tokio::task::spawn_blocking(move || write_atomically(&path, &wasm))
-            .await
-            .map_err(|e| Error::Blob(std::io::Error::other(e)))?
-            .map_err(Error::Blob)?;
+        self.inner.store.put_component(&sha256, wasm).await?;
         self.cache(&sha256, handler);
         let config =
             serde_json::to_value(&config).map_err(|e| Error::InvalidConfig(e.to_string()))?;
@@ -288,13 +296,9 @@ impl Functions {
         Ok(self.inner.store.list_functions().await?)
     }
 
+    /// Deletes the function with its versions, trigger and invocation log.
     pub async fn delete(&self, name: &str) -> Result<()> {
         self.inner.store.delete_function(name).await?;
-        self.inner
-            .recent
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(name);
         Ok(())
     }
 
@@ -352,7 +356,7 @@ impl Functions {
                 Err(format!("queue `{queue}` does not exist"))
             }
         });
-        let started_at_ms = now_ms();
+        let started_at_ms = self.inner.store.now_ms();
         let size = batch.len();
         let invocation = self
             .inner
@@ -361,27 +365,7 @@ impl Functions {
             .await;
         let record =
             InvocationRecord::new(name, active.version, size, started_at_ms, &invocation, true);
-        self.record(record.clone());
-        Ok(record)
-    }
-
-    /// Adds an invocation to the function's recent log.
-    pub fn record(&self, record: InvocationRecord) {
-        let mut recent = self.inner.recent.lock().unwrap_or_else(|e| e.into_inner());
-        let log = recent.entry(record.function.clone()).or_default();
-        if log.len() == RECENT_INVOCATIONS {
-            log.pop_front();
-        }
-        log.push_back(record);
-    }
-
-    /// The function's recent invocations, newest first.
-    pub fn recent(&self, name: &str) -> Vec<InvocationRecord> {
-        let recent = self.inner.recent.lock().unwrap_or_else(|e| e.into_inner());
-        recent
-            .get(name)
-            .map(|log| log.iter().rev().cloned().collect())
-            .unwrap_or_default()
+        self.inner.log.record(record).await
     }
 
     async fn handler(&self, sha256: &str) -> Result<Handler> {
@@ -394,13 +378,7 @@ impl Functions {
         {
             return Ok(handler.clone());
         }
-        let path = self.inner.blob_dir.join(format!("{sha256}.wasm"));
-        let wasm = tokio::fs::read(&path).await.map_err(|e| {
-            Error::Blob(std::io::Error::new(
-                e.kind(),
-                format!("reading {}: {e}", path.display()),
-            ))
-        })?;
+        let wasm = self.inner.store.get_component(sha256).await?;
         let (handler, _) = self.prepare(wasm).await?;
         self.cache(sha256, handler.clone());
         Ok(handler)
@@ -438,30 +416,6 @@ fn validate_name(name: &str) -> Result<()> {
     }
 }
 
-/// Writes via a temporary file and a rename, so a crash never leaves half a component.
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    if path.exists() {
-        return Ok(());
-    }
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -474,6 +428,23 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(zero.validate(), Err(Error::InvalidConfig(_))));
+        let shortest = executor::MIN_TIMEOUT.as_millis() as u64;
+        let too_short = FunctionConfig {
+            timeout_ms: shortest - 1,
+            ..Default::default()
+        };
+        match too_short.validate() {
+            Err(Error::InvalidConfig(message)) => assert!(
+                message.starts_with(&format!("timeout_ms must be between {shortest} and ")),
+                "{message}"
+            ),
+            other => panic!("a limit below the minimum was accepted: {other:?}"),
+        }
+        let shortest = FunctionConfig {
+            timeout_ms: shortest,
+            ..Default::default()
+        };
+        assert!(shortest.validate().is_ok());
         let huge = FunctionConfig {
             memory_mb: MAX_MEMORY_MB + 1,
             ..Default::default()

@@ -1,0 +1,205 @@
+//! The PostgreSQL phases of `sluice bench --database URL`: the plain `SKIP LOCKED` floor, then
+//! one and three hosts (separate `sluice serve` processes) on one scratch database, each
+//! draining a backlog and serving one producer and the trigger at once. Every phase runs on a
+//! database of its own, created on the given server and dropped after.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::ensure;
+use serde_json::{Value, json};
+
+use super::BenchArgs;
+use super::components::Components;
+use super::phases::{Child, authorized_client, body};
+use super::report::Report;
+use crate::store::postgres::floor;
+use crate::store::testdb::TestDatabase;
+
+/// Hosts on one database: the requests go to the first, the work is spread over all.
+struct Cluster {
+    hosts: Vec<Child>,
+    http: reqwest::Client,
+    _db: TestDatabase,
+}
+
+impl Cluster {
+    async fn start(n: usize, admin_url: &str, dir: &Path) -> anyhow::Result<Cluster> {
+        let db = TestDatabase::create_on(admin_url).await;
+        let mut hosts = Vec::new();
+        for i in 0..n {
+            hosts.push(Child::spawn_with(
+                &dir.join(format!("host-{i}")),
+                &["--database", &db.url],
+            )?);
+        }
+        Ok(Cluster {
+            hosts,
+            http: authorized_client()?,
+            _db: db,
+        })
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.hosts[0].url);
+        let response = self.http.request(method, url).json(&body).send().await?;
+        let status = response.status();
+        let text = response.text().await?;
+        ensure!(status.is_success(), "{path}: {status}: {text}");
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn prepare(&self, c: &Components, args: &BenchArgs, paused: bool) -> anyhow::Result<()> {
+        self.call(
+            reqwest::Method::POST,
+            "/v1/queues",
+            json!({"name": "hosts"}),
+        )
+        .await?;
+        let response = self
+            .http
+            .put(format!("{}/v1/functions/sum", self.hosts[0].url))
+            .header("content-type", "application/wasm")
+            .body(c.sum.clone())
+            .send()
+            .await?;
+        ensure!(
+            response.status().is_success(),
+            "deploy: {}",
+            response.status()
+        );
+        self.trigger(args, paused).await
+    }
+
+    async fn trigger(&self, args: &BenchArgs, paused: bool) -> anyhow::Result<()> {
+        let trigger = json!({
+            "queue": "hosts", "batch_size": args.batch_size, "max_wait_ms": 0,
+            "max_concurrency": args.concurrency, "paused": paused,
+        });
+        self.call(reqwest::Method::PUT, "/v1/functions/sum/trigger", trigger)
+            .await?;
+        Ok(())
+    }
+
+    /// Enqueues `n` messages over HTTP in batches, one request at a time, each waiting for its
+    /// durable 2xx (the peer-shaped producer).
+    async fn produce(&self, args: &BenchArgs, n: u64) -> anyhow::Result<()> {
+        let batch = u64::from(args.batch_size.max(1));
+        let mut seq = 0;
+        while seq < n {
+            let messages: Vec<Value> = (seq..n.min(seq + batch))
+                .map(|s| json!({"body": body(s, args.body_bytes)}))
+                .collect();
+            seq += messages.len() as u64;
+            self.call(
+                reqwest::Method::POST,
+                "/v1/queues/hosts/messages/batch",
+                json!({ "messages": messages }),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until `n` messages have been acknowledged; returns when.
+    async fn acked(&self, n: u64, deadline: Duration) -> anyhow::Result<Instant> {
+        let end = Instant::now() + deadline;
+        loop {
+            let queue = self
+                .call(reqwest::Method::GET, "/v1/queues/hosts", Value::Null)
+                .await?;
+            if queue["stats"]["acked_total"].as_u64().unwrap_or(0) >= n {
+                return Ok(Instant::now());
+            }
+            ensure!(
+                Instant::now() < end,
+                "not drained within {deadline:?}: {queue}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// Runs the floor and the 1- and 3-host phases against the server of `admin_url`.
+pub async fn run(
+    report: &mut Report,
+    args: &BenchArgs,
+    c: &Components,
+    admin_url: &str,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let n = args.messages;
+    let deadline = Duration::from_secs(60) + Duration::from_millis(n / 2);
+    let scratch = TestDatabase::create_on(admin_url).await;
+    let floor = floor::measure(
+        &scratch.url,
+        n,
+        args.body_bytes,
+        args.batch_size as usize,
+        args.concurrency as usize,
+    )
+    .await?;
+    drop(scratch);
+    let floor_drain = n as f64 / floor.drain.as_secs_f64();
+    let floor_concurrent = n as f64 / floor.concurrent.as_secs_f64();
+    report.add(
+        "pg.floor.insert_msgs_per_s",
+        n as f64 / floor.insert.as_secs_f64(),
+        "msg/s",
+    );
+    report.add("pg.floor.drain_msgs_per_s", floor_drain, "msg/s");
+    report.add("pg.floor.concurrent_msgs_per_s", floor_concurrent, "msg/s");
+
+    let mut drains = Vec::new();
+    for hosts in [1usize, 3] {
+        // Drain: a backlog enqueued with the trigger paused, then drained by every host.
+        let cluster = Cluster::start(hosts, admin_url, &dir.join(format!("drain-{hosts}"))).await?;
+        cluster.prepare(c, args, true).await?;
+        cluster.produce(args, n).await?;
+        let started = Instant::now();
+        cluster.trigger(args, false).await?;
+        let done = cluster.acked(n, deadline).await?;
+        let drain = n as f64 / done.duration_since(started).as_secs_f64();
+        report.add(format!("pg.hosts{hosts}.drain_msgs_per_s"), drain, "msg/s");
+        drains.push(drain);
+        drop(cluster);
+
+        // Concurrent: one producer waiting for each 2xx while the trigger consumes.
+        let cluster = Cluster::start(hosts, admin_url, &dir.join(format!("both-{hosts}"))).await?;
+        cluster.prepare(c, args, false).await?;
+        let started = Instant::now();
+        cluster.produce(args, n).await?;
+        let done = cluster.acked(n, deadline).await?;
+        let both = n as f64 / done.duration_since(started).as_secs_f64();
+        report.add(
+            format!("pg.hosts{hosts}.concurrent_msgs_per_s"),
+            both,
+            "msg/s",
+        );
+        report.add(
+            format!("pg.hosts{hosts}.concurrent_ratio_to_floor"),
+            both / floor_concurrent,
+            "x",
+        );
+    }
+    report.target(
+        "pg.hosts1.drain_ratio_to_floor",
+        drains[0] / floor_drain,
+        "x",
+        ">=",
+        0.7,
+    );
+    report.target(
+        "pg.hosts3_to_hosts1.drain_ratio",
+        drains[1] / drains[0],
+        "x",
+        ">=",
+        1.0,
+    );
+    Ok(())
+}
