@@ -8,9 +8,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tempfile::TempDir;
 
 /// The admin token every test server accepts (through `SLUICE_ADMIN_TOKEN`).
 pub const ADMIN_TOKEN: &str = "test-admin-token";
