@@ -23,24 +23,40 @@ pub enum Scope {
     Produce(Option<String>),
     /// Stats, peek, invocations and logs, metrics.
     Read,
+    /// Receive and settle by receipt (pull consumers), from every queue or only the named ones.
+    Consume(Option<String>),
 }
 
 impl Scope {
-    /// Parses `admin`, `deploy`, `read`, `produce` or `produce:QUEUE`.
+    /// Parses `admin`, `deploy`, `read`, `produce`, `produce:QUEUE`, `consume` or
+    /// `consume:QUEUE`.
     pub fn parse(text: &str) -> Result<Scope, String> {
+        let unknown = || {
+            format!(
+                "unknown scope `{text}`; use admin, deploy, read, produce, produce:QUEUE, \
+                 consume or consume:QUEUE"
+            )
+        };
+        let queue = |name: &str| {
+            store::validate_queue_name(name)
+                .map(|()| name.to_owned())
+                .map_err(|_| unknown())
+        };
         match text {
             "admin" => Ok(Scope::Admin),
             "deploy" => Ok(Scope::Deploy),
             "read" => Ok(Scope::Read),
             "produce" => Ok(Scope::Produce(None)),
-            other => match other.strip_prefix("produce:") {
-                Some(queue) if store::validate_queue_name(queue).is_ok() => {
-                    Ok(Scope::Produce(Some(queue.to_owned())))
+            "consume" => Ok(Scope::Consume(None)),
+            other => {
+                if let Some(name) = other.strip_prefix("produce:") {
+                    Ok(Scope::Produce(Some(queue(name)?)))
+                } else if let Some(name) = other.strip_prefix("consume:") {
+                    Ok(Scope::Consume(Some(queue(name)?)))
+                } else {
+                    Err(unknown())
                 }
-                _ => Err(format!(
-                    "unknown scope `{other}`; use admin, deploy, read, produce or produce:QUEUE"
-                )),
-            },
+            }
         }
     }
 }
@@ -53,6 +69,7 @@ pub enum Need {
     Admin,
     Deploy,
     Produce(String),
+    Consume(String),
     Read,
     /// Any valid token (routes that do not exist, so their absence is not revealed).
     AnyToken,
@@ -87,6 +104,13 @@ impl Need {
             {
                 Need::Produce((*queue).to_owned())
             }
+            [
+                "v1",
+                "queues",
+                queue,
+                "messages",
+                "receive" | "ack" | "retry" | "dead-letter" | "extend",
+            ] if *method == Method::POST => Need::Consume((*queue).to_owned()),
             ["v1", "queues", ..] => Need::Admin,
             ["v1", "functions"]
             | ["v1", "functions", _]
@@ -109,6 +133,8 @@ impl Need {
             (Need::Read, Scope::Read | Scope::Deploy) => true,
             (Need::Produce(_), Scope::Produce(None)) => true,
             (Need::Produce(queue), Scope::Produce(Some(allowed))) => queue == allowed,
+            (Need::Consume(_), Scope::Consume(None)) => true,
+            (Need::Consume(queue), Scope::Consume(Some(allowed))) => queue == allowed,
             _ => false,
         })
     }

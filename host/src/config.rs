@@ -136,7 +136,7 @@ impl Config {
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     #[serde(default)]
-    pub queues: std::collections::BTreeMap<String, crate::store::QueueSettings>,
+    pub queues: std::collections::BTreeMap<String, crate::api::model::QueueSettings>,
     #[serde(default)]
     pub functions: std::collections::BTreeMap<String, FunctionManifest>,
 }

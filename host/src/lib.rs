@@ -13,6 +13,9 @@
 //! 5. settles the batch through [`store`] in one transaction: acknowledge, retry with backoff,
 //!    dead-letter, and commit the handler's outbox sends.
 //!
+//! Consumers outside WebAssembly take the same path without steps 3 and 4: [`pull`] leases
+//! batches for them (the HTTP pull API), hands out receipts, and settles by receipt.
+//!
 //! Around that flow: [`auth`] decides who may call what (tokens and scopes), [`server`] wires
 //! the parts together for `sluice serve` (its `http` module is the front door: connection cap,
 //! read deadlines) and shuts them down in order, [`cli`] holds the
@@ -31,6 +34,7 @@ pub mod dispatch;
 pub mod executor;
 pub mod functions;
 pub mod guests;
+pub mod pull;
 pub mod series;
 pub mod server;
 pub mod store;

@@ -58,17 +58,21 @@ fn grants(scope: &str, need: &str) -> bool {
         "deploy" => ["admin", "deploy"].contains(&scope),
         "read" => ["admin", "deploy", "read"].contains(&scope),
         "produce" => ["admin", "produce", "produce:q"].contains(&scope),
+        "consume" => ["admin", "consume", "consume:q"].contains(&scope),
         other => panic!("SECURITY.md names an unknown scope `{other}`"),
     }
 }
 
-const SCOPES: [&str; 6] = [
+const SCOPES: [&str; 9] = [
     "admin",
     "deploy",
     "read",
     "produce",
     "produce:q",
     "produce:other",
+    "consume",
+    "consume:q",
+    "consume:other",
 ];
 
 /// Every method a client can spell, including ones no route serves and a lowercase `get`.
@@ -191,9 +195,10 @@ async fn every_route_method_and_scope_matches_security_md() {
         }
     }
     println!(
-        "auth matrix: {} routes × {} methods × 8 credentials = {checked} checks",
+        "auth matrix: {} routes × {} methods × {} credentials = {checked} checks",
         paths.len(),
-        METHODS.len()
+        METHODS.len(),
+        SCOPES.len() + 2
     );
 
     // Liveness and readiness need nothing.

@@ -15,6 +15,7 @@ mod limits;
 mod messages;
 mod openapi;
 mod polyglot;
+mod pull;
 mod queues;
 mod storage;
 mod support;

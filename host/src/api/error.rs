@@ -21,6 +21,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A pull consumer's receipt whose lease was lost: 409 `stale_receipt`.
+    #[error("{0}")]
+    StaleReceipt(String),
     #[error("{0}")]
     TooLarge(String),
     #[error("{0}")]
@@ -57,7 +60,7 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable and machine-readable: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
-    /// `method_not_allowed`, `request_timeout`, `conflict`, `payload_too_large`,
+    /// `method_not_allowed`, `request_timeout`, `conflict`, `stale_receipt`, `payload_too_large`,
     /// `uri_too_long`, `unsupported_media_type`, `invalid_component`, `queue_full`,
     /// `headers_too_large`, `storage_unavailable`, `server_busy`, `internal`.
     pub code: String,
@@ -73,6 +76,7 @@ impl ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::StaleReceipt(_) => (StatusCode::CONFLICT, "stale_receipt"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
@@ -190,6 +194,17 @@ impl From<functions::Error> for ApiError {
             functions::Error::Executor(e) => e.into(),
             err @ functions::Error::InvalidConfig(_) => ApiError::BadRequest(err.to_string()),
             err @ functions::Error::InvalidName(_) => ApiError::BadRequest(err.to_string()),
+        }
+    }
+}
+
+impl From<crate::pull::Error> for ApiError {
+    fn from(err: crate::pull::Error) -> Self {
+        use crate::pull::Error as E;
+        match err {
+            E::Store(err) => err.into(),
+            E::HasTrigger { .. } => ApiError::Conflict(err.to_string()),
+            E::Invalid(message) => ApiError::BadRequest(message),
         }
     }
 }

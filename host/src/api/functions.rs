@@ -15,8 +15,8 @@ use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
 use super::messages::{decode_attributes, decode_body};
+use super::model::{Trigger, TriggerView};
 use super::{ApiError, AppState, ErrorBody, Segment, body_error, parse_json, parse_optional_json};
-use crate::dispatch::TriggerStatus;
 use crate::functions::{FunctionConfig, InvocationRecord};
 use crate::store::{FunctionRecord, FunctionVersion, Message, TriggerRecord};
 
@@ -159,7 +159,7 @@ pub struct FunctionView {
     name: String,
     active_version: u32,
     versions: Vec<VersionView>,
-    trigger: Option<TriggerRecord>,
+    trigger: Option<Trigger>,
 }
 
 /// One version of a function.
@@ -219,7 +219,7 @@ impl FunctionView {
             name: record.name,
             active_version: record.active_version,
             versions: versions(record.versions)?,
-            trigger: record.trigger,
+            trigger: record.trigger.map(Trigger::from),
         })
     }
 }
@@ -235,7 +235,7 @@ pub struct FunctionDetails {
     name: String,
     active_version: u32,
     versions: Vec<VersionView>,
-    trigger: Option<TriggerStatus>,
+    trigger: Option<TriggerView>,
 }
 
 /// List functions with their versions and triggers.
@@ -273,7 +273,7 @@ pub async fn show(
         name: record.name,
         active_version: record.active_version,
         versions: versions(record.versions)?,
-        trigger: record.trigger.map(|t| state.dispatcher.status(t)),
+        trigger: record.trigger.map(|t| state.dispatcher.status(t).into()),
     }))
 }
 
@@ -427,7 +427,7 @@ fn default_concurrency() -> u32 {
     params(("name" = String, Path, description = "Function name")),
     request_body(content = TriggerRequest, content_type = "application/json"),
     responses(
-        (status = 200, description = "The trigger and its state", body = TriggerStatus),
+        (status = 200, description = "The trigger and its state", body = TriggerView),
         (status = 400, description = "Invalid JSON, settings or path", body = ErrorBody),
         (status = 404, description = "No such function or queue", body = ErrorBody),
         (status = 409, description = "The queue already has a consumer", body = ErrorBody),
@@ -438,7 +438,7 @@ pub async fn put_trigger(
     State(state): State<AppState>,
     Segment(name): Segment,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<TriggerStatus>, ApiError> {
+) -> Result<Json<TriggerView>, ApiError> {
     let body = body.map_err(body_error)?;
     let request: TriggerRequest = parse_json(&body)?;
     if !(1..=1000).contains(&request.batch_size) {
@@ -456,6 +456,25 @@ pub async fn put_trigger(
             "`max_concurrency` must be between 1 and 1000".into(),
         ));
     }
+    // One kind of consumer per queue: messages pull consumers hold must be settled (or their
+    // visibility timeout pass) before a trigger takes the queue over.
+    let bound = state
+        .store
+        .list_triggers()
+        .await?
+        .into_iter()
+        .any(|t| t.queue == request.queue);
+    if !bound {
+        let in_flight = state.store.get_queue(&request.queue).await?.stats.in_flight;
+        if in_flight > 0 {
+            return Err(ApiError::Conflict(format!(
+                "queue `{}` has {in_flight} message(s) received by pull consumers and not yet \
+                 settled; a queue has one kind of consumer at a time: ack them (or let their \
+                 visibility timeout pass), then bind the trigger",
+                request.queue
+            )));
+        }
+    }
     let record = TriggerRecord {
         function: name.clone(),
         queue: request.queue,
@@ -466,7 +485,7 @@ pub async fn put_trigger(
     };
     let record = state.store.put_trigger(record).await?;
     state.dispatcher.refresh(&name).await;
-    Ok(Json(state.dispatcher.status(record)))
+    Ok(Json(state.dispatcher.status(record).into()))
 }
 
 /// Stop consuming; in-flight batches still settle.

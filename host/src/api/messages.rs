@@ -11,9 +11,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
+use super::model::Enqueued;
 use super::{ApiError, AppState, ErrorBody, Segment, body_error, parse_json};
 use crate::config::ApiLimits;
-use crate::store::{self, Enqueued, Message, NewMessage};
+use crate::store::{self, Message, NewMessage};
 
 const ATTR_PREFIX: &str = "sluice-attr-";
 
@@ -63,7 +64,7 @@ pub async fn enqueue_one(
     let enqueued = ids
         .pop()
         .ok_or_else(|| ApiError::Internal("enqueue returned no id".into()))?;
-    Ok((StatusCode::CREATED, Json(enqueued)))
+    Ok((StatusCode::CREATED, Json(enqueued.into())))
 }
 
 /// One message of a batch enqueue: exactly one of `body` and `body_base64`.
@@ -337,12 +338,6 @@ impl From<&Message> for PeekedMessage {
     }
 }
 
-/// Parses a message id as the API shows it.
-pub(crate) fn message_id(id: &str) -> Result<u64, ApiError> {
-    id.parse::<u64>()
-        .map_err(|_| ApiError::BadRequest(format!("`{id}` is not a message id")))
-}
-
 /// Delete one message, in flight or not (a dead letter not worth redriving, say).
 #[utoipa::path(delete, path = "/v1/queues/{queue}/messages/{id}", tag = "messages",
     params(
@@ -361,10 +356,13 @@ pub async fn delete_one(
 ) -> Result<axum::http::StatusCode, ApiError> {
     let axum::extract::Path((queue, id)) =
         path.map_err(|e| ApiError::BadRequest(format!("invalid path: {}", e.body_text())))?;
-    let id = message_id(&id)?;
-    match state.store.delete_messages(&queue, vec![id]).await? {
+    match state
+        .store
+        .delete_messages(&queue, vec![id.clone()])
+        .await?
+    {
         0 => Err(ApiError::NotFound(format!(
-            "queue `{queue}` has no message {id}"
+            "queue `{queue}` has no message `{id}` (ids are as peek shows them)"
         ))),
         _ => Ok(axum::http::StatusCode::NO_CONTENT),
     }

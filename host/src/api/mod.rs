@@ -6,7 +6,9 @@ mod error;
 mod functions;
 mod invocations;
 mod messages;
+pub mod model;
 mod openapi;
+mod pull;
 mod queues;
 mod tokens;
 
@@ -102,6 +104,11 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(messages::enqueue_one, messages::peek))
         .routes(routes!(messages::enqueue_batch))
         .routes(routes!(messages::delete_one))
+        .routes(routes!(pull::receive))
+        .routes(routes!(pull::ack))
+        .routes(routes!(pull::retry))
+        .routes(routes!(pull::dead_letter))
+        .routes(routes!(pull::extend))
         .routes(routes!(queues::purge))
         .routes(routes!(queues::redrive))
         .routes(routes!(queues::series))

@@ -11,9 +11,9 @@ use utoipa::ToSchema;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 
+use super::model::{QueueInfo, QueueSettings};
 use super::{ApiError, AppState, ErrorBody, Segment, body_error, parse_json, parse_optional_json};
 use crate::series::Sample;
-use crate::store::{QueueInfo, QueueSettings};
 
 /// The body of `POST /v1/queues`: `name` and any of `QueueSettings` (the rest take their
 /// defaults). Only documents the body, which `create` reads by hand so unknown settings are
@@ -85,8 +85,8 @@ pub async fn create(
         }
     };
     let settings = settings_from(Value::Object(fields))?;
-    let info = state.store.create_queue(&name, settings).await?;
-    Ok((StatusCode::CREATED, Json(info)))
+    let info = state.store.create_queue(&name, settings.into()).await?;
+    Ok((StatusCode::CREATED, Json(info.into())))
 }
 
 /// List queues with their settings and live stats.
@@ -97,7 +97,9 @@ pub async fn create(
     ))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<QueueList>, ApiError> {
     let queues = state.store.list_queues().await?;
-    Ok(Json(QueueList { queues }))
+    Ok(Json(QueueList {
+        queues: queues.into_iter().map(QueueInfo::from).collect(),
+    }))
 }
 
 /// Show a queue: settings and live stats.
@@ -113,7 +115,7 @@ pub async fn show(
     State(state): State<AppState>,
     Segment(queue): Segment,
 ) -> Result<Json<QueueInfo>, ApiError> {
-    Ok(Json(state.store.get_queue(&queue).await?))
+    Ok(Json(state.store.get_queue(&queue).await?.into()))
 }
 
 /// Change a queue: only the settings named in the body (a JSON merge patch of the current
@@ -142,13 +144,13 @@ pub async fn update(
         ));
     }
     let current = state.store.get_queue(&queue).await?;
-    let mut merged =
-        serde_json::to_value(&current.settings).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut merged = serde_json::to_value(QueueSettings::from(current.settings))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     merge(&mut merged, patch);
     let settings = settings_from(merged)?;
-    let info = state.store.update_queue(&queue, settings).await?;
+    let info = state.store.update_queue(&queue, settings.into()).await?;
     state.dispatcher.refresh_queue(&queue).await;
-    Ok(Json(info))
+    Ok(Json(info.into()))
 }
 
 /// Delete a queue and its messages. A deep queue's messages are deleted in chunks, each its
@@ -236,10 +238,6 @@ pub async fn redrive(
                     "at most {MAX_REDRIVE_IDS} `ids` per request"
                 )));
             }
-            let ids = ids
-                .iter()
-                .map(|id| super::messages::message_id(id))
-                .collect::<Result<Vec<_>, _>>()?;
             state
                 .store
                 .redrive_messages(&queue, request.to.as_deref(), ids)

@@ -11,9 +11,9 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::model::TokenInfo;
 use super::{ApiError, AppState, ErrorBody, Segment, body_error, parse_json};
 use crate::auth::{Denied, Identity, Need, NewToken, Scope};
-use crate::store::TokenRecord;
 
 /// Refuses requests without a valid token (401) or without the scope their route needs (403),
 /// before routing, so neither answer reveals whether a queue or function exists.
@@ -34,6 +34,7 @@ pub async fn authenticate(
                 Need::Admin => "admin".to_owned(),
                 Need::Deploy => "deploy".to_owned(),
                 Need::Produce(queue) => format!("produce or produce:{queue}"),
+                Need::Consume(queue) => format!("consume or consume:{queue}"),
                 Need::Read => "read".to_owned(),
                 Need::Nothing | Need::AnyToken => "any".to_owned(),
             }
@@ -47,13 +48,14 @@ struct CreateToken {
     /// For people; at most 200 bytes.
     #[serde(default)]
     name: String,
-    /// `admin`, `deploy`, `read`, `produce` or `produce:QUEUE`; at least one.
+    /// `admin`, `deploy`, `read`, `produce`, `produce:QUEUE`, `consume` or `consume:QUEUE`; at
+    /// least one.
     scopes: Vec<String>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct TokenList {
-    tokens: Vec<TokenRecord>,
+    tokens: Vec<TokenInfo>,
 }
 
 /// Create a token: the secret is in this answer and nowhere else.
@@ -96,7 +98,9 @@ pub async fn create(
     ))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<TokenList>, ApiError> {
     let tokens = state.auth.list().await?;
-    Ok(Json(TokenList { tokens }))
+    Ok(Json(TokenList {
+        tokens: tokens.into_iter().map(TokenInfo::from).collect(),
+    }))
 }
 
 /// The token this request carries: its id, name and scopes (never its secret).

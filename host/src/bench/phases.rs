@@ -13,6 +13,7 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use super::BenchArgs;
 use super::components::{self, Components, Polyglot};
@@ -291,8 +292,9 @@ struct Bench {
     url: String,
     http: reqwest::Client,
     store: Store,
-    host: Host,
-    server: tokio::task::JoinHandle<()>,
+    shutdown: CancellationToken,
+    /// The host serving until `shutdown`; it settles in-flight batches before it ends.
+    server: tokio::task::JoinHandle<Result<(), crate::server::Error>>,
 }
 
 impl Bench {
@@ -308,34 +310,32 @@ impl Bench {
         let host = Host::open(&config).await?;
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
-        host.start().await?;
-        let app = crate::api::router(host.state.clone());
+        let store = host.state.store.clone();
         let shutdown = host.shutdown.clone();
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await;
-        });
+        let server = tokio::spawn(host.serve(
+            listener,
+            config.connections.clone(),
+            shutdown.clone().cancelled_owned(),
+        ));
         // Touch the observer so it is installed before any trigger runs.
         drop(trackers().read());
         Ok(Bench {
             args: args.clone(),
             url: format!("http://{addr}"),
             http: authorized_client()?,
-            store: host.state.store.clone(),
-            host,
+            store,
+            shutdown,
             server,
         })
     }
 
     async fn stop(self) {
-        self.host.shutdown.cancel();
-        self.host
-            .state
-            .dispatcher
-            .shutdown(Duration::from_secs(10))
-            .await;
-        let _ = self.server.await;
+        self.shutdown.cancel();
+        match self.server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => eprintln!("bench host: {err}"),
+            Err(err) => eprintln!("bench host: {err}"),
+        }
     }
 
     async fn call(

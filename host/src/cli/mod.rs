@@ -60,6 +60,9 @@ pub enum Command {
     Send(queues::SendArgs),
     /// Look at a queue's next messages without leasing them.
     Peek(queues::PeekArgs),
+    /// Lease messages as a pull consumer and print them with their receipts (and ack them
+    /// with `--ack`).
+    Receive(queues::ReceiveArgs),
     /// Upload a component as a new version of a function.
     Deploy(functions::DeployArgs),
     /// List, show, roll back and delete functions.
@@ -179,6 +182,7 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Queue(command) => queues::run(command).await,
         Command::Send(args) => queues::send(args).await,
         Command::Peek(args) => queues::peek(args).await,
+        Command::Receive(args) => queues::receive(args).await,
         Command::Deploy(args) => functions::deploy(args).await,
         Command::Functions(command) => functions::run(command).await,
         Command::Invoke(args) => functions::invoke(args).await,

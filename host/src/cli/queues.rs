@@ -437,6 +437,73 @@ pub async fn peek(args: PeekArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[derive(Debug, Args)]
+pub struct ReceiveArgs {
+    /// The queue.
+    queue: String,
+    /// How many messages at most.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    max: u64,
+    /// Wait this long for a first message when none is visible (at most 20s).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    wait: Duration,
+    /// Keep them leased this long (default: the queue's visibility timeout).
+    #[arg(long, value_parser = parse_duration)]
+    visibility: Option<Duration>,
+    /// Acknowledge (delete) them once printed; without it, settle them with their receipts
+    /// through the API before the visibility timeout passes, or they are delivered again.
+    #[arg(long)]
+    ack: bool,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+pub async fn receive(args: ReceiveArgs) -> anyhow::Result<()> {
+    let client = args.remote.client();
+    let queue = segment(&args.queue);
+    let mut request = json!({
+        "max_messages": args.max,
+        "wait_ms": u64::try_from(args.wait.as_millis()).unwrap_or(u64::MAX),
+    });
+    if let Some(visibility) = args.visibility {
+        request["visibility_timeout_ms"] =
+            json!(u64::try_from(visibility.as_millis()).unwrap_or(u64::MAX));
+    }
+    let answer = client
+        .post_json(&format!("/v1/queues/{queue}/messages/receive"), &request)
+        .await?;
+    let messages: Vec<Value> = answer["messages"].as_array().cloned().unwrap_or_default();
+    for message in &messages {
+        if args.remote.json {
+            println!("{}", serde_json::to_string(message)?);
+        } else {
+            print!("{}", show_message(message));
+            println!("  receipt: {}", view::text(&message["receipt"]));
+        }
+    }
+    if args.ack && !messages.is_empty() {
+        let receipts: Vec<&Value> = messages.iter().map(|m| &m["receipt"]).collect();
+        let answer = client
+            .post_json(
+                &format!("/v1/queues/{queue}/messages/ack"),
+                &json!({ "receipts": receipts }),
+            )
+            .await?;
+        if let Some(failed) = answer["failed"].as_array().filter(|f| !f.is_empty()) {
+            bail!(
+                "{} of {} messages were not acknowledged: {}",
+                failed.len(),
+                messages.len(),
+                view::text(&failed[0]["message"])
+            );
+        }
+    }
+    if messages.is_empty() && !args.remote.json {
+        eprintln!("no messages");
+    }
+    Ok(())
+}
+
 /// One peeked message: its id, attempt, age, attributes and body (text, or hex when binary).
 fn show_message(message: &Value) -> String {
     let mut out = format!(

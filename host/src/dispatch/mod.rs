@@ -1,7 +1,7 @@
 //! Triggers: one dispatcher loop per function bound to a queue. This module starts, restarts
 //! and stops those loops as triggers, functions and queues change, and drains them on shutdown.
 
-mod decide;
+pub(crate) mod decide;
 mod trigger;
 mod window;
 
@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -38,15 +37,23 @@ use crate::functions::Functions;
 use crate::store::{self, Store, TriggerRecord};
 use trigger::Trigger;
 
-/// A trigger as shown by the API: its settings and what it is doing now.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+/// A trigger's settings and what it is doing now.
+#[derive(Debug, Clone)]
 pub struct TriggerStatus {
-    #[serde(flatten)]
     pub trigger: TriggerRecord,
-    /// `running`, `paused`, or `stopped` (with the reason in `error`).
-    pub state: &'static str,
+    pub state: TriggerState,
     pub in_flight: usize,
+    /// Why the trigger stopped, when it did.
     pub error: Option<String>,
+}
+
+/// Whether a trigger's loop is leasing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TriggerState {
+    Running,
+    Paused,
+    /// Not running, with the reason in [`TriggerStatus::error`] (or being started).
+    Stopped,
 }
 
 struct Running {
@@ -257,9 +264,9 @@ impl Dispatcher {
             .get(&trigger.function)
             .cloned();
         let (state, in_flight) = match running.get(&trigger.function) {
-            Some(r) => ("running", r.in_flight.load(Ordering::Relaxed)),
-            None if trigger.paused => ("paused", 0),
-            None => ("stopped", 0),
+            Some(r) => (TriggerState::Running, r.in_flight.load(Ordering::Relaxed)),
+            None if trigger.paused => (TriggerState::Paused, 0),
+            None => (TriggerState::Stopped, 0),
         };
         TriggerStatus {
             trigger,

@@ -298,8 +298,8 @@ fn record_settled(queue: &str, settled: &crate::store::Settled) {
         .increment(settled.dead_lettered);
     metrics::counter!("sluice_dropped_total", "queue" => q.clone()).increment(settled.dropped);
     metrics::counter!("sluice_sent_total", "queue" => q).increment(settled.sent);
-    if settled.stale > 0 {
-        tracing::warn!(%queue, stale = settled.stale, "settled after the lease was lost; those messages were left to their new lease");
+    if !settled.stale.is_empty() {
+        tracing::warn!(%queue, stale = settled.stale.len(), "settled after the lease was lost; those messages were left to their new lease");
     }
 }
 

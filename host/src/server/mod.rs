@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
 use crate::auth::Authorizer;
-use crate::config::Config;
+use crate::config::{Config, ConnectionLimits};
 use crate::dispatch::Dispatcher;
 use crate::executor::{Executor, ExecutorConfig};
 use crate::functions::{self, Functions};
@@ -70,7 +70,7 @@ pub struct Host {
 }
 
 impl Host {
-    /// Opens the store and the engine; dispatchers start with [`Host::start`].
+    /// Opens the store and the engine; dispatchers start when it serves ([`Host::serve`]).
     pub async fn open(config: &Config) -> Result<Host, Error> {
         check_data_dir(&config.data_dir)?;
         let store = Store::open_at(
@@ -126,7 +126,7 @@ impl Host {
 
     /// Starts a dispatcher for every stored trigger, follows catalog changes (made through this
     /// host or, with a shared store, any other), and starts the queue series' sampler.
-    pub async fn start(&self) -> Result<(), Error> {
+    async fn start(&self) -> Result<(), Error> {
         self.state.dispatcher.watch_catalog();
         self.state.auth.watch(self.shutdown.clone());
         tokio::spawn(
@@ -160,12 +160,13 @@ fn check_data_dir(path: &std::path::Path) -> Result<(), Error> {
     Ok(())
 }
 
-/// Runs the server until `signal` completes.
+/// Runs the server on `config.listen` until `signal` completes.
 pub async fn run(
     config: Config,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let open_files = http::raise_open_file_limit();
+    // Before anything opens files: the connection cap is sized from this limit.
+    http::raise_open_file_limit();
     let host = Host::open(&config).await?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -173,25 +174,42 @@ pub async fn run(
             addr: config.listen.to_string(),
             source,
         })?;
-    let addr = listener.local_addr().map_err(Error::Serve)?;
-    host.start().await?;
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), store = host.state.store.kind(), "sluice listening");
+    tracing::info!(data_dir = %config.data_dir.display(), store = host.state.store.kind(), "sluice opened its store");
+    host.serve(listener, config.connections.clone(), signal)
+        .await
+}
 
-    let shutdown = host.shutdown.clone();
-    tokio::spawn(async move {
-        signal.await;
-        shutdown.cancel();
-    });
-    let app = api::router(host.state.clone());
-    http::serve(
-        listener,
-        app,
-        config.connections.clone(),
-        open_files,
-        host.shutdown.clone(),
-    )
-    .await;
-    host.state.dispatcher.shutdown(SHUTDOWN_GRACE).await;
-    tracing::info!("sluice stopped");
-    Ok(())
+impl Host {
+    /// Serves the API on a bound `listener` until `signal` completes (or the host's shutdown
+    /// token is cancelled): starts the dispatchers, serves, then stops leasing and lets
+    /// in-flight batches settle. `sluice serve` and `sluice bench` start hosts through here.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        connections: ConnectionLimits,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let open_files = http::raise_open_file_limit();
+        let addr = listener.local_addr().map_err(Error::Serve)?;
+        self.start().await?;
+        tracing::info!(%addr, "sluice listening");
+
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            signal.await;
+            shutdown.cancel();
+        });
+        let app = api::router(self.state.clone());
+        http::serve(
+            listener,
+            app,
+            connections,
+            open_files,
+            self.shutdown.clone(),
+        )
+        .await;
+        self.state.dispatcher.shutdown(SHUTDOWN_GRACE).await;
+        tracing::info!("sluice stopped");
+        Ok(())
+    }
 }

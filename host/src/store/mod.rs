@@ -108,8 +108,8 @@ pub const REASON_LEASE_EXPIRED: &str = "lease expired after max attempts";
 
 /// Retry backoff: `initial_ms * multiplier^(attempt-1)`, capped at `max_ms`, with full jitter
 /// when `jitter` is true.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Backoff {
     pub initial_ms: u64,
     pub multiplier: f64,
@@ -117,9 +117,10 @@ pub struct Backoff {
     pub jitter: bool,
 }
 
-/// A queue's settings. Every field has a default, so `{}` is a valid queue.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, default)]
+/// A queue's settings. Every field has a default, so `{}` is a valid queue. Their serde form
+/// is how the backends store them (the API's is `api::model::QueueSettings`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct QueueSettings {
     pub visibility_timeout_ms: u64,
     pub max_attempts: u32,
@@ -134,7 +135,7 @@ pub struct QueueSettings {
 }
 
 /// Live counts of one queue.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct QueueStats {
     pub visible: u64,
     pub delayed: u64,
@@ -151,7 +152,7 @@ pub struct QueueStats {
     pub expired_total: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone)]
 pub struct QueueInfo {
     pub name: String,
     pub settings: QueueSettings,
@@ -169,7 +170,7 @@ pub struct NewMessage {
 }
 
 /// The result of enqueueing one message.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Enqueued {
     pub id: String,
     /// True when a message with the same dedup id was already enqueued within the window; `id`
@@ -222,8 +223,8 @@ pub struct DeadLetter {
     pub reason: String,
 }
 
-/// What a settle did; messages whose lease was lost (expired and leased again elsewhere) are
-/// left alone and counted in `stale`.
+/// What a settle did; messages whose lease was lost (expired and leased again elsewhere, or
+/// already settled) are left alone and listed in `stale`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Settled {
     pub acked: u64,
@@ -231,7 +232,9 @@ pub struct Settled {
     pub dead_lettered: u64,
     pub dropped: u64,
     pub sent: u64,
-    pub stale: u64,
+    /// The ids of the settlement the lease no longer held, in the order the settlement named
+    /// them (acks, then retries, then dead letters).
+    pub stale: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -274,7 +277,7 @@ impl Default for QueueSettings {
 }
 
 /// A function as stored: its versions, the active one, and its trigger.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone)]
 pub struct FunctionRecord {
     pub name: String,
     pub active_version: u32,
@@ -284,7 +287,7 @@ pub struct FunctionRecord {
 
 /// One uploaded version of a function. The component itself lives in the blob directory under
 /// its sha256; `config` is the function's JSON config (env, limits), owned by `functions`.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone)]
 pub struct FunctionVersion {
     pub version: u32,
     pub sha256: String,
@@ -294,7 +297,7 @@ pub struct FunctionVersion {
 }
 
 /// A function bound to the queue it consumes. One queue has at most one trigger.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TriggerRecord {
     pub function: String,
     pub queue: String,
@@ -305,11 +308,10 @@ pub struct TriggerRecord {
 }
 
 /// An API token as stored: never the secret, only its SHA-256.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TokenRecord {
     pub id: String,
     pub name: String,
-    #[serde(skip_serializing)]
     pub hash: String,
     pub scopes: Vec<String>,
     pub created_at_ms: u64,
@@ -349,13 +351,21 @@ pub trait Backend: Send + Sync + 'static {
         visibility: Option<Duration>,
         max_leases: Option<u32>,
     ) -> Result<Option<Lease>>;
-    async fn extend(&self, lease: &Lease, visibility: Duration) -> Result<u64>;
-    async fn settle(&self, lease: &Lease, settlement: Settlement) -> Result<Settled>;
+    /// Pushes the expiry of the listed messages that lease `lease_id` of `queue` still holds.
+    async fn extend(
+        &self,
+        queue: &str,
+        lease_id: i64,
+        ids: Vec<String>,
+        visibility: Duration,
+    ) -> Result<u64>;
+    /// Applies `settlement` to the messages lease `lease_id` of `queue` still holds.
+    async fn settle(&self, queue: &str, lease_id: i64, settlement: Settlement) -> Result<Settled>;
     async fn redrive(&self, dlq: &str, to: Option<&str>, limit: Option<u64>) -> Result<u64>;
     /// Like `redrive`, for the given messages only (ids not in `dlq` are skipped).
-    async fn redrive_messages(&self, dlq: &str, to: Option<&str>, ids: Vec<u64>) -> Result<u64>;
+    async fn redrive_messages(&self, dlq: &str, to: Option<&str>, ids: Vec<String>) -> Result<u64>;
     /// Deletes the given messages of `queue`, in flight or not; returns how many.
-    async fn delete_messages(&self, queue: &str, ids: Vec<u64>) -> Result<u64>;
+    async fn delete_messages(&self, queue: &str, ids: Vec<String>) -> Result<u64>;
     async fn next_visible_at_ms(&self, queue: &str) -> Result<Option<u64>>;
     async fn visible_count(&self, queue: &str, cap: u64) -> Result<u64>;
     /// The retention sweep; safe to run on every host at once.
@@ -604,28 +614,55 @@ impl Store {
     }
     /// Pushes a lease's expiry to now + `visibility`, for the messages it still holds.
     pub async fn extend(&self, lease: &Lease, visibility: Duration) -> Result<u64> {
-        self.backend.extend(lease, visibility).await
+        let ids = lease.messages.iter().map(|m| m.id.clone()).collect();
+        self.backend
+            .extend(&lease.queue, lease.id, ids, visibility)
+            .await
+    }
+    /// Like [`Store::extend`], for the listed messages of a lease known by its id (a pull
+    /// consumer's receipts).
+    pub async fn extend_held(
+        &self,
+        queue: &str,
+        lease_id: i64,
+        ids: Vec<String>,
+        visibility: Duration,
+    ) -> Result<u64> {
+        self.backend.extend(queue, lease_id, ids, visibility).await
     }
     /// Applies a settlement in one transaction.
     pub async fn settle(&self, lease: &Lease, settlement: Settlement) -> Result<Settled> {
-        self.backend.settle(lease, settlement).await
+        self.backend
+            .settle(&lease.queue, lease.id, settlement)
+            .await
+    }
+    /// Like [`Store::settle`], for a lease known by its id (a pull consumer's receipts).
+    pub async fn settle_held(
+        &self,
+        queue: &str,
+        lease_id: i64,
+        settlement: Settlement,
+    ) -> Result<Settled> {
+        self.backend.settle(queue, lease_id, settlement).await
     }
     /// Moves up to `limit` messages from a dead-letter queue back to the queue each came from,
     /// or to `to`, with attempts reset. Returns how many moved.
     pub async fn redrive(&self, dlq: &str, to: Option<&str>, limit: Option<u64>) -> Result<u64> {
         self.backend.redrive(dlq, to, limit).await
     }
-    /// Like [`Store::redrive`], for the given messages only (ids not in `dlq` are skipped).
+    /// Like [`Store::redrive`], for the given messages only (ids not in `dlq`, or not ids of
+    /// this store at all, are skipped).
     pub async fn redrive_messages(
         &self,
         dlq: &str,
         to: Option<&str>,
-        ids: Vec<u64>,
+        ids: Vec<String>,
     ) -> Result<u64> {
         self.backend.redrive_messages(dlq, to, ids).await
     }
-    /// Deletes the given messages of `queue`, in flight or not; returns how many.
-    pub async fn delete_messages(&self, queue: &str, ids: Vec<u64>) -> Result<u64> {
+    /// Deletes the given messages of `queue`, in flight or not; returns how many (ids that are
+    /// not this queue's, or not ids of this store at all, are skipped).
+    pub async fn delete_messages(&self, queue: &str, ids: Vec<String>) -> Result<u64> {
         self.backend.delete_messages(queue, ids).await
     }
     /// When the next not-yet-visible message (delayed, retried, or in flight) becomes visible.

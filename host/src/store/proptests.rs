@@ -431,13 +431,13 @@ async fn run(ops: Vec<Op>, kind: Kind) -> Result<(), TestCaseError> {
                         acked.insert(id);
                         want.acked += 1;
                     } else {
-                        want.stale += 1;
+                        want.stale.push(id.to_string());
                     }
                 }
                 for r in &settlement.retry {
                     let id: i64 = r.id.parse().expect("id");
                     if !model.held(id, lease.id) {
-                        want.stale += 1;
+                        want.stale.push(r.id.clone());
                         continue;
                     }
                     let queue = model.messages[&id].queue;
@@ -459,7 +459,7 @@ async fn run(ops: Vec<Op>, kind: Kind) -> Result<(), TestCaseError> {
                 for d in &settlement.dead_letter {
                     let id: i64 = d.id.parse().expect("id");
                     if !model.held(id, lease.id) {
-                        want.stale += 1;
+                        want.stale.push(d.id.clone());
                     } else if model.dead_letter(id) {
                         want.dead_lettered += 1;
                     } else {

@@ -555,7 +555,7 @@ async fn expired_lease_is_redelivered_and_the_old_ack_is_stale(f: Fixture) {
     assert_eq!(
         stale,
         Settled {
-            stale: 1,
+            stale: ids(&first),
             ..Default::default()
         }
     );
@@ -862,19 +862,23 @@ async fn chosen_dead_letters_are_redriven_or_deleted_one_by_one(f: Fixture) {
         ..Default::default()
     };
     assert_eq!(f.store.settle(&lease, s).await.unwrap().dead_lettered, 3);
-    let dead: Vec<u64> = f
+    let dead: Vec<String> = f
         .store
         .peek("dlq", 10, None)
         .await
         .unwrap()
         .iter()
-        .map(|m| m.id.parse().unwrap())
+        .map(|m| m.id.clone())
         .collect();
 
     // Only the chosen one moves; ids that are not dead letters here are skipped.
     let moved = f
         .store
-        .redrive_messages("dlq", None, vec![dead[1], 999_999])
+        .redrive_messages(
+            "dlq",
+            None,
+            vec![dead[1].clone(), "999999".into(), "not-an-id".into()],
+        )
         .await
         .unwrap();
     assert_eq!(moved, 1);
@@ -884,11 +888,17 @@ async fn chosen_dead_letters_are_redriven_or_deleted_one_by_one(f: Fixture) {
 
     // Deleting: only messages of the named queue.
     assert_eq!(
-        f.store.delete_messages("q", vec![dead[0]]).await.unwrap(),
+        f.store
+            .delete_messages("q", vec![dead[0].clone()])
+            .await
+            .unwrap(),
         0
     );
     assert_eq!(
-        f.store.delete_messages("dlq", vec![dead[0]]).await.unwrap(),
+        f.store
+            .delete_messages("dlq", vec![dead[0].clone()])
+            .await
+            .unwrap(),
         1
     );
     let left = f.store.peek("dlq", 10, None).await.unwrap();
@@ -896,7 +906,7 @@ async fn chosen_dead_letters_are_redriven_or_deleted_one_by_one(f: Fixture) {
     assert_eq!(left[0].body, b"c");
     let err = f
         .store
-        .delete_messages("missing", vec![1])
+        .delete_messages("missing", vec!["1".into()])
         .await
         .unwrap_err();
     assert!(matches!(err, Error::QueueNotFound(_)), "{err}");
@@ -1084,7 +1094,7 @@ async fn purge_deletes_everything(f: Fixture) {
     assert_eq!(f.store.purge("q").await.unwrap(), 3);
     assert_eq!(
         f.store.settle(&lease, ack_all(&lease)).await.unwrap().stale,
-        1
+        ids(&lease)
     );
     let stats = f.stats("q").await;
     assert_eq!((stats.visible, stats.delayed, stats.in_flight), (0, 0, 0));

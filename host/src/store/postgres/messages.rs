@@ -339,6 +339,7 @@ pub async fn lease(
 pub async fn extend(
     tx: &Transaction<'_>,
     work: &Work,
+    queue: &str,
     lease_id: i64,
     ids: &[String],
     visibility: Duration,
@@ -347,7 +348,7 @@ pub async fn extend(
     let expires_at = int(work.now.saturating_add(visibility_ms));
     let ids: Vec<i64> = ids.iter().filter_map(|id| message_id(id)).collect();
     Ok(tx
-        .execute(sql::EXTEND_LEASE, &[&ids, &lease_id, &expires_at])
+        .execute(sql::EXTEND_LEASE, &[&ids, &lease_id, &expires_at, &queue])
         .await?)
 }
 
@@ -381,8 +382,13 @@ pub async fn settle(
     // never be held, so they are simply stale.
     if !ack.is_empty() {
         let ids: Vec<i64> = ack.iter().filter_map(|id| message_id(id)).collect();
-        out.acked = tx.execute(sql::ACK_MANY, &[&ids, &lease_id]).await?;
-        out.stale += ack.len() as u64 - out.acked;
+        let gone = tx.query(sql::ACK_MANY, &[&ids, &lease_id, &queue]).await?;
+        out.acked = gone.len() as u64;
+        let mut gone: HashSet<i64> = gone.iter().map(|row| row.get(0)).collect();
+        out.stale.extend(
+            ack.into_iter()
+                .filter(|id| !message_id(id).is_some_and(|id| gone.remove(&id))),
+        );
         work.count(queue).acked += out.acked as i64;
     }
 
@@ -392,8 +398,8 @@ pub async fn settle(
         error,
     } in retry
     {
-        let Some((id, attempt)) = held(tx, &id, lease_id).await? else {
-            out.stale += 1;
+        let Some((id, attempt)) = held(tx, queue, &id, lease_id).await? else {
+            out.stale.push(id);
             continue;
         };
         let settings = work.settings(tx, queue).await?;
@@ -413,8 +419,8 @@ pub async fn settle(
     }
 
     for DeadLetter { id, reason } in dead {
-        let Some((id, _)) = held(tx, &id, lease_id).await? else {
-            out.stale += 1;
+        let Some((id, _)) = held(tx, queue, &id, lease_id).await? else {
+            out.stale.push(id);
             continue;
         };
         let settings = work.settings(tx, queue).await?;
@@ -441,11 +447,18 @@ pub async fn settle(
 }
 
 /// The message's id and attempt when `lease_id` still holds it (locked until commit).
-async fn held(tx: &Transaction<'_>, id: &str, lease_id: i64) -> Result<Option<(i64, u32)>> {
+async fn held(
+    tx: &Transaction<'_>,
+    queue: &str,
+    id: &str,
+    lease_id: i64,
+) -> Result<Option<(i64, u32)>> {
     let Some(id) = message_id(id) else {
         return Ok(None);
     };
-    let row = tx.query_opt(sql::LEASED_ATTEMPT, &[&id, &lease_id]).await?;
+    let row = tx
+        .query_opt(sql::LEASED_ATTEMPT, &[&id, &lease_id, &queue])
+        .await?;
     Ok(row.map(|r| (id, u32::try_from(r.get::<_, i32>(0)).unwrap_or(0))))
 }
 
@@ -584,7 +597,7 @@ pub async fn redrive_ids(
     work: &mut Work,
     dlq: &str,
     to: Option<&str>,
-    ids: &[u64],
+    ids: &[String],
 ) -> Result<u64> {
     work.settings(tx, dlq).await?;
     if let Some(to) = to {
@@ -597,8 +610,7 @@ pub async fn redrive_ids(
     }
     let now = int(work.now);
     let mut moved = 0;
-    for id in ids {
-        let id = int(*id);
+    for id in ids.iter().filter_map(|id| message_id(id)) {
         let Some(row) = tx
             .query_opt(sql::REDRIVABLE_ONE, &[&id, &dlq, &now])
             .await?
@@ -621,10 +633,10 @@ pub async fn delete(
     tx: &Transaction<'_>,
     work: &mut Work,
     queue: &str,
-    ids: &[u64],
+    ids: &[String],
 ) -> Result<u64> {
     work.settings(tx, queue).await?;
-    let ids: Vec<i64> = ids.iter().map(|id| int(*id)).collect();
+    let ids: Vec<i64> = ids.iter().filter_map(|id| message_id(id)).collect();
     Ok(tx.execute(sql::DELETE_LISTED, &[&ids, &queue]).await?)
 }
 

@@ -499,21 +499,22 @@ impl Backend for PostgresBackend {
         .await?))
     }
 
-    async fn extend(&self, lease: &Lease, visibility: Duration) -> Result<u64> {
-        let ids: Vec<String> = lease.messages.iter().map(|m| m.id.clone()).collect();
+    async fn extend(
+        &self,
+        queue: &str,
+        lease_id: i64,
+        ids: Vec<String>,
+        visibility: Duration,
+    ) -> Result<u64> {
         Ok(in_tx!(self, |tx, work| messages::extend(
-            &tx, work, lease.id, &ids, visibility
+            &tx, work, queue, lease_id, &ids, visibility
         )
         .await?))
     }
 
-    async fn settle(&self, lease: &Lease, settlement: Settlement) -> Result<Settled> {
+    async fn settle(&self, queue: &str, lease_id: i64, settlement: Settlement) -> Result<Settled> {
         Ok(in_tx!(self, |tx, work| messages::settle(
-            &tx,
-            work,
-            &lease.queue,
-            lease.id,
-            settlement
+            &tx, work, queue, lease_id, settlement
         )
         .await?))
     }
@@ -525,14 +526,14 @@ impl Backend for PostgresBackend {
         .await?))
     }
 
-    async fn redrive_messages(&self, dlq: &str, to: Option<&str>, ids: Vec<u64>) -> Result<u64> {
+    async fn redrive_messages(&self, dlq: &str, to: Option<&str>, ids: Vec<String>) -> Result<u64> {
         Ok(in_tx!(self, |tx, work| messages::redrive_ids(
             &tx, work, dlq, to, &ids
         )
         .await?))
     }
 
-    async fn delete_messages(&self, queue: &str, ids: Vec<u64>) -> Result<u64> {
+    async fn delete_messages(&self, queue: &str, ids: Vec<String>) -> Result<u64> {
         Ok(in_tx!(self, |tx, work| messages::delete(
             &tx, work, queue, &ids
         )

@@ -99,11 +99,12 @@ pub const LEASE: &str = "WITH picked AS (
     RETURNING m.id, m.body, m.attributes, m.attempt, m.enqueued_at, picked.visible_at,
         picked.attempt";
 pub const EXTEND_LEASE: &str =
-    "UPDATE messages SET visible_at = $3 WHERE id = ANY($1) AND lease_id = $2";
+    "UPDATE messages SET visible_at = $3 WHERE id = ANY($1) AND lease_id = $2 AND queue = $4";
 /// Deletes the listed messages this lease still holds.
-pub const ACK_MANY: &str = "DELETE FROM messages WHERE id = ANY($1) AND lease_id = $2";
+pub const ACK_MANY: &str =
+    "DELETE FROM messages WHERE id = ANY($1) AND lease_id = $2 AND queue = $3 RETURNING id";
 pub const LEASED_ATTEMPT: &str =
-    "SELECT attempt FROM messages WHERE id = $1 AND lease_id = $2 FOR UPDATE";
+    "SELECT attempt FROM messages WHERE id = $1 AND lease_id = $2 AND queue = $3 FOR UPDATE";
 pub const RETRY: &str =
     "UPDATE messages SET lease_id = NULL, visible_at = $2, last_error = $3 WHERE id = $1";
 pub const DELETE_FOR_MOVE: &str =

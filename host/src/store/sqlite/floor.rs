@@ -54,9 +54,10 @@ pub fn measure(dir: &Path, messages: u64, body_bytes: usize, batch: usize) -> Re
         if !held.is_empty() {
             // The host reads each deleted row's due time for its counters; so does the floor.
             let mut ack = conn.prepare_cached(sql::ACK_MANY)?;
-            let mut gone = ack.query(params![json_ids(&held), lease_id])?;
+            let mut gone = ack.query(params![json_ids(&held), lease_id, queue])?;
             while let Some(row) = gone.next()? {
-                let _visible_at: i64 = row.get(0)?;
+                let _id: i64 = row.get(0)?;
+                let _visible_at: i64 = row.get(1)?;
             }
         }
         held.clear();

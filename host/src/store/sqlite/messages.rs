@@ -2,6 +2,7 @@
 //! settle (ack, retry, dead-letter, send: all or nothing), redrive, purge and the retention
 //! sweep. Each takes the request's [`Tx`] and leaves counters and wake-ups to it.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use rusqlite::{OptionalExtension, params};
@@ -18,8 +19,44 @@ use super::{
 
 /// The most messages one request of a bulk operation (purge, queue delete, redrive, retention
 /// sweep) deletes or moves. Each chunk commits on its own, so writes to other queues wait at
-/// most one chunk (a few milliseconds), never the whole operation.
+/// most one chunk, never the whole operation; [`ChunkPacer`] sizes chunks below this so one
+/// holds the writer for about [`BULK_SLICE`].
 pub const BULK_CHUNK: u64 = 2_000;
+
+/// How long one chunk of a bulk operation should hold the writer.
+pub const BULK_SLICE: Duration = Duration::from_millis(5);
+
+/// The smallest chunk, so a bulk operation always makes progress.
+const MIN_CHUNK: u64 = 16;
+
+/// Sizes the chunks of one bulk operation from how long the last one held the writer: a deep
+/// table with many indexes makes each row slower, and a busy machine each chunk, so a fixed
+/// count would hold other queues' writes for longer than [`BULK_SLICE`]. Starts small, grows
+/// at most 2x per chunk, shrinks at once.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkPacer {
+    size: u64,
+}
+
+impl Default for ChunkPacer {
+    fn default() -> Self {
+        ChunkPacer { size: 128 }
+    }
+}
+
+impl ChunkPacer {
+    /// How many rows the next chunk may touch.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Records that a chunk of [`ChunkPacer::size`] rows held the writer for `took`.
+    pub fn record(&mut self, took: Duration) {
+        let took = took.as_secs_f64().max(1e-6);
+        let fitting = (self.size as f64 * BULK_SLICE.as_secs_f64() / took) as u64;
+        self.size = fitting.min(self.size * 2).clamp(MIN_CHUNK, BULK_CHUNK);
+    }
+}
 
 /// Refuses an enqueue that would take the queue past `max_depth` (one read of its counter).
 fn check_depth(tx: &mut Tx<'_>, queue: &str, max_depth: u64, adding: u64) -> Result<()> {
@@ -199,7 +236,7 @@ pub fn extend(
     for id in ids.iter().filter_map(|id| parse_id(id)) {
         let Some(was): Option<i64> = conn
             .prepare_cached(sql::LEASED_VISIBLE_AT)?
-            .query_row(params![id, lease_id], |r| r.get(0))
+            .query_row(params![id, lease_id, queue], |r| r.get(0))
             .optional()?
         else {
             continue;
@@ -243,15 +280,21 @@ pub fn settle(
             ids.push_str(&id.to_string());
         }
         ids.push(']');
-        let gone: Vec<i64> = conn
+        let gone: Vec<(i64, i64)> = conn
             .prepare_cached(sql::ACK_MANY)?
-            .query_map(params![ids, lease_id], |r| r.get(0))?
+            .query_map(params![ids, lease_id, queue], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
             .collect::<rusqlite::Result<_>>()?;
-        for visible_at in &gone {
+        for (_, visible_at) in &gone {
             tx.removed(queue, Due::leased(u64::try_from(*visible_at).unwrap_or(0)))?;
         }
         acked = gone.len() as u64;
-        out.stale += ack.len() as u64 - acked;
+        let mut gone: HashSet<i64> = gone.into_iter().map(|(id, _)| id).collect();
+        out.stale.extend(
+            ack.into_iter()
+                .filter(|id| !parse_id(id).is_some_and(|id| gone.remove(&id))),
+        );
     }
     out.acked = acked;
     tx.count(queue).acked += acked;
@@ -262,8 +305,8 @@ pub fn settle(
         error,
     } in retry
     {
-        let Some((id, attempt, was)) = held(tx, &id, lease_id)? else {
-            out.stale += 1;
+        let Some((id, attempt, was)) = held(tx, queue, &id, lease_id)? else {
+            out.stale.push(id);
             continue;
         };
         let settings = tx.settings(queue)?;
@@ -285,8 +328,8 @@ pub fn settle(
     }
 
     for DeadLetter { id, reason } in dead {
-        let Some((id, _, _)) = held(tx, &id, lease_id)? else {
-            out.stale += 1;
+        let Some((id, _, _)) = held(tx, queue, &id, lease_id)? else {
+            out.stale.push(id);
             continue;
         };
         let settings = tx.settings(queue)?;
@@ -305,14 +348,14 @@ pub fn settle(
 }
 
 /// The message's id, attempt and due time when `lease_id` still holds it.
-fn held(tx: &Tx<'_>, id: &str, lease_id: i64) -> Result<Option<(i64, u32, Due)>> {
+fn held(tx: &Tx<'_>, queue: &str, id: &str, lease_id: i64) -> Result<Option<(i64, u32, Due)>> {
     let Some(id) = parse_id(id) else {
         return Ok(None);
     };
     let row: Option<(i64, i64)> = tx
         .conn
         .prepare_cached(sql::LEASED_ATTEMPT)?
-        .query_row(params![id, lease_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(params![id, lease_id, queue], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     Ok(row.map(|(attempt, visible_at)| {
         (
@@ -379,13 +422,14 @@ pub struct RedriveProgress {
     pub done: bool,
 }
 
-/// One chunk of a redrive: moves up to [`BULK_CHUNK`] messages (and at most `limit` in all)
-/// from `dlq` back to their source queue or to `to`, looking only at ids after the cursor.
+/// One chunk of a redrive: moves up to `chunk` messages (and at most `limit` in all) from `dlq`
+/// back to their source queue or to `to`, looking only at ids after the cursor.
 pub fn redrive(
     tx: &mut Tx<'_>,
     dlq: &str,
     to: Option<&str>,
     limit: u64,
+    chunk: u64,
     mut progress: RedriveProgress,
 ) -> Result<RedriveProgress> {
     tx.settings(dlq)?;
@@ -399,7 +443,7 @@ pub fn redrive(
     }
     let conn = tx.conn;
     let now = tx.now;
-    let page = (limit - progress.moved).min(BULK_CHUNK);
+    let page = (limit - progress.moved).min(chunk);
     let rows: Vec<(i64, Option<String>)> = conn
         .prepare_cached(sql::REDRIVABLE)?
         .query_map(params![dlq, progress.cursor, int(now), int(page)], |r| {
@@ -597,4 +641,25 @@ pub fn expire(tx: &mut Tx<'_>) -> Result<(u64, bool)> {
         }
     }
     Ok((total, budget == 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_grow_while_fast_and_shrink_when_slow() {
+        let mut pacer = ChunkPacer::default();
+        let start = pacer.size();
+        pacer.record(Duration::from_micros(10));
+        assert_eq!(pacer.size(), start * 2, "grows at most 2x per chunk");
+        for _ in 0..20 {
+            pacer.record(Duration::from_micros(10));
+        }
+        assert_eq!(pacer.size(), BULK_CHUNK, "never past the cap");
+        pacer.record(BULK_SLICE * 4);
+        assert_eq!(pacer.size(), BULK_CHUNK / 4, "shrinks to what fits at once");
+        pacer.record(Duration::from_secs(10));
+        assert_eq!(pacer.size(), MIN_CHUNK, "always makes progress");
+    }
 }

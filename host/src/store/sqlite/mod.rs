@@ -30,6 +30,7 @@ use super::{
     TriggerRecord, validate,
 };
 use invocations::{InvocationEntry, InvocationQuery, InvocationRetention};
+use messages::ChunkPacer;
 
 /// State the writer thread and the backend both see.
 pub(in crate::store) struct Shared {
@@ -148,14 +149,17 @@ impl Backend for SqliteBackend {
     /// A deep queue's messages go in chunks, each its own commit, so other queues are not held
     /// up; the queue itself goes with the last chunk.
     async fn delete_queue(&self, name: &str) -> Result<()> {
+        let mut pacer = ChunkPacer::default();
         loop {
             let queue = name.to_owned();
-            let done = self
-                .write(move |tx| catalog::delete_queue(tx, &queue, messages::BULK_CHUNK))
+            let chunk = pacer.size();
+            let (done, took) = self
+                .write(move |tx| timed(|| catalog::delete_queue(tx, &queue, chunk)))
                 .await?;
             if done {
                 return Ok(());
             }
+            pacer.record(took);
         }
     }
 
@@ -164,13 +168,14 @@ impl Backend for SqliteBackend {
     async fn purge(&self, name: &str) -> Result<u64> {
         let mut upto = None;
         let mut total = 0;
+        let mut pacer = ChunkPacer::default();
         loop {
             let queue = name.to_owned();
-            let chunk = messages::BULK_CHUNK;
+            let chunk = pacer.size();
             let step = self
-                .write(move |tx| messages::purge(tx, &queue, upto, chunk))
+                .write(move |tx| timed(|| messages::purge(tx, &queue, upto, chunk)))
                 .await;
-            let (deleted, newest) = match step {
+            let ((deleted, newest), took) = match step {
                 Ok(step) => step,
                 // Deleted meanwhile: its messages are gone as well.
                 Err(Error::QueueNotFound(_)) if upto.is_some() => return Ok(total),
@@ -181,6 +186,7 @@ impl Backend for SqliteBackend {
             if deleted < chunk {
                 return Ok(total);
             }
+            pacer.record(took);
         }
     }
 
@@ -214,17 +220,20 @@ impl Backend for SqliteBackend {
             .await
     }
 
-    async fn extend(&self, lease: &Lease, visibility: Duration) -> Result<u64> {
-        let lease_id = lease.id;
-        let queue = lease.queue.clone();
-        let ids: Vec<String> = lease.messages.iter().map(|m| m.id.clone()).collect();
+    async fn extend(
+        &self,
+        queue: &str,
+        lease_id: i64,
+        ids: Vec<String>,
+        visibility: Duration,
+    ) -> Result<u64> {
+        let queue = queue.to_owned();
         self.write(move |tx| messages::extend(tx, &queue, lease_id, &ids, visibility))
             .await
     }
 
-    async fn settle(&self, lease: &Lease, settlement: Settlement) -> Result<Settled> {
-        let lease_id = lease.id;
-        let queue = lease.queue.clone();
+    async fn settle(&self, queue: &str, lease_id: i64, settlement: Settlement) -> Result<Settled> {
+        let queue = queue.to_owned();
         self.write(move |tx| messages::settle(tx, &queue, lease_id, settlement))
             .await
     }
@@ -233,24 +242,32 @@ impl Backend for SqliteBackend {
     async fn redrive(&self, dlq: &str, to: Option<&str>, limit: Option<u64>) -> Result<u64> {
         let limit = limit.unwrap_or(u64::MAX);
         let mut progress = messages::RedriveProgress::default();
+        let mut pacer = ChunkPacer::default();
         while !progress.done && progress.moved < limit {
             let dlq = dlq.to_owned();
             let to = to.map(str::to_owned);
-            progress = self
-                .write(move |tx| messages::redrive(tx, &dlq, to.as_deref(), limit, progress))
+            let chunk = pacer.size();
+            let took;
+            (progress, took) = self
+                .write(move |tx| {
+                    timed(|| messages::redrive(tx, &dlq, to.as_deref(), limit, chunk, progress))
+                })
                 .await?;
+            pacer.record(took);
         }
         Ok(progress.moved)
     }
 
-    async fn redrive_messages(&self, dlq: &str, to: Option<&str>, ids: Vec<u64>) -> Result<u64> {
+    async fn redrive_messages(&self, dlq: &str, to: Option<&str>, ids: Vec<String>) -> Result<u64> {
+        let ids = parse_ids(&ids);
         let dlq = dlq.to_owned();
         let to = to.map(str::to_owned);
         self.write(move |tx| messages::redrive_ids(tx, &dlq, to.as_deref(), &ids))
             .await
     }
 
-    async fn delete_messages(&self, queue: &str, ids: Vec<u64>) -> Result<u64> {
+    async fn delete_messages(&self, queue: &str, ids: Vec<String>) -> Result<u64> {
+        let ids = parse_ids(&ids);
         let queue = queue.to_owned();
         self.write(move |tx| messages::delete(tx, &queue, &ids))
             .await
@@ -396,4 +413,17 @@ impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
         Error::Unavailable(e.to_string())
     }
+}
+
+/// This store's message ids among `ids` (a message id here is its row id in decimal); any other
+/// string names no message of this store.
+fn parse_ids(ids: &[String]) -> Vec<u64> {
+    ids.iter().filter_map(|id| id.parse().ok()).collect()
+}
+
+/// Runs one chunk of a bulk operation and says how long it held the writer.
+fn timed<T>(chunk: impl FnOnce() -> Result<T>) -> Result<(T, std::time::Duration)> {
+    let started = std::time::Instant::now();
+    let done = chunk()?;
+    Ok((done, started.elapsed()))
 }

@@ -201,7 +201,7 @@ pub const VISIBLE_IN_ORDER: &str = "SELECT id, body, attributes, attempt, enqueu
     lease_id IS NOT NULL FROM messages
     WHERE queue = ?1 AND visible_at <= ?2 ORDER BY visible_at, id LIMIT ?3";
 pub const LEASED_VISIBLE_AT: &str =
-    "SELECT visible_at FROM messages WHERE id = ?1 AND lease_id = ?2";
+    "SELECT visible_at FROM messages WHERE id = ?1 AND lease_id = ?2 AND queue = ?3";
 /// Leases of a queue still live (some message held and not yet visible again).
 pub const LIVE_LEASES: &str = "SELECT count(DISTINCT lease_id) FROM messages
     WHERE queue = ?1 AND lease_id IS NOT NULL AND visible_at > ?2";
@@ -216,9 +216,9 @@ pub const TAKE_LEASE_MANY: &str =
 /// lease still holds are deleted.
 pub const ACK_MANY: &str =
     "DELETE FROM messages WHERE id IN (SELECT value FROM json_each(?1)) AND lease_id = ?2
-    RETURNING visible_at";
+    AND queue = ?3 RETURNING id, visible_at";
 pub const LEASED_ATTEMPT: &str =
-    "SELECT attempt, visible_at FROM messages WHERE id = ?1 AND lease_id = ?2";
+    "SELECT attempt, visible_at FROM messages WHERE id = ?1 AND lease_id = ?2 AND queue = ?3";
 pub const RETRY: &str =
     "UPDATE messages SET lease_id = NULL, visible_at = ?2, last_error = ?3 WHERE id = ?1";
 pub const MESSAGE_FOR_MOVE: &str = "SELECT body, attributes, attempt, visible_at,
