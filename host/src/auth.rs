@@ -121,6 +121,8 @@ impl Need {
                 Need::Read
             }
             ["v1", "functions", ..] => Need::Deploy,
+            ["v1", "schedules"] | ["v1", "schedules", _] if reads => Need::Read,
+            ["v1", "schedules", ..] => Need::Admin,
             _ => Need::AnyToken,
         }
     }

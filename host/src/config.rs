@@ -113,7 +113,8 @@ impl Config {
     }
 }
 
-/// `sluice.toml`: queues, functions and triggers, applied idempotently by `sluice apply`.
+/// `sluice.toml`: queues, functions, triggers and schedules, applied idempotently by
+/// `sluice apply`.
 ///
 /// ```toml
 /// [queues.orders-dlq]
@@ -131,6 +132,12 @@ impl Config {
 /// queue = "orders"
 /// batch_size = 100
 /// max_wait_ms = 200
+///
+/// [schedules.nightly-report]
+/// cron = "0 2 * * *"
+/// timezone = "Europe/Berlin"
+/// queue = "orders"
+/// body = '{"report": "daily"}'
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -139,6 +146,26 @@ pub struct Manifest {
     pub queues: std::collections::BTreeMap<String, crate::api::model::QueueSettings>,
     #[serde(default)]
     pub functions: std::collections::BTreeMap<String, FunctionManifest>,
+    #[serde(default)]
+    pub schedules: std::collections::BTreeMap<String, ScheduleManifest>,
+}
+
+/// A schedule in the manifest: `PUT /v1/schedules/{name}`'s body.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleManifest {
+    pub cron: String,
+    #[serde(default = "utc")]
+    pub timezone: String,
+    pub queue: String,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default)]
+    pub attributes: std::collections::BTreeMap<String, String>,
+}
+
+fn utc() -> String {
+    "UTC".to_owned()
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
@@ -203,6 +230,11 @@ mod tests {
             [functions.enrich.trigger]
             queue = "orders"
             batch_size = 100
+
+            [schedules.nightly]
+            cron = "0 2 * * *"
+            queue = "orders"
+            attributes = { kind = "report" }
             "#,
         )
         .unwrap();
@@ -217,6 +249,12 @@ mod tests {
         assert_eq!(enrich.env["NEXT_QUEUE"], "enriched");
         let trigger = enrich.trigger.as_ref().unwrap();
         assert_eq!((trigger.batch_size, trigger.max_concurrency), (100, 4));
+        let nightly = &manifest.schedules["nightly"];
+        assert_eq!(
+            (nightly.timezone.as_str(), nightly.body.as_str()),
+            ("UTC", "")
+        );
+        assert_eq!(nightly.attributes["kind"], "report");
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub mod executor;
 pub mod functions;
 pub mod guests;
 pub mod pull;
+pub mod schedule;
 pub mod series;
 pub mod server;
 pub mod store;

@@ -120,6 +120,13 @@ async fn every_route_method_and_scope_matches_security_md() {
     let (server, _dir) = Server::start().await;
     server.create_queue(json!({"name": "q"})).await;
     server.deploy("f", guest("ok"), "").await;
+    let (code, body) = server
+        .put_json(
+            "/v1/schedules/f",
+            json!({"cron": "0 0 1 1 *", "queue": "q", "body": "new year"}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
     let table = documented_scopes();
 
     let (_, doc) = server.get("/openapi.json").await;

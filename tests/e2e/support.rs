@@ -178,6 +178,10 @@ impl Server {
         into_json(self.http.patch(self.url(path)).json(&body).send().await).await
     }
 
+    pub async fn put_json(&self, path: &str, body: Value) -> (u16, Value) {
+        into_json(self.http.put(self.url(path)).json(&body).send().await).await
+    }
+
     pub async fn delete(&self, path: &str) -> (u16, Value) {
         into_json(self.http.delete(self.url(path)).send().await).await
     }

@@ -162,13 +162,15 @@ impl From<store::Error> for ApiError {
             E::QueueNotFound(_)
             | E::FunctionNotFound(_)
             | E::VersionNotFound { .. }
-            | E::TokenNotFound(_) => ApiError::NotFound(msg),
+            | E::TokenNotFound(_)
+            | E::ScheduleNotFound(_) => ApiError::NotFound(msg),
             E::InvalidCursor(_) => ApiError::BadRequest(msg),
             // The function's version names a component no host stored: a broken catalog.
             E::ComponentNotFound(_) => ApiError::Internal(msg),
-            E::QueueExists(_) | E::QueueInUse { .. } | E::QueueHasConsumer { .. } => {
-                ApiError::Conflict(msg)
-            }
+            E::QueueExists(_)
+            | E::QueueInUse { .. }
+            | E::QueueHasConsumer { .. }
+            | E::QueueScheduled { .. } => ApiError::Conflict(msg),
             E::InvalidName { .. } | E::InvalidSettings(_) => ApiError::BadRequest(msg),
             E::MessageTooLarge { .. } => ApiError::TooLarge(msg),
             E::Unavailable(_) => ApiError::Unavailable(msg),

@@ -10,6 +10,7 @@ pub mod model;
 mod openapi;
 mod pull;
 mod queues;
+mod schedules;
 mod tokens;
 
 use std::sync::Arc;
@@ -120,6 +121,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(functions::put_trigger, functions::delete_trigger))
         .routes(routes!(invocations::list))
         .routes(routes!(invocations::stream))
+        .routes(routes!(schedules::list))
+        .routes(routes!(schedules::put, schedules::show, schedules::delete))
         .routes(routes!(tokens::create, tokens::list))
         .routes(routes!(tokens::whoami))
         .routes(routes!(tokens::revoke))

@@ -20,12 +20,15 @@ use crate::pull::{self, Action, Outcome, ReceiveOptions};
 #[serde(deny_unknown_fields, default)]
 pub struct ReceiveRequest {
     /// How many messages at most, 1 to 1000 (default 10).
+    #[schema(minimum = 1, maximum = 1000)]
     max_messages: Option<usize>,
     /// How long the messages stay leased to this consumer (default: the queue's
     /// `visibility_timeout_ms`; at most 12 hours).
+    #[schema(maximum = 43200000)]
     visibility_timeout_ms: Option<u64>,
     /// How long to wait for a first message when none is visible, at most 20000 (default 0:
     /// answer at once). The wait ends as soon as one arrives.
+    #[schema(maximum = 20000)]
     wait_ms: u64,
 }
 

@@ -85,8 +85,8 @@ pub struct BenchArgs {
     /// and drops them after; adds the `SKIP LOCKED` floor and the several-hosts phase.
     #[arg(long, env = "SLUICE_BENCH_DATABASE_URL")]
     pub database: Option<String>,
-    /// Run only these phases (comma-separated): enqueue, drain, steady, chain, overhead, floor,
-    /// hostile, depth, restart, hosts (with --database); and polyglot, which runs only when named
+    /// Run only these phases (comma-separated): enqueue, drain, pull, steady, chain, overhead,
+    /// floor, hostile, depth, restart, hosts (with --database); and polyglot, which runs only when named
     /// here (it needs the Python and JavaScript toolchains scripts/test installs, and takes
     /// minutes).
     #[arg(long, value_delimiter = ',')]

@@ -136,5 +136,47 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
             }
         }
     }
+
+    for (name, schedule) in &manifest.schedules {
+        let attributes: Vec<(String, String)> = schedule
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let body = super::schedules::put_body(
+            &schedule.cron,
+            &schedule.timezone,
+            &schedule.queue,
+            &schedule.body,
+            &attributes,
+        );
+        let current = client
+            .get(&format!("/v1/schedules/{}", segment(name)))
+            .await
+            .ok();
+        let same = current.as_ref().is_some_and(|c| {
+            c["cron"] == body["cron"]
+                && c["timezone"] == body["timezone"]
+                && c["queue"] == body["queue"]
+                && c["body"] == body["body"]
+                && c["attributes"] == body["attributes"]
+        });
+        if same {
+            // Putting it again would only move its next tick: leave it running.
+            println!("schedule {name}: unchanged");
+            continue;
+        }
+        let request = client
+            .request(Method::PUT, &format!("/v1/schedules/{}", segment(name)))
+            .json(&body);
+        client
+            .send(request)
+            .await
+            .with_context(|| format!("putting schedule {name}"))?;
+        println!(
+            "schedule {name}: enqueues into {} on `{}`",
+            schedule.queue, schedule.cron
+        );
+    }
     Ok(())
 }

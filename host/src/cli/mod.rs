@@ -5,6 +5,7 @@ mod apply;
 mod client;
 mod functions;
 mod queues;
+mod schedules;
 mod tokens;
 mod view;
 
@@ -77,6 +78,9 @@ pub enum Command {
     /// Create, list and revoke API tokens.
     #[command(subcommand)]
     Token(tokens::TokenCommand),
+    /// Enqueue messages on a cron schedule: put, list, show and delete schedules.
+    #[command(subcommand)]
+    Schedule(schedules::ScheduleCommand),
     /// Benchmark this machine: a temporary host, real HTTP, real components.
     Bench(crate::bench::BenchArgs),
 }
@@ -189,6 +193,7 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Logs(args) => functions::logs(args).await,
         Command::Apply(args) => apply::apply(args).await,
         Command::Token(command) => tokens::run(command).await,
+        Command::Schedule(command) => schedules::run(command).await,
         Command::Bench(args) => crate::bench::run(args).await,
     }
 }

@@ -196,7 +196,7 @@ impl Dispatcher {
                 match change {
                     Ok(store::CatalogChange::Function(name)) => this.refresh(&name).await,
                     Ok(store::CatalogChange::Queue(name)) => this.refresh_queue(&name).await,
-                    Ok(store::CatalogChange::Tokens) => {}
+                    Ok(store::CatalogChange::Tokens | store::CatalogChange::Schedules) => {}
                     Ok(store::CatalogChange::Everything)
                     | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         this.resync().await

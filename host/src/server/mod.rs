@@ -135,6 +135,10 @@ impl Host {
                 .clone()
                 .run(self.state.store.clone(), self.shutdown.clone()),
         );
+        tokio::spawn(crate::schedule::run(
+            self.state.store.clone(),
+            self.shutdown.clone(),
+        ));
         Ok(self.state.dispatcher.start_all().await?)
     }
 }

@@ -17,6 +17,8 @@ pub enum CatalogChange {
     Function(String),
     /// Tokens were added or revoked.
     Tokens,
+    /// A schedule was put or deleted.
+    Schedules,
     /// Changes may have been missed (a lost database connection): reload everything.
     Everything,
 }

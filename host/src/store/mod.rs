@@ -60,6 +60,13 @@ pub enum Error {
     QueueFull { queue: String, max_depth: u64 },
     #[error("token `{0}` does not exist")]
     TokenNotFound(String),
+    #[error("schedule `{0}` does not exist")]
+    ScheduleNotFound(String),
+    #[error(
+        "queue `{queue}` is where schedule `{schedule}` enqueues; delete that schedule (or point \
+         it at another queue) first"
+    )]
+    QueueScheduled { queue: String, schedule: String },
     #[error("function `{0}` does not exist")]
     FunctionNotFound(String),
     #[error(
@@ -317,6 +324,21 @@ pub struct TokenRecord {
     pub created_at_ms: u64,
 }
 
+/// A schedule as stored: what to enqueue where, and the tick it fires next. Its cron
+/// expression and time zone are only text here; `crate::schedule` computes the ticks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleRecord {
+    pub name: String,
+    pub cron: String,
+    pub timezone: String,
+    pub queue: String,
+    pub body: Vec<u8>,
+    pub attributes: Vec<(String, String)>,
+    /// When it fires next (ms since the epoch).
+    pub next_tick_ms: u64,
+    pub created_at_ms: u64,
+}
+
 /// The storage contract: what a database must do for Sluice. Every write is durable when it
 /// returns; `settle` applies all of a settlement or none of it, and only to messages the lease
 /// still holds. Backends report commits through the [`Events`] they were opened with.
@@ -409,6 +431,24 @@ pub trait Backend: Send + Sync + 'static {
     async fn add_token(&self, token: TokenRecord) -> Result<()>;
     async fn list_tokens(&self) -> Result<Vec<TokenRecord>>;
     async fn delete_token(&self, id: &str) -> Result<()>;
+
+    // ---- schedules ----
+    /// Creates or replaces a schedule (keeping its creation time); its queue must exist.
+    async fn put_schedule(&self, schedule: ScheduleRecord) -> Result<ScheduleRecord>;
+    async fn get_schedule(&self, name: &str) -> Result<ScheduleRecord>;
+    async fn list_schedules(&self) -> Result<Vec<ScheduleRecord>>;
+    async fn delete_schedule(&self, name: &str) -> Result<()>;
+    /// Fires tick `tick_ms` of a schedule, in one transaction: only if the schedule still
+    /// stands at that tick, moves it to `next_tick_ms` and enqueues its message (with `extra`
+    /// attributes added). `None` when it no longer stood there (another host fired it, or it
+    /// was changed or deleted): nothing was enqueued.
+    async fn fire_schedule(
+        &self,
+        name: &str,
+        tick_ms: u64,
+        next_tick_ms: u64,
+        extra: Vec<(String, String)>,
+    ) -> Result<Option<Enqueued>>;
 }
 
 /// Where the store lives.
@@ -756,5 +796,31 @@ impl Store {
     }
     pub async fn delete_token(&self, id: &str) -> Result<()> {
         self.backend.delete_token(id).await
+    }
+    /// Creates or replaces a schedule; its queue must exist.
+    pub async fn put_schedule(&self, schedule: ScheduleRecord) -> Result<ScheduleRecord> {
+        validate_queue_name(&schedule.queue)?;
+        self.backend.put_schedule(schedule).await
+    }
+    pub async fn get_schedule(&self, name: &str) -> Result<ScheduleRecord> {
+        self.backend.get_schedule(name).await
+    }
+    pub async fn list_schedules(&self) -> Result<Vec<ScheduleRecord>> {
+        self.backend.list_schedules().await
+    }
+    pub async fn delete_schedule(&self, name: &str) -> Result<()> {
+        self.backend.delete_schedule(name).await
+    }
+    /// Fires one tick of a schedule exactly once (see [`Backend::fire_schedule`]).
+    pub async fn fire_schedule(
+        &self,
+        name: &str,
+        tick_ms: u64,
+        next_tick_ms: u64,
+        extra: Vec<(String, String)>,
+    ) -> Result<Option<Enqueued>> {
+        self.backend
+            .fire_schedule(name, tick_ms, next_tick_ms, extra)
+            .await
     }
 }

@@ -1,4 +1,5 @@
-//! Model-based property test: random sequences of enqueue, lease, extend, settle, redrive,
+//! Model-based property test: random sequences of enqueue, lease, extend, settle (by a
+//! trigger's lease, or by a pull consumer's receipts through [`crate::pull`]), redrive,
 //! retention sweeps, clock advances and purges, checked step by step against a plain in-memory
 //! model of every message's state; after every step the queues' O(1) counters must also equal a
 //! recount of their messages.
@@ -51,6 +52,15 @@ enum Op {
     Redrive(Option<u64>),
     /// The retention sweep (nothing is old enough to expire; it folds due times).
     Sweep,
+    /// A pull consumer settles the picked messages of one of the leases taken so far by their
+    /// receipts: 0 ack, 1 retry now, 2 dead-letter. With `foreign`, one more receipt names
+    /// another queue and must change nothing.
+    PullSettle {
+        lease: usize,
+        action: u8,
+        picks: Vec<bool>,
+        foreign: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -66,6 +76,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(lease, ms)| Op::Extend { lease, ms }),
         1 => prop::option::of(1..3u64).prop_map(Op::Redrive),
         1 => Just(Op::Sweep),
+        2 => (any::<usize>(), 0..3u8, prop::collection::vec(any::<bool>(), 1..5), any::<bool>())
+            .prop_map(|(lease, action, picks, foreign)| Op::PullSettle { lease, action, picks, foreign }),
     ]
 }
 
@@ -528,6 +540,90 @@ async fn run(ops: Vec<Op>, kind: Kind) -> Result<(), TestCaseError> {
             }
             Op::Sweep => {
                 prop_assert_eq!(store.expire_now().await.expect("sweep"), 0);
+            }
+            Op::PullSettle {
+                lease,
+                action,
+                picks,
+                foreign,
+            } => {
+                if leases.is_empty() {
+                    continue;
+                }
+                let lease = leases[lease % leases.len()].clone();
+                let receipt = |m: &Message, queue: &str| {
+                    crate::pull::Receipt {
+                        queue: queue.to_owned(),
+                        lease: lease.id,
+                        id: m.id.clone(),
+                        attempt: m.attempt,
+                    }
+                    .encode()
+                };
+                let picked: Vec<&Message> = lease
+                    .messages
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| picks[i % picks.len()])
+                    .map(|(_, m)| m)
+                    .collect();
+                let mut receipts: Vec<String> =
+                    picked.iter().map(|m| receipt(m, &lease.queue)).collect();
+                if foreign && let Some(m) = lease.messages.first() {
+                    let other = QUEUES.iter().find(|q| **q != lease.queue).expect("another");
+                    receipts.push(receipt(m, other));
+                }
+                if receipts.is_empty() {
+                    continue;
+                }
+                let pull_action = match action {
+                    0 => crate::pull::Action::Ack,
+                    1 => crate::pull::Action::Retry {
+                        delay: Some(std::time::Duration::ZERO),
+                    },
+                    _ => crate::pull::Action::DeadLetter {
+                        reason: "pulled".into(),
+                    },
+                };
+                let got = crate::pull::settle(&store, &lease.queue, &receipts, &pull_action)
+                    .await
+                    .expect("pull settle");
+                let mut want = Vec::new();
+                for m in &picked {
+                    let id: i64 = m.id.parse().expect("id");
+                    if !model.held(id, lease.id) {
+                        want.push(crate::pull::Outcome::Stale);
+                        continue;
+                    }
+                    want.push(crate::pull::Outcome::Done);
+                    let queue = model.messages[&id].queue;
+                    match action {
+                        0 => {
+                            model.messages.get_mut(&id).expect("held").fate = Fate::Acked;
+                            model.totals[queue].acked += 1;
+                            acked.insert(id);
+                        }
+                        1 if model.messages[&id].attempt < MAX_ATTEMPTS[queue] => {
+                            let now = model.now;
+                            let m = model.messages.get_mut(&id).expect("held");
+                            m.lease = None;
+                            m.visible_at = now;
+                            model.totals[queue].retried += 1;
+                        }
+                        _ => {
+                            model.dead_letter(id);
+                        }
+                    }
+                }
+                if receipts.len() > picked.len() {
+                    prop_assert!(
+                        matches!(got.last(), Some(crate::pull::Outcome::Invalid(_))),
+                        "{:?}",
+                        got
+                    );
+                    want.push(got.last().expect("foreign outcome").clone());
+                }
+                prop_assert_eq!(got, want);
             }
         }
         prop_assert_eq!(store_snapshot(&store).await, model_snapshot(&model));

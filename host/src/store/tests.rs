@@ -120,7 +120,102 @@ contract_tests!(
     notifier_wakes_on_visible_messages,
     functions_and_triggers,
     counters_add_up,
+    schedules_fire_each_tick_once,
 );
+
+fn schedule(name: &str, queue: &str, next_tick_ms: u64) -> ScheduleRecord {
+    ScheduleRecord {
+        name: name.into(),
+        cron: "* * * * * *".into(),
+        timezone: "UTC".into(),
+        queue: queue.into(),
+        body: b"tick".to_vec(),
+        attributes: vec![("kind".into(), "report".into())],
+        next_tick_ms,
+        created_at_ms: T0,
+    }
+}
+
+/// A schedule is stored and read back as put; firing a tick moves it on and enqueues its
+/// message in one commit, and a tick fired twice (two hosts, or a retry) enqueues once. Its
+/// queue cannot be deleted while it points there.
+async fn schedules_fire_each_tick_once(f: Fixture) {
+    f.queue("q", QueueSettings::default()).await;
+    let err = f
+        .store
+        .put_schedule(schedule("s", "missing", T0 + 1_000))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::QueueNotFound(_)), "{err}");
+    let put = f
+        .store
+        .put_schedule(schedule("s", "q", T0 + 1_000))
+        .await
+        .unwrap();
+    assert_eq!(put, schedule("s", "q", T0 + 1_000));
+    assert_eq!(f.store.get_schedule("s").await.unwrap(), put);
+    assert_eq!(f.store.list_schedules().await.unwrap(), vec![put.clone()]);
+
+    let extra = vec![("sluice-schedule-tick".to_owned(), (T0 + 1_000).to_string())];
+    let (first, second) = tokio::join!(
+        f.store
+            .fire_schedule("s", T0 + 1_000, T0 + 2_000, extra.clone()),
+        f.store
+            .fire_schedule("s", T0 + 1_000, T0 + 2_000, extra.clone()),
+    );
+    let fired: Vec<Enqueued> = [first.unwrap(), second.unwrap()]
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(fired.len(), 1, "one tick, one message: {fired:?}");
+    assert_eq!(
+        f.store.get_schedule("s").await.unwrap().next_tick_ms,
+        T0 + 2_000
+    );
+    let queued = f.store.peek("q", 10, None).await.unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].body, b"tick");
+    assert_eq!(
+        queued[0].attributes,
+        vec![
+            ("kind".to_owned(), "report".to_owned()),
+            ("sluice-schedule-tick".to_owned(), (T0 + 1_000).to_string()),
+        ]
+    );
+    // An old tick no longer fires.
+    assert!(
+        f.store
+            .fire_schedule("s", T0 + 1_000, T0 + 2_000, vec![])
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Replacing keeps the creation time; the queue is held until the schedule is gone.
+    let replaced = f
+        .store
+        .put_schedule(ScheduleRecord {
+            created_at_ms: T0 + 99,
+            ..schedule("s", "q", T0 + 5_000)
+        })
+        .await
+        .unwrap();
+    assert_eq!(replaced.created_at_ms, T0);
+    let err = f.store.delete_queue("q").await.unwrap_err();
+    assert!(matches!(err, Error::QueueScheduled { .. }), "{err}");
+    f.store.delete_schedule("s").await.unwrap();
+    let err = f.store.delete_schedule("s").await.unwrap_err();
+    assert!(matches!(err, Error::ScheduleNotFound(_)), "{err}");
+    assert!(
+        f.store
+            .fire_schedule("s", T0 + 5_000, T0 + 6_000, vec![])
+            .await
+            .unwrap()
+            .is_none()
+    );
+    f.store.purge("q").await.unwrap();
+    f.store.delete_queue("q").await.unwrap();
+}
 
 fn msg(body: &str) -> NewMessage {
     NewMessage {

@@ -30,6 +30,7 @@ pub fn function_changed(name: &str) -> String {
     format!("function:{name}")
 }
 pub const TOKENS_CHANGED: &str = "tokens";
+pub const SCHEDULES_CHANGED: &str = "schedules";
 
 /// Applies one `sluice_catalog` payload to `events`.
 pub fn apply_catalog(events: &Events, payload: &str) {
@@ -45,6 +46,8 @@ pub fn apply_catalog(events: &Events, payload: &str) {
         events.catalog_changed(CatalogChange::Function(name.to_owned()));
     } else if payload == TOKENS_CHANGED {
         events.catalog_changed(CatalogChange::Tokens);
+    } else if payload == SCHEDULES_CHANGED {
+        events.catalog_changed(CatalogChange::Schedules);
     } else {
         tracing::warn!(%payload, "unknown catalog notification; reloading everything");
         events.catalog_changed(CatalogChange::Everything);

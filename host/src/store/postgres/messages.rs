@@ -51,7 +51,11 @@ impl Work {
     }
 
     /// A queue's settings, read once per transaction.
-    async fn settings(&mut self, tx: &Transaction<'_>, queue: &str) -> Result<QueueSettings> {
+    pub(super) async fn settings(
+        &mut self,
+        tx: &Transaction<'_>,
+        queue: &str,
+    ) -> Result<QueueSettings> {
         if let Some(s) = self.settings.get(queue) {
             return Ok(s.clone());
         }

@@ -12,6 +12,7 @@ pub mod floor;
 mod invocations;
 mod listen;
 mod messages;
+mod schedules;
 mod schema;
 mod sql;
 
@@ -30,7 +31,8 @@ use super::codec::{decode_settings, encode_settings};
 use super::{
     Backend, CatalogChange, Clock, Enqueued, Error, Events, FunctionRecord, FunctionVersion,
     InvocationEntry, InvocationQuery, InvocationRetention, Lease, Message, NewMessage, QueueInfo,
-    QueueSettings, QueueStats, Result, Settled, Settlement, TokenRecord, TriggerRecord,
+    QueueSettings, QueueStats, Result, ScheduleRecord, Settled, Settlement, TokenRecord,
+    TriggerRecord,
 };
 use messages::Work;
 
@@ -454,6 +456,12 @@ impl Backend for PostgresBackend {
                     function: row.get(0),
                 });
             }
+            if let Some(schedule) = schedules::schedule_of(&tx, name).await? {
+                return Err(Error::QueueScheduled {
+                    queue: name.to_owned(),
+                    schedule,
+                });
+            }
             tx.execute(sql::DELETE_QUEUE_MESSAGES, &[&name]).await?;
             tx.execute(sql::DELETE_QUEUE_DEDUP, &[&name]).await?;
             tx.execute(sql::DELETE_QUEUE_COUNTS, &[&name]).await?;
@@ -843,6 +851,53 @@ impl Backend for PostgresBackend {
         });
         self.events.catalog_changed(CatalogChange::Tokens);
         Ok(())
+    }
+
+    async fn put_schedule(&self, schedule: ScheduleRecord) -> Result<ScheduleRecord> {
+        let record = in_tx!(self, |tx, work| {
+            let record = schedules::put(&tx, work, schedule).await?;
+            Self::announce(&tx, listen::SCHEDULES_CHANGED).await?;
+            record
+        });
+        self.events.catalog_changed(CatalogChange::Schedules);
+        Ok(record)
+    }
+
+    async fn get_schedule(&self, name: &str) -> Result<ScheduleRecord> {
+        let client = self.client().await?;
+        schedules::get(&client, name).await
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<ScheduleRecord>> {
+        let client = self.client().await?;
+        schedules::list(&client).await
+    }
+
+    async fn delete_schedule(&self, name: &str) -> Result<()> {
+        in_tx!(self, |tx, _work| {
+            schedules::delete(&tx, name).await?;
+            Self::announce(&tx, listen::SCHEDULES_CHANGED).await?;
+        });
+        self.events.catalog_changed(CatalogChange::Schedules);
+        Ok(())
+    }
+
+    async fn fire_schedule(
+        &self,
+        name: &str,
+        tick_ms: u64,
+        next_tick_ms: u64,
+        extra: Vec<(String, String)>,
+    ) -> Result<Option<Enqueued>> {
+        Ok(in_tx!(self, |tx, work| schedules::fire(
+            &tx,
+            work,
+            name,
+            tick_ms,
+            next_tick_ms,
+            extra
+        )
+        .await?))
     }
 }
 

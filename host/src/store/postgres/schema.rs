@@ -6,7 +6,7 @@ use deadpool_postgres::Client;
 use super::super::{Error, Result};
 
 /// `MIGRATIONS[n]` brings the schema from version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, super::schedules::SCHEMA_V2];
 
 /// Arbitrary, fixed: the advisory lock that serializes migrations across hosts.
 const MIGRATION_LOCK: i64 = 0x51_1CE0;

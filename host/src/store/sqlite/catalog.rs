@@ -131,6 +131,12 @@ pub fn delete_queue(tx: &mut Tx<'_>, name: &str, chunk: u64) -> Result<bool> {
             function,
         });
     }
+    if let Some(schedule) = super::schedules::schedule_of(conn, name)? {
+        return Err(Error::QueueScheduled {
+            queue: name.to_owned(),
+            schedule,
+        });
+    }
     if tx.depth(name)? > chunk {
         messages::purge(tx, name, Some(i64::MAX), chunk)?;
         return Ok(false);

@@ -11,6 +11,7 @@ pub mod floor;
 pub mod invocations;
 pub(super) mod messages;
 mod read;
+mod schedules;
 pub(super) mod schema;
 pub(super) mod sql;
 mod tokens;
@@ -26,8 +27,8 @@ use super::{
     ATTR_ATTEMPTS, ATTR_DEAD_LETTER_REASON, ATTR_SOURCE_ID, ATTR_SOURCE_QUEUE, Backend,
     CatalogChange, Clock, DeadLetter, Enqueued, Error, Events, FunctionRecord, FunctionVersion,
     Lease, MAX_LEASE_MESSAGES, Message, NewMessage, QueueInfo, QueueSettings, QueueStats,
-    REASON_LEASE_EXPIRED, Result, Retry, Settled, Settlement, StoreOptions, TokenRecord,
-    TriggerRecord, validate,
+    REASON_LEASE_EXPIRED, Result, Retry, ScheduleRecord, Settled, Settlement, StoreOptions,
+    TokenRecord, TriggerRecord, validate,
 };
 use invocations::{InvocationEntry, InvocationQuery, InvocationRetention};
 use messages::ChunkPacer;
@@ -404,6 +405,40 @@ impl Backend for SqliteBackend {
         self.write(move |tx| tokens::delete(tx, &id)).await?;
         self.changed(CatalogChange::Tokens);
         Ok(())
+    }
+
+    async fn put_schedule(&self, schedule: ScheduleRecord) -> Result<ScheduleRecord> {
+        let record = self.write(move |tx| schedules::put(tx, schedule)).await?;
+        self.changed(CatalogChange::Schedules);
+        Ok(record)
+    }
+
+    async fn get_schedule(&self, name: &str) -> Result<ScheduleRecord> {
+        let name = name.to_owned();
+        self.read(move |conn, _| schedules::get(conn, &name)).await
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<ScheduleRecord>> {
+        self.read(|conn, _| schedules::list(conn)).await
+    }
+
+    async fn delete_schedule(&self, name: &str) -> Result<()> {
+        let name = name.to_owned();
+        self.write(move |tx| schedules::delete(tx, &name)).await?;
+        self.changed(CatalogChange::Schedules);
+        Ok(())
+    }
+
+    async fn fire_schedule(
+        &self,
+        name: &str,
+        tick_ms: u64,
+        next_tick_ms: u64,
+        extra: Vec<(String, String)>,
+    ) -> Result<Option<Enqueued>> {
+        let name = name.to_owned();
+        self.write(move |tx| schedules::fire(tx, &name, tick_ms, next_tick_ms, extra))
+            .await
     }
 }
 

@@ -7,6 +7,7 @@ pub const MIGRATIONS: &[&str] = &[
     SCHEMA_V2,
     SCHEMA_V3,
     super::invocations::SCHEMA_V4,
+    super::schedules::SCHEMA_V5,
 ];
 
 /// Costs that do not grow with a queue's depth.
