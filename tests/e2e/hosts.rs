@@ -328,3 +328,46 @@ async fn a_lost_database_connection_answers_503_then_heals() {
         h1.stats("q").await
     );
 }
+
+/// A schedule put through one host fires each tick exactly once although every host runs a
+/// scheduler: each tick's message is enqueued in the transaction that moves the schedule on.
+#[tokio::test]
+async fn three_hosts_fire_each_scheduled_tick_once() {
+    let cluster = Cluster::start(3).await;
+    let [h1, h2, _] = &cluster.hosts[..] else {
+        unreachable!()
+    };
+    h1.create_queue(json!({"name": "ticks"})).await;
+    let (status, body) = h2
+        .put_json(
+            "/v1/schedules/every-second",
+            json!({"cron": "* * * * * *", "queue": "ticks", "body": "tick"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let peek = || async {
+        let (_, body) = h1.get("/v1/queues/ticks/messages?limit=1000").await;
+        body["messages"].as_array().cloned().unwrap_or_default()
+    };
+    assert!(
+        wait_for(Duration::from_secs(20), || async {
+            peek().await.len() >= 5
+        })
+        .await,
+        "the schedule did not fire"
+    );
+    let mut ticks: Vec<u64> = peek()
+        .await
+        .iter()
+        .map(|m| {
+            m["attributes"]["sluice-schedule-tick"]
+                .as_str()
+                .and_then(|t| t.parse().ok())
+                .expect("a tick")
+        })
+        .collect();
+    ticks.sort_unstable();
+    let fired = ticks.len();
+    ticks.dedup();
+    assert_eq!(ticks.len(), fired, "a tick fired on two hosts: {ticks:?}");
+}
