@@ -222,6 +222,8 @@ struct Inner {
     slots: Arc<Semaphore>,
     /// Uploads compiled (not loaded from the cache) since start.
     compilations: AtomicU64,
+    /// Held while compiling: one compile at a time (see [`COMPILE_NICE`]).
+    compiling: std::sync::Mutex<()>,
     /// Dropped with the last `Executor` clone, which disconnects and so stops the epoch ticker.
     _stop_ticker: mpsc::Sender<()>,
 }
@@ -275,6 +277,9 @@ impl Executor {
             .memory_reservation_for_growth(0)
             // Instantiation maps the component's data segments copy-on-write instead of copying.
             .memory_init_cow(true)
+            // One thread per compile (see `Executor::compile`): a compile never takes every
+            // core from running triggers.
+            .parallel_compilation(false)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&wasm).map_err(engine_error)?;
 
@@ -300,9 +305,46 @@ impl Executor {
                 max_memory_bytes: max_memory,
                 slots: Arc::new(Semaphore::new(instances as usize)),
                 compilations: AtomicU64::new(0),
+                compiling: std::sync::Mutex::new(()),
                 _stop_ticker: stop_ticker,
             }),
         })
+    }
+
+    /// Compiles `wasm` on a thread of its own at a lower CPU priority, one compile at a time
+    /// and each on one thread (`parallel_compilation` is off): compiling an interpreter-sized
+    /// component takes seconds of CPU, and running triggers must keep theirs meanwhile.
+    fn compile(&self, wasm: &[u8]) -> Result<Component, Error> {
+        let _one_at_a_time = self
+            .inner
+            .compiling
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let engine = &self.inner.engine;
+        let started = Instant::now();
+        let compiled = std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("sluice-compile".into())
+                .spawn_scoped(scope, || {
+                    lower_this_threads_priority(COMPILE_NICE);
+                    Component::new(engine, wasm)
+                })
+                .map(|thread| thread.join())
+        });
+        let component = match compiled {
+            Ok(Ok(result)) => result
+                .map_err(|e| Error::Invalid(format!("not a valid WebAssembly component: {e:#}")))?,
+            Ok(Err(_panicked)) => {
+                return Err(Error::Engine("the compiler thread panicked".into()));
+            }
+            Err(e) => {
+                return Err(Error::Engine(format!(
+                    "cannot start a compiler thread: {e}"
+                )));
+            }
+        };
+        tracing::info!(bytes = wasm.len(), took = ?started.elapsed(), "compiled a component");
+        Ok(component)
     }
 
     /// Validates `wasm` as a handler component and compiles it (or loads it from the cache).
@@ -318,9 +360,7 @@ impl Executor {
             None => {
                 self.inner.compilations.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("sluice_component_compilations_total").increment(1);
-                let component = Component::new(engine, wasm).map_err(|e| {
-                    Error::Invalid(format!("not a valid WebAssembly component: {e:#}"))
-                })?;
+                let component = self.compile(wasm)?;
                 (component, false)
             }
         };
@@ -560,6 +600,30 @@ impl Inner {
             duration,
         }
     }
+}
+
+/// How much lower than the rest of the host a compiling thread runs (a `nice` increment):
+/// enough that invocations and the API win the CPU whenever they want it.
+const COMPILE_NICE: i32 = 10;
+
+/// Lowers the calling thread's CPU priority by `nice` (Linux keeps a nice value per thread;
+/// raising it needs no privilege). Best effort: elsewhere, or if refused, nothing changes.
+fn lower_this_threads_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid has no preconditions; setpriority only reads its arguments and
+        // changes this thread's nice value.
+        #[allow(unsafe_code)]
+        let changed = unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
+        };
+        if changed != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower the compiler thread's priority");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
 }
 
 /// The epoch ticker: advances the engine's epoch by one for every [`EPOCH_TICK`] of wall time,
