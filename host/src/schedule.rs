@@ -229,6 +229,18 @@ mod tests {
     }
 
     #[test]
+    fn an_expression_that_never_fires_is_refused_quickly() {
+        let started = std::time::Instant::now();
+        let err = Ticks::parse("0 0 30 2 *", "UTC").unwrap_err().to_string();
+        assert!(err.contains("never fires"), "{err}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
     fn bad_expressions_and_zones_say_what_to_use() {
         let err = Ticks::parse("every day", "UTC").unwrap_err().to_string();
         assert!(
