@@ -26,6 +26,7 @@ mod tests;
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -413,12 +414,12 @@ pub trait Backend: Send + Sync + 'static {
     async fn get_component(&self, sha256: &str) -> Result<Vec<u8>>;
 
     // ---- the invocation log ----
-    /// Stores invocations (in one commit) and trims the log to `retention`; returns them with
-    /// their ids.
+    /// Stores invocations (in one commit) and, with a `retention`, trims the log to it;
+    /// returns them with their ids.
     async fn record_invocations(
         &self,
         entries: Vec<InvocationEntry>,
-        retention: InvocationRetention,
+        retention: Option<InvocationRetention>,
     ) -> Result<Vec<InvocationEntry>>;
     /// A page of `function`'s invocation log, newest first.
     async fn invocations(
@@ -466,7 +467,12 @@ pub struct Store {
     backend: Arc<dyn Backend>,
     events: Arc<Events>,
     clock: Arc<dyn Clock>,
+    /// When this handle last trimmed the invocation log (store clock, ms).
+    log_trimmed_at: Arc<AtomicU64>,
 }
+
+/// How often the invocation log is trimmed to its retention, at most (ms).
+pub const LOG_TRIM_INTERVAL_MS: u64 = 1_000;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -524,6 +530,7 @@ impl Store {
             backend,
             events,
             clock,
+            log_trimmed_at: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -769,14 +776,25 @@ impl Store {
     }
 
     // ---- the invocation log ----
-    /// Stores invocations (in one commit) and trims the log to `retention`; returns them with
-    /// their ids.
+    /// Stores invocations (in one commit); returns them with their ids. The log is trimmed to
+    /// `retention` with them at most once per [`LOG_TRIM_INTERVAL_MS`] of this handle's clock:
+    /// trimming walks up to a function's whole retained log, too much for every batch, so the
+    /// log may hold a second's worth more than its retention meanwhile.
     pub async fn record_invocations(
         &self,
         entries: Vec<InvocationEntry>,
         retention: InvocationRetention,
     ) -> Result<Vec<InvocationEntry>> {
-        self.backend.record_invocations(entries, retention).await
+        let now = self.clock.now_ms();
+        let last = self.log_trimmed_at.load(AtomicOrdering::Relaxed);
+        let trim = now >= last.saturating_add(LOG_TRIM_INTERVAL_MS)
+            && self
+                .log_trimmed_at
+                .compare_exchange(last, now, AtomicOrdering::Relaxed, AtomicOrdering::Relaxed)
+                .is_ok();
+        self.backend
+            .record_invocations(entries, trim.then_some(retention))
+            .await
     }
     /// A page of `function`'s invocation log, newest first.
     pub async fn invocations(

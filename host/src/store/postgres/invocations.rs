@@ -20,9 +20,11 @@ const PAGE: &str = "SELECT id, function, version, started_at, duration_ms, batch
 /// Keeps the newest `$2` rows of function `$1`.
 const TRIM_FUNCTION: &str = "DELETE FROM invocations WHERE function = $1 AND id <= (
     SELECT id FROM invocations WHERE function = $1 ORDER BY id DESC OFFSET $2 LIMIT 1)";
-/// Deletes up to `$2` rows started before `$1`, oldest first (ids grow with time).
+/// Deletes rows started before `$1` among the `$2` oldest: ids grow with time, so walking the
+/// primary key from the start finds the expired ones without an index on `started_at`, and
+/// never walks more than `$2` rows.
 const EXPIRE: &str = "DELETE FROM invocations WHERE id IN (
-    SELECT id FROM invocations WHERE started_at < $1 ORDER BY id LIMIT $2)";
+    SELECT id FROM invocations ORDER BY id LIMIT $2) AND started_at < $1";
 pub const DELETE_FUNCTION: &str = "DELETE FROM invocations WHERE function = $1";
 
 /// The most expired rows one write removes.
@@ -32,7 +34,7 @@ pub async fn insert(
     tx: &Transaction<'_>,
     now: u64,
     mut entries: Vec<InvocationEntry>,
-    retention: InvocationRetention,
+    retention: Option<InvocationRetention>,
 ) -> Result<Vec<InvocationEntry>> {
     let mut functions: Vec<String> = Vec::new();
     for entry in &mut entries {
@@ -64,6 +66,9 @@ pub async fn insert(
             functions.push(entry.function.clone());
         }
     }
+    let Some(retention) = retention else {
+        return Ok(entries);
+    };
     for function in functions {
         tx.execute(
             TRIM_FUNCTION,

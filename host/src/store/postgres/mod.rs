@@ -771,7 +771,7 @@ impl Backend for PostgresBackend {
     async fn record_invocations(
         &self,
         entries: Vec<InvocationEntry>,
-        retention: InvocationRetention,
+        retention: Option<InvocationRetention>,
     ) -> Result<Vec<InvocationEntry>> {
         let now = self.clock.now_ms();
         Ok(in_tx!(self, |tx, _work| invocations::insert(

@@ -374,7 +374,7 @@ impl Backend for SqliteBackend {
     async fn record_invocations(
         &self,
         entries: Vec<InvocationEntry>,
-        retention: InvocationRetention,
+        retention: Option<InvocationRetention>,
     ) -> Result<Vec<InvocationEntry>> {
         self.write(move |tx| invocations::insert(tx, entries, retention))
             .await
