@@ -37,4 +37,5 @@ pub mod guests;
 pub mod pull;
 pub mod series;
 pub mod server;
+pub mod sqs;
 pub mod store;

@@ -17,6 +17,7 @@ mod openapi;
 mod polyglot;
 mod pull;
 mod queues;
+mod sqs;
 mod storage;
 mod support;
 mod triggers;
