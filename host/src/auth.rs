@@ -127,7 +127,7 @@ impl Need {
         }
     }
 
-    fn satisfied_by(&self, scopes: &[Scope]) -> bool {
+    pub fn satisfied_by(&self, scopes: &[Scope]) -> bool {
         scopes.iter().any(|scope| match (self, scope) {
             (_, Scope::Admin) => true,
             (Need::Nothing | Need::AnyToken, _) => true,
@@ -159,6 +159,28 @@ pub struct NewToken {
     pub scopes: Vec<String>,
     /// The secret: shown now and never again.
     pub token: String,
+    /// With `sqs`: the access key id SQS clients sign with (AWS Signature Version 4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sqs_access_key_id: Option<String>,
+    /// With `sqs`: the secret access key that goes with it, shown now and never again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sqs_secret_access_key: Option<String>,
+}
+
+/// What the SQS endpoint needs to verify a signature and authorize the request.
+#[derive(Debug, Clone)]
+pub struct SqsCredential {
+    pub token_id: String,
+    pub secret: String,
+    pub scopes: Vec<Scope>,
+}
+
+/// Access key ids are the token's id behind this prefix, so a signed request names its token.
+const SQS_KEY_PREFIX: &str = "SLUICE";
+
+/// The SQS access key id of token `id`.
+pub fn sqs_access_key_id(id: &str) -> String {
+    format!("{SQS_KEY_PREFIX}{}", id.to_ascii_uppercase())
 }
 
 struct Known {
@@ -166,6 +188,7 @@ struct Known {
     name: String,
     scope_names: Vec<String>,
     scopes: Vec<Scope>,
+    sqs_secret: Option<String>,
 }
 
 /// Who a valid token is: what `GET /v1/tokens/self` answers, so a client (the console) can
@@ -215,6 +238,7 @@ impl Authorizer {
                     hash,
                     scopes: vec!["admin".to_owned()],
                     created_at_ms: auth.store.now_ms(),
+                    sqs_secret: None,
                 };
                 match auth.store.add_token(record.clone()).await {
                     Ok(()) => stored.push(record),
@@ -227,7 +251,7 @@ impl Authorizer {
             }
         } else if stored.is_empty() {
             created = Some(
-                auth.create("initial admin", vec!["admin".to_owned()])
+                auth.create("initial admin", vec!["admin".to_owned()], false)
                     .await?,
             );
             stored = auth.store.list_tokens().await?;
@@ -238,24 +262,38 @@ impl Authorizer {
         Ok((auth, created))
     }
 
-    /// Creates a token with `scopes` (already validated with [`Scope::parse`]).
-    pub async fn create(&self, name: &str, scopes: Vec<String>) -> Result<NewToken, store::Error> {
+    /// Creates a token with `scopes` (already validated with [`Scope::parse`]); with `sqs`, an
+    /// SQS access key pair too.
+    pub async fn create(
+        &self,
+        name: &str,
+        scopes: Vec<String>,
+        sqs: bool,
+    ) -> Result<NewToken, store::Error> {
         let mut id = [0u8; 6];
         let mut secret = [0u8; 32];
         rand::rng().fill_bytes(&mut id);
         rand::rng().fill_bytes(&mut secret);
         let id = hex::encode(id);
         let token = format!("sluice_{id}_{}", hex::encode(secret));
+        let sqs_secret = sqs.then(|| {
+            let mut key = [0u8; 30];
+            rand::rng().fill_bytes(&mut key);
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key)
+        });
         let record = TokenRecord {
             id: id.clone(),
             name: name.to_owned(),
             hash: hex::encode(Sha256::digest(token.as_bytes())),
             scopes: scopes.clone(),
             created_at_ms: self.store.now_ms(),
+            sqs_secret: sqs_secret.clone(),
         };
         self.store.add_token(record.clone()).await?;
         self.remember(&record);
         Ok(NewToken {
+            sqs_access_key_id: sqs.then(|| sqs_access_key_id(&id)),
+            sqs_secret_access_key: sqs_secret,
             id,
             name: name.to_owned(),
             scopes,
@@ -336,6 +374,20 @@ impl Authorizer {
         }
     }
 
+    /// The token an SQS access key id names, if it is a token issued with `sqs`.
+    pub fn sqs_credential(&self, access_key_id: &str) -> Option<SqsCredential> {
+        let id = access_key_id
+            .strip_prefix(SQS_KEY_PREFIX)?
+            .to_ascii_lowercase();
+        let tokens = self.tokens.read().unwrap_or_else(|e| e.into_inner());
+        let known = tokens.get(&id)?;
+        Some(SqsCredential {
+            token_id: id,
+            secret: known.sqs_secret.clone()?,
+            scopes: known.scopes.clone(),
+        })
+    }
+
     fn remember(&self, record: &TokenRecord) {
         if let Some((id, known)) = known(record) {
             self.tokens
@@ -379,6 +431,7 @@ fn known(record: &TokenRecord) -> Option<(String, Known)> {
             name: record.name.clone(),
             scope_names: record.scopes.clone(),
             scopes,
+            sqs_secret: record.sqs_secret.clone(),
         },
     ))
 }

@@ -16,6 +16,8 @@ pub struct Config {
     pub database: Option<String>,
     /// Address the HTTP API listens on.
     pub listen: SocketAddr,
+    /// Address the SQS-compatible endpoint listens on; `None`: no SQS endpoint.
+    pub sqs_listen: Option<SocketAddr>,
     pub limits: ApiLimits,
     pub connections: ConnectionLimits,
     /// An admin token to accept (and keep) from the start; without one, the first start creates
@@ -104,6 +106,7 @@ impl Config {
             data_dir,
             database: None,
             listen,
+            sqs_listen: None,
             limits: ApiLimits::default(),
             connections: ConnectionLimits::default(),
             admin_token: None,

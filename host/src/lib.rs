@@ -38,4 +38,5 @@ pub mod pull;
 pub mod schedule;
 pub mod series;
 pub mod server;
+pub mod sqs;
 pub mod store;

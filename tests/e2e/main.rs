@@ -18,6 +18,7 @@ mod polyglot;
 mod pull;
 mod queues;
 mod schedules;
+mod sqs;
 mod storage;
 mod support;
 mod triggers;

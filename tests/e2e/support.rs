@@ -32,6 +32,8 @@ pub fn client_with(token: Option<&str>) -> reqwest::Client {
 pub struct Server {
     child: Child,
     pub url: String,
+    /// The SQS endpoint's URL, when started with `--sqs-listen`.
+    pub sqs_url: Option<String>,
     pub http: reqwest::Client,
     _logs: std::thread::JoinHandle<()>,
 }
@@ -104,10 +106,17 @@ impl Server {
             .expect("spawn sluice");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
+        let (sqs_tx, sqs_rx) = mpsc::channel();
         let logs = std::thread::spawn(move || {
             let mut tx = Some(tx);
+            let mut sqs_tx = Some(sqs_tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                if let Some(url) = line.split("sqs_endpoint=").nth(1)
+                    && let Some(sqs_tx) = sqs_tx.take()
+                {
+                    let _ = sqs_tx.send(url.split_whitespace().next().unwrap_or("").to_owned());
+                }
                 if let Some(addr) = line.split("addr=").nth(1)
                     && let Some(tx) = tx.take()
                 {
@@ -121,9 +130,15 @@ impl Server {
         let addr = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("sluice did not report its address within 60 s");
+        let sqs_url = args.contains(&"--sqs-listen").then(|| {
+            sqs_rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("sluice did not report its SQS endpoint within 60 s")
+        });
         let server = Server {
             child,
             url: format!("http://{addr}"),
+            sqs_url,
             http: client_with(Some(ADMIN_TOKEN)),
             _logs: logs,
         };

@@ -67,6 +67,10 @@ pub struct QueueSettings {
     /// The most messages the queue may hold; enqueues beyond it get 429 until consumers catch
     /// up. `null`: unbounded.
     pub max_depth: Option<u64>,
+    /// The delay of SQS sends that give no `DelaySeconds`; at most 900000.
+    pub delay_ms: u64,
+    /// How long an SQS receive that gives no `WaitTimeSeconds` waits; at most 20000.
+    pub receive_wait_ms: u64,
 }
 
 impl Default for QueueSettings {
@@ -86,6 +90,8 @@ impl From<store::QueueSettings> for QueueSettings {
             max_message_bytes: s.max_message_bytes,
             dedup_window_ms: s.dedup_window_ms,
             max_depth: s.max_depth,
+            delay_ms: s.delay_ms,
+            receive_wait_ms: s.receive_wait_ms,
         }
     }
 }
@@ -101,6 +107,8 @@ impl From<QueueSettings> for store::QueueSettings {
             max_message_bytes: s.max_message_bytes,
             dedup_window_ms: s.dedup_window_ms,
             max_depth: s.max_depth,
+            delay_ms: s.delay_ms,
+            receive_wait_ms: s.receive_wait_ms,
         }
     }
 }
@@ -270,6 +278,8 @@ mod tests {
             max_message_bytes: 13,
             dedup_window_ms: 17,
             max_depth: Some(19),
+            delay_ms: 23,
+            receive_wait_ms: 29,
         };
         let stored: store::QueueSettings = api.clone().into();
         assert_eq!(QueueSettings::from(stored), api);

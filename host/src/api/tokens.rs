@@ -51,6 +51,10 @@ struct CreateToken {
     /// `admin`, `deploy`, `read`, `produce`, `produce:QUEUE`, `consume` or `consume:QUEUE`; at
     /// least one.
     scopes: Vec<String>,
+    /// Also issue an SQS access key pair (`sqs_access_key_id`, `sqs_secret_access_key`) for
+    /// the SQS endpoint (`sluice serve --sqs-listen`), with the same scopes.
+    #[serde(default)]
+    sqs: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -86,7 +90,10 @@ pub async fn create(
             "`name` is longer than 200 bytes".into(),
         ));
     }
-    let token = state.auth.create(&request.name, request.scopes).await?;
+    let token = state
+        .auth
+        .create(&request.name, request.scopes, request.sqs)
+        .await?;
     Ok((StatusCode::CREATED, Json(token)))
 }
 

@@ -98,6 +98,10 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:7070")]
     pub listen: SocketAddr,
+    /// Also serve the SQS-compatible endpoint (JSON and query protocols, AWS Signature
+    /// Version 4 with keys from `sluice token create --sqs`) on this address.
+    #[arg(long, env = "SLUICE_SQS_LISTEN")]
+    pub sqs_listen: Option<SocketAddr>,
     /// Accept this secret as an admin token (kept across restarts while it is set).
     #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -153,6 +157,7 @@ impl ServeArgs {
     pub fn config(&self) -> Config {
         let mut config = Config::new(self.data_dir.clone(), self.listen);
         config.admin_token = self.admin_token.clone();
+        config.sqs_listen = self.sqs_listen;
         config.database = self.database.clone();
         config.limits = ApiLimits {
             max_body_bytes: self.max_body_bytes,

@@ -25,6 +25,10 @@ pub struct CreateArgs {
     /// A name to recognise the token by.
     #[arg(long, default_value = "")]
     name: String,
+    /// Also issue an SQS access key id and secret access key (for `sluice serve
+    /// --sqs-listen`), with the same scopes.
+    #[arg(long)]
+    sqs: bool,
     #[command(flatten)]
     remote: Remote,
 }
@@ -46,13 +50,26 @@ pub struct RevokeArgs {
 pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
     match command {
         TokenCommand::Create(args) => {
-            let body = json!({ "name": args.name, "scopes": args.scopes });
+            let body = json!({ "name": args.name, "scopes": args.scopes, "sqs": args.sqs });
             let created = args.remote.client().post_json("/v1/tokens", &body).await?;
             eprintln!(
                 "token {} created; the secret below is shown only once:",
                 created["id"].as_str().unwrap_or("?")
             );
             println!("{}", created["token"].as_str().unwrap_or_default());
+            if args.sqs {
+                eprintln!("SQS credentials (the secret access key is shown only once too):");
+                println!(
+                    "AWS_ACCESS_KEY_ID={}",
+                    created["sqs_access_key_id"].as_str().unwrap_or_default()
+                );
+                println!(
+                    "AWS_SECRET_ACCESS_KEY={}",
+                    created["sqs_secret_access_key"]
+                        .as_str()
+                        .unwrap_or_default()
+                );
+            }
         }
         TokenCommand::List(args) => {
             let list = args.remote.client().get("/v1/tokens").await?;

@@ -67,6 +67,8 @@ pub fn metrics_handle() -> Result<PrometheusHandle, Error> {
 pub struct Host {
     pub state: AppState,
     pub shutdown: CancellationToken,
+    /// Where the SQS-compatible endpoint is served, if it is ([`Host::with_sqs`]).
+    sqs: Option<TcpListener>,
 }
 
 impl Host {
@@ -121,7 +123,14 @@ impl Host {
                 series: Series::new(config.series_interval),
             },
             shutdown,
+            sqs: None,
         })
+    }
+
+    /// Serves the SQS-compatible endpoint on `listener` too, beside the API.
+    pub fn with_sqs(mut self, listener: TcpListener) -> Host {
+        self.sqs = Some(listener);
+        self
     }
 
     /// Starts a dispatcher for every stored trigger, follows catalog changes (made through this
@@ -179,6 +188,19 @@ pub async fn run(
             source,
         })?;
     tracing::info!(data_dir = %config.data_dir.display(), store = host.state.store.kind(), "sluice opened its store");
+    let host = match config.sqs_listen {
+        Some(addr) => {
+            host.with_sqs(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| Error::Bind {
+                        addr: addr.to_string(),
+                        source,
+                    })?,
+            )
+        }
+        None => host,
+    };
     host.serve(listener, config.connections.clone(), signal)
         .await
 }
@@ -188,7 +210,7 @@ impl Host {
     /// token is cancelled): starts the dispatchers, serves, then stops leasing and lets
     /// in-flight batches settle. `sluice serve` and `sluice bench` start hosts through here.
     pub async fn serve(
-        self,
+        mut self,
         listener: TcpListener,
         connections: ConnectionLimits,
         signal: impl Future<Output = ()> + Send + 'static,
@@ -203,6 +225,21 @@ impl Host {
             signal.await;
             shutdown.cancel();
         });
+        let sqs = match self.sqs.take() {
+            Some(listener) => {
+                let sqs_addr = listener.local_addr().map_err(Error::Serve)?;
+                // Logged after the API's address, which is what scripts read first.
+                tracing::info!(sqs_endpoint = %format!("http://{sqs_addr}"), "SQS endpoint listening");
+                Some(tokio::spawn(http::serve(
+                    listener,
+                    crate::sqs::router(self.state.clone(), sqs_addr),
+                    connections.clone(),
+                    open_files,
+                    self.shutdown.clone(),
+                )))
+            }
+            None => None,
+        };
         let app = api::router(self.state.clone());
         http::serve(
             listener,
@@ -212,6 +249,9 @@ impl Host {
             self.shutdown.clone(),
         )
         .await;
+        if let Some(sqs) = sqs {
+            let _ = sqs.await;
+        }
         self.state.dispatcher.shutdown(SHUTDOWN_GRACE).await;
         tracing::info!("sluice stopped");
         Ok(())

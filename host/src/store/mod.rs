@@ -140,6 +140,11 @@ pub struct QueueSettings {
     /// The most messages the queue may hold; enqueues beyond it fail with `QueueFull` until
     /// consumers catch up. `None`: unbounded.
     pub max_depth: Option<u64>,
+    /// The delay of SQS sends that give no `DelaySeconds` (the queue's `DelaySeconds`).
+    pub delay_ms: u64,
+    /// How long an SQS receive without `WaitTimeSeconds` waits (the queue's
+    /// `ReceiveMessageWaitTimeSeconds`).
+    pub receive_wait_ms: u64,
 }
 
 /// Live counts of one queue.
@@ -280,6 +285,8 @@ impl Default for QueueSettings {
             max_message_bytes: 256 * 1024,
             dedup_window_ms: 5 * 60 * 1000,
             max_depth: None,
+            delay_ms: 0,
+            receive_wait_ms: 0,
         }
     }
 }
@@ -315,7 +322,8 @@ pub struct TriggerRecord {
     pub paused: bool,
 }
 
-/// An API token as stored: never the secret, only its SHA-256.
+/// An API token as stored: never the secret, only its SHA-256; and, for a token issued with
+/// `sqs`, its SQS secret access key, which SigV4 verification needs as is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenRecord {
     pub id: String,
@@ -323,6 +331,7 @@ pub struct TokenRecord {
     pub hash: String,
     pub scopes: Vec<String>,
     pub created_at_ms: u64,
+    pub sqs_secret: Option<String>,
 }
 
 /// A schedule as stored: what to enqueue where, and the tick it fires next. Its cron

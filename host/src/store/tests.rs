@@ -121,6 +121,7 @@ contract_tests!(
     functions_and_triggers,
     counters_add_up,
     schedules_fire_each_tick_once,
+    tokens_keep_their_sqs_secret,
 );
 
 fn schedule(name: &str, queue: &str, next_tick_ms: u64) -> ScheduleRecord {
@@ -287,6 +288,24 @@ async fn reopen_keeps_queues_and_messages() {
     assert_eq!(peeked.len(), 2);
     assert_eq!(peeked[0].body, b"a");
     assert_eq!(peeked[0].attempt, 0);
+}
+
+async fn tokens_keep_their_sqs_secret(f: Fixture) {
+    let token = |id: &str, sqs_secret: Option<&str>| TokenRecord {
+        id: id.into(),
+        name: format!("token {id}"),
+        hash: "ab".repeat(32),
+        scopes: vec!["produce:q".into()],
+        created_at_ms: T0,
+        sqs_secret: sqs_secret.map(str::to_owned),
+    };
+    let plain = token("a1", None);
+    let sqs = token("b2", Some("secret/with+chars"));
+    f.store.add_token(plain.clone()).await.unwrap();
+    f.store.add_token(sqs.clone()).await.unwrap();
+    assert_eq!(f.store.list_tokens().await.unwrap(), vec![plain, sqs]);
+    f.store.delete_token("b2").await.unwrap();
+    assert_eq!(f.store.list_tokens().await.unwrap().len(), 1);
 }
 
 async fn ids_are_never_reused(f: Fixture) {

@@ -802,6 +802,7 @@ impl Backend for PostgresBackend {
                         &token.hash,
                         &scopes,
                         &int(token.created_at_ms),
+                        &token.sqs_secret,
                     ],
                 )
                 .await;
@@ -836,6 +837,7 @@ impl Backend for PostgresBackend {
                     hash: r.get(2),
                     scopes,
                     created_at_ms: count(r.get(4)),
+                    sqs_secret: r.get(5),
                     id,
                 })
             })

@@ -6,7 +6,11 @@ use deadpool_postgres::Client;
 use super::super::{Error, Result};
 
 /// `MIGRATIONS[n]` brings the schema from version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &[V1, super::schedules::SCHEMA_V2];
+const MIGRATIONS: &[&str] = &[V1, super::schedules::SCHEMA_V2, V3];
+
+/// The SQS endpoint's secret of a token (NULL for tokens issued without `sqs`): SigV4 needs
+/// the secret itself to compute the HMAC, so it is kept, not hashed.
+const V3: &str = "ALTER TABLE tokens ADD COLUMN sqs_secret TEXT;";
 
 /// Arbitrary, fixed: the advisory lock that serializes migrations across hosts.
 const MIGRATION_LOCK: i64 = 0x51_1CE0;

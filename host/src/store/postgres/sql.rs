@@ -163,10 +163,9 @@ pub const INSERT_COMPONENT: &str =
 pub const SELECT_COMPONENT: &str = "SELECT bytes FROM components WHERE sha256 = $1";
 
 // ---- tokens ----
-pub const INSERT_TOKEN: &str =
-    "INSERT INTO tokens (id, name, hash, scopes, created_at) VALUES ($1, $2, $3, $4, $5)";
+pub const INSERT_TOKEN: &str = "INSERT INTO tokens (id, name, hash, scopes, created_at, sqs_secret) VALUES ($1, $2, $3, $4, $5, $6)";
 pub const ALL_TOKENS: &str =
-    "SELECT id, name, hash, scopes, created_at FROM tokens ORDER BY created_at, id";
+    "SELECT id, name, hash, scopes, created_at, sqs_secret FROM tokens ORDER BY created_at, id";
 pub const DELETE_TOKEN: &str = "DELETE FROM tokens WHERE id = $1";
 
 // ---- wake-ups across hosts ----

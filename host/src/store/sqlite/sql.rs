@@ -8,7 +8,12 @@ pub const MIGRATIONS: &[&str] = &[
     SCHEMA_V3,
     super::invocations::SCHEMA_V4,
     super::schedules::SCHEMA_V5,
+    SCHEMA_V6,
 ];
+
+/// The SQS endpoint's secret of a token (NULL for tokens issued without `sqs`): SigV4 needs
+/// the secret itself to compute the HMAC, so it is kept, not hashed.
+const SCHEMA_V6: &str = "ALTER TABLE tokens ADD COLUMN sqs_secret TEXT;";
 
 /// Costs that do not grow with a queue's depth.
 ///
@@ -275,8 +280,7 @@ pub const UPSERT_TRIGGER: &str = "INSERT INTO triggers (function, queue, batch_s
 pub const DELETE_TRIGGER: &str = "DELETE FROM triggers WHERE function = ?1";
 
 // ---- tokens ----
-pub const INSERT_TOKEN: &str =
-    "INSERT INTO tokens (id, name, hash, scopes, created_at) VALUES (?1, ?2, ?3, ?4, ?5)";
+pub const INSERT_TOKEN: &str = "INSERT INTO tokens (id, name, hash, scopes, created_at, sqs_secret) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 pub const ALL_TOKENS: &str =
-    "SELECT id, name, hash, scopes, created_at FROM tokens ORDER BY created_at, id";
+    "SELECT id, name, hash, scopes, created_at, sqs_secret FROM tokens ORDER BY created_at, id";
 pub const DELETE_TOKEN: &str = "DELETE FROM tokens WHERE id = ?1";

@@ -1,4 +1,5 @@
-//! API tokens at rest: each token's id, name, scopes and the hash of its secret. What a scope
+//! API tokens at rest: each token's id, name, scopes, the hash of its secret and, for tokens
+//! issued with `sqs`, the SQS secret access key (kept as is: SigV4 verification needs it). What a scope
 //! allows is decided by `auth`, not here.
 
 use rusqlite::{Connection, params};
@@ -14,7 +15,8 @@ pub fn insert(tx: &mut Tx<'_>, token: &TokenRecord) -> Result<()> {
         token.name,
         token.hash,
         scopes,
-        int(token.created_at_ms)
+        int(token.created_at_ms),
+        token.sqs_secret
     ]);
     match inserted {
         Err(rusqlite::Error::SqliteFailure(e, _))
@@ -30,14 +32,22 @@ pub fn insert(tx: &mut Tx<'_>, token: &TokenRecord) -> Result<()> {
 }
 
 pub fn list(conn: &Connection) -> Result<Vec<TokenRecord>> {
-    let rows: Vec<(String, String, String, String, i64)> = conn
+    #[allow(clippy::type_complexity)]
+    let rows: Vec<(String, String, String, String, i64, Option<String>)> = conn
         .prepare_cached(sql::ALL_TOKENS)?
         .query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
         })?
         .collect::<rusqlite::Result<_>>()?;
     rows.into_iter()
-        .map(|(id, name, hash, scopes, created_at)| {
+        .map(|(id, name, hash, scopes, created_at, sqs_secret)| {
             let scopes = serde_json::from_str(&scopes).map_err(|e| {
                 Error::Unavailable(format!("scopes of token `{id}` are unreadable: {e}"))
             })?;
@@ -47,6 +57,7 @@ pub fn list(conn: &Connection) -> Result<Vec<TokenRecord>> {
                 hash,
                 scopes,
                 created_at_ms: u64::try_from(created_at).unwrap_or(0),
+                sqs_secret,
             })
         })
         .collect()

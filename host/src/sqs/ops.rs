@@ -1,0 +1,775 @@
+//! The SQS operations, each on the JSON protocol's shape of parameters and answer: queues
+//! (create, URL, list, delete, attributes, purge), sends, and receive / delete / visibility
+//! through the pull consumers' receipts.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use super::error::{Code, SqsError};
+use super::wire::{self, integer, string_map, strings, text};
+use super::{ACCOUNT, Call, authorize};
+use crate::api::AppState;
+use crate::auth::Need;
+use crate::pull::{self, Action, Outcome, ReceiveOptions};
+use crate::store::{self, NewMessage, QueueSettings};
+
+type Answer = Result<Map<String, Value>, SqsError>;
+
+/// Operations SQS has that this endpoint does not.
+const UNSUPPORTED: &[&str] = &[
+    "AddPermission",
+    "RemovePermission",
+    "TagQueue",
+    "UntagQueue",
+    "ListQueueTags",
+    "ListDeadLetterSourceQueues",
+    "StartMessageMoveTask",
+    "CancelMessageMoveTask",
+    "ListMessageMoveTasks",
+];
+
+pub async fn run(app: &AppState, call: Call) -> Answer {
+    let op = call.op.as_str();
+    match op {
+        "CreateQueue" => create_queue(app, &call).await,
+        "GetQueueUrl" => get_queue_url(app, &call).await,
+        "ListQueues" => list_queues(app, &call).await,
+        "DeleteQueue" => delete_queue(app, &call).await,
+        "PurgeQueue" => purge_queue(app, &call).await,
+        "GetQueueAttributes" => get_queue_attributes(app, &call).await,
+        "SetQueueAttributes" => set_queue_attributes(app, &call).await,
+        "SendMessage" => send_message(app, &call).await,
+        "SendMessageBatch" => send_message_batch(app, &call).await,
+        "ReceiveMessage" => receive_message(app, &call).await,
+        "DeleteMessage" => delete_message(app, &call).await,
+        "DeleteMessageBatch" => delete_message_batch(app, &call).await,
+        "ChangeMessageVisibility" => change_visibility(app, &call).await,
+        "ChangeMessageVisibilityBatch" => change_visibility_batch(app, &call).await,
+        _ if UNSUPPORTED.contains(&op) => Err(SqsError::new(
+            Code::UnsupportedOperation,
+            format!("{op} is not supported by Sluice's SQS endpoint"),
+        )),
+        _ => Err(SqsError::new(
+            Code::InvalidAction,
+            format!("The action {op} is not valid for this endpoint."),
+        )),
+    }
+}
+
+fn queue_url(call: &Call, queue: &str) -> String {
+    format!("{}/{ACCOUNT}/{queue}", call.base)
+}
+
+/// The queue a call addresses: its `QueueUrl`, or (query protocol) the path it was sent to.
+fn queue_of(call: &Call) -> Result<String, SqsError> {
+    let url = match text(&call.params, "QueueUrl")? {
+        Some(url) => url.to_owned(),
+        None if call.path.trim_matches('/').contains('/') => call.path.clone(),
+        None => return Err(SqsError::missing("QueueUrl")),
+    };
+    let path = url.split_once("://").map_or(url.as_str(), |(_, rest)| {
+        rest.find('/').map_or("", |at| &rest[at..])
+    });
+    let name = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+    if name.is_empty() || store::validate_queue_name(name).is_err() {
+        return Err(SqsError::new(
+            Code::QueueDoesNotExist,
+            format!("The specified queue does not exist: `{url}` names no queue of this server"),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+fn queue_name_param(call: &Call) -> Result<String, SqsError> {
+    let name = text(&call.params, "QueueName")?.ok_or_else(|| SqsError::missing("QueueName"))?;
+    if name.ends_with(".fifo") {
+        return Err(SqsError::invalid(
+            "FIFO queues are not supported by Sluice's SQS endpoint",
+        ));
+    }
+    store::validate_queue_name(name).map_err(|e| SqsError::invalid(e.to_string()))?;
+    Ok(name.to_owned())
+}
+
+fn exists(app: &AppState, queue: &str) -> Result<(), SqsError> {
+    if app.store.queue_exists(queue) {
+        Ok(())
+    } else {
+        Err(store::Error::QueueNotFound(queue.to_owned()).into())
+    }
+}
+
+// ---- queues ----
+
+/// Applies SQS queue attributes to Sluice settings.
+fn apply_attributes(
+    settings: &mut QueueSettings,
+    attributes: &BTreeMap<String, String>,
+) -> Result<(), SqsError> {
+    for (name, value) in attributes {
+        let number = |range: std::ops::RangeInclusive<u64>| {
+            value
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| range.contains(n))
+                .ok_or_else(|| {
+                    SqsError::invalid(format!(
+                        "Invalid value for the parameter {name}: `{value}` must be an integer \
+                         from {} to {}.",
+                        range.start(),
+                        range.end()
+                    ))
+                })
+        };
+        match name.as_str() {
+            "VisibilityTimeout" => {
+                settings.visibility_timeout_ms = (number(0..=43_200)? * 1000).max(1);
+            }
+            "DelaySeconds" => settings.delay_ms = number(0..=900)? * 1000,
+            "MessageRetentionPeriod" => {
+                settings.retention_ms = number(60..=1_209_600)? * 1000;
+            }
+            "MaximumMessageSize" => {
+                settings.max_message_bytes = number(1024..=1_048_576)? as usize;
+            }
+            "ReceiveMessageWaitTimeSeconds" => {
+                settings.receive_wait_ms = number(0..=20)? * 1000;
+            }
+            "RedrivePolicy" => {
+                if value.trim().is_empty() {
+                    settings.dead_letter_queue = None;
+                    continue;
+                }
+                let policy: Value = serde_json::from_str(value).map_err(|_| {
+                    SqsError::invalid("RedrivePolicy must be JSON like {\"deadLetterTargetArn\": \"arn:aws:sqs:REGION:000000000000:DLQ\", \"maxReceiveCount\": \"5\"}")
+                })?;
+                let arn = policy["deadLetterTargetArn"]
+                    .as_str()
+                    .ok_or_else(|| SqsError::invalid("RedrivePolicy needs deadLetterTargetArn"))?;
+                let dlq = arn.rsplit(':').next().unwrap_or_default();
+                let count = match &policy["maxReceiveCount"] {
+                    Value::Number(n) => n.as_u64(),
+                    Value::String(s) => s.parse().ok(),
+                    _ => None,
+                }
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| {
+                    SqsError::invalid("RedrivePolicy's maxReceiveCount must be from 1 to 1000")
+                })?;
+                settings.dead_letter_queue = Some(dlq.to_owned());
+                settings.max_attempts = count as u32;
+            }
+            // Accepted and meaningless here: access is governed by Sluice tokens, and the
+            // data is as encrypted as the disk under the database.
+            "Policy"
+            | "SqsManagedSseEnabled"
+            | "KmsMasterKeyId"
+            | "KmsDataKeyReusePeriodSeconds"
+            | "RedriveAllowPolicy" => {}
+            "FifoQueue"
+            | "ContentBasedDeduplication"
+            | "DeduplicationScope"
+            | "FifoThroughputLimit" => {
+                return Err(SqsError::new(
+                    Code::InvalidAttributeName,
+                    format!("{name}: FIFO queues are not supported by Sluice's SQS endpoint"),
+                ));
+            }
+            other => {
+                return Err(SqsError::new(
+                    Code::InvalidAttributeName,
+                    format!("Unknown Attribute {other}."),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn create_queue(app: &AppState, call: &Call) -> Answer {
+    authorize(&call.credential, &Need::Admin)?;
+    let name = queue_name_param(call)?;
+    let attributes = string_map(&call.params, "Attributes")?;
+    let mut settings = QueueSettings::default();
+    apply_attributes(&mut settings, &attributes)?;
+    match app.store.create_queue(&name, settings.clone()).await {
+        Ok(_) => {}
+        Err(store::Error::QueueExists(_)) => {
+            // SQS: creating an existing queue is fine unless the attributes given differ.
+            let current = app.store.queue_settings(&name).await?;
+            let mut wanted = current.clone();
+            apply_attributes(&mut wanted, &attributes)?;
+            if wanted != current {
+                return Err(SqsError::new(
+                    Code::QueueNameExists,
+                    format!(
+                        "A queue already exists with the same name `{name}` and different \
+                         attributes; change them with SetQueueAttributes"
+                    ),
+                ));
+            }
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(obj(json!({ "QueueUrl": queue_url(call, &name) })))
+}
+
+async fn get_queue_url(app: &AppState, call: &Call) -> Answer {
+    authorize(&call.credential, &Need::Read)?;
+    let name = text(&call.params, "QueueName")?.ok_or_else(|| SqsError::missing("QueueName"))?;
+    exists(app, name)?;
+    Ok(obj(json!({ "QueueUrl": queue_url(call, name) })))
+}
+
+async fn list_queues(app: &AppState, call: &Call) -> Answer {
+    authorize(&call.credential, &Need::Read)?;
+    let prefix = text(&call.params, "QueueNamePrefix")?.unwrap_or("");
+    let max = integer(&call.params, "MaxResults", 1..=1000)?;
+    let after = text(&call.params, "NextToken")?;
+    let mut names: Vec<String> = app
+        .store
+        .list_queues()
+        .await?
+        .into_iter()
+        .map(|q| q.name)
+        .filter(|n| n.starts_with(prefix) && after.is_none_or(|a| n.as_str() > a))
+        .collect();
+    names.sort();
+    let mut result = Map::new();
+    let mut next = None;
+    if let Some(max) = max.map(|m| m as usize)
+        && names.len() > max
+    {
+        names.truncate(max);
+        next = names.last().cloned();
+    }
+    if !names.is_empty() {
+        let urls = names
+            .iter()
+            .map(|n| Value::String(queue_url(call, n)))
+            .collect();
+        result.insert("QueueUrls".into(), Value::Array(urls));
+    }
+    if let Some(next) = next {
+        result.insert("NextToken".into(), Value::String(next));
+    }
+    Ok(result)
+}
+
+async fn delete_queue(app: &AppState, call: &Call) -> Answer {
+    authorize(&call.credential, &Need::Admin)?;
+    let queue = queue_of(call)?;
+    app.store.delete_queue(&queue).await?;
+    Ok(Map::new())
+}
+
+async fn purge_queue(app: &AppState, call: &Call) -> Answer {
+    authorize(&call.credential, &Need::Admin)?;
+    let queue = queue_of(call)?;
+    exists(app, &queue)?;
+    app.store.purge(&queue).await?;
+    Ok(Map::new())
+}
+
+const QUEUE_ATTRIBUTES: &[&str] = &[
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+    "CreatedTimestamp",
+    "LastModifiedTimestamp",
+    "QueueArn",
+    "VisibilityTimeout",
+    "DelaySeconds",
+    "MessageRetentionPeriod",
+    "MaximumMessageSize",
+    "ReceiveMessageWaitTimeSeconds",
+    "RedrivePolicy",
+    "SqsManagedSseEnabled",
+];
+
+async fn get_queue_attributes(app: &AppState, call: &Call) -> Answer {
+    authorize(&call.credential, &Need::Read)?;
+    let queue = queue_of(call)?;
+    exists(app, &queue)?;
+    let asked = strings(&call.params, "AttributeNames")?;
+    let all = asked.iter().any(|a| a == "All");
+    for name in &asked {
+        if name != "All" && !QUEUE_ATTRIBUTES.contains(&name.as_str()) {
+            return Err(SqsError::new(
+                Code::InvalidAttributeName,
+                format!("Unknown Attribute {name}."),
+            ));
+        }
+    }
+    let info = app.store.get_queue(&queue).await?;
+    let s = &info.settings;
+    let arn = |name: &str| format!("arn:aws:sqs:{}:{ACCOUNT}:{name}", call.region);
+    let mut attributes = Map::new();
+    for name in QUEUE_ATTRIBUTES {
+        if !all && !asked.iter().any(|a| a == name) {
+            continue;
+        }
+        let value = match *name {
+            "ApproximateNumberOfMessages" => info.stats.visible.to_string(),
+            "ApproximateNumberOfMessagesNotVisible" => info.stats.in_flight.to_string(),
+            "ApproximateNumberOfMessagesDelayed" => info.stats.delayed.to_string(),
+            "CreatedTimestamp" | "LastModifiedTimestamp" => (info.created_at_ms / 1000).to_string(),
+            "QueueArn" => arn(&queue),
+            "VisibilityTimeout" => (s.visibility_timeout_ms / 1000).to_string(),
+            "DelaySeconds" => (s.delay_ms / 1000).to_string(),
+            "MessageRetentionPeriod" => (s.retention_ms / 1000).to_string(),
+            "MaximumMessageSize" => s.max_message_bytes.to_string(),
+            "ReceiveMessageWaitTimeSeconds" => (s.receive_wait_ms / 1000).to_string(),
+            "RedrivePolicy" => match &s.dead_letter_queue {
+                Some(dlq) => json!({
+                    "deadLetterTargetArn": arn(dlq),
+                    "maxReceiveCount": s.max_attempts,
+                })
+                .to_string(),
+                None => continue,
+            },
+            "SqsManagedSseEnabled" => "false".to_owned(),
+            _ => continue,
+        };
+        attributes.insert((*name).to_owned(), Value::String(value));
+    }
+    let mut result = Map::new();
+    if !attributes.is_empty() {
+        result.insert("Attributes".into(), Value::Object(attributes));
+    }
+    Ok(result)
+}
+
+async fn set_queue_attributes(app: &AppState, call: &Call) -> Answer {
+    authorize(&call.credential, &Need::Admin)?;
+    let queue = queue_of(call)?;
+    exists(app, &queue)?;
+    let attributes = string_map(&call.params, "Attributes")?;
+    if attributes.is_empty() {
+        return Err(SqsError::missing("Attributes"));
+    }
+    let mut settings = app.store.queue_settings(&queue).await?;
+    apply_attributes(&mut settings, &attributes)?;
+    app.store.update_queue(&queue, settings).await?;
+    Ok(Map::new())
+}
+
+// ---- sends ----
+
+/// A message to send, checked, with what its answer reports.
+struct Outgoing {
+    message: NewMessage,
+    md5_body: String,
+    md5_attributes: Option<String>,
+}
+
+fn outgoing(
+    app: &AppState,
+    settings: &QueueSettings,
+    params: &Map<String, Value>,
+) -> Result<Outgoing, SqsError> {
+    let body = text(params, "MessageBody")?.ok_or_else(|| SqsError::missing("MessageBody"))?;
+    if body.is_empty() {
+        return Err(SqsError::missing("MessageBody"));
+    }
+    if body.chars().any(|c| {
+        !matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+    }) {
+        return Err(SqsError::invalid(
+            "Invalid binary character in the message body: SQS allows only #x9 | #xA | #xD | \
+             #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF",
+        ));
+    }
+    for fifo in ["MessageGroupId", "MessageDeduplicationId"] {
+        if params.contains_key(fifo) {
+            return Err(SqsError::invalid(format!(
+                "{fifo} is only for FIFO queues, which Sluice's SQS endpoint does not support"
+            )));
+        }
+    }
+    let delay_ms =
+        integer(params, "DelaySeconds", 0..=900)?.map_or(settings.delay_ms, |s| s * 1000);
+    let attributes = wire::message_attributes(params, app.limits.max_attribute_bytes)?;
+    let size = body.len()
+        + attributes
+            .iter()
+            .map(|a| a.name.len() + a.data_type.len() + a.value.len())
+            .sum::<usize>();
+    if size > settings.max_message_bytes {
+        return Err(SqsError::invalid(format!(
+            "One or more parameters are invalid. Reason: Message must be shorter than {} bytes \
+             (the queue's MaximumMessageSize); it is {size}.",
+            settings.max_message_bytes
+        )));
+    }
+    Ok(Outgoing {
+        md5_body: wire::md5_hex(body.as_bytes()),
+        md5_attributes: (!attributes.is_empty()).then(|| wire::md5_of_attributes(&attributes)),
+        message: NewMessage {
+            body: body.as_bytes().to_vec(),
+            attributes: wire::to_sluice(&attributes),
+            delay_ms,
+            dedup_id: None,
+        },
+    })
+}
+
+fn sent_answer(id: String, out: &Outgoing) -> Map<String, Value> {
+    let mut answer = Map::new();
+    answer.insert("MessageId".into(), Value::String(id));
+    answer.insert(
+        "MD5OfMessageBody".into(),
+        Value::String(out.md5_body.clone()),
+    );
+    if let Some(md5) = &out.md5_attributes {
+        answer.insert("MD5OfMessageAttributes".into(), Value::String(md5.clone()));
+    }
+    answer
+}
+
+async fn send_message(app: &AppState, call: &Call) -> Answer {
+    let queue = queue_of(call)?;
+    authorize(&call.credential, &Need::Produce(queue.clone()))?;
+    exists(app, &queue)?;
+    let settings = app.store.queue_settings(&queue).await?;
+    let out = outgoing(app, &settings, &call.params)?;
+    let mut ids = app.store.enqueue(&queue, vec![out.message.clone()]).await?;
+    metrics::counter!("sluice_enqueued_total", "queue" => queue).increment(1);
+    let id = ids
+        .pop()
+        .ok_or_else(|| SqsError::new(Code::InternalError, "enqueue returned no id"))?;
+    Ok(sent_answer(id.id, &out))
+}
+
+/// The entries of a batch, checked as SQS checks them: 1 to 10, ids distinct and well formed.
+fn entries(params: &Map<String, Value>) -> Result<Vec<Map<String, Value>>, SqsError> {
+    let entries = match params.get("Entries") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|e| {
+                e.as_object()
+                    .cloned()
+                    .ok_or_else(|| SqsError::invalid("each entry must be an object"))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(SqsError::invalid("Entries must be a list")),
+    };
+    if entries.is_empty() {
+        return Err(SqsError::new(
+            Code::EmptyBatchRequest,
+            "There should be at least one entry in the request.",
+        ));
+    }
+    if entries.len() > 10 {
+        return Err(SqsError::new(
+            Code::TooManyEntriesInBatchRequest,
+            format!(
+                "Maximum number of entries per request are 10. You have sent {}.",
+                entries.len()
+            ),
+        ));
+    }
+    let mut seen = HashSet::new();
+    for entry in &entries {
+        let id = text(entry, "Id")?.ok_or_else(|| SqsError::missing("Id"))?;
+        let well_formed = !id.is_empty()
+            && id.len() <= 80
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !well_formed {
+            return Err(SqsError::new(
+                Code::InvalidBatchEntryId,
+                format!(
+                    "A batch entry id can only contain alphanumeric characters, hyphens and underscores. It can be at most 80 letters long: `{id}`"
+                ),
+            ));
+        }
+        if !seen.insert(id.to_owned()) {
+            return Err(SqsError::new(
+                Code::BatchEntryIdsNotDistinct,
+                format!("Id {id} repeated."),
+            ));
+        }
+    }
+    Ok(entries)
+}
+
+fn entry_id(entry: &Map<String, Value>) -> String {
+    entry
+        .get("Id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn failed(id: String, err: &SqsError) -> Value {
+    json!({
+        "Id": id,
+        "SenderFault": err.code.fault() == "Sender",
+        "Code": err.code.query_code(),
+        "Message": err.message,
+    })
+}
+
+fn batch_answer(successful: Vec<Value>, failures: Vec<Value>) -> Map<String, Value> {
+    obj(json!({ "Successful": successful, "Failed": failures }))
+}
+
+async fn send_message_batch(app: &AppState, call: &Call) -> Answer {
+    let queue = queue_of(call)?;
+    authorize(&call.credential, &Need::Produce(queue.clone()))?;
+    exists(app, &queue)?;
+    let entries = entries(&call.params)?;
+    let settings = app.store.queue_settings(&queue).await?;
+    let mut failures = Vec::new();
+    let mut accepted = Vec::new();
+    for entry in &entries {
+        match outgoing(app, &settings, entry) {
+            Ok(out) => accepted.push((entry_id(entry), out)),
+            Err(err) => failures.push(failed(entry_id(entry), &err)),
+        }
+    }
+    let mut successful = Vec::new();
+    if !accepted.is_empty() {
+        // One commit for the whole batch.
+        let messages = accepted.iter().map(|(_, o)| o.message.clone()).collect();
+        let ids = app.store.enqueue(&queue, messages).await?;
+        metrics::counter!("sluice_enqueued_total", "queue" => queue).increment(ids.len() as u64);
+        for ((entry, out), id) in accepted.iter().zip(ids) {
+            let mut answer = sent_answer(id.id, out);
+            answer.insert("Id".into(), Value::String(entry.clone()));
+            successful.push(Value::Object(answer));
+        }
+    }
+    Ok(batch_answer(successful, failures))
+}
+
+// ---- receive, delete, visibility ----
+
+/// Whether a message attribute is asked for by `names` (`All`, `.*`, `prefix.*` or a name).
+fn wanted(names: &[String], name: &str) -> bool {
+    names.iter().any(|n| {
+        n == "All"
+            || n == ".*"
+            || n == name
+            || n.strip_suffix(".*").is_some_and(|prefix| {
+                name.strip_prefix(prefix)
+                    .is_some_and(|rest| rest.starts_with('.'))
+            })
+    })
+}
+
+async fn receive_message(app: &AppState, call: &Call) -> Answer {
+    let queue = queue_of(call)?;
+    authorize(&call.credential, &Need::Consume(queue.clone()))?;
+    exists(app, &queue)?;
+    let max = integer(&call.params, "MaxNumberOfMessages", 1..=10)?.unwrap_or(1);
+    let wait = match integer(&call.params, "WaitTimeSeconds", 0..=20)? {
+        Some(seconds) => Duration::from_secs(seconds),
+        None => Duration::from_millis(app.store.queue_settings(&queue).await?.receive_wait_ms),
+    };
+    let visibility = integer(&call.params, "VisibilityTimeout", 0..=43_200)?
+        .map(|s| Duration::from_secs(s).max(Duration::from_millis(1)));
+    let mut system = strings(&call.params, "AttributeNames")?;
+    system.extend(strings(&call.params, "MessageSystemAttributeNames")?);
+    let attribute_names = strings(&call.params, "MessageAttributeNames")?;
+    let options = ReceiveOptions {
+        max_messages: max as usize,
+        visibility,
+        wait,
+    };
+    let received = tokio::select! {
+        received = pull::receive(&app.store, &queue, options) => received?,
+        // A long poll ends with the server: nothing was leased.
+        () = app.shutdown.cancelled() => Vec::new(),
+    };
+    let now_s = app.store.now_ms().to_string();
+    let mut messages = Vec::with_capacity(received.len());
+    for r in received {
+        let m = r.message;
+        let body = String::from_utf8_lossy(&m.body).into_owned();
+        let mut message = Map::new();
+        message.insert("MessageId".into(), Value::String(m.id.clone()));
+        message.insert("ReceiptHandle".into(), Value::String(r.receipt));
+        message.insert(
+            "MD5OfBody".into(),
+            Value::String(wire::md5_hex(body.as_bytes())),
+        );
+        message.insert("Body".into(), Value::String(body));
+        let mut attributes = Map::new();
+        for (name, value) in [
+            ("ApproximateReceiveCount", m.attempt.to_string()),
+            ("SentTimestamp", m.enqueued_at_ms.to_string()),
+            ("ApproximateFirstReceiveTimestamp", now_s.clone()),
+            ("SenderId", call.credential.token_id.clone()),
+        ] {
+            if system.iter().any(|a| a == "All" || a == name) {
+                attributes.insert(name.into(), Value::String(value));
+            }
+        }
+        if !attributes.is_empty() {
+            message.insert("Attributes".into(), Value::Object(attributes));
+        }
+        let attrs: Vec<wire::Attribute> = wire::from_sluice(&m.attributes)
+            .into_iter()
+            .filter(|a| wanted(&attribute_names, &a.name))
+            .collect();
+        if !attrs.is_empty() {
+            message.insert(
+                "MD5OfMessageAttributes".into(),
+                Value::String(wire::md5_of_attributes(&attrs)),
+            );
+            message.insert("MessageAttributes".into(), wire::attributes_json(&attrs));
+        }
+        messages.push(Value::Object(message));
+    }
+    let mut result = Map::new();
+    if !messages.is_empty() {
+        result.insert("Messages".into(), Value::Array(messages));
+    }
+    Ok(result)
+}
+
+fn receipt(params: &Map<String, Value>) -> Result<String, SqsError> {
+    Ok(text(params, "ReceiptHandle")?
+        .ok_or_else(|| SqsError::missing("ReceiptHandle"))?
+        .to_owned())
+}
+
+fn invalid_receipt(why: String) -> SqsError {
+    SqsError::new(
+        Code::ReceiptHandleIsInvalid,
+        format!("The input receipt handle is invalid: {why}"),
+    )
+}
+
+fn not_inflight() -> SqsError {
+    SqsError::new(
+        Code::MessageNotInflight,
+        "Message does not exist or is not available for visibility timeout change: its lease \
+         was lost (the visibility timeout passed and it was received again, or it was deleted)",
+    )
+}
+
+async fn delete_message(app: &AppState, call: &Call) -> Answer {
+    let queue = queue_of(call)?;
+    authorize(&call.credential, &Need::Consume(queue.clone()))?;
+    let handle = receipt(&call.params)?;
+    let outcome = pull::settle(&app.store, &queue, &[handle], &Action::Ack).await?;
+    match outcome.into_iter().next() {
+        // As SQS: deleting with an old receipt handle succeeds and changes nothing.
+        Some(Outcome::Done | Outcome::Stale) | None => Ok(Map::new()),
+        Some(Outcome::Invalid(why)) => Err(invalid_receipt(why)),
+    }
+}
+
+async fn delete_message_batch(app: &AppState, call: &Call) -> Answer {
+    let queue = queue_of(call)?;
+    authorize(&call.credential, &Need::Consume(queue.clone()))?;
+    exists(app, &queue)?;
+    let entries = entries(&call.params)?;
+    let mut failures = Vec::new();
+    let mut ids = Vec::new();
+    let mut handles = Vec::new();
+    for entry in &entries {
+        match receipt(entry) {
+            Ok(handle) => {
+                ids.push(entry_id(entry));
+                handles.push(handle);
+            }
+            Err(err) => failures.push(failed(entry_id(entry), &err)),
+        }
+    }
+    let mut successful = Vec::new();
+    if !handles.is_empty() {
+        let outcomes = pull::settle(&app.store, &queue, &handles, &Action::Ack).await?;
+        for (id, outcome) in ids.into_iter().zip(outcomes) {
+            match outcome {
+                Outcome::Done | Outcome::Stale => successful.push(json!({ "Id": id })),
+                Outcome::Invalid(why) => failures.push(failed(id, &invalid_receipt(why))),
+            }
+        }
+    }
+    Ok(batch_answer(successful, failures))
+}
+
+/// Sets the visibility of the messages `handles` name: 0 makes them visible again (a retry
+/// without delay, counted like any redelivery), anything else extends their lease.
+async fn set_visibility(
+    app: &AppState,
+    queue: &str,
+    handles: &[String],
+    seconds: u64,
+) -> Result<Vec<Outcome>, SqsError> {
+    if seconds == 0 {
+        let action = Action::Retry {
+            delay: Some(Duration::ZERO),
+        };
+        Ok(pull::settle(&app.store, queue, handles, &action).await?)
+    } else {
+        Ok(pull::extend(&app.store, queue, handles, Duration::from_secs(seconds)).await?)
+    }
+}
+
+async fn change_visibility(app: &AppState, call: &Call) -> Answer {
+    let queue = queue_of(call)?;
+    authorize(&call.credential, &Need::Consume(queue.clone()))?;
+    let handle = receipt(&call.params)?;
+    let seconds = integer(&call.params, "VisibilityTimeout", 0..=43_200)?
+        .ok_or_else(|| SqsError::missing("VisibilityTimeout"))?;
+    let outcome = set_visibility(app, &queue, &[handle], seconds).await?;
+    match outcome.into_iter().next() {
+        Some(Outcome::Done) => Ok(Map::new()),
+        Some(Outcome::Invalid(why)) => Err(invalid_receipt(why)),
+        Some(Outcome::Stale) | None => Err(not_inflight()),
+    }
+}
+
+async fn change_visibility_batch(app: &AppState, call: &Call) -> Answer {
+    let queue = queue_of(call)?;
+    authorize(&call.credential, &Need::Consume(queue.clone()))?;
+    exists(app, &queue)?;
+    let entries = entries(&call.params)?;
+    let mut failures = Vec::new();
+    let mut successful = Vec::new();
+    // Entries grouped by the visibility they ask for: one store call per group.
+    let mut groups: BTreeMap<u64, Vec<(String, String)>> = BTreeMap::new();
+    for entry in &entries {
+        let parsed = receipt(entry).and_then(|h| {
+            let seconds = integer(entry, "VisibilityTimeout", 0..=43_200)?
+                .ok_or_else(|| SqsError::missing("VisibilityTimeout"))?;
+            Ok((h, seconds))
+        });
+        match parsed {
+            Ok((handle, seconds)) => groups
+                .entry(seconds)
+                .or_default()
+                .push((entry_id(entry), handle)),
+            Err(err) => failures.push(failed(entry_id(entry), &err)),
+        }
+    }
+    for (seconds, group) in groups {
+        let handles: Vec<String> = group.iter().map(|(_, h)| h.clone()).collect();
+        let outcomes = set_visibility(app, &queue, &handles, seconds).await?;
+        for ((id, _), outcome) in group.into_iter().zip(outcomes) {
+            match outcome {
+                Outcome::Done => successful.push(json!({ "Id": id })),
+                Outcome::Invalid(why) => failures.push(failed(id, &invalid_receipt(why))),
+                Outcome::Stale => failures.push(failed(id, &not_inflight())),
+            }
+        }
+    }
+    Ok(batch_answer(successful, failures))
+}
+
+fn obj(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}

@@ -1,0 +1,109 @@
+//! The SQS-compatible endpoint driven by real SQS clients against the real binary: boto3
+//! (current, JSON protocol) running the issue's snippet and a wider scenario, botocore pinned
+//! to a release that speaks the query protocol (checked against the XML), and the AWS CLI.
+//! The clients live in virtual environments that `scripts/sqs-clients` installs (run by
+//! `scripts/test`); without them these tests fail, saying how to install them.
+
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use crate::support::{ADMIN_TOKEN, DataDir, Server};
+
+/// The virtual environment `name` made by `scripts/sqs-clients`.
+fn venv(name: &str) -> PathBuf {
+    let root = std::env::var_os("SLUICE_SQS_CLIENTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/sluice-py")
+        });
+    let dir = root.join(name);
+    assert!(
+        dir.join("bin/python").exists(),
+        "the SQS client environment {} is missing: run `scripts/sqs-clients` (scripts/test \
+         does) to install boto3, the query-protocol botocore and the AWS CLI",
+        dir.display()
+    );
+    dir
+}
+
+fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/sqs")
+        .join(name)
+}
+
+/// A server with the SQS endpoint and an admin token's SQS key pair.
+async fn start() -> (Server, DataDir, String, String) {
+    let (server, dir) = Server::start_with(&["--sqs-listen", "127.0.0.1:0"]).await;
+    let (status, made) = server
+        .post(
+            "/v1/tokens",
+            json!({"name": "sqs tests", "scopes": ["admin"], "sqs": true}),
+        )
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let key = made["sqs_access_key_id"].as_str().unwrap().to_owned();
+    let secret = made["sqs_secret_access_key"].as_str().unwrap().to_owned();
+    (server, dir, key, secret)
+}
+
+/// Runs `program args` with the endpoint and credentials in its environment; fails the test
+/// with its output unless it succeeds.
+async fn run(server: &Server, key: &str, secret: &str, program: PathBuf, args: &[&str]) -> String {
+    let output = tokio::process::Command::new(&program)
+        .args(args)
+        .env("SQS_ENDPOINT", server.sqs_url.as_deref().unwrap())
+        .env("KEY_ID", key)
+        .env("SECRET", secret)
+        .env("SLUICE_URL", &server.url)
+        .env("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .current_dir(script(""))
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{} {args:?} failed ({}):\n{stdout}\n{}",
+        program.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[tokio::test]
+async fn boto3_runs_the_issues_snippet_unchanged() {
+    let (server, _dir, key, secret) = start().await;
+    let python = venv("boto3").join("bin/python");
+    let out = run(&server, &key, &secret, python, &["snippet.py"]).await;
+    assert!(out.contains("snippet ok"), "{out}");
+    // The queue it made is an ordinary Sluice queue, now empty.
+    let stats = server.stats("orders").await;
+    assert_eq!(stats["visible"], 0);
+    assert_eq!(stats["acked_total"], 1);
+}
+
+#[tokio::test]
+async fn boto3_wider_scenario() {
+    let (server, _dir, key, secret) = start().await;
+    let python = venv("boto3").join("bin/python");
+    run(
+        &server,
+        &key,
+        &secret,
+        python,
+        &[
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "scenario.py",
+        ],
+    )
+    .await;
+}
