@@ -15,7 +15,7 @@ const HOSTILE_MESSAGES: usize = 20;
 const HOSTILE: [(&str, &str, &str); 5] = [
     ("trap", "trap", "timeout_ms=2000"),
     ("panic", "panic", "timeout_ms=2000"),
-    ("loop", "loop", "timeout_ms=200"),
+    ("loop", "loop", "timeout_ms=1000"),
     ("oom", "oom", "timeout_ms=5000&memory_mb=8"),
     ("recurse", "recurse", "timeout_ms=5000"),
 ];

@@ -143,7 +143,7 @@ async fn errors_traps_and_timeouts_retry_the_batch_then_dead_letter_and_redrive_
     let (server, _dir) = Server::start().await;
     let cases = [
         ("trap", guest("trap"), "", "trap"),
-        ("timeout", guest("loop"), "timeout_ms=300", "timeout"),
+        ("timeout", guest("loop"), "timeout_ms=1000", "timeout"),
     ];
     for (name, wasm, query, reason) in cases {
         let dlq = format!("{name}-dlq");

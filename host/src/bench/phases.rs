@@ -979,7 +979,7 @@ impl Bench {
         });
         let hostile: [(&str, &[u8], &str); 4] = [
             ("bench-trap", &c.trap, ""),
-            ("bench-loop", &c.looping, "timeout_ms=50"),
+            ("bench-loop", &c.looping, "timeout_ms=1000"),
             ("bench-oom", &c.oom, "memory_mb=16"),
             ("bench-recurse", &c.recurse, ""),
         ];

