@@ -51,8 +51,15 @@ async fn start() -> (Server, DataDir, String, String) {
 /// Runs `program args` with the endpoint and credentials in its environment; fails the test
 /// with its output unless it succeeds.
 async fn run(server: &Server, key: &str, secret: &str, program: PathBuf, args: &[&str]) -> String {
+    // The program's own directory first on PATH: a venv's `python` and `aws`.
+    let dir = program.parent().map(PathBuf::from).unwrap_or_default();
+    let path = std::env::join_paths(std::iter::once(dir).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .expect("PATH");
     let output = tokio::process::Command::new(&program)
         .args(args)
+        .env("PATH", path)
         .env("SQS_ENDPOINT", server.sqs_url.as_deref().unwrap())
         .env("KEY_ID", key)
         .env("SECRET", secret)
@@ -106,4 +113,37 @@ async fn boto3_wider_scenario() {
         ],
     )
     .await;
+}
+
+#[tokio::test]
+async fn query_protocol_botocore_checked_against_the_xml() {
+    let (server, _dir, key, secret) = start().await;
+    let python = venv("boto3-query").join("bin/python");
+    run(
+        &server,
+        &key,
+        &secret,
+        python,
+        &["-m", "pytest", "-q", "-p", "no:cacheprovider", "query.py"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_aws_cli_as_a_third_client() {
+    let (server, _dir, key, secret) = start().await;
+    // bash, with the CLI's venv first on PATH (`run` puts the program's directory there).
+    let bash = venv("awscli").join("bin/python");
+    let out = run(
+        &server,
+        &key,
+        &secret,
+        bash,
+        &[
+            "-c",
+            "import os,sys; os.execvp('bash', ['bash', 'awscli.sh'])",
+        ],
+    )
+    .await;
+    assert!(out.contains("awscli ok"), "{out}");
 }

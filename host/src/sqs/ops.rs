@@ -448,6 +448,8 @@ async fn send_message(app: &AppState, call: &Call) -> Answer {
 fn entries(params: &Map<String, Value>) -> Result<Vec<Map<String, Value>>, SqsError> {
     let entries = match params.get("Entries") {
         None | Some(Value::Null) => Vec::new(),
+        // The query protocol's empty list: the bare name.
+        Some(Value::String(s)) if s.is_empty() => Vec::new(),
         Some(Value::Array(items)) => items
             .iter()
             .map(|e| {

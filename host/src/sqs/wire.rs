@@ -45,8 +45,11 @@ pub fn params_from_query(pairs: Vec<(String, String)>) -> Map<String, Value> {
 
 /// The members of a numbered list (`{"1": a, "2": b}`), in their numeric order.
 fn members(value: Value) -> Vec<Value> {
-    let Value::Object(map) = value else {
-        return vec![value];
+    let map = match value {
+        Value::Object(map) => map,
+        // An empty list is sent as the bare name with no value (`Entry=`).
+        Value::String(s) if s.is_empty() => return Vec::new(),
+        other => return vec![other],
     };
     let mut items: Vec<(u64, Value)> = map
         .into_iter()
@@ -137,6 +140,8 @@ pub fn integer(
 pub fn strings(params: &Map<String, Value>, name: &str) -> Result<Vec<String>, SqsError> {
     match params.get(name) {
         None | Some(Value::Null) => Ok(Vec::new()),
+        // The query protocol's empty list: the bare name.
+        Some(Value::String(s)) if s.is_empty() => Ok(Vec::new()),
         Some(Value::Array(items)) => items
             .iter()
             .map(|v| {
