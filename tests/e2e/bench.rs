@@ -35,6 +35,7 @@ fn quick_bench_runs_and_writes_json() {
         "enqueue.batch_msgs_per_s",
         "enqueue.single_msgs_per_s",
         "drain.msgs_per_s",
+        "sqs.receive_delete_batch_msgs_per_s",
         "steady.commit_to_start_lower.p99",
         "chain.msgs_per_s",
         "overhead.batch_1.p50_us",

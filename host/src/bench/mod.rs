@@ -1,6 +1,6 @@
 //! `sluice bench`: starts a host in this process on a temporary data directory, drives it over
 //! real HTTP with real components, and reports enqueue, drain, steady-state latency, chain,
-//! per-batch overhead, the store's physical floor, isolation from hostile functions, costs at
+//! the SQS endpoint's receive + delete-batch drain, per-batch overhead, the store's physical floor, isolation from hostile functions, costs at
 //! queue depth (peek, stats, another queue's enqueues during a purge), restart/idle figures
 //! of a separate `sluice serve` process, and the same costs for Python and JavaScript no-op
 //! handlers beside Rust's (the `polyglot` phase).
@@ -15,6 +15,7 @@ mod components;
 mod hosts;
 mod phases;
 mod report;
+mod sqs;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -32,6 +33,9 @@ pub struct BenchArgs {
     /// Body size of every message, in bytes (at least 16: the body starts with a sequence number).
     #[arg(long, default_value_t = 256)]
     pub body_bytes: usize,
+    /// Concurrent SQS consumers of the sqs phase (each: ReceiveMessage 10, DeleteMessageBatch).
+    #[arg(long, default_value_t = 8)]
+    pub sqs_clients: usize,
     /// Trigger batch size, enqueue batch size and floor batch size.
     #[arg(long, default_value_t = 100)]
     pub batch_size: u32,
@@ -85,7 +89,8 @@ pub struct BenchArgs {
     /// and drops them after; adds the `SKIP LOCKED` floor and the several-hosts phase.
     #[arg(long, env = "SLUICE_BENCH_DATABASE_URL")]
     pub database: Option<String>,
-    /// Run only these phases (comma-separated): enqueue, drain, pull, steady, chain, overhead,
+    /// Run only these phases (comma-separated): enqueue, drain, pull, sqs, steady, chain,
+    /// overhead,
     /// floor, hostile, depth, restart, hosts (with --database); and polyglot, which runs only when named
     /// here (it needs the Python and JavaScript toolchains scripts/test installs, and takes
     /// minutes).

@@ -60,6 +60,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.wants("pull") {
         bench.pull(&mut report, drain_rate).await?;
     }
+    if args.wants("sqs") {
+        super::sqs::phase(
+            &mut report,
+            &bench.store,
+            &bench.sqs,
+            &args,
+            args.sqs_clients,
+        )
+        .await?;
+    }
     if args.wants("steady") {
         bench.steady(&mut report, &components).await?;
     }
@@ -142,6 +152,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "batch_size": args.batch_size,
             "concurrency": args.concurrency,
             "batch_clients": args.batch_clients,
+            "sqs_clients": args.sqs_clients,
             "single_clients": args.single_clients,
             "rate": args.rate,
             "duration_s": args.duration.as_secs_f64(),
@@ -295,6 +306,8 @@ struct Bench {
     url: String,
     http: reqwest::Client,
     store: Store,
+    /// The host's SQS endpoint, with a key pair of an admin token.
+    sqs: super::sqs::SqsClient,
     shutdown: CancellationToken,
     /// The host serving until `shutdown`; it settles in-flight batches before it ends.
     server: tokio::task::JoinHandle<Result<(), crate::server::Error>>,
@@ -313,6 +326,21 @@ impl Bench {
         let host = Host::open(&config).await?;
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
+        let sqs_listener = tokio::net::TcpListener::bind(listen).await?;
+        let sqs_addr = sqs_listener.local_addr()?;
+        let keys = host
+            .state
+            .auth
+            .create("bench sqs", vec!["admin".to_owned()], true)
+            .await?;
+        let sqs = super::sqs::SqsClient {
+            url: format!("http://{sqs_addr}/"),
+            host: sqs_addr.to_string(),
+            key: keys.sqs_access_key_id.context("no SQS key id")?,
+            secret: keys.sqs_secret_access_key.context("no SQS secret")?,
+            http: reqwest::Client::new(),
+        };
+        let host = host.with_sqs(sqs_listener);
         let store = host.state.store.clone();
         let shutdown = host.shutdown.clone();
         let server = tokio::spawn(host.serve(
@@ -327,6 +355,7 @@ impl Bench {
             url: format!("http://{addr}"),
             http: authorized_client()?,
             store,
+            sqs,
             shutdown,
             server,
         })

@@ -1,0 +1,150 @@
+//! The `sqs` phase: a backlog drained through the SQS endpoint by the bench's own SQS client,
+//! ReceiveMessage (10) then DeleteMessageBatch (10) per round, every request signed with
+//! Signature Version 4 and shaped as boto3 sends them (JSON protocol, the same headers signed).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+
+use super::BenchArgs;
+use super::report::Report;
+use crate::sqs::sigv4;
+use crate::store::{NewMessage, Store};
+
+/// The SQS endpoint of the bench's host and a key pair with every scope.
+#[derive(Clone)]
+pub(super) struct SqsClient {
+    pub url: String,
+    pub host: String,
+    pub key: String,
+    pub secret: String,
+    pub http: reqwest::Client,
+}
+
+impl SqsClient {
+    /// One signed JSON-protocol call, as boto3 makes it.
+    async fn call(&self, op: &str, body: &Value, now_ms: u64) -> anyhow::Result<Value> {
+        let body = serde_json::to_vec(body)?;
+        let amz_date = sigv4::amz_date(now_ms);
+        let target = format!("AmazonSQS.{op}");
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("content-type", "application/x-amz-json-1.0".parse()?);
+        headers.insert("host", self.host.parse()?);
+        headers.insert("x-amz-date", amz_date.parse()?);
+        headers.insert("x-amz-target", target.parse()?);
+        let authorization = sigv4::authorization(
+            &sigv4::Request {
+                method: "POST",
+                path: "/",
+                query: "",
+                headers: &headers,
+                body: &body,
+            },
+            &self.key,
+            &self.secret,
+            "us-east-1",
+            &amz_date,
+            &["content-type", "host", "x-amz-date", "x-amz-target"],
+        );
+        let response = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/x-amz-json-1.0")
+            .header("x-amz-date", amz_date)
+            .header("x-amz-target", target)
+            .header("authorization", authorization)
+            .body(body)
+            .send()
+            .await?;
+        let status = response.status();
+        let text = response.text().await?;
+        ensure!(status.is_success(), "{op}: {status}: {text}");
+        Ok(serde_json::from_str(&text)?)
+    }
+}
+
+/// Drains `messages` through the SQS endpoint with `clients` concurrent consumers.
+pub(super) async fn phase(
+    report: &mut Report,
+    store: &Store,
+    sqs: &SqsClient,
+    args: &BenchArgs,
+    clients: usize,
+) -> anyhow::Result<()> {
+    let queue = "bench-sqs";
+    let created = sqs
+        .call("CreateQueue", &json!({"QueueName": queue}), store.now_ms())
+        .await?;
+    let url = created["QueueUrl"]
+        .as_str()
+        .context("CreateQueue answered no QueueUrl")?
+        .to_owned();
+    let mut seq = 0;
+    while seq < args.messages {
+        let chunk: Vec<NewMessage> = (seq..args.messages.min(seq + 1000))
+            .map(|s| NewMessage {
+                body: super::phases::body(s, args.body_bytes).into_bytes(),
+                ..NewMessage::default()
+            })
+            .collect();
+        seq += chunk.len() as u64;
+        store.enqueue(queue, chunk).await?;
+    }
+    let began = Instant::now();
+    let mut consumers = JoinSet::new();
+    for _ in 0..clients {
+        let (sqs, url, store) = (sqs.clone(), url.clone(), store.clone());
+        consumers.spawn(async move {
+            let mut done = 0u64;
+            loop {
+                let received = sqs
+                    .call(
+                        "ReceiveMessage",
+                        &json!({"QueueUrl": url, "MaxNumberOfMessages": 10}),
+                        store.now_ms(),
+                    )
+                    .await?;
+                let Some(messages) = received["Messages"].as_array().filter(|m| !m.is_empty())
+                else {
+                    return anyhow::Ok(done);
+                };
+                let entries: Vec<Value> = messages
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| json!({"Id": i.to_string(), "ReceiptHandle": m["ReceiptHandle"]}))
+                    .collect();
+                let deleted = sqs
+                    .call(
+                        "DeleteMessageBatch",
+                        &json!({"QueueUrl": url, "Entries": entries}),
+                        store.now_ms(),
+                    )
+                    .await?;
+                let failed = deleted["Failed"].as_array().map_or(0, Vec::len);
+                ensure!(failed == 0, "DeleteMessageBatch failed entries: {deleted}");
+                done += messages.len() as u64;
+            }
+        });
+    }
+    let mut received = 0;
+    while let Some(done) = consumers.join_next().await {
+        received += done??;
+    }
+    let elapsed = began.elapsed().max(Duration::from_micros(1));
+    ensure!(
+        received == args.messages,
+        "the SQS consumers received {received} of {} messages",
+        args.messages
+    );
+    report.target(
+        "sqs.receive_delete_batch_msgs_per_s",
+        received as f64 / elapsed.as_secs_f64(),
+        "msg/s",
+        ">=",
+        30_000.0,
+    );
+    store.purge(queue).await?;
+    Ok(())
+}
