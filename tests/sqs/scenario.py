@@ -276,3 +276,11 @@ def test_errors_and_authentication(sqs):
     with pytest.raises(botocore.exceptions.ClientError) as e:
         producer.create_queue(QueueName="other")
     assert code(e) == "AccessDenied"
+    # The key is listed with its token (never its secret) and dies with it.
+    listed = {t["id"]: t for t in sluice("GET", "/v1/tokens")["tokens"]}
+    assert listed[made["id"]]["sqs_access_key_id"] == made["sqs_access_key_id"]
+    assert "sqs_secret_access_key" not in listed[made["id"]]
+    sluice("DELETE", f"/v1/tokens/{made['id']}")
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        producer.send_message(QueueUrl=url, MessageBody="revoked")
+    assert code(e) == "InvalidClientTokenId"

@@ -238,18 +238,25 @@ impl From<TriggerStatus> for TriggerView {
     }
 }
 
-/// An API token: never its secret.
+/// An API token: never its secret (nor its SQS secret access key).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TokenInfo {
     pub id: String,
     pub name: String,
     pub scopes: Vec<String>,
     pub created_at_ms: u64,
+    /// The SQS access key id of a token created with `sqs`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sqs_access_key_id: Option<String>,
 }
 
 impl From<store::TokenRecord> for TokenInfo {
     fn from(t: store::TokenRecord) -> Self {
         TokenInfo {
+            sqs_access_key_id: t
+                .sqs_secret
+                .is_some()
+                .then(|| crate::auth::sqs_access_key_id(&t.id)),
             id: t.id,
             name: t.name,
             scopes: t.scopes,

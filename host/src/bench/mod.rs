@@ -34,7 +34,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 256)]
     pub body_bytes: usize,
     /// Concurrent SQS consumers of the sqs phase (each: ReceiveMessage 10, DeleteMessageBatch).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 32)]
     pub sqs_clients: usize,
     /// Trigger batch size, enqueue batch size and floor batch size.
     #[arg(long, default_value_t = 100)]

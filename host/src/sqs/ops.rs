@@ -590,7 +590,6 @@ async fn receive_message(app: &AppState, call: &Call) -> Answer {
         // A long poll ends with the server: nothing was leased.
         () = app.shutdown.cancelled() => Vec::new(),
     };
-    let now_s = app.store.now_ms().to_string();
     let mut messages = Vec::with_capacity(received.len());
     for r in received {
         let m = r.message;
@@ -607,7 +606,6 @@ async fn receive_message(app: &AppState, call: &Call) -> Answer {
         for (name, value) in [
             ("ApproximateReceiveCount", m.attempt.to_string()),
             ("SentTimestamp", m.enqueued_at_ms.to_string()),
-            ("ApproximateFirstReceiveTimestamp", now_s.clone()),
             ("SenderId", call.credential.token_id.clone()),
         ] {
             if system.iter().any(|a| a == "All" || a == name) {
