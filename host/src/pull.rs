@@ -235,12 +235,12 @@ pub async fn settle(
             match action {
                 Action::Ack => settlement.ack.push(id),
                 Action::Retry { delay } => {
+                    // `backoff` is read exactly when no delay was given.
                     let delay_ms = match (delay, &backoff) {
                         (Some(delay), _) => u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                        (None, Some(backoff)) => {
-                            backoff_delay_ms(backoff, receipt.attempt, &mut rand::rng())
-                        }
-                        (None, None) => 0,
+                        (None, backoff) => backoff.as_ref().map_or(0, |b| {
+                            backoff_delay_ms(b, receipt.attempt, &mut rand::rng())
+                        }),
                     };
                     settlement.retry.push(Retry {
                         id,
