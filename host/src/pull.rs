@@ -113,15 +113,10 @@ pub struct ReceiveOptions {
 /// Refuses pulling from a queue a trigger consumes (one kind of consumer per queue).
 pub async fn check_no_trigger(store: &Store, queue: &str) -> Result<()> {
     check_exists(store, queue)?;
-    if let Some(trigger) = store
-        .list_triggers()
-        .await?
-        .into_iter()
-        .find(|t| t.queue == queue)
-    {
+    if let Some(function) = store.consumer_of(queue).await? {
         return Err(Error::HasTrigger {
             queue: queue.to_owned(),
-            function: trigger.function,
+            function,
         });
     }
     Ok(())

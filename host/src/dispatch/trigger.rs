@@ -251,40 +251,49 @@ impl Trigger {
                 &mut rng,
             )
         };
-        // The log entry and the settlement are submitted together, so they usually share one
-        // commit; once the batch is settled its invocation is in the log.
-        let log = async {
-            if let Err(err) = self.functions.log().record(record).await {
-                tracing::warn!(%err, %function, "invocation left out of the log");
-            }
-        };
-        tokio::join!(log, self.settle(&lease, settlement));
+        self.settle(&lease, settlement, record).await;
     }
 
-    async fn settle(&self, lease: &Lease, settlement: Settlement) {
+    /// Settles the batch and records its invocation in the same commit.
+    async fn settle(&self, lease: &Lease, settlement: Settlement, record: InvocationRecord) {
         let queue = &self.record.queue;
+        let log = self.functions.log();
+        let (entry, retention) = log.entry(&record);
         let sends = !settlement.send.is_empty();
-        match self.store.settle(lease, settlement).await {
-            Ok(settled) => record_settled(queue, &settled),
-            // A send target vanished between `send` and the settle: nothing was applied, so the
-            // batch is retried without its sends.
-            Err(crate::store::Error::QueueNotFound(missing)) if sends => {
-                tracing::warn!(%queue, %missing, "send target deleted; retrying the batch");
-                let retry = decide::retry_all(
-                    &lease.messages,
-                    "a queue the handler sent to was deleted before the batch settled",
-                    &self.settings.backoff,
-                    &mut rand::rng(),
-                );
-                match self.store.settle(lease, retry).await {
-                    Ok(settled) => record_settled(queue, &settled),
-                    Err(err) => {
-                        tracing::error!(%err, %queue, "cannot settle; the lease will expire and redeliver")
-                    }
+        let mut settled = self
+            .store
+            .settle_logged(lease, settlement, entry.clone(), retention)
+            .await;
+        // A send target vanished between `send` and the settle: nothing was applied, so the
+        // batch is retried without its sends.
+        if let Err(crate::store::Error::QueueNotFound(missing)) = &settled
+            && sends
+        {
+            tracing::warn!(%queue, %missing, "send target deleted; retrying the batch");
+            let retry = decide::retry_all(
+                &lease.messages,
+                "a queue the handler sent to was deleted before the batch settled",
+                &self.settings.backoff,
+                &mut rand::rng(),
+            );
+            settled = self
+                .store
+                .settle_logged(lease, retry, entry, retention)
+                .await;
+        }
+        match settled {
+            Ok(settled) => {
+                record_settled(queue, &settled);
+                if let Some(committed) = settled.logged {
+                    log.announce(committed);
                 }
             }
             Err(err) => {
-                tracing::error!(%err, %queue, "cannot settle; the lease will expire and redeliver")
+                tracing::error!(%err, %queue, "cannot settle; the lease will expire and redeliver");
+                // The invocation happened all the same: keep it in the log if the store lets us.
+                if let Err(err) = log.record(record).await {
+                    tracing::warn!(%err, function = %self.record.function, "invocation left out of the log");
+                }
             }
         }
     }

@@ -63,6 +63,17 @@ impl InvocationLog {
         Ok(record)
     }
 
+    /// The record as the store keeps it and the retention to keep the log to, for a settle
+    /// that commits the invocation with its batch ([`Store::settle_logged`]).
+    pub fn entry(&self, record: &InvocationRecord) -> (InvocationEntry, InvocationRetention) {
+        (to_entry(record), self.retention)
+    }
+
+    /// Tells followers about an invocation committed with its batch's settle.
+    pub fn announce(&self, committed: InvocationEntry) {
+        let _ = self.live.send(Arc::new(from_entry(committed)));
+    }
+
     /// Invocations committed from now on, of every function.
     pub fn follow(&self) -> broadcast::Receiver<Arc<InvocationRecord>> {
         self.live.subscribe()

@@ -23,11 +23,22 @@ pub enum CatalogChange {
     Everything,
 }
 
-/// Wake-ups per queue, the set of queue names, and a stream of catalog changes.
+/// Wake-ups per queue, the set of queue names, which function consumes each queue, and a
+/// stream of catalog changes.
 pub struct Events {
     notifiers: Mutex<HashMap<String, Arc<Notify>>>,
     queues: RwLock<HashSet<String>>,
+    consumers: RwLock<Consumers>,
     catalog: broadcast::Sender<CatalogChange>,
+}
+
+/// Queue → the function whose trigger consumes it, loaded on first use and dropped by any
+/// function change; the generation tells a load that raced with a change not to keep its
+/// (possibly stale) answer.
+#[derive(Default)]
+struct Consumers {
+    generation: u64,
+    by_queue: Option<Arc<HashMap<String, String>>>,
 }
 
 impl Default for Events {
@@ -35,6 +46,7 @@ impl Default for Events {
         Events {
             notifiers: Mutex::default(),
             queues: RwLock::default(),
+            consumers: RwLock::default(),
             catalog: broadcast::channel(1024).0,
         }
     }
@@ -105,8 +117,31 @@ impl Events {
             .remove(name);
     }
 
+    /// The consumers of every queue when known, else the generation a load should pass to
+    /// [`Events::set_consumers`].
+    pub fn consumers(&self) -> Result<Arc<HashMap<String, String>>, u64> {
+        let consumers = self.consumers.read().unwrap_or_else(PoisonError::into_inner);
+        consumers.by_queue.clone().ok_or(consumers.generation)
+    }
+
+    /// Keeps a freshly loaded map of consumers, unless a function changed since `generation`.
+    pub fn set_consumers(&self, generation: u64, by_queue: Arc<HashMap<String, String>>) {
+        let mut consumers = self.consumers.write().unwrap_or_else(PoisonError::into_inner);
+        if consumers.generation == generation {
+            consumers.by_queue = Some(by_queue);
+        }
+    }
+
     /// Announces a catalog change to every subscriber.
     pub fn catalog_changed(&self, change: CatalogChange) {
+        if matches!(
+            change,
+            CatalogChange::Function(_) | CatalogChange::Everything
+        ) {
+            let mut consumers = self.consumers.write().unwrap_or_else(PoisonError::into_inner);
+            consumers.generation += 1;
+            consumers.by_queue = None;
+        }
         // No subscribers is fine: nothing caches that part of the catalog yet.
         let _ = self.catalog.send(change);
     }

@@ -23,7 +23,7 @@ pub mod testdb;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
@@ -248,6 +248,15 @@ pub struct Settled {
     /// The ids of the settlement the lease no longer held, in the order the settlement named
     /// them (acks, then retries, then dead letters).
     pub stale: Vec<String>,
+    /// The invocation recorded with the settle ([`Store::settle_logged`]), with its id.
+    pub logged: Option<InvocationEntry>,
+}
+
+/// An invocation to commit with a settle, and the retention to trim the log to, if it is due.
+#[derive(Debug, Clone)]
+pub struct LogWrite {
+    pub entry: InvocationEntry,
+    pub retention: Option<InvocationRetention>,
 }
 
 #[derive(Debug, Clone)]
@@ -391,8 +400,15 @@ pub trait Backend: Send + Sync + 'static {
         ids: Vec<String>,
         visibility: Duration,
     ) -> Result<u64>;
-    /// Applies `settlement` to the messages lease `lease_id` of `queue` still holds.
-    async fn settle(&self, queue: &str, lease_id: i64, settlement: Settlement) -> Result<Settled>;
+    /// Applies `settlement` to the messages lease `lease_id` of `queue` still holds, and
+    /// records `log` in the same commit.
+    async fn settle(
+        &self,
+        queue: &str,
+        lease_id: i64,
+        settlement: Settlement,
+        log: Option<LogWrite>,
+    ) -> Result<Settled>;
     async fn redrive(&self, dlq: &str, to: Option<&str>, limit: Option<u64>) -> Result<u64>;
     /// Like `redrive`, for the given messages only (ids not in `dlq` are skipped).
     async fn redrive_messages(&self, dlq: &str, to: Option<&str>, ids: Vec<String>) -> Result<u64>;
@@ -689,7 +705,24 @@ impl Store {
     /// Applies a settlement in one transaction.
     pub async fn settle(&self, lease: &Lease, settlement: Settlement) -> Result<Settled> {
         self.backend
-            .settle(&lease.queue, lease.id, settlement)
+            .settle(&lease.queue, lease.id, settlement, None)
+            .await
+    }
+    /// Like [`Store::settle`], recording the batch's invocation in the same commit: one commit
+    /// per batch instead of two, and the log never shows a batch the queue does not.
+    pub async fn settle_logged(
+        &self,
+        lease: &Lease,
+        settlement: Settlement,
+        entry: InvocationEntry,
+        retention: InvocationRetention,
+    ) -> Result<Settled> {
+        let log = LogWrite {
+            entry,
+            retention: self.log_trim_due().then_some(retention),
+        };
+        self.backend
+            .settle(&lease.queue, lease.id, settlement, Some(log))
             .await
     }
     /// Like [`Store::settle`], for a lease known by its id (a pull consumer's receipts).
@@ -699,7 +732,7 @@ impl Store {
         lease_id: i64,
         settlement: Settlement,
     ) -> Result<Settled> {
-        self.backend.settle(queue, lease_id, settlement).await
+        self.backend.settle(queue, lease_id, settlement, None).await
     }
     /// Moves up to `limit` messages from a dead-letter queue back to the queue each came from,
     /// or to `to`, with attempts reset. Returns how many moved.
@@ -776,6 +809,24 @@ impl Store {
     pub async fn list_triggers(&self) -> Result<Vec<TriggerRecord>> {
         self.backend.list_triggers().await
     }
+    /// The function whose trigger consumes `queue`, if any. Read from the database once, then
+    /// answered from memory until a function or trigger changes (on any host).
+    pub async fn consumer_of(&self, queue: &str) -> Result<Option<String>> {
+        let generation = match self.events.consumers() {
+            Ok(consumers) => return Ok(consumers.get(queue).cloned()),
+            Err(generation) => generation,
+        };
+        let consumers: HashMap<String, String> = self
+            .backend
+            .list_triggers()
+            .await?
+            .into_iter()
+            .map(|t| (t.queue, t.function))
+            .collect();
+        let found = consumers.get(queue).cloned();
+        self.events.set_consumers(generation, Arc::new(consumers));
+        Ok(found)
+    }
     /// Keeps a component's bytes under their sha256, where every host can read them.
     pub async fn put_component(&self, sha256: &str, bytes: Vec<u8>) -> Result<()> {
         self.backend.put_component(sha256, bytes).await
@@ -794,16 +845,21 @@ impl Store {
         entries: Vec<InvocationEntry>,
         retention: InvocationRetention,
     ) -> Result<Vec<InvocationEntry>> {
-        let now = self.clock.now_ms();
-        let last = self.log_trimmed_at.load(AtomicOrdering::Relaxed);
-        let trim = now >= last.saturating_add(LOG_TRIM_INTERVAL_MS)
-            && self
-                .log_trimmed_at
-                .compare_exchange(last, now, AtomicOrdering::Relaxed, AtomicOrdering::Relaxed)
-                .is_ok();
+        let trim = self.log_trim_due();
         self.backend
             .record_invocations(entries, trim.then_some(retention))
             .await
+    }
+    /// Whether this write should trim the log: true for one write per
+    /// [`LOG_TRIM_INTERVAL_MS`].
+    fn log_trim_due(&self) -> bool {
+        let now = self.clock.now_ms();
+        let last = self.log_trimmed_at.load(AtomicOrdering::Relaxed);
+        now >= last.saturating_add(LOG_TRIM_INTERVAL_MS)
+            && self
+                .log_trimmed_at
+                .compare_exchange(last, now, AtomicOrdering::Relaxed, AtomicOrdering::Relaxed)
+                .is_ok()
     }
     /// A page of `function`'s invocation log, newest first.
     pub async fn invocations(

@@ -98,6 +98,8 @@ contract_tests!(
     chosen_dead_letters_are_redriven_or_deleted_one_by_one,
     dead_letter_cycles_are_refused,
     lease_cap_counts_live_leases,
+    a_raised_cap_adds_places_and_an_empty_lease_takes_none,
+    settle_logged_commits_the_invocation_with_the_batch,
     ids_are_never_reused,
     reads_of_missing_queues_fail,
     queue_names_and_settings_are_validated,
@@ -541,6 +543,91 @@ async fn lease_cap_counts_live_leases(f: Fixture) {
     f.clock.advance(30_001);
     assert!(cap(&f).await.is_some(), "expired leases no longer count");
     drop((second, third));
+}
+
+async fn a_raised_cap_adds_places_and_an_empty_lease_takes_none(f: Fixture) {
+    f.queue("q", QueueSettings::default()).await;
+    f.store.enqueue("q", vec![msg("a")]).await.unwrap();
+    let cap = |f: &Fixture, cap: u32| {
+        let store = f.store.clone();
+        async move { store.lease_capped("q", 10, None, cap).await.unwrap() }
+    };
+    let first = cap(&f, 1).await.expect("a place under a cap of 1");
+    assert!(cap(&f, 1).await.is_none(), "the one place is taken");
+    // A cap of 2 has a free place, but nothing is visible: the lease takes nothing, and
+    // leaves the place free for the next message.
+    assert!(cap(&f, 2).await.is_none());
+    f.store.enqueue("q", vec![msg("b")]).await.unwrap();
+    let second = cap(&f, 2).await.expect("the second place is still free");
+    assert_eq!(ids(&second), ["2"]);
+    f.store.enqueue("q", vec![msg("c")]).await.unwrap();
+    assert!(cap(&f, 2).await.is_none(), "both places are taken");
+    // Extending a lease keeps its place past the first expiry.
+    f.store
+        .extend(&first, Duration::from_secs(120))
+        .await
+        .unwrap();
+    f.clock.advance(30_001);
+    let third = cap(&f, 2).await.expect("the second lease expired, its place is free");
+    // Delivery order is visibility order: "3" waited since its enqueue, "2" since its expiry.
+    assert_eq!(ids(&third), ["3", "2"]);
+    assert!(cap(&f, 2).await.is_none(), "the extended lease still holds its place");
+}
+
+fn invocation(function: &str) -> InvocationEntry {
+    InvocationEntry {
+        id: 0,
+        function: function.into(),
+        version: 1,
+        started_at_ms: T0,
+        duration_ms: 0.5,
+        batch_size: 1,
+        outcome: "ok".into(),
+        dry_run: false,
+        error: None,
+        failures: serde_json::json!([]),
+        logs: "handled\n".into(),
+        sent: 0,
+    }
+}
+
+/// The batch's invocation commits with its settle: the settle answers it with its id, and the
+/// log reads it back.
+async fn settle_logged_commits_the_invocation_with_the_batch(f: Fixture) {
+    f.queue("q", QueueSettings::default()).await;
+    f.store.enqueue("q", vec![msg("a")]).await.unwrap();
+    let lease = f.store.lease("q", 10, None).await.unwrap().unwrap();
+    let keep = InvocationRetention {
+        max_age_ms: u64::MAX,
+        max_per_function: 10,
+    };
+    let settled = f
+        .store
+        .settle_logged(&lease, ack_all(&lease), invocation("f"), keep)
+        .await
+        .unwrap();
+    assert_eq!(settled.acked, 1);
+    let logged = settled.logged.expect("the invocation was recorded");
+    assert!(logged.id > 0);
+    let query = InvocationQuery {
+        before: None,
+        outcomes: Vec::new(),
+        limit: 10,
+    };
+    let log = f.store.invocations("f", query.clone()).await.unwrap();
+    assert_eq!(log, vec![logged]);
+    // A settlement that fails (a send to a missing queue) records nothing either.
+    f.store.enqueue("q", vec![msg("b")]).await.unwrap();
+    let lease = f.store.lease("q", 10, None).await.unwrap().unwrap();
+    let mut failing = ack_all(&lease);
+    failing.send.push(("missing".into(), msg("x")));
+    assert!(matches!(
+        f.store
+            .settle_logged(&lease, failing, invocation("f"), keep)
+            .await,
+        Err(Error::QueueNotFound(_))
+    ));
+    assert_eq!(f.store.invocations("f", query).await.unwrap().len(), 1);
 }
 
 async fn dedup_returns_the_original_id(f: Fixture) {

@@ -259,22 +259,19 @@ pub async fn lease(
         return Ok(None);
     }
     let now = work.now;
-    if let Some(cap) = max_leases {
-        // Hosts deciding on the same queue take turns, so the cap holds across all of them.
-        tx.execute(sql::LOCK_QUEUE_LEASES, &[&queue]).await?;
-        let live: i64 = tx
-            .query_one(sql::LIVE_LEASES, &[&queue, &int(now)])
-            .await?
-            .get(0);
-        if live >= i64::from(cap) {
-            return Ok(None);
-        }
-    }
     let visibility_ms = visibility
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(settings.visibility_timeout_ms);
     let expires_at = now.saturating_add(visibility_ms);
     let lease_id: i64 = rand::random();
+    // Under a cap the lease first takes one of the queue's slots, shared by every host.
+    let slot = match max_leases {
+        Some(cap) => match take_slot(tx, queue, cap, lease_id, expires_at, now).await? {
+            Some(slot) => Some(slot),
+            None => return Ok(None),
+        },
+        None => None,
+    };
     let mut messages = Vec::new();
     loop {
         let want = max - messages.len();
@@ -330,6 +327,9 @@ pub async fn lease(
         }
     }
     if messages.is_empty() {
+        if slot.is_some() {
+            tx.execute(sql::FREE_SLOT, &[&queue, &lease_id]).await?;
+        }
         return Ok(None);
     }
     Ok(Some(Lease {
@@ -338,6 +338,40 @@ pub async fn lease(
         messages,
         expires_at_ms: expires_at,
     }))
+}
+
+/// Takes a free slot among the queue's first `cap` for `lease_id`, creating the slots the first
+/// time a cap needs them. `None` when every slot is held by a live lease.
+async fn take_slot(
+    tx: &Transaction<'_>,
+    queue: &str,
+    cap: u32,
+    lease_id: i64,
+    expires_at: u64,
+    now: u64,
+) -> Result<Option<i32>> {
+    let cap = i32::try_from(cap).unwrap_or(i32::MAX);
+    let take = || async {
+        let row = tx
+            .query_opt(
+                sql::TAKE_SLOT,
+                &[&queue, &cap, &lease_id, &int(expires_at), &int(now)],
+            )
+            .await?;
+        Ok::<_, Error>(row.map(|r| r.get::<_, i32>(0)))
+    };
+    if let Some(slot) = take().await? {
+        return Ok(Some(slot));
+    }
+    let slots: i64 = tx
+        .query_one(sql::COUNT_SLOTS, &[&queue, &cap])
+        .await?
+        .get(0);
+    if slots >= i64::from(cap) {
+        return Ok(None);
+    }
+    tx.execute(sql::ADD_SLOTS, &[&queue, &cap]).await?;
+    take().await
 }
 
 pub async fn extend(
@@ -351,9 +385,12 @@ pub async fn extend(
     let visibility_ms = u64::try_from(visibility.as_millis()).unwrap_or(u64::MAX);
     let expires_at = int(work.now.saturating_add(visibility_ms));
     let ids: Vec<i64> = ids.iter().filter_map(|id| message_id(id)).collect();
-    Ok(tx
+    let extended = tx
         .execute(sql::EXTEND_LEASE, &[&ids, &lease_id, &expires_at, &queue])
-        .await?)
+        .await?;
+    tx.execute(sql::EXTEND_SLOT, &[&queue, &lease_id, &expires_at])
+        .await?;
+    Ok(extended)
 }
 
 /// Applies a whole settlement; any error rolls back all of it (the caller's transaction).
@@ -378,8 +415,9 @@ pub async fn settle(
         let settings = work.settings(tx, target).await?;
         validate::messages_fit(target, &settings, std::slice::from_ref(message))?;
     }
-    // A settle frees a lease: consumers on any host waiting at the queue's concurrency cap
-    // may lease again.
+    // A settle frees a lease and its slot: consumers on any host waiting at the queue's
+    // concurrency cap may lease again.
+    tx.execute(sql::FREE_SLOT, &[&queue, &lease_id]).await?;
     work.wake.insert(queue.to_owned());
 
     // An ack counts only while this lease still holds the message; ids that are not ours can

@@ -31,7 +31,7 @@ use super::codec::{decode_settings, encode_settings};
 use super::{
     Backend, CatalogChange, Clock, Enqueued, Error, Events, FunctionRecord, FunctionVersion,
     InvocationEntry, InvocationQuery, InvocationRetention, Lease, Message, NewMessage, QueueInfo,
-    QueueSettings, QueueStats, Result, ScheduleRecord, Settled, Settlement, TokenRecord,
+    LogWrite, QueueSettings, QueueStats, Result, ScheduleRecord, Settled, Settlement, TokenRecord,
     TriggerRecord,
 };
 use messages::Work;
@@ -501,10 +501,10 @@ impl Backend for PostgresBackend {
         visibility: Option<Duration>,
         max_leases: Option<u32>,
     ) -> Result<Option<Lease>> {
-        Ok(in_tx!(self, |tx, work| messages::lease(
-            &tx, work, queue, max, visibility, max_leases
-        )
-        .await?))
+        Ok(in_tx!(self, |tx, work| {
+            tx.batch_execute(sql::COMMIT_WITHOUT_WAITING).await?;
+            messages::lease(&tx, work, queue, max, visibility, max_leases).await?
+        }))
     }
 
     async fn extend(
@@ -520,11 +520,22 @@ impl Backend for PostgresBackend {
         .await?))
     }
 
-    async fn settle(&self, queue: &str, lease_id: i64, settlement: Settlement) -> Result<Settled> {
-        Ok(in_tx!(self, |tx, work| messages::settle(
-            &tx, work, queue, lease_id, settlement
-        )
-        .await?))
+    async fn settle(
+        &self,
+        queue: &str,
+        lease_id: i64,
+        settlement: Settlement,
+        log: Option<LogWrite>,
+    ) -> Result<Settled> {
+        Ok(in_tx!(self, |tx, work| {
+            let mut settled = messages::settle(&tx, work, queue, lease_id, settlement).await?;
+            if let Some(LogWrite { entry, retention }) = log {
+                settled.logged = invocations::insert(&tx, work.now, vec![entry], retention)
+                    .await?
+                    .pop();
+            }
+            settled
+        }))
     }
 
     async fn redrive(&self, dlq: &str, to: Option<&str>, limit: Option<u64>) -> Result<u64> {

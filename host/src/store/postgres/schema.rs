@@ -6,11 +6,26 @@ use deadpool_postgres::Client;
 use super::super::{Error, Result};
 
 /// `MIGRATIONS[n]` brings the schema from version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &[V1, super::schedules::SCHEMA_V2, V3];
+const MIGRATIONS: &[&str] = &[V1, super::schedules::SCHEMA_V2, V3, V4];
 
 /// The SQS endpoint's secret of a token (NULL for tokens issued without `sqs`): SigV4 needs
 /// the secret itself to compute the HMAC, so it is kept, not hashed.
 const V3: &str = "ALTER TABLE tokens ADD COLUMN sqs_secret TEXT;";
+
+/// A trigger's concurrency cap as one row per slot: a capped lease takes a free slot (no
+/// lease, or its lease expired) with `SKIP LOCKED` and its settle frees it. Counting live
+/// leases instead walked the partial index `messages_leased`, which every lease and ack grew
+/// with dead entries until vacuum: the cap cost more than the lease it guarded.
+const V4: &str = "
+CREATE TABLE lease_slots (
+    queue      TEXT NOT NULL REFERENCES queues(name) ON DELETE CASCADE,
+    slot       INTEGER NOT NULL,
+    lease_id   BIGINT,
+    expires_at BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (queue, slot)
+);
+DROP INDEX messages_leased;
+";
 
 /// Arbitrary, fixed: the advisory lock that serializes migrations across hosts.
 const MIGRATION_LOCK: i64 = 0x51_1CE0;
@@ -54,7 +69,7 @@ CREATE TABLE messages (
 );
 -- Leases walk this index in its order; it also answers visible counts and next-visible times.
 CREATE INDEX messages_by_visibility ON messages(queue, visible_at, id);
--- Live leases of a queue, for the concurrency cap shared by every host.
+-- Live leases of a queue, for the concurrency cap shared by every host (dropped by V4).
 CREATE INDEX messages_leased ON messages(queue, lease_id) WHERE lease_id IS NOT NULL;
 CREATE TABLE dedup (
     queue      TEXT NOT NULL,

@@ -78,11 +78,28 @@ pub const DEDUP_LOOKUP: &str = "SELECT message_id FROM dedup WHERE queue = $1 AN
 pub const DEDUP_FORGET_EXPIRED: &str = "DELETE FROM dedup WHERE expires_at <= $1";
 pub const DEPTH_UP_TO: &str =
     "SELECT count(*) FROM (SELECT 1 FROM messages WHERE queue = $1 LIMIT $2) d";
-/// Serializes lease decisions on one queue (only when a concurrency cap is checked).
-pub const LOCK_QUEUE_LEASES: &str =
-    "SELECT pg_advisory_xact_lock(hashtextextended('sluice-lease:' || $1, 0))";
-pub const LIVE_LEASES: &str = "SELECT count(DISTINCT lease_id) FROM messages
-    WHERE queue = $1 AND lease_id IS NOT NULL AND visible_at > $2";
+/// For a lease's transaction: commit without waiting for the WAL flush. Losing a lease in a
+/// database crash loses nothing: its messages are simply visible again, and the attempt it
+/// counted is not counted. A settle that follows it is durable only after it (the WAL is
+/// flushed in order), so no ack, retry or send can outlive the lease it was checked against.
+pub const COMMIT_WITHOUT_WAITING: &str = "SET LOCAL synchronous_commit = off";
+/// Takes a free slot of the queue's first `$2` (a lease under a cap of `$2`): one with no
+/// lease or an expired one, skipping slots another host is taking.
+pub const TAKE_SLOT: &str = "UPDATE lease_slots s SET lease_id = $3, expires_at = $4
+    FROM (SELECT slot FROM lease_slots
+          WHERE queue = $1 AND slot < $2 AND (lease_id IS NULL OR expires_at <= $5)
+          ORDER BY slot LIMIT 1 FOR UPDATE SKIP LOCKED) free
+    WHERE s.queue = $1 AND s.slot = free.slot RETURNING s.slot";
+/// How many of the queue's first `$2` slots exist.
+pub const COUNT_SLOTS: &str = "SELECT count(*) FROM lease_slots WHERE queue = $1 AND slot < $2";
+/// Creates the queue's first `$2` slots (a new cap, or a raised one).
+pub const ADD_SLOTS: &str = "INSERT INTO lease_slots (queue, slot)
+    SELECT $1, generate_series(0, $2 - 1) ON CONFLICT DO NOTHING";
+/// Frees the slot lease `$2` holds, if it holds one.
+pub const FREE_SLOT: &str = "UPDATE lease_slots SET lease_id = NULL WHERE queue = $1 AND lease_id = $2";
+/// Keeps lease `$2`'s slot taken as long as its messages.
+pub const EXTEND_SLOT: &str =
+    "UPDATE lease_slots SET expires_at = greatest(expires_at, $3) WHERE queue = $1 AND lease_id = $2";
 /// Takes up to $3 visible messages in delivery order, skipping rows another host is taking,
 /// and leases them in the same statement. Messages out of attempts keep their count (the
 /// caller dead-letters them); the previous attempt and visible time come back for that and

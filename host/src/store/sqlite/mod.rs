@@ -27,7 +27,7 @@ use super::{
     ATTR_ATTEMPTS, ATTR_DEAD_LETTER_REASON, ATTR_SOURCE_ID, ATTR_SOURCE_QUEUE, Backend,
     CatalogChange, Clock, DeadLetter, Enqueued, Error, Events, FunctionRecord, FunctionVersion,
     Lease, MAX_LEASE_MESSAGES, Message, NewMessage, QueueInfo, QueueSettings, QueueStats,
-    REASON_LEASE_EXPIRED, Result, Retry, ScheduleRecord, Settled, Settlement, StoreOptions,
+    LogWrite, REASON_LEASE_EXPIRED, Result, Retry, ScheduleRecord, Settled, Settlement, StoreOptions,
     TokenRecord, TriggerRecord, validate,
 };
 use invocations::{InvocationEntry, InvocationQuery, InvocationRetention};
@@ -233,10 +233,22 @@ impl Backend for SqliteBackend {
             .await
     }
 
-    async fn settle(&self, queue: &str, lease_id: i64, settlement: Settlement) -> Result<Settled> {
+    async fn settle(
+        &self,
+        queue: &str,
+        lease_id: i64,
+        settlement: Settlement,
+        log: Option<LogWrite>,
+    ) -> Result<Settled> {
         let queue = queue.to_owned();
-        self.write(move |tx| messages::settle(tx, &queue, lease_id, settlement))
-            .await
+        self.write(move |tx| {
+            let mut settled = messages::settle(tx, &queue, lease_id, settlement)?;
+            if let Some(LogWrite { entry, retention }) = log {
+                settled.logged = invocations::insert(tx, vec![entry], retention)?.pop();
+            }
+            Ok(settled)
+        })
+        .await
     }
 
     /// Moves in chunks, each its own commit, so writes to other queues are not held up.
