@@ -120,13 +120,19 @@ impl Events {
     /// The consumers of every queue when known, else the generation a load should pass to
     /// [`Events::set_consumers`].
     pub fn consumers(&self) -> Result<Arc<HashMap<String, String>>, u64> {
-        let consumers = self.consumers.read().unwrap_or_else(PoisonError::into_inner);
+        let consumers = self
+            .consumers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         consumers.by_queue.clone().ok_or(consumers.generation)
     }
 
     /// Keeps a freshly loaded map of consumers, unless a function changed since `generation`.
     pub fn set_consumers(&self, generation: u64, by_queue: Arc<HashMap<String, String>>) {
-        let mut consumers = self.consumers.write().unwrap_or_else(PoisonError::into_inner);
+        let mut consumers = self
+            .consumers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         if consumers.generation == generation {
             consumers.by_queue = Some(by_queue);
         }
@@ -138,7 +144,10 @@ impl Events {
             change,
             CatalogChange::Function(_) | CatalogChange::Everything
         ) {
-            let mut consumers = self.consumers.write().unwrap_or_else(PoisonError::into_inner);
+            let mut consumers = self
+                .consumers
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
             consumers.generation += 1;
             consumers.by_queue = None;
         }

@@ -568,10 +568,15 @@ async fn a_raised_cap_adds_places_and_an_empty_lease_takes_none(f: Fixture) {
         .await
         .unwrap();
     f.clock.advance(30_001);
-    let third = cap(&f, 2).await.expect("the second lease expired, its place is free");
+    let third = cap(&f, 2)
+        .await
+        .expect("the second lease expired, its place is free");
     // Delivery order is visibility order: "3" waited since its enqueue, "2" since its expiry.
     assert_eq!(ids(&third), ["3", "2"]);
-    assert!(cap(&f, 2).await.is_none(), "the extended lease still holds its place");
+    assert!(
+        cap(&f, 2).await.is_none(),
+        "the extended lease still holds its place"
+    );
 }
 
 fn invocation(function: &str) -> InvocationEntry {

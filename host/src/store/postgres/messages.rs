@@ -454,7 +454,8 @@ pub async fn settle(
             continue;
         }
         let visible_at = int(now.saturating_add(delay_ms));
-        tx.execute(sql::RETRY, &[&id, &visible_at, &error]).await?;
+        tx.execute(sql::RETRY, &[&id, &visible_at, &error, &queue])
+            .await?;
         out.retried += 1;
         work.count(queue).retried += 1;
         work.wake.insert(queue.to_owned());
@@ -514,7 +515,7 @@ async fn dead_letter(
     id: i64,
     reason: &str,
 ) -> Result<bool> {
-    let Some(row) = tx.query_opt(sql::DELETE_FOR_MOVE, &[&id]).await? else {
+    let Some(row) = tx.query_opt(sql::DELETE_FOR_MOVE, &[&id, &queue]).await? else {
         return Ok(false);
     };
     let body: Vec<u8> = row.get(0);
@@ -588,7 +589,7 @@ pub async fn redrive(
             if target == dlq {
                 continue;
             }
-            if move_back(tx, work, id, &target).await? {
+            if move_back(tx, work, dlq, id, &target).await? {
                 moved += 1;
             } else {
                 continue;
@@ -603,13 +604,19 @@ pub async fn redrive(
 
 /// Moves message `id` of a dead-letter queue to `target` as a new message without Sluice's
 /// attributes (attempts start again). False when the target or the message is gone.
-async fn move_back(tx: &Transaction<'_>, work: &mut Work, id: i64, target: &str) -> Result<bool> {
+async fn move_back(
+    tx: &Transaction<'_>,
+    work: &mut Work,
+    dlq: &str,
+    id: i64,
+    target: &str,
+) -> Result<bool> {
     match work.settings(tx, target).await {
         Ok(_) => {}
         Err(Error::QueueNotFound(_)) => return Ok(false),
         Err(e) => return Err(e),
     }
-    let Some(moving) = tx.query_opt(sql::DELETE_FOR_MOVE, &[&id]).await? else {
+    let Some(moving) = tx.query_opt(sql::DELETE_FOR_MOVE, &[&id, &dlq]).await? else {
         return Ok(false);
     };
     let body: Vec<u8> = moving.get(0);
@@ -663,7 +670,7 @@ pub async fn redrive_ids(
         let Some(target) = to.map(str::to_owned).or(source) else {
             continue;
         };
-        if target != dlq && move_back(tx, work, id, &target).await? {
+        if target != dlq && move_back(tx, work, dlq, id, &target).await? {
             moved += 1;
         }
     }
@@ -682,8 +689,12 @@ pub async fn delete(
     Ok(tx.execute(sql::DELETE_LISTED, &[&ids, &queue]).await?)
 }
 
-/// The most messages one sweep deletes, so a backlog expiring at once is spread over sweeps.
-const MAX_EXPIRED_PER_SWEEP: usize = 50_000;
+/// The most messages one sweep deletes per queue, so a backlog expiring at once is spread
+/// over sweeps.
+const MAX_EXPIRED_PER_SWEEP: u64 = 50_000;
+/// How many of a queue's oldest messages one step of the sweep reads: all of them when none
+/// has expired, so this bounds a sweep's cost on a queue with nothing to expire.
+const EXPIRE_STEP: u64 = 1_000;
 
 /// The retention sweep: deletes messages older than their queue's retention and forgets dedup
 /// ids whose window has passed. Several hosts may sweep at once: each message is deleted (and
@@ -696,12 +707,20 @@ pub async fn expire(tx: &Transaction<'_>, work: &mut Work) -> Result<u64> {
         let queue: String = row.get(0);
         let settings = decode_settings(&queue, row.get(1))?;
         let horizon = int(now.saturating_sub(settings.retention_ms));
-        let deleted = tx
-            .execute(
-                sql::EXPIRE_OLDEST,
-                &[&queue, &horizon, &(MAX_EXPIRED_PER_SWEEP as i64)],
-            )
-            .await?;
+        let mut deleted = 0;
+        // Step on while every oldest message read had expired: the next may have too.
+        while deleted < MAX_EXPIRED_PER_SWEEP {
+            let step = tx
+                .execute(
+                    sql::EXPIRE_OLDEST,
+                    &[&queue, &horizon, &(EXPIRE_STEP as i64)],
+                )
+                .await?;
+            deleted += step;
+            if step < EXPIRE_STEP {
+                break;
+            }
+        }
         if deleted > 0 {
             work.count(&queue).expired += deleted as i64;
             total += deleted;

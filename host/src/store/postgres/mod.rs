@@ -2,8 +2,8 @@
 //!
 //! Leases take rows with `FOR UPDATE SKIP LOCKED` in one statement, so hosts never lease the
 //! same message; a settle is one transaction whose every change is guarded by the lease id, so
-//! it applies only while the lease is held. A trigger's concurrency cap is counted in the
-//! database (live leases of the queue, under a per-queue advisory lock), so it holds across
+//! it applies only while the lease is held. A trigger's concurrency cap is a set of slot
+//! rows per queue in the database (a lease takes a free one with `SKIP LOCKED`), so it holds across
 //! hosts. Each commit NOTIFYs what it changed and [`listen`] turns other hosts' NOTIFYs into
 //! this host's [`Events`]; a timer per host runs the retention sweep, which is safe to run
 //! everywhere at once.
@@ -30,8 +30,8 @@ use tokio_postgres::error::SqlState;
 use super::codec::{decode_settings, encode_settings};
 use super::{
     Backend, CatalogChange, Clock, Enqueued, Error, Events, FunctionRecord, FunctionVersion,
-    InvocationEntry, InvocationQuery, InvocationRetention, Lease, Message, NewMessage, QueueInfo,
-    LogWrite, QueueSettings, QueueStats, Result, ScheduleRecord, Settled, Settlement, TokenRecord,
+    InvocationEntry, InvocationQuery, InvocationRetention, Lease, LogWrite, Message, NewMessage,
+    QueueInfo, QueueSettings, QueueStats, Result, ScheduleRecord, Settled, Settlement, TokenRecord,
     TriggerRecord,
 };
 use messages::Work;

@@ -15,7 +15,8 @@ const V3: &str = "ALTER TABLE tokens ADD COLUMN sqs_secret TEXT;";
 /// A trigger's concurrency cap as one row per slot: a capped lease takes a free slot (no
 /// lease, or its lease expired) with `SKIP LOCKED` and its settle frees it. Counting live
 /// leases instead walked the partial index `messages_leased`, which every lease and ack grew
-/// with dead entries until vacuum: the cap cost more than the lease it guarded.
+/// with dead entries until vacuum: the cap cost more than the lease it guarded. And messages
+/// keyed by (queue, id), so per-queue walks in id order read only that queue.
 const V4: &str = "
 CREATE TABLE lease_slots (
     queue      TEXT NOT NULL REFERENCES queues(name) ON DELETE CASCADE,
@@ -25,6 +26,10 @@ CREATE TABLE lease_slots (
     PRIMARY KEY (queue, slot)
 );
 DROP INDEX messages_leased;
+-- Keyed by queue first: a queue's oldest messages (retention, peek, redrive) are one index
+-- range instead of a walk over every queue's ids.
+ALTER TABLE messages DROP CONSTRAINT messages_pkey;
+ALTER TABLE messages ADD PRIMARY KEY (queue, id);
 ";
 
 /// Arbitrary, fixed: the advisory lock that serializes migrations across hosts.

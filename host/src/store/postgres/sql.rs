@@ -96,10 +96,10 @@ pub const COUNT_SLOTS: &str = "SELECT count(*) FROM lease_slots WHERE queue = $1
 pub const ADD_SLOTS: &str = "INSERT INTO lease_slots (queue, slot)
     SELECT $1, generate_series(0, $2 - 1) ON CONFLICT DO NOTHING";
 /// Frees the slot lease `$2` holds, if it holds one.
-pub const FREE_SLOT: &str = "UPDATE lease_slots SET lease_id = NULL WHERE queue = $1 AND lease_id = $2";
+pub const FREE_SLOT: &str =
+    "UPDATE lease_slots SET lease_id = NULL WHERE queue = $1 AND lease_id = $2";
 /// Keeps lease `$2`'s slot taken as long as its messages.
-pub const EXTEND_SLOT: &str =
-    "UPDATE lease_slots SET expires_at = greatest(expires_at, $3) WHERE queue = $1 AND lease_id = $2";
+pub const EXTEND_SLOT: &str = "UPDATE lease_slots SET expires_at = greatest(expires_at, $3) WHERE queue = $1 AND lease_id = $2";
 /// Takes up to $3 visible messages in delivery order, skipping rows another host is taking,
 /// and leases them in the same statement. Messages out of attempts keep their count (the
 /// caller dead-letters them); the previous attempt and visible time come back for that and
@@ -112,7 +112,7 @@ pub const LEASE: &str = "WITH picked AS (
     )
     UPDATE messages m SET lease_id = $4, visible_at = $5,
         attempt = CASE WHEN m.attempt >= $6 THEN m.attempt ELSE m.attempt + 1 END
-    FROM picked WHERE m.id = picked.id
+    FROM picked WHERE m.queue = $1 AND m.id = picked.id
     RETURNING m.id, m.body, m.attributes, m.attempt, m.enqueued_at, picked.visible_at,
         picked.attempt";
 pub const EXTEND_LEASE: &str =
@@ -122,10 +122,10 @@ pub const ACK_MANY: &str =
     "DELETE FROM messages WHERE id = ANY($1) AND lease_id = $2 AND queue = $3 RETURNING id";
 pub const LEASED_ATTEMPT: &str =
     "SELECT attempt FROM messages WHERE id = $1 AND lease_id = $2 AND queue = $3 FOR UPDATE";
-pub const RETRY: &str =
-    "UPDATE messages SET lease_id = NULL, visible_at = $2, last_error = $3 WHERE id = $1";
+pub const RETRY: &str = "UPDATE messages SET lease_id = NULL, visible_at = $2, last_error = $3
+    WHERE queue = $4 AND id = $1";
 pub const DELETE_FOR_MOVE: &str =
-    "DELETE FROM messages WHERE id = $1 RETURNING body, attributes, attempt";
+    "DELETE FROM messages WHERE queue = $2 AND id = $1 RETURNING body, attributes, attempt";
 /// Dead-lettered messages not currently leased, oldest first, after a cursor.
 pub const REDRIVABLE: &str = "SELECT id, source_queue FROM messages
     WHERE queue = $1 AND id > $2 AND (lease_id IS NULL OR visible_at <= $3)
@@ -134,11 +134,12 @@ pub const REDRIVABLE: &str = "SELECT id, source_queue FROM messages
 pub const REDRIVABLE_ONE: &str = "SELECT source_queue FROM messages
     WHERE id = $1 AND queue = $2 AND (lease_id IS NULL OR visible_at <= $3) FOR UPDATE SKIP LOCKED";
 pub const DELETE_LISTED: &str = "DELETE FROM messages WHERE id = ANY($1) AND queue = $2";
-/// Deletes up to $3 of a queue's messages enqueued before $2, oldest first; rows another host
-/// is deleting are skipped.
-pub const EXPIRE_OLDEST: &str = "DELETE FROM messages WHERE id IN (
-        SELECT id FROM messages WHERE queue = $1 AND enqueued_at < $2
-        ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)";
+/// Deletes those of a queue's `$3` oldest messages (by id) enqueued before `$2`. Ids grow with
+/// time, so the expired ones are at the front of the key: the sweep reads at most `$3` rows
+/// per queue instead of every row that has not expired. Hosts sweeping at once delete each
+/// row once (the second finds it gone).
+pub const EXPIRE_OLDEST: &str = "DELETE FROM messages WHERE queue = $1 AND enqueued_at < $2
+    AND id IN (SELECT id FROM messages WHERE queue = $1 ORDER BY id LIMIT $3)";
 pub const PEEK: &str = "SELECT id, body, attributes, attempt, enqueued_at FROM messages
     WHERE queue = $1 AND id > $2 ORDER BY id LIMIT $3";
 pub const NEXT_VISIBLE_AT: &str =

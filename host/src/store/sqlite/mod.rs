@@ -26,8 +26,8 @@ use std::time::Duration;
 use super::{
     ATTR_ATTEMPTS, ATTR_DEAD_LETTER_REASON, ATTR_SOURCE_ID, ATTR_SOURCE_QUEUE, Backend,
     CatalogChange, Clock, DeadLetter, Enqueued, Error, Events, FunctionRecord, FunctionVersion,
-    Lease, MAX_LEASE_MESSAGES, Message, NewMessage, QueueInfo, QueueSettings, QueueStats,
-    LogWrite, REASON_LEASE_EXPIRED, Result, Retry, ScheduleRecord, Settled, Settlement, StoreOptions,
+    Lease, LogWrite, MAX_LEASE_MESSAGES, Message, NewMessage, QueueInfo, QueueSettings, QueueStats,
+    REASON_LEASE_EXPIRED, Result, Retry, ScheduleRecord, Settled, Settlement, StoreOptions,
     TokenRecord, TriggerRecord, validate,
 };
 use invocations::{InvocationEntry, InvocationQuery, InvocationRetention};
