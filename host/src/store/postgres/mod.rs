@@ -562,9 +562,9 @@ impl Backend for PostgresBackend {
     async fn next_visible_at_ms(&self, queue: &str) -> Result<Option<u64>> {
         let client = self.client().await?;
         let row = client
-            .query_one(sql::NEXT_VISIBLE_AT, &[&queue, &int(self.clock.now_ms())])
+            .query_opt(sql::NEXT_VISIBLE_AT, &[&queue, &int(self.clock.now_ms())])
             .await?;
-        Ok(row.get::<_, Option<i64>>(0).map(count))
+        Ok(row.map(|row| count(row.get(0))))
     }
 
     async fn visible_count(&self, queue: &str, cap: u64) -> Result<u64> {

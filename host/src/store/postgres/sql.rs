@@ -142,8 +142,8 @@ pub const EXPIRE_OLDEST: &str = "DELETE FROM messages WHERE queue = $1 AND enque
     AND id IN (SELECT id FROM messages WHERE queue = $1 ORDER BY id LIMIT $3)";
 pub const PEEK: &str = "SELECT id, body, attributes, attempt, enqueued_at FROM messages
     WHERE queue = $1 AND id > $2 ORDER BY id LIMIT $3";
-pub const NEXT_VISIBLE_AT: &str =
-    "SELECT min(visible_at) FROM messages WHERE queue = $1 AND visible_at > $2";
+pub const NEXT_VISIBLE_AT: &str = "SELECT visible_at FROM messages
+    WHERE queue = $1 AND visible_at > $2 ORDER BY visible_at LIMIT 1";
 pub const VISIBLE_COUNT: &str = "SELECT count(*) FROM
     (SELECT 1 FROM messages WHERE queue = $1 AND visible_at <= $2 LIMIT $3) v";
 
