@@ -1,6 +1,6 @@
-// The Sluice console: sign in with a token, then queues, dead letters and functions, all through
-// the HTTP API. A hash router picks the page; each page returns a function that stops its timers
-// and streams when the user leaves it.
+// The Sluice console: sign in with a token, then queues, dead letters, functions and schedules,
+// all through the HTTP API. A hash router picks the page; each page returns a function that
+// stops its timers and streams when the user leaves it.
 
 import { Api, ApiError, seg } from './api.js';
 import { h, clear, count, millis, rate, time, chart, bodyPreview, toast, confirmDialog, field } from './ui.js';
@@ -575,6 +575,162 @@ function functionPage(name) {
   };
 }
 
+// ---- schedules ----
+
+// The browser's IANA time zone: the form's default.
+function localZone() {
+  try {
+    return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+  } catch {
+    return 'UTC';
+  }
+}
+
+// Every IANA zone the browser knows, suggested as the time zone field is typed in.
+function zoneList() {
+  const zones = typeof Intl.supportedValuesOf === 'function' ? Intl.supportedValuesOf('timeZone') : [];
+  return h('datalist', { id: 'time-zones' }, ['UTC', ...zones.filter((z) => z !== 'UTC')].map((z) => h('option', { value: z })));
+}
+
+// `KEY=VALUE` lines into attributes; throws naming the first line that is not one.
+function attributeLines(text) {
+  const attributes = {};
+  for (const line of text.split('\n').map((l) => l.trim()).filter(Boolean)) {
+    const at = line.indexOf('=');
+    if (at < 1) throw new Error(`attribute line "${line}" is not KEY=VALUE`);
+    attributes[line.slice(0, at).trim()] = line.slice(at + 1).trim();
+  }
+  return attributes;
+}
+
+// A tick in the browser's local time and how far off it is; hovering gives it in the
+// schedule's own zone, which is the one its cron expression is read in.
+function tickCell(ms, zone) {
+  const date = new Date(ms);
+  const local = new Intl.DateTimeFormat(undefined, { timeZoneName: 'short' }).formatToParts(date).find((p) => p.type === 'timeZoneName');
+  let there = null;
+  try {
+    there = `${zone}: ${date.toLocaleString(undefined, { timeZone: zone, dateStyle: 'medium', timeStyle: 'long' })}`;
+  } catch {
+    // A zone the server knows and this browser does not: the local time stands alone.
+  }
+  const ahead = ms - Date.now();
+  return h('td', { class: 'nowrap', 'data-test': 'next-tick', title: there },
+    h('div', {}, time(ms, false), local ? ` ${local.value}` : ''),
+    h('div', { class: 'muted' }, ahead > 0 ? `in ${millis(ahead)}` : 'due now'));
+}
+
+function scheduledMessage(s) {
+  const attributes = Object.entries(s.attributes || {});
+  const body = s.body === null ? `${count(atob(s.body_base64).length)} bytes, binary` : (s.body || '(empty body)');
+  return [
+    h('div', { class: 'mono clip', title: s.body === null ? null : s.body }, body),
+    attributes.length ? h('div', { class: 'attrs' }, attributes.map(([k, v]) => h('span', { class: 'attr' }, `${k}=${v}`))) : null,
+  ];
+}
+
+// The create-or-replace form: `update` refreshes its queue choices as queues come and go,
+// `edit` loads a schedule into it (a name that exists is replaced).
+function scheduleForm(onSaved) {
+  const name = h('input', { name: 'name', required: true, pattern: '[A-Za-z0-9_\\-]{1,80}', placeholder: 'nightly-report' });
+  const cron = h('input', { name: 'cron', required: true, class: 'mono', spellcheck: 'false', placeholder: '0 2 * * *' });
+  const timezone = h('input', { name: 'timezone', required: true, spellcheck: 'false', list: 'time-zones', value: localZone() });
+  const queue = h('select', { name: 'queue', required: true });
+  const body = h('textarea', { name: 'body', rows: 3, placeholder: '{"report": "daily"}' });
+  const attrs = h('textarea', { name: 'attributes', rows: 2, placeholder: 'kind=report' });
+  const wide = (label) => {
+    label.classList.add('wide');
+    return label;
+  };
+  let known = null;
+  const form = h('form', { class: 'card', 'data-test': 'put-schedule', onsubmit: async (e) => {
+    e.preventDefault();
+    let attributes;
+    try {
+      attributes = attributeLines(attrs.value);
+    } catch (err) {
+      toast(err.message, 'error');
+      return;
+    }
+    const request = { cron: cron.value.trim(), timezone: timezone.value.trim(), queue: queue.value, body: body.value, attributes };
+    const saved = await attempt(() => api.put(`/v1/schedules/${seg(name.value.trim())}`, request));
+    if (saved) {
+      toast(`Saved schedule ${saved.name}: next tick ${time(saved.next_tick_ms, false)}`);
+      for (const input of [name, cron, body, attrs]) input.value = '';
+      onSaved();
+    }
+  } },
+  h('h2', {}, 'Create or replace a schedule'),
+  h('div', { class: 'fields' },
+    field('Name', name, 'an existing name is replaced'),
+    field('Cron', cron, '5 fields, or 6 with seconds first'),
+    field('Time zone', timezone, 'IANA name, e.g. Europe/Berlin'),
+    field('Queue', queue),
+    wide(field('Body', body)),
+    wide(field('Attributes', attrs, 'KEY=VALUE, one a line'))),
+  zoneList(),
+  h('button', { type: 'submit' }, 'Save schedule'));
+  const update = (queues) => {
+    const names = queues.map((q) => q.name).join('\n');
+    if (names === known) return;
+    known = names;
+    const chosen = queue.value;
+    clear(queue,
+      queues.length ? null : h('option', { value: '' }, 'no queues: create one first'),
+      queues.map((q) => h('option', { value: q.name, selected: q.name === chosen }, q.name)));
+  };
+  const edit = (s) => {
+    name.value = s.name;
+    cron.value = s.cron;
+    timezone.value = s.timezone;
+    queue.value = s.queue;
+    body.value = s.body || '';
+    attrs.value = Object.entries(s.attributes || {}).map(([k, v]) => `${k}=${v}`).join('\n');
+    name.focus();
+  };
+  return { form, update, edit };
+}
+
+function schedulesPage() {
+  const list = h('div', { class: 'card' });
+  const put = can.admin ? scheduleForm(() => refresh()) : null;
+  clear(main,
+    h('div', { class: 'page-head' }, h('h1', {}, 'Schedules'), h('span', { class: 'muted' }, 'each tick enqueues one message; times are local')),
+    put ? h('div', { class: 'columns' }, h('div', { class: 'col-main' }, list), h('div', { class: 'side' }, put.form)) : list);
+  const remove = async (name) => {
+    if (!await confirmDialog(`Delete schedule ${name}? The messages it already enqueued stay in their queue.`, 'Delete')) return;
+    if (await attempt(() => api.delete(`/v1/schedules/${seg(name)}`)) !== undefined) {
+      toast(`Deleted schedule ${name}`);
+      refresh();
+    }
+  };
+  const refresh = async () => {
+    const [answer, all] = await Promise.all([
+      attempt(() => api.get('/v1/schedules')),
+      put ? api.get('/v1/queues').catch(() => ({ queues: [] })) : null,
+    ]);
+    if (!answer) return;
+    if (put) put.update(all.queues);
+    if (!answer.schedules.length) {
+      clear(list, h('p', { class: 'empty' }, 'No schedules yet.', put ? ' Create one with the form.' : ''));
+      return;
+    }
+    clear(list, h('table', { class: 'table', 'data-test': 'schedules' },
+      h('thead', {}, h('tr', {}, ['Schedule', 'Cron', 'Time zone', 'Queue', 'Next tick', 'Message', put ? '' : null].map((t) => (t === null ? null : h('th', {}, t))))),
+      h('tbody', {}, answer.schedules.map((s) => h('tr', { 'data-schedule': s.name },
+        h('td', { class: 'nowrap' }, s.name),
+        h('td', { class: 'mono nowrap' }, s.cron),
+        h('td', {}, s.timezone),
+        h('td', {}, h('a', { href: `#/queues/${seg(s.queue)}` }, s.queue)),
+        tickCell(s.next_tick_ms, s.timezone),
+        h('td', {}, scheduledMessage(s)),
+        put ? h('td', { class: 'row-buttons' },
+          s.body === null ? null : h('button', { type: 'button', class: 'small secondary', 'aria-label': `Edit ${s.name}`, onclick: () => put.edit(s) }, 'Edit'),
+          h('button', { type: 'button', class: 'small danger', 'aria-label': `Delete ${s.name}`, onclick: () => remove(s.name) }, 'Delete')) : null)))));
+  };
+  return every(REFRESH_MS, refresh);
+}
+
 // ---- routing ----
 
 function route() {
@@ -588,6 +744,7 @@ function route() {
   else if (parts[0] === 'dead-letters' && can.read) stop = deadLettersPage();
   else if (parts[0] === 'functions' && parts[1] && can.read) stop = functionPage(parts[1]);
   else if (parts[0] === 'functions' && can.read) stop = functionsPage();
+  else if (parts[0] === 'schedules' && can.read) stop = schedulesPage();
   else stop = queuesPage();
   leave = stop || (() => {});
 }

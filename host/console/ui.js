@@ -53,12 +53,14 @@ export function rate(perSecond) {
   return `${(perSecond * 60).toFixed(1)}/min`;
 }
 
-export function time(ms) {
+// Local time, to the millisecond unless `precise` is false (a schedule's ticks fall on seconds).
+export function time(ms, precise = true) {
   if (!ms) return '–';
   const d = new Date(ms);
   const pad = (n, w = 2) => String(n).padStart(w, '0');
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
-    `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+    `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}` +
+    (precise ? `.${pad(d.getMilliseconds(), 3)}` : '');
 }
 
 // A small line chart of one or more series over the samples' times.
