@@ -45,7 +45,7 @@ pub async fn insert(
         };
         let row = tx
             .query_one(
-                INSERT,
+                &tx.prepare_cached(INSERT).await?,
                 &[
                     &entry.function,
                     &i32::try_from(entry.version).unwrap_or(i32::MAX),

@@ -60,7 +60,7 @@ impl Work {
             return Ok(s.clone());
         }
         let row = tx
-            .query_opt(sql::QUEUE_SETTINGS, &[&queue])
+            .query_opt(&tx.prepare_cached(sql::QUEUE_SETTINGS).await?, &[&queue])
             .await?
             .ok_or_else(|| Error::QueueNotFound(queue.to_owned()))?;
         let settings = decode_settings(queue, row.get(0))?;
@@ -75,7 +75,7 @@ impl Work {
                 continue;
             }
             tx.execute(
-                sql::ADD_COUNTS,
+                &tx.prepare_cached(sql::ADD_COUNTS).await?,
                 &[
                     &queue,
                     &c.enqueued,
@@ -89,7 +89,8 @@ impl Work {
             .await?;
         }
         for queue in &self.wake {
-            tx.execute(sql::NOTIFY_WAKE, &[queue]).await?;
+            tx.execute(&tx.prepare_cached(sql::NOTIFY_WAKE).await?, &[queue])
+                .await?;
         }
         Ok(())
     }
@@ -118,7 +119,10 @@ pub async fn enqueue(
     validate::messages_fit(queue, &settings, &messages)?;
     if let Some(max_depth) = settings.max_depth {
         let depth: i64 = tx
-            .query_one(sql::DEPTH_UP_TO, &[&queue, &int(max_depth)])
+            .query_one(
+                &tx.prepare_cached(sql::DEPTH_UP_TO).await?,
+                &[&queue, &int(max_depth)],
+            )
             .await?
             .get(0);
         if u64::try_from(depth).unwrap_or(0) + messages.len() as u64 > max_depth {
@@ -163,7 +167,10 @@ pub async fn enqueue(
     }
     let wanted = fates.iter().filter(|f| matches!(f, Fate::New)).count();
     let mut ids = tx
-        .query(sql::NEXT_MESSAGE_IDS, &[&(wanted as i64)])
+        .query(
+            &tx.prepare_cached(sql::NEXT_MESSAGE_IDS).await?,
+            &[&(wanted as i64)],
+        )
         .await?
         .into_iter()
         .map(|r| r.get::<_, i64>(0));
@@ -226,7 +233,7 @@ pub async fn enqueue(
         .collect();
     if !new_ids.is_empty() {
         tx.execute(
-            sql::INSERT_MESSAGES,
+            &tx.prepare_cached(sql::INSERT_MESSAGES).await?,
             &[
                 &new_ids,
                 &queue,
@@ -277,7 +284,7 @@ pub async fn lease(
         let want = max - messages.len();
         let rows = tx
             .query(
-                sql::LEASE,
+                &tx.prepare_cached(sql::LEASE).await?,
                 &[
                     &queue,
                     &int(now),
@@ -328,7 +335,11 @@ pub async fn lease(
     }
     if messages.is_empty() {
         if slot.is_some() {
-            tx.execute(sql::FREE_SLOT, &[&queue, &lease_id]).await?;
+            tx.execute(
+                &tx.prepare_cached(sql::FREE_SLOT).await?,
+                &[&queue, &lease_id],
+            )
+            .await?;
         }
         return Ok(None);
     }
@@ -354,7 +365,7 @@ async fn take_slot(
     let take = || async {
         let row = tx
             .query_opt(
-                sql::TAKE_SLOT,
+                &tx.prepare_cached(sql::TAKE_SLOT).await?,
                 &[&queue, &cap, &lease_id, &int(expires_at), &int(now)],
             )
             .await?;
@@ -364,7 +375,7 @@ async fn take_slot(
         return Ok(Some(slot));
     }
     let slots: i64 = tx
-        .query_one(sql::COUNT_SLOTS, &[&queue, &cap])
+        .query_one(&tx.prepare_cached(sql::COUNT_SLOTS).await?, &[&queue, &cap])
         .await?
         .get(0);
     if slots >= i64::from(cap) {
@@ -386,10 +397,16 @@ pub async fn extend(
     let expires_at = int(work.now.saturating_add(visibility_ms));
     let ids: Vec<i64> = ids.iter().filter_map(|id| message_id(id)).collect();
     let extended = tx
-        .execute(sql::EXTEND_LEASE, &[&ids, &lease_id, &expires_at, &queue])
+        .execute(
+            &tx.prepare_cached(sql::EXTEND_LEASE).await?,
+            &[&ids, &lease_id, &expires_at, &queue],
+        )
         .await?;
-    tx.execute(sql::EXTEND_SLOT, &[&queue, &lease_id, &expires_at])
-        .await?;
+    tx.execute(
+        &tx.prepare_cached(sql::EXTEND_SLOT).await?,
+        &[&queue, &lease_id, &expires_at],
+    )
+    .await?;
     Ok(extended)
 }
 
@@ -417,14 +434,23 @@ pub async fn settle(
     }
     // A settle frees a lease and its slot: consumers on any host waiting at the queue's
     // concurrency cap may lease again.
-    tx.execute(sql::FREE_SLOT, &[&queue, &lease_id]).await?;
+    tx.execute(
+        &tx.prepare_cached(sql::FREE_SLOT).await?,
+        &[&queue, &lease_id],
+    )
+    .await?;
     work.wake.insert(queue.to_owned());
 
     // An ack counts only while this lease still holds the message; ids that are not ours can
     // never be held, so they are simply stale.
     if !ack.is_empty() {
         let ids: Vec<i64> = ack.iter().filter_map(|id| message_id(id)).collect();
-        let gone = tx.query(sql::ACK_MANY, &[&ids, &lease_id, &queue]).await?;
+        let gone = tx
+            .query(
+                &tx.prepare_cached(sql::ACK_MANY).await?,
+                &[&ids, &lease_id, &queue],
+            )
+            .await?;
         out.acked = gone.len() as u64;
         let mut gone: HashSet<i64> = gone.iter().map(|row| row.get(0)).collect();
         out.stale.extend(
@@ -454,8 +480,11 @@ pub async fn settle(
             continue;
         }
         let visible_at = int(now.saturating_add(delay_ms));
-        tx.execute(sql::RETRY, &[&id, &visible_at, &error, &queue])
-            .await?;
+        tx.execute(
+            &tx.prepare_cached(sql::RETRY).await?,
+            &[&id, &visible_at, &error, &queue],
+        )
+        .await?;
         out.retried += 1;
         work.count(queue).retried += 1;
         work.wake.insert(queue.to_owned());
@@ -500,7 +529,10 @@ async fn held(
         return Ok(None);
     };
     let row = tx
-        .query_opt(sql::LEASED_ATTEMPT, &[&id, &lease_id, &queue])
+        .query_opt(
+            &tx.prepare_cached(sql::LEASED_ATTEMPT).await?,
+            &[&id, &lease_id, &queue],
+        )
         .await?;
     Ok(row.map(|r| (id, u32::try_from(r.get::<_, i32>(0)).unwrap_or(0))))
 }

@@ -6,7 +6,9 @@
 //! rows per queue in the database (a lease takes a free one with `SKIP LOCKED`), so it holds across
 //! hosts. Each commit NOTIFYs what it changed and [`listen`] turns other hosts' NOTIFYs into
 //! this host's [`Events`]; a timer per host runs the retention sweep, which is safe to run
-//! everywhere at once.
+//! everywhere at once. The statements of the message hot path (enqueue, lease, settle, their
+//! probes) are prepared once per pooled connection (`prepare_cached`), so each call is one
+//! round trip and PostgreSQL does not parse and plan it again.
 
 pub mod floor;
 mod invocations;
@@ -433,7 +435,7 @@ impl Backend for PostgresBackend {
     async fn queue_settings(&self, name: &str) -> Result<QueueSettings> {
         let client = self.client().await?;
         let row = client
-            .query_opt(sql::QUEUE_SETTINGS, &[&name])
+            .query_opt(&client.prepare_cached(sql::QUEUE_SETTINGS).await?, &[&name])
             .await?
             .ok_or_else(|| Error::QueueNotFound(name.to_owned()))?;
         decode_settings(name, row.get(0))
@@ -562,7 +564,10 @@ impl Backend for PostgresBackend {
     async fn next_visible_at_ms(&self, queue: &str) -> Result<Option<u64>> {
         let client = self.client().await?;
         let row = client
-            .query_opt(sql::NEXT_VISIBLE_AT, &[&queue, &int(self.clock.now_ms())])
+            .query_opt(
+                &client.prepare_cached(sql::NEXT_VISIBLE_AT).await?,
+                &[&queue, &int(self.clock.now_ms())],
+            )
             .await?;
         Ok(row.map(|row| count(row.get(0))))
     }
@@ -571,7 +576,7 @@ impl Backend for PostgresBackend {
         let client = self.client().await?;
         let row = client
             .query_one(
-                sql::VISIBLE_COUNT,
+                &client.prepare_cached(sql::VISIBLE_COUNT).await?,
                 &[&queue, &int(self.clock.now_ms()), &int(cap)],
             )
             .await?;
