@@ -68,30 +68,53 @@ impl Work {
         Ok(settings)
     }
 
-    /// Writes the counter deltas and queues the NOTIFYs; both take effect at commit.
+    /// Writes the counter deltas and queues the NOTIFYs; both take effect at commit. They go
+    /// out together: the connection pipelines them, one round trip for all.
     pub async fn flush(&mut self, tx: &Transaction<'_>) -> Result<()> {
-        for (queue, c) in self.counts.drain() {
-            if c == Counts::default() {
-                continue;
+        let counts: Vec<(String, Counts)> = self
+            .counts
+            .drain()
+            .filter(|(_, c)| *c != Counts::default())
+            .collect();
+        let add_counts = async {
+            if counts.is_empty() {
+                return Ok(());
             }
-            tx.execute(
-                &tx.prepare_cached(sql::ADD_COUNTS).await?,
-                &[
-                    &queue,
-                    &c.enqueued,
-                    &c.acked,
-                    &c.retried,
-                    &c.dead_lettered,
-                    &c.dropped,
-                    &c.expired,
-                ],
-            )
-            .await?;
-        }
-        for queue in &self.wake {
-            tx.execute(&tx.prepare_cached(sql::NOTIFY_WAKE).await?, &[queue])
-                .await?;
-        }
+            let add = tx.prepare_cached(sql::ADD_COUNTS).await?;
+            let adds = counts.iter().map(|(queue, c)| {
+                let add = &add;
+                async move {
+                    tx.execute(
+                        add,
+                        &[
+                            queue,
+                            &c.enqueued,
+                            &c.acked,
+                            &c.retried,
+                            &c.dead_lettered,
+                            &c.dropped,
+                            &c.expired,
+                        ],
+                    )
+                    .await
+                }
+            });
+            futures::future::try_join_all(adds).await?;
+            Ok::<_, Error>(())
+        };
+        let notify = async {
+            if self.wake.is_empty() {
+                return Ok(());
+            }
+            let notify = tx.prepare_cached(sql::NOTIFY_WAKE).await?;
+            let notifies = self.wake.iter().map(|queue| {
+                let notify = &notify;
+                async move { tx.execute(notify, &[queue]).await }
+            });
+            futures::future::try_join_all(notifies).await?;
+            Ok::<_, Error>(())
+        };
+        tokio::try_join!(add_counts, notify)?;
         Ok(())
     }
 }
@@ -433,24 +456,25 @@ pub async fn settle(
         validate::messages_fit(target, &settings, std::slice::from_ref(message))?;
     }
     // A settle frees a lease and its slot: consumers on any host waiting at the queue's
-    // concurrency cap may lease again.
-    tx.execute(
-        &tx.prepare_cached(sql::FREE_SLOT).await?,
-        &[&queue, &lease_id],
-    )
-    .await?;
-    work.wake.insert(queue.to_owned());
-
-    // An ack counts only while this lease still holds the message; ids that are not ours can
-    // never be held, so they are simply stale.
-    if !ack.is_empty() {
+    // concurrency cap may lease again. An ack counts only while this lease still holds the
+    // message; ids that are not ours can never be held, so they are simply stale. Both
+    // statements go out together (the connection pipelines them).
+    let free_slot = async {
+        let free = tx.prepare_cached(sql::FREE_SLOT).await?;
+        tx.execute(&free, &[&queue, &lease_id]).await?;
+        Ok::<_, Error>(())
+    };
+    let acks = async {
+        if ack.is_empty() {
+            return Ok(Vec::new());
+        }
         let ids: Vec<i64> = ack.iter().filter_map(|id| message_id(id)).collect();
-        let gone = tx
-            .query(
-                &tx.prepare_cached(sql::ACK_MANY).await?,
-                &[&ids, &lease_id, &queue],
-            )
-            .await?;
+        let ack_many = tx.prepare_cached(sql::ACK_MANY).await?;
+        Ok::<_, Error>(tx.query(&ack_many, &[&ids, &lease_id, &queue]).await?)
+    };
+    let ((), gone) = tokio::try_join!(free_slot, acks)?;
+    work.wake.insert(queue.to_owned());
+    if !ack.is_empty() {
         out.acked = gone.len() as u64;
         let mut gone: HashSet<i64> = gone.iter().map(|row| row.get(0)).collect();
         out.stale.extend(
