@@ -1081,13 +1081,49 @@ async fn overhead(
         let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
         let key = format!("overhead.batch_{size}");
         if size == 1 {
-            report.target(format!("{key}.p50_us"), us(0.5), "µs", "<=", 50.0);
+            report.target(format!("{key}.p50_us"), us(0.5), "µs", "<=", 30.0);
         } else {
             report.add(format!("{key}.p50_us"), us(0.5), "µs");
         }
         report.add(format!("{key}.mean_us"), hist.mean() / 1000.0, "µs");
+        if size == 1 {
+            let bare = time_bare_calls(&executor, &handler, batch(size, args), budget).await?;
+            let bare_us = bare.value_at_quantile(0.5) as f64 / 1000.0;
+            report.add("overhead.bare_wasmtime.batch_1.p50_us", bare_us, "µs");
+            report.target(
+                "overhead.batch_1.to_bare",
+                us(0.5) / bare_us.max(f64::MIN_POSITIVE),
+                "x",
+                "<=",
+                1.5,
+            );
+        }
     }
     Ok(())
+}
+
+/// Bare wasmtime instantiate + call of `handler` on `batch` ([`Executor::time_bare_call`]),
+/// repeated on one blocking thread for `budget` (at least 10 calls): the histogram of each
+/// call's nanoseconds.
+async fn time_bare_calls(
+    executor: &Executor,
+    handler: &crate::executor::Handler,
+    batch: Vec<Message>,
+    budget: Duration,
+) -> anyhow::Result<Histogram<u64>> {
+    let (executor, handler) = (executor.clone(), handler.clone());
+    tokio::task::spawn_blocking(move || {
+        let mut hist = histogram();
+        let start = Instant::now();
+        let mut calls = 0u64;
+        while start.elapsed() < budget || calls < 10 {
+            let took = executor.time_bare_call(&handler, &batch)?;
+            hist.saturating_record(took.as_nanos() as u64);
+            calls += 1;
+        }
+        Ok(hist)
+    })
+    .await?
 }
 
 /// A batch of `size` messages as the dispatcher hands them to the executor.

@@ -464,6 +464,42 @@ impl Executor {
     }
 
     /// Runs `batch` in a fresh instance of `handler`.
+    /// Times a bare wasmtime instantiate + call of `handler` on `batch`, on this thread: the
+    /// same engine and pre-instantiated component with the least a WASI component needs (an
+    /// empty WASI context, the outbox import), and none of the host's per-invocation work (no
+    /// limits, captured output, deadline, thread hop or outcome mapping). What `sluice bench`
+    /// holds [`Executor::invoke`]'s overhead against.
+    pub fn time_bare_call(&self, handler: &Handler, batch: &[Message]) -> Result<Duration, Error> {
+        use bindings::sluice::queue::types;
+
+        let batch: Vec<types::Message> = batch
+            .iter()
+            .map(|m| types::Message {
+                id: m.id.clone(),
+                queue: m.queue.clone(),
+                body: m.body.clone(),
+                attributes: m.attributes.clone(),
+                attempt: m.attempt,
+                enqueued_at_ms: m.enqueued_at_ms,
+            })
+            .collect();
+        let started = Instant::now();
+        let mut store = Store::new(&self.inner.engine, State::bare());
+        store.set_epoch_deadline(NO_DEADLINE);
+        let answer = handler
+            .inner
+            .pre
+            .instantiate(&mut store)
+            .and_then(|instance| instance.call_handle(&mut store, &batch));
+        drop(store);
+        let took = started.elapsed();
+        match answer {
+            Ok(Ok(_)) => Ok(took),
+            Ok(Err(reason)) => Err(Error::Engine(format!("the handler failed: {reason}"))),
+            Err(error) => Err(Error::Engine(format!("the handler trapped: {error:#}"))),
+        }
+    }
+
     pub async fn invoke(
         &self,
         handler: &Handler,
@@ -496,6 +532,10 @@ impl Executor {
         }
     }
 }
+
+/// An epoch deadline that is never reached. Not `u64::MAX`: wasmtime adds the current epoch to
+/// it, and the sum would wrap to a deadline already passed.
+const NO_DEADLINE: u64 = u64::MAX / 2;
 
 impl Inner {
     /// One invocation, start to finish, on the current (blocking) thread.
@@ -534,7 +574,7 @@ impl Inner {
                 });
             }
             // A limit past the end of the clock's range is no limit.
-            None => store.set_epoch_deadline(u64::MAX),
+            None => store.set_epoch_deadline(NO_DEADLINE),
         }
 
         let batch: Vec<types::Message> = batch

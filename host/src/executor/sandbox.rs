@@ -66,6 +66,29 @@ impl State {
     }
 }
 
+impl State {
+    /// The least a component needs to run: an empty WASI context and an outbox that takes
+    /// nothing. Only for [`super::Executor::time_bare_call`].
+    pub(super) fn bare() -> State {
+        State {
+            wasi: WasiCtxBuilder::new().build(),
+            table: ResourceTable::new(),
+            memory: MemoryLimiter {
+                limit: usize::MAX,
+                used: 0,
+                refused: None,
+            },
+            outbox: Outbox {
+                sends: Vec::new(),
+                bytes: 0,
+                max_sends: 0,
+                max_bytes: 0,
+                check: std::sync::Arc::new(|_| Err("a bare call sends nothing".into())),
+            },
+        }
+    }
+}
+
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
