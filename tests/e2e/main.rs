@@ -14,6 +14,7 @@ mod invocations;
 mod limits;
 mod messages;
 mod openapi;
+mod ordering;
 mod polyglot;
 mod pull;
 mod queues;

@@ -171,7 +171,9 @@ impl From<store::Error> for ApiError {
             | E::QueueInUse { .. }
             | E::QueueHasConsumer { .. }
             | E::QueueScheduled { .. } => ApiError::Conflict(msg),
-            E::InvalidName { .. } | E::InvalidSettings(_) => ApiError::BadRequest(msg),
+            E::InvalidName { .. } | E::InvalidSettings(_) | E::InvalidMessage(_) => {
+                ApiError::BadRequest(msg)
+            }
             E::MessageTooLarge { .. } => ApiError::TooLarge(msg),
             E::Unavailable(_) => ApiError::Unavailable(msg),
             E::QueueFull { .. } => ApiError::QueueFull(msg),

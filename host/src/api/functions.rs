@@ -390,6 +390,8 @@ pub async fn invoke(
                 attributes,
                 attempt: m.attempt.unwrap_or(1),
                 enqueued_at_ms: now,
+                priority: crate::store::DEFAULT_PRIORITY,
+                group: None,
             })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;

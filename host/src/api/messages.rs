@@ -26,6 +26,8 @@ const ATTR_PREFIX: &str = "sluice-attr-";
         ("queue" = String, Path, description = "Queue name", example = "fuzz"),
         ("Sluice-Delay-Ms" = Option<u64>, Header, description = "Deliver no sooner than this many milliseconds from now (at most 900000)"),
         ("Sluice-Dedup-Id" = Option<String>, Header, description = "1 to 128 bytes; a second message with the same id within the queue's dedup window is not added"),
+        ("Sluice-Priority" = Option<u8>, Header, description = "0 (lowest) to 9 (highest), default 4: a batch takes higher priorities first"),
+        ("Sluice-Group" = Option<String>, Header, description = "1 to 128 bytes: messages of one group are delivered one at a time, in enqueue order"),
     ),
     request_body(content = String, content_type = "application/octet-stream",
         description = "The message body, as is (any content type)"),
@@ -57,6 +59,8 @@ pub async fn enqueue_one(
         attributes,
         delay_ms: header_u64(&headers, "sluice-delay-ms")?.unwrap_or(0),
         dedup_id: header_str(&headers, "sluice-dedup-id")?,
+        priority: header_priority(&headers)?,
+        group: header_str(&headers, "sluice-group")?,
     };
     check_message(&state.limits, &message, 0)?;
     let mut ids = state.store.enqueue(&queue, vec![message]).await?;
@@ -83,6 +87,10 @@ struct BatchMessage {
     delay_ms: u64,
     /// 1 to 128 bytes.
     dedup_id: Option<String>,
+    /// 0 (lowest) to 9 (highest); default 4. A batch takes higher priorities first.
+    priority: Option<u64>,
+    /// 1 to 128 bytes. Messages of one group are delivered one at a time, in enqueue order.
+    group: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -160,7 +168,29 @@ fn to_new_message(message: BatchMessage, index: usize) -> Result<NewMessage, Api
         attributes: decode_attributes(message.attributes, index)?,
         delay_ms: message.delay_ms,
         dedup_id: message.dedup_id,
+        priority: priority(message.priority)
+            .map_err(|what| ApiError::BadRequest(format!("messages[{index}]: {what}")))?,
+        group: message.group,
     })
+}
+
+/// A message's priority as given (`None`: the default), checked to be 0 to 9.
+fn priority(given: Option<u64>) -> Result<u8, String> {
+    match given {
+        None => Ok(store::DEFAULT_PRIORITY),
+        Some(p) if p <= u64::from(store::MAX_PRIORITY) => Ok(p as u8),
+        Some(p) => Err(format!(
+            "priority {p} is out of range; give 0 (lowest) to {} (highest), or leave it out \
+             for {}",
+            store::MAX_PRIORITY,
+            store::DEFAULT_PRIORITY
+        )),
+    }
+}
+
+fn header_priority(headers: &HeaderMap) -> Result<u8, ApiError> {
+    priority(header_u64(headers, "sluice-priority")?)
+        .map_err(|what| ApiError::BadRequest(format!("header `Sluice-Priority`: {what}")))
 }
 
 /// A message body given as UTF-8 `body` or as `body_base64` (at most one); `None` when neither.
@@ -230,6 +260,14 @@ fn check_message(limits: &ApiLimits, message: &NewMessage, index: usize) -> Resu
     {
         return Err(at("a dedup id must be 1 to 128 bytes".into()));
     }
+    if let Some(group) = &message.group
+        && (group.is_empty() || group.len() > store::MAX_GROUP_BYTES)
+    {
+        return Err(at(format!(
+            "a group key must be 1 to {} bytes",
+            store::MAX_GROUP_BYTES
+        )));
+    }
     const MAX_DELAY_MS: u64 = 15 * 60 * 1000;
     if message.delay_ms > MAX_DELAY_MS {
         return Err(at(format!(
@@ -292,6 +330,9 @@ pub struct PeekedMessage {
     attributes: std::collections::BTreeMap<String, String>,
     attempt: u32,
     enqueued_at_ms: u64,
+    /// 0 (lowest) to 9 (highest).
+    priority: u8,
+    group: Option<String>,
 }
 
 /// Peek at a queue's next messages without leasing them.
@@ -334,6 +375,8 @@ impl From<&Message> for PeekedMessage {
             attributes: message.attributes.iter().cloned().collect(),
             attempt: message.attempt,
             enqueued_at_ms: message.enqueued_at_ms,
+            priority: message.priority,
+            group: message.group.clone(),
         }
     }
 }

@@ -51,6 +51,11 @@ pub struct ReceivedMessage {
     /// Deliveries so far, this one included.
     attempt: u32,
     enqueued_at_ms: u64,
+    /// 0 (lowest) to 9 (highest).
+    priority: u8,
+    /// The message's group, if it has one: the next message of the group is not delivered
+    /// until this one is acked, dead-lettered or dropped.
+    group: Option<String>,
 }
 
 /// Lease messages for a consumer outside WebAssembly.
@@ -91,6 +96,8 @@ pub async fn receive(
             attributes: r.message.attributes.into_iter().collect(),
             attempt: r.message.attempt,
             enqueued_at_ms: r.message.enqueued_at_ms,
+            priority: r.message.priority,
+            group: r.message.group,
         })
         .collect();
     Ok(Json(ReceiveResponse { messages }))

@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::executor::{Executor, ExecutorConfig, KEEP_RESIDENT_BYTES};
 use crate::functions::FunctionConfig;
 use crate::server::Host;
-use crate::store::{Message, NewMessage, Store};
+use crate::store::{DEFAULT_PRIORITY, Message, NewMessage, Store};
 
 /// Width of the sequence number that starts every body, in ASCII digits.
 const SEQ_DIGITS: usize = 16;
@@ -59,6 +59,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.wants("pull") {
         bench.pull(&mut report, drain_rate).await?;
+    }
+    if args.wants("order") {
+        bench.order(&mut report, &components, drain_rate).await?;
     }
     if args.wants("sqs") {
         super::sqs::phase(
@@ -442,6 +445,18 @@ impl Bench {
         n: u64,
         attributes: &[(&str, &str)],
     ) -> anyhow::Result<()> {
+        self.shaped_backlog(queue, n, attributes, |_| (DEFAULT_PRIORITY, None))
+            .await
+    }
+
+    /// Like [`Bench::backlog`], giving message `seq` the priority and group `shape(seq)`.
+    async fn shaped_backlog(
+        &self,
+        queue: &str,
+        n: u64,
+        attributes: &[(&str, &str)],
+        shape: impl Fn(u64) -> (u8, Option<String>),
+    ) -> anyhow::Result<()> {
         let attributes: Vec<(String, String)> = attributes
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -449,10 +464,15 @@ impl Bench {
         let mut seq = 0;
         while seq < n {
             let chunk: Vec<NewMessage> = (seq..n.min(seq + 1000))
-                .map(|s| NewMessage {
-                    body: body(s, self.args.body_bytes).into_bytes(),
-                    attributes: attributes.clone(),
-                    ..NewMessage::default()
+                .map(|s| {
+                    let (priority, group) = shape(s);
+                    NewMessage {
+                        body: body(s, self.args.body_bytes).into_bytes(),
+                        attributes: attributes.clone(),
+                        priority,
+                        group,
+                        ..NewMessage::default()
+                    }
                 })
                 .collect();
             seq += chunk.len() as u64;
@@ -581,8 +601,13 @@ impl Bench {
 
     /// Drains a paused backlog through one trigger; returns msgs/s from first start to empty.
     async fn drain_once(&self, function: &str, queue: &str, n: u64) -> anyhow::Result<f64> {
-        let a = &self.args;
         self.backlog(queue, n, &[]).await?;
+        self.drain_backlog(function, queue, n).await
+    }
+
+    /// Drains the `n` messages already on `queue` through a paused trigger of `function`.
+    async fn drain_backlog(&self, function: &str, queue: &str, n: u64) -> anyhow::Result<f64> {
+        let a = &self.args;
         let tracker = track(queue, 0);
         self.trigger(function, queue, a.batch_size, a.concurrency, false)
             .await?;
@@ -610,6 +635,43 @@ impl Bench {
             .await?;
         report.target("drain.msgs_per_s", rate, "msg/s", ">=", 100_000.0);
         Ok(rate)
+    }
+
+    /// The cost of priorities and ordered groups: the drain's backlog with priorities spread
+    /// over 0–9, and spread over [`ORDER_GROUPS`] groups, each drained by the same trigger as
+    /// the plain drain.
+    async fn order(
+        &self,
+        report: &mut Report,
+        c: &Components,
+        drain_rate: Option<f64>,
+    ) -> anyhow::Result<()> {
+        let a = &self.args;
+        self.deploy("bench-sum-order", &c.sum, "").await?;
+        for queue in ["bench-priorities", "bench-groups"] {
+            self.queue(queue, json!({})).await?;
+        }
+        self.shaped_backlog("bench-priorities", a.messages, &[], |s| {
+            ((s % 10) as u8, None)
+        })
+        .await?;
+        let priorities = self
+            .drain_backlog("bench-sum-order", "bench-priorities", a.messages)
+            .await?;
+        report.add("order.priorities.drain_msgs_per_s", priorities, "msg/s");
+        self.shaped_backlog("bench-groups", a.messages, &[], |s| {
+            (DEFAULT_PRIORITY, Some(format!("g{}", s % ORDER_GROUPS)))
+        })
+        .await?;
+        let groups = self
+            .drain_backlog("bench-sum-order", "bench-groups", a.messages)
+            .await?;
+        report.add("order.groups.drain_msgs_per_s", groups, "msg/s");
+        if let Some(drain) = drain_rate {
+            report.add("order.priorities.to_drain", priorities / drain, "x");
+            report.add("order.groups.to_drain", groups / drain, "x");
+        }
+        Ok(())
     }
 
     /// Pull consumers over HTTP: the same backlog as the drain, received in batches and acked by
@@ -1126,6 +1188,10 @@ async fn time_bare_calls(
     .await?
 }
 
+/// Groups of the `order` phase's grouped backlog: enough that every batch of the drain's
+/// trigger fills (a batch takes one message per group) with `concurrency` batches in flight.
+const ORDER_GROUPS: u64 = 1_000;
+
 /// A batch of `size` messages as the dispatcher hands them to the executor.
 fn batch(size: usize, args: &BenchArgs) -> Vec<Message> {
     (0..size)
@@ -1136,6 +1202,8 @@ fn batch(size: usize, args: &BenchArgs) -> Vec<Message> {
             attributes: Vec::new(),
             attempt: 1,
             enqueued_at_ms: 0,
+            priority: crate::store::DEFAULT_PRIORITY,
+            group: None,
         })
         .collect()
 }

@@ -291,7 +291,7 @@ pub struct SendArgs {
     /// The body; read from standard input when neither this nor --file is given.
     body: Option<String>,
     /// A JSON-lines file: one message per line, `{"body" | "body_base64", "attributes",
-    /// "delay_ms", "dedup_id"}`, sent in batches with a progress bar.
+    /// "delay_ms", "dedup_id", "priority", "group"}`, sent in batches with a progress bar.
     #[arg(long, conflicts_with = "body")]
     file: Option<PathBuf>,
     /// An attribute, KEY=VALUE (repeatable).
@@ -303,6 +303,12 @@ pub struct SendArgs {
     /// Deduplication id: a repeat within the queue's window is not enqueued again.
     #[arg(long)]
     dedup_id: Option<String>,
+    /// 0 (lowest) to 9 (highest); 4 when not given. Higher priorities are delivered first.
+    #[arg(long)]
+    priority: Option<u8>,
+    /// A group key: messages of one group are delivered one at a time, in order.
+    #[arg(long)]
+    group: Option<String>,
     /// Messages per request when sending a file.
     #[arg(long, default_value_t = 500)]
     batch_size: usize,
@@ -339,6 +345,12 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
     }
     if let Some(dedup) = &args.dedup_id {
         request = request.header("sluice-dedup-id", dedup);
+    }
+    if let Some(priority) = args.priority {
+        request = request.header("sluice-priority", priority.to_string());
+    }
+    if let Some(group) = &args.group {
+        request = request.header("sluice-group", group);
     }
     let answer = client.send(request).await?;
     if args.remote.json {

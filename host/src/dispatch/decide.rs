@@ -77,6 +77,7 @@ pub fn settlement(
                         attributes: s.attributes,
                         delay_ms: u64::from(s.delay_ms),
                         dedup_id: None,
+                        ..NewMessage::default()
                     };
                     (s.queue, message)
                 })
@@ -145,6 +146,8 @@ mod tests {
                 attributes: vec![],
                 attempt: 1,
                 enqueued_at_ms: 0,
+                priority: crate::store::DEFAULT_PRIORITY,
+                group: None,
             })
             .collect()
     }

@@ -81,6 +81,8 @@ fn message(id: &str, body: &str, attributes: &[(&str, &str)]) -> Message {
             .collect(),
         attempt: 1,
         enqueued_at_ms: 1_700_000_000_000,
+        priority: crate::store::DEFAULT_PRIORITY,
+        group: None,
     }
 }
 

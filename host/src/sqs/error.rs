@@ -138,6 +138,7 @@ impl From<store::Error> for SqsError {
             store::Error::QueueExists(_) => Code::QueueNameExists,
             store::Error::InvalidName { .. }
             | store::Error::InvalidSettings(_)
+            | store::Error::InvalidMessage(_)
             | store::Error::QueueInUse { .. }
             | store::Error::QueueHasConsumer { .. }
             | store::Error::MessageTooLarge { .. } => Code::InvalidParameterValue,

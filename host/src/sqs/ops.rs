@@ -413,6 +413,7 @@ fn outgoing(
             attributes: wire::to_sluice(&attributes),
             delay_ms,
             dedup_id: None,
+            ..NewMessage::default()
         },
     })
 }

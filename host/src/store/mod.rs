@@ -16,6 +16,8 @@ pub mod sqlite;
 mod validate;
 
 #[cfg(test)]
+mod group_order;
+#[cfg(test)]
 mod proptests;
 /// Fresh PostgreSQL databases for tests (unit and end-to-end); not part of the API.
 #[doc(hidden)]
@@ -47,6 +49,9 @@ pub enum Error {
     InvalidName { name: String, reason: String },
     #[error("invalid queue settings: {0}")]
     InvalidSettings(String),
+    /// A message's priority or group is out of range.
+    #[error("invalid message: {0}")]
+    InvalidMessage(String),
     #[error(
         "queue `{queue}` is the dead-letter queue of `{used_by}`; change or delete `{used_by}` first"
     )]
@@ -173,13 +178,37 @@ pub struct QueueInfo {
     pub stats: QueueStats,
 }
 
+/// The priority of a message that names none (the middle of 0–9, as JMS's default).
+pub const DEFAULT_PRIORITY: u8 = 4;
+/// The highest priority; a batch takes higher priorities first.
+pub const MAX_PRIORITY: u8 = 9;
+/// The longest group key, in bytes (SQS's `MessageGroupId` limit).
+pub const MAX_GROUP_BYTES: usize = 128;
+
 /// A message to enqueue.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewMessage {
     pub body: Vec<u8>,
     pub attributes: Vec<(String, String)>,
     pub delay_ms: u64,
     pub dedup_id: Option<String>,
+    /// 0 (lowest) to [`MAX_PRIORITY`]; [`DEFAULT_PRIORITY`] unless given.
+    pub priority: u8,
+    /// Messages of one group are delivered one at a time, in enqueue order.
+    pub group: Option<String>,
+}
+
+impl Default for NewMessage {
+    fn default() -> Self {
+        NewMessage {
+            body: Vec::new(),
+            attributes: Vec::new(),
+            delay_ms: 0,
+            dedup_id: None,
+            priority: DEFAULT_PRIORITY,
+            group: None,
+        }
+    }
 }
 
 /// The result of enqueueing one message.
@@ -201,6 +230,8 @@ pub struct Message {
     /// Deliveries so far, the current one included (0 when peeked before any delivery).
     pub attempt: u32,
     pub enqueued_at_ms: u64,
+    pub priority: u8,
+    pub group: Option<String>,
 }
 
 /// Messages leased to one consumer until `expires_at_ms`.
@@ -383,14 +414,17 @@ pub trait Backend: Send + Sync + 'static {
     /// Unacknowledged messages in enqueue order after the cursor (the id of the last message
     /// of the previous page).
     async fn peek(&self, queue: &str, limit: usize, after: Option<&str>) -> Result<Vec<Message>>;
-    /// Leases up to `max` visible messages. With `max_leases`, refuses (returns `None`) while
-    /// that many leases of the queue are live, across every host sharing the database.
+    /// Leases up to `max` visible messages: higher priorities first, then by visible time and
+    /// enqueue order; only the head of each group (its oldest message). With `favoured`, that
+    /// priority's messages come first, out of turn. With `max_leases`, refuses (returns `None`)
+    /// while that many leases of the queue are live, across every host sharing the database.
     async fn lease(
         &self,
         queue: &str,
         max: usize,
         visibility: Option<Duration>,
         max_leases: Option<u32>,
+        favoured: Option<u8>,
     ) -> Result<Option<Lease>>;
     /// Pushes the expiry of the listed messages that lease `lease_id` of `queue` still holds.
     async fn extend(
@@ -494,6 +528,21 @@ pub struct Store {
     clock: Arc<dyn Clock>,
     /// When this handle last trimmed the invocation log (store clock, ms).
     log_trimmed_at: Arc<AtomicU64>,
+    /// Leases taken per queue by this handle, for [`favoured_priority`].
+    lease_turns: Arc<std::sync::Mutex<HashMap<String, u64>>>,
+}
+
+/// One lease in this many serves a priority out of turn.
+pub const FAVOURED_TURN: u64 = 10;
+
+/// The priority lease number `turn` (0, 1, 2, … per queue) serves first, if any. Leases take
+/// higher priorities first, so a steady stream of high-priority messages would keep lower ones
+/// waiting forever; instead every [`FAVOURED_TURN`]th lease serves one priority first, each
+/// priority in turn, so every priority is served first at least once in 100 leases of its
+/// queue (per host), whatever else is waiting.
+pub fn favoured_priority(turn: u64) -> Option<u8> {
+    (turn % FAVOURED_TURN == FAVOURED_TURN - 1)
+        .then(|| ((turn / FAVOURED_TURN) % (u64::from(MAX_PRIORITY) + 1)) as u8)
 }
 
 /// How often the invocation log is trimmed to its retention, at most (ms).
@@ -556,6 +605,7 @@ impl Store {
             events,
             clock,
             log_trimmed_at: Arc::new(AtomicU64::new(0)),
+            lease_turns: Arc::default(),
         })
     }
 
@@ -669,7 +719,24 @@ impl Store {
         max: usize,
         visibility: Option<Duration>,
     ) -> Result<Option<Lease>> {
-        self.backend.lease(queue, max, visibility, None).await
+        let favoured = self.favoured(queue);
+        self.backend
+            .lease(queue, max, visibility, None, favoured)
+            .await
+    }
+    /// The priority this lease of `queue` serves out of turn (see [`favoured_priority`]).
+    fn favoured(&self, queue: &str) -> Option<u8> {
+        let mut turns = self
+            .lease_turns
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let turn = match turns.get_mut(queue) {
+            Some(turn) => turn,
+            None => turns.entry(queue.to_owned()).or_default(),
+        };
+        let favoured = favoured_priority(*turn);
+        *turn += 1;
+        favoured
     }
     /// Like [`Store::lease`], but only while fewer than `max_leases` leases of the queue are
     /// live across every host: a trigger's concurrency cap.
@@ -680,8 +747,9 @@ impl Store {
         visibility: Option<Duration>,
         max_leases: u32,
     ) -> Result<Option<Lease>> {
+        let favoured = self.favoured(queue);
         self.backend
-            .lease(queue, max, visibility, Some(max_leases))
+            .lease(queue, max, visibility, Some(max_leases), favoured)
             .await
     }
     /// Pushes a lease's expiry to now + `visibility`, for the messages it still holds.

@@ -124,7 +124,203 @@ contract_tests!(
     counters_add_up,
     schedules_fire_each_tick_once,
     tokens_keep_their_sqs_secret,
+    higher_priorities_go_first_and_every_priority_gets_turns,
+    a_group_goes_one_message_at_a_time_in_order,
 );
+
+fn prioritized(body: &str, priority: u8) -> NewMessage {
+    NewMessage {
+        priority,
+        ..msg(body)
+    }
+}
+
+fn grouped(body: &str, group: &str) -> NewMessage {
+    NewMessage {
+        group: Some(group.into()),
+        ..msg(body)
+    }
+}
+
+fn bodies(lease: &Lease) -> Vec<String> {
+    lease
+        .messages
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.body).into_owned())
+        .collect()
+}
+
+/// A lease takes higher priorities first, then enqueue order; one lease in ten serves one
+/// priority out of turn, so a low priority cannot wait forever behind a stream of high ones.
+async fn higher_priorities_go_first_and_every_priority_gets_turns(f: Fixture) {
+    f.queue("q", QueueSettings::default()).await;
+    let err = f
+        .store
+        .enqueue("q", vec![prioritized("x", 10)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidMessage(ref m) if m.contains("0 (lowest)")),
+        "{err}"
+    );
+    let err = f
+        .store
+        .enqueue("q", vec![grouped("x", "")])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidMessage(_)), "{err}");
+
+    f.store
+        .enqueue(
+            "q",
+            vec![
+                prioritized("low1", 0),
+                msg("mid1"),
+                prioritized("high1", 9),
+                prioritized("low2", 0),
+                prioritized("high2", 9),
+                prioritized("seven", 7),
+            ],
+        )
+        .await
+        .unwrap();
+    let lease = f.lease("q", 4).await;
+    assert_eq!(bodies(&lease), ["high1", "high2", "seven", "mid1"]);
+    assert_eq!(lease.messages[0].priority, 9);
+    assert_eq!(lease.messages[3].priority, DEFAULT_PRIORITY);
+    f.store.settle(&lease, ack_all(&lease)).await.unwrap();
+    let lease = f.lease("q", 10).await;
+    assert_eq!(bodies(&lease), ["low1", "low2"]);
+    f.store.settle(&lease, ack_all(&lease)).await.unwrap();
+
+    // A steady stream of high priorities: lease number 10 (the 10th of this store for the
+    // queue, after the two above) serves priority 0 first.
+    f.store
+        .enqueue("q", vec![prioritized("starving", 0)])
+        .await
+        .unwrap();
+    let mut taken = Vec::new();
+    for turn in 2..FAVOURED_TURN {
+        f.store
+            .enqueue("q", vec![prioritized("urgent", 9)])
+            .await
+            .unwrap();
+        let lease = f.lease("q", 1).await;
+        taken.push((turn, bodies(&lease).remove(0)));
+        f.store.settle(&lease, ack_all(&lease)).await.unwrap();
+    }
+    let starving: Vec<u64> = taken
+        .iter()
+        .filter(|(_, body)| body == "starving")
+        .map(|(turn, _)| *turn)
+        .collect();
+    assert_eq!(starving, [FAVOURED_TURN - 1], "{taken:?}");
+    assert_eq!(favoured_priority(FAVOURED_TURN - 1), Some(0));
+    assert_eq!(favoured_priority(2 * FAVOURED_TURN - 1), Some(1));
+    assert_eq!(favoured_priority(100 * FAVOURED_TURN - 1), Some(9));
+    assert_eq!(favoured_priority(FAVOURED_TURN), None);
+}
+
+/// A group's messages are delivered one at a time in enqueue order; a message that fails holds
+/// its group (other groups and ungrouped messages go on) until it is acked, dead-lettered,
+/// deleted or expired.
+async fn a_group_goes_one_message_at_a_time_in_order(f: Fixture) {
+    f.queue("dlq", QueueSettings::default()).await;
+    f.queue(
+        "q",
+        QueueSettings {
+            dead_letter_queue: Some("dlq".into()),
+            retention_ms: 10_000,
+            ..QueueSettings::default()
+        },
+    )
+    .await;
+    f.store
+        .enqueue(
+            "q",
+            vec![
+                grouped("a1", "a"),
+                grouped("a2", "a"),
+                grouped("b1", "b"),
+                msg("u1"),
+                grouped("a3", "a"),
+                grouped("b2", "b"),
+            ],
+        )
+        .await
+        .unwrap();
+    // Messages waiting behind their group's head count as visible.
+    assert_eq!(f.stats("q").await.visible, 6);
+    assert_eq!(f.store.visible_count("q", 10).await.unwrap(), 3);
+    let first = f.lease("q", 10).await;
+    assert_eq!(bodies(&first), ["a1", "b1", "u1"]);
+    assert_eq!(first.messages[0].group.as_deref(), Some("a"));
+    assert!(f.store.lease("q", 10, None).await.unwrap().is_none());
+
+    // a1 fails and comes back before a2; b1's ack lets b2 go.
+    let retry_a1 = Settlement {
+        ack: vec![first.messages[1].id.clone(), first.messages[2].id.clone()],
+        retry: vec![Retry {
+            id: first.messages[0].id.clone(),
+            delay_ms: 0,
+            error: "boom".into(),
+        }],
+        ..Settlement::default()
+    };
+    f.store.settle(&first, retry_a1).await.unwrap();
+    let second = f.lease("q", 10).await;
+    assert_eq!(bodies(&second), ["a1", "b2"]);
+    assert_eq!(second.messages[0].attempt, 2);
+
+    // Dead-lettering a1 lets a2 go; the dead letter keeps its group.
+    let dead_a1 = Settlement {
+        ack: vec![second.messages[1].id.clone()],
+        dead_letter: vec![DeadLetter {
+            id: second.messages[0].id.clone(),
+            reason: "bad".into(),
+        }],
+        ..Settlement::default()
+    };
+    f.store.settle(&second, dead_a1).await.unwrap();
+    let dead = f.store.peek("dlq", 10, None).await.unwrap();
+    assert_eq!(dead[0].group.as_deref(), Some("a"));
+    let third = f.lease("q", 10).await;
+    assert_eq!(bodies(&third), ["a2"]);
+
+    // A lease that expires keeps the group: a2 again, not a3.
+    f.clock.advance(31_000);
+    let fourth = f.lease("q", 10).await;
+    assert_eq!(bodies(&fourth), ["a2"]);
+
+    // Deleting the head lets the next go; a group emptied starts again at once.
+    f.store
+        .delete_messages("q", vec![fourth.messages[0].id.clone()])
+        .await
+        .unwrap();
+    let fifth = f.lease("q", 10).await;
+    assert_eq!(bodies(&fifth), ["a3"]);
+    f.store.settle(&fifth, ack_all(&fifth)).await.unwrap();
+    f.store
+        .enqueue("q", vec![grouped("a4", "a")])
+        .await
+        .unwrap();
+    assert_eq!(bodies(&f.lease("q", 10).await), ["a4"]);
+
+    // Retention expiring a group's head lets the next go.
+    f.store
+        .enqueue("q", vec![grouped("c1", "c")])
+        .await
+        .unwrap();
+    f.clock.advance(6_000);
+    f.store
+        .enqueue("q", vec![grouped("c2", "c")])
+        .await
+        .unwrap();
+    f.clock.advance(5_000);
+    f.store.expire_now().await.unwrap();
+    let sixth = f.lease("q", 10).await;
+    assert_eq!(bodies(&sixth), ["c2"]);
+}
 
 fn schedule(name: &str, queue: &str, next_tick_ms: u64) -> ScheduleRecord {
     ScheduleRecord {
@@ -1738,8 +1934,17 @@ async fn queue_reads_walk_indexes_without_sorting() {
                 ("peek", plan(conn, sql::PEEK, rusqlite::params![q, 0, 1])),
                 (
                     "lease",
-                    plan(conn, sql::VISIBLE_IN_ORDER, rusqlite::params![q, 0, 1]),
+                    plan(conn, sql::visible_in_order(0), rusqlite::params![q, 0, 1]),
                 ),
+                (
+                    "next visible",
+                    plan(conn, sql::NEXT_VISIBLE_AT, rusqlite::params![q, 0]),
+                ),
+                (
+                    "visible count",
+                    plan(conn, sql::VISIBLE_COUNT, rusqlite::params![q, 0, 1]),
+                ),
+
                 (
                     "stats",
                     plan(conn, sql::QUEUE_NOT_DUE, rusqlite::params![q, 0]),
@@ -1772,7 +1977,7 @@ async fn queue_reads_walk_indexes_without_sorting() {
             "{what} reads no index:\n{plan}"
         );
         let wanted = match what {
-            "lease" => "messages_by_visibility",
+            "lease" | "next visible" | "visible count" => "messages_by_lane",
             "stats" => "message_due",
             _ => "messages_by_queue",
         };

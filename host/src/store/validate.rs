@@ -1,7 +1,10 @@
 //! Pure checks of queue names and settings, and the backoff computation: no I/O, so each rule
 //! is tested on its own.
 
-use super::{Backoff, Error, NewMessage, QueueSettings, Result, TriggerRecord};
+use super::{
+    Backoff, DEFAULT_PRIORITY, Error, MAX_GROUP_BYTES, MAX_PRIORITY, NewMessage, QueueSettings,
+    Result, TriggerRecord,
+};
 
 pub const MAX_QUEUE_NAME_LEN: usize = 80;
 pub const MAX_VISIBILITY_TIMEOUT_MS: u64 = 12 * 60 * 60 * 1000;
@@ -142,6 +145,7 @@ impl Backoff {
 /// Refuses messages larger than the queue's `max_message_bytes`.
 pub fn messages_fit(queue: &str, settings: &QueueSettings, messages: &[NewMessage]) -> Result<()> {
     for m in messages {
+        message(m)?;
         let size = message_size(&m.body, &m.attributes);
         if size > settings.max_message_bytes {
             return Err(Error::MessageTooLarge {
@@ -149,6 +153,30 @@ pub fn messages_fit(queue: &str, settings: &QueueSettings, messages: &[NewMessag
                 size,
                 limit: settings.max_message_bytes,
             });
+        }
+    }
+    Ok(())
+}
+
+/// A message's priority is 0 to 9 and its group key, if any, 1 to 128 bytes.
+pub fn message(m: &NewMessage) -> Result<()> {
+    if m.priority > MAX_PRIORITY {
+        return Err(Error::InvalidMessage(format!(
+            "priority {} is out of range; give 0 (lowest) to {MAX_PRIORITY} (highest), or              leave it out for {DEFAULT_PRIORITY}",
+            m.priority
+        )));
+    }
+    if let Some(group) = &m.group {
+        if group.is_empty() || group.len() > MAX_GROUP_BYTES {
+            return Err(Error::InvalidMessage(format!(
+                "a group key must be 1 to {MAX_GROUP_BYTES} bytes, not {}",
+                group.len()
+            )));
+        }
+        if group.chars().any(char::is_control) {
+            return Err(Error::InvalidMessage(
+                "a group key must not contain control characters".into(),
+            ));
         }
     }
     Ok(())

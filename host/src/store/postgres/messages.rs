@@ -12,11 +12,11 @@ use tokio_postgres::error::SqlState;
 use super::super::codec::{decode_attributes, decode_settings, encode_attributes};
 use super::super::validate::{self, is_reserved_attribute};
 use super::super::{
-    ATTR_ATTEMPTS, ATTR_DEAD_LETTER_REASON, ATTR_SOURCE_ID, ATTR_SOURCE_QUEUE, DeadLetter,
-    Enqueued, Error, Lease, MAX_LEASE_MESSAGES, Message, NewMessage, QueueSettings,
-    REASON_LEASE_EXPIRED, Result, Retry, Settled, Settlement,
+    ATTR_ATTEMPTS, ATTR_DEAD_LETTER_REASON, ATTR_SOURCE_ID, ATTR_SOURCE_QUEUE, DEFAULT_PRIORITY,
+    DeadLetter, Enqueued, Error, Lease, MAX_LEASE_MESSAGES, MAX_PRIORITY, Message, NewMessage,
+    QueueSettings, REASON_LEASE_EXPIRED, Result, Retry, Settled, Settlement,
 };
-use super::{int, sql};
+use super::{count, int, sql};
 
 /// Additions to one queue's counters.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
@@ -132,6 +132,91 @@ fn message_id(id: &str) -> Option<i64> {
     id.parse().ok()
 }
 
+/// The lane a deliverable message of this priority waits in (lane 0 is read first).
+fn lane(priority: u8) -> i16 {
+    i16::from(MAX_PRIORITY - priority.min(MAX_PRIORITY))
+}
+
+/// The lane of messages waiting behind their group's head; no lease reads it.
+const HELD_LANE: i16 = 10;
+
+fn priority(stored: i16) -> u8 {
+    u8::try_from(stored).unwrap_or(DEFAULT_PRIORITY)
+}
+
+/// Locks the listed groups of `queue` until commit (see [`sql::LOCK_GROUPS`]).
+async fn lock_groups(tx: &Transaction<'_>, queue: &str, groups: &[&str]) -> Result<()> {
+    if !groups.is_empty() {
+        tx.execute(
+            &tx.prepare_cached(sql::LOCK_GROUPS).await?,
+            &[&queue, &groups],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// After messages of `groups` left `queue`: lets each group's new head be delivered. Takes the
+/// groups' locks first, so it sees a message another host enqueued behind the one that left.
+async fn release_groups<'g>(
+    tx: &Transaction<'_>,
+    work: &mut Work,
+    queue: &str,
+    groups: impl IntoIterator<Item = &'g str>,
+) -> Result<()> {
+    let mut groups: Vec<&str> = groups.into_iter().collect();
+    if groups.is_empty() {
+        return Ok(());
+    }
+    groups.sort_unstable();
+    groups.dedup();
+    lock_groups(tx, queue, &groups).await?;
+    let released = tx
+        .execute(
+            &tx.prepare_cached(sql::RELEASE_GROUP_HEADS).await?,
+            &[&queue, &groups],
+        )
+        .await?;
+    if released > 0 {
+        work.wake.insert(queue.to_owned());
+    }
+    Ok(())
+}
+
+/// The lane of each new message: a message of a group that already has one in the queue (or
+/// earlier in this request) waits in the held lane. Locks the groups until commit.
+async fn lanes_for(
+    tx: &Transaction<'_>,
+    queue: &str,
+    priorities: &[u8],
+    groups_of: &[Option<String>],
+) -> Result<Vec<i16>> {
+    let mut groups: Vec<&str> = groups_of.iter().filter_map(|g| g.as_deref()).collect();
+    groups.sort_unstable();
+    groups.dedup();
+    let mut busy: HashSet<String> = HashSet::new();
+    if !groups.is_empty() {
+        lock_groups(tx, queue, &groups).await?;
+        busy = tx
+            .query(
+                &tx.prepare_cached(sql::GROUPS_WITH_MESSAGES).await?,
+                &[&queue, &groups],
+            )
+            .await?
+            .into_iter()
+            .map(|r| r.get(0))
+            .collect();
+    }
+    Ok(priorities
+        .iter()
+        .zip(groups_of)
+        .map(|(&priority, group)| match group {
+            Some(group) if !busy.insert(group.clone()) => HELD_LANE,
+            _ => lane(priority),
+        })
+        .collect())
+}
+
 pub async fn enqueue(
     tx: &Transaction<'_>,
     work: &mut Work,
@@ -200,6 +285,7 @@ pub async fn enqueue(
     let mut resolved: Vec<(i64, bool)> = Vec::with_capacity(messages.len());
     let (mut new_ids, mut bodies, mut attributes, mut visible_at) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut priorities, mut groups) = (Vec::new(), Vec::new());
     for (m, fate) in messages.into_iter().zip(fates) {
         let (id, duplicate) = match fate {
             Fate::DuplicateOf(original) => (original, true),
@@ -240,6 +326,8 @@ pub async fn enqueue(
                         bodies.push(m.body);
                         attributes.push(encode_attributes(&m.attributes)?);
                         visible_at.push(int(now.saturating_add(m.delay_ms)));
+                        priorities.push(m.priority);
+                        groups.push(m.group);
                         (id, false)
                     }
                 }
@@ -255,6 +343,8 @@ pub async fn enqueue(
         })
         .collect();
     if !new_ids.is_empty() {
+        let lanes = lanes_for(tx, queue, &priorities, &groups).await?;
+        let priorities: Vec<i16> = priorities.into_iter().map(i16::from).collect();
         tx.execute(
             &tx.prepare_cached(sql::INSERT_MESSAGES).await?,
             &[
@@ -264,6 +354,9 @@ pub async fn enqueue(
                 &attributes,
                 &int(now),
                 &visible_at,
+                &priorities,
+                &groups,
+                &lanes,
             ],
         )
         .await
@@ -282,6 +375,7 @@ pub async fn lease(
     max: usize,
     visibility: Option<Duration>,
     max_leases: Option<u32>,
+    favoured: Option<u8>,
 ) -> Result<Option<Lease>> {
     let settings = work.settings(tx, queue).await?;
     let max = max.min(MAX_LEASE_MESSAGES);
@@ -302,6 +396,11 @@ pub async fn lease(
         },
         None => None,
     };
+    // The favoured lane first, then the others from the highest priority down.
+    let first = favoured.map_or(0, lane);
+    let lanes: Vec<i16> = std::iter::once(first)
+        .chain((0..HELD_LANE).filter(|&l| l != first))
+        .collect();
     let mut messages = Vec::new();
     loop {
         let want = max - messages.len();
@@ -315,19 +414,20 @@ pub async fn lease(
                     &lease_id,
                     &int(expires_at),
                     &i32::try_from(settings.max_attempts).unwrap_or(i32::MAX),
+                    &lanes,
                 ],
             )
             .await?;
         let exhausted = rows.len() < want;
-        let mut taken: Vec<(i64, i64, i32, Message)> = Vec::with_capacity(rows.len());
+        let mut taken: Vec<((i64, i64, i64), i32, Message)> = Vec::with_capacity(rows.len());
         for row in rows {
             let id: i64 = row.get(0);
             let attributes: Option<String> = row.get(2);
             let attempt: i32 = row.get(3);
             let previous: i32 = row.get(6);
+            let order = (row.get::<_, i64>(7), row.get::<_, i64>(5), id);
             taken.push((
-                row.get(5),
-                id,
+                order,
                 previous,
                 Message {
                     id: id.to_string(),
@@ -336,13 +436,15 @@ pub async fn lease(
                     attributes: decode_attributes(attributes.as_deref())?,
                     attempt: u32::try_from(attempt).unwrap_or(0),
                     enqueued_at_ms: u64::try_from(row.get::<_, i64>(4)).unwrap_or(0),
+                    priority: priority(row.get(8)),
+                    group: row.get(9),
                 },
             ));
         }
-        // Delivery order is the index's: visible_at, then id.
-        taken.sort_by_key(|(visible_at, id, _, _)| (*visible_at, *id));
+        // Delivery order is the lease's: lane by lane, then visible_at and id.
+        taken.sort_by_key(|(order, _, _)| *order);
         let mut dead = false;
-        for (_, id, previous, m) in taken {
+        for ((_, _, id), previous, m) in taken {
             if u32::try_from(previous).unwrap_or(0) >= settings.max_attempts {
                 // Delivered max_attempts times and visible again: its last consumer never
                 // settled it. Delivering it once more would exceed the limit.
@@ -474,6 +576,11 @@ pub async fn settle(
     };
     let ((), gone) = tokio::try_join!(free_slot, acks)?;
     work.wake.insert(queue.to_owned());
+    let groups: Vec<String> = gone
+        .iter()
+        .filter_map(|row| row.get::<_, Option<String>>(1))
+        .collect();
+    release_groups(tx, work, queue, groups.iter().map(String::as_str)).await?;
     if !ack.is_empty() {
         out.acked = gone.len() as u64;
         let mut gone: HashSet<i64> = gone.iter().map(|row| row.get(0)).collect();
@@ -577,6 +684,9 @@ async fn dead_letter(
     let body: Vec<u8> = row.get(0);
     let attributes: Option<String> = row.get(1);
     let attempt: i32 = row.get(2);
+    let priority = priority(row.get(3));
+    let group: Option<String> = row.get(4);
+    release_groups(tx, work, queue, group.as_deref()).await?;
     let Some(dlq) = &settings.dead_letter_queue else {
         work.count(queue).dropped += 1;
         return Ok(false);
@@ -588,6 +698,7 @@ async fn dead_letter(
     attributes.push((ATTR_SOURCE_QUEUE.into(), queue.to_owned()));
     attributes.push((ATTR_SOURCE_ID.into(), id.to_string()));
     let now = int(work.now);
+    let lane = lanes_for(tx, dlq, &[priority], std::slice::from_ref(&group)).await?[0];
     tx.execute(
         sql::INSERT_MOVED,
         &[
@@ -596,6 +707,9 @@ async fn dead_letter(
             &encode_attributes(&attributes)?,
             &now,
             &Some(queue),
+            &i16::from(priority),
+            &group,
+            &lane,
         ],
     )
     .await
@@ -677,8 +791,12 @@ async fn move_back(
     };
     let body: Vec<u8> = moving.get(0);
     let attributes: Option<String> = moving.get(1);
+    let priority = priority(moving.get(3));
+    let group: Option<String> = moving.get(4);
+    release_groups(tx, work, dlq, group.as_deref()).await?;
     let mut attributes = decode_attributes(attributes.as_deref())?;
     attributes.retain(|(k, _)| !is_reserved_attribute(k));
+    let lane = lanes_for(tx, target, &[priority], std::slice::from_ref(&group)).await?[0];
     tx.execute(
         sql::INSERT_MOVED,
         &[
@@ -687,6 +805,9 @@ async fn move_back(
             &encode_attributes(&attributes)?,
             &int(work.now),
             &None::<&str>,
+            &i16::from(priority),
+            &group,
+            &lane,
         ],
     )
     .await
@@ -742,7 +863,10 @@ pub async fn delete(
 ) -> Result<u64> {
     work.settings(tx, queue).await?;
     let ids: Vec<i64> = ids.iter().filter_map(|id| message_id(id)).collect();
-    Ok(tx.execute(sql::DELETE_LISTED, &[&ids, &queue]).await?)
+    let gone = tx.query(sql::DELETE_LISTED, &[&ids, &queue]).await?;
+    let groups: Vec<String> = gone.iter().filter_map(|r| r.get(0)).collect();
+    release_groups(tx, work, queue, groups.iter().map(String::as_str)).await?;
+    Ok(gone.len() as u64)
 }
 
 /// The most messages one sweep deletes per queue, so a backlog expiring at once is spread
@@ -766,12 +890,15 @@ pub async fn expire(tx: &Transaction<'_>, work: &mut Work) -> Result<u64> {
         let mut deleted = 0;
         // Step on while every oldest message read had expired: the next may have too.
         while deleted < MAX_EXPIRED_PER_SWEEP {
-            let step = tx
-                .execute(
+            let gone = tx
+                .query(
                     sql::EXPIRE_OLDEST,
                     &[&queue, &horizon, &(EXPIRE_STEP as i64)],
                 )
                 .await?;
+            let step = gone.len() as u64;
+            let groups: Vec<String> = gone.iter().filter_map(|r| r.get(0)).collect();
+            release_groups(tx, work, &queue, groups.iter().map(String::as_str)).await?;
             deleted += step;
             if step < EXPIRE_STEP {
                 break;
@@ -789,7 +916,12 @@ pub async fn expire(tx: &Transaction<'_>, work: &mut Work) -> Result<u64> {
 
 pub async fn purge(tx: &Transaction<'_>, work: &mut Work, queue: &str) -> Result<u64> {
     work.settings(tx, queue).await?;
-    Ok(tx.execute(sql::DELETE_QUEUE_MESSAGES, &[&queue]).await?)
+    let row = tx.query_one(sql::PURGE_QUEUE_MESSAGES, &[&queue]).await?;
+    // Messages enqueued while the purge ran are kept; their groups must not wait for the
+    // purged ones.
+    let groups: Vec<String> = row.get(1);
+    release_groups(tx, work, queue, groups.iter().map(String::as_str)).await?;
+    Ok(count(row.get(0)))
 }
 
 /// Unacknowledged messages after a cursor, in id order.
@@ -804,6 +936,8 @@ pub fn peek_rows(rows: Vec<tokio_postgres::Row>, queue: &str) -> Result<Vec<Mess
                 attributes: decode_attributes(attributes.as_deref())?,
                 attempt: u32::try_from(row.get::<_, i32>(3)).unwrap_or(0),
                 enqueued_at_ms: u64::try_from(row.get::<_, i64>(4)).unwrap_or(0),
+                priority: priority(row.get(5)),
+                group: row.get(6),
             })
         })
         .collect()

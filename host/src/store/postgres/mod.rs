@@ -502,10 +502,11 @@ impl Backend for PostgresBackend {
         max: usize,
         visibility: Option<Duration>,
         max_leases: Option<u32>,
+        favoured: Option<u8>,
     ) -> Result<Option<Lease>> {
         Ok(in_tx!(self, |tx, work| {
             tx.batch_execute(sql::COMMIT_WITHOUT_WAITING).await?;
-            messages::lease(&tx, work, queue, max, visibility, max_leases).await?
+            messages::lease(&tx, work, queue, max, visibility, max_leases, favoured).await?
         }))
     }
 
@@ -569,7 +570,7 @@ impl Backend for PostgresBackend {
                 &[&queue, &int(self.clock.now_ms())],
             )
             .await?;
-        Ok(row.map(|row| count(row.get(0))))
+        Ok(row.and_then(|row| row.get::<_, Option<i64>>(0)).map(count))
     }
 
     async fn visible_count(&self, queue: &str, cap: u64) -> Result<u64> {

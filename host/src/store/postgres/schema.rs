@@ -6,7 +6,7 @@ use deadpool_postgres::Client;
 use super::super::{Error, Result};
 
 /// `MIGRATIONS[n]` brings the schema from version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &[V1, super::schedules::SCHEMA_V2, V3, V4];
+const MIGRATIONS: &[&str] = &[V1, super::schedules::SCHEMA_V2, V3, V4, V5];
 
 /// The SQS endpoint's secret of a token (NULL for tokens issued without `sqs`): SigV4 needs
 /// the secret itself to compute the HMAC, so it is kept, not hashed.
@@ -30,6 +30,19 @@ DROP INDEX messages_leased;
 -- range instead of a walk over every queue's ids.
 ALTER TABLE messages DROP CONSTRAINT messages_pkey;
 ALTER TABLE messages ADD PRIMARY KEY (queue, id);
+";
+
+/// Priorities and ordered groups. `lane` is the order a lease reads messages in: `9 - priority`
+/// for a message that may be delivered, 10 for one waiting behind the head of its group; the
+/// lease index leads with it, so a lease reads one index range per lane until its batch is
+/// full. `messages_by_group` finds a group's head when the message before it leaves.
+const V5: &str = "
+ALTER TABLE messages ADD COLUMN priority SMALLINT NOT NULL DEFAULT 4;
+ALTER TABLE messages ADD COLUMN group_key TEXT;
+ALTER TABLE messages ADD COLUMN lane SMALLINT NOT NULL DEFAULT 5;
+DROP INDEX messages_by_visibility;
+CREATE INDEX messages_by_lane ON messages(queue, lane, visible_at, id);
+CREATE INDEX messages_by_group ON messages(queue, group_key, id) WHERE group_key IS NOT NULL;
 ";
 
 /// Arbitrary, fixed: the advisory lock that serializes migrations across hosts.

@@ -16,6 +16,11 @@ pub const DEAD_LETTER_QUEUE_OF: &str = "SELECT dead_letter_queue FROM queues WHE
 pub const LOCK_DEAD_LETTER_CHANGES: &str = "SELECT pg_advisory_xact_lock(5149001)";
 pub const DELETE_QUEUE: &str = "DELETE FROM queues WHERE name = $1";
 pub const DELETE_QUEUE_MESSAGES: &str = "DELETE FROM messages WHERE queue = $1";
+/// Purges a queue; the groups it emptied come back, for messages enqueued meanwhile.
+pub const PURGE_QUEUE_MESSAGES: &str =
+    "WITH gone AS (DELETE FROM messages WHERE queue = $1 RETURNING group_key)
+    SELECT count(*),
+        coalesce(array_remove(array_agg(DISTINCT group_key), NULL), '{}') FROM gone";
 pub const DELETE_QUEUE_DEDUP: &str = "DELETE FROM dedup WHERE queue = $1";
 pub const DELETE_QUEUE_COUNTS: &str = "DELETE FROM queue_counts WHERE queue = $1";
 /// A queue with its totals: the folded ones plus the deltas not folded yet.
@@ -56,14 +61,30 @@ pub const NEXT_MESSAGE_IDS: &str =
     "SELECT nextval('messages_id_seq') FROM generate_series(1, $1::bigint)";
 /// Many messages in one statement, with ids taken from the sequence beforehand so the answer
 /// lists them in request order.
-pub const INSERT_MESSAGES: &str =
-    "INSERT INTO messages (id, queue, body, attributes, attempt, enqueued_at, visible_at)
-    SELECT m.id, $2::text, m.body, m.attributes, 0, $5::bigint, m.visible_at
-    FROM unnest($1::bigint[], $3::bytea[], $4::text[], $6::bigint[])
-        AS m(id, body, attributes, visible_at)";
+pub const INSERT_MESSAGES: &str = "INSERT INTO messages
+    (id, queue, body, attributes, attempt, enqueued_at, visible_at, priority, group_key, lane)
+    SELECT m.id, $2::text, m.body, m.attributes, 0, $5::bigint, m.visible_at, m.priority,
+        m.group_key, m.lane
+    FROM unnest($1::bigint[], $3::bytea[], $4::text[], $6::bigint[], $7::smallint[], $8::text[],
+        $9::smallint[]) AS m(id, body, attributes, visible_at, priority, group_key, lane)";
 pub const INSERT_MOVED: &str = "INSERT INTO messages
-    (queue, body, attributes, attempt, enqueued_at, visible_at, source_queue)
-    VALUES ($1, $2, $3, 0, $4, $4, $5)";
+    (queue, body, attributes, attempt, enqueued_at, visible_at, source_queue, priority,
+    group_key, lane) VALUES ($1, $2, $3, 0, $4, $4, $5, $6, $7, $8)";
+/// Serializes, across hosts, the transactions that add messages to the listed groups of a
+/// queue or let a group's next message go: an enqueue must see whether its group still has a
+/// message, and a release must see a message enqueued behind the one that left. Locks are
+/// taken in one order, so two of these never wait on each other in a cycle. (Queue names have
+/// no `/`, so `queue/group` names one group.)
+pub const LOCK_GROUPS: &str = "SELECT pg_advisory_xact_lock(5149, h) FROM
+    (SELECT DISTINCT hashtext($1 || '/' || g) AS h FROM unnest($2::text[]) g ORDER BY h) s";
+/// The listed groups of a queue that have a message in it.
+pub const GROUPS_WITH_MESSAGES: &str = "SELECT g FROM unnest($2::text[]) g
+    WHERE EXISTS (SELECT 1 FROM messages WHERE queue = $1 AND group_key = g)";
+/// Moves the head (oldest message) of each listed group out of the held lane, if it is there.
+pub const RELEASE_GROUP_HEADS: &str = "UPDATE messages m SET lane = 9 - m.priority
+    FROM (SELECT (SELECT id FROM messages WHERE queue = $1 AND group_key = g ORDER BY id LIMIT 1)
+          AS head FROM unnest($2::text[]) g) h
+    WHERE m.queue = $1 AND m.id = h.head AND m.lane = 10";
 /// Claims a dedup id for a new message: inserts it, or takes over an entry whose window has
 /// passed. No row back means a live duplicate.
 pub const DEDUP_CLAIM: &str = "INSERT INTO dedup (queue, dedup_id, message_id, expires_at)
@@ -101,31 +122,35 @@ pub const FREE_SLOT: &str =
 /// Keeps lease `$2`'s slot taken as long as its messages.
 pub const EXTEND_SLOT: &str = "UPDATE lease_slots SET expires_at = greatest(expires_at, $3) WHERE queue = $1 AND lease_id = $2";
 /// Takes up to $3 visible messages in delivery order, skipping rows another host is taking,
-/// and leases them in the same statement. Messages out of attempts keep their count (the
-/// caller dead-letters them); the previous attempt and visible time come back for that and
-/// for ordering.
+/// and leases them in the same statement. Lanes are read in the order `$7` gives, each one
+/// index range in (visible_at, id) order, until $3 are taken. Messages out of attempts keep
+/// their count (the caller dead-letters them); the previous attempt, visible time and the
+/// lane's turn come back for that and for ordering.
 pub const LEASE: &str = "WITH picked AS (
-        SELECT id, visible_at, attempt FROM messages
-        WHERE queue = $1 AND visible_at <= $2
-        ORDER BY visible_at, id LIMIT $3
-        FOR UPDATE SKIP LOCKED
+        SELECT p.id, p.visible_at, p.attempt, l.turn
+        FROM unnest($7::smallint[]) WITH ORDINALITY AS l(lane, turn),
+        LATERAL (SELECT id, visible_at, attempt FROM messages
+            WHERE queue = $1 AND lane = l.lane AND visible_at <= $2
+            ORDER BY visible_at, id LIMIT $3
+            FOR UPDATE SKIP LOCKED) p
+        LIMIT $3
     )
     UPDATE messages m SET lease_id = $4, visible_at = $5,
         attempt = CASE WHEN m.attempt >= $6 THEN m.attempt ELSE m.attempt + 1 END
     FROM picked WHERE m.queue = $1 AND m.id = picked.id
     RETURNING m.id, m.body, m.attributes, m.attempt, m.enqueued_at, picked.visible_at,
-        picked.attempt";
+        picked.attempt, picked.turn, m.priority, m.group_key";
 pub const EXTEND_LEASE: &str =
     "UPDATE messages SET visible_at = $3 WHERE id = ANY($1) AND lease_id = $2 AND queue = $4";
 /// Deletes the listed messages this lease still holds.
-pub const ACK_MANY: &str =
-    "DELETE FROM messages WHERE id = ANY($1) AND lease_id = $2 AND queue = $3 RETURNING id";
+pub const ACK_MANY: &str = "DELETE FROM messages WHERE id = ANY($1) AND lease_id = $2
+    AND queue = $3 RETURNING id, group_key";
 pub const LEASED_ATTEMPT: &str =
     "SELECT attempt FROM messages WHERE id = $1 AND lease_id = $2 AND queue = $3 FOR UPDATE";
 pub const RETRY: &str = "UPDATE messages SET lease_id = NULL, visible_at = $2, last_error = $3
     WHERE queue = $4 AND id = $1";
-pub const DELETE_FOR_MOVE: &str =
-    "DELETE FROM messages WHERE queue = $2 AND id = $1 RETURNING body, attributes, attempt";
+pub const DELETE_FOR_MOVE: &str = "DELETE FROM messages WHERE queue = $2 AND id = $1
+    RETURNING body, attributes, attempt, priority, group_key";
 /// Dead-lettered messages not currently leased, oldest first, after a cursor.
 pub const REDRIVABLE: &str = "SELECT id, source_queue FROM messages
     WHERE queue = $1 AND id > $2 AND (lease_id IS NULL OR visible_at <= $3)
@@ -133,19 +158,24 @@ pub const REDRIVABLE: &str = "SELECT id, source_queue FROM messages
 /// One dead-lettered message, if it is in the queue and not leased.
 pub const REDRIVABLE_ONE: &str = "SELECT source_queue FROM messages
     WHERE id = $1 AND queue = $2 AND (lease_id IS NULL OR visible_at <= $3) FOR UPDATE SKIP LOCKED";
-pub const DELETE_LISTED: &str = "DELETE FROM messages WHERE id = ANY($1) AND queue = $2";
+pub const DELETE_LISTED: &str =
+    "DELETE FROM messages WHERE id = ANY($1) AND queue = $2 RETURNING group_key";
 /// Deletes those of a queue's `$3` oldest messages (by id) enqueued before `$2`. Ids grow with
 /// time, so the expired ones are at the front of the key: the sweep reads at most `$3` rows
 /// per queue instead of every row that has not expired. Hosts sweeping at once delete each
 /// row once (the second finds it gone).
 pub const EXPIRE_OLDEST: &str = "DELETE FROM messages WHERE queue = $1 AND enqueued_at < $2
-    AND id IN (SELECT id FROM messages WHERE queue = $1 ORDER BY id LIMIT $3)";
-pub const PEEK: &str = "SELECT id, body, attributes, attempt, enqueued_at FROM messages
-    WHERE queue = $1 AND id > $2 ORDER BY id LIMIT $3";
-pub const NEXT_VISIBLE_AT: &str = "SELECT visible_at FROM messages
-    WHERE queue = $1 AND visible_at > $2 ORDER BY visible_at LIMIT 1";
-pub const VISIBLE_COUNT: &str = "SELECT count(*) FROM
-    (SELECT 1 FROM messages WHERE queue = $1 AND visible_at <= $2 LIMIT $3) v";
+    AND id IN (SELECT id FROM messages WHERE queue = $1 ORDER BY id LIMIT $3)
+    RETURNING group_key";
+pub const PEEK: &str = "SELECT id, body, attributes, attempt, enqueued_at, priority, group_key
+    FROM messages WHERE queue = $1 AND id > $2 ORDER BY id LIMIT $3";
+/// The earliest time after $2 a message of lanes 0–9 becomes visible: one index seek per lane.
+pub const NEXT_VISIBLE_AT: &str = "SELECT min((SELECT visible_at FROM messages
+        WHERE queue = $1 AND lane = l AND visible_at > $2 ORDER BY visible_at LIMIT 1))
+    FROM generate_series(0, 9) l";
+pub const VISIBLE_COUNT: &str = "SELECT count(*) FROM (SELECT 1 FROM messages
+    WHERE queue = $1 AND lane = ANY('{0,1,2,3,4,5,6,7,8,9}'::smallint[]) AND visible_at <= $2
+    LIMIT $3) v";
 
 // ---- functions and triggers ----
 pub const FUNCTION_EXISTS: &str = "SELECT 1 FROM functions WHERE name = $1";

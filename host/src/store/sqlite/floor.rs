@@ -36,7 +36,17 @@ pub fn measure(dir: &Path, messages: u64, body_bytes: usize, batch: usize) -> Re
         {
             let mut insert = conn.prepare_cached(sql::INSERT_MESSAGE)?;
             for _ in 0..n {
-                insert.execute(params![queue, body, None::<&str>, 0i64, 0i64, None::<&str>])?;
+                insert.execute(params![
+                    queue,
+                    body,
+                    None::<&str>,
+                    0i64,
+                    0i64,
+                    None::<&str>,
+                    4i64,
+                    None::<&str>,
+                    5i64
+                ])?;
             }
         }
         conn.execute_batch("COMMIT")?;
@@ -63,7 +73,7 @@ pub fn measure(dir: &Path, messages: u64, body_bytes: usize, batch: usize) -> Re
         held.clear();
         lease_id += 1;
         {
-            let mut visible = conn.prepare_cached(sql::VISIBLE_IN_ORDER)?;
+            let mut visible = conn.prepare_cached(sql::visible_in_order(0))?;
             let mut rows = visible.query(params![queue, 1i64, batch as i64])?;
             while let Some(row) = rows.next()? {
                 // Read the whole row, as a lease does, to hand it to the handler.

@@ -12,9 +12,9 @@ use super::read::{decode_attributes, encode_attributes, message_from_row};
 use super::validate::{self, is_reserved_attribute};
 use super::writer::{Due, Tx, int};
 use super::{
-    ATTR_ATTEMPTS, ATTR_DEAD_LETTER_REASON, ATTR_SOURCE_ID, ATTR_SOURCE_QUEUE, DeadLetter,
-    Enqueued, Error, Lease, MAX_LEASE_MESSAGES, Message, NewMessage, QueueSettings,
-    REASON_LEASE_EXPIRED, Result, Retry, Settled, Settlement, sql,
+    ATTR_ATTEMPTS, ATTR_DEAD_LETTER_REASON, ATTR_SOURCE_ID, ATTR_SOURCE_QUEUE, DEFAULT_PRIORITY,
+    DeadLetter, Enqueued, Error, Lease, MAX_LEASE_MESSAGES, MAX_PRIORITY, Message, NewMessage,
+    QueueSettings, REASON_LEASE_EXPIRED, Result, Retry, Settled, Settlement, sql,
 };
 
 /// The most messages one request of a bulk operation (purge, queue delete, redrive, retention
@@ -69,6 +69,61 @@ fn check_depth(tx: &mut Tx<'_>, queue: &str, max_depth: u64, adding: u64) -> Res
     Ok(())
 }
 
+/// What a new row holds besides its queue.
+struct Row<'m> {
+    body: &'m [u8],
+    attributes: Option<String>,
+    visible_at: u64,
+    source_queue: Option<&'m str>,
+    priority: u8,
+    group: Option<&'m str>,
+}
+
+/// Inserts one message and returns its id. A message of a group that already has one in the
+/// queue waits in the held lane until every message before it has left the queue.
+fn insert(tx: &Tx<'_>, queue: &str, row: Row<'_>) -> Result<i64> {
+    let conn = tx.conn;
+    let waits = match row.group {
+        Some(group) => conn
+            .prepare_cached(sql::GROUP_HAS_MESSAGES)?
+            .query_row(params![queue, group], |_| Ok(()))
+            .optional()?
+            .is_some(),
+        None => false,
+    };
+    let lane = match waits {
+        true => sql::HELD_LANE,
+        false => i64::from(MAX_PRIORITY - row.priority.min(MAX_PRIORITY)),
+    };
+    conn.prepare_cached(sql::INSERT_MESSAGE)?.execute(params![
+        queue,
+        row.body,
+        row.attributes,
+        int(tx.now),
+        int(row.visible_at),
+        row.source_queue,
+        row.priority,
+        row.group,
+        lane
+    ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// After a message of `group` left `queue`: lets the group's new head be delivered.
+fn release_group(tx: &mut Tx<'_>, queue: &str, group: Option<&str>) -> Result<()> {
+    let Some(group) = group else {
+        return Ok(());
+    };
+    let released = tx
+        .conn
+        .prepare_cached(sql::RELEASE_GROUP_HEAD)?
+        .execute(params![queue, group])?;
+    if released > 0 {
+        tx.notify(queue);
+    }
+    Ok(())
+}
+
 pub fn enqueue(tx: &mut Tx<'_>, queue: &str, messages: Vec<NewMessage>) -> Result<Vec<Enqueued>> {
     let settings = tx.settings(queue)?;
     validate::messages_fit(queue, &settings, &messages)?;
@@ -80,7 +135,6 @@ pub fn enqueue(tx: &mut Tx<'_>, queue: &str, messages: Vec<NewMessage>) -> Resul
     let mut out = Vec::with_capacity(messages.len());
     let mut added = 0;
     let mut due = Vec::with_capacity(messages.len());
-    let mut insert = conn.prepare_cached(sql::INSERT_MESSAGE)?;
     for m in messages {
         let dedup = m
             .dedup_id
@@ -100,15 +154,15 @@ pub fn enqueue(tx: &mut Tx<'_>, queue: &str, messages: Vec<NewMessage>) -> Resul
             }
         }
         let visible_at = now.saturating_add(m.delay_ms);
-        insert.execute(params![
-            queue,
-            m.body,
-            encode_attributes(&m.attributes)?,
-            int(now),
-            int(visible_at),
-            None::<&str>
-        ])?;
-        let id = conn.last_insert_rowid();
+        let row = Row {
+            body: &m.body,
+            attributes: encode_attributes(&m.attributes)?,
+            visible_at,
+            source_queue: None,
+            priority: m.priority,
+            group: m.group.as_deref(),
+        };
+        let id = insert(tx, queue, row)?;
         due.push(Due::ready(visible_at));
         if let Some(dedup_id) = dedup {
             let expires_at = now.saturating_add(settings.dedup_window_ms);
@@ -126,7 +180,6 @@ pub fn enqueue(tx: &mut Tx<'_>, queue: &str, messages: Vec<NewMessage>) -> Resul
             duplicate: false,
         });
     }
-    drop(insert);
     for due in due {
         tx.added(queue, due)?;
     }
@@ -144,6 +197,7 @@ pub fn lease(
     max: usize,
     visibility: Option<Duration>,
     max_leases: Option<u32>,
+    first_lane: usize,
 ) -> Result<Option<Lease>> {
     let settings = tx.settings(queue)?;
     let max = max.min(MAX_LEASE_MESSAGES);
@@ -173,7 +227,7 @@ pub fn lease(
     loop {
         let want = max - messages.len();
         let candidates: Vec<(Message, Due)> = conn
-            .prepare_cached(sql::VISIBLE_IN_ORDER)?
+            .prepare_cached(sql::visible_in_order(first_lane))?
             .query_map(params![queue, int(now), int(want as u64)], |row| {
                 Ok((message_from_row(row, queue)?, Due::from_row(row, 5)?))
             })?
@@ -280,17 +334,18 @@ pub fn settle(
             ids.push_str(&id.to_string());
         }
         ids.push(']');
-        let gone: Vec<(i64, i64)> = conn
+        let gone: Vec<(i64, i64, Option<String>)> = conn
             .prepare_cached(sql::ACK_MANY)?
             .query_map(params![ids, lease_id, queue], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })?
             .collect::<rusqlite::Result<_>>()?;
-        for (_, visible_at) in &gone {
+        for (_, visible_at, group) in &gone {
             tx.removed(queue, Due::leased(u64::try_from(*visible_at).unwrap_or(0)))?;
+            release_group(tx, queue, group.as_deref())?;
         }
         acked = gone.len() as u64;
-        let mut gone: HashSet<i64> = gone.into_iter().map(|(id, _)| id).collect();
+        let mut gone: HashSet<i64> = gone.into_iter().map(|(id, _, _)| id).collect();
         out.stale.extend(
             ack.into_iter()
                 .filter(|id| !parse_id(id).is_some_and(|id| gone.remove(&id))),
@@ -378,37 +433,64 @@ fn dead_letter(
 ) -> Result<bool> {
     let conn = tx.conn;
     let now = tx.now;
-    let (body, attributes, attempt, due): (Vec<u8>, Option<String>, i64, Due) = conn
-        .prepare_cached(sql::MESSAGE_FOR_MOVE)?
-        .query_row(params![id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, Due::from_row(r, 3)?))
-        })?;
+    let moving = Moving::read(tx, id)?;
     conn.prepare_cached(sql::DELETE_MESSAGE)?
         .execute(params![id])?;
-    tx.removed(queue, due)?;
+    tx.removed(queue, moving.due)?;
+    release_group(tx, queue, moving.group.as_deref())?;
     let Some(dlq) = &settings.dead_letter_queue else {
         tx.count(queue).dropped += 1;
         return Ok(false);
     };
-    let mut attributes = decode_attributes(attributes.as_deref())?;
+    let mut attributes = decode_attributes(moving.attributes.as_deref())?;
     attributes.retain(|(k, _)| !is_reserved_attribute(k));
     attributes.push((ATTR_DEAD_LETTER_REASON.into(), reason.to_owned()));
-    attributes.push((ATTR_ATTEMPTS.into(), attempt.to_string()));
+    attributes.push((ATTR_ATTEMPTS.into(), moving.attempt.to_string()));
     attributes.push((ATTR_SOURCE_QUEUE.into(), queue.to_owned()));
     attributes.push((ATTR_SOURCE_ID.into(), id.to_string()));
-    conn.prepare_cached(sql::INSERT_MESSAGE)?.execute(params![
-        dlq,
-        body,
-        encode_attributes(&attributes)?,
-        int(now),
-        int(now),
-        queue
-    ])?;
+    let row = Row {
+        body: &moving.body,
+        attributes: encode_attributes(&attributes)?,
+        visible_at: now,
+        source_queue: Some(queue),
+        priority: moving.priority,
+        group: moving.group.as_deref(),
+    };
+    insert(tx, dlq, row)?;
     tx.added(dlq, Due::ready(now))?;
     tx.count(queue).dead_lettered += 1;
     tx.count(dlq).enqueued += 1;
     tx.notify(dlq);
     Ok(true)
+}
+
+/// A message about to move to another queue (dead-lettered, or redriven back).
+struct Moving {
+    body: Vec<u8>,
+    attributes: Option<String>,
+    attempt: i64,
+    due: Due,
+    priority: u8,
+    group: Option<String>,
+}
+
+impl Moving {
+    fn read(tx: &Tx<'_>, id: i64) -> Result<Moving> {
+        let moving =
+            tx.conn
+                .prepare_cached(sql::MESSAGE_FOR_MOVE)?
+                .query_row(params![id], |r| {
+                    Ok(Moving {
+                        body: r.get(0)?,
+                        attributes: r.get(1)?,
+                        attempt: r.get(2)?,
+                        due: Due::from_row(r, 3)?,
+                        priority: u8::try_from(r.get::<_, i64>(5)?).unwrap_or(DEFAULT_PRIORITY),
+                        group: r.get(6)?,
+                    })
+                })?;
+        Ok(moving)
+    }
 }
 
 /// Where a chunked redrive stands between its requests.
@@ -487,24 +569,22 @@ fn move_back(
         Err(Error::QueueNotFound(_)) => return Ok(false),
         Err(e) => return Err(e),
     }
-    let (body, attributes, due): (Vec<u8>, Option<String>, Due) = conn
-        .prepare_cached(sql::MESSAGE_FOR_MOVE)?
-        .query_row(params![id], |r| {
-            Ok((r.get(0)?, r.get(1)?, Due::from_row(r, 3)?))
-        })?;
-    let mut attributes = decode_attributes(attributes.as_deref())?;
+    let moving = Moving::read(tx, id)?;
+    let mut attributes = decode_attributes(moving.attributes.as_deref())?;
     attributes.retain(|(k, _)| !is_reserved_attribute(k));
     conn.prepare_cached(sql::DELETE_MESSAGE)?
         .execute(params![id])?;
-    tx.removed(dlq, due)?;
-    conn.prepare_cached(sql::INSERT_MESSAGE)?.execute(params![
-        target,
-        body,
-        encode_attributes(&attributes)?,
-        int(now),
-        int(now),
-        None::<&str>
-    ])?;
+    tx.removed(dlq, moving.due)?;
+    release_group(tx, dlq, moving.group.as_deref())?;
+    let row = Row {
+        body: &moving.body,
+        attributes: encode_attributes(&attributes)?,
+        visible_at: now,
+        source_queue: None,
+        priority: moving.priority,
+        group: moving.group.as_deref(),
+    };
+    insert(tx, &target, row)?;
     tx.added(&target, Due::ready(now))?;
     tx.count(&target).enqueued += 1;
     tx.notify(&target);
@@ -545,13 +625,16 @@ pub fn delete(tx: &mut Tx<'_>, queue: &str, ids: &[u64]) -> Result<u64> {
     tx.settings(queue)?;
     let mut deleted = 0;
     for id in ids {
-        let due = tx
+        let gone = tx
             .conn
             .prepare_cached(sql::DELETE_QUEUE_MESSAGE)?
-            .query_row(params![int(*id), queue], |r| Due::from_row(r, 0))
+            .query_row(params![int(*id), queue], |r| {
+                Ok((Due::from_row(r, 0)?, r.get::<_, Option<String>>(2)?))
+            })
             .optional()?;
-        if let Some(due) = due {
+        if let Some((due, group)) = gone {
             tx.removed(queue, due)?;
+            release_group(tx, queue, group.as_deref())?;
             deleted += 1;
         }
     }
@@ -571,13 +654,21 @@ pub fn purge(tx: &mut Tx<'_>, queue: &str, upto: Option<i64>, chunk: u64) -> Res
             .query_row(params![queue], |r| r.get::<_, Option<i64>>(0))?
             .unwrap_or(0),
     };
-    let gone: Vec<Due> = tx
+    let gone: Vec<(Due, Option<String>)> = tx
         .conn
         .prepare_cached(sql::DELETE_QUEUE_MESSAGES_UP_TO)?
-        .query_map(params![queue, upto, int(chunk)], |r| Due::from_row(r, 0))?
+        .query_map(params![queue, upto, int(chunk)], |r| {
+            Ok((Due::from_row(r, 0)?, r.get(2)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
-    for due in &gone {
+    // Messages enqueued while the purge runs are kept; a group whose older messages it deleted
+    // must not keep them waiting.
+    let groups: HashSet<&str> = gone.iter().filter_map(|(_, g)| g.as_deref()).collect();
+    for (due, _) in &gone {
         tx.removed(queue, *due)?;
+    }
+    for group in groups {
+        release_group(tx, queue, Some(group))?;
     }
     Ok((gone.len() as u64, upto))
 }
@@ -615,15 +706,15 @@ pub fn expire(tx: &mut Tx<'_>) -> Result<(u64, bool)> {
         let horizon = now.saturating_sub(keep_ms);
         while budget > 0 {
             let page = budget.min(500);
-            let rows: Vec<(i64, i64, Due)> = conn
+            let rows: Vec<(i64, i64, Due, Option<String>)> = conn
                 .prepare_cached(sql::OLDEST_OF_QUEUE)?
                 .query_map(params![queue, int(page)], |r| {
-                    Ok((r.get(0)?, r.get(1)?, Due::from_row(r, 2)?))
+                    Ok((r.get(0)?, r.get(1)?, Due::from_row(r, 2)?, r.get(4)?))
                 })?
                 .collect::<rusqlite::Result<_>>()?;
             let full = rows.len() as u64 == page;
             let mut young = false;
-            for (id, enqueued_at, due) in rows {
+            for (id, enqueued_at, due, group) in rows {
                 if u64::try_from(enqueued_at).unwrap_or(0) >= horizon {
                     young = true;
                     break;
@@ -631,6 +722,7 @@ pub fn expire(tx: &mut Tx<'_>) -> Result<(u64, bool)> {
                 conn.prepare_cached(sql::DELETE_MESSAGE)?
                     .execute(params![id])?;
                 tx.removed(&queue, due)?;
+                release_group(tx, &queue, group.as_deref())?;
                 tx.count(&queue).expired += 1;
                 total += 1;
                 budget -= 1;

@@ -25,10 +25,10 @@ use std::time::Duration;
 
 use super::{
     ATTR_ATTEMPTS, ATTR_DEAD_LETTER_REASON, ATTR_SOURCE_ID, ATTR_SOURCE_QUEUE, Backend,
-    CatalogChange, Clock, DeadLetter, Enqueued, Error, Events, FunctionRecord, FunctionVersion,
-    Lease, LogWrite, MAX_LEASE_MESSAGES, Message, NewMessage, QueueInfo, QueueSettings, QueueStats,
-    REASON_LEASE_EXPIRED, Result, Retry, ScheduleRecord, Settled, Settlement, StoreOptions,
-    TokenRecord, TriggerRecord, validate,
+    CatalogChange, Clock, DEFAULT_PRIORITY, DeadLetter, Enqueued, Error, Events, FunctionRecord,
+    FunctionVersion, Lease, LogWrite, MAX_LEASE_MESSAGES, MAX_PRIORITY, Message, NewMessage,
+    QueueInfo, QueueSettings, QueueStats, REASON_LEASE_EXPIRED, Result, Retry, ScheduleRecord,
+    Settled, Settlement, StoreOptions, TokenRecord, TriggerRecord, validate,
 };
 use invocations::{InvocationEntry, InvocationQuery, InvocationRetention};
 use messages::ChunkPacer;
@@ -215,9 +215,12 @@ impl Backend for SqliteBackend {
         max: usize,
         visibility: Option<Duration>,
         max_leases: Option<u32>,
+        favoured: Option<u8>,
     ) -> Result<Option<Lease>> {
         let queue = queue.to_owned();
-        self.write(move |tx| messages::lease(tx, &queue, max, visibility, max_leases))
+        let first_lane =
+            usize::from(MAX_PRIORITY - favoured.unwrap_or(MAX_PRIORITY).min(MAX_PRIORITY));
+        self.write(move |tx| messages::lease(tx, &queue, max, visibility, max_leases, first_lane))
             .await
     }
 

@@ -76,7 +76,7 @@ pub fn visible_count(conn: &Connection, now: u64, queue: &str, cap: u64) -> Resu
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
-/// Decodes `id, body, attributes, attempt, enqueued_at`.
+/// Decodes `id, body, attributes, attempt, enqueued_at` and, at 7 and 8, `priority, group_key`.
 pub fn message_from_row(row: &Row<'_>, queue: &str) -> rusqlite::Result<Message> {
     let attributes: Option<String> = row.get(2)?;
     let attributes = decode_attributes(attributes.as_deref()).map_err(|e| {
@@ -89,6 +89,8 @@ pub fn message_from_row(row: &Row<'_>, queue: &str) -> rusqlite::Result<Message>
         attributes,
         attempt: u32::try_from(row.get::<_, i64>(3)?).unwrap_or(u32::MAX),
         enqueued_at_ms: u64::try_from(row.get::<_, i64>(4)?).unwrap_or(0),
+        priority: u8::try_from(row.get::<_, i64>(7)?).unwrap_or(crate::store::DEFAULT_PRIORITY),
+        group: row.get(8)?,
     })
 }
 

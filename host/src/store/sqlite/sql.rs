@@ -9,7 +9,28 @@ pub const MIGRATIONS: &[&str] = &[
     super::invocations::SCHEMA_V4,
     super::schedules::SCHEMA_V5,
     SCHEMA_V6,
+    SCHEMA_V7,
 ];
+
+/// Priorities and ordered groups.
+///
+/// - `lane` is the order a lease reads messages in: `9 - priority` for a message that may be
+///   delivered (lane 0 first), [`HELD_LANE`] for one waiting behind the head of its group. The
+///   lease index leads with it, so a lease is one index range per lane, read until the batch
+///   is full; held messages sit in a lane no lease reads.
+/// - `group_key` names a message's group; `messages_by_group` finds a group's head (its oldest
+///   message) when the one before it leaves the queue, to move it out of the held lane.
+const SCHEMA_V7: &str = "
+ALTER TABLE messages ADD COLUMN priority INTEGER NOT NULL DEFAULT 4;
+ALTER TABLE messages ADD COLUMN group_key TEXT;
+ALTER TABLE messages ADD COLUMN lane INTEGER NOT NULL DEFAULT 5;
+DROP INDEX messages_by_visibility;
+CREATE INDEX messages_by_lane ON messages(queue, lane, visible_at, id);
+CREATE INDEX messages_by_group ON messages(queue, group_key, id) WHERE group_key IS NOT NULL;
+";
+
+/// The lane of messages waiting behind their group's head; no lease reads it.
+pub const HELD_LANE: i64 = 10;
 
 /// The SQS endpoint's secret of a token (NULL for tokens issued without `sqs`): SigV4 needs
 /// the secret itself to compute the HMAC, so it is kept, not hashed.
@@ -139,7 +160,7 @@ pub const DELETE_QUEUE: &str = "DELETE FROM queues WHERE name = ?1";
 /// counters need of each.
 pub const DELETE_QUEUE_MESSAGES_UP_TO: &str = "DELETE FROM messages WHERE id IN
     (SELECT id FROM messages WHERE queue = ?1 AND id <= ?2 ORDER BY id LIMIT ?3)
-    RETURNING visible_at, lease_id IS NOT NULL";
+    RETURNING visible_at, lease_id IS NOT NULL, group_key";
 pub const NEWEST_ID_OF_QUEUE: &str = "SELECT max(id) FROM messages WHERE queue = ?1";
 /// Up to ?2 of the queue's dedup entries.
 pub const DELETE_QUEUE_DEDUP_SOME: &str = "DELETE FROM dedup WHERE (queue, dedup_id) IN
@@ -196,21 +217,66 @@ pub const QUEUE_RECOUNT: &str = "SELECT
     FROM messages WHERE queue = ?1";
 
 // ---- messages ----
-pub const INSERT_MESSAGE: &str =
-    "INSERT INTO messages (queue, body, attributes, attempt, enqueued_at, visible_at, source_queue)
-    VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6)";
+pub const INSERT_MESSAGE: &str = "INSERT INTO messages
+    (queue, body, attributes, attempt, enqueued_at, visible_at, source_queue, priority, group_key,
+    lane) VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7, ?8, ?9)";
+/// Whether a group has a message in the queue (then a new one waits behind it).
+pub const GROUP_HAS_MESSAGES: &str =
+    "SELECT 1 FROM messages WHERE queue = ?1 AND group_key = ?2 LIMIT 1";
+/// Moves a group's head (its oldest message) out of the held lane, if it is there.
+pub const RELEASE_GROUP_HEAD: &str = "UPDATE messages SET lane = 9 - priority
+    WHERE id = (SELECT id FROM messages WHERE queue = ?1 AND group_key = ?2 ORDER BY id LIMIT 1)
+    AND lane = 10";
 pub const DEDUP_LOOKUP: &str =
     "SELECT message_id FROM dedup WHERE queue = ?1 AND dedup_id = ?2 AND expires_at > ?3";
 pub const DEDUP_REMEMBER: &str = "INSERT OR REPLACE INTO dedup (queue, dedup_id, message_id, expires_at) VALUES (?1, ?2, ?3, ?4)";
-/// Visible messages in delivery order; must walk `messages_by_visibility` in its order.
-pub const VISIBLE_IN_ORDER: &str = "SELECT id, body, attributes, attempt, enqueued_at, visible_at,
-    lease_id IS NOT NULL FROM messages
-    WHERE queue = ?1 AND visible_at <= ?2 ORDER BY visible_at, id LIMIT ?3";
+/// Visible messages of one lane in delivery order, as one arm of [`visible_in_order`].
+macro_rules! visible_in_lane {
+    ($lane:literal) => {
+        concat!(
+            "SELECT * FROM (SELECT id, body, attributes, attempt, enqueued_at, visible_at,
+            lease_id IS NOT NULL, priority, group_key FROM messages
+            WHERE queue = ?1 AND lane = ",
+            $lane,
+            " AND visible_at <= ?2 ORDER BY visible_at, id LIMIT ?3)"
+        )
+    };
+}
+/// The ten arms of [`visible_in_order`], by lane.
+const VISIBLE_IN_LANE: [&str; 10] = [
+    visible_in_lane!(0),
+    visible_in_lane!(1),
+    visible_in_lane!(2),
+    visible_in_lane!(3),
+    visible_in_lane!(4),
+    visible_in_lane!(5),
+    visible_in_lane!(6),
+    visible_in_lane!(7),
+    visible_in_lane!(8),
+    visible_in_lane!(9),
+];
+/// Visible messages in delivery order: lane `first` (a lane served out of turn, so that no
+/// priority waits forever), then lanes 0 to 9; within a lane, by visible time and id. Each
+/// arm walks `messages_by_lane` in its order, and SQLite stops at the outer limit, so a lease
+/// reads only the lanes it takes from.
+pub fn visible_in_order(first: usize) -> &'static str {
+    static STATEMENTS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        (0..10)
+            .map(|first| {
+                let order = std::iter::once(first).chain((0..10).filter(|&l| l != first));
+                let arms: Vec<&str> = order.map(|lane| VISIBLE_IN_LANE[lane]).collect();
+                format!("{} LIMIT ?3", arms.join(" UNION ALL "))
+            })
+            .collect()
+    });
+    &STATEMENTS[first.min(9)]
+}
 pub const LEASED_VISIBLE_AT: &str =
     "SELECT visible_at FROM messages WHERE id = ?1 AND lease_id = ?2 AND queue = ?3";
 /// Leases of a queue still live (some message held and not yet visible again).
 pub const LIVE_LEASES: &str = "SELECT count(DISTINCT lease_id) FROM messages
-    WHERE queue = ?1 AND lease_id IS NOT NULL AND visible_at > ?2";
+    WHERE queue = ?1 AND lane IN (0, 1, 2, 3, 4, 5, 6, 7, 8, 9) AND visible_at > ?2
+    AND lease_id IS NOT NULL";
 pub const EXTEND_LEASE: &str =
     "UPDATE messages SET visible_at = ?3 WHERE id = ?1 AND lease_id = ?2";
 /// Leases many messages in one statement; ?1 is a JSON array of ids. One statement per batch
@@ -222,16 +288,16 @@ pub const TAKE_LEASE_MANY: &str =
 /// lease still holds are deleted.
 pub const ACK_MANY: &str =
     "DELETE FROM messages WHERE id IN (SELECT value FROM json_each(?1)) AND lease_id = ?2
-    AND queue = ?3 RETURNING id, visible_at";
+    AND queue = ?3 RETURNING id, visible_at, group_key";
 pub const LEASED_ATTEMPT: &str =
     "SELECT attempt, visible_at FROM messages WHERE id = ?1 AND lease_id = ?2 AND queue = ?3";
 pub const RETRY: &str =
     "UPDATE messages SET lease_id = NULL, visible_at = ?2, last_error = ?3 WHERE id = ?1";
 pub const MESSAGE_FOR_MOVE: &str = "SELECT body, attributes, attempt, visible_at,
-    lease_id IS NOT NULL FROM messages WHERE id = ?1";
+    lease_id IS NOT NULL, priority, group_key FROM messages WHERE id = ?1";
 pub const DELETE_MESSAGE: &str = "DELETE FROM messages WHERE id = ?1";
 pub const DELETE_QUEUE_MESSAGE: &str = "DELETE FROM messages WHERE id = ?1 AND queue = ?2
-    RETURNING visible_at, lease_id IS NOT NULL";
+    RETURNING visible_at, lease_id IS NOT NULL, group_key";
 /// The source of one dead-lettered message, when it is in the queue and not leased now.
 pub const REDRIVABLE_ONE: &str = "SELECT source_queue FROM messages
     WHERE id = ?1 AND queue = ?2 AND (lease_id IS NULL OR visible_at <= ?3)";
@@ -239,19 +305,22 @@ pub const REDRIVABLE_ONE: &str = "SELECT source_queue FROM messages
 pub const REDRIVABLE: &str = "SELECT id, source_queue FROM messages
     WHERE queue = ?1 AND id > ?2 AND (lease_id IS NULL OR visible_at <= ?3) ORDER BY id LIMIT ?4";
 /// A queue's oldest messages first (ids grow with enqueue time).
-pub const OLDEST_OF_QUEUE: &str = "SELECT id, enqueued_at, visible_at, lease_id IS NOT NULL
-    FROM messages WHERE queue = ?1 ORDER BY id LIMIT ?2";
+pub const OLDEST_OF_QUEUE: &str = "SELECT id, enqueued_at, visible_at, lease_id IS NOT NULL,
+    group_key FROM messages WHERE queue = ?1 ORDER BY id LIMIT ?2";
 pub const QUEUE_RETENTIONS: &str = "SELECT name, settings FROM queues";
 /// Up to ?2 dedup entries whose window has passed.
 pub const DEDUP_FORGET_EXPIRED_SOME: &str = "DELETE FROM dedup WHERE (queue, dedup_id) IN
     (SELECT queue, dedup_id FROM dedup WHERE expires_at <= ?1 LIMIT ?2)";
 /// Unacknowledged messages (in flight too) in id order, after a cursor.
-pub const PEEK: &str = "SELECT id, body, attributes, attempt, enqueued_at FROM messages
-    WHERE id > ?2 AND queue = ?1 ORDER BY id LIMIT ?3";
-pub const NEXT_VISIBLE_AT: &str =
-    "SELECT min(visible_at) FROM messages WHERE queue = ?1 AND visible_at > ?2";
+pub const PEEK: &str = "SELECT id, body, attributes, attempt, enqueued_at, NULL, NULL,
+    priority, group_key FROM messages WHERE id > ?2 AND queue = ?1 ORDER BY id LIMIT ?3";
+/// The earliest time after ?2 a message of lanes 0–9 becomes visible: one index seek per lane.
+pub const NEXT_VISIBLE_AT: &str = "SELECT min((SELECT min(visible_at) FROM messages
+        WHERE queue = ?1 AND lane = lanes.value AND visible_at > ?2))
+    FROM json_each('[0,1,2,3,4,5,6,7,8,9]') AS lanes";
 pub const VISIBLE_COUNT: &str = "SELECT count(*) FROM
-    (SELECT 1 FROM messages WHERE queue = ?1 AND visible_at <= ?2 LIMIT ?3)";
+    (SELECT 1 FROM messages WHERE queue = ?1 AND lane IN (0, 1, 2, 3, 4, 5, 6, 7, 8, 9)
+    AND visible_at <= ?2 LIMIT ?3)";
 
 // ---- functions and triggers ----
 pub const FUNCTION_EXISTS: &str = "SELECT 1 FROM functions WHERE name = ?1";
