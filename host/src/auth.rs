@@ -123,6 +123,14 @@ impl Need {
             ["v1", "functions", ..] => Need::Deploy,
             ["v1", "schedules"] | ["v1", "schedules", _] if reads => Need::Read,
             ["v1", "schedules", ..] => Need::Admin,
+            ["v1", "topics"] | ["v1", "topics", _] if reads => Need::Read,
+            // `produce:NAME` covers the queue or the topic of that name.
+            ["v1", "topics", topic, "messages"] | ["v1", "topics", topic, "messages", "batch"]
+                if *method == Method::POST =>
+            {
+                Need::Produce((*topic).to_owned())
+            }
+            ["v1", "topics", ..] => Need::Admin,
             _ => Need::AnyToken,
         }
     }

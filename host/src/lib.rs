@@ -32,6 +32,7 @@ pub mod config;
 pub mod console;
 pub mod dispatch;
 pub mod executor;
+pub mod fanout;
 pub mod functions;
 pub mod guests;
 pub mod pull;

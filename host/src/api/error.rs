@@ -163,17 +163,22 @@ impl From<store::Error> for ApiError {
             | E::FunctionNotFound(_)
             | E::VersionNotFound { .. }
             | E::TokenNotFound(_)
-            | E::ScheduleNotFound(_) => ApiError::NotFound(msg),
+            | E::ScheduleNotFound(_)
+            | E::TopicNotFound(_)
+            | E::SubscriptionNotFound { .. } => ApiError::NotFound(msg),
             E::InvalidCursor(_) => ApiError::BadRequest(msg),
             // The function's version names a component no host stored: a broken catalog.
             E::ComponentNotFound(_) => ApiError::Internal(msg),
             E::QueueExists(_)
             | E::QueueInUse { .. }
             | E::QueueHasConsumer { .. }
-            | E::QueueScheduled { .. } => ApiError::Conflict(msg),
-            E::InvalidName { .. } | E::InvalidSettings(_) | E::InvalidMessage(_) => {
-                ApiError::BadRequest(msg)
-            }
+            | E::QueueScheduled { .. }
+            | E::TopicExists(_)
+            | E::QueueSubscribed { .. } => ApiError::Conflict(msg),
+            E::InvalidName { .. }
+            | E::InvalidSettings(_)
+            | E::InvalidMessage(_)
+            | E::InvalidTopic(_) => ApiError::BadRequest(msg),
             E::MessageTooLarge { .. } => ApiError::TooLarge(msg),
             E::Unavailable(_) => ApiError::Unavailable(msg),
             E::QueueFull { .. } => ApiError::QueueFull(msg),

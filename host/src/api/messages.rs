@@ -44,9 +44,25 @@ pub async fn enqueue_one(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Enqueued>), ApiError> {
+    let message = single_message(&state.limits, &headers, body)?;
+    let mut ids = state.store.enqueue(&queue, vec![message]).await?;
+    metrics::counter!("sluice_enqueued_total", "queue" => queue).increment(1);
+    let enqueued = ids
+        .pop()
+        .ok_or_else(|| ApiError::Internal("enqueue returned no id".into()))?;
+    Ok((StatusCode::CREATED, Json(enqueued.into())))
+}
+
+/// One message from a raw request body and its `Sluice-*` headers (a queue's single enqueue,
+/// and a topic's single publish).
+pub(crate) fn single_message(
+    limits: &ApiLimits,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<NewMessage, ApiError> {
     let body = body.map_err(body_error)?;
     let mut attributes = Vec::new();
-    for (name, value) in &headers {
+    for (name, value) in headers {
         if let Some(attr) = name.as_str().strip_prefix(ATTR_PREFIX) {
             let value = value.to_str().map_err(|_| {
                 ApiError::BadRequest(format!("header `{name}` must be visible ASCII"))
@@ -57,24 +73,19 @@ pub async fn enqueue_one(
     let message = NewMessage {
         body: body.to_vec(),
         attributes,
-        delay_ms: header_u64(&headers, "sluice-delay-ms")?.unwrap_or(0),
-        dedup_id: header_str(&headers, "sluice-dedup-id")?,
-        priority: header_priority(&headers)?,
-        group: header_str(&headers, "sluice-group")?,
+        delay_ms: header_u64(headers, "sluice-delay-ms")?.unwrap_or(0),
+        dedup_id: header_str(headers, "sluice-dedup-id")?,
+        priority: header_priority(headers)?,
+        group: header_str(headers, "sluice-group")?,
     };
-    check_message(&state.limits, &message, 0)?;
-    let mut ids = state.store.enqueue(&queue, vec![message]).await?;
-    metrics::counter!("sluice_enqueued_total", "queue" => queue).increment(1);
-    let enqueued = ids
-        .pop()
-        .ok_or_else(|| ApiError::Internal("enqueue returned no id".into()))?;
-    Ok((StatusCode::CREATED, Json(enqueued.into())))
+    check_message(limits, &message, 0)?;
+    Ok(message)
 }
 
 /// One message of a batch enqueue: exactly one of `body` and `body_base64`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BatchMessage {
+pub(crate) struct BatchMessage {
     /// The body as UTF-8 text.
     body: Option<String>,
     /// The body as standard base64, for binary bodies.
@@ -95,7 +106,7 @@ struct BatchMessage {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BatchRequest {
+pub(crate) struct BatchRequest {
     /// 1 to 1000 messages.
     messages: Vec<BatchMessage>,
 }
@@ -124,9 +135,22 @@ pub async fn enqueue_batch(
     Segment(queue): Segment,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<BatchResponse>), ApiError> {
+    let messages = batch_messages(&state.limits, body)?;
+    let count = messages.len() as u64;
+    let results = state.store.enqueue(&queue, messages).await?;
+    metrics::counter!("sluice_enqueued_total", "queue" => queue).increment(count);
+    let duplicates = results.iter().filter(|r| r.duplicate).count();
+    let ids = results.into_iter().map(|r| r.id).collect();
+    Ok((StatusCode::CREATED, Json(BatchResponse { ids, duplicates })))
+}
+
+/// The messages of a JSON batch (a queue's batch enqueue, and a topic's batch publish).
+pub(crate) fn batch_messages(
+    limits: &ApiLimits,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Vec<NewMessage>, ApiError> {
     let body = body.map_err(body_error)?;
     let request: BatchRequest = parse_json(&body)?;
-    let limits = &state.limits;
     if request.messages.is_empty() {
         return Err(ApiError::BadRequest(
             "`messages` is empty: send at least one".into(),
@@ -149,12 +173,7 @@ pub async fn enqueue_batch(
             Ok(message)
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
-    let count = messages.len() as u64;
-    let results = state.store.enqueue(&queue, messages).await?;
-    metrics::counter!("sluice_enqueued_total", "queue" => queue).increment(count);
-    let duplicates = results.iter().filter(|r| r.duplicate).count();
-    let ids = results.into_iter().map(|r| r.id).collect();
-    Ok((StatusCode::CREATED, Json(BatchResponse { ids, duplicates })))
+    Ok(messages)
 }
 
 fn to_new_message(message: BatchMessage, index: usize) -> Result<NewMessage, ApiError> {

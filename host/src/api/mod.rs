@@ -12,6 +12,7 @@ mod pull;
 mod queues;
 mod schedules;
 mod tokens;
+mod topics;
 
 use std::sync::Arc;
 
@@ -123,6 +124,11 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(invocations::stream))
         .routes(routes!(schedules::list))
         .routes(routes!(schedules::put, schedules::show, schedules::delete))
+        .routes(routes!(topics::create, topics::list))
+        .routes(routes!(topics::show, topics::delete))
+        .routes(routes!(topics::subscribe, topics::unsubscribe))
+        .routes(routes!(topics::publish_one))
+        .routes(routes!(topics::publish_batch))
         .routes(routes!(tokens::create, tokens::list))
         .routes(routes!(tokens::whoami))
         .routes(routes!(tokens::revoke))

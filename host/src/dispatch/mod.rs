@@ -196,7 +196,11 @@ impl Dispatcher {
                 match change {
                     Ok(store::CatalogChange::Function(name)) => this.refresh(&name).await,
                     Ok(store::CatalogChange::Queue(name)) => this.refresh_queue(&name).await,
-                    Ok(store::CatalogChange::Tokens | store::CatalogChange::Schedules) => {}
+                    Ok(
+                        store::CatalogChange::Tokens
+                        | store::CatalogChange::Schedules
+                        | store::CatalogChange::Topics,
+                    ) => {}
                     Ok(store::CatalogChange::Everything)
                     | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         this.resync().await

@@ -148,6 +148,10 @@ impl Host {
             self.state.store.clone(),
             self.shutdown.clone(),
         ));
+        tokio::spawn(crate::fanout::run(
+            self.state.store.clone(),
+            self.shutdown.clone(),
+        ));
         Ok(self.state.dispatcher.start_all().await?)
     }
 }

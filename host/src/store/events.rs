@@ -19,6 +19,8 @@ pub enum CatalogChange {
     Tokens,
     /// A schedule was put or deleted.
     Schedules,
+    /// A topic or subscription was created, changed or deleted.
+    Topics,
     /// Changes may have been missed (a lost database connection): reload everything.
     Everything,
 }

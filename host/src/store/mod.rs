@@ -13,6 +13,7 @@ mod codec;
 mod events;
 pub mod postgres;
 pub mod sqlite;
+pub mod topics;
 mod validate;
 
 #[cfg(test)]
@@ -36,6 +37,7 @@ use serde::{Deserialize, Serialize};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use events::{CatalogChange, Events};
 pub use sqlite::invocations::{InvocationEntry, InvocationQuery, InvocationRetention};
+pub use topics::{Published, ReplayFrom, SubscriptionRecord, TopicRecord};
 pub use validate::{RESERVED_ATTRIBUTE_PREFIX, is_reserved_attribute, validate_queue_name};
 
 /// Why a store operation failed.
@@ -49,6 +51,16 @@ pub enum Error {
     InvalidName { name: String, reason: String },
     #[error("invalid queue settings: {0}")]
     InvalidSettings(String),
+    #[error("topic `{0}` does not exist")]
+    TopicNotFound(String),
+    #[error("topic `{0}` already exists")]
+    TopicExists(String),
+    #[error("invalid topic: {0}")]
+    InvalidTopic(String),
+    #[error("queue `{queue}` does not subscribe to topic `{topic}`")]
+    SubscriptionNotFound { topic: String, queue: String },
+    #[error("queue `{queue}` subscribes to topic `{topic}`; delete that subscription first")]
+    QueueSubscribed { queue: String, topic: String },
     /// A message's priority or group is out of range.
     #[error("invalid message: {0}")]
     InvalidMessage(String),
@@ -509,6 +521,31 @@ pub trait Backend: Send + Sync + 'static {
         next_tick_ms: u64,
         extra: Vec<(String, String)>,
     ) -> Result<Option<Enqueued>>;
+
+    // ---- topics ----
+    async fn create_topic(&self, name: &str, retention_ms: u64) -> Result<TopicRecord>;
+    async fn get_topic(&self, name: &str) -> Result<TopicRecord>;
+    async fn list_topics(&self) -> Result<Vec<TopicRecord>>;
+    /// Deletes a topic, its history and its subscriptions (not their queues).
+    async fn delete_topic(&self, name: &str) -> Result<()>;
+    /// Creates a subscription starting at `from`, or changes an existing one's filter (it
+    /// keeps its place). The queue must exist.
+    async fn subscribe(
+        &self,
+        topic: &str,
+        queue: &str,
+        filter: serde_json::Value,
+        from: ReplayFrom,
+    ) -> Result<SubscriptionRecord>;
+    async fn unsubscribe(&self, topic: &str, queue: &str) -> Result<()>;
+    /// Publishes messages (all or none): keeps them in the topic and copies each into every
+    /// caught-up subscription it passes the filter of, in the same commit.
+    async fn publish(&self, topic: &str, messages: Vec<NewMessage>) -> Result<Vec<Published>>;
+    /// Subscriptions behind their topic's newest message: (topic, queue).
+    async fn lagging_subscriptions(&self) -> Result<Vec<(String, String)>>;
+    /// Copies the next chunk of history into a lagging subscription, in one commit; true once
+    /// it has caught up.
+    async fn catch_up(&self, topic: &str, queue: &str) -> Result<bool>;
 }
 
 /// Where the store lives.
@@ -962,6 +999,50 @@ impl Store {
     pub async fn delete_schedule(&self, name: &str) -> Result<()> {
         self.backend.delete_schedule(name).await
     }
+    // ---- topics ----
+    pub async fn create_topic(&self, name: &str, retention_ms: u64) -> Result<TopicRecord> {
+        topics::validate_topic(name, retention_ms)?;
+        self.backend.create_topic(name, retention_ms).await
+    }
+    pub async fn get_topic(&self, name: &str) -> Result<TopicRecord> {
+        self.backend.get_topic(name).await
+    }
+    pub async fn list_topics(&self) -> Result<Vec<TopicRecord>> {
+        self.backend.list_topics().await
+    }
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        self.backend.delete_topic(name).await
+    }
+    /// Subscribes `queue` to `topic` (see [`Backend::subscribe`]); a subscription with history
+    /// to replay is caught up by `crate::fanout`.
+    pub async fn subscribe(
+        &self,
+        topic: &str,
+        queue: &str,
+        filter: serde_json::Value,
+        from: ReplayFrom,
+    ) -> Result<SubscriptionRecord> {
+        topics::Filter::parse(&filter)?;
+        self.backend.subscribe(topic, queue, filter, from).await
+    }
+    pub async fn unsubscribe(&self, topic: &str, queue: &str) -> Result<()> {
+        self.backend.unsubscribe(topic, queue).await
+    }
+    /// Publishes messages to a topic (see [`Backend::publish`]).
+    pub async fn publish(&self, topic: &str, messages: Vec<NewMessage>) -> Result<Vec<Published>> {
+        for m in &messages {
+            validate::message(m)?;
+        }
+        self.backend.publish(topic, messages).await
+    }
+    pub async fn lagging_subscriptions(&self) -> Result<Vec<(String, String)>> {
+        self.backend.lagging_subscriptions().await
+    }
+    /// One chunk of catch-up (see [`Backend::catch_up`]).
+    pub async fn catch_up(&self, topic: &str, queue: &str) -> Result<bool> {
+        self.backend.catch_up(topic, queue).await
+    }
+
     /// Fires one tick of a schedule exactly once (see [`Backend::fire_schedule`]).
     pub async fn fire_schedule(
         &self,

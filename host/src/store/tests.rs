@@ -126,7 +126,204 @@ contract_tests!(
     tokens_keep_their_sqs_secret,
     higher_priorities_go_first_and_every_priority_gets_turns,
     a_group_goes_one_message_at_a_time_in_order,
+    topics_fan_out_through_filters_all_or_nothing,
+    a_replay_meets_live_publishing_without_gap_or_duplicate,
 );
+
+fn seqs(messages: &[Message]) -> Vec<u64> {
+    messages
+        .iter()
+        .map(|m| attr(m, topics::ATTR_TOPIC_SEQ).unwrap().parse().unwrap())
+        .collect()
+}
+
+fn with_attrs(body: &str, attrs: &[(&str, &str)]) -> NewMessage {
+    NewMessage {
+        attributes: attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..msg(body)
+    }
+}
+
+/// Publishing copies each message into every subscribed queue whose filter it passes, in the
+/// same commit: a copy that cannot be made (too large for one queue) publishes nothing.
+async fn topics_fan_out_through_filters_all_or_nothing(f: Fixture) {
+    for q in ["all", "orders", "eu"] {
+        f.queue(q, QueueSettings::default()).await;
+    }
+    f.queue(
+        "small",
+        QueueSettings {
+            max_message_bytes: 64,
+            ..QueueSettings::default()
+        },
+    )
+    .await;
+    let err = f.store.create_topic("t", 0).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidTopic(_)), "{err}");
+    f.store.create_topic("t", 60_000).await.unwrap();
+    let err = f.store.create_topic("t", 60_000).await.unwrap_err();
+    assert!(matches!(err, Error::TopicExists(_)), "{err}");
+    let filter = |v: serde_json::Value| v;
+    for (queue, f_) in [
+        ("all", filter(serde_json::json!({}))),
+        ("orders", filter(serde_json::json!({"kind": "order"}))),
+        (
+            "eu",
+            filter(serde_json::json!({"region": {"prefix": "eu-"}})),
+        ),
+        (
+            "small",
+            filter(serde_json::json!({"size": {"exists": true}})),
+        ),
+    ] {
+        f.store
+            .subscribe("t", queue, f_, ReplayFrom::Latest)
+            .await
+            .unwrap();
+    }
+    let err = f
+        .store
+        .subscribe("t", "all", serde_json::json!({"a": 1}), ReplayFrom::Latest)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidTopic(_)), "{err}");
+    let err = f
+        .store
+        .subscribe("t", "missing", serde_json::json!({}), ReplayFrom::Latest)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::QueueNotFound(_)), "{err}");
+
+    let published = f
+        .store
+        .publish(
+            "t",
+            vec![
+                with_attrs("1", &[("kind", "order"), ("region", "eu-west")]),
+                with_attrs("2", &[("kind", "refund"), ("region", "us-east")]),
+                with_attrs("3", &[("kind", "order")]),
+                with_attrs("4", &[("region", "eu-north"), ("size", "s")]),
+            ],
+        )
+        .await
+        .unwrap();
+    let copies: Vec<(u64, u64)> = published.iter().map(|p| (p.seq, p.copies)).collect();
+    assert_eq!(copies, [(1, 3), (2, 1), (3, 2), (4, 3)]);
+    for (queue, want) in [
+        ("all", vec![1, 2, 3, 4]),
+        ("orders", vec![1, 3]),
+        ("eu", vec![1, 4]),
+        ("small", vec![4]),
+    ] {
+        let got = f.store.peek(queue, 10, None).await.unwrap();
+        assert_eq!(seqs(&got), want, "{queue}");
+        assert!(got.iter().all(|m| attr(m, topics::ATTR_TOPIC) == Some("t")));
+    }
+
+    // Too large for `small`: no queue gets it, and the topic does not keep it.
+    let big = with_attrs(&"x".repeat(100), &[("size", "l")]);
+    let err = f
+        .store
+        .publish("t", vec![msg("ok"), big])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::MessageTooLarge { .. }), "{err}");
+    assert_eq!(f.store.get_topic("t").await.unwrap().head, 4);
+    assert_eq!(f.stats("all").await.visible, 4);
+    let err = f.store.publish("nope", vec![msg("x")]).await.unwrap_err();
+    assert!(matches!(err, Error::TopicNotFound(_)), "{err}");
+
+    // A subscribed queue is kept; deleting the topic lets it go.
+    let err = f.store.delete_queue("orders").await.unwrap_err();
+    assert!(matches!(err, Error::QueueSubscribed { .. }), "{err}");
+    f.store.unsubscribe("t", "orders").await.unwrap();
+    let err = f.store.unsubscribe("t", "orders").await.unwrap_err();
+    assert!(matches!(err, Error::SubscriptionNotFound { .. }), "{err}");
+    f.store.purge("orders").await.unwrap();
+    f.store.delete_queue("orders").await.unwrap();
+    f.store.delete_topic("t").await.unwrap();
+    assert!(f.store.list_topics().await.unwrap().is_empty());
+    f.store.purge("all").await.unwrap();
+    f.store.delete_queue("all").await.unwrap();
+}
+
+/// A subscription from `earliest` replays the history in order, chunk by chunk, while
+/// messages keep being published; then it follows live: every message once, in order. One
+/// from a time starts there; history past the retention is gone.
+async fn a_replay_meets_live_publishing_without_gap_or_duplicate(f: Fixture) {
+    f.queue("live", QueueSettings::default()).await;
+    f.queue("replay", QueueSettings::default()).await;
+    f.queue("later", QueueSettings::default()).await;
+    f.store.create_topic("t", 60_000).await.unwrap();
+    f.store
+        .subscribe("t", "live", serde_json::json!({}), ReplayFrom::Latest)
+        .await
+        .unwrap();
+    let batch = |n: usize| (0..n).map(|i| msg(&i.to_string())).collect::<Vec<_>>();
+    f.store.publish("t", batch(1_100)).await.unwrap();
+    f.clock.advance(10_000);
+    let from = f.clock.now_ms();
+    f.store.publish("t", batch(50)).await.unwrap();
+
+    f.store
+        .subscribe("t", "replay", serde_json::json!({}), ReplayFrom::Earliest)
+        .await
+        .unwrap();
+    f.store
+        .subscribe("t", "later", serde_json::json!({}), ReplayFrom::Time(from))
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store.lagging_subscriptions().await.unwrap(),
+        [
+            ("t".to_owned(), "later".to_owned()),
+            ("t".into(), "replay".into())
+        ]
+    );
+    // Catch-up and publishing interleave.
+    let mut rounds = 0;
+    while !f.store.catch_up("t", "replay").await.unwrap() {
+        f.store.publish("t", batch(7)).await.unwrap();
+        rounds += 1;
+    }
+    assert!(rounds >= 2, "the replay took {rounds} chunks");
+    assert!(f.store.catch_up("t", "later").await.unwrap());
+    f.store.publish("t", batch(5)).await.unwrap();
+    assert!(f.store.lagging_subscriptions().await.unwrap().is_empty());
+    let head = f.store.get_topic("t").await.unwrap().head;
+    let all = |q: &'static str| {
+        let store = f.store.clone();
+        async move {
+            let mut out = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let page = store.peek(q, 1_000, after.as_deref()).await.unwrap();
+                let Some(last) = page.last() else { break };
+                after = Some(last.id.clone());
+                out.extend(seqs(&page));
+            }
+            out
+        }
+    };
+    let expected: Vec<u64> = (1..=head).collect();
+    assert_eq!(all("replay").await, expected);
+    assert_eq!(all("live").await, expected);
+    assert_eq!(all("later").await, (1_101..=head).collect::<Vec<_>>());
+
+    // Past the retention, the history is gone: a new replay finds nothing to copy.
+    f.clock.advance(61_000);
+    f.store.expire_now().await.unwrap();
+    f.queue("late", QueueSettings::default()).await;
+    f.store
+        .subscribe("t", "late", serde_json::json!({}), ReplayFrom::Earliest)
+        .await
+        .unwrap();
+    assert!(f.store.catch_up("t", "late").await.unwrap());
+    assert!(f.store.peek("late", 10, None).await.unwrap().is_empty());
+}
 
 fn prioritized(body: &str, priority: u8) -> NewMessage {
     NewMessage {

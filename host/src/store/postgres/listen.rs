@@ -31,6 +31,7 @@ pub fn function_changed(name: &str) -> String {
 }
 pub const TOKENS_CHANGED: &str = "tokens";
 pub const SCHEDULES_CHANGED: &str = "schedules";
+pub const TOPICS_CHANGED: &str = "topics";
 
 /// Applies one `sluice_catalog` payload to `events`.
 pub fn apply_catalog(events: &Events, payload: &str) {
@@ -48,6 +49,8 @@ pub fn apply_catalog(events: &Events, payload: &str) {
         events.catalog_changed(CatalogChange::Tokens);
     } else if payload == SCHEDULES_CHANGED {
         events.catalog_changed(CatalogChange::Schedules);
+    } else if payload == TOPICS_CHANGED {
+        events.catalog_changed(CatalogChange::Topics);
     } else {
         tracing::warn!(%payload, "unknown catalog notification; reloading everything");
         events.catalog_changed(CatalogChange::Everything);

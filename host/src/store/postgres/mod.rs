@@ -17,6 +17,7 @@ mod messages;
 mod schedules;
 mod schema;
 mod sql;
+mod topics;
 
 use std::collections::HashSet;
 use std::str::FromStr;
@@ -36,6 +37,7 @@ use super::{
     QueueInfo, QueueSettings, QueueStats, Result, ScheduleRecord, Settled, Settlement, TokenRecord,
     TriggerRecord,
 };
+use super::{Published, ReplayFrom, SubscriptionRecord, TopicRecord};
 use messages::Work;
 
 /// Connections each host keeps to the database.
@@ -185,6 +187,7 @@ async fn sweep(pool: &Pool, now: u64) -> Result<u64> {
     let tx = client.transaction().await?;
     let mut work = Work::new(now);
     let expired = messages::expire(&tx, &mut work).await?;
+    topics::expire(&tx, now).await?;
     work.flush(&tx).await?;
     tx.commit().await?;
     Ok(expired)
@@ -462,6 +465,12 @@ impl Backend for PostgresBackend {
                 return Err(Error::QueueScheduled {
                     queue: name.to_owned(),
                     schedule,
+                });
+            }
+            if let Some(topic) = topics::subscription_of(&tx, name).await? {
+                return Err(Error::QueueSubscribed {
+                    queue: name.to_owned(),
+                    topic,
                 });
             }
             tx.execute(sql::DELETE_QUEUE_MESSAGES, &[&name]).await?;
@@ -915,6 +924,79 @@ impl Backend for PostgresBackend {
             tick_ms,
             next_tick_ms,
             extra
+        )
+        .await?))
+    }
+
+    async fn create_topic(&self, name: &str, retention_ms: u64) -> Result<TopicRecord> {
+        let now = self.clock.now_ms();
+        in_tx!(self, |tx, _work| {
+            topics::create(&tx, now, name, retention_ms).await?;
+            Self::announce(&tx, listen::TOPICS_CHANGED).await?;
+        });
+        self.events.catalog_changed(CatalogChange::Topics);
+        self.get_topic(name).await
+    }
+
+    async fn get_topic(&self, name: &str) -> Result<TopicRecord> {
+        let client = self.client().await?;
+        topics::get(&client, name).await
+    }
+
+    async fn list_topics(&self) -> Result<Vec<TopicRecord>> {
+        let client = self.client().await?;
+        topics::list(&client, None).await
+    }
+
+    async fn delete_topic(&self, name: &str) -> Result<()> {
+        in_tx!(self, |tx, _work| {
+            topics::delete(&tx, name).await?;
+            Self::announce(&tx, listen::TOPICS_CHANGED).await?;
+        });
+        self.events.catalog_changed(CatalogChange::Topics);
+        Ok(())
+    }
+
+    async fn subscribe(
+        &self,
+        topic: &str,
+        queue: &str,
+        filter: serde_json::Value,
+        from: ReplayFrom,
+    ) -> Result<SubscriptionRecord> {
+        let record = in_tx!(self, |tx, work| {
+            let record = topics::subscribe(&tx, work, topic, queue, &filter, from).await?;
+            Self::announce(&tx, listen::TOPICS_CHANGED).await?;
+            record
+        });
+        self.events.catalog_changed(CatalogChange::Topics);
+        Ok(record)
+    }
+
+    async fn unsubscribe(&self, topic: &str, queue: &str) -> Result<()> {
+        in_tx!(self, |tx, _work| {
+            topics::unsubscribe(&tx, topic, queue).await?;
+            Self::announce(&tx, listen::TOPICS_CHANGED).await?;
+        });
+        self.events.catalog_changed(CatalogChange::Topics);
+        Ok(())
+    }
+
+    async fn publish(&self, topic: &str, messages: Vec<NewMessage>) -> Result<Vec<Published>> {
+        Ok(in_tx!(self, |tx, work| topics::publish(
+            &tx, work, topic, messages
+        )
+        .await?))
+    }
+
+    async fn lagging_subscriptions(&self) -> Result<Vec<(String, String)>> {
+        let client = self.client().await?;
+        topics::lagging(&client).await
+    }
+
+    async fn catch_up(&self, topic: &str, queue: &str) -> Result<bool> {
+        Ok(in_tx!(self, |tx, work| topics::catch_up(
+            &tx, work, topic, queue
         )
         .await?))
     }

@@ -6,7 +6,14 @@ use deadpool_postgres::Client;
 use super::super::{Error, Result};
 
 /// `MIGRATIONS[n]` brings the schema from version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &[V1, super::schedules::SCHEMA_V2, V3, V4, V5];
+const MIGRATIONS: &[&str] = &[
+    V1,
+    super::schedules::SCHEMA_V2,
+    V3,
+    V4,
+    V5,
+    super::topics::SCHEMA_V6,
+];
 
 /// The SQS endpoint's secret of a token (NULL for tokens issued without `sqs`): SigV4 needs
 /// the secret itself to compute the HMAC, so it is kept, not hashed.

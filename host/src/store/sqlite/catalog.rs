@@ -137,6 +137,12 @@ pub fn delete_queue(tx: &mut Tx<'_>, name: &str, chunk: u64) -> Result<bool> {
             schedule,
         });
     }
+    if let Some(topic) = super::topics::subscription_of(conn, name)? {
+        return Err(Error::QueueSubscribed {
+            queue: name.to_owned(),
+            topic,
+        });
+    }
     if tx.depth(name)? > chunk {
         messages::purge(tx, name, Some(i64::MAX), chunk)?;
         return Ok(false);

@@ -15,6 +15,7 @@ mod schedules;
 pub(super) mod schema;
 pub(super) mod sql;
 mod tokens;
+mod topics;
 pub(super) mod writer;
 
 use std::collections::HashSet;
@@ -30,6 +31,7 @@ use super::{
     QueueInfo, QueueSettings, QueueStats, REASON_LEASE_EXPIRED, Result, Retry, ScheduleRecord,
     Settled, Settlement, StoreOptions, TokenRecord, TriggerRecord, validate,
 };
+use super::{Published, ReplayFrom, SubscriptionRecord, TopicRecord};
 use invocations::{InvocationEntry, InvocationQuery, InvocationRetention};
 use messages::ChunkPacer;
 
@@ -307,6 +309,15 @@ impl Backend for SqliteBackend {
             let (expired, more) = self.write(messages::expire).await?;
             total += expired;
             if !more {
+                break;
+            }
+        }
+        // Topics' history, in chunks of the same size.
+        loop {
+            let forgotten = self
+                .write(|tx| topics::expire(tx, messages::BULK_CHUNK))
+                .await?;
+            if forgotten < messages::BULK_CHUNK {
                 return Ok(total);
             }
         }
@@ -453,6 +464,70 @@ impl Backend for SqliteBackend {
     ) -> Result<Option<Enqueued>> {
         let name = name.to_owned();
         self.write(move |tx| schedules::fire(tx, &name, tick_ms, next_tick_ms, extra))
+            .await
+    }
+
+    async fn create_topic(&self, name: &str, retention_ms: u64) -> Result<TopicRecord> {
+        let owned = name.to_owned();
+        let topic = self
+            .write(move |tx| topics::create(tx, &owned, retention_ms))
+            .await?;
+        self.changed(CatalogChange::Topics);
+        Ok(topic)
+    }
+
+    async fn get_topic(&self, name: &str) -> Result<TopicRecord> {
+        let name = name.to_owned();
+        self.read(move |conn, _| topics::get(conn, &name)).await
+    }
+
+    async fn list_topics(&self) -> Result<Vec<TopicRecord>> {
+        self.read(|conn, _| topics::list(conn)).await
+    }
+
+    async fn delete_topic(&self, name: &str) -> Result<()> {
+        let name = name.to_owned();
+        self.write(move |tx| topics::delete(tx, &name)).await?;
+        self.changed(CatalogChange::Topics);
+        Ok(())
+    }
+
+    async fn subscribe(
+        &self,
+        topic: &str,
+        queue: &str,
+        filter: serde_json::Value,
+        from: ReplayFrom,
+    ) -> Result<SubscriptionRecord> {
+        let (topic, queue) = (topic.to_owned(), queue.to_owned());
+        let record = self
+            .write(move |tx| topics::subscribe(tx, &topic, &queue, &filter, from))
+            .await?;
+        self.changed(CatalogChange::Topics);
+        Ok(record)
+    }
+
+    async fn unsubscribe(&self, topic: &str, queue: &str) -> Result<()> {
+        let (topic, queue) = (topic.to_owned(), queue.to_owned());
+        self.write(move |tx| topics::unsubscribe(tx, &topic, &queue))
+            .await?;
+        self.changed(CatalogChange::Topics);
+        Ok(())
+    }
+
+    async fn publish(&self, topic: &str, messages: Vec<NewMessage>) -> Result<Vec<Published>> {
+        let topic = topic.to_owned();
+        self.write(move |tx| topics::publish(tx, &topic, messages))
+            .await
+    }
+
+    async fn lagging_subscriptions(&self) -> Result<Vec<(String, String)>> {
+        self.read(|conn, _| topics::lagging(conn)).await
+    }
+
+    async fn catch_up(&self, topic: &str, queue: &str) -> Result<bool> {
+        let (topic, queue) = (topic.to_owned(), queue.to_owned());
+        self.write(move |tx| topics::catch_up(tx, &topic, &queue))
             .await
     }
 }

@@ -10,6 +10,7 @@ pub const MIGRATIONS: &[&str] = &[
     super::schedules::SCHEMA_V5,
     SCHEMA_V6,
     SCHEMA_V7,
+    super::topics::SCHEMA_V8,
 ];
 
 /// Priorities and ordered groups.
