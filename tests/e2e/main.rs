@@ -22,4 +22,5 @@ mod schedules;
 mod sqs;
 mod storage;
 mod support;
+mod topics;
 mod triggers;

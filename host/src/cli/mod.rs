@@ -7,6 +7,7 @@ mod functions;
 mod queues;
 mod schedules;
 mod tokens;
+mod topics;
 mod view;
 
 use std::net::SocketAddr;
@@ -81,6 +82,11 @@ pub enum Command {
     /// Enqueue messages on a cron schedule: put, list, show and delete schedules.
     #[command(subcommand)]
     Schedule(schedules::ScheduleCommand),
+    /// Publish-subscribe: create topics, subscribe queues (with filters, replaying history).
+    #[command(subcommand)]
+    Topic(topics::TopicCommand),
+    /// Publish a message to a topic (BODY, or standard input).
+    Publish(topics::PublishArgs),
     /// Benchmark this machine: a temporary host, real HTTP, real components.
     Bench(crate::bench::BenchArgs),
 }
@@ -199,6 +205,8 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Apply(args) => apply::apply(args).await,
         Command::Token(command) => tokens::run(command).await,
         Command::Schedule(command) => schedules::run(command).await,
+        Command::Topic(command) => topics::run(command).await,
+        Command::Publish(args) => topics::publish(args).await,
         Command::Bench(args) => crate::bench::run(args).await,
     }
 }
