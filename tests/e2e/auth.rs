@@ -92,6 +92,7 @@ fn concrete(method: &str, path: &str) -> String {
         (false, false) => ("q", "f"),
     };
     path.replace("{queue}", queue)
+        .replace("{topic}", queue)
         .replace("{name}", name)
         .replace("{id}", "missing")
 }
@@ -127,6 +128,9 @@ async fn every_route_method_and_scope_matches_security_md() {
         )
         .await;
     assert_eq!(code, 200, "{body}");
+    // A topic named like the queue: `produce:q` covers both.
+    let (code, body) = server.post("/v1/topics", json!({"name": "q"})).await;
+    assert_eq!(code, 201, "{body}");
     let table = documented_scopes();
 
     let (_, doc) = server.get("/openapi.json").await;

@@ -48,6 +48,14 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/tokens"),
     ("get", "/v1/tokens/self"),
     ("delete", "/v1/tokens/{id}"),
+    ("get", "/v1/topics"),
+    ("post", "/v1/topics"),
+    ("get", "/v1/topics/{topic}"),
+    ("delete", "/v1/topics/{topic}"),
+    ("put", "/v1/topics/{topic}/subscriptions/{queue}"),
+    ("delete", "/v1/topics/{topic}/subscriptions/{queue}"),
+    ("post", "/v1/topics/{topic}/messages"),
+    ("post", "/v1/topics/{topic}/messages/batch"),
 ];
 
 const METHODS: &[&str] = &["get", "put", "post", "delete", "patch", "head", "options"];
