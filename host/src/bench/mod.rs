@@ -89,8 +89,8 @@ pub struct BenchArgs {
     /// and drops them after; adds the `SKIP LOCKED` floor and the several-hosts phase.
     #[arg(long, env = "SLUICE_BENCH_DATABASE_URL")]
     pub database: Option<String>,
-    /// Run only these phases (comma-separated): enqueue, drain, pull, order (priorities and
-    /// groups), sqs, steady, chain, overhead,
+    /// Run only these phases (comma-separated): enqueue, topics (fan-out to 10 queues),
+    /// drain, pull, order (priorities and groups), sqs, steady, chain, overhead,
     /// floor, hostile, depth, restart, hosts (with --database); and polyglot, which runs only when named
     /// here (it needs the Python and JavaScript toolchains scripts/test installs, and takes
     /// minutes).

@@ -50,8 +50,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     )
     .await?;
 
+    let mut enqueue_rate = None;
     if args.wants("enqueue") {
-        bench.enqueue(&mut report).await?;
+        enqueue_rate = Some(bench.enqueue(&mut report).await?);
+    }
+    if args.wants("topics") {
+        bench.topics(&mut report, enqueue_rate).await?;
     }
     let mut drain_rate = None;
     if args.wants("drain") {
@@ -516,51 +520,13 @@ impl Bench {
     }
 
     /// HTTP batch enqueue (4 × 100) and single-message enqueue (64 clients).
-    async fn enqueue(&self, report: &mut Report) -> anyhow::Result<()> {
+    async fn enqueue(&self, report: &mut Report) -> anyhow::Result<f64> {
         let a = &self.args;
         self.queue("bench-enqueue", json!({})).await?;
-        let batch = a.batch_size.max(1) as u64;
-        let messages: Vec<Value> = (0..batch)
-            .map(|i| json!({"body": body(i, a.body_bytes)}))
-            .collect();
-        let payload = Bytes::from(serde_json::to_vec(&json!({ "messages": messages }))?);
-        let url = format!("{}/v1/queues/bench-enqueue/messages/batch", self.url);
-        let next = Arc::new(AtomicU64::new(0));
-        let total = a.messages;
-        let start = Instant::now();
-        let mut clients = JoinSet::new();
-        for _ in 0..a.batch_clients.max(1) {
-            let (http, url, payload, next) = (
-                self.http.clone(),
-                url.clone(),
-                payload.clone(),
-                next.clone(),
-            );
-            clients.spawn(async move {
-                while next.fetch_add(batch, Ordering::Relaxed) < total {
-                    let r = http
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .body(payload.clone())
-                        .send()
-                        .await?;
-                    ensure!(r.status().is_success(), "batch enqueue: {}", r.status());
-                    r.bytes().await?;
-                }
-                anyhow::Ok(())
-            });
-        }
-        while let Some(r) = clients.join_next().await {
-            r??;
-        }
-        let sent = total.div_ceil(batch) * batch;
-        report.target(
-            "enqueue.batch_msgs_per_s",
-            sent as f64 / start.elapsed().as_secs_f64(),
-            "msg/s",
-            ">=",
-            150_000.0,
-        );
+        let rate = self
+            .post_batches("/v1/queues/bench-enqueue/messages/batch")
+            .await?;
+        report.target("enqueue.batch_msgs_per_s", rate, "msg/s", ">=", 150_000.0);
         self.store.purge("bench-enqueue").await?;
 
         let url = format!("{}/v1/queues/bench-enqueue/messages", self.url);
@@ -568,6 +534,7 @@ impl Bench {
         let done = Arc::new(AtomicU64::new(0));
         let end = Instant::now() + a.duration;
         let start = Instant::now();
+        let mut clients = JoinSet::new();
         for _ in 0..a.single_clients.max(1) {
             let (http, url, payload, done) = (
                 self.http.clone(),
@@ -596,7 +563,90 @@ impl Bench {
             15_000.0,
         );
         self.store.purge("bench-enqueue").await?;
+        Ok(rate)
+    }
+
+    /// Fan-out: publishing to a topic with [`FANOUT_QUEUES`] subscribed queues, the same
+    /// batches and clients as the batch enqueue; the ratio to that enqueue in the same run is
+    /// the cost of the copies.
+    async fn topics(&self, report: &mut Report, enqueue_rate: Option<f64>) -> anyhow::Result<()> {
+        self.call(
+            reqwest::Method::POST,
+            "/v1/topics",
+            Some(json!({"name": "bench-topic"})),
+        )
+        .await?;
+        let queues: Vec<String> = (0..FANOUT_QUEUES)
+            .map(|i| format!("bench-fanout-{i}"))
+            .collect();
+        for queue in &queues {
+            self.queue(queue, json!({})).await?;
+            self.call(
+                reqwest::Method::PUT,
+                &format!("/v1/topics/bench-topic/subscriptions/{queue}"),
+                Some(json!({})),
+            )
+            .await?;
+        }
+        let rate = self
+            .post_batches("/v1/topics/bench-topic/messages/batch")
+            .await?;
+        report.add("topics.fanout_10.publish_msgs_per_s", rate, "msg/s");
+        report.add(
+            "topics.fanout_10.copies_per_s",
+            rate * FANOUT_QUEUES as f64,
+            "msg/s",
+        );
+        if let Some(enqueue) = enqueue_rate {
+            report.add("topics.fanout_10.publish_to_enqueue", rate / enqueue, "x");
+        }
+        for queue in &queues {
+            self.store.unsubscribe("bench-topic", queue).await?;
+            self.store.purge(queue).await?;
+        }
         Ok(())
+    }
+
+    /// Posts the bench's `messages` as JSON batches of `batch_size` to `path` from
+    /// `batch_clients` clients at once; returns messages per second.
+    async fn post_batches(&self, path: &str) -> anyhow::Result<f64> {
+        let a = &self.args;
+        let batch = a.batch_size.max(1) as u64;
+        let messages: Vec<Value> = (0..batch)
+            .map(|i| json!({"body": body(i, a.body_bytes)}))
+            .collect();
+        let payload = Bytes::from(serde_json::to_vec(&json!({ "messages": messages }))?);
+        let url = format!("{}{path}", self.url);
+        let next = Arc::new(AtomicU64::new(0));
+        let total = a.messages;
+        let start = Instant::now();
+        let mut clients = JoinSet::new();
+        for _ in 0..a.batch_clients.max(1) {
+            let (http, url, payload, next) = (
+                self.http.clone(),
+                url.clone(),
+                payload.clone(),
+                next.clone(),
+            );
+            clients.spawn(async move {
+                while next.fetch_add(batch, Ordering::Relaxed) < total {
+                    let r = http
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(payload.clone())
+                        .send()
+                        .await?;
+                    ensure!(r.status().is_success(), "batch post to {url}: {}", r.status());
+                    r.bytes().await?;
+                }
+                anyhow::Ok(())
+            });
+        }
+        while let Some(r) = clients.join_next().await {
+            r??;
+        }
+        let sent = total.div_ceil(batch) * batch;
+        Ok(sent as f64 / start.elapsed().as_secs_f64())
     }
 
     /// Drains a paused backlog through one trigger; returns msgs/s from first start to empty.
@@ -1187,6 +1237,9 @@ async fn time_bare_calls(
     })
     .await?
 }
+
+/// Queues subscribed to the `topics` phase's topic.
+const FANOUT_QUEUES: usize = 10;
 
 /// Groups of the `order` phase's grouped backlog: enough that every batch of the drain's
 /// trigger fills (a batch takes one message per group) with `concurrency` batches in flight.
