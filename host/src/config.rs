@@ -116,7 +116,7 @@ impl Config {
     }
 }
 
-/// `sluice.toml`: queues, functions, triggers and schedules, applied idempotently by
+/// `sluice.toml`: queues, functions, triggers, schedules and topics, applied idempotently by
 /// `sluice apply`.
 ///
 /// ```toml
@@ -141,6 +141,13 @@ impl Config {
 /// timezone = "Europe/Berlin"
 /// queue = "orders"
 /// body = '{"report": "daily"}'
+///
+/// [topics.events]
+/// retention_ms = 86400000
+///
+/// [topics.events.subscriptions.orders]
+/// filter = { kind = "order", region = { prefix = "eu-" } }
+/// from = "earliest"
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -151,6 +158,29 @@ pub struct Manifest {
     pub functions: std::collections::BTreeMap<String, FunctionManifest>,
     #[serde(default)]
     pub schedules: std::collections::BTreeMap<String, ScheduleManifest>,
+    #[serde(default)]
+    pub topics: std::collections::BTreeMap<String, TopicManifest>,
+}
+
+/// A topic in the manifest, with its subscriptions by queue.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicManifest {
+    /// Default 1 day; a topic that exists keeps its retention.
+    pub retention_ms: Option<u64>,
+    #[serde(default)]
+    pub subscriptions: std::collections::BTreeMap<String, SubscriptionManifest>,
+}
+
+/// `PUT /v1/topics/{topic}/subscriptions/{queue}`'s body.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionManifest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter: Option<serde_json::Value>,
+    /// `"latest"`, `"earliest"` or a time in ms; only for a new subscription.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<serde_json::Value>,
 }
 
 /// A schedule in the manifest: `PUT /v1/schedules/{name}`'s body.
@@ -238,6 +268,11 @@ mod tests {
             cron = "0 2 * * *"
             queue = "orders"
             attributes = { kind = "report" }
+
+            [topics.events]
+            [topics.events.subscriptions.orders]
+            filter = { kind = "order", region = { prefix = "eu-" } }
+            from = "earliest"
             "#,
         )
         .unwrap();
@@ -258,6 +293,12 @@ mod tests {
             ("UTC", "")
         );
         assert_eq!(nightly.attributes["kind"], "report");
+        let orders = &manifest.topics["events"].subscriptions["orders"];
+        assert_eq!(
+            orders.filter,
+            Some(serde_json::json!({"kind": "order", "region": {"prefix": "eu-"}}))
+        );
+        assert_eq!(orders.from, Some(serde_json::json!("earliest")));
     }
 
     #[test]

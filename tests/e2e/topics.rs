@@ -263,3 +263,103 @@ async fn a_publish_killed_midway_leaves_every_copy_or_none() {
         assert_eq!(got, (1..=head).collect::<Vec<_>>(), "queue {queue}");
     }
 }
+
+#[tokio::test]
+async fn the_patterns_example_applies_from_its_manifest_and_runs() {
+    let (server, dir) = Server::start().await;
+    let manifest =
+        std::fs::read_to_string(crate::support::repo().join("examples/patterns/sluice.toml"))
+            .unwrap();
+    let built = format!("{}/", crate::support::examples_dir().display());
+    let manifest = manifest.replace("../target/wasm32-wasip2/release/", &built);
+    let path = dir.path().join("sluice.toml");
+    std::fs::write(&path, manifest).unwrap();
+    let first = cli(&server, &["apply", path.to_str().unwrap()]);
+    assert!(first.contains("topic events: created"), "{first}");
+    let second = cli(&server, &["apply", path.to_str().unwrap()]);
+    assert!(second.contains("topic events: exists"), "{second}");
+
+    cli(
+        &server,
+        &[
+            "publish",
+            "events",
+            "eu order",
+            "--attr",
+            "kind=order",
+            "--attr",
+            "region=eu-west",
+        ],
+    );
+    cli(
+        &server,
+        &[
+            "publish",
+            "events",
+            "us order",
+            "--attr",
+            "kind=order",
+            "--attr",
+            "region=us-east",
+        ],
+    );
+    for step in ["packed", "shipped", "delivered"] {
+        for order in [7, 8] {
+            cli(
+                &server,
+                &[
+                    "send",
+                    "shipments",
+                    &format!("order {order}: {step}"),
+                    "--group",
+                    &format!("order-{order}"),
+                ],
+            );
+        }
+    }
+    assert_eq!(server.stats("eu-orders").await["visible"], 1);
+    let handled = wait_for(Duration::from_secs(30), || async {
+        let (_, audit) = server.get("/v1/functions/audit-log/invocations").await;
+        let (_, shipped) = server.get("/v1/functions/shipments-log/invocations").await;
+        let batches = |v: &Value| -> u64 {
+            v["invocations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|i| i["batch_size"].as_u64().unwrap_or(0))
+                .sum()
+        };
+        batches(&audit) == 2 && batches(&shipped) == 6
+    })
+    .await;
+    assert!(handled, "{}", cli(&server, &["logs", "shipments-log"]));
+    // Each order's steps were printed in the order they were sent.
+    let (_, log) = server.get("/v1/functions/shipments-log/invocations").await;
+    let mut printed: Vec<String> = log["invocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .flat_map(|i| {
+            i["logs"]
+                .as_str()
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("order 7"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    printed.dedup();
+    let steps: Vec<&str> = ["packed", "shipped", "delivered"]
+        .iter()
+        .map(|s| *s)
+        .filter(|s| printed.iter().any(|l| l.contains(s)))
+        .collect();
+    assert_eq!(steps.len(), 3, "{printed:?}");
+    let order = |s: &str| printed.iter().position(|l| l.contains(s)).unwrap();
+    assert!(
+        order("packed") < order("shipped") && order("shipped") < order("delivered"),
+        "{printed:?}"
+    );
+}

@@ -636,7 +636,11 @@ impl Bench {
                         .body(payload.clone())
                         .send()
                         .await?;
-                    ensure!(r.status().is_success(), "batch post to {url}: {}", r.status());
+                    ensure!(
+                        r.status().is_success(),
+                        "batch post to {url}: {}",
+                        r.status()
+                    );
                     r.bytes().await?;
                 }
                 anyhow::Ok(())

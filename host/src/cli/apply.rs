@@ -178,5 +178,36 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
             schedule.queue, schedule.cron
         );
     }
+
+    // Topics after queues: a subscription names its queue.
+    for (name, topic) in &manifest.topics {
+        let path = format!("/v1/topics/{}", segment(name));
+        if client.get(&path).await.is_ok() {
+            println!("topic {name}: exists");
+        } else {
+            let mut body = json!({ "name": name });
+            if let Some(retention_ms) = topic.retention_ms {
+                body["retention_ms"] = json!(retention_ms);
+            }
+            client
+                .post_json("/v1/topics", &body)
+                .await
+                .with_context(|| format!("creating topic {name}"))?;
+            println!("topic {name}: created");
+        }
+        for (queue, subscription) in &topic.subscriptions {
+            let request = client
+                .request(
+                    Method::PUT,
+                    &format!("{path}/subscriptions/{}", segment(queue)),
+                )
+                .json(subscription);
+            client
+                .send(request)
+                .await
+                .with_context(|| format!("subscribing {queue} to topic {name}"))?;
+            println!("topic {name}: {queue} subscribes");
+        }
+    }
     Ok(())
 }
