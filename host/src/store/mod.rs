@@ -264,6 +264,21 @@ pub struct Settlement {
     pub dead_letter: Vec<DeadLetter>,
     /// Messages to enqueue, committed with the rest or not at all.
     pub send: Vec<(String, NewMessage)>,
+    /// Messages to publish to topics (fanned out to their subscriptions), committed with the
+    /// rest or not at all.
+    pub publish: Vec<(String, NewMessage)>,
+}
+
+/// Messages grouped by their queue or topic, in first-seen order, each group in its order.
+pub(crate) fn by_target(list: Vec<(String, NewMessage)>) -> Vec<(String, Vec<NewMessage>)> {
+    let mut grouped: Vec<(String, Vec<NewMessage>)> = Vec::new();
+    for (target, message) in list {
+        match grouped.iter_mut().find(|(t, _)| *t == target) {
+            Some((_, messages)) => messages.push(message),
+            None => grouped.push((target, vec![message])),
+        }
+    }
+    grouped
 }
 
 #[derive(Debug, Clone)]
@@ -288,6 +303,8 @@ pub struct Settled {
     pub dead_lettered: u64,
     pub dropped: u64,
     pub sent: u64,
+    /// Messages published to topics.
+    pub published: u64,
     /// The ids of the settlement the lease no longer held, in the order the settlement named
     /// them (acks, then retries, then dead letters).
     pub stale: Vec<String>,

@@ -128,7 +128,37 @@ contract_tests!(
     a_group_goes_one_message_at_a_time_in_order,
     topics_fan_out_through_filters_all_or_nothing,
     a_replay_meets_live_publishing_without_gap_or_duplicate,
+    a_settle_publishes_with_its_ack_or_not_at_all,
 );
+
+/// A handler's publishes commit with the batch's ack: a missing topic fails the whole
+/// settlement, and the message stays leased, not acked.
+async fn a_settle_publishes_with_its_ack_or_not_at_all(f: Fixture) {
+    f.queue("in", QueueSettings::default()).await;
+    f.queue("sub", QueueSettings::default()).await;
+    f.store.create_topic("t", 60_000).await.unwrap();
+    f.store
+        .subscribe("t", "sub", serde_json::json!({}), ReplayFrom::Latest)
+        .await
+        .unwrap();
+    f.store.enqueue("in", vec![msg("a")]).await.unwrap();
+    let lease = f.lease("in", 10).await;
+    let bad = Settlement {
+        publish: vec![("t".into(), msg("x")), ("nope".into(), msg("y"))],
+        ..ack_all(&lease)
+    };
+    let err = f.store.settle(&lease, bad).await.unwrap_err();
+    assert!(matches!(err, Error::TopicNotFound(_)), "{err}");
+    assert_eq!(f.stats("in").await.in_flight, 1);
+    assert_eq!(f.stats("sub").await.visible, 0);
+    let good = Settlement {
+        publish: vec![("t".into(), msg("x")), ("t".into(), msg("y"))],
+        ..ack_all(&lease)
+    };
+    let settled = f.store.settle(&lease, good).await.unwrap();
+    assert_eq!((settled.acked, settled.published), (1, 2));
+    assert_eq!(seqs(&f.store.peek("sub", 10, None).await.unwrap()), [1, 2]);
+}
 
 fn seqs(messages: &[Message]) -> Vec<u64> {
     messages
@@ -1869,6 +1899,7 @@ async fn counters_add_up(f: Fixture) {
             reason: "r".into(),
         }],
         send: vec![("q".into(), msg("again"))],
+        ..Settlement::default()
     };
     let settled = f.store.settle(&lease, s).await.unwrap();
     assert_eq!(

@@ -548,6 +548,7 @@ pub async fn settle(
         retry,
         dead_letter: dead,
         send,
+        publish,
     } = settlement;
     let now = work.now;
     let mut out = Settled::default();
@@ -635,16 +636,15 @@ pub async fn settle(
     }
 
     // Sends go out grouped by target (order kept within each), one insert per target.
-    let mut by_target: Vec<(String, Vec<NewMessage>)> = Vec::new();
-    for (target, message) in send {
-        match by_target.iter_mut().find(|(t, _)| *t == target) {
-            Some((_, list)) => list.push(message),
-            None => by_target.push((target, vec![message])),
-        }
-    }
-    for (target, messages) in by_target {
+    for (target, messages) in crate::store::by_target(send) {
         // A missing queue or an oversized message fails the whole settlement.
         out.sent += enqueue(tx, work, &target, messages).await?.len() as u64;
+    }
+    for (topic, messages) in crate::store::by_target(publish) {
+        // So does a missing topic, or a copy a subscribed queue refuses.
+        out.published += super::topics::publish(tx, work, &topic, messages)
+            .await?
+            .len() as u64;
     }
     Ok(out)
 }

@@ -316,6 +316,7 @@ pub fn settle(
         retry,
         dead_letter: dead,
         send,
+        publish,
     } = settlement;
     let conn = tx.conn;
     let now = tx.now;
@@ -398,6 +399,10 @@ pub fn settle(
     for (target, message) in send {
         // A missing queue or an oversized message fails the whole settlement.
         out.sent += enqueue(tx, &target, vec![message])?.len() as u64;
+    }
+    for (topic, messages) in crate::store::by_target(publish) {
+        // So does a missing topic, or a copy a subscribed queue refuses.
+        out.published += super::topics::publish(tx, &topic, messages)?.len() as u64;
     }
     Ok(out)
 }
