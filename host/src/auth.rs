@@ -112,6 +112,10 @@ impl Need {
                 "receive" | "ack" | "retry" | "dead-letter" | "extend",
             ] if *method == Method::POST => Need::Consume((*queue).to_owned()),
             ["v1", "queues", ..] => Need::Admin,
+            // The handler checks `read` or `produce` to the answered message's queue, which
+            // only the reply names.
+            ["v1", "replies", _] if reads => Need::AnyToken,
+            ["v1", "replies", ..] => Need::Admin,
             ["v1", "functions"]
             | ["v1", "functions", _]
             | ["v1", "functions", _, "invocations"]

@@ -5,14 +5,14 @@
 //! already) changes nothing and is reported per receipt. Long polling waits on the queue's
 //! wake-up (an enqueue, a retry coming due, a lease expiring), never in a sleep loop.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::dispatch::decide::backoff_delay_ms;
-use crate::store::{self, DeadLetter, Message, Retry, Settlement, Store};
+use crate::store::{self, DeadLetter, Message, NewReply, Retry, Settlement, Store};
 
 /// The longest a receive may wait for messages (SQS's limit too).
 pub const MAX_WAIT: Duration = Duration::from_secs(20);
@@ -189,13 +189,30 @@ pub async fn receive(store: &Store, queue: &str, options: ReceiveOptions) -> Res
 /// What to do with the messages named by receipts.
 #[derive(Debug, Clone)]
 pub enum Action {
-    /// Done with it: delete it.
-    Ack,
+    /// Done with it: delete it, committing the replies given by receipt (request-reply) with
+    /// the acks.
+    Ack { replies: HashMap<String, ReplyBody> },
     /// Deliver it again after `delay` (default: the queue's backoff for its attempt); after
     /// its last attempt it is dead-lettered instead, like a trigger's retry.
     Retry { delay: Option<Duration> },
     /// Move it to the queue's dead-letter queue with a reason (dropped without one).
     DeadLetter { reason: String },
+}
+
+impl Action {
+    /// A plain ack, with no replies.
+    pub fn ack() -> Action {
+        Action::Ack {
+            replies: HashMap::new(),
+        }
+    }
+}
+
+/// The body and attributes of a pull consumer's reply to one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyBody {
+    pub body: Vec<u8>,
+    pub attributes: Vec<(String, String)>,
 }
 
 /// How one receipt fared.
@@ -225,10 +242,19 @@ pub async fn settle(
     };
     for (lease, held) in by_lease {
         let mut settlement = Settlement::default();
-        for (_, receipt) in &held {
+        for (index, receipt) in &held {
             let id = receipt.id.clone();
             match action {
-                Action::Ack => settlement.ack.push(id),
+                Action::Ack { replies } => {
+                    if let Some(reply) = replies.get(&receipts[*index]) {
+                        settlement.replies.push(NewReply {
+                            message_id: id.clone(),
+                            body: reply.body.clone(),
+                            attributes: reply.attributes.clone(),
+                        });
+                    }
+                    settlement.ack.push(id)
+                }
                 Action::Retry { delay } => {
                     // `backoff` is read exactly when no delay was given.
                     let delay_ms = match (delay, &backoff) {

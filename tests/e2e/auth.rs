@@ -58,6 +58,8 @@ fn grants(scope: &str, need: &str) -> bool {
         "deploy" => ["admin", "deploy"].contains(&scope),
         "read" => ["admin", "deploy", "read"].contains(&scope),
         "produce" => ["admin", "produce", "produce:q"].contains(&scope),
+        // A reply to a message of queue `q`.
+        "read or produce" => ["admin", "deploy", "read", "produce", "produce:q"].contains(&scope),
         "consume" => ["admin", "consume", "consume:q"].contains(&scope),
         other => panic!("SECURITY.md names an unknown scope `{other}`"),
     }
@@ -82,7 +84,7 @@ const METHODS: [&str; 10] = [
 
 /// A concrete path for an OpenAPI path: queue `q` and function `f` exist; deletions aim at
 /// names that do not, so the walk leaves the server as it found it.
-fn concrete(method: &str, path: &str) -> String {
+fn concrete(method: &str, path: &str, reply_to: &str) -> String {
     let deleting = method == "DELETE" && !path.ends_with("/trigger");
     // A stream of a function that exists would never end; one that does not is a quick 404.
     let streaming = path.ends_with("/stream");
@@ -95,6 +97,7 @@ fn concrete(method: &str, path: &str) -> String {
         .replace("{topic}", queue)
         .replace("{name}", name)
         .replace("{id}", "missing")
+        .replace("{message_id}", reply_to)
 }
 
 async fn status(
@@ -131,6 +134,22 @@ async fn every_route_method_and_scope_matches_security_md() {
     // A topic named like the queue: `produce:q` covers both.
     let (code, body) = server.post("/v1/topics", json!({"name": "q"})).await;
     assert_eq!(code, 201, "{body}");
+    // A reply to a message of `q`, given by a pull consumer with its ack.
+    let (code, sent) = server.post_raw("/v1/queues/q/messages", "ask").await;
+    assert_eq!(code, 201, "{sent}");
+    let (code, received) = server
+        .post("/v1/queues/q/messages/receive", json!({"max_messages": 1}))
+        .await;
+    assert_eq!(code, 200, "{received}");
+    let receipt = received["messages"][0]["receipt"].clone();
+    let (code, acked) = server
+        .post(
+            "/v1/queues/q/messages/ack",
+            json!({"receipts": [receipt], "replies": [{"receipt": receipt, "body": "answer"}]}),
+        )
+        .await;
+    assert_eq!(code, 200, "{acked}");
+    let reply_to = sent["id"].as_str().unwrap().to_owned();
     let table = documented_scopes();
 
     let (_, doc) = server.get("/openapi.json").await;
@@ -171,7 +190,7 @@ async fn every_route_method_and_scope_matches_security_md() {
             let as_get = if method == "HEAD" { "GET" } else { method };
             let documented = served.get(&(as_get.to_owned(), path.clone()));
             let need = documented.map_or(unserved_scope(path), String::as_str);
-            let url = concrete(method, path);
+            let url = concrete(method, path, &reply_to);
             let what = format!("{method} {url} (needs {need})");
             let has_body = method != "HEAD";
             for (who, client) in [("no token", &anonymous), ("a wrong token", &wrong)] {

@@ -18,6 +18,7 @@ mod ordering;
 mod polyglot;
 mod pull;
 mod queues;
+mod replies;
 mod schedules;
 mod sqs;
 mod storage;

@@ -31,6 +31,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/queues/{queue}/messages/dead-letter"),
     ("post", "/v1/queues/{queue}/messages/extend"),
     ("delete", "/v1/queues/{queue}/messages/{id}"),
+    ("get", "/v1/replies/{message_id}"),
     ("post", "/v1/queues/{queue}/purge"),
     ("post", "/v1/queues/{queue}/redrive"),
     ("get", "/v1/queues/{queue}/series"),

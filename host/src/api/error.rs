@@ -49,6 +49,10 @@ pub enum ApiError {
     HeadersTooLarge(String),
     #[error("{0}")]
     Internal(String),
+    /// A request-reply enqueue whose reply did not come in time: 504 `reply_timeout`, naming
+    /// the message (it stays queued; its reply can be fetched later).
+    #[error("{message}")]
+    ReplyTimeout { message: String, message_id: String },
 }
 
 /// The body of every error answer.
@@ -62,10 +66,13 @@ pub struct ErrorDetail {
     /// Stable and machine-readable: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
     /// `method_not_allowed`, `request_timeout`, `conflict`, `stale_receipt`, `payload_too_large`,
     /// `uri_too_long`, `unsupported_media_type`, `invalid_component`, `queue_full`,
-    /// `headers_too_large`, `storage_unavailable`, `server_busy`, `internal`.
+    /// `headers_too_large`, `storage_unavailable`, `server_busy`, `reply_timeout`, `internal`.
     pub code: String,
     /// What went wrong and what to do about it, for people.
     pub message: String,
+    /// The message enqueued, when its reply did not come in time (`reply_timeout`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
 }
 
 impl ApiError {
@@ -93,6 +100,7 @@ impl ApiError {
                 "headers_too_large",
             ),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::ReplyTimeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "reply_timeout"),
         }
     }
 
@@ -125,6 +133,10 @@ impl ApiError {
             error: ErrorDetail {
                 code: code.to_owned(),
                 message: self.to_string(),
+                message_id: match self {
+                    ApiError::ReplyTimeout { message_id, .. } => Some(message_id.clone()),
+                    _ => None,
+                },
             },
         };
         (status, body)
@@ -134,7 +146,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, body) = self.status_and_body();
-        if status.is_server_error() && !matches!(self, ApiError::Busy(_)) {
+        if status.is_server_error()
+            && !matches!(self, ApiError::Busy(_) | ApiError::ReplyTimeout { .. })
+        {
             tracing::error!(%status, error = %self, "request failed");
         }
         let mut response = (status, Json(body)).into_response();

@@ -11,7 +11,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
+use axum::response::{IntoResponse, Response};
+
 use super::model::Enqueued;
+use super::replies::{self, ReplyView};
 use super::{ApiError, AppState, ErrorBody, Segment, body_error, parse_json};
 use crate::config::ApiLimits;
 use crate::store::{self, Message, NewMessage};
@@ -28,29 +31,38 @@ const ATTR_PREFIX: &str = "sluice-attr-";
         ("Sluice-Dedup-Id" = Option<String>, Header, description = "1 to 128 bytes; a second message with the same id within the queue's dedup window is not added"),
         ("Sluice-Priority" = Option<u8>, Header, description = "0 (lowest) to 9 (highest), default 4: a batch takes higher priorities first"),
         ("Sluice-Group" = Option<String>, Header, description = "1 to 128 bytes: messages of one group are delivered one at a time, in enqueue order"),
+        ("Sluice-Reply-Timeout-Ms" = Option<u64>, Header, description = "1 to 60000: wait this long for the handler's reply and answer it (200), or 504 `reply_timeout` with the message id"),
     ),
     request_body(content = String, content_type = "application/octet-stream",
         description = "The message body, as is (any content type)"),
     responses(
+        (status = 200, description = "The handler's reply (with `Sluice-Reply-Timeout-Ms`)", body = ReplyView),
         (status = 201, description = "Enqueued (or a duplicate of an earlier message)", body = Enqueued),
         (status = 400, description = "Invalid header, attribute, delay or dedup id", body = ErrorBody),
         (status = 404, description = "No such queue", body = ErrorBody),
         (status = 413, description = "Larger than the queue's or the server's limit", body = ErrorBody),
         (status = 503, description = "Storage unavailable", body = ErrorBody),
+        (status = 504, description = "No reply within `Sluice-Reply-Timeout-Ms` (`reply_timeout`, with `message_id`): the message stays queued", body = ErrorBody),
     ))]
 pub async fn enqueue_one(
     State(state): State<AppState>,
     Segment(queue): Segment,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Enqueued>), ApiError> {
+) -> Result<Response, ApiError> {
+    let wait = replies::requested_wait(&headers)?;
     let message = single_message(&state.limits, &headers, body)?;
     let mut ids = state.store.enqueue(&queue, vec![message]).await?;
     metrics::counter!("sluice_enqueued_total", "queue" => queue).increment(1);
     let enqueued = ids
         .pop()
         .ok_or_else(|| ApiError::Internal("enqueue returned no id".into()))?;
-    Ok((StatusCode::CREATED, Json(enqueued.into())))
+    match wait {
+        Some(timeout) => Ok(replies::wait(&state, enqueued.id, timeout)
+            .await?
+            .into_response()),
+        None => Ok((StatusCode::CREATED, Json(Enqueued::from(enqueued))).into_response()),
+    }
 }
 
 /// One message from a raw request body and its `Sluice-*` headers (a queue's single enqueue,

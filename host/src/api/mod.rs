@@ -10,6 +10,7 @@ pub mod model;
 mod openapi;
 mod pull;
 mod queues;
+mod replies;
 mod schedules;
 mod tokens;
 mod topics;
@@ -106,6 +107,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(messages::enqueue_one, messages::peek))
         .routes(routes!(messages::enqueue_batch))
         .routes(routes!(messages::delete_one))
+        .routes(routes!(replies::show))
         .routes(routes!(pull::receive))
         .routes(routes!(pull::ack))
         .routes(routes!(pull::retry))

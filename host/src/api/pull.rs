@@ -109,6 +109,24 @@ pub async fn receive(
 pub struct AckRequest {
     /// 1 to 1000 receipts, as receive gave them.
     receipts: Vec<String>,
+    /// Replies to some of the acked messages (request-reply), committed with their acks.
+    #[serde(default)]
+    replies: Vec<PullReply>,
+}
+
+/// A pull consumer's reply to one message it acks.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PullReply {
+    /// The receipt of the message answered; it must be among the ack's receipts.
+    receipt: String,
+    /// The body as UTF-8 text.
+    body: Option<String>,
+    /// The body as standard base64, for binary bodies.
+    body_base64: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = std::collections::HashMap<String, String>)]
+    attributes: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Receipts to deliver again later.
@@ -226,7 +244,24 @@ pub async fn ack(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SettleResponse>, ApiError> {
     let request: AckRequest = parse_json(&body.map_err(body_error)?)?;
-    settle(&state, &queue, request.receipts, Action::Ack).await
+    // The request body's limit bounds the replies too.
+    let mut replies = std::collections::HashMap::new();
+    for (index, reply) in request.replies.into_iter().enumerate() {
+        let at = |what: &str| ApiError::BadRequest(format!("replies[{index}]: {what}"));
+        if !request.receipts.contains(&reply.receipt) {
+            return Err(at("its `receipt` is not one of the `receipts` acked"));
+        }
+        let body =
+            super::messages::decode_body(reply.body, reply.body_base64, index)?.unwrap_or_default();
+        let attributes = super::messages::decode_attributes(reply.attributes, index)?;
+        let answer = pull::ReplyBody { body, attributes };
+        if replies.insert(reply.receipt, answer).is_some() {
+            return Err(at(
+                "a second reply to the same receipt; give one per message",
+            ));
+        }
+    }
+    settle(&state, &queue, request.receipts, Action::Ack { replies }).await
 }
 
 /// Deliver received messages again later; after a message's last attempt it is

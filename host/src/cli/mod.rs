@@ -60,6 +60,8 @@ pub enum Command {
     Queue(queues::QueueCommand),
     /// Enqueue a message (BODY, or standard input), or many from a JSON-lines file.
     Send(queues::SendArgs),
+    /// Print a handler's reply to a message (request-reply; kept for an hour).
+    Reply(queues::ReplyArgs),
     /// Look at a queue's next messages without leasing them.
     Peek(queues::PeekArgs),
     /// Lease messages as a pull consumer and print them with their receipts (and ack them
@@ -196,6 +198,7 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Serve(_) => unreachable!("serve is run by main"),
         Command::Queue(command) => queues::run(command).await,
         Command::Send(args) => queues::send(args).await,
+        Command::Reply(args) => queues::reply(args).await,
         Command::Peek(args) => queues::peek(args).await,
         Command::Receive(args) => queues::receive(args).await,
         Command::Deploy(args) => functions::deploy(args).await,

@@ -1,6 +1,6 @@
 //! `sluice queue ...`, `sluice send` and `sluice peek`.
 
-use std::io::{BufRead, Read};
+use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -309,6 +309,11 @@ pub struct SendArgs {
     /// A group key: messages of one group are delivered one at a time, in order.
     #[arg(long)]
     group: Option<String>,
+    /// Wait up to this long (at most 60s) for the handler's reply and print its body (with
+    /// --json, the whole reply); without a reply in time, fail naming the message, which stays
+    /// queued (`sluice reply ID` fetches the reply later).
+    #[arg(long, value_parser = parse_duration, conflicts_with = "file")]
+    wait_reply: Option<Duration>,
     /// Messages per request when sending a file.
     #[arg(long, default_value_t = 500)]
     batch_size: usize,
@@ -352,12 +357,57 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
     if let Some(group) = &args.group {
         request = request.header("sluice-group", group);
     }
+    if let Some(wait) = args.wait_reply {
+        request = request.header(
+            "sluice-reply-timeout-ms",
+            wait.as_millis().max(1).to_string(),
+        );
+    }
     let answer = client.send(request).await?;
     if args.remote.json {
         print_json(&answer);
+    } else if args.wait_reply.is_some() {
+        print_reply_body(&answer)?;
     } else {
         println!("{}", answer["id"].as_str().unwrap_or_default());
     }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct ReplyArgs {
+    /// The id of the message answered (as `sluice send` printed it).
+    message_id: String,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+/// Prints the reply to a message (kept for an hour after the handler gave it).
+pub async fn reply(args: ReplyArgs) -> anyhow::Result<()> {
+    let client = args.remote.client();
+    let answer = client
+        .get(&format!("/v1/replies/{}", segment(&args.message_id)))
+        .await?;
+    if args.remote.json {
+        print_json(&answer);
+    } else {
+        print_reply_body(&answer)?;
+    }
+    Ok(())
+}
+
+/// Writes a reply's body to standard output as it is (text or bytes).
+fn print_reply_body(reply: &Value) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let body = base64::engine::general_purpose::STANDARD
+        .decode(reply["body_base64"].as_str().unwrap_or_default())
+        .context("the server answered a reply whose body is not base64")?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&body)?;
+    if !body.ends_with(b"\n") && std::io::IsTerminal::is_terminal(&out) {
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
     Ok(())
 }
 

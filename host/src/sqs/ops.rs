@@ -661,7 +661,7 @@ async fn delete_message(app: &AppState, call: &Call) -> Answer {
     let queue = queue_of(call)?;
     authorize(&call.credential, &Need::Consume(queue.clone()))?;
     let handle = receipt(&call.params)?;
-    let outcome = pull::settle(&app.store, &queue, &[handle], &Action::Ack).await?;
+    let outcome = pull::settle(&app.store, &queue, &[handle], &Action::ack()).await?;
     match outcome.into_iter().next() {
         // As SQS: deleting with an old receipt handle succeeds and changes nothing.
         Some(Outcome::Done | Outcome::Stale) | None => Ok(Map::new()),
@@ -688,7 +688,7 @@ async fn delete_message_batch(app: &AppState, call: &Call) -> Answer {
     }
     let mut successful = Vec::new();
     if !handles.is_empty() {
-        let outcomes = pull::settle(&app.store, &queue, &handles, &Action::Ack).await?;
+        let outcomes = pull::settle(&app.store, &queue, &handles, &Action::ack()).await?;
         for (id, outcome) in ids.into_iter().zip(outcomes) {
             match outcome {
                 Outcome::Done | Outcome::Stale => successful.push(json!({ "Id": id })),

@@ -29,6 +29,8 @@ pub enum CatalogChange {
 /// stream of catalog changes.
 pub struct Events {
     notifiers: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Producers waiting for a reply, by message id; an entry lives while someone waits.
+    replies: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
     queues: RwLock<HashSet<String>>,
     consumers: RwLock<Consumers>,
     catalog: broadcast::Sender<CatalogChange>,
@@ -47,6 +49,7 @@ impl Default for Events {
     fn default() -> Self {
         Events {
             notifiers: Mutex::default(),
+            replies: Arc::default(),
             queues: RwLock::default(),
             consumers: RwLock::default(),
             catalog: broadcast::channel(1024).0,
@@ -91,6 +94,45 @@ impl Events {
         for notify in all {
             notify.notify_waiters();
             notify.notify_one();
+        }
+        let waiting: Vec<Arc<Notify>> = self
+            .replies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        for notify in waiting {
+            notify.notify_waiters();
+        }
+    }
+
+    /// A wake-up for the reply to `message_id`, for as long as the returned waiter lives.
+    pub fn reply_waiter(&self, message_id: &str) -> ReplyWaiter {
+        let notify = self
+            .replies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(message_id.to_owned())
+            .or_default()
+            .clone();
+        ReplyWaiter {
+            replies: self.replies.clone(),
+            message_id: message_id.to_owned(),
+            notify,
+        }
+    }
+
+    /// A reply to `message_id` was committed: wake whoever waits for it on this host.
+    pub fn reply_committed(&self, message_id: &str) {
+        let waiting = self
+            .replies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(message_id)
+            .cloned();
+        if let Some(notify) = waiting {
+            notify.notify_waiters();
         }
     }
 
@@ -161,5 +203,55 @@ impl Events {
     /// reload everything.
     pub fn subscribe(&self) -> broadcast::Receiver<CatalogChange> {
         self.catalog.subscribe()
+    }
+}
+
+/// A registered wait for one reply; dropping the last waiter for an id forgets the id.
+pub struct ReplyWaiter {
+    replies: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
+    message_id: String,
+    notify: Arc<Notify>,
+}
+
+impl ReplyWaiter {
+    /// Completes at the next wake-up for this reply (enable it before looking for the reply).
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
+    }
+}
+
+impl Drop for ReplyWaiter {
+    fn drop(&mut self) {
+        let mut replies = self.replies.lock().unwrap_or_else(PoisonError::into_inner);
+        // The map's reference and this one: nobody else waits for this reply.
+        if Arc::strong_count(&self.notify) <= 2 {
+            replies.remove(&self.message_id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_committed_reply_wakes_its_waiters_and_the_last_one_out_forgets_it() {
+        let events = Events::default();
+        let first = events.reply_waiter("7");
+        let second = events.reply_waiter("7");
+        {
+            let woken = first.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            events.reply_committed("8");
+            events.reply_committed("7");
+            tokio::time::timeout(std::time::Duration::from_secs(5), woken)
+                .await
+                .expect("the reply's commit wakes its waiter");
+        }
+        drop(first);
+        assert!(events.replies.lock().unwrap().contains_key("7"));
+        drop(second);
+        assert!(events.replies.lock().unwrap().is_empty());
     }
 }

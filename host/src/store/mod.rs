@@ -12,6 +12,7 @@ mod clock;
 mod codec;
 mod events;
 pub mod postgres;
+mod replies;
 pub mod sqlite;
 pub mod topics;
 mod validate;
@@ -20,6 +21,8 @@ mod validate;
 mod group_order;
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod replay_seam;
 /// Fresh PostgreSQL databases for tests (unit and end-to-end); not part of the API.
 #[doc(hidden)]
 pub mod testdb;
@@ -36,6 +39,7 @@ use serde::{Deserialize, Serialize};
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use events::{CatalogChange, Events};
+pub use replies::{MAX_REPLY_WAIT, NewReply, REPLY_RETENTION_MS, Reply};
 pub use sqlite::invocations::{InvocationEntry, InvocationQuery, InvocationRetention};
 pub use topics::{Published, ReplayFrom, SubscriptionRecord, TopicRecord};
 pub use validate::{RESERVED_ATTRIBUTE_PREFIX, is_reserved_attribute, validate_queue_name};
@@ -267,6 +271,9 @@ pub struct Settlement {
     /// Messages to publish to topics (fanned out to their subscriptions), committed with the
     /// rest or not at all.
     pub publish: Vec<(String, NewMessage)>,
+    /// Replies to messages of the lease, each committed only if its message is acknowledged
+    /// here (a retried or dead-lettered message's reply is discarded).
+    pub replies: Vec<NewReply>,
 }
 
 /// Messages grouped by their queue or topic, in first-seen order, each group in its order.
@@ -305,6 +312,8 @@ pub struct Settled {
     pub sent: u64,
     /// Messages published to topics.
     pub published: u64,
+    /// Replies committed (those of acknowledged messages).
+    pub replied: u64,
     /// The ids of the settlement the lease no longer held, in the order the settlement named
     /// them (acks, then retries, then dead letters).
     pub stale: Vec<String>,
@@ -563,6 +572,10 @@ pub trait Backend: Send + Sync + 'static {
     /// Copies the next chunk of history into a lagging subscription, in one commit; true once
     /// it has caught up.
     async fn catch_up(&self, topic: &str, queue: &str) -> Result<bool>;
+
+    // Replies ([`replies`]): committed by `settle`, swept by `expire`.
+    /// The reply to `message_id`, unless there is none or it expired.
+    async fn get_reply(&self, message_id: &str) -> Result<Option<Reply>>;
 }
 
 /// Where the store lives.

@@ -577,7 +577,7 @@ async fn run(ops: Vec<Op>, kind: Kind) -> Result<(), TestCaseError> {
                     continue;
                 }
                 let pull_action = match action {
-                    0 => crate::pull::Action::Ack,
+                    0 => crate::pull::Action::ack(),
                     1 => crate::pull::Action::Retry {
                         delay: Some(std::time::Duration::ZERO),
                     },

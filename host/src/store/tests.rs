@@ -129,6 +129,8 @@ contract_tests!(
     topics_fan_out_through_filters_all_or_nothing,
     a_replay_meets_live_publishing_without_gap_or_duplicate,
     a_settle_publishes_with_its_ack_or_not_at_all,
+    a_reply_commits_only_with_its_messages_ack_and_expires,
+    a_waiting_producer_wakes_on_the_reply_or_times_out,
 );
 
 /// A handler's publishes commit with the batch's ack: a missing topic fails the whole
@@ -158,6 +160,121 @@ async fn a_settle_publishes_with_its_ack_or_not_at_all(f: Fixture) {
     let settled = f.store.settle(&lease, good).await.unwrap();
     assert_eq!((settled.acked, settled.published), (1, 2));
     assert_eq!(seqs(&f.store.peek("sub", 10, None).await.unwrap()), [1, 2]);
+}
+
+fn reply_to(id: &str, body: &str) -> NewReply {
+    NewReply {
+        message_id: id.to_owned(),
+        body: body.as_bytes().to_vec(),
+        attributes: vec![("k".into(), "v".into())],
+    }
+}
+
+/// A reply commits with the ack of the message it answers: a retried or dead-lettered
+/// message's reply, or one whose lease was lost, is discarded. It is kept for its retention,
+/// then swept.
+async fn a_reply_commits_only_with_its_messages_ack_and_expires(f: Fixture) {
+    f.queue("q", QueueSettings::default()).await;
+    f.store
+        .enqueue("q", vec![msg("a"), msg("b"), msg("c")])
+        .await
+        .unwrap();
+    let lease = f.lease("q", 10).await;
+    let [a, b, c] = [0, 1, 2].map(|i| lease.messages[i].id.clone());
+    let settlement = Settlement {
+        ack: vec![a.clone()],
+        retry: vec![Retry {
+            id: b.clone(),
+            delay_ms: 0,
+            error: "again".into(),
+        }],
+        dead_letter: vec![DeadLetter {
+            id: c.clone(),
+            reason: "bad".into(),
+        }],
+        replies: vec![
+            reply_to(&a, "for a"),
+            reply_to(&b, "for b"),
+            reply_to(&c, "for c"),
+        ],
+        ..Settlement::default()
+    };
+    let settled = f.store.settle(&lease, settlement).await.unwrap();
+    assert_eq!((settled.acked, settled.replied), (1, 1));
+    let reply = f.store.reply(&a).await.unwrap().expect("a's reply");
+    assert_eq!(
+        (
+            reply.queue.as_str(),
+            reply.body.as_slice(),
+            reply.replied_at_ms
+        ),
+        ("q", b"for a".as_slice(), f.clock.now_ms())
+    );
+    assert_eq!(reply.attributes, [("k".to_owned(), "v".to_owned())]);
+    assert_eq!(f.store.reply(&b).await.unwrap(), None, "retried: discarded");
+    assert_eq!(
+        f.store.reply(&c).await.unwrap(),
+        None,
+        "dead-lettered: discarded"
+    );
+
+    // b comes back; a stale settle (its old lease) replies nothing.
+    let again = f.lease("q", 10).await;
+    assert_eq!(again.messages[0].id, b);
+    let stale = Settlement {
+        ack: vec![b.clone()],
+        replies: vec![reply_to(&b, "stale")],
+        ..Settlement::default()
+    };
+    let settled = f.store.settle(&lease, stale).await.unwrap();
+    assert_eq!((settled.acked, settled.replied), (0, 0));
+    assert_eq!(f.store.reply(&b).await.unwrap(), None);
+
+    f.clock.advance(REPLY_RETENTION_MS - 1);
+    f.store.expire_now().await.unwrap();
+    assert!(
+        f.store.reply(&a).await.unwrap().is_some(),
+        "kept for its retention"
+    );
+    f.clock.advance(1);
+    assert_eq!(
+        f.store.reply(&a).await.unwrap(),
+        None,
+        "expired, even before the sweep"
+    );
+    f.store.expire_now().await.unwrap();
+    assert_eq!(f.store.reply(&a).await.unwrap(), None);
+}
+
+/// A producer waiting for a reply wakes when the settle that stores it commits, and a wait
+/// with no reply ends at its deadline with none.
+async fn a_waiting_producer_wakes_on_the_reply_or_times_out(f: Fixture) {
+    f.queue("q", QueueSettings::default()).await;
+    f.store.enqueue("q", vec![msg("a")]).await.unwrap();
+    let lease = f.lease("q", 10).await;
+    let id = lease.messages[0].id.clone();
+    let none = f
+        .store
+        .wait_reply(&id, Duration::from_millis(50))
+        .await
+        .unwrap();
+    assert_eq!(none, None);
+    let waiting = {
+        let (store, id) = (f.store.clone(), id.clone());
+        tokio::spawn(async move { store.wait_reply(&id, Duration::from_secs(30)).await })
+    };
+    let settlement = Settlement {
+        replies: vec![reply_to(&id, "done")],
+        ..ack_all(&lease)
+    };
+    f.store.settle(&lease, settlement).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("woken by the commit, long before its own deadline")
+        .unwrap()
+        .unwrap()
+        .expect("the reply");
+    assert_eq!(reply.body, b"done");
 }
 
 fn seqs(messages: &[Message]) -> Vec<u64> {

@@ -1,5 +1,6 @@
 //! Wake-ups and catalog changes from every host: one dedicated connection LISTENs on
-//! `sluice_wake` (payload: a queue) and `sluice_catalog` (payload: what changed) and turns
+//! `sluice_wake` (payload: a queue), `sluice_catalog` (payload: what changed) and
+//! `sluice_reply` (payload: the id of a message just answered) and turns
 //! each NOTIFY into the same [`Events`] this host's own commits fire. When the connection is
 //! lost it reconnects with backoff and, since notifications may have been missed meanwhile,
 //! reloads the queue names and announces that everything may have changed.
@@ -99,7 +100,7 @@ async fn listen_once(
         }
     });
     let listening = client
-        .batch_execute("LISTEN sluice_wake; LISTEN sluice_catalog")
+        .batch_execute("LISTEN sluice_wake; LISTEN sluice_catalog; LISTEN sluice_reply")
         .await;
     if let Err(err) = listening {
         driver.abort();
@@ -124,6 +125,7 @@ async fn listen_once(
         match notification.channel() {
             "sluice_wake" => events.notify(notification.payload()),
             "sluice_catalog" => apply_catalog(events, notification.payload()),
+            "sluice_reply" => events.reply_committed(notification.payload()),
             _ => {}
         }
     }

@@ -35,6 +35,9 @@ pub struct Work {
     pub now: u64,
     pub counts: HashMap<String, Counts>,
     pub wake: HashSet<String>,
+    /// Messages whose reply this transaction stored: their waiters on this host wake after
+    /// commit (other hosts' by NOTIFY).
+    pub replied: Vec<String>,
     settings: HashMap<String, QueueSettings>,
 }
 
@@ -549,6 +552,7 @@ pub async fn settle(
         dead_letter: dead,
         send,
         publish,
+        replies,
     } = settlement;
     let now = work.now;
     let mut out = Settled::default();
@@ -584,12 +588,20 @@ pub async fn settle(
     release_groups(tx, work, queue, groups.iter().map(String::as_str)).await?;
     if !ack.is_empty() {
         out.acked = gone.len() as u64;
-        let mut gone: HashSet<i64> = gone.iter().map(|row| row.get(0)).collect();
+        let gone: HashSet<i64> = gone.iter().map(|row| row.get(0)).collect();
+        // An id named twice is stale the second time.
+        let mut unclaimed = gone.clone();
         out.stale.extend(
             ack.into_iter()
-                .filter(|id| !message_id(id).is_some_and(|id| gone.remove(&id))),
+                .filter(|id| !message_id(id).is_some_and(|id| unclaimed.remove(&id))),
         );
         work.count(queue).acked += out.acked as i64;
+        if !replies.is_empty() {
+            out.replied = super::replies::insert(tx, work, queue, replies, |id| {
+                message_id(id).is_some_and(|id| gone.contains(&id))
+            })
+            .await?;
+        }
     }
 
     for Retry {

@@ -14,6 +14,7 @@ pub mod floor;
 mod invocations;
 mod listen;
 mod messages;
+mod replies;
 mod schedules;
 mod schema;
 mod sql;
@@ -170,6 +171,9 @@ impl PostgresBackend {
         for queue in &work.wake {
             self.events.notify(queue);
         }
+        for id in &work.replied {
+            self.events.reply_committed(id);
+        }
     }
 
     /// Announces a catalog change to this host now and to the others at commit.
@@ -188,6 +192,7 @@ async fn sweep(pool: &Pool, now: u64) -> Result<u64> {
     let mut work = Work::new(now);
     let expired = messages::expire(&tx, &mut work).await?;
     topics::expire(&tx, now).await?;
+    replies::expire(&tx, now).await?;
     work.flush(&tx).await?;
     tx.commit().await?;
     Ok(expired)
@@ -936,6 +941,11 @@ impl Backend for PostgresBackend {
         });
         self.events.catalog_changed(CatalogChange::Topics);
         self.get_topic(name).await
+    }
+
+    async fn get_reply(&self, message_id: &str) -> Result<Option<super::Reply>> {
+        let client = self.client().await?;
+        replies::get(&client, self.clock.now_ms(), message_id).await
     }
 
     async fn get_topic(&self, name: &str) -> Result<TopicRecord> {

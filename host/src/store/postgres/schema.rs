@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     V4,
     V5,
     super::topics::SCHEMA_V6,
+    super::replies::SCHEMA_V7,
 ];
 
 /// The SQS endpoint's secret of a token (NULL for tokens issued without `sqs`): SigV4 needs

@@ -221,3 +221,5 @@ pub const DELETE_TOKEN: &str = "DELETE FROM tokens WHERE id = $1";
 pub const NOTIFY_WAKE: &str = "SELECT pg_notify('sluice_wake', $1)";
 /// Every host reloads what the payload names (see `listen`).
 pub const NOTIFY_CATALOG: &str = "SELECT pg_notify('sluice_catalog', $1)";
+/// Wakes producers waiting for the reply to a message (payload: its id) on every host.
+pub const NOTIFY_REPLY: &str = "SELECT pg_notify('sluice_reply', $1)";

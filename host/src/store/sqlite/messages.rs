@@ -317,6 +317,7 @@ pub fn settle(
         dead_letter: dead,
         send,
         publish,
+        replies,
     } = settlement;
     let conn = tx.conn;
     let now = tx.now;
@@ -346,11 +347,18 @@ pub fn settle(
             release_group(tx, queue, group.as_deref())?;
         }
         acked = gone.len() as u64;
-        let mut gone: HashSet<i64> = gone.into_iter().map(|(id, _, _)| id).collect();
+        let gone: HashSet<i64> = gone.into_iter().map(|(id, _, _)| id).collect();
+        // An id named twice is stale the second time.
+        let mut unclaimed = gone.clone();
         out.stale.extend(
             ack.into_iter()
-                .filter(|id| !parse_id(id).is_some_and(|id| gone.remove(&id))),
+                .filter(|id| !parse_id(id).is_some_and(|id| unclaimed.remove(&id))),
         );
+        if !replies.is_empty() {
+            out.replied = super::replies::insert(tx, queue, replies, |id| {
+                parse_id(id).is_some_and(|id| gone.contains(&id))
+            })?;
+        }
     }
     out.acked = acked;
     tx.count(queue).acked += acked;

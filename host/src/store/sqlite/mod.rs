@@ -11,6 +11,7 @@ pub mod floor;
 pub mod invocations;
 pub(super) mod messages;
 mod read;
+mod replies;
 mod schedules;
 pub(super) mod schema;
 pub(super) mod sql;
@@ -312,15 +313,29 @@ impl Backend for SqliteBackend {
                 break;
             }
         }
-        // Topics' history, in chunks of the same size.
+        // Topics' history and expired replies, in chunks of the same size.
         loop {
             let forgotten = self
                 .write(|tx| topics::expire(tx, messages::BULK_CHUNK))
                 .await?;
             if forgotten < messages::BULK_CHUNK {
+                break;
+            }
+        }
+        loop {
+            let forgotten = self
+                .write(|tx| replies::expire(tx, messages::BULK_CHUNK))
+                .await?;
+            if forgotten < messages::BULK_CHUNK {
                 return Ok(total);
             }
         }
+    }
+
+    async fn get_reply(&self, message_id: &str) -> Result<Option<super::Reply>> {
+        let message_id = message_id.to_owned();
+        self.read(move |conn, now| replies::get(conn, now, &message_id))
+            .await
     }
 
     async fn add_function_version(

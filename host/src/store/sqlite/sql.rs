@@ -11,6 +11,7 @@ pub const MIGRATIONS: &[&str] = &[
     SCHEMA_V6,
     SCHEMA_V7,
     super::topics::SCHEMA_V8,
+    super::replies::SCHEMA_V9,
 ];
 
 /// Priorities and ordered groups.

@@ -97,6 +97,8 @@ pub struct Tx<'a> {
 #[derive(Default)]
 pub struct Effects {
     notify: HashSet<String>,
+    /// Messages whose reply was stored: their waiters wake after commit.
+    replied: Vec<String>,
     created: Vec<String>,
     deleted: Vec<String>,
 }
@@ -290,6 +292,11 @@ impl Tx<'_> {
 
     pub fn queue_created(&mut self, queue: &str) {
         self.effects.created.push(queue.to_owned());
+    }
+
+    /// Wake the waiters for `message_id`'s reply after commit.
+    pub fn replied(&mut self, message_id: &str) {
+        self.effects.replied.push(message_id.to_owned());
     }
 
     /// The queue is gone: its counters and due times are deleted with it, not written.
@@ -514,6 +521,9 @@ impl Writer {
         }
         for q in &effects.notify {
             events.notify(q);
+        }
+        for id in &effects.replied {
+            events.reply_committed(id);
         }
     }
 
