@@ -1,4 +1,4 @@
-// The Sluice console: sign in with a token, then queues, dead letters, functions and schedules,
+// The Sluice console: sign in with a token, then queues, dead letters, functions, schedules and topics,
 // all through the HTTP API. A hash router picks the page; each page returns a function that
 // stops its timers and streams when the user leaves it.
 
@@ -731,6 +731,134 @@ function schedulesPage() {
   return every(REFRESH_MS, refresh);
 }
 
+// ---- topics ----
+
+// The create-topic form (admin).
+function topicForm(onCreated) {
+  const name = h('input', { name: 'name', required: true, pattern: '[A-Za-z0-9_\\-]{1,80}', placeholder: 'events' });
+  const hours = h('input', { name: 'retention_hours', type: 'number', min: 1, max: 336, value: 24 });
+  return h('form', { class: 'inline-form', 'data-test': 'create-topic', onsubmit: async (e) => {
+    e.preventDefault();
+    const created = await attempt(() => api.post('/v1/topics', { name: name.value.trim(), retention_ms: Number(hours.value) * 3_600_000 }));
+    if (created) {
+      toast(`Created topic ${created.name}`);
+      name.value = '';
+      onCreated();
+    }
+  } }, field('New topic', name), field('Keep (hours)', hours), h('button', { type: 'submit' }, 'Create topic'));
+}
+
+// Subscribe a queue to a topic (admin): filter as JSON, start latest or earliest.
+function subscribeForm(onSaved) {
+  const topic = h('select', { name: 'topic', required: true });
+  const queue = h('select', { name: 'queue', required: true });
+  const filter = h('textarea', { name: 'filter', rows: 2, class: 'mono', spellcheck: 'false', placeholder: '{"kind": "order", "region": {"prefix": "eu-"}}' });
+  const from = h('select', { name: 'from' }, h('option', { value: 'latest' }, 'new messages'), h('option', { value: 'earliest' }, 'everything kept (replay)'));
+  let known = null;
+  const form = h('form', { class: 'card', 'data-test': 'subscribe', onsubmit: async (e) => {
+    e.preventDefault();
+    let parsed = {};
+    if (filter.value.trim()) {
+      try {
+        parsed = JSON.parse(filter.value);
+      } catch (err) {
+        toast(`the filter is not JSON: ${err.message}`, 'error');
+        return;
+      }
+    }
+    const saved = await attempt(() => api.put(`/v1/topics/${seg(topic.value)}/subscriptions/${seg(queue.value)}`, { filter: parsed, from: from.value }));
+    if (saved) {
+      toast(`${saved.queue} subscribes to ${saved.topic}`);
+      filter.value = '';
+      onSaved();
+    }
+  } },
+  h('h2', {}, 'Subscribe a queue'),
+  h('div', { class: 'fields' }, field('Topic', topic), field('Queue', queue), field('Starting with', from), field('Filter', filter, 'attribute conditions, all must hold; empty: every message')),
+  h('button', { type: 'submit' }, 'Subscribe'));
+  const update = (topics, queues) => {
+    const names = `${topics.map((t) => t.name).join(',')}|${queues.map((q) => q.name).join(',')}`;
+    if (names === known) return;
+    known = names;
+    const [t, q] = [topic.value, queue.value];
+    clear(topic, topics.map((x) => h('option', { value: x.name, selected: x.name === t }, x.name)));
+    clear(queue, queues.map((x) => h('option', { value: x.name, selected: x.name === q }, x.name)));
+  };
+  return { form, update };
+}
+
+// Publish one message to a topic (produce).
+function publishForm(topic, onSent) {
+  const body = h('textarea', { name: 'body', rows: 2, placeholder: '{"order": 1}' });
+  const attrs = h('input', { name: 'attributes', placeholder: 'kind=order, region=eu-west' });
+  return h('form', { class: 'publish', 'data-test': `publish-${topic}`, onsubmit: async (e) => {
+    e.preventDefault();
+    const attributes = {};
+    for (const pair of attrs.value.split(',').map((p) => p.trim()).filter(Boolean)) {
+      const at = pair.indexOf('=');
+      if (at < 1) {
+        toast(`attribute "${pair}" is not KEY=VALUE`, 'error');
+        return;
+      }
+      attributes[pair.slice(0, at).trim()] = pair.slice(at + 1).trim();
+    }
+    const sent = await attempt(() => api.post(`/v1/topics/${seg(topic)}/messages/batch`, { messages: [{ body: body.value, attributes }] }));
+    if (sent) {
+      const p = sent.published[0];
+      toast(`Published #${p.seq} into ${plural(p.copies, 'queue')}`);
+      body.value = '';
+      onSent();
+    }
+  } }, field('Body', body), field('Attributes', attrs, 'KEY=VALUE, comma-separated'), h('button', { type: 'submit', class: 'small' }, 'Publish'));
+}
+
+function topicsPage() {
+  const list = h('div');
+  const create = can.admin ? topicForm(() => refresh()) : null;
+  const subscribe = can.admin ? subscribeForm(() => refresh()) : null;
+  clear(main,
+    h('div', { class: 'page-head' }, h('h1', {}, 'Topics'), h('span', { class: 'muted' }, 'each message is copied into every subscribed queue whose filter it passes')),
+    create,
+    subscribe ? h('div', { class: 'columns' }, h('div', { class: 'col-main' }, list), h('div', { class: 'side' }, subscribe.form)) : list);
+  const unsubscribe = async (topic, queue) => {
+    if (!await confirmDialog(`Stop copying ${topic} into ${queue}? What ${queue} holds stays.`, 'Unsubscribe')) return;
+    if (await attempt(() => api.delete(`/v1/topics/${seg(topic)}/subscriptions/${seg(queue)}`)) !== undefined) {
+      toast(`${queue} no longer subscribes to ${topic}`);
+      refresh();
+    }
+  };
+  const refresh = async () => {
+    const [answer, all] = await Promise.all([
+      attempt(() => api.get('/v1/topics')),
+      subscribe ? api.get('/v1/queues').catch(() => ({ queues: [] })) : null,
+    ]);
+    if (!answer) return;
+    if (subscribe) subscribe.update(answer.topics, all.queues);
+    if (!answer.topics.length) {
+      clear(list, h('p', { class: 'card empty' }, 'No topics yet.'));
+      return;
+    }
+    // Keep what is being typed into a publish form across refreshes (a focused button, say
+    // the one just clicked, does not count).
+    const typing = document.activeElement;
+    if (list.contains(typing) && typing.matches('input, textarea')) return;
+    clear(list, answer.topics.map((t) => h('section', { class: 'card', 'data-topic': t.name },
+      h('div', { class: 'card-head' },
+        h('span', { class: 'queue-name' }, t.name),
+        h('span', { class: 'muted', 'data-test': 'published' }, `${count(t.published)} published, kept ${millis(t.retention_ms)}`)),
+      t.subscriptions.length ? h('table', { class: 'table' },
+        h('thead', {}, h('tr', {}, ['Queue', 'Filter', 'State', can.admin ? '' : null].map((x) => (x === null ? null : h('th', {}, x))))),
+        h('tbody', {}, t.subscriptions.map((s) => h('tr', { 'data-subscription': s.queue },
+          h('td', {}, h('a', { href: `#/queues/${seg(s.queue)}` }, s.queue)),
+          h('td', { class: 'mono' }, Object.keys(s.filter).length ? JSON.stringify(s.filter) : 'every message'),
+          h('td', { 'data-test': 'state' }, s.replaying ? `replaying (${count(s.position)} of ${count(t.published)})` : 'live'),
+          can.admin ? h('td', { class: 'row-buttons' }, h('button', { type: 'button', class: 'small danger', 'aria-label': `Unsubscribe ${s.queue}`, onclick: () => unsubscribe(t.name, s.queue) }, 'Unsubscribe')) : null))))
+        : h('p', { class: 'empty' }, 'No subscriptions.'),
+      can.produce(t.name) ? publishForm(t.name, () => refresh()) : null)));
+  };
+  return every(REFRESH_MS, refresh);
+}
+
 // ---- routing ----
 
 function route() {
@@ -745,6 +873,7 @@ function route() {
   else if (parts[0] === 'functions' && parts[1] && can.read) stop = functionPage(parts[1]);
   else if (parts[0] === 'functions' && can.read) stop = functionsPage();
   else if (parts[0] === 'schedules' && can.read) stop = schedulesPage();
+  else if (parts[0] === 'topics' && can.read) stop = topicsPage();
   else stop = queuesPage();
   leave = stop || (() => {});
 }

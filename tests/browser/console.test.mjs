@@ -348,6 +348,63 @@ test('schedules are created from the page, fire into their queue and are deleted
   assert.deepEqual(problems, []);
 }));
 
+test('topics are created, subscribed to with a filter, published to and replayed', { timeout: 90_000 }, guarded(async () => {
+  for (const name of ['eu-orders', 'audit']) await call('POST', '/v1/queues', { name });
+  await page.click('nav a:text("Topics")');
+  await page.waitForSelector('h1:text("Topics")');
+  await page.waitForSelector('main :text("No topics yet.")');
+  const create = page.locator('[data-test="create-topic"]');
+  await create.locator('input[name="name"]').fill('events');
+  await create.locator('button:text("Create topic")').click();
+  await page.waitForSelector('.toast:has-text("Created topic events")');
+  const topic = page.locator('section[data-topic="events"]');
+  await topic.waitFor();
+
+  // A bad filter is refused with the server's reason; a good one subscribes.
+  refusalsAsked.add('/v1/topics/events/subscriptions/eu-orders');
+  const form = page.locator('[data-test="subscribe"]');
+  await form.locator('select[name="topic"] option[value="events"]').waitFor({ state: 'attached' });
+  await form.locator('select[name="queue"]').selectOption('eu-orders');
+  await form.locator('textarea[name="filter"]').fill('{"region": {"suffix": "x"}}');
+  await form.locator('button:text("Subscribe")').click();
+  await page.waitForSelector('.toast.error:has-text("filter")');
+  await form.locator('textarea[name="filter"]').fill('{"kind": "order", "region": {"prefix": "eu-"}}');
+  await form.locator('button:text("Subscribe")').click();
+  await page.waitForSelector('.toast:has-text("eu-orders subscribes to events")');
+  await topic.locator('tr[data-subscription="eu-orders"] [data-test="state"]:text("live")').waitFor();
+
+  // Publishing from the page copies into the matching queue only.
+  const publish = topic.locator('[data-test="publish-events"]');
+  await publish.locator('textarea[name="body"]').fill('{"order": 1}');
+  await publish.locator('input[name="attributes"]').fill('kind=order, region=eu-west');
+  await publish.locator('button:text("Publish")').click();
+  await page.waitForSelector('.toast:has-text("Published #1 into 1 queue")');
+  await publish.locator('textarea[name="body"]').fill('{"order": 2}');
+  await publish.locator('input[name="attributes"]').fill('kind=order, region=us-east');
+  await publish.locator('button:text("Publish")').click();
+  await page.waitForSelector('.toast:has-text("Published #2 into 0 queues")');
+  const copies = (await call('GET', '/v1/queues/eu-orders/messages?limit=10')).messages;
+  assert.deepEqual(copies.map((m) => m.body), ['{"order": 1}']);
+  assert.equal(copies[0].attributes['sluice-topic-seq'], '1');
+
+  // A queue subscribed from the start gets the history replayed.
+  await form.locator('select[name="queue"]').selectOption('audit');
+  await form.locator('textarea[name="filter"]').fill('');
+  await form.locator('select[name="from"]').selectOption('earliest');
+  await form.locator('button:text("Subscribe")').click();
+  await until('the replay into audit', async () => (await call('GET', '/v1/queues/audit')).stats.visible === 2);
+  await topic.locator('tr[data-subscription="audit"] [data-test="state"]:text("live")').waitFor();
+  await topic.locator('[data-test="published"]:has-text("2 published")').waitFor();
+  await shoot('topics');
+
+  // Unsubscribing asks first.
+  await topic.locator('tr[data-subscription="audit"] button:text("Unsubscribe")').click();
+  await page.click('#confirm-ok');
+  await page.waitForSelector('.toast:has-text("audit no longer subscribes to events")');
+  await topic.locator('tr[data-subscription="audit"]').waitFor({ state: 'detached' });
+  assert.deepEqual(problems, []);
+}));
+
 test('a read-only token is offered nothing it may not do', { timeout: 60_000 }, guarded(async () => {
   const read = await call('POST', '/v1/tokens', { name: 'viewer', scopes: ['read'] });
   await page.click('#sign-out');
@@ -370,6 +427,12 @@ test('a read-only token is offered nothing it may not do', { timeout: 60_000 }, 
   await page.click('nav a:text("Schedules")');
   await page.waitForSelector('tr[data-schedule="nightly-report"]');
   assert.equal(await page.locator('[data-test="put-schedule"]').count(), 0);
+  assert.equal(await page.locator('main button').count(), 0);
+  // Topics too (events, left by the topics test).
+  await page.click('nav a:text("Topics")');
+  await page.waitForSelector('section[data-topic="events"]');
+  assert.equal(await page.locator('[data-test="create-topic"]').count(), 0);
+  assert.equal(await page.locator('[data-test="subscribe"]').count(), 0);
   assert.equal(await page.locator('main button').count(), 0);
   assert.deepEqual(problems, []);
 }));
