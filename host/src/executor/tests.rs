@@ -401,6 +401,38 @@ async fn components_of_both_worlds_run_in_one_executor() {
     assert!(new.logs.contains("2 priority=4 group=-"), "{}", new.logs);
 }
 
+/// The SDK's side of the 0.2.0 outbox, through a real SDK handler: the `reply` example answers
+/// a quote request and dead-letters what it cannot price.
+#[tokio::test]
+async fn an_sdk_handlers_reply_reaches_the_invocation() {
+    let examples = crate::guests::build("examples", None).unwrap_or_else(|e| panic!("{e}"));
+    let wasm = std::fs::read(examples.join("reply.wasm")).unwrap();
+    let handler = shared().prepare(&wasm).unwrap();
+    assert_eq!(handler.world(), "sluice:queue/handler@0.2.0");
+    let batch = vec![
+        message("q-1", r#"{"sku": "A-1", "qty": 3}"#, &[]),
+        message("q-2", r#"{"sku": "Z-9", "qty": 1}"#, &[]),
+    ];
+    let invocation = shared().invoke(&handler, &limits(), batch, check()).await;
+    assert_eq!(
+        invocation.outcome,
+        Outcome::Ok(vec![ItemFailure {
+            id: "q-2".into(),
+            disposition: Disposition::DeadLetter("unknown sku `Z-9`".into()),
+        }]),
+        "{}",
+        invocation.logs
+    );
+    assert_eq!(
+        invocation.replies,
+        [Reply {
+            message_id: "q-1".into(),
+            body: br#"{"sku":"A-1","qty":3,"unit_cents":250,"total_cents":750}"#.to_vec(),
+            attributes: vec![("currency".into(), "EUR".into())],
+        }]
+    );
+}
+
 /// The bare call the benchmark times works for both worlds too (on a plain thread, as the
 /// benchmark makes it: WASI's synchronous streams may not run inside an async runtime).
 #[test]
@@ -473,7 +505,10 @@ async fn outbox2_refusal(limits: &Limits, attributes: &[(&str, &str)]) -> (Strin
     let invocation = run("outbox2", limits, vec![message("m-1", "x", attributes)]).await;
     match &invocation.outcome {
         Outcome::Error(reason) => (reason.clone(), invocation),
-        other => panic!("expected a refusal, got {other:?}; logs:\n{}", invocation.logs),
+        other => panic!(
+            "expected a refusal, got {other:?}; logs:\n{}",
+            invocation.logs
+        ),
     }
 }
 
@@ -498,8 +533,7 @@ async fn a_reply_must_answer_a_message_of_the_batch_once() {
 
 #[tokio::test]
 async fn the_outbox_refuses_bad_priorities_and_groups_and_unknown_topics() {
-    let (reason, _) =
-        outbox2_refusal(&limits(), &[("send", "out"), ("priority", "12")]).await;
+    let (reason, _) = outbox2_refusal(&limits(), &[("send", "out"), ("priority", "12")]).await;
     assert!(
         reason.starts_with("send to `out` failed: invalid message: priority 12 is out of range; give 0 (lowest) to 9 (highest)"),
         "{reason}"
@@ -549,7 +583,10 @@ async fn publishes_and_replies_count_toward_the_send_limits() {
         reason.starts_with("reply to `m-1` failed: outbox limit reached: at most 14 bytes"),
         "{reason}"
     );
-    assert!(reason.contains("(`max_send_bytes`; 9 already used, this one is 6)"), "{reason}");
+    assert!(
+        reason.contains("(`max_send_bytes`; 9 already used, this one is 6)"),
+        "{reason}"
+    );
     assert_eq!(invocation.publishes.len(), 1);
     let fits = Limits {
         max_send_bytes: 15,
