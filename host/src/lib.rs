@@ -9,9 +9,9 @@
 //!    several hosts) before the producer gets its 2xx, and wakes the queue's
 //! 3. [`dispatch`]er, which leases a batch and asks the
 //! 4. [`executor`] to run the queue's function (uploaded and versioned by [`functions`]) in a
-//!    fresh sandboxed instance, then
+//!    fresh sandboxed instance (a component built against `sluice:queue` 0.2.0 or 0.1.0), then
 //! 5. settles the batch through [`store`] in one transaction: acknowledge, retry with backoff,
-//!    dead-letter, and commit the handler's outbox sends.
+//!    dead-letter, and commit the handler's outbox sends and topic publishes.
 //!
 //! Consumers outside WebAssembly take the same path without steps 3 and 4: [`pull`] leases
 //! batches for them (the HTTP pull API), hands out receipts, and settles by receipt.

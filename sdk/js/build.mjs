@@ -6,7 +6,8 @@
 // The module must export `handle(batch)` (see src/index.d.ts). Steps: generate an entry module
 // that imports the host's outbox and WASI environment and exports `handle` through the SDK's
 // glue; bundle it with the handler into one file (componentize-js loads a single module);
-// componentize it with jco against Sluice's `handler` world (../../wit) plus
+// componentize it with jco against Sluice's `handler` world 0.1.0 (../../wit/0.1.0; this SDK
+// has not moved to 0.2.0, which the host runs beside 0.1.0) plus
 // `wasi:cli/environment`, which componentize-js does not import on its own, with the `http` and
 // `fetch-event` features disabled: they would make the component import `wasi:http`, which
 // Sluice refuses.
@@ -18,7 +19,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const wit = resolve(here, '../../wit');
+const wit = resolve(here, '../../wit/0.1.0');
 // The versions package-lock.json pins; jco 1.35.0 fails with "failed to get path metadata".
 const JCO = /^1\.34\./;
 // The WASI version of the WIT files jco ships, which componentize-js's runtime imports.

@@ -43,18 +43,26 @@
 //!
 //! - `Ok(outcome)`: every message not marked in the outcome is acknowledged; marked ones are
 //!   retried (after the queue's backoff or a delay you choose) or dead-lettered with a reason.
-//!   Everything sent with [`send`] / [`send_json`] / [`Outgoing`] is committed in the same
-//!   transaction as the acknowledgement.
-//! - `Err(error)` or a panic: the whole batch is retried and everything sent is discarded.
+//!   Everything sent with [`send`] / [`send_json`] / [`Outgoing`] and published with
+//!   [`publish`] / [`publish_json`] / [`Publication`] is committed in the same transaction as
+//!   the acknowledgement; a [`reply`] is committed with the acknowledgement of the message it
+//!   answers (a retried or dead-lettered message's reply is discarded).
+//! - `Err(error)` or a panic: the whole batch is retried and everything sent, published or
+//!   replied is discarded.
 //!
 //! # Layout
 //!
 //! - [`Message`], [`Batch`]: what comes in.
 //! - [`Outcome`], [`Disposition`]: what goes back, per message.
 //! - [`send`], [`send_json`], [`Outgoing`]: messages to other queues, through the host's outbox.
+//! - [`publish`], [`publish_json`], [`Publication`]: messages to topics, through the outbox.
+//! - [`reply`], [`reply_json`], [`Reply`]: answers to producers waiting on a message.
 //! - [`Error`], [`Context`]: failing the whole batch, with `?`.
 //! - [`export_handler!`]: the glue to the generated WIT bindings (hidden in `wit`).
-//! - `testing` (native targets only): run a handler in `cargo test`, sends recorded.
+//! - `testing` (native targets only): run a handler in `cargo test`, sends, publications and
+//!   replies recorded.
+//!
+//! The SDK targets the WIT world `sluice:queue/handler@0.2.0`.
 //!
 //! # Building
 //!
@@ -68,6 +76,8 @@ mod error;
 mod message;
 mod outbox;
 mod outcome;
+mod publish;
+mod reply;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 #[doc(hidden)]
@@ -77,6 +87,8 @@ pub use error::{Context, Error};
 pub use message::{Batch, Message};
 pub use outbox::{Outgoing, send, send_json};
 pub use outcome::{Disposition, Failure, Outcome};
+pub use publish::{Publication, publish, publish_json};
+pub use reply::{Reply, reply, reply_json};
 
 /// Exports `handler`, a `fn(Batch) -> Result<Outcome, Error>`, as the component's `handle`.
 ///

@@ -27,6 +27,8 @@ pub struct Message {
     pub(crate) attributes: Vec<(String, String)>,
     pub(crate) attempt: u32,
     pub(crate) enqueued_at_ms: u64,
+    pub(crate) priority: u8,
+    pub(crate) group: Option<String>,
 }
 
 impl Message {
@@ -148,6 +150,29 @@ impl Message {
     /// ```
     pub fn enqueued_at_ms(&self) -> u64 {
         self.enqueued_at_ms
+    }
+
+    /// The message's priority, 0 (lowest) to 9 (highest); 4 unless the producer gave one.
+    ///
+    /// ```
+    /// # use sluice_sdk::testing;
+    /// assert_eq!(testing::message("x").build().priority(), 4);
+    /// assert_eq!(testing::message("x").priority(9).build().priority(), 9);
+    /// ```
+    pub fn priority(&self) -> u8 {
+        self.priority
+    }
+
+    /// The ordered group the message belongs to, if any: the host delivers the messages of one
+    /// group one at a time, in enqueue order.
+    ///
+    /// ```
+    /// # use sluice_sdk::testing;
+    /// assert_eq!(testing::message("x").build().group(), None);
+    /// assert_eq!(testing::message("x").group("customer-7").build().group(), Some("customer-7"));
+    /// ```
+    pub fn group(&self) -> Option<&str> {
+        self.group.as_deref()
     }
 }
 

@@ -1,4 +1,6 @@
 //! Sending messages to other queues: [`send`], [`send_json`] and the [`Outgoing`] builder.
+//! (Topics and replies go through the same outbox: see [`publish`](crate::publish) and
+//! [`reply`](crate::reply).)
 //!
 //! On WebAssembly every send goes to the host's outbox, which buffers it and commits it together
 //! with the batch's acknowledgement, only if the handler returns `Ok`. On native targets sends are
@@ -21,6 +23,8 @@ use crate::Error;
 ///     .json(&serde_json::json!({"to": "ada@example.com"}))?
 ///     .attribute("tenant", "acme")
 ///     .delay(Duration::from_secs(60))
+///     .priority(7)
+///     .group("ada@example.com")
 ///     .send()?;
 /// # Ok(())
 /// # }
@@ -31,6 +35,8 @@ pub struct Outgoing {
     pub(crate) body: Vec<u8>,
     pub(crate) attributes: Vec<(String, String)>,
     pub(crate) delay: Option<Duration>,
+    pub(crate) priority: Option<u8>,
+    pub(crate) group: Option<String>,
 }
 
 impl Outgoing {
@@ -45,6 +51,8 @@ impl Outgoing {
             body: Vec::new(),
             attributes: Vec::new(),
             delay: None,
+            priority: None,
+            group: None,
         }
     }
 
@@ -94,9 +102,32 @@ impl Outgoing {
         self
     }
 
-    /// Sends the message. It fails when the queue does not exist, the message is too large or the
-    /// invocation's send limits are reached; the message is committed only if the handler
-    /// returns `Ok`.
+    /// Sets the priority, 0 (lowest) to 9 (highest); without it the message gets the default,
+    /// 4. A consumer's batch takes higher priorities first. Anything above 9 makes
+    /// [`send`](Outgoing::send) fail.
+    ///
+    /// ```
+    /// let msg = sluice_sdk::Outgoing::new("alerts").priority(9);
+    /// ```
+    pub fn priority(mut self, priority: u8) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+
+    /// Puts the message in an ordered group (1 to 128 bytes, no control characters): the
+    /// messages of one group are delivered one at a time, in the order they were committed.
+    ///
+    /// ```
+    /// let msg = sluice_sdk::Outgoing::new("payments").group("account-42");
+    /// ```
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = Some(group.into());
+        self
+    }
+
+    /// Sends the message. It fails when the queue does not exist, the priority or group is
+    /// invalid, the message is too large or the invocation's outbox limits are reached; the
+    /// message is committed only if the handler returns `Ok`.
     ///
     /// ```
     /// # fn main() -> Result<(), sluice_sdk::Error> {

@@ -1,9 +1,12 @@
 //! A native test harness: run a handler in plain `cargo test`, without a host or WebAssembly.
 //!
 //! Build messages with [`message`], run the handler with [`run`] (or a [`Harness`] to simulate
-//! queues that do not exist), and inspect the [`Report`]: what was acknowledged, retried or
-//! dead-lettered, the error or panic that failed the batch, and what the handler sent.
-//! Only available on native targets, where [`send`](crate::send) records into this harness.
+//! queues and topics that do not exist), and inspect the [`Report`]: what was acknowledged,
+//! retried or dead-lettered, the error or panic that failed the batch, and what the handler
+//! sent, published and replied. Only available on native targets, where [`send`](crate::send),
+//! [`publish`](crate::publish) and [`reply`](crate::reply) record into this harness, with the
+//! host's checks: a destination must exist, a priority is 0 to 9, a group key 1 to 128 bytes
+//! without control characters, and a message of the batch gets at most one reply.
 //!
 //! ```
 //! use sluice_sdk::{testing, Batch, Disposition, Error, Outcome};
@@ -35,21 +38,54 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{Batch, Disposition, Error, Failure, Message, Outcome, Outgoing};
+use crate::{Batch, Disposition, Error, Failure, Message, Outcome, Outgoing, Publication, Reply};
 
 thread_local! {
     static SENT: RefCell<Vec<SentMessage>> = const { RefCell::new(Vec::new()) };
+    static PUBLISHED: RefCell<Vec<PublishedMessage>> = const { RefCell::new(Vec::new()) };
+    static REPLIES: RefCell<Vec<ReplyMessage>> = const { RefCell::new(Vec::new()) };
     static QUEUES: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
+    static TOPICS: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
+    /// The ids of the batch being run; `None` outside a run, where any id may be replied to.
+    static BATCH: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
+}
+
+/// The host's limits on priorities and group keys (`sluice:queue/types.outgoing`).
+const MAX_PRIORITY: u8 = 9;
+const DEFAULT_PRIORITY: u8 = 4;
+const MAX_GROUP_BYTES: usize = 128;
+
+/// Whether `name` is among `known` (every name is when nothing was configured).
+fn exists(known: &'static std::thread::LocalKey<RefCell<Option<Vec<String>>>>, name: &str) -> bool {
+    known.with_borrow(|known| {
+        known
+            .as_ref()
+            .is_none_or(|known| known.iter().any(|k| k == name))
+    })
 }
 
 /// Called by `send` on native targets.
 pub(crate) fn record(outgoing: Outgoing) -> Result<(), Error> {
-    let known = QUEUES.with_borrow(|queues| {
-        queues
-            .as_ref()
-            .is_none_or(|queues| queues.contains(&outgoing.queue))
-    });
-    if !known {
+    if let Some(priority) = outgoing.priority.filter(|p| *p > MAX_PRIORITY) {
+        return Err(Error::new(format!(
+            "invalid message: priority {priority} is out of range; give 0 (lowest) to \
+             {MAX_PRIORITY} (highest), or leave it out for {DEFAULT_PRIORITY}"
+        )));
+    }
+    if let Some(group) = &outgoing.group {
+        if group.is_empty() || group.len() > MAX_GROUP_BYTES {
+            return Err(Error::new(format!(
+                "invalid message: a group key must be 1 to {MAX_GROUP_BYTES} bytes, not {}",
+                group.len()
+            )));
+        }
+        if group.chars().any(char::is_control) {
+            return Err(Error::new(
+                "invalid message: a group key must not contain control characters",
+            ));
+        }
+    }
+    if !exists(&QUEUES, &outgoing.queue) {
         return Err(Error::new(format!(
             "queue `{}` does not exist",
             outgoing.queue
@@ -61,6 +97,49 @@ pub(crate) fn record(outgoing: Outgoing) -> Result<(), Error> {
             body: outgoing.body,
             attributes: outgoing.attributes,
             delay: outgoing.delay,
+            priority: outgoing.priority,
+            group: outgoing.group,
+        })
+    });
+    Ok(())
+}
+
+/// Called by `publish` on native targets.
+pub(crate) fn record_publication(publication: Publication) -> Result<(), Error> {
+    if !exists(&TOPICS, &publication.topic) {
+        return Err(Error::new(format!(
+            "topic `{}` does not exist",
+            publication.topic
+        )));
+    }
+    PUBLISHED.with_borrow_mut(|published| {
+        published.push(PublishedMessage {
+            topic: publication.topic,
+            body: publication.body,
+            attributes: publication.attributes,
+        })
+    });
+    Ok(())
+}
+
+/// Called by `reply` on native targets.
+pub(crate) fn record_reply(reply: Reply) -> Result<(), Error> {
+    let id = &reply.message_id;
+    if REPLIES.with_borrow(|replies| replies.iter().any(|r| r.message_id == *id)) {
+        return Err(Error::new(format!(
+            "message `{id}` already has a reply in this invocation; a message gets at most one"
+        )));
+    }
+    if !exists(&BATCH, id) {
+        return Err(Error::new(format!(
+            "message `{id}` is not in this batch; reply to a message of the batch being handled"
+        )));
+    }
+    REPLIES.with_borrow_mut(|replies| {
+        replies.push(ReplyMessage {
+            message_id: reply.message_id,
+            body: reply.body,
+            attributes: reply.attributes,
         })
     });
     Ok(())
@@ -83,6 +162,8 @@ pub fn message(body: impl Into<Vec<u8>>) -> TestMessage {
         attributes: Vec::new(),
         attempt: 1,
         enqueued_at: None,
+        priority: DEFAULT_PRIORITY,
+        group: None,
     }
 }
 
@@ -109,6 +190,8 @@ pub struct TestMessage {
     attributes: Vec<(String, String)>,
     attempt: u32,
     enqueued_at: Option<SystemTime>,
+    priority: u8,
+    group: Option<String>,
 }
 
 impl TestMessage {
@@ -166,6 +249,27 @@ impl TestMessage {
         self
     }
 
+    /// Sets the priority (by default 4).
+    ///
+    /// ```
+    /// assert_eq!(sluice_sdk::testing::message("x").priority(8).build().priority(), 8);
+    /// ```
+    pub fn priority(mut self, priority: u8) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Puts the message in an ordered group (by default none).
+    ///
+    /// ```
+    /// let msg = sluice_sdk::testing::message("x").group("account-42").build();
+    /// assert_eq!(msg.group(), Some("account-42"));
+    /// ```
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = Some(group.into());
+        self
+    }
+
     /// Builds the message on its own, to test code that takes a `&Message`.
     ///
     /// ```
@@ -189,6 +293,8 @@ impl TestMessage {
             attributes: self.attributes,
             attempt: self.attempt,
             enqueued_at_ms: u64::try_from(enqueued_at_ms).unwrap_or(u64::MAX),
+            priority: self.priority,
+            group: self.group,
         }
     }
 }
@@ -211,7 +317,7 @@ pub fn batch(messages: impl IntoIterator<Item = TestMessage>) -> Batch {
 }
 
 /// Runs `handler` on one batch of `messages`, as the host would, and reports what happened.
-/// Every queue exists; see [`Harness`] to make sends fail.
+/// Every queue and topic exists; see [`Harness`] to make sends and publications fail.
 ///
 /// ```
 /// use sluice_sdk::{testing, Batch, Error, Outcome};
@@ -247,10 +353,11 @@ where
 #[derive(Debug, Clone, Default)]
 pub struct Harness {
     queues: Option<Vec<String>>,
+    topics: Option<Vec<String>>,
 }
 
 impl Harness {
-    /// A harness in which every queue exists.
+    /// A harness in which every queue and every topic exists.
     ///
     /// ```
     /// let harness = sluice_sdk::testing::Harness::new();
@@ -271,6 +378,23 @@ impl Harness {
         self
     }
 
+    /// Only these topics exist: a publication to any other fails, as it does on the host.
+    ///
+    /// ```
+    /// use sluice_sdk::{testing::{self, Harness}, Batch, Error, Outcome};
+    ///
+    /// fn handle(_: Batch) -> Result<Outcome, Error> {
+    ///     sluice_sdk::publish("audit", "seen")?;
+    ///     Ok(Outcome::ack_all())
+    /// }
+    /// let report = Harness::new().topics(["orders"]).run(handle, [testing::message("x")]);
+    /// assert_eq!(report.error().unwrap().message(), "topic `audit` does not exist");
+    /// ```
+    pub fn topics<T: Into<String>>(mut self, topics: impl IntoIterator<Item = T>) -> Self {
+        self.topics = Some(topics.into_iter().map(Into::into).collect());
+        self
+    }
+
     /// Runs `handler` on one batch of `messages` and reports what happened. A panic in the
     /// handler is caught and reported, as the host reports a trap.
     ///
@@ -285,12 +409,20 @@ impl Harness {
         F: FnOnce(Batch) -> Result<Outcome, Error>,
     {
         let batch = batch(messages);
-        let ids = batch.iter().map(|m| m.id().to_owned()).collect();
+        let ids: Vec<String> = batch.iter().map(|m| m.id().to_owned()).collect();
         SENT.with_borrow_mut(Vec::clear);
+        PUBLISHED.with_borrow_mut(Vec::clear);
+        REPLIES.with_borrow_mut(Vec::clear);
         let previous_queues = QUEUES.replace(self.queues.clone());
+        let previous_topics = TOPICS.replace(self.topics.clone());
+        let previous_batch = BATCH.replace(Some(ids.clone()));
         let result = catch_unwind(AssertUnwindSafe(|| handler(batch)));
         QUEUES.set(previous_queues);
+        TOPICS.set(previous_topics);
+        BATCH.set(previous_batch);
         let sent = SENT.take();
+        let published = PUBLISHED.take();
+        let replies = REPLIES.take();
         let result = match result {
             Ok(Ok(outcome)) => RunResult::Completed(outcome.into_failures()),
             Ok(Err(error)) => RunResult::Failed(error),
@@ -302,7 +434,13 @@ impl Harness {
                     .unwrap_or_else(|| "panicked".to_owned()),
             ),
         };
-        Report { ids, result, sent }
+        Report {
+            ids,
+            result,
+            sent,
+            published,
+            replies,
+        }
     }
 }
 
@@ -328,6 +466,10 @@ pub struct SentMessage {
     pub attributes: Vec<(String, String)>,
     /// The delay asked for, if any.
     pub delay: Option<Duration>,
+    /// The priority asked for, if any (the host's default is 4).
+    pub priority: Option<u8>,
+    /// The ordered group asked for, if any.
+    pub group: Option<String>,
 }
 
 impl SentMessage {
@@ -364,11 +506,114 @@ impl SentMessage {
     /// assert_eq!(report.sent()[0].attribute("k"), Some("v"));
     /// ```
     pub fn attribute(&self, name: &str) -> Option<&str> {
-        self.attributes
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        attribute(&self.attributes, name)
     }
+}
+
+/// A message a handler published during a test run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedMessage {
+    /// The topic.
+    pub topic: String,
+    /// The raw body.
+    pub body: Vec<u8>,
+    /// Attributes (name, value), in the order they were added.
+    pub attributes: Vec<(String, String)>,
+}
+
+impl PublishedMessage {
+    /// The body as text; an error if it is not UTF-8.
+    ///
+    /// ```
+    /// # use sluice_sdk::{testing, Batch, Error, Outcome};
+    /// # fn handle(_: Batch) -> Result<Outcome, Error> { sluice_sdk::publish("t", "hi")?; Ok(Outcome::ack_all()) }
+    /// let report = testing::run(handle, [testing::message("x")]);
+    /// assert_eq!(report.published()[0].body_str().unwrap(), "hi");
+    /// ```
+    pub fn body_str(&self) -> Result<&str, Error> {
+        Ok(std::str::from_utf8(&self.body)?)
+    }
+
+    /// The body parsed as JSON.
+    ///
+    /// ```
+    /// # use sluice_sdk::{testing, Batch, Error, Outcome};
+    /// # fn handle(_: Batch) -> Result<Outcome, Error> { sluice_sdk::publish_json("t", &[1, 2])?; Ok(Outcome::ack_all()) }
+    /// let report = testing::run(handle, [testing::message("x")]);
+    /// assert_eq!(report.published()[0].json::<Vec<u32>>().unwrap(), [1, 2]);
+    /// ```
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        Ok(serde_json::from_slice(&self.body)?)
+    }
+
+    /// The value of the first attribute called `name`, if any.
+    ///
+    /// ```
+    /// # use sluice_sdk::{testing, Batch, Error, Outcome, Publication};
+    /// # fn handle(_: Batch) -> Result<Outcome, Error> { Publication::new("t").attribute("k", "v").publish()?; Ok(Outcome::ack_all()) }
+    /// let report = testing::run(handle, [testing::message("x")]);
+    /// assert_eq!(report.published()[0].attribute("k"), Some("v"));
+    /// ```
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        attribute(&self.attributes, name)
+    }
+}
+
+/// A reply a handler made during a test run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyMessage {
+    /// The id of the message of the batch it answers.
+    pub message_id: String,
+    /// The raw body.
+    pub body: Vec<u8>,
+    /// Attributes (name, value), in the order they were added.
+    pub attributes: Vec<(String, String)>,
+}
+
+impl ReplyMessage {
+    /// The body as text; an error if it is not UTF-8.
+    ///
+    /// ```
+    /// # use sluice_sdk::{testing, Batch, Error, Outcome};
+    /// # fn handle(b: Batch) -> Result<Outcome, Error> { sluice_sdk::reply(&b.messages()[0], "hi")?; Ok(Outcome::ack_all()) }
+    /// let report = testing::run(handle, [testing::message("x")]);
+    /// assert_eq!(report.replies()[0].body_str().unwrap(), "hi");
+    /// ```
+    pub fn body_str(&self) -> Result<&str, Error> {
+        Ok(std::str::from_utf8(&self.body)?)
+    }
+
+    /// The body parsed as JSON.
+    ///
+    /// ```
+    /// # use sluice_sdk::{testing, Batch, Error, Outcome};
+    /// # fn handle(b: Batch) -> Result<Outcome, Error> { sluice_sdk::reply_json(&b.messages()[0], &[1, 2])?; Ok(Outcome::ack_all()) }
+    /// let report = testing::run(handle, [testing::message("x")]);
+    /// assert_eq!(report.replies()[0].json::<Vec<u32>>().unwrap(), [1, 2]);
+    /// ```
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        Ok(serde_json::from_slice(&self.body)?)
+    }
+
+    /// The value of the first attribute called `name`, if any.
+    ///
+    /// ```
+    /// # use sluice_sdk::{testing, Batch, Error, Outcome, Reply};
+    /// # fn handle(b: Batch) -> Result<Outcome, Error> { Reply::to(&b.messages()[0]).attribute("k", "v").send()?; Ok(Outcome::ack_all()) }
+    /// let report = testing::run(handle, [testing::message("x")]);
+    /// assert_eq!(report.replies()[0].attribute("k"), Some("v"));
+    /// ```
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        attribute(&self.attributes, name)
+    }
+}
+
+/// The value of the first attribute called `name` in `attributes`.
+fn attribute<'a>(attributes: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    attributes
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// What happened in a test run; see [`run`].
@@ -377,6 +622,8 @@ pub struct Report {
     ids: Vec<String>,
     result: RunResult,
     sent: Vec<SentMessage>,
+    published: Vec<PublishedMessage>,
+    replies: Vec<ReplyMessage>,
 }
 
 impl Report {
@@ -507,6 +754,85 @@ impl Report {
     pub fn committed(&self) -> &[SentMessage] {
         if self.is_ok() { &self.sent } else { &[] }
     }
+
+    /// Every message the handler published, in order, whether or not the host would commit
+    /// them.
+    ///
+    /// ```
+    /// # use sluice_sdk::{testing, Batch, Error, Outcome};
+    /// # fn handle(_: Batch) -> Result<Outcome, Error> { sluice_sdk::publish("t", "x")?; Err(Error::new("then failed")) }
+    /// let report = testing::run(handle, [testing::message("a")]);
+    /// assert_eq!(report.published()[0].topic, "t");
+    /// assert!(report.committed_publications().is_empty());
+    /// ```
+    pub fn published(&self) -> &[PublishedMessage] {
+        &self.published
+    }
+
+    /// The publications the host would commit: all of them if the handler returned `Ok`,
+    /// none if it failed the batch or panicked.
+    ///
+    /// ```
+    /// # use sluice_sdk::{testing, Batch, Error, Outcome};
+    /// # fn handle(_: Batch) -> Result<Outcome, Error> { sluice_sdk::publish("t", "x")?; Ok(Outcome::ack_all()) }
+    /// assert_eq!(testing::run(handle, [testing::message("a")]).committed_publications().len(), 1);
+    /// ```
+    pub fn committed_publications(&self) -> &[PublishedMessage] {
+        if self.is_ok() { &self.published } else { &[] }
+    }
+
+    /// Every reply the handler made, in order, whether or not the host would commit them.
+    ///
+    /// ```
+    /// # use sluice_sdk::{testing, Batch, Error, Outcome};
+    /// # fn handle(b: Batch) -> Result<Outcome, Error> { sluice_sdk::reply(&b.messages()[0], "pong")?; Ok(Outcome::ack_all()) }
+    /// let report = testing::run(handle, [testing::message("ping")]);
+    /// assert_eq!(report.replies()[0].message_id, "msg-1");
+    /// ```
+    pub fn replies(&self) -> &[ReplyMessage] {
+        &self.replies
+    }
+
+    /// The replies the host would commit: those to acknowledged messages, if the handler
+    /// returned `Ok`. The reply to a message retried or dead-lettered is discarded.
+    ///
+    /// ```
+    /// # use sluice_sdk::{testing, Batch, Error, Outcome};
+    /// fn handle(batch: Batch) -> Result<Outcome, Error> {
+    ///     let mut outcome = Outcome::ack_all();
+    ///     for msg in &batch {
+    ///         sluice_sdk::reply(msg, "seen")?;
+    ///         if msg.body() == b"later" {
+    ///             outcome.retry(msg);
+    ///         }
+    ///     }
+    ///     Ok(outcome)
+    /// }
+    /// let report = testing::run(handle, [testing::message("now"), testing::message("later")]);
+    /// assert_eq!(report.replies().len(), 2);
+    /// let committed: Vec<_> = report.committed_replies().iter().map(|r| r.message_id.as_str()).collect();
+    /// assert_eq!(committed, ["msg-1"]);
+    /// ```
+    pub fn committed_replies(&self) -> Vec<&ReplyMessage> {
+        let acked = self.acked();
+        self.replies
+            .iter()
+            .filter(|r| acked.contains(&r.message_id.as_str()))
+            .collect()
+    }
+
+    /// The reply to message `id`, if the handler made one (committed or not).
+    ///
+    /// ```
+    /// # use sluice_sdk::{testing, Batch, Error, Outcome};
+    /// # fn handle(b: Batch) -> Result<Outcome, Error> { sluice_sdk::reply(&b.messages()[0], "pong")?; Ok(Outcome::ack_all()) }
+    /// let report = testing::run(handle, [testing::message("ping"), testing::message("ping")]);
+    /// assert_eq!(report.reply_to("msg-1").unwrap().body_str().unwrap(), "pong");
+    /// assert!(report.reply_to("msg-2").is_none());
+    /// ```
+    pub fn reply_to(&self, id: &str) -> Option<&ReplyMessage> {
+        self.replies.iter().find(|r| r.message_id == id)
+    }
 }
 
 #[cfg(test)]
@@ -539,6 +865,161 @@ mod tests {
         let report = Harness::new().queues(["other"]).run(echo, [message("a")]);
         assert!(report.error().is_some());
         assert!(run(echo, [message("a")]).is_ok());
+    }
+
+    fn everything(batch: Batch) -> Result<Outcome, Error> {
+        let mut outcome = Outcome::ack_all();
+        for msg in &batch {
+            crate::Outgoing::new("next")
+                .body(msg.body())
+                .priority(msg.priority())
+                .group(msg.group().unwrap_or("none"))
+                .send()?;
+            crate::Publication::new("events")
+                .body(msg.body())
+                .attribute("from", msg.id())
+                .publish()?;
+            crate::Reply::to(msg)
+                .body(msg.body())
+                .attribute("seen", "yes")
+                .send()?;
+            if msg.body() == b"fail" {
+                outcome.dead_letter(msg, "asked to");
+            }
+        }
+        Ok(outcome)
+    }
+
+    #[test]
+    fn publications_replies_priorities_and_groups_are_recorded() {
+        let report = run(
+            everything,
+            [message("a").priority(9).group("g-1"), message("fail")],
+        );
+        assert_eq!(report.acked(), ["msg-1"]);
+        let sent = report.committed();
+        assert_eq!(
+            (sent[0].priority, sent[0].group.as_deref()),
+            (Some(9), Some("g-1"))
+        );
+        assert_eq!(
+            (sent[1].priority, sent[1].group.as_deref()),
+            (Some(4), Some("none"))
+        );
+        let published = report.committed_publications();
+        assert_eq!(published.len(), 2);
+        assert_eq!(published[1].topic, "events");
+        assert_eq!(published[1].attribute("from"), Some("msg-2"));
+        assert_eq!(report.replies().len(), 2);
+        let committed: Vec<_> = report
+            .committed_replies()
+            .iter()
+            .map(|r| r.message_id.as_str())
+            .collect();
+        assert_eq!(
+            committed,
+            ["msg-1"],
+            "a dead-lettered message's reply is discarded"
+        );
+        assert_eq!(
+            report.reply_to("msg-2").unwrap().attribute("seen"),
+            Some("yes")
+        );
+
+        let second = run(everything, [message("b")]);
+        assert_eq!(
+            (second.published().len(), second.replies().len()),
+            (1, 1),
+            "runs are isolated"
+        );
+    }
+
+    #[test]
+    fn a_failed_batch_commits_no_publication_or_reply() {
+        fn failing(batch: Batch) -> Result<Outcome, Error> {
+            everything(batch)?;
+            Err(Error::new("then failed"))
+        }
+        let report = run(failing, [message("a")]);
+        assert_eq!((report.published().len(), report.replies().len()), (1, 1));
+        assert!(report.committed_publications().is_empty());
+        assert!(report.committed_replies().is_empty());
+    }
+
+    #[test]
+    fn the_hosts_checks_apply() {
+        fn send(outgoing: crate::Outgoing) -> Report {
+            run(
+                move |_| outgoing.send().map(|()| Outcome::ack_all()),
+                [message("x")],
+            )
+        }
+        let error = send(crate::Outgoing::new("q").priority(10));
+        assert!(
+            error
+                .error()
+                .unwrap()
+                .message()
+                .contains("priority 10 is out of range"),
+            "{:?}",
+            error.result()
+        );
+        let error = send(crate::Outgoing::new("q").group(""));
+        assert!(
+            error
+                .error()
+                .unwrap()
+                .message()
+                .contains("1 to 128 bytes, not 0")
+        );
+        let error = send(crate::Outgoing::new("q").group("a\nb"));
+        assert!(
+            error
+                .error()
+                .unwrap()
+                .message()
+                .contains("control characters")
+        );
+        assert!(send(crate::Outgoing::new("q").priority(0).group("g")).is_ok());
+
+        let report = Harness::new()
+            .topics(["other"])
+            .run(everything, [message("a")]);
+        assert_eq!(
+            report.error().unwrap().message(),
+            "topic `events` does not exist"
+        );
+        assert!(
+            run(everything, [message("a")]).is_ok(),
+            "the setting does not leak"
+        );
+    }
+
+    #[test]
+    fn a_reply_must_answer_a_message_of_the_batch_once() {
+        let stranger = message("x").id("elsewhere").build();
+        let report = run(
+            move |_| crate::reply(&stranger, "hi").map(|()| Outcome::ack_all()),
+            [message("a")],
+        );
+        assert_eq!(
+            report.error().unwrap().message(),
+            "message `elsewhere` is not in this batch; reply to a message of the batch being handled"
+        );
+        let report = run(
+            |batch: Batch| {
+                let msg = &batch.messages()[0];
+                crate::reply(msg, "one")?;
+                crate::reply(msg, "two")?;
+                Ok(Outcome::ack_all())
+            },
+            [message("a")],
+        );
+        assert_eq!(
+            report.error().unwrap().message(),
+            "message `msg-1` already has a reply in this invocation; a message gets at most one"
+        );
+        assert_eq!(report.replies().len(), 1);
     }
 
     #[test]

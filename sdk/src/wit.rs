@@ -1,5 +1,5 @@
-//! The generated bindings for the `sluice:queue/handler` world, and the glue between them and the
-//! SDK's own types. This is the only place `generate!` appears; nothing outside the SDK should
+//! The generated bindings for the `sluice:queue/handler@0.2.0` world, and the glue between them
+//! and the SDK's own types. This is the only place `generate!` appears; nothing outside the SDK should
 //! name anything in here.
 
 #![allow(unsafe_code, missing_docs, clippy::all)]
@@ -47,6 +47,8 @@ fn from_wit(message: sluice::queue::types::Message) -> crate::Message {
         attributes: message.attributes,
         attempt: message.attempt,
         enqueued_at_ms: message.enqueued_at_ms,
+        priority: message.priority,
+        group: message.group,
     }
 }
 
@@ -58,6 +60,26 @@ pub fn send(outgoing: crate::Outgoing) -> Result<(), Error> {
         body: outgoing.body,
         attributes: outgoing.attributes,
         delay_ms: outgoing.delay.map_or(0, crate::duration_to_ms),
+        priority: outgoing.priority,
+        group: outgoing.group,
     };
     sluice::queue::outbox::send(&msg).map_err(Error::new)
+}
+
+/// Hands one publication to the host's outbox.
+#[cfg(target_arch = "wasm32")]
+pub fn publish(publication: crate::Publication) -> Result<(), Error> {
+    sluice::queue::outbox::publish(
+        &publication.topic,
+        &publication.body,
+        &publication.attributes,
+    )
+    .map_err(Error::new)
+}
+
+/// Hands one reply to the host's outbox.
+#[cfg(target_arch = "wasm32")]
+pub fn reply(reply: crate::Reply) -> Result<(), Error> {
+    sluice::queue::outbox::reply(&reply.message_id, &reply.body, &reply.attributes)
+        .map_err(Error::new)
 }

@@ -3,14 +3,20 @@
 //! chosen by its kind. Messages that are not valid orders are dead-lettered with the parse error.
 //!
 //! Queues, from the environment: `ROUTE_BOOK` (default `orders-books`), `ROUTE_MUSIC`
-//! (`orders-music`) and `ROUTE_OTHER` (`orders-other`, for every other kind). A send that fails
-//! (a queue that does not exist) fails the batch, so nothing is lost: it is retried whole.
+//! (`orders-music`) and `ROUTE_OTHER` (`orders-other`, for every other kind). With
+//! `ROUTED_TOPIC` set, each routed order is also published to that topic, with attributes `kind`
+//! and `queue`, for whoever subscribes. A send or publish that fails (a queue or topic that does
+//! not exist) fails the batch, so nothing is lost: it is retried whole.
 
 use serde::Deserialize;
-use sluice_sdk::{Batch, Error, Outcome, Outgoing};
+use sluice_sdk::{Batch, Error, Outcome, Outgoing, Publication};
 
 fn handle(batch: Batch) -> Result<Outcome, Error> {
-    let routes = Routes::from_lookup(|name| std::env::var(name).ok());
+    route(batch, &Routes::from_lookup(|name| std::env::var(name).ok()))
+}
+
+/// Routes every order of `batch` by `routes`.
+fn route(batch: Batch, routes: &Routes) -> Result<Outcome, Error> {
     let mut outcome = Outcome::ack_all();
     for msg in &batch {
         let order = match msg.json::<Order>() {
@@ -20,14 +26,22 @@ fn handle(batch: Batch) -> Result<Outcome, Error> {
                 continue;
             }
         };
-        let mut outgoing = Outgoing::new(routes.queue_for(&order.kind)).body(msg.body());
+        let queue = routes.queue_for(&order.kind);
+        let mut outgoing = Outgoing::new(queue).body(msg.body());
         for (name, value) in msg.attributes() {
             outgoing = outgoing.attribute(name, value);
         }
         outgoing
-            .attribute("order-id", order.id)
-            .attribute("kind", order.kind)
+            .attribute("order-id", &order.id)
+            .attribute("kind", &order.kind)
             .send()?;
+        if let Some(topic) = &routes.topic {
+            Publication::new(topic)
+                .body(msg.body())
+                .attribute("kind", &order.kind)
+                .attribute("queue", queue)
+                .publish()?;
+        }
     }
     Ok(outcome)
 }
@@ -50,6 +64,8 @@ struct Routes {
     book: String,
     music: String,
     other: String,
+    /// Where routed orders are also published, if anywhere.
+    topic: Option<String>,
 }
 
 impl Routes {
@@ -60,6 +76,7 @@ impl Routes {
             book: get("ROUTE_BOOK", "orders-books"),
             music: get("ROUTE_MUSIC", "orders-music"),
             other: get("ROUTE_OTHER", "orders-other"),
+            topic: lookup("ROUTED_TOPIC"),
         }
     }
 
@@ -104,6 +121,33 @@ mod tests {
         assert_eq!(music.attribute("order-id"), Some("o-2"));
         assert_eq!(music.attribute("kind"), Some("music"));
         assert_eq!(music.json::<serde_json::Value>().unwrap()["amount"], 12.5);
+        assert!(
+            report.published().is_empty(),
+            "no ROUTED_TOPIC, no publications"
+        );
+    }
+
+    #[test]
+    fn publishes_routed_orders_when_a_topic_is_set() {
+        let routes = Routes::from_lookup(|name| (name == "ROUTED_TOPIC").then(|| "routed".into()));
+        let report = testing::run(
+            |batch| route(batch, &routes),
+            [order("o-1", "music"), testing::message("{not json")],
+        );
+        assert_eq!(report.acked(), ["msg-1"]);
+        let published = report.committed_publications();
+        assert_eq!(published.len(), 1, "only what was routed");
+        assert_eq!(published[0].topic, "routed");
+        assert_eq!(published[0].attribute("kind"), Some("music"));
+        assert_eq!(published[0].attribute("queue"), Some("orders-music"));
+
+        let report = Harness::new()
+            .topics(["other"])
+            .run(|batch| route(batch, &routes), [order("o-1", "book")]);
+        assert_eq!(
+            report.result(),
+            &RunResult::Failed(Error::new("topic `routed` does not exist"))
+        );
     }
 
     #[test]

@@ -1178,7 +1178,7 @@ async fn overhead(
     })?;
     let handler = executor.prepare(&c.sum)?;
     let limits = FunctionConfig::default().limits();
-    let check: crate::executor::SendCheck = Arc::new(|_| Ok(()));
+    let check = crate::executor::OutboxCheck::accept_all();
     let budget = if args.quick {
         Duration::from_millis(200)
     } else {
@@ -1271,7 +1271,7 @@ async fn time_calls(
     executor: &Executor,
     handler: &crate::executor::Handler,
     limits: &crate::executor::Limits,
-    check: &crate::executor::SendCheck,
+    check: &crate::executor::OutboxCheck,
     batch: Vec<Message>,
     budget: Duration,
 ) -> anyhow::Result<Histogram<u64>> {
@@ -1305,7 +1305,7 @@ async fn polyglot(
     dir: &Path,
 ) -> anyhow::Result<()> {
     let limits = FunctionConfig::default().limits();
-    let check: crate::executor::SendCheck = Arc::new(|_| Ok(()));
+    let check = crate::executor::OutboxCheck::accept_all();
     let budget = if args.quick {
         Duration::from_millis(300)
     } else {

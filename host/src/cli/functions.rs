@@ -415,14 +415,27 @@ pub async fn invoke(args: InvokeArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     print_invocation(&result);
+    let body = |message: &Value| {
+        message["body"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("(binary) {}", view::text(&message["body_base64"])))
+    };
     for send in result["sends"].as_array().into_iter().flatten() {
+        println!("    sent to {}: {}", view::text(&send["queue"]), body(send));
+    }
+    for publish in result["publishes"].as_array().into_iter().flatten() {
         println!(
-            "    sent to {}: {}",
-            view::text(&send["queue"]),
-            send["body"]
-                .as_str()
-                .map(str::to_owned)
-                .unwrap_or_else(|| format!("(binary) {}", view::text(&send["body_base64"])))
+            "    published to {}: {}",
+            view::text(&publish["topic"]),
+            body(publish)
+        );
+    }
+    for reply in result["replies"].as_array().into_iter().flatten() {
+        println!(
+            "    replied to {}: {}",
+            view::text(&reply["message_id"]),
+            body(reply)
         );
     }
     Ok(())

@@ -7,7 +7,9 @@ use rand::Rng;
 
 use crate::executor::{Disposition, Invocation, Outcome};
 use crate::functions::failure_name;
-use crate::store::{Backoff, DeadLetter, Message, NewMessage, Retry, Settlement};
+use crate::store::{
+    Backoff, DEFAULT_PRIORITY, DeadLetter, Message, NewMessage, NewReply, Retry, Settlement,
+};
 
 /// The queue's backoff for a message whose delivery number `attempt` failed, with jitter.
 pub fn backoff_delay_ms(backoff: &Backoff, attempt: u32, rng: &mut impl Rng) -> u64 {
@@ -32,8 +34,8 @@ pub fn failure_cooldown(failures: u32) -> std::time::Duration {
 
 /// Turns an invocation's outcome into the settlement of its batch.
 ///
-/// `ok(failures)` acknowledges everything not listed and commits the sends; `err`, a trap, a
-/// timeout or running out of memory retries every message and discards the sends.
+/// `ok(failures)` acknowledges everything not listed and commits the sends and publishes; `err`,
+/// a trap, a timeout or running out of memory retries every message and discards them.
 pub fn settlement(
     batch: &[Message],
     invocation: Invocation,
@@ -77,9 +79,32 @@ pub fn settlement(
                         attributes: s.attributes,
                         delay_ms: u64::from(s.delay_ms),
                         dedup_id: None,
-                        ..NewMessage::default()
+                        priority: s.priority.unwrap_or(DEFAULT_PRIORITY),
+                        group: s.group,
                     };
                     (s.queue, message)
+                })
+                .collect();
+            settlement.publish = invocation
+                .publishes
+                .into_iter()
+                .map(|p| {
+                    let message = NewMessage {
+                        body: p.body,
+                        attributes: p.attributes,
+                        ..NewMessage::default()
+                    };
+                    (p.topic, message)
+                })
+                .collect();
+            // The store keeps only the replies of the messages this settle acknowledges.
+            settlement.replies = invocation
+                .replies
+                .into_iter()
+                .map(|r| NewReply {
+                    message_id: r.message_id,
+                    body: r.body,
+                    attributes: r.attributes,
                 })
                 .collect();
         }
@@ -126,7 +151,7 @@ mod tests {
     use rand::rngs::StdRng;
 
     use super::*;
-    use crate::executor::{FailureKind, ItemFailure, Outgoing};
+    use crate::executor::{FailureKind, ItemFailure, Outgoing, Publish, Reply};
 
     fn backoff(jitter: bool) -> Backoff {
         Backoff {
@@ -156,11 +181,33 @@ mod tests {
         Invocation {
             outcome,
             logs: String::new(),
-            sends: vec![Outgoing {
-                queue: "next".into(),
-                body: b"x".to_vec(),
+            sends: vec![
+                Outgoing {
+                    queue: "next".into(),
+                    body: b"x".to_vec(),
+                    attributes: vec![],
+                    delay_ms: 5,
+                    priority: None,
+                    group: None,
+                },
+                Outgoing {
+                    queue: "urgent".into(),
+                    body: b"y".to_vec(),
+                    attributes: vec![],
+                    delay_ms: 0,
+                    priority: Some(9),
+                    group: Some("customer-7".into()),
+                },
+            ],
+            publishes: vec![Publish {
+                topic: "events".into(),
+                body: b"z".to_vec(),
+                attributes: vec![("kind".into(), "order".into())],
+            }],
+            replies: vec![Reply {
+                message_id: "1".into(),
+                body: b"answer".to_vec(),
                 attributes: vec![],
-                delay_ms: 5,
             }],
             duration: Duration::ZERO,
         }
@@ -198,9 +245,31 @@ mod tests {
         );
         assert_eq!(s.ack, ["1", "2", "3"]);
         assert!(s.retry.is_empty() && s.dead_letter.is_empty());
-        assert_eq!(s.send.len(), 1);
+        assert_eq!(s.send.len(), 2);
         assert_eq!(s.send[0].0, "next");
         assert_eq!(s.send[0].1.delay_ms, 5);
+        assert_eq!(
+            (s.send[0].1.priority, &s.send[0].1.group),
+            (DEFAULT_PRIORITY, &None),
+            "no priority: the default"
+        );
+        assert_eq!(s.send[1].0, "urgent");
+        assert_eq!(
+            (s.send[1].1.priority, s.send[1].1.group.as_deref()),
+            (9, Some("customer-7"))
+        );
+        assert_eq!(s.publish.len(), 1);
+        assert_eq!(s.publish[0].0, "events");
+        assert_eq!(s.publish[0].1.body, b"z");
+        assert_eq!(s.publish[0].1.attributes, [("kind".into(), "order".into())]);
+        assert_eq!(s.replies.len(), 1);
+        assert_eq!(
+            (
+                s.replies[0].message_id.as_str(),
+                s.replies[0].body.as_slice()
+            ),
+            ("1", b"answer".as_slice())
+        );
     }
 
     #[test]
@@ -240,7 +309,12 @@ mod tests {
         );
         assert_eq!(s.dead_letter.len(), 1);
         assert_eq!(s.dead_letter[0].reason, "bad");
-        assert_eq!(s.send.len(), 1, "sends commit with a partial failure");
+        assert_eq!(s.send.len(), 2, "sends commit with a partial failure");
+        assert_eq!(
+            s.publish.len(),
+            1,
+            "publishes commit with a partial failure"
+        );
     }
 
     #[test]
@@ -260,6 +334,8 @@ mod tests {
             let s = settlement(&batch(3), invocation(outcome), &backoff(false), &mut rng);
             assert!(s.ack.is_empty());
             assert!(s.send.is_empty(), "sends discarded");
+            assert!(s.replies.is_empty(), "replies discarded");
+            assert!(s.publish.is_empty(), "publishes discarded");
             assert_eq!(s.retry.len(), 3);
             assert!(s.retry.iter().all(|r| r.delay_ms == 100));
         }

@@ -13,8 +13,8 @@ use tokio_util::task::TaskTracker;
 
 use super::decide;
 use super::window::{self, Window};
-use crate::executor::{Outcome, SendCheck};
-use crate::functions::{Active, Functions, InvocationRecord, failure_name};
+use crate::executor::Outcome;
+use crate::functions::{Active, Functions, InvocationRecord, failure_name, outbox_check};
 use crate::store::{Lease, QueueSettings, Settlement, Store, TriggerRecord};
 
 /// After a storage error, wait this long before trying again (the store may be out of space).
@@ -191,14 +191,7 @@ impl Trigger {
         let size = lease.messages.len();
         metrics::counter!("sluice_delivered_total", "queue" => queue.clone())
             .increment(size as u64);
-        let store = self.store.clone();
-        let check: SendCheck = Arc::new(move |target: &str| {
-            if store.queue_exists(target) {
-                Ok(())
-            } else {
-                Err(format!("queue `{target}` does not exist"))
-            }
-        });
+        let check = outbox_check(&self.store).await;
         let started_at_ms = self.store.now_ms();
         super::handler_starting(queue, &lease.messages);
         let invocation = self
@@ -259,20 +252,24 @@ impl Trigger {
         let queue = &self.record.queue;
         let log = self.functions.log();
         let (entry, retention) = log.entry(&record);
-        let sends = !settlement.send.is_empty();
+        let sends = !settlement.send.is_empty() || !settlement.publish.is_empty();
         let mut settled = self
             .store
             .settle_logged(lease, settlement, entry.clone(), retention)
             .await;
-        // A send target vanished between `send` and the settle: nothing was applied, so the
-        // batch is retried without its sends.
-        if let Err(crate::store::Error::QueueNotFound(missing)) = &settled
+        // A send or publish target vanished between the handler's call and the settle: nothing
+        // was applied, so the batch is retried without its sends and publishes.
+        if let Err(
+            crate::store::Error::QueueNotFound(missing)
+            | crate::store::Error::TopicNotFound(missing),
+        ) = &settled
             && sends
         {
-            tracing::warn!(%queue, %missing, "send target deleted; retrying the batch");
+            tracing::warn!(%queue, %missing, "send or publish target deleted; retrying the batch");
             let retry = decide::retry_all(
                 &lease.messages,
-                "a queue the handler sent to was deleted before the batch settled",
+                "a queue the handler sent to or a topic it published to was deleted before the \
+                 batch settled",
                 &self.settings.backoff,
                 &mut rand::rng(),
             );

@@ -4,7 +4,8 @@
 //!
 //! One engine (cranelift, pooling allocator, epoch interruption driven by one ticker thread) is
 //! shared by every function. [`Executor::prepare`] validates an upload against the `handler`
-//! world and compiles it once per content and engine, caching the result on disk;
+//! world (0.2.0 or 0.1.0, see [`world`]) and compiles it once per content and engine, caching the
+//! result on disk;
 //! [`Executor::invoke`] runs one batch in a fresh store and instance, on a blocking thread.
 //!
 //! Time limits follow the wall clock, not a count of ticks: the ticker advances the epoch by the
@@ -18,7 +19,9 @@ mod sandbox;
 mod surface;
 #[cfg(test)]
 mod tests;
+mod world;
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
@@ -33,9 +36,9 @@ use wasmtime::{
 };
 
 use crate::store::Message;
-use bindings::HandlerPre;
 use cache::ComponentCache;
 use sandbox::{Logs, State};
+use world::World;
 
 /// Why a component could not be prepared, or the executor could not start.
 #[derive(Debug, thiserror::Error)]
@@ -88,24 +91,94 @@ pub struct Limits {
     pub memory_bytes: u64,
     /// Environment variables the function may read; nothing else of the host's is visible.
     pub env: Vec<(String, String)>,
-    /// Outbox sends per invocation.
+    /// Outbox messages per invocation: sends, publishes and replies together.
     pub max_sends: usize,
-    /// Outbox bytes per invocation: bodies plus attribute names and values, all sends together.
+    /// Outbox bytes per invocation: bodies plus attribute names and values, all sends,
+    /// publishes and replies together.
     pub max_send_bytes: usize,
     /// Captured stdout + stderr per invocation; the rest is dropped and the drop noted.
     pub max_log_bytes: usize,
 }
 
-/// Decides whether an outbox `send` to a queue is accepted (the queue must exist).
-pub type SendCheck = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+/// One check of a name: `Err` says why the outbox refuses it.
+type NameCheck = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
-/// A message the handler sent through the outbox.
+/// Decides whether the outbox accepts a `send` to a queue and a `publish` to a topic (each must
+/// exist). Checked when the handler calls, so it learns of a mistake at once.
+#[derive(Clone)]
+pub struct OutboxCheck {
+    queue: NameCheck,
+    topic: NameCheck,
+}
+
+impl OutboxCheck {
+    /// `queue` checks the destination of every send, `topic` that of every publish.
+    pub fn new(
+        queue: impl Fn(&str) -> Result<(), String> + Send + Sync + 'static,
+        topic: impl Fn(&str) -> Result<(), String> + Send + Sync + 'static,
+    ) -> OutboxCheck {
+        OutboxCheck {
+            queue: Arc::new(queue),
+            topic: Arc::new(topic),
+        }
+    }
+
+    /// Accepts every queue and topic: for runs whose outbox is never committed (benchmarks).
+    pub fn accept_all() -> OutboxCheck {
+        OutboxCheck::new(|_| Ok(()), |_| Ok(()))
+    }
+
+    /// Refuses everything.
+    fn refuse_all() -> OutboxCheck {
+        OutboxCheck::new(
+            |_| Err("this call sends nothing".into()),
+            |_| Err("this call publishes nothing".into()),
+        )
+    }
+
+    fn queue(&self, name: &str) -> Result<(), String> {
+        (self.queue)(name)
+    }
+
+    fn topic(&self, name: &str) -> Result<(), String> {
+        (self.topic)(name)
+    }
+}
+
+impl std::fmt::Debug for OutboxCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxCheck").finish_non_exhaustive()
+    }
+}
+
+/// A message the handler sent to a queue through the outbox.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outgoing {
     pub queue: String,
     pub body: Vec<u8>,
     pub attributes: Vec<(String, String)>,
     pub delay_ms: u32,
+    /// `None`: the default priority. Checked to be in range when sent.
+    pub priority: Option<u8>,
+    /// Checked like an enqueue's group when sent.
+    pub group: Option<String>,
+}
+
+/// A message the handler published to a topic through the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Publish {
+    pub topic: String,
+    pub body: Vec<u8>,
+    pub attributes: Vec<(String, String)>,
+}
+
+/// The handler's answer to a message of its batch, for the producer waiting on it; at most one
+/// per message. To be committed only if that message is acknowledged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub message_id: String,
+    pub body: Vec<u8>,
+    pub attributes: Vec<(String, String)>,
 }
 
 /// What the handler asked for one failed message.
@@ -150,6 +223,11 @@ pub struct Invocation {
     pub logs: String,
     /// Outbox sends, in order; to be committed only when `outcome` is `Ok`.
     pub sends: Vec<Outgoing>,
+    /// Outbox publishes, in order; to be committed only when `outcome` is `Ok`.
+    pub publishes: Vec<Publish>,
+    /// Outbox replies, in order; each to be committed only when `outcome` is `Ok` and its
+    /// message is acknowledged.
+    pub replies: Vec<Reply>,
     pub duration: Duration,
 }
 
@@ -170,8 +248,8 @@ const MEMORIES_PER_COMPONENT: u32 = 2;
 const TABLES_PER_COMPONENT: u32 = 4;
 const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
 
-/// The world every handler must target, as users see it in messages.
-const WORLD: &str = "sluice:queue/handler@0.1.0";
+/// The worlds a handler may target, as users see them in messages.
+const WORLD: &str = "sluice:queue/handler@0.2.0 (or @0.1.0)";
 /// How many unknown imports one refusal names; the rest are counted.
 const FOREIGN_IMPORTS_NAMED: usize = 10;
 
@@ -182,7 +260,7 @@ pub struct Handler {
 }
 
 struct HandlerInner {
-    pre: HandlerPre<State>,
+    world: World,
     digest: String,
     from_cache: bool,
 }
@@ -197,12 +275,18 @@ impl Handler {
     pub fn from_cache(&self) -> bool {
         self.inner.from_cache
     }
+
+    /// The world the component targets: `sluice:queue/handler@0.2.0` or `@0.1.0`.
+    pub fn world(&self) -> &'static str {
+        self.inner.world.name()
+    }
 }
 
 impl std::fmt::Debug for Handler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Handler")
             .field("digest", &self.inner.digest)
+            .field("world", &self.inner.world.name())
             .field("from_cache", &self.inner.from_cache)
             .finish()
     }
@@ -286,7 +370,11 @@ impl Executor {
 
         let mut linker = Linker::<State>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_error)?;
-        bindings::Handler::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)
+        // Both versions of the outbox, side by side: 0.x versions are not semver-compatible,
+        // so `sluice:queue/outbox@0.1.0` and `@0.2.0` are different imports.
+        bindings::v1::Handler::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)
+            .map_err(engine_error)?;
+        bindings::v2::Handler::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)
             .map_err(engine_error)?;
 
         let cache = ComponentCache::open(&config.cache_dir, &engine)?;
@@ -365,7 +453,7 @@ impl Executor {
                 (component, false)
             }
         };
-        let mut pre = self.link(&component)?;
+        let mut world = self.link(&component)?;
         // Only a component that passed every check reaches the cache.
         if !from_cache {
             match self.inner.cache.store(&digest, &component) {
@@ -373,7 +461,7 @@ impl Executor {
                 // memory: its code and memory image are then file-backed pages, shared with the
                 // page cache and evictable, instead of tens of MiB of heap per large component.
                 Ok(()) => match self.inner.cache.load(engine, &digest) {
-                    Some(mapped) => pre = self.link(&mapped)?,
+                    Some(mapped) => world = self.link(&mapped)?,
                     None => tracing::warn!(
                         "the compiled component could not be reloaded from the cache; running it from memory"
                     ),
@@ -385,7 +473,7 @@ impl Executor {
         }
         Ok(Handler {
             inner: Arc::new(HandlerInner {
-                pre,
+                world,
                 digest,
                 from_cache,
             }),
@@ -436,8 +524,8 @@ impl Executor {
         }
     }
 
-    /// Checks the component against the `handler` world and the host's imports.
-    fn link(&self, component: &Component) -> Result<HandlerPre<State>, Error> {
+    /// Checks the component against the `handler` worlds and the host's imports.
+    fn link(&self, component: &Component) -> Result<World, Error> {
         let engine = &self.inner.engine;
         let ty = component.component_type();
         match ty.get_export(engine, "handle").map(|export| export.ty) {
@@ -456,11 +544,7 @@ impl Executor {
             .linker
             .instantiate_pre(component)
             .map_err(|e| foreign_imports(ty.imports(engine).map(|(name, _)| name), &e))?;
-        HandlerPre::new(pre).map_err(|e| {
-            Error::Invalid(format!(
-                "the component's `handle` export does not match world {WORLD}: {e:#}"
-            ))
-        })
+        World::of(pre)
     }
 
     /// Runs `batch` in a fresh instance of `handler`.
@@ -470,27 +554,11 @@ impl Executor {
     /// limits, captured output, deadline, thread hop or outcome mapping). What `sluice bench`
     /// holds [`Executor::invoke`]'s overhead against.
     pub fn time_bare_call(&self, handler: &Handler, batch: &[Message]) -> Result<Duration, Error> {
-        use bindings::sluice::queue::types;
-
-        let batch: Vec<types::Message> = batch
-            .iter()
-            .map(|m| types::Message {
-                id: m.id.clone(),
-                queue: m.queue.clone(),
-                body: m.body.clone(),
-                attributes: m.attributes.clone(),
-                attempt: m.attempt,
-                enqueued_at_ms: m.enqueued_at_ms,
-            })
-            .collect();
+        let call = handler.inner.world.call(batch.iter().cloned());
         let started = Instant::now();
         let mut store = Store::new(&self.inner.engine, State::bare());
         store.set_epoch_deadline(NO_DEADLINE);
-        let answer = handler
-            .inner
-            .pre
-            .instantiate(&mut store)
-            .and_then(|instance| instance.call_handle(&mut store, &batch));
+        let answer = call.run(&mut store);
         drop(store);
         let took = started.elapsed();
         match answer {
@@ -505,7 +573,7 @@ impl Executor {
         handler: &Handler,
         limits: &Limits,
         batch: Vec<Message>,
-        check: SendCheck,
+        check: OutboxCheck,
     ) -> Invocation {
         let start = Instant::now();
         let permit = self.inner.slots.clone().acquire_owned().await;
@@ -527,6 +595,8 @@ impl Executor {
                 },
                 logs: String::new(),
                 sends: Vec::new(),
+                publishes: Vec::new(),
+                replies: Vec::new(),
                 duration: start.elapsed(),
             },
         }
@@ -544,18 +614,23 @@ impl Inner {
         handler: &Handler,
         limits: &Limits,
         batch: Vec<Message>,
-        check: SendCheck,
+        check: OutboxCheck,
     ) -> Invocation {
-        use bindings::sluice::queue::types;
-
         let start = Instant::now();
         let memory_limit = limits.memory_bytes.min(self.max_memory_bytes);
         let logs = Logs::new(limits.max_log_bytes);
+        let world = &handler.inner.world;
+        // Only a world that can reply needs to know which ids it may reply to.
+        let ids: HashSet<String> = match world.replies() {
+            true => batch.iter().map(|m| m.id.clone()).collect(),
+            false => HashSet::new(),
+        };
         let state = State::new(
             limits,
             usize::try_from(memory_limit).unwrap_or(usize::MAX),
             &logs,
             check,
+            ids,
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
@@ -577,37 +652,9 @@ impl Inner {
             None => store.set_epoch_deadline(NO_DEADLINE),
         }
 
-        let batch: Vec<types::Message> = batch
-            .into_iter()
-            .map(|m| types::Message {
-                id: m.id,
-                queue: m.queue,
-                body: m.body,
-                attributes: m.attributes,
-                attempt: m.attempt,
-                enqueued_at_ms: m.enqueued_at_ms,
-            })
-            .collect();
-        let result = handler
-            .inner
-            .pre
-            .instantiate(&mut store)
-            .and_then(|instance| instance.call_handle(&mut store, &batch));
-        let outcome = match result {
-            Ok(Ok(failures)) => Outcome::Ok(
-                failures
-                    .into_iter()
-                    .map(|f| ItemFailure {
-                        id: f.id,
-                        disposition: match f.disposition {
-                            types::Disposition::Retry(delay) => Disposition::Retry(delay),
-                            types::Disposition::DeadLetter(reason) => {
-                                Disposition::DeadLetter(reason)
-                            }
-                        },
-                    })
-                    .collect(),
-            ),
+        let call = world.call(batch.into_iter());
+        let outcome = match call.run(&mut store) {
+            Ok(Ok(failures)) => Outcome::Ok(failures),
             Ok(Err(reason)) => Outcome::Error(reason),
             Err(error) => {
                 let (kind, message) = classify(
@@ -620,7 +667,10 @@ impl Inner {
                 Outcome::Failed { kind, message }
             }
         };
-        let sends = std::mem::take(&mut store.data_mut().outbox.sends);
+        let outbox = &mut store.data_mut().outbox;
+        let sends = std::mem::take(&mut outbox.sends);
+        let publishes = std::mem::take(&mut outbox.publishes);
+        let replies = std::mem::take(&mut outbox.replies);
         drop(store);
         let duration = start.elapsed();
         match &outcome {
@@ -638,6 +688,8 @@ impl Inner {
             outcome,
             logs: logs.finish(),
             sends,
+            publishes,
+            replies,
             duration,
         }
     }
@@ -852,7 +904,7 @@ fn foreign_imports<'a>(imports: impl Iterator<Item = &'a str>, linker: &wasmtime
     Error::Invalid(format!(
         "the component imports {what}. Handlers may import only WASI 0.2 (wasi:cli, wasi:io, \
          wasi:clocks, wasi:random, wasi:filesystem, wasi:sockets; all of them deny access) and \
-         sluice:queue/outbox@0.1.0. (wasmtime: {linker:#})"
+         sluice:queue/outbox@0.2.0 (or @0.1.0). (wasmtime: {linker:#})"
     ))
 }
 

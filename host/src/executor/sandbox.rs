@@ -1,6 +1,8 @@
 //! What one invocation's store holds: a WASI context that grants nothing but the function's own
-//! environment variables, the memory limiter, the captured logs and the outbox buffer.
+//! environment variables, the memory limiter, the captured logs and the outbox buffer, which
+//! takes the sends, publishes and replies of both versions of the world.
 
+use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -12,8 +14,8 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::sluice::queue::{outbox, types};
-use super::{Limits, Outgoing, SendCheck};
+use super::bindings::{v1, v2};
+use super::{Limits, OutboxCheck, Outgoing, Publish, Reply};
 
 /// Tables may grow to this many elements; real handlers use a few hundred.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
@@ -30,11 +32,13 @@ pub(super) struct State {
 }
 
 impl State {
+    /// `batch` holds the ids of the messages the handler may reply to.
     pub(super) fn new(
         limits: &Limits,
         memory_bytes: usize,
         logs: &Logs,
-        check: SendCheck,
+        check: OutboxCheck,
+        batch: HashSet<String>,
     ) -> State {
         // A fresh builder grants nothing: no preopened directories, no arguments, no inherited
         // environment, stdin empty. The network switches are explicit so a future default can't
@@ -55,13 +59,7 @@ impl State {
                 used: 0,
                 refused: None,
             },
-            outbox: Outbox {
-                sends: Vec::new(),
-                bytes: 0,
-                max_sends: limits.max_sends,
-                max_bytes: limits.max_send_bytes,
-                check,
-            },
+            outbox: Outbox::new(limits.max_sends, limits.max_send_bytes, check, batch),
         }
     }
 }
@@ -78,13 +76,7 @@ impl State {
                 used: 0,
                 refused: None,
             },
-            outbox: Outbox {
-                sends: Vec::new(),
-                bytes: 0,
-                max_sends: 0,
-                max_bytes: 0,
-                check: std::sync::Arc::new(|_| Err("a bare call sends nothing".into())),
-            },
+            outbox: Outbox::new(0, 0, OutboxCheck::refuse_all(), HashSet::new()),
         }
     }
 }
@@ -135,47 +127,165 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-/// Messages sent through `sluice:queue/outbox` during one invocation.
+/// Messages sent, published and replied through `sluice:queue/outbox` during one invocation,
+/// all counted together toward the invocation's limits.
 pub(super) struct Outbox {
     pub(super) sends: Vec<Outgoing>,
+    pub(super) publishes: Vec<Publish>,
+    pub(super) replies: Vec<Reply>,
     bytes: usize,
-    max_sends: usize,
+    max_messages: usize,
     max_bytes: usize,
-    check: SendCheck,
+    check: OutboxCheck,
+    /// The ids of the batch's messages not replied to yet.
+    unanswered: HashSet<String>,
+    /// The ids of the batch's messages replied to.
+    answered: HashSet<String>,
 }
 
-impl types::Host for State {}
+impl Outbox {
+    fn new(
+        max_messages: usize,
+        max_bytes: usize,
+        check: OutboxCheck,
+        batch: HashSet<String>,
+    ) -> Outbox {
+        Outbox {
+            sends: Vec::new(),
+            publishes: Vec::new(),
+            replies: Vec::new(),
+            bytes: 0,
+            max_messages,
+            max_bytes,
+            check,
+            unanswered: batch,
+            answered: HashSet::new(),
+        }
+    }
 
-impl outbox::Host for State {
-    fn send(&mut self, msg: types::Outgoing) -> Result<(), String> {
-        let outbox = &mut self.outbox;
-        if outbox.sends.len() >= outbox.max_sends {
+    /// Whether one more message of `body` and `attributes` fits in the invocation's limits;
+    /// its size if so.
+    fn fits(&self, body: &[u8], attributes: &[(String, String)]) -> Result<usize, String> {
+        let messages = self.sends.len() + self.publishes.len() + self.replies.len();
+        if messages >= self.max_messages {
             return Err(format!(
-                "send limit reached: at most {} messages per invocation",
-                outbox.max_sends
+                "outbox limit reached: at most {} messages per invocation, sends, publishes and \
+                 replies together (the function's `max_sends`)",
+                self.max_messages
             ));
         }
-        let size = msg.body.len()
-            + msg
-                .attributes
-                .iter()
-                .map(|(k, v)| k.len() + v.len())
-                .sum::<usize>();
-        if outbox.bytes + size > outbox.max_bytes {
+        let size = crate::store::message_size(body, attributes);
+        if self.bytes + size > self.max_bytes {
             return Err(format!(
-                "send limit reached: at most {} bytes of messages per invocation ({} already sent, this one is {size})",
-                outbox.max_bytes, outbox.bytes
+                "outbox limit reached: at most {} bytes of messages per invocation, sends, \
+                 publishes and replies together (`max_send_bytes`; {} already used, this one \
+                 is {size})",
+                self.max_bytes, self.bytes
             ));
         }
-        (outbox.check)(&msg.queue)?;
-        outbox.bytes += size;
-        outbox.sends.push(Outgoing {
+        Ok(size)
+    }
+
+    fn send(&mut self, msg: Outgoing) -> Result<(), String> {
+        let size = self.fits(&msg.body, &msg.attributes)?;
+        // The store's own rules for an enqueue's priority and group, checked now so the handler
+        // learns of a mistake from `send` instead of from a settle that fails.
+        crate::store::validate_message(&crate::store::NewMessage {
+            priority: msg.priority.unwrap_or(crate::store::DEFAULT_PRIORITY),
+            group: msg.group.clone(),
+            ..crate::store::NewMessage::default()
+        })
+        .map_err(|e| e.to_string())?;
+        self.check.queue(&msg.queue)?;
+        self.bytes += size;
+        self.sends.push(msg);
+        Ok(())
+    }
+
+    fn publish(&mut self, msg: Publish) -> Result<(), String> {
+        let size = self.fits(&msg.body, &msg.attributes)?;
+        self.check.topic(&msg.topic)?;
+        self.bytes += size;
+        self.publishes.push(msg);
+        Ok(())
+    }
+
+    fn reply(&mut self, msg: Reply) -> Result<(), String> {
+        if !self.unanswered.contains(&msg.message_id) {
+            return Err(if self.answered.contains(&msg.message_id) {
+                format!(
+                    "message `{}` already has a reply in this invocation; a message gets at most one",
+                    msg.message_id
+                )
+            } else {
+                format!(
+                    "message `{}` is not in this batch; reply to a message of the batch being handled",
+                    msg.message_id
+                )
+            });
+        }
+        let size = self.fits(&msg.body, &msg.attributes)?;
+        self.unanswered.remove(&msg.message_id);
+        self.answered.insert(msg.message_id.clone());
+        self.bytes += size;
+        self.replies.push(msg);
+        Ok(())
+    }
+}
+
+impl v1::sluice::queue::types::Host for State {}
+
+impl v1::sluice::queue::outbox::Host for State {
+    fn send(&mut self, msg: v1::sluice::queue::types::Outgoing) -> Result<(), String> {
+        self.outbox.send(Outgoing {
             queue: msg.queue,
             body: msg.body,
             attributes: msg.attributes,
             delay_ms: msg.delay_ms,
-        });
-        Ok(())
+            priority: None,
+            group: None,
+        })
+    }
+}
+
+impl v2::sluice::queue::types::Host for State {}
+
+impl v2::sluice::queue::outbox::Host for State {
+    fn send(&mut self, msg: v2::sluice::queue::types::Outgoing) -> Result<(), String> {
+        self.outbox.send(Outgoing {
+            queue: msg.queue,
+            body: msg.body,
+            attributes: msg.attributes,
+            delay_ms: msg.delay_ms,
+            priority: msg.priority,
+            group: msg.group,
+        })
+    }
+
+    fn publish(
+        &mut self,
+        topic: String,
+        body: Vec<u8>,
+        attributes: Vec<(String, String)>,
+    ) -> Result<(), String> {
+        self.outbox.publish(Publish {
+            topic,
+            body,
+            attributes,
+        })
+    }
+
+    fn reply(
+        &mut self,
+        message_id: String,
+        body: Vec<u8>,
+        attributes: Vec<(String, String)>,
+    ) -> Result<(), String> {
+        self.outbox.reply(Reply {
+            message_id,
+            body,
+            attributes,
+        })
     }
 }
 

@@ -51,7 +51,11 @@ impl InvocationLog {
 
     /// Commits the invocation, then tells followers; returns it with its id.
     pub async fn record(&self, record: InvocationRecord) -> Result<InvocationRecord> {
-        let sends = record.sends.clone();
+        let (sends, publishes, replies) = (
+            record.sends.clone(),
+            record.publishes.clone(),
+            record.replies.clone(),
+        );
         let entry = to_entry(&record);
         let mut stored = self
             .store
@@ -60,6 +64,8 @@ impl InvocationLog {
         let mut record = stored.pop().map(from_entry).unwrap_or(record);
         let _ = self.live.send(Arc::new(record.clone()));
         record.sends = sends;
+        record.publishes = publishes;
+        record.replies = replies;
         Ok(record)
     }
 
@@ -130,5 +136,7 @@ fn from_entry(entry: InvocationEntry) -> InvocationRecord {
         logs: entry.logs,
         sent: usize::try_from(entry.sent).unwrap_or(usize::MAX),
         sends: Vec::new(),
+        publishes: Vec::new(),
+        replies: Vec::new(),
     }
 }

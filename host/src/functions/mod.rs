@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::executor::{
-    self, Executor, FailureKind, Handler, Invocation, Limits, Outcome, SendCheck,
+    self, Executor, FailureKind, Handler, Invocation, Limits, OutboxCheck, Outcome,
 };
 use crate::store::{self, FunctionRecord, Message, Store};
 
@@ -42,7 +42,7 @@ pub struct FunctionConfig {
     pub timeout_ms: u64,
     /// Memory limit of one instance.
     pub memory_mb: u64,
-    /// Most messages one invocation may send through the outbox.
+    /// Most messages one invocation may send, publish and reply through the outbox, together.
     pub max_sends: usize,
 }
 
@@ -136,10 +136,17 @@ pub struct InvocationRecord {
     /// The sends themselves; kept for dry runs, left out of the recent-invocations log.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sends: Vec<serde_json::Value>,
+    /// The messages published to topics; kept for dry runs, left out of the log.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub publishes: Vec<serde_json::Value>,
+    /// The replies to messages of the batch; kept for dry runs, left out of the log.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replies: Vec<serde_json::Value>,
 }
 
 impl InvocationRecord {
-    /// A dry run keeps the sent messages themselves, not just their count.
+    /// A dry run keeps the sent, published and replied messages themselves, not just the count
+    /// of sends.
     pub fn new(
         function: &str,
         version: u32,
@@ -148,7 +155,6 @@ impl InvocationRecord {
         invocation: &Invocation,
         dry_run: bool,
     ) -> Self {
-        use base64::Engine as _;
         let (outcome, error, failures) = match &invocation.outcome {
             Outcome::Ok(failures) => {
                 let failures = failures
@@ -174,18 +180,32 @@ impl InvocationRecord {
             .iter()
             .filter(|_| dry_run)
             .map(|s| {
-                let attributes: serde_json::Map<_, _> = s
-                    .attributes
-                    .iter()
-                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-                    .collect();
-                serde_json::json!({
-                    "queue": s.queue,
-                    "body": std::str::from_utf8(&s.body).ok(),
-                    "body_base64": base64::engine::general_purpose::STANDARD.encode(&s.body),
-                    "attributes": attributes,
-                    "delay_ms": s.delay_ms,
-                })
+                let mut send = message_json(&s.body, &s.attributes);
+                send["queue"] = s.queue.clone().into();
+                send["delay_ms"] = s.delay_ms.into();
+                send["priority"] = s.priority.into();
+                send["group"] = s.group.clone().into();
+                send
+            })
+            .collect();
+        let publishes = invocation
+            .publishes
+            .iter()
+            .filter(|_| dry_run)
+            .map(|p| {
+                let mut publish = message_json(&p.body, &p.attributes);
+                publish["topic"] = p.topic.clone().into();
+                publish
+            })
+            .collect();
+        let replies = invocation
+            .replies
+            .iter()
+            .filter(|_| dry_run)
+            .map(|r| {
+                let mut reply = message_json(&r.body, &r.attributes);
+                reply["message_id"] = r.message_id.clone().into();
+                reply
             })
             .collect();
         InvocationRecord {
@@ -202,8 +222,49 @@ impl InvocationRecord {
             logs: invocation.logs.clone(),
             sent: invocation.sends.len(),
             sends,
+            publishes,
+            replies,
         }
     }
+}
+
+/// A message's body (as text when it is UTF-8, and in base64) and attributes, for a dry run.
+fn message_json(body: &[u8], attributes: &[(String, String)]) -> serde_json::Value {
+    use base64::Engine as _;
+    let attributes: serde_json::Map<_, _> = attributes
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    serde_json::json!({
+        "body": std::str::from_utf8(body).ok(),
+        "body_base64": base64::engine::general_purpose::STANDARD.encode(body),
+        "attributes": attributes,
+    })
+}
+
+/// The outbox check of one invocation: a send must go to a queue and a publish to a topic that
+/// exists now, both looked up in the store's cached catalog. A topic deleted after the check is
+/// found at the settle, which then fails with `TopicNotFound` (as a deleted queue fails it with
+/// `QueueNotFound`).
+pub async fn outbox_check(store: &Store) -> OutboxCheck {
+    let queues = store.clone();
+    let topics = store.topic_names().await;
+    if let Err(err) = &topics {
+        tracing::warn!(%err, "cannot load the topic names; publishes fail until it can");
+    }
+    OutboxCheck::new(
+        move |queue| match queues.queue_exists(queue) {
+            true => Ok(()),
+            false => Err(format!("queue `{queue}` does not exist")),
+        },
+        move |topic| match &topics {
+            Ok(names) if names.contains(topic) => Ok(()),
+            Ok(_) => Err(format!("topic `{topic}` does not exist")),
+            Err(err) => Err(format!(
+                "cannot check that topic `{topic}` exists: {err}; fail the batch to have it retried"
+            )),
+        },
+    )
 }
 
 pub fn failure_name(kind: FailureKind) -> &'static str {
@@ -347,14 +408,7 @@ impl Functions {
     /// Runs the active version on `batch` and returns everything it did, committing nothing.
     pub async fn invoke(&self, name: &str, batch: Vec<Message>) -> Result<InvocationRecord> {
         let active = self.active(name).await?;
-        let store = self.inner.store.clone();
-        let check: SendCheck = Arc::new(move |queue: &str| {
-            if store.queue_exists(queue) {
-                Ok(())
-            } else {
-                Err(format!("queue `{queue}` does not exist"))
-            }
-        });
+        let check = outbox_check(&self.inner.store).await;
         let started_at_ms = self.inner.store.now_ms();
         let size = batch.len();
         let invocation = self

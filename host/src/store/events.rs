@@ -25,14 +25,15 @@ pub enum CatalogChange {
     Everything,
 }
 
-/// Wake-ups per queue, the set of queue names, which function consumes each queue, and a
-/// stream of catalog changes.
+/// Wake-ups per queue, the set of queue names, which function consumes each queue, the set of
+/// topic names, and a stream of catalog changes.
 pub struct Events {
     notifiers: Mutex<HashMap<String, Arc<Notify>>>,
     /// Producers waiting for a reply, by message id; an entry lives while someone waits.
     replies: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
     queues: RwLock<HashSet<String>>,
     consumers: RwLock<Consumers>,
+    topics: RwLock<Topics>,
     catalog: broadcast::Sender<CatalogChange>,
 }
 
@@ -45,6 +46,14 @@ struct Consumers {
     by_queue: Option<Arc<HashMap<String, String>>>,
 }
 
+/// The names of the topics, loaded on first use and dropped by any topic change, with a
+/// generation like [`Consumers`].
+#[derive(Default)]
+struct Topics {
+    generation: u64,
+    names: Option<Arc<HashSet<String>>>,
+}
+
 impl Default for Events {
     fn default() -> Self {
         Events {
@@ -52,6 +61,7 @@ impl Default for Events {
             replies: Arc::default(),
             queues: RwLock::default(),
             consumers: RwLock::default(),
+            topics: RwLock::default(),
             catalog: broadcast::channel(1024).0,
         }
     }
@@ -182,8 +192,28 @@ impl Events {
         }
     }
 
+    /// The names of every topic when known, else the generation a load should pass to
+    /// [`Events::set_topics`].
+    pub fn topics(&self) -> Result<Arc<HashSet<String>>, u64> {
+        let topics = self.topics.read().unwrap_or_else(PoisonError::into_inner);
+        topics.names.clone().ok_or(topics.generation)
+    }
+
+    /// Keeps a freshly loaded set of topic names, unless a topic changed since `generation`.
+    pub fn set_topics(&self, generation: u64, names: Arc<HashSet<String>>) {
+        let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
+        if topics.generation == generation {
+            topics.names = Some(names);
+        }
+    }
+
     /// Announces a catalog change to every subscriber.
     pub fn catalog_changed(&self, change: CatalogChange) {
+        if matches!(change, CatalogChange::Topics | CatalogChange::Everything) {
+            let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
+            topics.generation += 1;
+            topics.names = None;
+        }
         if matches!(
             change,
             CatalogChange::Function(_) | CatalogChange::Everything

@@ -42,7 +42,10 @@ pub use events::{CatalogChange, Events};
 pub use replies::{MAX_REPLY_WAIT, NewReply, REPLY_RETENTION_MS, Reply};
 pub use sqlite::invocations::{InvocationEntry, InvocationQuery, InvocationRetention};
 pub use topics::{Published, ReplayFrom, SubscriptionRecord, TopicRecord};
-pub use validate::{RESERVED_ATTRIBUTE_PREFIX, is_reserved_attribute, validate_queue_name};
+pub use validate::{
+    RESERVED_ATTRIBUTE_PREFIX, is_reserved_attribute, message as validate_message, message_size,
+    validate_queue_name,
+};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -1042,6 +1045,24 @@ impl Store {
     }
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
         self.backend.delete_topic(name).await
+    }
+    /// The names of every topic, from a cache that follows topic changes (this host's and, with
+    /// a shared store, every other host's): cheap after the first call following a change.
+    pub async fn topic_names(&self) -> Result<Arc<HashSet<String>>> {
+        let generation = match self.events.topics() {
+            Ok(names) => return Ok(names),
+            Err(generation) => generation,
+        };
+        let names: Arc<HashSet<String>> = Arc::new(
+            self.backend
+                .list_topics()
+                .await?
+                .into_iter()
+                .map(|topic| topic.name)
+                .collect(),
+        );
+        self.events.set_topics(generation, names.clone());
+        Ok(names)
     }
     /// Subscribes `queue` to `topic` (see [`Backend::subscribe`]); a subscription with history
     /// to replay is caught up by `crate::fanout`.

@@ -131,7 +131,25 @@ contract_tests!(
     a_settle_publishes_with_its_ack_or_not_at_all,
     a_reply_commits_only_with_its_messages_ack_and_expires,
     a_waiting_producer_wakes_on_the_reply_or_times_out,
+    topic_names_follow_topic_changes,
 );
+
+/// The cached topic names (what handlers' publishes are checked against) see every topic
+/// created or deleted, without a reload.
+async fn topic_names_follow_topic_changes(f: Fixture) {
+    assert!(f.store.topic_names().await.unwrap().is_empty());
+    f.store.create_topic("a", 60_000).await.unwrap();
+    f.store.create_topic("b", 60_000).await.unwrap();
+    let names = f.store.topic_names().await.unwrap();
+    assert!(names.contains("a") && names.contains("b"), "{names:?}");
+    assert!(
+        Arc::ptr_eq(&names, &f.store.topic_names().await.unwrap()),
+        "cached until a topic changes"
+    );
+    f.store.delete_topic("a").await.unwrap();
+    let names = f.store.topic_names().await.unwrap();
+    assert_eq!(names.iter().collect::<Vec<_>>(), ["b"]);
+}
 
 /// A handler's publishes commit with the batch's ack: a missing topic fails the whole
 /// settlement, and the message stays leased, not acked.

@@ -162,7 +162,8 @@ pub fn messages_fit(queue: &str, settings: &QueueSettings, messages: &[NewMessag
 pub fn message(m: &NewMessage) -> Result<()> {
     if m.priority > MAX_PRIORITY {
         return Err(Error::InvalidMessage(format!(
-            "priority {} is out of range; give 0 (lowest) to {MAX_PRIORITY} (highest), or              leave it out for {DEFAULT_PRIORITY}",
+            "priority {} is out of range; give 0 (lowest) to {MAX_PRIORITY} (highest), or \
+             leave it out for {DEFAULT_PRIORITY}",
             m.priority
         )));
     }

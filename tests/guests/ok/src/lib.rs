@@ -4,8 +4,11 @@
 //! acknowledges the batch.
 //! A message with attribute `fail` is reported as failed: `fail=retry` or `fail=retry:MS` retries
 //! it, any other value dead-letters it with that value as the reason.
+//!
+//! Built against `sluice:queue@0.1.0` on purpose (see `outbox2` for 0.2.0): it proves that
+//! components built before 0.2.0 keep running unchanged.
 
-wit_bindgen::generate!({ world: "handler", path: "../../../wit" });
+wit_bindgen::generate!({ world: "handler", path: "../../../wit/0.1.0" });
 
 use sluice::queue::outbox;
 use sluice::queue::types::{Disposition, Outgoing};

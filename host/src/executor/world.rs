@@ -1,0 +1,151 @@
+//! The versions of the `sluice:queue/handler` world the host runs, side by side: which one a
+//! component targets, and calling its `handle` with the host's messages converted to that
+//! version's WIT types and its answer converted back. 0.x versions of a WIT package are not
+//! semver-compatible, so a component built against 0.1.0 links to the 0.1.0 outbox and one
+//! built against 0.2.0 to the 0.2.0 outbox, in the same linker.
+
+use wasmtime::Store;
+use wasmtime::component::InstancePre;
+
+use super::bindings::{v1, v2};
+use super::sandbox::State;
+use super::{Disposition, Error, ItemFailure};
+use crate::store::Message;
+
+const V1: &str = "sluice:queue/handler@0.1.0";
+const V2: &str = "sluice:queue/handler@0.2.0";
+
+/// A component linked and checked against one version of the world.
+#[derive(Clone)]
+pub(super) enum World {
+    V1(v1::HandlerPre<State>),
+    V2(v2::HandlerPre<State>),
+}
+
+/// What `handle` answered, in the executor's terms.
+pub(super) type Answer = Result<Vec<ItemFailure>, String>;
+
+impl World {
+    /// The version whose `handle` the component exports: the newest that fits.
+    pub(super) fn of(pre: InstancePre<State>) -> Result<World, Error> {
+        let newest = match v2::HandlerPre::new(pre.clone()) {
+            Ok(pre) => return Ok(World::V2(pre)),
+            Err(error) => error,
+        };
+        v1::HandlerPre::new(pre).map(World::V1).map_err(|oldest| {
+            Error::Invalid(format!(
+                "the component's `handle` export matches neither world {V2} ({newest:#}) nor \
+                 world {V1} ({oldest:#}); build it against the `handler` world of Sluice's WIT \
+                 package"
+            ))
+        })
+    }
+
+    /// The world's name and version.
+    pub(super) fn name(&self) -> &'static str {
+        match self {
+            World::V1(_) => V1,
+            World::V2(_) => V2,
+        }
+    }
+
+    /// The component, as compiled.
+    #[cfg(test)]
+    pub(super) fn component(&self) -> &wasmtime::component::Component {
+        match self {
+            World::V1(pre) => pre.instance_pre().component(),
+            World::V2(pre) => pre.instance_pre().component(),
+        }
+    }
+
+    /// Whether the world's outbox can reply to messages (and so needs the batch's ids).
+    pub(super) fn replies(&self) -> bool {
+        matches!(self, World::V2(_))
+    }
+
+    /// `batch` in this world's WIT types, ready for [`Call::run`].
+    pub(super) fn call(&self, batch: impl Iterator<Item = Message>) -> Call<'_> {
+        match self {
+            World::V1(pre) => Call::V1(
+                pre,
+                batch
+                    .map(|m| v1::sluice::queue::types::Message {
+                        id: m.id,
+                        queue: m.queue,
+                        body: m.body,
+                        attributes: m.attributes,
+                        attempt: m.attempt,
+                        enqueued_at_ms: m.enqueued_at_ms,
+                    })
+                    .collect(),
+            ),
+            World::V2(pre) => Call::V2(
+                pre,
+                batch
+                    .map(|m| v2::sluice::queue::types::Message {
+                        id: m.id,
+                        queue: m.queue,
+                        body: m.body,
+                        attributes: m.attributes,
+                        attempt: m.attempt,
+                        enqueued_at_ms: m.enqueued_at_ms,
+                        priority: m.priority,
+                        group: m.group,
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// One call of `handle`: the component and the batch in the types of its world.
+pub(super) enum Call<'a> {
+    V1(
+        &'a v1::HandlerPre<State>,
+        Vec<v1::sluice::queue::types::Message>,
+    ),
+    V2(
+        &'a v2::HandlerPre<State>,
+        Vec<v2::sluice::queue::types::Message>,
+    ),
+}
+
+impl Call<'_> {
+    /// Instantiates the component in `store` and calls `handle` on the batch.
+    pub(super) fn run(&self, store: &mut Store<State>) -> wasmtime::Result<Answer> {
+        Ok(match self {
+            Call::V1(pre, batch) => {
+                use v1::sluice::queue::types::Disposition as Wit;
+                let answer = pre.instantiate(&mut *store)?.call_handle(store, batch)?;
+                answer.map(|failures| {
+                    failures
+                        .into_iter()
+                        .map(|f| ItemFailure {
+                            id: f.id,
+                            disposition: match f.disposition {
+                                Wit::Retry(delay) => Disposition::Retry(delay),
+                                Wit::DeadLetter(reason) => Disposition::DeadLetter(reason),
+                            },
+                        })
+                        .collect()
+                })
+            }
+            Call::V2(pre, batch) => {
+                use v2::sluice::queue::types::Disposition as Wit;
+                let answer = pre.instantiate(&mut *store)?.call_handle(store, batch)?;
+                answer.map(|failures| {
+                    failures
+                        .into_iter()
+                        .map(|f| ItemFailure {
+                            id: f.id,
+                            disposition: match f.disposition {
+                                Wit::Retry(delay) => Disposition::Retry(delay),
+                                Wit::DeadLetter(reason) => Disposition::DeadLetter(reason),
+                            },
+                        })
+                        .collect()
+                })
+            }
+        })
+    }
+}
