@@ -15,6 +15,7 @@ mod limits;
 mod messages;
 mod openapi;
 mod ordering;
+mod outbox;
 mod polyglot;
 mod pull;
 mod queues;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sluice::store::testdb::TestDatabase;
 
-use crate::support::{DataDir, Server, assert_error, cli, into_json};
+use crate::support::{DataDir, Server, assert_error, cli, example, into_json, wait_for};
 
 /// Starts a single enqueue that waits up to `timeout_ms` for its reply.
 fn ask(
@@ -201,4 +201,65 @@ async fn a_wait_on_one_host_wakes_on_a_reply_through_another() {
     let id = message["id"].as_str().unwrap();
     let (status, again) = a.get(&format!("/v1/replies/{id}")).await;
     assert_eq!((status, again["body"].as_str()), (200, Some("pong")));
+}
+
+/// A handler component built with the SDK (`examples/reply`) answers through its outbox: the
+/// waiting producer gets the quote; a request the handler dead-letters gets no reply (504) and
+/// its reason is in the dead-letter queue.
+#[tokio::test]
+async fn a_handler_replies_through_its_outbox_and_a_dead_letter_gets_none() {
+    let (server, _dir) = Server::start().await;
+    server.create_queue(json!({"name": "quotes-dlq"})).await;
+    server
+        .create_queue(json!({"name": "quotes", "dead_letter_queue": "quotes-dlq"}))
+        .await;
+    server.deploy("quote", example("reply"), "").await;
+    server
+        .trigger("quote", json!({"queue": "quotes", "batch_size": 10}))
+        .await;
+
+    let (status, reply) = ask(&server, "quotes", r#"{"sku": "A-1", "qty": 3}"#, 30_000)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{reply}");
+    let quote: Value = serde_json::from_str(reply["body"].as_str().unwrap()).unwrap();
+    assert_eq!(quote["total_cents"], 750, "{quote}");
+    assert_eq!(reply["attributes"]["currency"], "EUR");
+
+    // Several waiting at once, each gets the answer to its own request.
+    let asks: Vec<_> = (1..=20)
+        .map(|qty| {
+            let body = format!(r#"{{"sku": "C-3", "qty": {qty}}}"#);
+            (qty, ask(&server, "quotes", &body, 30_000))
+        })
+        .collect();
+    for (qty, waiting) in asks {
+        let (status, reply) = waiting.await.unwrap();
+        assert_eq!(status, 200, "{reply}");
+        let quote: Value = serde_json::from_str(reply["body"].as_str().unwrap()).unwrap();
+        assert_eq!(quote["total_cents"], 99 * qty, "{quote}");
+    }
+
+    let (status, answer) = ask(&server, "quotes", r#"{"sku": "Z-9", "qty": 1}"#, 2_000)
+        .await
+        .unwrap();
+    assert_error(status, &answer, 504, "reply_timeout");
+    let id = answer["error"]["message_id"].as_str().unwrap().to_owned();
+    assert!(
+        wait_for(Duration::from_secs(10), || async {
+            server.stats("quotes-dlq").await["visible"] == 1
+        })
+        .await,
+        "dead-lettered"
+    );
+    let dead = crate::durability::all_messages(&server, "quotes-dlq").await;
+    assert!(
+        dead[0]["attributes"]["sluice-dead-letter-reason"]
+            .as_str()
+            .unwrap()
+            .contains("Z-9"),
+        "{dead:?}"
+    );
+    let (status, none) = server.get(&format!("/v1/replies/{id}")).await;
+    assert_error(status, &none, 404, "not_found");
 }
