@@ -11,7 +11,8 @@
 //! 4. [`executor`] to run the queue's function (uploaded and versioned by [`functions`]) in a
 //!    fresh sandboxed instance (a component built against `sluice:queue` 0.2.0 or 0.1.0), then
 //! 5. settles the batch through [`store`] in one transaction: acknowledge, retry with backoff,
-//!    dead-letter, and commit the handler's outbox sends and topic publishes.
+//!    dead-letter, and commit the handler's outbox sends, topic publishes and replies (a
+//!    producer waiting with `Sluice-Reply-Timeout-Ms` wakes on that commit).
 //!
 //! Consumers outside WebAssembly take the same path without steps 3 and 4: [`pull`] leases
 //! batches for them (the HTTP pull API), hands out receipts, and settles by receipt.
@@ -23,6 +24,8 @@
 //! configuration and the `sluice.toml` manifest; [`bench`] is `sluice bench`, and [`guests`]
 //! builds the repository's own components for it and for the tests. [`series`] keeps the last
 //! hour of each queue's stats for the web console, which [`console`] serves at `/ui`.
+//! [`fanout`] moves topic subscriptions that are replaying history through it, and [`schedule`]
+//! fires cron schedules; [`sqs`] is the SQS-compatible endpoint over the same store.
 
 pub mod api;
 pub mod auth;

@@ -9,6 +9,7 @@ use crate::support::{example, guest};
 fn quick_bench_runs_and_writes_json() {
     let components = tempfile::tempdir().expect("temp dir");
     std::fs::write(components.path().join("sum.wasm"), example("sum")).expect("write");
+    std::fs::write(components.path().join("reply.wasm"), example("reply")).expect("write");
     for name in ["ok", "trap", "loop", "oom", "recurse"] {
         let path = components.path().join(format!("guest_{name}.wasm"));
         std::fs::write(path, guest(name)).expect("write");
@@ -38,6 +39,9 @@ fn quick_bench_runs_and_writes_json() {
         "sqs.receive_delete_batch_msgs_per_s",
         "steady.commit_to_start_lower.p99",
         "chain.msgs_per_s",
+        "topics.fanout_10.publish_msgs_per_s",
+        "order.groups.drain_msgs_per_s",
+        "reply.round_trip.p99",
         "overhead.batch_1.p50_us",
         "floor.drain_msgs_per_s",
         "hostile.ratio",

@@ -16,6 +16,8 @@ pub struct Components {
     pub looping: Vec<u8>,
     pub oom: Vec<u8>,
     pub recurse: Vec<u8>,
+    /// `examples/reply`: answers price quotes through the outbox (request-reply).
+    pub reply: Vec<u8>,
 }
 
 /// The Python and JavaScript no-op handlers, for the `polyglot` phase.
@@ -142,13 +144,14 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>) {
 }
 
 /// File names inside a components directory.
-const FILES: [&str; 6] = [
+const FILES: [&str; 7] = [
     "sum.wasm",
     "guest_ok.wasm",
     "guest_trap.wasm",
     "guest_loop.wasm",
     "guest_oom.wasm",
     "guest_recurse.wasm",
+    "reply.wasm",
 ];
 
 pub fn load(dir: Option<&Path>, target_dir: Option<&Path>) -> anyhow::Result<Components> {
@@ -160,7 +163,7 @@ pub fn load(dir: Option<&Path>, target_dir: Option<&Path>) -> anyhow::Result<Com
         let path = dir.join(name);
         std::fs::read(&path).with_context(|| format!("reading component {}", path.display()))
     };
-    let [sum, ok, trap, looping, oom, recurse] = FILES;
+    let [sum, ok, trap, looping, oom, recurse, reply] = FILES;
     Ok(Components {
         sum: read(sum)?,
         ok: read(ok)?,
@@ -168,6 +171,7 @@ pub fn load(dir: Option<&Path>, target_dir: Option<&Path>) -> anyhow::Result<Com
         looping: read(looping)?,
         oom: read(oom)?,
         recurse: read(recurse)?,
+        reply: read(reply)?,
     })
 }
 

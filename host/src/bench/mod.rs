@@ -74,7 +74,7 @@ pub struct BenchArgs {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Directory with sum.wasm and guest_{ok,trap,loop,oom,recurse}.wasm; built from the
+    /// Directory with sum.wasm, reply.wasm and guest_{ok,trap,loop,oom,recurse}.wasm; built from the
     /// repository with cargo when absent.
     #[arg(long)]
     pub components: Option<PathBuf>,
@@ -90,7 +90,8 @@ pub struct BenchArgs {
     #[arg(long, env = "SLUICE_BENCH_DATABASE_URL")]
     pub database: Option<String>,
     /// Run only these phases (comma-separated): enqueue, topics (fan-out to 10 queues),
-    /// drain, pull, order (priorities and groups), sqs, steady, chain, overhead,
+    /// drain, pull, order (priorities and groups), reply (request-reply round trips), sqs,
+    /// steady, chain, overhead,
     /// floor, hostile, depth, restart, hosts (with --database); and polyglot, which runs only when named
     /// here (it needs the Python and JavaScript toolchains scripts/test installs, and takes
     /// minutes).

@@ -24,6 +24,8 @@ use crate::functions::FunctionConfig;
 use crate::server::Host;
 use crate::store::{DEFAULT_PRIORITY, Message, NewMessage, Store};
 
+/// Sequential request-reply round trips of the reply phase.
+const REPLY_ROUND_TRIPS: u64 = 1_000;
 /// Width of the sequence number that starts every body, in ASCII digits.
 const SEQ_DIGITS: usize = 16;
 
@@ -66,6 +68,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.wants("order") {
         bench.order(&mut report, &components, drain_rate).await?;
+    }
+    if args.wants("reply") {
+        bench.reply(&mut report, &components).await?;
     }
     if args.wants("sqs") {
         super::sqs::phase(
@@ -604,6 +609,42 @@ impl Bench {
             self.store.unsubscribe("bench-topic", queue).await?;
             self.store.purge(queue).await?;
         }
+        Ok(())
+    }
+
+    /// Request-reply: [`REPLY_ROUND_TRIPS`] requests one after another, each a single enqueue
+    /// with `Sluice-Reply-Timeout-Ms` answered by `examples/reply` (batch 1) through its
+    /// outbox; the time from sending the request to holding the reply, which spans the enqueue's
+    /// commit, the wake-up, a lease, a fresh instance, the settle's commit with the reply, and
+    /// the waiter's wake-up.
+    async fn reply(&self, report: &mut Report, c: &Components) -> anyhow::Result<()> {
+        self.queue("bench-reply", json!({})).await?;
+        self.deploy("bench-quote", &c.reply, "").await?;
+        self.trigger("bench-quote", "bench-reply", 1, 1, false)
+            .await?;
+        let url = format!("{}/v1/queues/bench-reply/messages", self.url);
+        let mut round_trips = Histogram::<u64>::new(3)?;
+        let rounds = if self.args.quick {
+            100
+        } else {
+            REPLY_ROUND_TRIPS
+        };
+        for qty in 0..rounds {
+            let body = format!(r#"{{"sku": "C-3", "qty": {}}}"#, qty % 1000 + 1);
+            let started = Instant::now();
+            let answer = self
+                .http
+                .post(&url)
+                .header("sluice-reply-timeout-ms", "10000")
+                .body(body)
+                .send()
+                .await?;
+            let status = answer.status();
+            let reply: Value = answer.json().await?;
+            ensure!(status.is_success(), "request-reply: {status}: {reply}");
+            round_trips.record(started.elapsed().as_micros() as u64)?;
+        }
+        report.latency("reply.round_trip", &round_trips, None);
         Ok(())
     }
 
