@@ -142,10 +142,14 @@ async fn topic_names_follow_topic_changes(f: Fixture) {
     f.store.create_topic("b", 60_000).await.unwrap();
     let names = f.store.topic_names().await.unwrap();
     assert!(names.contains("a") && names.contains("b"), "{names:?}");
-    assert!(
-        Arc::ptr_eq(&names, &f.store.topic_names().await.unwrap()),
-        "cached until a topic changes"
-    );
+    // On PostgreSQL this host's own commits also come back through LISTEN, a moment later,
+    // and drop the cache once more; only SQLite's cache is certain to be the same one here.
+    if !f.store.is_shared() {
+        assert!(
+            Arc::ptr_eq(&names, &f.store.topic_names().await.unwrap()),
+            "cached until a topic changes"
+        );
+    }
     f.store.delete_topic("a").await.unwrap();
     let names = f.store.topic_names().await.unwrap();
     assert_eq!(names.iter().collect::<Vec<_>>(), ["b"]);
