@@ -174,6 +174,13 @@ async fn bad_reply_requests_are_refused_and_change_nothing() {
             )
             .await;
         assert_error(status, &answer, 400, "bad_request");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("replies["),
+            "names the reply: {answer}"
+        );
     }
     let (_, stats) = server.get("/v1/queues/q").await;
     assert_eq!(stats["stats"]["in_flight"], 1, "not acked: {stats}");

@@ -381,8 +381,9 @@ pub async fn invoke(
         .into_iter()
         .enumerate()
         .map(|(index, m)| {
-            let body = decode_body(m.body, m.body_base64, index)?.unwrap_or_default();
-            let attributes = decode_attributes(m.attributes, index)?;
+            let place = format!("messages[{index}]");
+            let body = decode_body(m.body, m.body_base64, &place)?.unwrap_or_default();
+            let attributes = decode_attributes(m.attributes, &place)?;
             Ok(Message {
                 id: m.id.unwrap_or_else(|| format!("invoke-{}", index + 1)),
                 queue: queue.clone(),

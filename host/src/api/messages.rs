@@ -189,14 +189,15 @@ pub(crate) fn batch_messages(
 }
 
 fn to_new_message(message: BatchMessage, index: usize) -> Result<NewMessage, ApiError> {
-    let body = decode_body(message.body, message.body_base64, index)?.ok_or_else(|| {
+    let place = format!("messages[{index}]");
+    let body = decode_body(message.body, message.body_base64, &place)?.ok_or_else(|| {
         ApiError::BadRequest(format!(
             "messages[{index}]: missing `body` (UTF-8 text) or `body_base64`"
         ))
     })?;
     Ok(NewMessage {
         body,
-        attributes: decode_attributes(message.attributes, index)?,
+        attributes: decode_attributes(message.attributes, &place)?,
         delay_ms: message.delay_ms,
         dedup_id: message.dedup_id,
         priority: priority(message.priority)
@@ -225,12 +226,13 @@ fn header_priority(headers: &HeaderMap) -> Result<u8, ApiError> {
 }
 
 /// A message body given as UTF-8 `body` or as `body_base64` (at most one); `None` when neither.
+/// `place` names it in errors (`messages[3]`).
 pub(crate) fn decode_body(
     body: Option<String>,
     body_base64: Option<String>,
-    index: usize,
+    place: &str,
 ) -> Result<Option<Vec<u8>>, ApiError> {
-    let at = |what: String| ApiError::BadRequest(format!("messages[{index}]: {what}"));
+    let at = |what: String| ApiError::BadRequest(format!("{place}: {what}"));
     match (body, body_base64) {
         (Some(text), None) => Ok(Some(text.into_bytes())),
         (None, Some(encoded)) => BASE64
@@ -242,17 +244,17 @@ pub(crate) fn decode_body(
     }
 }
 
-/// Message attributes given as a JSON object of strings.
+/// Message attributes given as a JSON object of strings; `place` names them in errors.
 pub(crate) fn decode_attributes(
     attributes: serde_json::Map<String, Value>,
-    index: usize,
+    place: &str,
 ) -> Result<Vec<(String, String)>, ApiError> {
     attributes
         .into_iter()
         .map(|(name, value)| match value {
             Value::String(value) => Ok((name, value)),
             other => Err(ApiError::BadRequest(format!(
-                "messages[{index}]: attribute `{name}` must be a string, got {other}"
+                "{place}: attribute `{name}` must be a string, got {other}"
             ))),
         })
         .collect()

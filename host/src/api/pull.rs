@@ -247,13 +247,14 @@ pub async fn ack(
     // The request body's limit bounds the replies too.
     let mut replies = std::collections::HashMap::new();
     for (index, reply) in request.replies.into_iter().enumerate() {
-        let at = |what: &str| ApiError::BadRequest(format!("replies[{index}]: {what}"));
+        let place = format!("replies[{index}]");
+        let at = |what: &str| ApiError::BadRequest(format!("{place}: {what}"));
         if !request.receipts.contains(&reply.receipt) {
             return Err(at("its `receipt` is not one of the `receipts` acked"));
         }
-        let body =
-            super::messages::decode_body(reply.body, reply.body_base64, index)?.unwrap_or_default();
-        let attributes = super::messages::decode_attributes(reply.attributes, index)?;
+        let body = super::messages::decode_body(reply.body, reply.body_base64, &place)?
+            .unwrap_or_default();
+        let attributes = super::messages::decode_attributes(reply.attributes, &place)?;
         let answer = pull::ReplyBody { body, attributes };
         if replies.insert(reply.receipt, answer).is_some() {
             return Err(at(
