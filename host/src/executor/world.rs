@@ -113,39 +113,36 @@ pub(super) enum Call<'a> {
 impl Call<'_> {
     /// Instantiates the component in `store` and calls `handle` on the batch.
     pub(super) fn run(&self, store: &mut Store<State>) -> wasmtime::Result<Answer> {
-        Ok(match self {
-            Call::V1(pre, batch) => {
-                use v1::sluice::queue::types::Disposition as Wit;
-                let answer = pre.instantiate(&mut *store)?.call_handle(store, batch)?;
-                answer.map(|failures| {
-                    failures
-                        .into_iter()
-                        .map(|f| ItemFailure {
-                            id: f.id,
-                            disposition: match f.disposition {
-                                Wit::Retry(delay) => Disposition::Retry(delay),
-                                Wit::DeadLetter(reason) => Disposition::DeadLetter(reason),
-                            },
-                        })
-                        .collect()
-                })
-            }
-            Call::V2(pre, batch) => {
-                use v2::sluice::queue::types::Disposition as Wit;
-                let answer = pre.instantiate(&mut *store)?.call_handle(store, batch)?;
-                answer.map(|failures| {
-                    failures
-                        .into_iter()
-                        .map(|f| ItemFailure {
-                            id: f.id,
-                            disposition: match f.disposition {
-                                Wit::Retry(delay) => Disposition::Retry(delay),
-                                Wit::DeadLetter(reason) => Disposition::DeadLetter(reason),
-                            },
-                        })
-                        .collect()
-                })
-            }
-        })
+        let answer = match self {
+            Call::V1(pre, batch) => pre
+                .instantiate(&mut *store)?
+                .call_handle(store, batch)?
+                .map(|failures| failures.into_iter().map(ItemFailure::from).collect()),
+            Call::V2(pre, batch) => pre
+                .instantiate(&mut *store)?
+                .call_handle(store, batch)?
+                .map(|failures| failures.into_iter().map(ItemFailure::from).collect()),
+        };
+        Ok(answer)
     }
 }
+
+/// A failed message as each world's `handle` reports it, in the executor's terms.
+macro_rules! item_failure_from {
+    ($version:ident) => {
+        impl From<$version::sluice::queue::types::ItemFailure> for ItemFailure {
+            fn from(f: $version::sluice::queue::types::ItemFailure) -> Self {
+                use $version::sluice::queue::types::Disposition as Wit;
+                ItemFailure {
+                    id: f.id,
+                    disposition: match f.disposition {
+                        Wit::Retry(delay) => Disposition::Retry(delay),
+                        Wit::DeadLetter(reason) => Disposition::DeadLetter(reason),
+                    },
+                }
+            }
+        }
+    };
+}
+item_failure_from!(v1);
+item_failure_from!(v2);

@@ -205,7 +205,8 @@ async fn run(ops: Vec<Op>, kind: Kind) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-fn cases(default: u32) -> u32 {
+/// `PROPTEST_CASES` when set, else `default` (the store's property tests share it).
+pub(super) fn cases(default: u32) -> u32 {
     match std::env::var("PROPTEST_CASES") {
         Ok(n) => n.parse().expect("PROPTEST_CASES must be a whole number"),
         Err(_) => default,

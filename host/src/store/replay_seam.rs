@@ -12,6 +12,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use tempfile::TempDir;
 
+use super::group_order::cases;
 use super::topics::CATCH_UP_CHUNK;
 use super::*;
 
@@ -143,13 +144,6 @@ async fn run(ops: Vec<Op>, postgres: bool) -> Result<(), TestCaseError> {
         prop_assert_eq!(seqs(&store, queue).await, want, "queue {}", queue);
     }
     Ok(())
-}
-
-fn cases(default: u32) -> u32 {
-    match std::env::var("PROPTEST_CASES") {
-        Ok(n) => n.parse().expect("PROPTEST_CASES must be a whole number"),
-        Err(_) => default,
-    }
 }
 
 proptest! {

@@ -24,8 +24,8 @@ CREATE INDEX replies_by_expiry ON replies(expires_at);
 ";
 
 /// Stores the replies whose message `acked` says this settle acknowledged; the others (their
-/// message was retried, dead-lettered or no longer held) are discarded. Returns how many were
-/// stored.
+/// message was retried, dead-lettered or no longer held) are discarded. One statement for all
+/// of them, then one NOTIFY per reply stored, pipelined. Returns how many were stored.
 pub async fn insert(
     tx: &Transaction<'_>,
     work: &mut Work,
@@ -33,40 +33,50 @@ pub async fn insert(
     replies: Vec<NewReply>,
     acked: impl Fn(&str) -> bool,
 ) -> Result<u64> {
-    let insert = tx
-        .prepare_cached(
+    let replies: Vec<NewReply> = replies
+        .into_iter()
+        .filter(|r| acked(&r.message_id))
+        .collect();
+    if replies.is_empty() {
+        return Ok(0);
+    }
+    let mut ids = Vec::with_capacity(replies.len());
+    let mut bodies = Vec::with_capacity(replies.len());
+    let mut attributes = Vec::with_capacity(replies.len());
+    for reply in replies {
+        attributes.push(encode_attributes(&reply.attributes)?);
+        ids.push(reply.message_id);
+        bodies.push(reply.body);
+    }
+    let now = work.now;
+    // A message is acknowledged once, so it has at most one reply.
+    let stored = tx
+        .query(
             "INSERT INTO replies (message_id, queue, body, attributes, replied_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (message_id) DO NOTHING",
+             SELECT r.id, $4, r.body, r.attributes, $5, $6
+             FROM unnest($1::text[], $2::bytea[], $3::text[]) AS r(id, body, attributes)
+             ON CONFLICT (message_id) DO NOTHING
+             RETURNING message_id",
+            &[
+                &ids,
+                &bodies,
+                &attributes,
+                &queue,
+                &int(now),
+                &int(now.saturating_add(REPLY_RETENTION_MS)),
+            ],
         )
         .await?;
+    let stored: Vec<String> = stored.iter().map(|row| row.get(0)).collect();
     let notify = tx.prepare_cached(sql::NOTIFY_REPLY).await?;
-    let now = work.now;
-    let mut stored = 0;
-    for reply in replies {
-        if !acked(&reply.message_id) {
-            continue;
-        }
-        // A message is acknowledged once, so it has at most one reply.
-        let added = tx
-            .execute(
-                &insert,
-                &[
-                    &reply.message_id,
-                    &queue,
-                    &reply.body,
-                    &encode_attributes(&reply.attributes)?,
-                    &int(now),
-                    &int(now.saturating_add(REPLY_RETENTION_MS)),
-                ],
-            )
-            .await?;
-        if added > 0 {
-            tx.execute(&notify, &[&reply.message_id]).await?;
-            work.replied.push(reply.message_id);
-            stored += 1;
-        }
-    }
-    Ok(stored)
+    let notifies = stored.iter().map(|id| {
+        let notify = &notify;
+        async move { tx.execute(notify, &[id]).await }
+    });
+    futures::future::try_join_all(notifies).await?;
+    let count = stored.len() as u64;
+    work.replied.extend(stored);
+    Ok(count)
 }
 
 /// The reply to `message_id`, unless it has expired by `now`.
