@@ -1072,3 +1072,49 @@ fn a_compiled_component_runs_from_its_cache_file() {
         "the compiled code should be mapped from the cache file (file-backed, evictable), not held in anonymous memory: {mapping}"
     );
 }
+
+/// A large component's fresh instance + call on one thread, for profiling:
+/// `SLUICE_MEASURE_WASM=noop.wasm SLUICE_MEASURE_CACHE=dir cargo test --release -p sluice --lib
+/// executor::tests::measure_component -- --ignored --nocapture` (the cache keeps the compile).
+#[test]
+#[ignore = "measurement; run in release mode with --nocapture"]
+fn measure_component() {
+    let wasm = std::fs::read(std::env::var("SLUICE_MEASURE_WASM").unwrap()).unwrap();
+    let keep: u64 = std::env::var("SLUICE_MEASURE_KEEP")
+        .map(|v| v.parse().unwrap())
+        .unwrap_or(KEEP_RESIDENT_BYTES);
+    let executor = Executor::new(ExecutorConfig {
+        cache_dir: std::env::var("SLUICE_MEASURE_CACHE").unwrap().into(),
+        max_memory_bytes: 256 << 20,
+        max_instances: 8,
+        keep_resident_bytes: keep,
+    })
+    .unwrap();
+    let handler = executor.prepare(&wasm).unwrap();
+    let rounds: usize = std::env::var("SLUICE_MEASURE_ROUNDS")
+        .map(|v| v.parse().unwrap())
+        .unwrap_or(2_000);
+    for size in [1usize, 100] {
+        let batch: Vec<Message> = (0..size)
+            .map(|i| message(&i.to_string(), &"x".repeat(256), &[]))
+            .collect();
+        for _ in 0..20 {
+            executor
+                .inner
+                .run(&handler, &limits(), batch.clone(), check());
+        }
+        let faults = thread_minor_faults();
+        let started = Instant::now();
+        for _ in 0..rounds {
+            let invocation = executor
+                .inner
+                .run(&handler, &limits(), batch.clone(), check());
+            assert_eq!(invocation.outcome, Outcome::Ok(Vec::new()));
+        }
+        println!(
+            "batch {size}: {:?} per call, {} minor faults per call",
+            started.elapsed() / rounds as u32,
+            (thread_minor_faults() - faults) / rounds as u64
+        );
+    }
+}
