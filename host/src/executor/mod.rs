@@ -582,14 +582,29 @@ impl Executor {
         let start = Instant::now();
         let permit = self.inner.slots.clone().acquire_owned().await;
         let (inner, handler, limits) = (self.inner.clone(), handler.clone(), limits.clone());
-        // Guest logs go to tracing from the blocking thread, under the caller's span.
-        let span = tracing::Span::current();
-        let run = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let _entered = span.enter();
-            inner.run(&handler, &limits, batch, check)
-        });
-        match run.await {
+        // On a multi-threaded runtime the instance runs right here: `block_in_place` hands this
+        // worker's other tasks to another thread and runs the call on this one, so a batch
+        // costs no thread hop there and back (a `spawn_blocking` round trip costs more than a
+        // small instance and its call). Elsewhere (a current-thread runtime, as in some tests)
+        // it goes to the blocking pool, under the caller's span.
+        let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread;
+        let run = if multi_thread {
+            let invocation = tokio::task::block_in_place(|| {
+                let _permit = permit;
+                inner.run(&handler, &limits, batch, check)
+            });
+            Ok(invocation)
+        } else {
+            let span = tracing::Span::current();
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                let _entered = span.enter();
+                inner.run(&handler, &limits, batch, check)
+            })
+            .await
+        };
+        match run {
             Ok(invocation) => invocation,
             // A bug on our side of the boundary: fail this batch, never the host.
             Err(error) => Invocation {

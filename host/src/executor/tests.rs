@@ -995,7 +995,7 @@ async fn measure() {
         let through_invoke = started.elapsed() / rounds as u32;
         println!(
             "fresh instance + call, batch {size:>4} × 256 B (noop guest): {direct:?} on the calling thread, \
-             {through_invoke:?} through invoke (spawn_blocking)"
+             {through_invoke:?} through invoke"
         );
     }
 }
