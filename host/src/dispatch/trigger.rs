@@ -177,15 +177,20 @@ impl Trigger {
         let this = self.clone();
         this.in_flight.fetch_add(1, Ordering::Relaxed);
         self.tracker.spawn(async move {
-            this.execute(lease).await;
+            // Batch after batch, as long as each settle leases the next in its own commit.
+            let mut next = Some(lease);
+            while let Some(lease) = next {
+                next = this.execute(lease).await;
+            }
             this.in_flight.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
     }
 
-    /// Runs the function on a leased batch and settles it. Never fails: whatever goes wrong, the
-    /// batch is either settled or its lease expires and it is delivered again.
-    async fn execute(&self, lease: Lease) {
+    /// Runs the function on a leased batch and settles it; returns the next batch when the
+    /// settle leased one. Never fails: whatever goes wrong, the batch is either settled or its
+    /// lease expires and it is delivered again.
+    async fn execute(&self, lease: Lease) -> Option<Lease> {
         let function = &self.record.function;
         let queue = &self.record.queue;
         let size = lease.messages.len();
@@ -244,19 +249,57 @@ impl Trigger {
                 &mut rng,
             )
         };
-        self.settle(&lease, settlement, record).await;
+        self.settle(&lease, settlement, record).await
     }
 
-    /// Settles the batch and records its invocation in the same commit.
-    async fn settle(&self, lease: &Lease, settlement: Settlement, record: InvocationRecord) {
+    /// Whether the settle of a batch should lease the next one in its commit: the trigger
+    /// leases as soon as a message is there (no batch window), still runs, and is not cooling
+    /// down after failures. Otherwise the trigger's loop decides when to lease.
+    fn chains(&self) -> bool {
+        let cooling = self
+            .failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .is_some_and(|resume_at| resume_at > Instant::now());
+        self.record.max_wait_ms == 0 && !cooling && !self.cancel.is_cancelled()
+    }
+
+    /// Settles the batch and records its invocation in the same commit and, when the trigger
+    /// [chains](Self::chains), leases the next batch in it too; returns that batch.
+    async fn settle(
+        &self,
+        lease: &Lease,
+        settlement: Settlement,
+        record: InvocationRecord,
+    ) -> Option<Lease> {
         let queue = &self.record.queue;
         let log = self.functions.log();
         let (entry, retention) = log.entry(&record);
         let sends = !settlement.send.is_empty() || !settlement.publish.is_empty();
-        let mut settled = self
-            .store
-            .settle_logged(lease, settlement, entry.clone(), retention)
-            .await;
+        let mut settled = if self.chains() {
+            // Under a cap shared across hosts the database counts the leases; alone, the
+            // permit this batch's task holds is the cap.
+            let cap = self
+                .store
+                .is_shared()
+                .then(|| self.record.max_concurrency.max(1));
+            self.store
+                .settle_logged_then_lease(
+                    lease,
+                    settlement,
+                    entry.clone(),
+                    retention,
+                    self.record.batch_size.max(1) as usize,
+                    Some(self.lease_for()),
+                    cap,
+                )
+                .await
+        } else {
+            self.store
+                .settle_logged(lease, settlement, entry.clone(), retention)
+                .await
+        };
         // A send or publish target vanished between the handler's call and the settle: nothing
         // was applied, so the batch is retried without its sends and publishes.
         if let Err(
@@ -284,6 +327,7 @@ impl Trigger {
                 if let Some(committed) = settled.logged {
                     log.announce(committed);
                 }
+                settled.next
             }
             Err(err) => {
                 tracing::error!(%err, %queue, "cannot settle; the lease will expire and redeliver");
@@ -291,6 +335,7 @@ impl Trigger {
                 if let Err(err) = log.record(record).await {
                     tracing::warn!(%err, function = %self.record.function, "invocation left out of the log");
                 }
+                None
             }
         }
     }

@@ -254,7 +254,7 @@ pub struct Message {
 }
 
 /// Messages leased to one consumer until `expires_at_ms`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Lease {
     /// Opaque to everything outside the backend that issued it.
     pub id: i64,
@@ -322,6 +322,20 @@ pub struct Settled {
     pub stale: Vec<String>,
     /// The invocation recorded with the settle ([`Store::settle_logged`]), with its id.
     pub logged: Option<InvocationEntry>,
+    /// The next batch, leased in the same commit ([`Store::settle_logged_then_lease`]); `None`
+    /// when nothing was visible or the queue was at its cap.
+    pub next: Option<Lease>,
+}
+
+/// A lease to take in the same commit as a settle: a trigger's next batch, so that a busy
+/// consumer spends one commit per batch instead of two (one for its settle, one for its next
+/// lease). The arguments of [`Backend::lease`].
+#[derive(Debug, Clone, Copy)]
+pub struct NextLease {
+    pub max: usize,
+    pub visibility: Option<Duration>,
+    pub max_leases: Option<u32>,
+    pub favoured: Option<u8>,
 }
 
 /// An invocation to commit with a settle, and the retention to trim the log to, if it is due.
@@ -476,13 +490,14 @@ pub trait Backend: Send + Sync + 'static {
         visibility: Duration,
     ) -> Result<u64>;
     /// Applies `settlement` to the messages lease `lease_id` of `queue` still holds, and
-    /// records `log` in the same commit.
+    /// records `log` and takes the `next` lease of the same queue in the same commit.
     async fn settle(
         &self,
         queue: &str,
         lease_id: i64,
         settlement: Settlement,
         log: Option<LogWrite>,
+        next: Option<NextLease>,
     ) -> Result<Settled>;
     async fn redrive(&self, dlq: &str, to: Option<&str>, limit: Option<u64>) -> Result<u64>;
     /// Like `redrive`, for the given messages only (ids not in `dlq` are skipped).
@@ -843,7 +858,7 @@ impl Store {
     /// Applies a settlement in one transaction.
     pub async fn settle(&self, lease: &Lease, settlement: Settlement) -> Result<Settled> {
         self.backend
-            .settle(&lease.queue, lease.id, settlement, None)
+            .settle(&lease.queue, lease.id, settlement, None, None)
             .await
     }
     /// Like [`Store::settle`], recording the batch's invocation in the same commit: one commit
@@ -860,7 +875,34 @@ impl Store {
             retention: self.log_trim_due().then_some(retention),
         };
         self.backend
-            .settle(&lease.queue, lease.id, settlement, Some(log))
+            .settle(&lease.queue, lease.id, settlement, Some(log), None)
+            .await
+    }
+    /// Like [`Store::settle_logged`], and leases up to `max` more messages of the same queue in
+    /// the same commit (in [`Settled::next`]); with `max_leases`, only while fewer than that
+    /// many leases of the queue are live, counting the one this settles as gone.
+    pub async fn settle_logged_then_lease(
+        &self,
+        lease: &Lease,
+        settlement: Settlement,
+        entry: InvocationEntry,
+        retention: InvocationRetention,
+        max: usize,
+        visibility: Option<Duration>,
+        max_leases: Option<u32>,
+    ) -> Result<Settled> {
+        let log = LogWrite {
+            entry,
+            retention: self.log_trim_due().then_some(retention),
+        };
+        let next = NextLease {
+            max,
+            visibility,
+            max_leases,
+            favoured: self.favoured(&lease.queue),
+        };
+        self.backend
+            .settle(&lease.queue, lease.id, settlement, Some(log), Some(next))
             .await
     }
     /// Like [`Store::settle`], for a lease known by its id (a pull consumer's receipts).
@@ -870,7 +912,9 @@ impl Store {
         lease_id: i64,
         settlement: Settlement,
     ) -> Result<Settled> {
-        self.backend.settle(queue, lease_id, settlement, None).await
+        self.backend
+            .settle(queue, lease_id, settlement, None, None)
+            .await
     }
     /// Moves up to `limit` messages from a dead-letter queue back to the queue each came from,
     /// or to `to`, with attempts reset. Returns how many moved.

@@ -100,6 +100,7 @@ contract_tests!(
     lease_cap_counts_live_leases,
     a_raised_cap_adds_places_and_an_empty_lease_takes_none,
     settle_logged_commits_the_invocation_with_the_batch,
+    a_settle_leases_the_next_batch_in_its_commit,
     ids_are_never_reused,
     reads_of_missing_queues_fail,
     queue_names_and_settings_are_validated,
@@ -1195,6 +1196,107 @@ async fn settle_logged_commits_the_invocation_with_the_batch(f: Fixture) {
         Err(Error::QueueNotFound(_))
     ));
     assert_eq!(f.store.invocations("f", query).await.unwrap().len(), 1);
+}
+
+/// A trigger's settle leases its next batch in the same commit: the batch it settles is gone,
+/// the next one is held (its ack counts, nobody else leases it), a cap counts the settled lease
+/// as freed, and a settle that fails leases nothing.
+async fn a_settle_leases_the_next_batch_in_its_commit(f: Fixture) {
+    f.queue("q", QueueSettings::default()).await;
+    let five: Vec<NewMessage> = ["a", "b", "c", "d", "e"].into_iter().map(msg).collect();
+    f.store.enqueue("q", five).await.unwrap();
+    let keep = InvocationRetention {
+        max_age_ms: u64::MAX,
+        max_per_function: 10,
+    };
+    // A cap of one: the lease being settled is the only live one, and its settle frees it.
+    let first = f
+        .store
+        .lease_capped("q", 2, None, 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(bodies(&first), ["a", "b"]);
+    let settled = f
+        .store
+        .settle_logged_then_lease(
+            &first,
+            ack_all(&first),
+            invocation("f"),
+            keep,
+            2,
+            None,
+            Some(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(settled.acked, 2);
+    assert!(settled.logged.is_some());
+    let second = settled
+        .next
+        .expect("the next batch was leased with the settle");
+    assert_eq!(bodies(&second), ["c", "d"]);
+    // The chained lease holds its messages and counts against the cap.
+    assert!(
+        f.store
+            .lease_capped("q", 10, None, 1)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let stats = f.store.get_queue("q").await.unwrap().stats;
+    assert_eq!(
+        (stats.visible, stats.in_flight, stats.acked_total),
+        (1, 2, 2)
+    );
+
+    // A failing settle (a send to a missing queue) neither settles nor leases.
+    let mut failing = ack_all(&second);
+    failing.send.push(("missing".into(), msg("x")));
+    assert!(matches!(
+        f.store
+            .settle_logged_then_lease(&second, failing, invocation("f"), keep, 2, None, Some(1))
+            .await,
+        Err(Error::QueueNotFound(_))
+    ));
+    let stats = f.store.get_queue("q").await.unwrap().stats;
+    assert_eq!((stats.visible, stats.in_flight), (1, 2));
+
+    // The last batch: the rest, then nothing left to lease.
+    let settled = f
+        .store
+        .settle_logged_then_lease(
+            &second,
+            ack_all(&second),
+            invocation("f"),
+            keep,
+            2,
+            None,
+            Some(1),
+        )
+        .await
+        .unwrap();
+    let third = settled.next.expect("the last message");
+    assert_eq!(bodies(&third), ["e"]);
+    let settled = f
+        .store
+        .settle_logged_then_lease(
+            &third,
+            ack_all(&third),
+            invocation("f"),
+            keep,
+            2,
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!((settled.acked, settled.next), (1, None));
+    let stats = f.store.get_queue("q").await.unwrap().stats;
+    assert_eq!(
+        (stats.visible, stats.in_flight, stats.acked_total),
+        (0, 0, 5)
+    );
 }
 
 async fn dedup_returns_the_original_id(f: Fixture) {

@@ -35,8 +35,8 @@ use super::codec::{decode_settings, encode_settings};
 use super::{
     Backend, CatalogChange, Clock, Enqueued, Error, Events, FunctionRecord, FunctionVersion,
     InvocationEntry, InvocationQuery, InvocationRetention, Lease, LogWrite, Message, NewMessage,
-    QueueInfo, QueueSettings, QueueStats, Result, ScheduleRecord, Settled, Settlement, TokenRecord,
-    TriggerRecord,
+    NextLease, QueueInfo, QueueSettings, QueueStats, Result, ScheduleRecord, Settled, Settlement,
+    TokenRecord, TriggerRecord,
 };
 use super::{Published, ReplayFrom, SubscriptionRecord, TopicRecord};
 use messages::Work;
@@ -543,6 +543,7 @@ impl Backend for PostgresBackend {
         lease_id: i64,
         settlement: Settlement,
         log: Option<LogWrite>,
+        next: Option<NextLease>,
     ) -> Result<Settled> {
         Ok(in_tx!(self, |tx, work| {
             let mut settled = messages::settle(&tx, work, queue, lease_id, settlement).await?;
@@ -550,6 +551,20 @@ impl Backend for PostgresBackend {
                 settled.logged = invocations::insert(&tx, work.now, vec![entry], retention)
                     .await?
                     .pop();
+            }
+            if let Some(next) = next {
+                // The settle above freed this lease's slot, so under a cap the next lease may
+                // take it again.
+                settled.next = messages::lease(
+                    &tx,
+                    work,
+                    queue,
+                    next.max,
+                    next.visibility,
+                    next.max_leases,
+                    next.favoured,
+                )
+                .await?;
             }
             settled
         }))

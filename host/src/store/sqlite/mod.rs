@@ -29,8 +29,8 @@ use super::{
     ATTR_ATTEMPTS, ATTR_DEAD_LETTER_REASON, ATTR_SOURCE_ID, ATTR_SOURCE_QUEUE, Backend,
     CatalogChange, Clock, DEFAULT_PRIORITY, DeadLetter, Enqueued, Error, Events, FunctionRecord,
     FunctionVersion, Lease, LogWrite, MAX_LEASE_MESSAGES, MAX_PRIORITY, Message, NewMessage,
-    QueueInfo, QueueSettings, QueueStats, REASON_LEASE_EXPIRED, Result, Retry, ScheduleRecord,
-    Settled, Settlement, StoreOptions, TokenRecord, TriggerRecord, validate,
+    NextLease, QueueInfo, QueueSettings, QueueStats, REASON_LEASE_EXPIRED, Result, Retry,
+    ScheduleRecord, Settled, Settlement, StoreOptions, TokenRecord, TriggerRecord, validate,
 };
 use super::{Published, ReplayFrom, SubscriptionRecord, TopicRecord};
 use invocations::{InvocationEntry, InvocationQuery, InvocationRetention};
@@ -221,8 +221,7 @@ impl Backend for SqliteBackend {
         favoured: Option<u8>,
     ) -> Result<Option<Lease>> {
         let queue = queue.to_owned();
-        let first_lane =
-            usize::from(MAX_PRIORITY - favoured.unwrap_or(MAX_PRIORITY).min(MAX_PRIORITY));
+        let first_lane = first_lane(favoured);
         self.write(move |tx| messages::lease(tx, &queue, max, visibility, max_leases, first_lane))
             .await
     }
@@ -245,12 +244,23 @@ impl Backend for SqliteBackend {
         lease_id: i64,
         settlement: Settlement,
         log: Option<LogWrite>,
+        next: Option<NextLease>,
     ) -> Result<Settled> {
         let queue = queue.to_owned();
         self.write(move |tx| {
             let mut settled = messages::settle(tx, &queue, lease_id, settlement)?;
             if let Some(LogWrite { entry, retention }) = log {
                 settled.logged = invocations::insert(tx, vec![entry], retention)?.pop();
+            }
+            if let Some(next) = next {
+                settled.next = messages::lease(
+                    tx,
+                    &queue,
+                    next.max,
+                    next.visibility,
+                    next.max_leases,
+                    first_lane(next.favoured),
+                )?;
             }
             Ok(settled)
         })
@@ -557,6 +567,11 @@ impl From<rusqlite::Error> for Error {
 
 /// This store's message ids among `ids` (a message id here is its row id in decimal); any other
 /// string names no message of this store.
+/// The lease's first lane: the favoured priority's, else the highest priority's.
+fn first_lane(favoured: Option<u8>) -> usize {
+    usize::from(MAX_PRIORITY - favoured.unwrap_or(MAX_PRIORITY).min(MAX_PRIORITY))
+}
+
 fn parse_ids(ids: &[String]) -> Vec<u64> {
     ids.iter().filter_map(|id| id.parse().ok()).collect()
 }
