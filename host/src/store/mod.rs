@@ -335,7 +335,21 @@ pub struct NextLease {
     pub max: usize,
     pub visibility: Option<Duration>,
     pub max_leases: Option<u32>,
-    pub favoured: Option<u8>,
+    /// Chosen by the store when it takes the lease (see [`favoured_priority`]).
+    favoured: Option<u8>,
+}
+
+impl NextLease {
+    /// Up to `max` messages for `visibility` (default: the queue's visibility timeout); with
+    /// `max_leases`, only while fewer than that many leases of the queue are live.
+    pub fn new(max: usize, visibility: Option<Duration>, max_leases: Option<u32>) -> NextLease {
+        NextLease {
+            max,
+            visibility,
+            max_leases,
+            favoured: None,
+        }
+    }
 }
 
 /// An invocation to commit with a settle, and the retention to trim the log to, if it is due.
@@ -878,28 +892,23 @@ impl Store {
             .settle(&lease.queue, lease.id, settlement, Some(log), None)
             .await
     }
-    /// Like [`Store::settle_logged`], and leases up to `max` more messages of the same queue in
-    /// the same commit (in [`Settled::next`]); with `max_leases`, only while fewer than that
-    /// many leases of the queue are live, counting the one this settles as gone.
+    /// Like [`Store::settle_logged`], and takes the `next` lease of the same queue in the same
+    /// commit (in [`Settled::next`]); under a cap, the lease this settles counts as gone.
     pub async fn settle_logged_then_lease(
         &self,
         lease: &Lease,
         settlement: Settlement,
         entry: InvocationEntry,
         retention: InvocationRetention,
-        max: usize,
-        visibility: Option<Duration>,
-        max_leases: Option<u32>,
+        next: NextLease,
     ) -> Result<Settled> {
         let log = LogWrite {
             entry,
             retention: self.log_trim_due().then_some(retention),
         };
         let next = NextLease {
-            max,
-            visibility,
-            max_leases,
             favoured: self.favoured(&lease.queue),
+            ..next
         };
         self.backend
             .settle(&lease.queue, lease.id, settlement, Some(log), Some(next))

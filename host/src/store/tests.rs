@@ -1224,9 +1224,7 @@ async fn a_settle_leases_the_next_batch_in_its_commit(f: Fixture) {
             ack_all(&first),
             invocation("f"),
             keep,
-            2,
-            None,
-            Some(1),
+            NextLease::new(2, None, Some(1)),
         )
         .await
         .unwrap();
@@ -1255,7 +1253,13 @@ async fn a_settle_leases_the_next_batch_in_its_commit(f: Fixture) {
     failing.send.push(("missing".into(), msg("x")));
     assert!(matches!(
         f.store
-            .settle_logged_then_lease(&second, failing, invocation("f"), keep, 2, None, Some(1))
+            .settle_logged_then_lease(
+                &second,
+                failing,
+                invocation("f"),
+                keep,
+                NextLease::new(2, None, Some(1))
+            )
             .await,
         Err(Error::QueueNotFound(_))
     ));
@@ -1270,9 +1274,7 @@ async fn a_settle_leases_the_next_batch_in_its_commit(f: Fixture) {
             ack_all(&second),
             invocation("f"),
             keep,
-            2,
-            None,
-            Some(1),
+            NextLease::new(2, None, Some(1)),
         )
         .await
         .unwrap();
@@ -1285,9 +1287,7 @@ async fn a_settle_leases_the_next_batch_in_its_commit(f: Fixture) {
             ack_all(&third),
             invocation("f"),
             keep,
-            2,
-            None,
-            None,
+            NextLease::new(2, None, None),
         )
         .await
         .unwrap();
