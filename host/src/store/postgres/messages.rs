@@ -35,6 +35,9 @@ pub struct Work {
     pub now: u64,
     pub counts: HashMap<String, Counts>,
     pub wake: HashSet<String>,
+    /// Queues whose lease (and cap slot) a settle freed: they are woken at commit too, unless
+    /// the same transaction leased their next batch and so took the freed place again.
+    pub freed: HashSet<String>,
     /// Messages whose reply this transaction stored: their waiters on this host wake after
     /// commit (other hosts' by NOTIFY).
     pub replied: Vec<String>,
@@ -74,6 +77,8 @@ impl Work {
     /// Writes the counter deltas and queues the NOTIFYs; both take effect at commit. They go
     /// out together: the connection pipelines them, one round trip for all.
     pub async fn flush(&mut self, tx: &Transaction<'_>) -> Result<()> {
+        let freed = std::mem::take(&mut self.freed);
+        self.wake.extend(freed);
         let counts: Vec<(String, Counts)> = self
             .counts
             .drain()
@@ -580,7 +585,7 @@ pub async fn settle(
         Ok::<_, Error>(tx.query(&ack_many, &[&ids, &lease_id, &queue]).await?)
     };
     let ((), gone) = tokio::try_join!(free_slot, acks)?;
-    work.wake.insert(queue.to_owned());
+    work.freed.insert(queue.to_owned());
     let groups: Vec<String> = gone
         .iter()
         .filter_map(|row| row.get::<_, Option<String>>(1))

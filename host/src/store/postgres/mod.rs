@@ -554,7 +554,8 @@ impl Backend for PostgresBackend {
             }
             if let Some(next) = next {
                 // The settle above freed this lease's slot, so under a cap the next lease may
-                // take it again.
+                // take it again; when it does, nothing was freed for other consumers to wake
+                // for (a retry or a released group head still wakes them).
                 settled.next = messages::lease(
                     &tx,
                     work,
@@ -565,6 +566,9 @@ impl Backend for PostgresBackend {
                     next.favoured,
                 )
                 .await?;
+                if settled.next.is_some() {
+                    work.freed.remove(queue);
+                }
             }
             settled
         }))
