@@ -6,7 +6,8 @@
 //! shared by every function. [`Executor::prepare`] validates an upload against the `handler`
 //! world (0.2.0 or 0.1.0, see [`world`]) and compiles it once per content and engine, caching the
 //! result on disk;
-//! [`Executor::invoke`] runs one batch in a fresh store and instance, on a blocking thread.
+//! [`Executor::invoke`] runs one batch in a fresh store and instance, on the calling worker
+//! thread (see `block_in_place` there).
 //!
 //! Time limits follow the wall clock, not a count of ticks: the ticker advances the epoch by the
 //! ticks that are due by the clock (catching up when the machine made it wake late), and when a
@@ -339,7 +340,7 @@ impl Executor {
             .total_tables(instances.saturating_mul(TABLES_PER_COMPONENT))
             .max_tables_per_component(TABLES_PER_COMPONENT)
             .max_memory_size(usize::try_from(max_memory).unwrap_or(usize::MAX))
-            // Instances run on blocking threads with sync wasmtime: no fiber stacks needed.
+            // Instances run with sync wasmtime on threads allowed to block: no fiber stacks needed.
             .total_stacks(0)
             .linear_memory_keep_resident(
                 usize::try_from(config.keep_resident_bytes).unwrap_or(usize::MAX),
