@@ -89,9 +89,14 @@ pub struct BenchArgs {
     /// and drops them after; adds the `SKIP LOCKED` floor and the several-hosts phase.
     #[arg(long, env = "SLUICE_BENCH_DATABASE_URL")]
     pub database: Option<String>,
+    /// The PostgreSQL server the `e2e` phase's peer runs on (a plain `SKIP LOCKED` producer and
+    /// consumer on a scratch database), e.g. postgres://postgres@127.0.0.1:5432/postgres;
+    /// without it the phase compares with in-process SQLite only.
+    #[arg(long, env = "SLUICE_BENCH_PEER_DATABASE_URL")]
+    pub peer_database: Option<String>,
     /// Run only these phases (comma-separated): enqueue, topics (fan-out to 10 queues),
     /// drain, pull, order (priorities and groups), reply (request-reply round trips), sqs,
-    /// steady, chain, overhead,
+    /// steady, chain, e2e (one producer and a trigger at once, beside plain peers), overhead,
     /// floor, hostile, depth, restart, hosts (with --database); and polyglot, which runs only when named
     /// here (it needs the Python and JavaScript toolchains scripts/test installs, and takes
     /// minutes).

@@ -88,6 +88,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.wants("chain") {
         bench.chain(&mut report, &components).await?;
     }
+    let mut e2e_rate = None;
+    if args.wants("e2e") {
+        e2e_rate = Some(bench.e2e(&components).await?);
+    }
     if args.wants("hostile") {
         bench.hostile(&mut report, &components).await?;
     }
@@ -125,6 +129,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         if let Some(drain) = drain_rate {
             report.target("drain.ratio_to_floor", drain / rate, "x", ">=", 0.5);
         }
+    }
+    if let Some(rate) = e2e_rate {
+        e2e_peers(&mut report, &args, rate, &tmp.path().join("e2e-peer")).await?;
     }
     if let Some(url) = &args.database
         && args.wants("hosts")
@@ -992,6 +999,42 @@ impl Bench {
         Ok(())
     }
 
+    /// End to end, shaped as the peers measure it: one producer that sends batches over HTTP
+    /// and waits for each one's 2xx (its durable commit) while a trigger consumes with `sum`;
+    /// messages ÷ the time until the last one is acknowledged.
+    async fn e2e(&self, c: &Components) -> anyhow::Result<f64> {
+        let a = &self.args;
+        self.queue("bench-e2e", json!({})).await?;
+        self.deploy("bench-e2e", &c.sum, "").await?;
+        self.trigger("bench-e2e", "bench-e2e", a.batch_size, a.concurrency, false)
+            .await?;
+        let url = format!("{}/v1/queues/bench-e2e/messages/batch", self.url);
+        let batch = u64::from(a.batch_size.max(1));
+        let started = Instant::now();
+        let mut sent = 0u64;
+        while sent < a.messages {
+            let n = batch.min(a.messages - sent);
+            let messages: Vec<Value> = (sent..sent + n)
+                .map(|s| json!({"body": body(s, a.body_bytes)}))
+                .collect();
+            let r = self
+                .http
+                .post(&url)
+                .json(&json!({ "messages": messages }))
+                .send()
+                .await?;
+            ensure!(r.status().is_success(), "batch enqueue: {}", r.status());
+            r.bytes().await?;
+            sent += n;
+        }
+        let done = self
+            .wait_empty(&["bench-e2e"], self.drain_deadline())
+            .await?;
+        self.trigger("bench-e2e", "bench-e2e", a.batch_size, a.concurrency, true)
+            .await?;
+        Ok(a.messages as f64 / done.duration_since(started).as_secs_f64())
+    }
+
     /// A backlog through two steps: `ok` forwards each message to the second queue, `sum` acks.
     async fn chain(&self, report: &mut Report, c: &Components) -> anyhow::Result<()> {
         let a = &self.args;
@@ -1255,6 +1298,53 @@ async fn overhead(
                 1.5,
             );
         }
+    }
+    Ok(())
+}
+
+/// The `e2e` phase's peers, after the host has stopped, and Sluice's ratio to each: SQLite
+/// in-process (a producer and a consumer thread, one transaction per batch each, WAL and full
+/// fsync as the host) and, with `--peer-database`, a plain PostgreSQL `SKIP LOCKED` producer and
+/// consumers.
+async fn e2e_peers(
+    report: &mut Report,
+    args: &BenchArgs,
+    sluice: f64,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    report.add("e2e.sluice_msgs_per_s", sluice, "msg/s");
+    let (dir, n, body, batch) = (
+        dir.to_owned(),
+        args.messages,
+        args.body_bytes,
+        args.batch_size as usize,
+    );
+    let took = tokio::task::spawn_blocking(move || {
+        crate::store::sqlite::floor::measure_concurrent(&dir, n, body, batch)
+    })
+    .await??;
+    let sqlite = args.messages as f64 / took.as_secs_f64();
+    report.add("e2e.sqlite_in_process_msgs_per_s", sqlite, "msg/s");
+    report.target(
+        "e2e.sluice_to_sqlite_in_process",
+        sluice / sqlite,
+        "x",
+        ">=",
+        1.0,
+    );
+    if let Some(url) = &args.peer_database {
+        let scratch = crate::store::testdb::TestDatabase::create_on(url).await;
+        let floor = crate::store::postgres::floor::measure(
+            &scratch.url,
+            args.messages,
+            args.body_bytes,
+            args.batch_size as usize,
+            args.concurrency as usize,
+        )
+        .await?;
+        let pg = floor.messages as f64 / floor.concurrent.as_secs_f64();
+        report.add("e2e.postgres_skip_locked_msgs_per_s", pg, "msg/s");
+        report.target("e2e.sluice_to_postgres", sluice / pg, "x", ">=", 1.5);
     }
     Ok(())
 }

@@ -24,20 +24,69 @@ pub struct Floor {
 /// deletes them `batch` at a time, each step committed (and fsynced) on its own.
 pub fn measure(dir: &Path, messages: u64, body_bytes: usize, batch: usize) -> Result<Floor> {
     let (conn, _) = schema::open(dir)?;
-    let body = vec![b'x'; body_bytes];
+    let conn = std::sync::Mutex::new(conn);
     let batch = batch.max(1);
-    let queue = "floor";
-
     let start = Instant::now();
+    produce(&conn, messages, body_bytes, batch)?;
+    let insert = start.elapsed();
+    let start = Instant::now();
+    consume(&conn, messages, batch)?;
+    Ok(Floor {
+        insert,
+        drain: start.elapsed(),
+        messages,
+    })
+}
+
+/// One producer and one consumer at once on their own threads, sharing the one connection (as
+/// an application with one SQLite writer would; two connections would take turns through
+/// SQLite's sleeping busy handler) and each committing once per batch: the time from the first
+/// insert to the last acknowledgement.
+pub fn measure_concurrent(
+    dir: &Path,
+    messages: u64,
+    body_bytes: usize,
+    batch: usize,
+) -> Result<Duration> {
+    let (conn, _) = schema::open(dir)?;
+    let conn = std::sync::Mutex::new(conn);
+    let batch = batch.max(1);
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        let conn = &conn;
+        let produced = scope.spawn(move || produce(conn, messages, body_bytes, batch));
+        let consumed = consume(conn, messages, batch);
+        produced
+            .join()
+            .unwrap_or_else(|_| Err(super::Error::Unavailable("the producer panicked".into())))
+            .and(consumed)
+    })?;
+    Ok(start.elapsed())
+}
+
+const QUEUE: &str = "floor";
+
+/// The connection, shared by the concurrent floor's producer and consumer threads.
+type Shared = std::sync::Mutex<rusqlite::Connection>;
+
+fn lock(conn: &Shared) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
+    conn.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Inserts `messages` bodies, `batch` per commit.
+fn produce(conn: &Shared, messages: u64, body_bytes: usize, batch: usize) -> Result<()> {
+    let body = vec![b'x'; body_bytes];
     let mut left = messages;
     while left > 0 {
         let n = left.min(batch as u64);
+        let conn = lock(conn);
         conn.execute_batch("BEGIN IMMEDIATE")?;
         {
             let mut insert = conn.prepare_cached(sql::INSERT_MESSAGE)?;
             for _ in 0..n {
                 insert.execute(params![
-                    queue,
+                    QUEUE,
                     body,
                     None::<&str>,
                     0i64,
@@ -52,29 +101,34 @@ pub fn measure(dir: &Path, messages: u64, body_bytes: usize, batch: usize) -> Re
         conn.execute_batch("COMMIT")?;
         left -= n;
     }
-    let insert = start.elapsed();
+    Ok(())
+}
 
-    // Each transaction acknowledges the previous batch and leases the next: one fsync per
-    // batch, which is what the host's group commit reaches when settles and leases overlap.
-    let start = Instant::now();
+/// Leases and acknowledges until `total` messages are gone. Each transaction acknowledges the
+/// previous batch and leases the next: one fsync per batch, which is what the host reaches when
+/// a settle leases the next batch in its commit.
+fn consume(conn: &Shared, total: u64, batch: usize) -> Result<()> {
     let mut lease_id = 0i64;
     let mut held: Vec<i64> = Vec::with_capacity(batch);
+    let mut acked = 0u64;
     loop {
+        let conn = lock(conn);
         conn.execute_batch("BEGIN IMMEDIATE")?;
         if !held.is_empty() {
             // The host reads each deleted row's due time for its counters; so does the floor.
             let mut ack = conn.prepare_cached(sql::ACK_MANY)?;
-            let mut gone = ack.query(params![json_ids(&held), lease_id, queue])?;
+            let mut gone = ack.query(params![json_ids(&held), lease_id, QUEUE])?;
             while let Some(row) = gone.next()? {
                 let _id: i64 = row.get(0)?;
                 let _visible_at: i64 = row.get(1)?;
+                acked += 1;
             }
         }
         held.clear();
         lease_id += 1;
         {
             let mut visible = conn.prepare_cached(sql::visible_in_order(0))?;
-            let mut rows = visible.query(params![queue, 1i64, batch as i64])?;
+            let mut rows = visible.query(params![QUEUE, 1i64, batch as i64])?;
             while let Some(row) = rows.next()? {
                 // Read the whole row, as a lease does, to hand it to the handler.
                 let id: i64 = row.get(0)?;
@@ -91,15 +145,15 @@ pub fn measure(dir: &Path, messages: u64, body_bytes: usize, batch: usize) -> Re
             }
         }
         conn.execute_batch("COMMIT")?;
+        drop(conn);
         if held.is_empty() {
-            break;
+            if acked >= total {
+                return Ok(());
+            }
+            // The producer is behind: let it have the database instead of spinning on it.
+            std::thread::yield_now();
         }
     }
-    Ok(Floor {
-        insert,
-        drain: start.elapsed(),
-        messages,
-    })
 }
 
 fn json_ids(ids: &[i64]) -> String {
