@@ -39,6 +39,8 @@ fn quick_bench_runs_and_writes_json() {
         "sqs.receive_delete_batch_msgs_per_s",
         "steady.commit_to_start_lower.p99",
         "chain.msgs_per_s",
+        "e2e.sluice_msgs_per_s",
+        "e2e.sqlite_in_process_msgs_per_s",
         "topics.fanout_10.publish_msgs_per_s",
         "order.groups.drain_msgs_per_s",
         "reply.round_trip.p99",
