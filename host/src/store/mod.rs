@@ -884,12 +884,7 @@ impl Store {
         entry: InvocationEntry,
         retention: InvocationRetention,
     ) -> Result<Settled> {
-        let log = LogWrite {
-            entry,
-            retention: self.log_trim_due().then_some(retention),
-        };
-        self.backend
-            .settle(&lease.queue, lease.id, settlement, Some(log), None)
+        self.settle_logged_with(lease, settlement, entry, retention, None)
             .await
     }
     /// Like [`Store::settle_logged`], and takes the `next` lease of the same queue in the same
@@ -902,16 +897,27 @@ impl Store {
         retention: InvocationRetention,
         next: NextLease,
     ) -> Result<Settled> {
-        let log = LogWrite {
-            entry,
-            retention: self.log_trim_due().then_some(retention),
-        };
         let next = NextLease {
             favoured: self.favoured(&lease.queue),
             ..next
         };
+        self.settle_logged_with(lease, settlement, entry, retention, Some(next))
+            .await
+    }
+    async fn settle_logged_with(
+        &self,
+        lease: &Lease,
+        settlement: Settlement,
+        entry: InvocationEntry,
+        retention: InvocationRetention,
+        next: Option<NextLease>,
+    ) -> Result<Settled> {
+        let log = LogWrite {
+            entry,
+            retention: self.log_trim_due().then_some(retention),
+        };
         self.backend
-            .settle(&lease.queue, lease.id, settlement, Some(log), Some(next))
+            .settle(&lease.queue, lease.id, settlement, Some(log), next)
             .await
     }
     /// Like [`Store::settle`], for a lease known by its id (a pull consumer's receipts).
