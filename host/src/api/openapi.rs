@@ -41,8 +41,9 @@ pub(crate) fn base() -> utoipa::openapi::OpenApi {
     Base::openapi()
 }
 
-/// Adds the bearer scheme, makes it the default, and adds to every operation that needs it the
-/// answers the authentication middleware gives before any handler runs.
+/// Adds the bearer scheme, makes it the default, and adds to every operation the answers the
+/// HTTP layer (414) and, where it needs one, the authentication middleware (401, 403) give
+/// before any handler runs.
 pub(crate) fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
@@ -55,6 +56,13 @@ pub(crate) fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::Open
     )]);
     for item in doc.paths.paths.values_mut() {
         for operation in operations(item) {
+            // The HTTP layer refuses an over-long request target on every route, before any
+            // handler runs.
+            add_error(
+                operation,
+                "414",
+                "The request target (path and query) is longer than `--max-uri-bytes`",
+            );
             // Operations that declare their own security (`security(())`) are open.
             if operation.security.is_some() {
                 continue;
