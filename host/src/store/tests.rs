@@ -2232,6 +2232,22 @@ async fn storage_full_is_unavailable_and_recoverable() {
     assert_eq!(f.stats("q").await.enqueued_total, 1);
 }
 
+/// A transaction of leases alone commits without the fsync (`synchronous=NORMAL`); every other
+/// transaction is fsynced (`FULL`), whatever ran before it.
+#[tokio::test]
+async fn only_a_lease_commits_without_the_fsync() {
+    let (_f, sqlite) = open_sqlite();
+    let synchronous = |tx: &mut super::sqlite::writer::Tx<'_>| -> Result<i64> {
+        Ok(tx.conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?)
+    };
+    const NORMAL: i64 = 1;
+    const FULL: i64 = 2;
+    assert_eq!(sqlite.write(synchronous).await.unwrap(), FULL);
+    assert_eq!(sqlite.write_lease(synchronous).await.unwrap(), NORMAL);
+    assert_eq!(sqlite.write_lease(synchronous).await.unwrap(), NORMAL);
+    assert_eq!(sqlite.write(synchronous).await.unwrap(), FULL);
+}
+
 #[test]
 fn data_dir_is_created() {
     let dir = TempDir::new().unwrap();

@@ -35,6 +35,7 @@ use super::{
 use super::{Published, ReplayFrom, SubscriptionRecord, TopicRecord};
 use invocations::{InvocationEntry, InvocationQuery, InvocationRetention};
 use messages::ChunkPacer;
+use writer::Durability;
 
 /// State the writer thread and the backend both see.
 pub(in crate::store) struct Shared {
@@ -82,7 +83,17 @@ impl SqliteBackend {
         R: Send + 'static,
         F: FnOnce(&mut writer::Tx<'_>) -> Result<R> + Send + 'static,
     {
-        self.writer.submit(op).await
+        self.writer.submit(Durability::Durable, op).await
+    }
+
+    /// Runs a lease or an extension: answered once committed, without waiting for the fsync
+    /// (see [`Durability::Volatile`]).
+    pub(in crate::store) async fn write_lease<R, F>(&self, op: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut writer::Tx<'_>) -> Result<R> + Send + 'static,
+    {
+        self.writer.submit(Durability::Volatile, op).await
     }
 
     /// Runs `op` on a read connection (tests recount through it).
@@ -222,8 +233,10 @@ impl Backend for SqliteBackend {
     ) -> Result<Option<Lease>> {
         let queue = queue.to_owned();
         let first_lane = first_lane(favoured);
-        self.write(move |tx| messages::lease(tx, &queue, max, visibility, max_leases, first_lane))
-            .await
+        self.write_lease(move |tx| {
+            messages::lease(tx, &queue, max, visibility, max_leases, first_lane)
+        })
+        .await
     }
 
     async fn extend(
@@ -234,7 +247,7 @@ impl Backend for SqliteBackend {
         visibility: Duration,
     ) -> Result<u64> {
         let queue = queue.to_owned();
-        self.write(move |tx| messages::extend(tx, &queue, lease_id, &ids, visibility))
+        self.write_lease(move |tx| messages::extend(tx, &queue, lease_id, &ids, visibility))
             .await
     }
 

@@ -52,7 +52,8 @@ pub fn open(dir: &Path) -> Result<(Connection, PathBuf)> {
     migrate(&conn, &path)?;
     configure(&conn)?;
     // Durability: WAL with a full fsync at every commit. Never weaken this; group commit is how
-    // throughput is bought.
+    // throughput is bought. The one exception is a transaction of leases alone, which nothing
+    // needs on disk (the writer's `Durability::Volatile`).
     let mode: String =
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {

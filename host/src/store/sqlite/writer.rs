@@ -1,6 +1,9 @@
 //! The one writer thread and its group commit: it takes every request waiting on its channel
 //! (up to a cap), runs each in its own savepoint inside one transaction, commits once (one
 //! fsync), then answers them all. It also runs the retention sweep on a timer.
+//!
+//! A transaction made only of [`Durability::Volatile`] requests (leases) commits without the
+//! fsync: see [`Durability`] for why losing one in a power cut loses nothing.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -45,6 +48,7 @@ pub fn spawn(conn: Connection, shared: Arc<Shared>, options: StoreOptions) -> Re
                 shared,
                 options,
                 settings: HashMap::new(),
+                synchronous: Durability::Durable,
             }
             .run(receiver)
         })
@@ -55,9 +59,24 @@ pub fn spawn(conn: Connection, shared: Arc<Shared>, options: StoreOptions) -> Re
     })
 }
 
+/// Whether a request's commit must be on disk before the request is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Fsynced before the answer (`synchronous=FULL`): enqueues, settles, everything a caller
+    /// is told is kept.
+    Durable,
+    /// Committed to the WAL without waiting for the fsync (`synchronous=NORMAL`): only a lease
+    /// or a lease's extension. A power cut may lose it (a process crash cannot: the write is in
+    /// the kernel's page cache); then its messages are simply visible again and the attempt it
+    /// counted is not counted. The WAL is written in order, so a settle checked against the
+    /// lease is durable only with it: no ack, retry or send can outlive the lease it needed.
+    Volatile,
+}
+
 impl Handle {
-    /// Runs `op` in the writer's next transaction and answers once it is committed.
-    pub async fn submit<R, F>(&self, op: F) -> Result<R>
+    /// Runs `op` in the writer's next transaction and answers once it is committed with
+    /// `durability` (a transaction shared with a durable request is durable).
+    pub async fn submit<R, F>(&self, durability: Durability, op: F) -> Result<R>
     where
         R: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> Result<R> + Send + 'static,
@@ -65,6 +84,7 @@ impl Handle {
         let (reply, answer) = oneshot::channel();
         let job = OpJob {
             op: Some(op),
+            durability,
             result: None,
             done: move |r| {
                 let _ = reply.send(r);
@@ -340,10 +360,12 @@ trait Job: Send {
     fn run(&mut self, tx: &mut Tx<'_>) -> Option<Effects>;
     /// Answers the request; `commit` is the transaction's fate.
     fn finish(self: Box<Self>, commit: Result<(), String>);
+    fn durability(&self) -> Durability;
 }
 
 struct OpJob<F, R, D> {
     op: Option<F>,
+    durability: Durability,
     result: Option<Result<R>>,
     done: D,
 }
@@ -372,6 +394,10 @@ where
         };
         (self.done)(result);
     }
+
+    fn durability(&self) -> Durability {
+        self.durability
+    }
 }
 
 struct Writer {
@@ -379,6 +405,8 @@ struct Writer {
     shared: Arc<Shared>,
     options: StoreOptions,
     settings: HashMap<String, Arc<QueueSettings>>,
+    /// What the connection's `synchronous` setting is now (it opens `FULL`).
+    synchronous: Durability,
 }
 
 impl Writer {
@@ -401,6 +429,7 @@ impl Writer {
                 let more = sweep_more.clone();
                 jobs.push(Box::new(OpJob {
                     op: Some(messages::expire),
+                    durability: Durability::Durable,
                     result: None,
                     done: move |r: Result<(u64, bool)>| match r {
                         Ok((_, left)) => more.store(left, Ordering::Relaxed),
@@ -446,6 +475,13 @@ impl Writer {
     fn commit(&mut self, mut jobs: Vec<Box<dyn Job>>) {
         if jobs.is_empty() {
             return;
+        }
+        let durability = match jobs.iter().all(|j| j.durability() == Durability::Volatile) {
+            true => Durability::Volatile,
+            false => Durability::Durable,
+        };
+        if let Err(e) = self.synchronous(durability) {
+            return self.fail(jobs, &e.to_string());
         }
         if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
             return self.fail(jobs, &e.to_string());
@@ -507,6 +543,20 @@ impl Writer {
         for job in jobs {
             job.finish(Ok(()));
         }
+    }
+
+    /// Sets how the next commit syncs: `FULL` fsyncs the WAL at commit, `NORMAL` leaves the
+    /// fsync to the next `FULL` commit or checkpoint (both keep the database consistent).
+    fn synchronous(&mut self, durability: Durability) -> rusqlite::Result<()> {
+        if self.synchronous != durability {
+            let mode = match durability {
+                Durability::Durable => "FULL",
+                Durability::Volatile => "NORMAL",
+            };
+            self.conn.pragma_update(None, "synchronous", mode)?;
+            self.synchronous = durability;
+        }
+        Ok(())
     }
 
     fn apply(&self, effects: Effects) {
