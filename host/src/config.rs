@@ -27,6 +27,8 @@ pub struct Config {
     pub invocations: crate::functions::LogRetention,
     /// How often each queue's stats are sampled for the console's charts.
     pub series_interval: std::time::Duration,
+    /// Where uploads are compiled: `sluice serve` compiles each in a child process of itself.
+    pub compiler: crate::executor::Compiler,
 }
 
 /// Limits on what a client may send, each with a clear error when exceeded.
@@ -112,6 +114,7 @@ impl Config {
             admin_token: None,
             invocations: crate::functions::LogRetention::default(),
             series_interval: std::time::Duration::from_secs(10),
+            compiler: crate::executor::Compiler::InProcess,
         }
     }
 }

@@ -29,6 +29,9 @@ async fn main() -> anyhow::Result<()> {
             sluice::server::run(args.config(), shutdown_signal()).await?;
             Ok(())
         }
+        Command::CompileComponent(args) => std::process::exit(
+            sluice::executor::compile_child_main(&args.cache_dir, args.max_memory_bytes),
+        ),
         command => cli::run_client(command).await,
     }
 }

@@ -91,6 +91,20 @@ pub enum Command {
     Publish(topics::PublishArgs),
     /// Benchmark this machine: a temporary host, real HTTP, real components.
     Bench(crate::bench::BenchArgs),
+    /// Compile the component on standard input into the compiled-component cache (run by
+    /// `sluice serve` for each upload, in a child process).
+    #[command(hide = true)]
+    CompileComponent(CompileComponentArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompileComponentArgs {
+    /// The compiled-component cache directory.
+    #[arg(long)]
+    pub cache_dir: PathBuf,
+    /// The host engine's largest instance memory, which compiled code depends on.
+    #[arg(long)]
+    pub max_memory_bytes: u64,
 }
 
 #[derive(Debug, Args)]
@@ -178,6 +192,7 @@ impl ServeArgs {
             ..ApiLimits::default()
         };
         config.series_interval = self.series_interval;
+        config.compiler = crate::executor::Compiler::this_binary();
         config.invocations = LogRetention {
             max_age: self.invocation_retention,
             max_per_function: self.invocations_per_function,
@@ -196,6 +211,7 @@ impl ServeArgs {
 pub async fn run_client(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(_) => unreachable!("serve is run by main"),
+        Command::CompileComponent(_) => unreachable!("compile-component is run by main"),
         Command::Queue(command) => queues::run(command).await,
         Command::Send(args) => queues::send(args).await,
         Command::Reply(args) => queues::reply(args).await,

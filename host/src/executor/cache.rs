@@ -89,13 +89,22 @@ impl ComponentCache {
         }
     }
 
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Stores the compiled form of the wasm with this digest, atomically.
     pub(super) fn store(&self, digest: &str, component: &Component) -> Result<(), Error> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let path = self.path(digest);
         let bytes = component
             .serialize()
             .map_err(|e| Error::Engine(format!("serializing a compiled component: {e:#}")))?;
+        self.store_bytes(digest, &bytes)
+    }
+
+    /// Stores `bytes`, a compiled component of this engine's configuration, atomically.
+    pub(super) fn store_bytes(&self, digest: &str, bytes: &[u8]) -> Result<(), Error> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let path = self.path(digest);
         let tmp = self.dir.join(format!(
             ".{digest}.{}.{}.tmp",
             std::process::id(),
@@ -103,7 +112,7 @@ impl ComponentCache {
         ));
         let write = || -> std::io::Result<()> {
             let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(&bytes)?;
+            file.write_all(bytes)?;
             // The rename below must never publish a file whose contents are still in flight.
             file.sync_all()?;
             std::fs::rename(&tmp, &path)
@@ -115,5 +124,16 @@ impl ComponentCache {
                 source,
             }
         })
+    }
+
+    /// Forgets the compilation of the wasm with this digest (one that turned out unusable).
+    /// Mappings of the file stay valid: unlinking never changes a mapped file's pages.
+    pub(super) fn remove(&self, digest: &str) {
+        let path = self.path(digest);
+        if let Err(error) = std::fs::remove_file(&path)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %path.display(), %error, "cannot remove a compiled component");
+        }
     }
 }

@@ -16,6 +16,7 @@
 
 mod bindings;
 mod cache;
+mod compile;
 mod sandbox;
 mod surface;
 #[cfg(test)]
@@ -38,6 +39,7 @@ use wasmtime::{
 
 use crate::store::Message;
 use cache::ComponentCache;
+pub use compile::{Compiler, child_main as compile_child_main};
 use sandbox::{Logs, State};
 use world::World;
 
@@ -69,6 +71,8 @@ pub struct ExecutorConfig {
     /// place and kept resident for the next instance, instead of being released and faulted in
     /// again page by page; [`KEEP_RESIDENT_BYTES`] unless measuring. 0 releases everything.
     pub keep_resident_bytes: u64,
+    /// Where uploads are compiled: the server compiles in a child process.
+    pub compiler: Compiler,
 }
 
 /// Default of [`ExecutorConfig::keep_resident_bytes`]. Interpreter-sized components (a Python
@@ -306,9 +310,11 @@ struct Inner {
     max_memory_bytes: u64,
     /// One permit per pool slot, so a burst waits for a slot instead of failing to instantiate.
     slots: Arc<Semaphore>,
+    compiler: Compiler,
     /// Uploads compiled (not loaded from the cache) since start.
     compilations: AtomicU64,
-    /// Held while compiling: one compile at a time (see [`COMPILE_NICE`]).
+    /// Held while compiling: one compile at a time, each on one thread at a lower priority
+    /// (see [`compile`]).
     compiling: std::sync::Mutex<()>,
     /// Dropped with the last `Executor` clone, which disconnects and so stops the epoch ticker.
     _stop_ticker: mpsc::Sender<()>,
@@ -356,21 +362,8 @@ impl Executor {
         // feature is not even compiled in): they are experimental and the sizing below already
         // keeps the reservation small.
 
-        let mut wasm = Config::new();
-        wasm.wasm_component_model(true)
-            .strategy(wasmtime::Strategy::Cranelift)
-            .epoch_interruption(true)
-            // Each slot reserves only what an instance may use (plus the default guard region)
-            // instead of 4 GiB: with `max_instances` × 2 memories, a 4 GiB reservation each
-            // would reserve terabytes of address space. The price is explicit bounds checks.
-            .memory_reservation(max_memory)
-            .memory_reservation_for_growth(0)
-            // Instantiation maps the component's data segments copy-on-write instead of copying.
-            .memory_init_cow(true)
-            // One thread per compile (see `Executor::compile`): a compile never takes every
-            // core from running triggers.
-            .parallel_compilation(false)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let mut wasm = engine_config(max_memory);
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&wasm).map_err(engine_error)?;
 
         let mut linker = Linker::<State>::new(&engine);
@@ -398,6 +391,7 @@ impl Executor {
                 cache,
                 max_memory_bytes: max_memory,
                 slots: Arc::new(Semaphore::new(instances as usize)),
+                compiler: config.compiler,
                 compilations: AtomicU64::new(0),
                 compiling: std::sync::Mutex::new(()),
                 _stop_ticker: stop_ticker,
@@ -405,40 +399,26 @@ impl Executor {
         })
     }
 
-    /// Compiles `wasm` on a thread of its own at a lower CPU priority, one compile at a time
-    /// and each on one thread (`parallel_compilation` is off): compiling an interpreter-sized
-    /// component takes seconds of CPU, and running triggers must keep theirs meanwhile.
-    fn compile(&self, wasm: &[u8]) -> Result<Component, Error> {
+    /// Compiles `wasm`, one compile at a time and each on one thread (`parallel_compilation`
+    /// is off) at a lower CPU priority: compiling an interpreter-sized component takes seconds
+    /// of CPU, and running triggers must keep theirs meanwhile. Returns the component and
+    /// whether it is already in the cache (a child process stores it there).
+    fn compile(&self, wasm: &[u8]) -> Result<(Component, bool), Error> {
         let _one_at_a_time = self
             .inner
             .compiling
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let engine = &self.inner.engine;
-        let started = Instant::now();
-        let compiled = std::thread::scope(|scope| {
-            std::thread::Builder::new()
-                .name("sluice-compile".into())
-                .spawn_scoped(scope, || {
-                    lower_this_threads_priority(COMPILE_NICE);
-                    Component::new(engine, wasm)
-                })
-                .map(|thread| thread.join())
-        });
-        let component = match compiled {
-            Ok(Ok(result)) => result
-                .map_err(|e| Error::Invalid(format!("not a valid WebAssembly component: {e:#}")))?,
-            Ok(Err(_panicked)) => {
-                return Err(Error::Engine("the compiler thread panicked".into()));
+        match &self.inner.compiler {
+            Compiler::InProcess => Ok((compile::in_thread(engine, wasm)?, false)),
+            Compiler::Child(program) => {
+                let cache = &self.inner.cache;
+                let component =
+                    compile::in_child(program, engine, cache, self.inner.max_memory_bytes, wasm)?;
+                Ok((component, true))
             }
-            Err(e) => {
-                return Err(Error::Engine(format!(
-                    "cannot start a compiler thread: {e}"
-                )));
-            }
-        };
-        tracing::info!(bytes = wasm.len(), took = ?started.elapsed(), "compiled a component");
-        Ok(component)
+        }
     }
 
     /// Validates `wasm` as a handler component and compiles it (or loads it from the cache).
@@ -449,18 +429,22 @@ impl Executor {
         self.check_surface(wasm)?;
         let engine = &self.inner.engine;
         let digest = cache::digest(wasm);
-        let (component, from_cache) = match self.inner.cache.load(engine, &digest) {
-            Some(component) => (component, true),
+        let (component, from_cache, cached) = match self.inner.cache.load(engine, &digest) {
+            Some(component) => (component, true, true),
             None => {
                 self.inner.compilations.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("sluice_component_compilations_total").increment(1);
-                let component = self.compile(wasm)?;
-                (component, false)
+                let (component, cached) = self.compile(wasm)?;
+                (component, false, cached)
             }
         };
-        let mut world = self.link(&component)?;
-        // Only a component that passed every check reaches the cache.
-        if !from_cache {
+        let linked = self.link(&component);
+        if linked.is_err() && !from_cache && cached {
+            // Only a component that passed every check stays in the cache.
+            self.inner.cache.remove(&digest);
+        }
+        let mut world = linked?;
+        if !cached {
             match self.inner.cache.store(&digest, &component) {
                 // Run from the cache file rather than from what the compiler left in anonymous
                 // memory: its code and memory image are then file-backed pages, shared with the
@@ -715,28 +699,26 @@ impl Inner {
     }
 }
 
-/// How much lower than the rest of the host a compiling thread runs (a `nice` increment):
-/// enough that invocations and the API win the CPU whenever they want it.
-const COMPILE_NICE: i32 = 10;
-
-/// Lowers the calling thread's CPU priority by `nice` (Linux keeps a nice value per thread;
-/// raising it needs no privilege). Best effort: elsewhere, or if refused, nothing changes.
-fn lower_this_threads_priority(nice: i32) {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: gettid has no preconditions; setpriority only reads its arguments and
-        // changes this thread's nice value.
-        #[allow(unsafe_code)]
-        let changed = unsafe {
-            let tid = libc::gettid();
-            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
-        };
-        if changed != 0 {
-            tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower the compiler thread's priority");
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = nice;
+/// The engine settings that decide what compiled code looks like: the host's engine and the
+/// compiler process (see [`compile`]) both start from these, so what one compiles the other
+/// loads. Instance allocation is left to the caller.
+fn engine_config(max_memory_bytes: u64) -> Config {
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .strategy(wasmtime::Strategy::Cranelift)
+        .epoch_interruption(true)
+        // Each slot reserves only what an instance may use (plus the default guard region)
+        // instead of 4 GiB: with `max_instances` × 2 memories, a 4 GiB reservation each
+        // would reserve terabytes of address space. The price is explicit bounds checks.
+        .memory_reservation(max_memory_bytes)
+        .memory_reservation_for_growth(0)
+        // Instantiation maps the component's data segments copy-on-write instead of copying.
+        .memory_init_cow(true)
+        // One thread per compile (see `Executor::compile`): a compile never takes every
+        // core from running triggers.
+        .parallel_compilation(false);
+    config
 }
 
 /// The epoch ticker: advances the engine's epoch by one for every [`EPOCH_TICK`] of wall time,

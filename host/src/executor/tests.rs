@@ -13,7 +13,7 @@ fn guests_dir() -> &'static Path {
     DIR.get_or_init(|| crate::guests::build("tests/guests", None).unwrap_or_else(|e| panic!("{e}")))
 }
 
-fn guest(name: &str) -> Vec<u8> {
+pub(super) fn guest(name: &str) -> Vec<u8> {
     let path = guests_dir().join(format!("guest_{name}.wasm"));
     let wasm = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert_eq!(
@@ -40,6 +40,7 @@ fn executor_in(cache_dir: &Path) -> Executor {
         max_memory_bytes: 64 << 20,
         max_instances: 8,
         keep_resident_bytes: KEEP_RESIDENT_BYTES,
+        compiler: Compiler::InProcess,
     })
     .unwrap()
 }
@@ -1018,6 +1019,7 @@ fn warm_slots_keep_dirtied_memory_resident() {
             max_memory_bytes: 64 << 20,
             max_instances: 1,
             keep_resident_bytes,
+            compiler: Compiler::InProcess,
         })
         .unwrap();
         let handler = executor.prepare(&guest("ok")).unwrap();
@@ -1088,6 +1090,7 @@ fn measure_component() {
         max_memory_bytes: 256 << 20,
         max_instances: 8,
         keep_resident_bytes: keep,
+        compiler: Compiler::InProcess,
     })
     .unwrap();
     let handler = executor.prepare(&wasm).unwrap();

@@ -97,6 +97,7 @@ impl Host {
             max_memory_bytes: functions::MAX_MEMORY_MB * 1024 * 1024,
             max_instances: 256,
             keep_resident_bytes: crate::executor::KEEP_RESIDENT_BYTES,
+            compiler: config.compiler.clone(),
         })?;
         let functions = Functions::new(store.clone(), executor, config.invocations);
         let shutdown = CancellationToken::new();
