@@ -166,6 +166,8 @@ async fn bad_reply_requests_are_refused_and_change_nothing() {
         json!([{"receipt": "someone-else", "body": "x"}]),
         json!([{"receipt": receipt, "body": "x"}, {"receipt": receipt, "body": "y"}]),
         json!([{"receipt": receipt, "body": "x", "body_base64": "eA=="}]),
+        // Attribute names of Sluice's own are refused here as on every enqueue.
+        json!([{"receipt": receipt, "body": "x", "attributes": {"Sluice-Attempts": "1"}}]),
     ] {
         let (status, answer) = server
             .post(

@@ -245,6 +245,17 @@ pub(crate) fn decode_body(
 }
 
 /// Message attributes given as a JSON object of strings; `place` names them in errors.
+/// Why a client may not set attribute `name`, when it is one of Sluice's own.
+pub(crate) fn reserved(name: &str) -> Option<String> {
+    store::is_reserved_attribute(name).then(|| {
+        format!(
+            "attribute `{name}` is reserved: names starting with `{}` are set by Sluice itself \
+             (dead-letter reason, attempts, source); rename it or leave it out",
+            store::RESERVED_ATTRIBUTE_PREFIX
+        )
+    })
+}
+
 pub(crate) fn decode_attributes(
     attributes: serde_json::Map<String, Value>,
     place: &str,
@@ -274,12 +285,8 @@ fn check_message(limits: &ApiLimits, message: &NewMessage, index: usize) -> Resu
         if name.is_empty() {
             return Err(at("attribute names must not be empty".into()));
         }
-        if store::is_reserved_attribute(name) {
-            return Err(at(format!(
-                "attribute `{name}` is reserved: names starting with `{}` are set by Sluice \
-                 itself (dead-letter reason, attempts, source); rename it or leave it out",
-                store::RESERVED_ATTRIBUTE_PREFIX
-            )));
+        if let Some(why) = reserved(name) {
+            return Err(at(why));
         }
         if name.len() > limits.max_attribute_bytes || value.len() > limits.max_attribute_bytes {
             return Err(at(format!(

@@ -255,6 +255,12 @@ pub async fn ack(
         let body = super::messages::decode_body(reply.body, reply.body_base64, &place)?
             .unwrap_or_default();
         let attributes = super::messages::decode_attributes(reply.attributes, &place)?;
+        if let Some(why) = attributes
+            .iter()
+            .find_map(|(name, _)| super::messages::reserved(name))
+        {
+            return Err(at(&why));
+        }
         let answer = pull::ReplyBody { body, attributes };
         if replies.insert(reply.receipt, answer).is_some() {
             return Err(at(
