@@ -57,6 +57,10 @@ pub struct BenchArgs {
     /// Depth of the queue the depth phase peeks, counts and purges.
     #[arg(long, default_value_t = 5_000_000)]
     pub depth_messages: u64,
+    /// Messages the backlog phase enqueues into a `sluice serve` and then drains, sampling its
+    /// resident memory throughout.
+    #[arg(long, default_value_t = 5_000_000)]
+    pub backlog_messages: u64,
     /// Functions deployed for the restart and idle-memory phase.
     #[arg(long, default_value_t = 100)]
     pub functions: u32,
@@ -96,8 +100,10 @@ pub struct BenchArgs {
     pub peer_database: Option<String>,
     /// Run only these phases (comma-separated): enqueue, topics (fan-out to 10 queues),
     /// drain, pull, order (priorities and groups), reply (request-reply round trips), sqs,
-    /// steady, chain, e2e (one producer and a trigger at once, beside plain peers), overhead,
-    /// floor, hostile, depth, restart, hosts (with --database); and polyglot, which runs only when named
+    /// steady, chain, e2e (one producer and a trigger at once, beside plain peers), latency
+    /// (paced single enqueues, and batches of 10 at half the e2e figure), overhead,
+    /// floor, hostile, depth, backlog (resident memory while a large backlog fills and
+    /// drains), restart, hosts (with --database); and polyglot, which runs only when named
     /// here (it needs the Python and JavaScript toolchains scripts/test installs, and takes
     /// minutes).
     #[arg(long, value_delimiter = ',')]
@@ -112,6 +118,7 @@ impl BenchArgs {
         if args.quick {
             args.messages = args.messages.min(5_000);
             args.depth_messages = args.depth_messages.min(20_000);
+            args.backlog_messages = args.backlog_messages.min(20_000);
             args.duration = args.duration.min(Duration::from_secs(1));
             args.functions = args.functions.min(10);
             args.polyglot_functions = args.polyglot_functions.min(2);
