@@ -1027,11 +1027,17 @@ impl Bench {
             1 => format!("{}/v1/queues/{queue}/messages", self.url),
             _ => format!("{}/v1/queues/{queue}/messages/batch", self.url),
         };
+        // At most this many requests in flight, so a host that falls behind sees a queue of
+        // requests rather than ever more connections (past its connection limit it would close
+        // some). A request's send time is when it was due, so waiting here counts as latency.
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(256));
         let start = tokio::time::Instant::now();
         let mut requests = JoinSet::new();
         for request in 0..requests_total {
             tokio::time::sleep_until(start + Duration::from_secs_f64(request as f64 * interval))
                 .await;
+            let sent = tracker.now();
+            let permit = in_flight.clone().acquire_owned().await?;
             let (http, url, t) = (self.http.clone(), url.clone(), tracker.clone());
             let first = request * per_request;
             let seqs = first..first + per_request;
@@ -1046,7 +1052,7 @@ impl Bench {
                 }
             };
             requests.spawn(async move {
-                let sent = t.now();
+                let _permit = permit;
                 let r = send.send().await?;
                 ensure!(r.status().is_success(), "enqueue: {}", r.status());
                 let acked = t.now();
