@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::executor::{Compiler, Executor, ExecutorConfig, KEEP_RESIDENT_BYTES};
 use crate::functions::FunctionConfig;
 use crate::server::Host;
+use crate::store::sqlite::floor;
 use crate::store::{DEFAULT_PRIORITY, Message, NewMessage, Store};
 
 /// Sequential request-reply round trips of the reply phase.
@@ -113,16 +114,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .await?;
     }
     if args.wants("floor") {
-        let (dir, n, body, batch) = (
-            tmp.path().join("floor"),
-            args.messages,
-            args.body_bytes,
-            args.batch_size as usize,
-        );
-        let floor = tokio::task::spawn_blocking(move || {
-            crate::store::sqlite::floor::measure(&dir, n, body, batch)
-        })
-        .await??;
+        let floor = on_floor(&args, &tmp.path().join("floor"), floor::measure).await?;
         let rate = floor.messages as f64 / floor.drain.as_secs_f64();
         report.add(
             "floor.insert_msgs_per_s",
@@ -1420,6 +1412,22 @@ async fn overhead(
     Ok(())
 }
 
+/// Runs one of the SQLite floor's measurements on a blocking thread, in `dir`, with the
+/// benchmark's message count, body size and batch size.
+async fn on_floor<T: Send + 'static>(
+    args: &BenchArgs,
+    dir: &Path,
+    measure: fn(&Path, u64, usize, usize) -> crate::store::Result<T>,
+) -> anyhow::Result<T> {
+    let (dir, n, body, batch) = (
+        dir.to_owned(),
+        args.messages,
+        args.body_bytes,
+        args.batch_size as usize,
+    );
+    Ok(tokio::task::spawn_blocking(move || measure(&dir, n, body, batch)).await??)
+}
+
 /// The `e2e` phase's peers, after the host has stopped, and Sluice's ratio to each: SQLite
 /// in-process (a producer and a consumer thread, one transaction per batch each, WAL and full
 /// fsync as the host) and, with `--peer-database`, a plain PostgreSQL `SKIP LOCKED` producer and
@@ -1431,16 +1439,7 @@ async fn e2e_peers(
     dir: &Path,
 ) -> anyhow::Result<()> {
     report.add("e2e.sluice_msgs_per_s", sluice, "msg/s");
-    let (dir, n, body, batch) = (
-        dir.to_owned(),
-        args.messages,
-        args.body_bytes,
-        args.batch_size as usize,
-    );
-    let took = tokio::task::spawn_blocking(move || {
-        crate::store::sqlite::floor::measure_concurrent(&dir, n, body, batch)
-    })
-    .await??;
+    let took = on_floor(args, dir, floor::measure_concurrent).await?;
     let sqlite = args.messages as f64 / took.as_secs_f64();
     report.add("e2e.sqlite_in_process_msgs_per_s", sqlite, "msg/s");
     report.target(
@@ -1744,20 +1743,7 @@ async fn polyglot_memory(
         "s",
     );
     for name in &names {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let stats: Value = http
-                .get(format!("{url}/v1/queues/{name}"))
-                .send()
-                .await?
-                .json()
-                .await?;
-            if stats["stats"]["acked_total"] == 100 {
-                break;
-            }
-            ensure!(Instant::now() < deadline, "{name} did not drain: {stats}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_acked(&http, &url, name, 100, Duration::from_secs(120)).await?;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let memory = child.memory()?;
@@ -1864,23 +1850,8 @@ async fn backlog(
         .send()
         .await?;
     ensure!(r.status().is_success(), "trigger: {}", r.status());
-    let deadline = Instant::now() + Duration::from_secs(60) + Duration::from_millis(n / 10);
-    loop {
-        let stats: Value = http
-            .get(format!("{url}/v1/queues/{queue}"))
-            .send()
-            .await?
-            .json()
-            .await?;
-        if stats["stats"]["acked_total"].as_u64() == Some(n) {
-            break;
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "the backlog did not drain: {stats}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let within = Duration::from_secs(60) + Duration::from_millis(n / 10);
+    wait_acked(&http, &url, queue, n, within).await?;
     let drained = draining.elapsed();
     sampling.store(false, Ordering::Relaxed);
     sampler.await?;
@@ -1908,11 +1879,45 @@ async fn backlog(
 /// VmRSS of process `pid` in KiB, if it is still there.
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status_kib(&status, "VmRSS:")
+}
+
+/// The KiB figure of field `name` (with its colon) in a `/proc/PID/status` text.
+fn status_kib(status: &str, name: &str) -> Option<u64> {
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(name))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
+}
+
+/// Waits until `queue` of the host at `url` has acknowledged `n` messages in all, for at most
+/// `within`. The host is another process and its API has no event for this, so the benchmark
+/// (a client) reads the queue's stats every 20 ms.
+async fn wait_acked(
+    http: &reqwest::Client,
+    url: &str,
+    queue: &str,
+    n: u64,
+    within: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        let stats: Value = http
+            .get(format!("{url}/v1/queues/{queue}"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if stats["stats"]["acked_total"].as_u64() == Some(n) {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{queue} did not acknowledge {n} messages within {within:?}: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// `wasm` with a custom section naming `name` appended: a distinct upload (its own digest, so
@@ -2098,13 +2103,9 @@ impl Child {
     fn memory(&self) -> anyhow::Result<Memory> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.id()))?;
         let field = |name: &str| -> anyhow::Result<f64> {
-            let kib: f64 = status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
+            let kib = status_kib(&status, name)
                 .with_context(|| format!("{name} missing from /proc/PID/status"))?;
-            Ok(kib / 1024.0)
+            Ok(kib as f64 / 1024.0)
         };
         Ok(Memory {
             rss: field("VmRSS:")?,

@@ -401,9 +401,9 @@ impl Executor {
 
     /// Compiles `wasm`, one compile at a time and each on one thread (`parallel_compilation`
     /// is off) at a lower CPU priority: compiling an interpreter-sized component takes seconds
-    /// of CPU, and running triggers must keep theirs meanwhile. Returns the component and
-    /// whether it is already in the cache (a child process stores it there).
-    fn compile(&self, wasm: &[u8]) -> Result<(Component, bool), Error> {
+    /// of CPU, and running triggers must keep theirs meanwhile. A child process leaves the
+    /// result in the cache; a compile in this process leaves it to the caller to store.
+    fn compile(&self, wasm: &[u8]) -> Result<Component, Error> {
         let _one_at_a_time = self
             .inner
             .compiling
@@ -411,12 +411,10 @@ impl Executor {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let engine = &self.inner.engine;
         match &self.inner.compiler {
-            Compiler::InProcess => Ok((compile::in_thread(engine, wasm)?, false)),
+            Compiler::InProcess => compile::in_thread(engine, wasm),
             Compiler::Child(program) => {
                 let cache = &self.inner.cache;
-                let component =
-                    compile::in_child(program, engine, cache, self.inner.max_memory_bytes, wasm)?;
-                Ok((component, true))
+                compile::in_child(program, engine, cache, self.inner.max_memory_bytes, wasm)
             }
         }
     }
@@ -429,15 +427,15 @@ impl Executor {
         self.check_surface(wasm)?;
         let engine = &self.inner.engine;
         let digest = cache::digest(wasm);
-        let (component, from_cache, cached) = match self.inner.cache.load(engine, &digest) {
-            Some(component) => (component, true, true),
+        let (component, from_cache) = match self.inner.cache.load(engine, &digest) {
+            Some(component) => (component, true),
             None => {
                 self.inner.compilations.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("sluice_component_compilations_total").increment(1);
-                let (component, cached) = self.compile(wasm)?;
-                (component, false, cached)
+                (self.compile(wasm)?, false)
             }
         };
+        let cached = from_cache || matches!(self.inner.compiler, Compiler::Child(_));
         let linked = self.link(&component);
         if linked.is_err() && !from_cache && cached {
             // Only a component that passed every check stays in the cache.
