@@ -65,13 +65,15 @@ impl Work {
         if let Some(s) = self.settings.get(queue) {
             return Ok(s.clone());
         }
-        let row = tx
-            .query_opt(&tx.prepare_cached(sql::QUEUE_SETTINGS).await?, &[&queue])
-            .await?
-            .ok_or_else(|| Error::QueueNotFound(queue.to_owned()))?;
-        let settings = decode_settings(queue, row.get(0))?;
-        self.settings.insert(queue.to_owned(), settings.clone());
+        let settings = read_settings(tx, queue).await?;
+        self.remember(queue, settings.clone());
         Ok(settings)
+    }
+
+    /// Keeps settings read alongside other statements (see [`read_settings`]) for the rest
+    /// of the transaction.
+    pub(super) fn remember(&mut self, queue: &str, settings: QueueSettings) {
+        self.settings.insert(queue.to_owned(), settings);
     }
 
     /// Writes the counter deltas and queues the NOTIFYs; both take effect at commit. They go
@@ -125,6 +127,16 @@ impl Work {
         tokio::try_join!(add_counts, notify)?;
         Ok(())
     }
+}
+
+/// A queue's settings, read without a [`Work`] so the read can share a round trip with other
+/// statements of the transaction.
+pub(super) async fn read_settings(tx: &Transaction<'_>, queue: &str) -> Result<QueueSettings> {
+    let row = tx
+        .query_opt(&tx.prepare_cached(sql::QUEUE_SETTINGS).await?, &[&queue])
+        .await?
+        .ok_or_else(|| Error::QueueNotFound(queue.to_owned()))?;
+    decode_settings(queue, row.get(0))
 }
 
 /// A foreign-key violation on `messages.queue`: the queue was deleted meanwhile.
@@ -396,36 +408,65 @@ pub async fn lease(
         .unwrap_or(settings.visibility_timeout_ms);
     let expires_at = now.saturating_add(visibility_ms);
     let lease_id: i64 = rand::random();
-    // Under a cap the lease first takes one of the queue's slots, shared by every host.
-    let slot = match max_leases {
-        Some(cap) => match take_slot(tx, queue, cap, lease_id, expires_at, now).await? {
-            Some(slot) => Some(slot),
-            None => return Ok(None),
-        },
-        None => None,
-    };
     // The favoured lane first, then the others from the highest priority down.
     let first = favoured.map_or(0, lane);
     let lanes: Vec<i16> = std::iter::once(first)
         .chain((0..HELD_LANE).filter(|&l| l != first))
         .collect();
+    let capped = max_leases.is_some();
+    let take = |want: usize| {
+        let lanes = &lanes;
+        async move {
+            Ok::<_, Error>(
+                tx.query(
+                    &tx.prepare_cached(sql::LEASE).await?,
+                    &[
+                        &queue,
+                        &int(now),
+                        &(want as i64),
+                        &lease_id,
+                        &int(expires_at),
+                        &i32::try_from(settings.max_attempts).unwrap_or(i32::MAX),
+                        lanes,
+                        &capped,
+                    ],
+                )
+                .await?,
+            )
+        }
+    };
+    // Under a cap the lease takes one of the queue's slots, shared by every host, in the same
+    // round trip as its first batch: the batch's statement takes nothing without the slot.
+    let mut first_rows = match max_leases {
+        Some(cap) => {
+            let (slot, rows) = tokio::try_join!(
+                take_slot(tx, queue, cap, lease_id, expires_at, now),
+                take(max)
+            )?;
+            match slot {
+                Some(_) => Some(rows),
+                // The queue had no slots yet, or they were all taken.
+                None if add_slots(tx, queue, cap).await? => {
+                    if take_slot(tx, queue, cap, lease_id, expires_at, now)
+                        .await?
+                        .is_none()
+                    {
+                        return Ok(None);
+                    }
+                    None
+                }
+                None => return Ok(None),
+            }
+        }
+        None => None,
+    };
     let mut messages = Vec::new();
     loop {
         let want = max - messages.len();
-        let rows = tx
-            .query(
-                &tx.prepare_cached(sql::LEASE).await?,
-                &[
-                    &queue,
-                    &int(now),
-                    &(want as i64),
-                    &lease_id,
-                    &int(expires_at),
-                    &i32::try_from(settings.max_attempts).unwrap_or(i32::MAX),
-                    &lanes,
-                ],
-            )
-            .await?;
+        let rows = match first_rows.take() {
+            Some(rows) => rows,
+            None => take(want).await?,
+        };
         let exhausted = rows.len() < want;
         let mut taken: Vec<((i64, i64, i64), i32, Message)> = Vec::with_capacity(rows.len());
         for row in rows {
@@ -467,7 +508,7 @@ pub async fn lease(
         }
     }
     if messages.is_empty() {
-        if slot.is_some() {
+        if capped {
             tx.execute(
                 &tx.prepare_cached(sql::FREE_SLOT).await?,
                 &[&queue, &lease_id],
@@ -484,8 +525,8 @@ pub async fn lease(
     }))
 }
 
-/// Takes a free slot among the queue's first `cap` for `lease_id`, creating the slots the first
-/// time a cap needs them. `None` when every slot is held by a live lease.
+/// Takes a free slot among the queue's first `cap` for `lease_id`: one with no lease or an
+/// expired one. `None` when every slot is held by a live lease, or the slots do not exist yet.
 async fn take_slot(
     tx: &Transaction<'_>,
     queue: &str,
@@ -495,27 +536,28 @@ async fn take_slot(
     now: u64,
 ) -> Result<Option<i32>> {
     let cap = i32::try_from(cap).unwrap_or(i32::MAX);
-    let take = || async {
-        let row = tx
-            .query_opt(
-                &tx.prepare_cached(sql::TAKE_SLOT).await?,
-                &[&queue, &cap, &lease_id, &int(expires_at), &int(now)],
-            )
-            .await?;
-        Ok::<_, Error>(row.map(|r| r.get::<_, i32>(0)))
-    };
-    if let Some(slot) = take().await? {
-        return Ok(Some(slot));
-    }
+    let row = tx
+        .query_opt(
+            &tx.prepare_cached(sql::TAKE_SLOT).await?,
+            &[&queue, &cap, &lease_id, &int(expires_at), &int(now)],
+        )
+        .await?;
+    Ok(row.map(|r| r.get::<_, i32>(0)))
+}
+
+/// Creates the queue's first `cap` slots the first time a cap (or a raised one) needs them.
+/// True when some were missing, so taking one is worth trying again.
+async fn add_slots(tx: &Transaction<'_>, queue: &str, cap: u32) -> Result<bool> {
+    let cap = i32::try_from(cap).unwrap_or(i32::MAX);
     let slots: i64 = tx
         .query_one(&tx.prepare_cached(sql::COUNT_SLOTS).await?, &[&queue, &cap])
         .await?
         .get(0);
     if slots >= i64::from(cap) {
-        return Ok(None);
+        return Ok(false);
     }
     tx.execute(sql::ADD_SLOTS, &[&queue, &cap]).await?;
-    take().await
+    Ok(true)
 }
 
 pub async fn extend(
@@ -600,7 +642,7 @@ pub async fn settle(
             ack.into_iter()
                 .filter(|id| !message_id(id).is_some_and(|id| unclaimed.remove(&id))),
         );
-        work.count(queue).acked += out.acked as i64;
+        // ACK_MANY recorded the acked delta itself.
         if !replies.is_empty() {
             out.replied = super::replies::insert(tx, work, queue, replies, |id| {
                 message_id(id).is_some_and(|id| gone.contains(&id))

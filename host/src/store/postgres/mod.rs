@@ -519,7 +519,14 @@ impl Backend for PostgresBackend {
         favoured: Option<u8>,
     ) -> Result<Option<Lease>> {
         Ok(in_tx!(self, |tx, work| {
-            tx.batch_execute(sql::COMMIT_WITHOUT_WAITING).await?;
+            // One round trip for both.
+            let commit_without_waiting = async {
+                tx.batch_execute(sql::COMMIT_WITHOUT_WAITING).await?;
+                Ok::<_, Error>(())
+            };
+            let ((), settings) =
+                tokio::try_join!(commit_without_waiting, messages::read_settings(&tx, queue))?;
+            work.remember(queue, settings);
             messages::lease(&tx, work, queue, max, visibility, max_leases, favoured).await?
         }))
     }
@@ -546,11 +553,33 @@ impl Backend for PostgresBackend {
         next: Option<NextLease>,
     ) -> Result<Settled> {
         Ok(in_tx!(self, |tx, work| {
-            let mut settled = messages::settle(&tx, work, queue, lease_id, settlement).await?;
-            if let Some(LogWrite { entry, retention }) = log {
-                settled.logged = invocations::insert(&tx, work.now, vec![entry], retention)
-                    .await?
-                    .pop();
+            // The settlement's first statements, the invocation row and the settings the next
+            // lease needs do not depend on each other: they go out in one round trip.
+            let now = work.now;
+            let log = async {
+                match log {
+                    Some(LogWrite { entry, retention }) => {
+                        Ok(invocations::insert(&tx, now, vec![entry], retention)
+                            .await?
+                            .pop())
+                    }
+                    None => Ok(None),
+                }
+            };
+            let settings = async {
+                match next {
+                    Some(_) => messages::read_settings(&tx, queue).await.map(Some),
+                    None => Ok(None),
+                }
+            };
+            let (mut settled, logged, settings) = tokio::try_join!(
+                messages::settle(&tx, work, queue, lease_id, settlement),
+                log,
+                settings
+            )?;
+            settled.logged = logged;
+            if let Some(settings) = settings {
+                work.remember(queue, settings);
             }
             if let Some(next) = next {
                 // The settle above freed this lease's slot, so under a cap the next lease may

@@ -125,7 +125,9 @@ pub const EXTEND_SLOT: &str = "UPDATE lease_slots SET expires_at = greatest(expi
 /// and leases them in the same statement. Lanes are read in the order `$7` gives, each one
 /// index range in (visible_at, id) order, until $3 are taken. Messages out of attempts keep
 /// their count (the caller dead-letters them); the previous attempt, visible time and the
-/// lane's turn come back for that and for ordering.
+/// lane's turn come back for that and for ordering. A lease under a cap (`$8`) takes nothing
+/// unless it holds one of the queue's slots: the slot is taken by the statement sent just
+/// before this one, in the same round trip.
 pub const LEASE: &str = "WITH picked AS (
         SELECT p.id, p.visible_at, p.attempt, l.turn
         FROM unnest($7::smallint[]) WITH ORDINALITY AS l(lane, turn),
@@ -133,6 +135,8 @@ pub const LEASE: &str = "WITH picked AS (
             WHERE queue = $1 AND lane = l.lane AND visible_at <= $2
             ORDER BY visible_at, id LIMIT $3
             FOR UPDATE SKIP LOCKED) p
+        WHERE NOT $8::boolean
+            OR EXISTS (SELECT 1 FROM lease_slots WHERE queue = $1 AND lease_id = $4)
         LIMIT $3
     )
     UPDATE messages m SET lease_id = $4, visible_at = $5,
@@ -142,9 +146,14 @@ pub const LEASE: &str = "WITH picked AS (
         picked.attempt, picked.turn, m.priority, m.group_key";
 pub const EXTEND_LEASE: &str =
     "UPDATE messages SET visible_at = $3 WHERE id = ANY($1) AND lease_id = $2 AND queue = $4";
-/// Deletes the listed messages this lease still holds.
-pub const ACK_MANY: &str = "DELETE FROM messages WHERE id = ANY($1) AND lease_id = $2
-    AND queue = $3 RETURNING id, group_key";
+/// Deletes the listed messages this lease still holds and records how many as the queue's
+/// acked delta, in one statement.
+pub const ACK_MANY: &str = "WITH gone AS (DELETE FROM messages WHERE id = ANY($1)
+        AND lease_id = $2 AND queue = $3 RETURNING id, group_key),
+    counted AS (INSERT INTO queue_counts
+        (queue, enqueued, acked, retried, dead_lettered, dropped, expired)
+        SELECT $3, 0, count(*), 0, 0, 0, 0 FROM gone HAVING count(*) > 0)
+    SELECT id, group_key FROM gone";
 pub const LEASED_ATTEMPT: &str =
     "SELECT attempt FROM messages WHERE id = $1 AND lease_id = $2 AND queue = $3 FOR UPDATE";
 pub const RETRY: &str = "UPDATE messages SET lease_id = NULL, visible_at = $2, last_error = $3
