@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::ensure;
+use anyhow::{Context, ensure};
 use serde_json::{Value, json};
 
 use super::BenchArgs;
@@ -163,6 +163,7 @@ pub async fn run(
         args.body_bytes,
         args.batch_size as usize,
         args.concurrency as usize,
+        true,
     )
     .await?;
     drop(scratch);
@@ -175,6 +176,21 @@ pub async fn run(
     );
     report.add("pg.floor.drain_msgs_per_s", floor_drain, "msg/s");
     report.add("pg.floor.concurrent_msgs_per_s", floor_concurrent, "msg/s");
+    // What the delivery contract's SQL alone reaches: the ceiling the floor target is held to.
+    let lease_drain = floor
+        .lease_drain
+        .context("the floor measured no lease-shaped drain")?;
+    let lease_shape = n as f64 / lease_drain.as_secs_f64();
+    report.add(
+        "pg.floor.lease_shape_drain_msgs_per_s",
+        lease_shape,
+        "msg/s",
+    );
+    report.add(
+        "pg.floor.lease_shape_to_floor",
+        lease_shape / floor_drain,
+        "x",
+    );
 
     let mut drains = Vec::new();
     for hosts in [1usize, 3] {
@@ -214,6 +230,11 @@ pub async fn run(
         "x",
         ">=",
         0.7,
+    );
+    report.add(
+        "pg.hosts1.drain_ratio_to_lease_shape",
+        drains[0] / lease_shape,
+        "x",
     );
     report.target(
         "pg.hosts3_to_hosts1.drain_ratio",

