@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use deadpool_postgres::Transaction;
+use tokio_postgres::Statement;
 use tokio_postgres::error::SqlState;
 
 use super::super::codec::{decode_attributes, decode_settings, encode_attributes};
@@ -414,12 +415,15 @@ pub async fn lease(
         .chain((0..HELD_LANE).filter(|&l| l != first))
         .collect();
     let capped = max_leases.is_some();
+    // Prepared before anything is sent: under a cap, the slot's statement must reach the
+    // server before the batch's, and an unprepared statement would go out a round trip late.
+    let lease_statement = tx.prepare_cached(sql::LEASE).await?;
     let take = |want: usize| {
-        let lanes = &lanes;
+        let (lanes, lease_statement) = (&lanes, &lease_statement);
         async move {
             Ok::<_, Error>(
                 tx.query(
-                    &tx.prepare_cached(sql::LEASE).await?,
+                    lease_statement,
                     &[
                         &queue,
                         &int(now),
@@ -439,18 +443,15 @@ pub async fn lease(
     // round trip as its first batch: the batch's statement takes nothing without the slot.
     let mut first_rows = match max_leases {
         Some(cap) => {
-            let (slot, rows) = tokio::try_join!(
-                take_slot(tx, queue, cap, lease_id, expires_at, now),
-                take(max)
-            )?;
+            let slot_statement = tx.prepare_cached(sql::TAKE_SLOT).await?;
+            let take_slot =
+                || take_slot(tx, &slot_statement, queue, cap, lease_id, expires_at, now);
+            let (slot, rows) = tokio::try_join!(take_slot(), take(max))?;
             match slot {
                 Some(_) => Some(rows),
                 // The queue had no slots yet, or they were all taken.
                 None if add_slots(tx, queue, cap).await? => {
-                    if take_slot(tx, queue, cap, lease_id, expires_at, now)
-                        .await?
-                        .is_none()
-                    {
+                    if take_slot().await?.is_none() {
                         return Ok(None);
                     }
                     None
@@ -527,8 +528,10 @@ pub async fn lease(
 
 /// Takes a free slot among the queue's first `cap` for `lease_id`: one with no lease or an
 /// expired one. `None` when every slot is held by a live lease, or the slots do not exist yet.
+/// `statement` is [`sql::TAKE_SLOT`], prepared.
 async fn take_slot(
     tx: &Transaction<'_>,
+    statement: &Statement,
     queue: &str,
     cap: u32,
     lease_id: i64,
@@ -538,7 +541,7 @@ async fn take_slot(
     let cap = i32::try_from(cap).unwrap_or(i32::MAX);
     let row = tx
         .query_opt(
-            &tx.prepare_cached(sql::TAKE_SLOT).await?,
+            statement,
             &[&queue, &cap, &lease_id, &int(expires_at), &int(now)],
         )
         .await?;
