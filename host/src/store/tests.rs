@@ -2248,29 +2248,6 @@ async fn only_a_lease_commits_without_the_fsync() {
     assert_eq!(sqlite.write(synchronous).await.unwrap(), FULL);
 }
 
-/// A lease that waits in the writer's queue beside durable requests commits on its own, before
-/// them and without their fsync.
-#[tokio::test]
-async fn a_lease_gathered_with_durable_requests_does_not_wait_for_their_fsync() {
-    let dir = TempDir::new().expect("temp dir");
-    let options = StoreOptions {
-        // Long enough that the two requests below are gathered into one batch.
-        max_batch_wait: Duration::from_millis(200),
-        ..StoreOptions::default()
-    };
-    let clock = Arc::new(ManualClock::new(T0));
-    let sqlite =
-        SqliteBackend::open(dir.path(), options, clock, Arc::new(Events::default())).expect("open");
-    let synchronous = |tx: &mut super::sqlite::writer::Tx<'_>| -> Result<i64> {
-        Ok(tx.conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?)
-    };
-    const NORMAL: i64 = 1;
-    const FULL: i64 = 2;
-    let (durable, lease) = tokio::join!(sqlite.write(synchronous), sqlite.write_lease(synchronous));
-    assert_eq!(durable.unwrap(), FULL);
-    assert_eq!(lease.unwrap(), NORMAL);
-}
-
 #[test]
 fn data_dir_is_created() {
     let dir = TempDir::new().unwrap();

@@ -471,22 +471,15 @@ impl Writer {
         true
     }
 
-    /// Commits a gathered batch: its leases first, in a transaction of their own that does not
-    /// wait for the fsync (grouped with durable requests they would wait for it, and a lease
-    /// answered sooner is a handler started sooner), then everything else in one transaction.
-    fn commit(&mut self, jobs: Vec<Box<dyn Job>>) {
-        let (volatile, durable) = jobs
-            .into_iter()
-            .partition(|j| j.durability() == Durability::Volatile);
-        self.commit_group(volatile, Durability::Volatile);
-        self.commit_group(durable, Durability::Durable);
-    }
-
-    /// One transaction for the whole group, one savepoint per request.
-    fn commit_group(&mut self, mut jobs: Vec<Box<dyn Job>>, durability: Durability) {
+    /// One transaction for the whole batch, one savepoint per request.
+    fn commit(&mut self, mut jobs: Vec<Box<dyn Job>>) {
         if jobs.is_empty() {
             return;
         }
+        let durability = match jobs.iter().all(|j| j.durability() == Durability::Volatile) {
+            true => Durability::Volatile,
+            false => Durability::Durable,
+        };
         if let Err(e) = self.synchronous(durability) {
             return self.fail(jobs, &e.to_string());
         }
