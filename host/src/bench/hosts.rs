@@ -176,7 +176,7 @@ pub async fn run(
     );
     report.add("pg.floor.drain_msgs_per_s", floor_drain, "msg/s");
     report.add("pg.floor.concurrent_msgs_per_s", floor_concurrent, "msg/s");
-    // What the delivery contract's SQL alone reaches: the ceiling the floor target is held to.
+    // What the delivery contract's own statements reach with nothing else, beside the floor.
     let lease_drain = floor
         .lease_drain
         .context("the floor measured no lease-shaped drain")?;

@@ -19,11 +19,10 @@ use super::super::{
 };
 use super::{count, int, sql};
 
-/// Additions to one queue's counters.
+/// Additions to one queue's counters (acks record theirs in the ack's own statement).
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub struct Counts {
     pub enqueued: i64,
-    pub acked: i64,
     pub retried: i64,
     pub dead_lettered: i64,
     pub dropped: i64,
@@ -100,7 +99,6 @@ impl Work {
                         &[
                             queue,
                             &c.enqueued,
-                            &c.acked,
                             &c.retried,
                             &c.dead_lettered,
                             &c.dropped,

@@ -44,7 +44,7 @@ pub const QUEUE_LIVE_COUNTS: &str = "SELECT
     FROM messages WHERE queue = $1";
 pub const ADD_COUNTS: &str = "INSERT INTO queue_counts
     (queue, enqueued, acked, retried, dead_lettered, dropped, expired)
-    VALUES ($1, $2, $3, $4, $5, $6, $7)";
+    VALUES ($1, $2, 0, $3, $4, $5, $6)";
 /// Folds every counter delta into its queue's totals. Concurrent folds never count a delta
 /// twice: a delta row is deleted by exactly one of them.
 pub const FOLD_COUNTS: &str = "WITH d AS (DELETE FROM queue_counts RETURNING *),
