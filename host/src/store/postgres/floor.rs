@@ -86,28 +86,17 @@ async fn produce(url: &str, messages: u64, body_bytes: usize, batch: usize) -> R
     Ok(())
 }
 
-/// Consumers take and delete batches until `total` messages are gone.
-async fn consume(url: &str, consumers: usize, batch: usize, total: u64) -> Result<()> {
+/// Runs `consumers` tasks at once, each on a connection of its own and sharing the count of
+/// messages done so far; returns when all have finished.
+async fn run_consumers<F, Fut>(url: &str, consumers: usize, consumer: F) -> Result<()>
+where
+    F: Fn(tokio_postgres::Client, Arc<AtomicU64>) -> Fut,
+    Fut: Future<Output = Result<()>> + Send + 'static,
+{
     let done = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..consumers.max(1) {
-        let (url, done) = (url.to_owned(), done.clone());
-        tasks.spawn(async move {
-            let mut client = connect(&url).await?;
-            let take = client.prepare(TAKE).await?;
-            let limit = batch as i64;
-            while done.load(Ordering::Relaxed) < total {
-                let tx = client.transaction().await?;
-                let taken = tx.query(&take, &[&limit]).await?.len() as u64;
-                tx.commit().await?;
-                if taken == 0 {
-                    // The producer is behind: yield instead of spinning on an empty queue.
-                    tokio::task::yield_now().await;
-                }
-                done.fetch_add(taken, Ordering::Relaxed);
-            }
-            Ok::<(), Error>(())
-        });
+        tasks.spawn(consumer(connect(url).await?, done.clone()));
     }
     while let Some(r) = tasks.join_next().await {
         r.map_err(|e| Error::Unavailable(e.to_string()))??;
@@ -115,43 +104,54 @@ async fn consume(url: &str, consumers: usize, batch: usize, total: u64) -> Resul
     Ok(())
 }
 
+/// Consumers take and delete batches until `total` messages are gone.
+async fn consume(url: &str, consumers: usize, batch: usize, total: u64) -> Result<()> {
+    run_consumers(url, consumers, |mut client, done| async move {
+        let take = client.prepare(TAKE).await?;
+        let limit = batch as i64;
+        while done.load(Ordering::Relaxed) < total {
+            let tx = client.transaction().await?;
+            let taken = tx.query(&take, &[&limit]).await?.len() as u64;
+            tx.commit().await?;
+            if taken == 0 {
+                // The producer is behind: yield instead of spinning on an empty queue.
+                tokio::task::yield_now().await;
+            }
+            done.fetch_add(taken, Ordering::Relaxed);
+        }
+        Ok(())
+    })
+    .await
+}
+
 /// Lease-shaped consumers: each transaction acknowledges the batch the previous one leased
 /// and leases the next, as a busy trigger does, until `total` messages are acknowledged.
 async fn consume_leased(url: &str, consumers: usize, batch: usize, total: u64) -> Result<()> {
-    let done = Arc::new(AtomicU64::new(0));
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..consumers.max(1) {
-        let (url, done) = (url.to_owned(), done.clone());
-        tasks.spawn(async move {
-            let mut client = connect(&url).await?;
-            let (lease, ack) = (client.prepare(LEASE).await?, client.prepare(ACK).await?);
-            let limit = batch as i64;
-            let (mut held, mut lease_id): (Vec<i64>, i64) = (Vec::new(), 0);
-            while !held.is_empty() || done.load(Ordering::Relaxed) < total {
-                let tx = client.transaction().await?;
-                let acked = if held.is_empty() {
-                    0
-                } else {
-                    tx.execute(&ack, &[&held, &lease_id]).await?
-                };
-                lease_id = rand::random();
-                let rows = tx
-                    .query(&lease, &[&lease_id, &LEASED_UNTIL, &limit])
-                    .await?;
-                tx.commit().await?;
-                held = rows.iter().map(|row| row.get(0)).collect();
-                done.fetch_add(acked, Ordering::Relaxed);
-                if held.is_empty() && acked == 0 {
-                    tokio::task::yield_now().await;
-                }
+    run_consumers(url, consumers, |mut client, done| async move {
+        let (lease, ack) = (client.prepare(LEASE).await?, client.prepare(ACK).await?);
+        let limit = batch as i64;
+        let (mut held, mut lease_id): (Vec<i64>, i64) = (Vec::new(), 0);
+        while !held.is_empty() || done.load(Ordering::Relaxed) < total {
+            let tx = client.transaction().await?;
+            let acked = if held.is_empty() {
+                0
+            } else {
+                tx.execute(&ack, &[&held, &lease_id]).await?
+            };
+            lease_id = rand::random();
+            let rows = tx
+                .query(&lease, &[&lease_id, &LEASED_UNTIL, &limit])
+                .await?;
+            tx.commit().await?;
+            held = rows.iter().map(|row| row.get(0)).collect();
+            done.fetch_add(acked, Ordering::Relaxed);
+            if held.is_empty() && acked == 0 {
+                tokio::task::yield_now().await;
             }
-            Ok::<(), Error>(())
-        });
-    }
-    while let Some(r) = tasks.join_next().await {
-        r.map_err(|e| Error::Unavailable(e.to_string()))??;
-    }
-    Ok(())
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// Measures insert, drain and concurrent produce+consume on the database at `url`, then, with
