@@ -466,7 +466,6 @@ pub async fn lease(
             Some(rows) => rows,
             None => take(want).await?,
         };
-        let exhausted = rows.len() < want;
         let mut taken: Vec<((i64, i64, i64), i32, Message)> = Vec::with_capacity(rows.len());
         for row in rows {
             let id: i64 = row.get(0);
@@ -502,7 +501,9 @@ pub async fn lease(
             }
             messages.push(m);
         }
-        if exhausted || messages.len() >= max || !dead {
+        // A message dead-lettered here may have held its group: the group's next message is
+        // deliverable now, so look again rather than leave it for the next lease.
+        if !dead || messages.len() >= max {
             break;
         }
     }

@@ -233,6 +233,7 @@ pub fn lease(
             })?
             .collect::<rusqlite::Result<_>>()?;
         let exhausted = candidates.len() < want;
+        let mut dead = false;
         let mut ids = String::with_capacity(candidates.len() * 12 + 2);
         ids.push('[');
         let first_taken = messages.len();
@@ -243,6 +244,7 @@ pub fn lease(
                 // Delivered max_attempts times and visible again: its last consumer never
                 // settled it. Delivering it once more would exceed the limit.
                 dead_letter(tx, queue, &settings, m_id, REASON_LEASE_EXPIRED)?;
+                dead = true;
                 continue;
             }
             if ids.len() > 1 {
@@ -261,7 +263,9 @@ pub fn lease(
                 int(expires_at)
             ])?;
         }
-        if exhausted || messages.len() >= max {
+        // A message dead-lettered here may have held its group: the group's next message is
+        // deliverable now, so look again rather than leave it for the next lease.
+        if (exhausted && !dead) || messages.len() >= max {
             break;
         }
     }
