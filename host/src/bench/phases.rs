@@ -94,8 +94,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.wants("e2e") {
         e2e_rate = Some(bench.e2e(&components).await?);
     }
+    let mut paced = None;
     if args.wants("latency") {
-        bench.latency(&mut report, &components, e2e_rate).await?;
+        paced = Some(bench.latency(&mut report, &components, e2e_rate).await?);
     }
     if args.wants("hostile") {
         bench.hostile(&mut report, &components).await?;
@@ -136,6 +137,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 207.0 / 204.0,
             );
         }
+    }
+    if let Some(paced) = paced {
+        latency_floor(
+            &mut report,
+            &args,
+            &paced,
+            &tmp.path().join("latency-floor"),
+        )
+        .await?;
     }
     if let Some(rate) = e2e_rate {
         e2e_peers(&mut report, &args, rate, &tmp.path().join("e2e-peer")).await?;
@@ -1071,13 +1081,14 @@ impl Bench {
 
     /// Latency under load (issue 12, target 4): single enqueues paced at 5,000 msg/s, then
     /// batches of 10 paced at half of this run's end-to-end maximum (the `e2e` phase's figure;
-    /// without that phase, half of 5,000 × 10). Send → handler start, HTTP included.
+    /// without that phase, half of 5,000 × 10). Send → handler start, HTTP included. Returns
+    /// the two loads with their p99s, for [`latency_floor`] to run once the host has stopped.
     async fn latency(
         &self,
         report: &mut Report,
         c: &Components,
         e2e_rate: Option<f64>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<[PacedRun; 2]> {
         let a = &self.args;
         self.queue("bench-latency", json!({})).await?;
         self.deploy("bench-latency", &c.sum, "").await?;
@@ -1095,6 +1106,7 @@ impl Bench {
         report.add("latency.single.offered_msgs_per_s", single, "msg/s");
         report.latency("latency.single.commit_to_start", &from_ack, None);
         report.latency("latency.single.send_to_start", &from_send, Some(1.0));
+        let single_run = PacedRun::new("single", single, 1, &from_send);
 
         let half = e2e_rate.unwrap_or(single * 10.0) / 2.0;
         let (from_ack, from_send, _, _) = self.paced("bench-latency", half, 10, a.duration).await?;
@@ -1105,7 +1117,8 @@ impl Bench {
         );
         report.latency("latency.batch_10.commit_to_start", &from_ack, None);
         report.latency("latency.batch_10.send_to_start", &from_send, Some(5.0));
-        Ok(())
+        let batch_10 = PacedRun::new("batch_10", half, 10, &from_send);
+        Ok([single_run, batch_10])
     }
 
     /// End to end, shaped as the peers measure it: one producer that sends batches over HTTP
@@ -1441,6 +1454,68 @@ async fn on_floor<T: Send + 'static>(
     Ok(tokio::task::spawn_blocking(move || measure(&dir, n, body, batch)).await??)
 }
 
+/// One paced load of the `latency` phase: its name, rate, messages per request and the host's
+/// send → start p99.
+struct PacedRun {
+    name: &'static str,
+    rate: f64,
+    per_request: usize,
+    p99_ms: f64,
+}
+
+impl PacedRun {
+    fn new(
+        name: &'static str,
+        rate: f64,
+        per_request: usize,
+        send_to_start: &Histogram<u64>,
+    ) -> Self {
+        PacedRun {
+            name,
+            rate,
+            per_request,
+            p99_ms: send_to_start.value_at_quantile(0.99) as f64 / 1000.0,
+        }
+    }
+}
+
+/// The `latency` phase's loads against the SQLite floor ([`floor::measure_latency`]: a group
+/// commit with its fsync, then a lease, nothing else), after the host has stopped: how much of
+/// the host's send → start p99 the disk alone already costs.
+async fn latency_floor(
+    report: &mut Report,
+    args: &BenchArgs,
+    runs: &[PacedRun],
+    dir: &Path,
+) -> anyhow::Result<()> {
+    for (i, run) in runs.iter().enumerate() {
+        let (dir, rate, per_request, duration, body) = (
+            dir.join(i.to_string()),
+            run.rate,
+            run.per_request,
+            args.duration,
+            args.body_bytes,
+        );
+        let latencies = tokio::task::spawn_blocking(move || {
+            floor::measure_latency(&dir, rate, per_request, duration, body)
+        })
+        .await??;
+        let mut hist = histogram();
+        for latency in &latencies {
+            hist.saturating_record(latency.as_micros() as u64);
+        }
+        let key = format!("latency.{}.floor_send_to_start", run.name);
+        report.latency(&key, &hist, None);
+        let floor_p99 = hist.value_at_quantile(0.99) as f64 / 1000.0;
+        report.add(
+            format!("latency.{}.send_to_start_p99_to_floor", run.name),
+            run.p99_ms / floor_p99.max(f64::MIN_POSITIVE),
+            "x",
+        );
+    }
+    Ok(())
+}
+
 /// The `e2e` phase's peers, after the host has stopped, and Sluice's ratio to each: SQLite
 /// in-process (a producer and a consumer thread, one transaction per batch each, WAL and full
 /// fsync as the host) and, with `--peer-database`, a plain PostgreSQL `SKIP LOCKED` producer and
@@ -1621,6 +1696,22 @@ async fn polyglot(
                 } else {
                     report.add(key, p50, "µs");
                 }
+                if size == 1 && keep_resident_bytes > 0 {
+                    // The same component's bare wasmtime instantiate + call: what the runtime
+                    // alone costs per batch, below which no host can go.
+                    let bare = time_bare_calls(&executor, &handler, batch(1, args), budget).await?;
+                    let bare_us = bare.value_at_quantile(0.5) as f64 / 1000.0;
+                    report.add(
+                        format!("polyglot.overhead.{name}.bare_wasmtime.batch_1.p50_us"),
+                        bare_us,
+                        "µs",
+                    );
+                    report.add(
+                        format!("polyglot.overhead.{name}.batch_1.to_bare"),
+                        p50 / bare_us.max(f64::MIN_POSITIVE),
+                        "x",
+                    );
+                }
             }
         }
     }
@@ -1766,6 +1857,21 @@ async fn polyglot_memory(
     report.add(format!("{key}.anon_mib"), memory.anon, "MiB");
     report.add(format!("{key}.file_mib"), memory.file, "MiB");
     report.add(format!("{key}.shmem_mib"), memory.shmem, "MiB");
+    // What the file-backed part is mapped from: the compiled components in the host's cache.
+    let mut images = 0u64;
+    for entry in std::fs::read_dir(dir.join("data").join("compiled"))? {
+        let entry = entry?;
+        if entry.path().extension().is_some_and(|e| e == "cwasm") {
+            images += entry.metadata()?.len();
+        }
+    }
+    let images = images as f64 / (1024.0 * 1024.0);
+    report.add(format!("{key}.compiled_images_on_disk_mib"), images, "MiB");
+    report.add(
+        format!("{key}.file_to_compiled_images"),
+        memory.file / images.max(f64::MIN_POSITIVE),
+        "x",
+    );
     Ok(())
 }
 

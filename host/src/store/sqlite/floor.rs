@@ -160,3 +160,105 @@ fn json_ids(ids: &[i64]) -> String {
     let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
     format!("[{}]", ids.join(","))
 }
+
+/// Send → start latencies of the floor under paced load: requests of `per_request` messages
+/// come due `rate` messages a second for `duration`; one writer thread commits every request
+/// that is due (a group commit, fsynced, as the host's writer does), then leases what it just
+/// inserted in a second commit without the fsync (as a host's lease is), which is when a
+/// handler could start. Each message's latency runs from when its request was due. No HTTP, no
+/// channel to a dispatcher, no WebAssembly: what any durable design pays on this disk.
+pub fn measure_latency(
+    dir: &Path,
+    rate: f64,
+    per_request: usize,
+    duration: Duration,
+    body_bytes: usize,
+) -> Result<Vec<Duration>> {
+    let (conn, _) = schema::open(dir)?;
+    let per_request = per_request.max(1);
+    let requests = ((rate * duration.as_secs_f64()) as usize / per_request).max(1);
+    let interval = Duration::from_secs_f64(per_request as f64 / rate);
+    let (due_tx, due_rx) = std::sync::mpsc::channel::<Instant>();
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        // The producer's schedule: a request is sent when it is due.
+        scope.spawn(move || {
+            for request in 0..requests as u32 {
+                let due = start + interval * request;
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                if due_tx.send(due).is_err() {
+                    return;
+                }
+            }
+        });
+        let body = vec![b'x'; body_bytes];
+        let mut latencies = Vec::with_capacity(requests * per_request);
+        let mut lease_id = 0i64;
+        while let Ok(first) = due_rx.recv() {
+            let mut dues = vec![first];
+            dues.extend(due_rx.try_iter());
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            let mut ids = Vec::with_capacity(dues.len() * per_request);
+            {
+                let mut insert = conn.prepare_cached(sql::INSERT_MESSAGE)?;
+                for _ in 0..dues.len() * per_request {
+                    insert.execute(params![
+                        QUEUE,
+                        body,
+                        None::<&str>,
+                        0i64,
+                        0i64,
+                        None::<&str>,
+                        4i64,
+                        None::<&str>,
+                        5i64
+                    ])?;
+                    ids.push(conn.last_insert_rowid());
+                }
+            }
+            conn.execute_batch("COMMIT")?;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            lease_id += 1;
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            conn.prepare_cached(sql::TAKE_LEASE_MANY)?.execute(params![
+                json_ids(&ids),
+                lease_id,
+                1_000_000i64
+            ])?;
+            conn.execute_batch("COMMIT")?;
+            let started = Instant::now();
+            for due in dues {
+                for _ in 0..per_request {
+                    latencies.push(started - due);
+                }
+            }
+        }
+        Ok(latencies)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_latency_floor_starts_every_message_it_was_sent() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let latencies = measure_latency(dir.path(), 2_000.0, 10, Duration::from_millis(100), 64)
+            .expect("measure");
+        // 2,000 msg/s for 0.1 s in requests of 10: 20 requests, 200 messages, each started
+        // after it was due.
+        assert_eq!(latencies.len(), 200);
+        assert!(latencies.iter().all(|l| *l > Duration::ZERO));
+        let (conn, _) = schema::open(dir.path()).expect("open");
+        let leased: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM messages WHERE lease_id IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(leased, 200);
+    }
+}
