@@ -1,13 +1,12 @@
 //! The physical floor of this store's design, for `sluice bench`: the same SQLite statements,
-//! pragmas, fsyncs and checkpointing as the writer uses for enqueue, lease and ack, run directly
-//! on a connection with no channel, no HTTP and no WebAssembly in between.
+//! pragmas and fsyncs as the writer uses for enqueue, lease and ack, run directly on a
+//! connection with no channel, no HTTP and no WebAssembly in between.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rusqlite::params;
 
-use super::checkpoint::{self, Checkpointer};
 use super::{Result, schema, sql};
 
 /// What the floor measured.
@@ -24,7 +23,7 @@ pub struct Floor {
 /// Inserts `messages` bodies of `body_bytes` into a fresh database under `dir`, then leases and
 /// deletes them `batch` at a time, each step committed (and fsynced) on its own.
 pub fn measure(dir: &Path, messages: u64, body_bytes: usize, batch: usize) -> Result<Floor> {
-    let (conn, _checkpointer) = open(dir)?;
+    let (conn, _) = schema::open(dir)?;
     let conn = std::sync::Mutex::new(conn);
     let batch = batch.max(1);
     let start = Instant::now();
@@ -49,7 +48,7 @@ pub fn measure_concurrent(
     body_bytes: usize,
     batch: usize,
 ) -> Result<Duration> {
-    let (conn, _checkpointer) = open(dir)?;
+    let (conn, _) = schema::open(dir)?;
     let conn = std::sync::Mutex::new(conn);
     let batch = batch.max(1);
     let start = Instant::now();
@@ -66,13 +65,6 @@ pub fn measure_concurrent(
 }
 
 const QUEUE: &str = "floor";
-
-/// The writer's connection as the host opens it, its WAL checkpointed on a thread of its own.
-fn open(dir: &Path) -> Result<(rusqlite::Connection, Checkpointer)> {
-    let (mut conn, path) = schema::open(dir)?;
-    let checkpointer = checkpoint::spawn(&mut conn, &path)?;
-    Ok((conn, checkpointer))
-}
 
 /// The connection, shared by the concurrent floor's producer and consumer threads.
 type Shared = std::sync::Mutex<rusqlite::Connection>;
@@ -182,7 +174,7 @@ pub fn measure_latency(
     duration: Duration,
     body_bytes: usize,
 ) -> Result<Vec<Duration>> {
-    let (conn, _checkpointer) = open(dir)?;
+    let (conn, _) = schema::open(dir)?;
     let per_request = per_request.max(1);
     let requests = ((rate * duration.as_secs_f64()) as usize / per_request).max(1);
     let interval = Duration::from_secs_f64(per_request as f64 / rate);

@@ -6,7 +6,6 @@
 //! the writer thread is exclusive by construction.
 
 mod catalog;
-mod checkpoint;
 mod components;
 pub mod floor;
 pub mod invocations;
@@ -61,16 +60,15 @@ impl SqliteBackend {
         clock: Arc<dyn Clock>,
         events: Arc<Events>,
     ) -> Result<SqliteBackend> {
-        let (mut conn, path) = schema::open(dir)?;
+        let (conn, path) = schema::open(dir)?;
         events.set_queues(catalog::queue_names(&conn)?);
-        let checkpointer = checkpoint::spawn(&mut conn, &path)?;
         let shared = Arc::new(Shared {
             clock,
             events,
             commits: AtomicU64::new(0),
         });
         let readers = read::Pool::new(path);
-        let writer = writer::spawn(conn, checkpointer, shared.clone(), options)?;
+        let writer = writer::spawn(conn, shared.clone(), options)?;
         Ok(SqliteBackend {
             shared,
             writer,

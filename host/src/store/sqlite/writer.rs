@@ -1,7 +1,6 @@
 //! The one writer thread and its group commit: it takes every request waiting on its channel
 //! (up to a cap), runs each in its own savepoint inside one transaction, commits once (one
-//! fsync), then answers them all. It also runs the retention sweep on a timer. Its WAL is
-//! checkpointed beside it ([`super::checkpoint`]), never inside a commit.
+//! fsync), then answers them all. It also runs the retention sweep on a timer.
 //!
 //! A transaction made only of [`Durability::Volatile`] requests (leases) commits without the
 //! fsync: see [`Durability`] for why losing one in a power cut loses nothing.
@@ -16,7 +15,6 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
-use super::checkpoint::Checkpointer;
 use super::{CatalogChange, Error, QueueSettings, Result, Shared, StoreOptions, messages, sql};
 
 /// At most this many requests share one commit, bounding how long the first of them waits.
@@ -40,19 +38,13 @@ impl Drop for Handle {
     }
 }
 
-pub fn spawn(
-    conn: Connection,
-    checkpointer: Checkpointer,
-    shared: Arc<Shared>,
-    options: StoreOptions,
-) -> Result<Handle> {
+pub fn spawn(conn: Connection, shared: Arc<Shared>, options: StoreOptions) -> Result<Handle> {
     let (sender, receiver) = mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("sluice-store-writer".into())
         .spawn(move || {
             Writer {
                 conn,
-                _checkpointer: checkpointer,
                 shared,
                 options,
                 settings: HashMap::new(),
@@ -410,8 +402,6 @@ where
 
 struct Writer {
     conn: Connection,
-    /// Checkpoints `conn`'s WAL on its own thread, so that no commit waits for one.
-    _checkpointer: Checkpointer,
     shared: Arc<Shared>,
     options: StoreOptions,
     settings: HashMap<String, Arc<QueueSettings>>,
