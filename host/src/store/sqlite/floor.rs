@@ -82,26 +82,33 @@ fn produce(conn: &Shared, messages: u64, body_bytes: usize, batch: usize) -> Res
         let n = left.min(batch as u64);
         let conn = lock(conn);
         conn.execute_batch("BEGIN IMMEDIATE")?;
-        {
-            let mut insert = conn.prepare_cached(sql::INSERT_MESSAGE)?;
-            for _ in 0..n {
-                insert.execute(params![
-                    QUEUE,
-                    body,
-                    None::<&str>,
-                    0i64,
-                    0i64,
-                    None::<&str>,
-                    4i64,
-                    None::<&str>,
-                    5i64
-                ])?;
-            }
-        }
+        insert(&conn, &body, n as usize)?;
         conn.execute_batch("COMMIT")?;
         left -= n;
     }
     Ok(())
+}
+
+/// Inserts `n` ready messages with `body` into the floor's queue, as an enqueue's rows are (no
+/// attributes, group or source; the default priority's lane). Returns their ids.
+fn insert(conn: &rusqlite::Connection, body: &[u8], n: usize) -> Result<Vec<i64>> {
+    let mut insert = conn.prepare_cached(sql::INSERT_MESSAGE)?;
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        insert.execute(params![
+            QUEUE,
+            body,
+            None::<&str>,
+            0i64,
+            0i64,
+            None::<&str>,
+            4i64,
+            None::<&str>,
+            5i64
+        ])?;
+        ids.push(conn.last_insert_rowid());
+    }
+    Ok(ids)
 }
 
 /// Leases and acknowledges until `total` messages are gone. Each transaction acknowledges the
@@ -199,24 +206,7 @@ pub fn measure_latency(
             dues.extend(due_rx.try_iter());
             conn.pragma_update(None, "synchronous", "FULL")?;
             conn.execute_batch("BEGIN IMMEDIATE")?;
-            let mut ids = Vec::with_capacity(dues.len() * per_request);
-            {
-                let mut insert = conn.prepare_cached(sql::INSERT_MESSAGE)?;
-                for _ in 0..dues.len() * per_request {
-                    insert.execute(params![
-                        QUEUE,
-                        body,
-                        None::<&str>,
-                        0i64,
-                        0i64,
-                        None::<&str>,
-                        4i64,
-                        None::<&str>,
-                        5i64
-                    ])?;
-                    ids.push(conn.last_insert_rowid());
-                }
-            }
+            let ids = insert(&conn, &body, dues.len() * per_request)?;
             conn.execute_batch("COMMIT")?;
             conn.pragma_update(None, "synchronous", "NORMAL")?;
             lease_id += 1;
