@@ -214,6 +214,12 @@ pub struct FunctionManifest {
     pub timeout_ms: Option<u64>,
     pub memory_mb: Option<u64>,
     pub max_sends: Option<usize>,
+    /// Where the handler may send HTTP requests (Spin's patterns); nowhere when left out.
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<String>,
+    pub max_outbound_requests: Option<usize>,
+    pub max_outbound_response_bytes: Option<u64>,
+    pub outbound_timeout_ms: Option<u64>,
     pub trigger: Option<TriggerManifest>,
 }
 

@@ -15,6 +15,7 @@ mod limits;
 mod messages;
 mod openapi;
 mod ordering;
+mod outbound;
 mod outbox;
 mod polyglot;
 mod pull;

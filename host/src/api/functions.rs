@@ -33,6 +33,16 @@ struct UploadQuery {
     /// `NAME=VALUE`, an environment variable the handler sees; may repeat. Values are
     /// write-only: answers name the variables, never their values.
     env: Option<Vec<String>>,
+    /// Where the handler may send HTTP requests, as Spin writes it (`https://api.example.com`,
+    /// `https://*.example.com:443`, `http://127.0.0.1:8080`); may repeat. Nowhere by default.
+    allowed_outbound_host: Option<Vec<String>>,
+    /// Outbound HTTP requests one invocation may have in flight at once (default 16).
+    max_outbound_requests: Option<usize>,
+    /// Response body bytes one outbound request may read (default 16777216).
+    max_outbound_response_bytes: Option<u64>,
+    /// From sending an outbound request to its response head, connecting included (default
+    /// 10000).
+    outbound_timeout_ms: Option<u64>,
     /// `true`: when the component and config equal the active version's, add no version and
     /// answer 200 with the function as it is (how `sluice apply` stays idempotent without
     /// reading secrets back).
@@ -114,7 +124,8 @@ fn is_active(record: &FunctionRecord, sha256: &str, config: &FunctionConfig) -> 
     })
 }
 
-/// Reads the function config and `if_changed` from the query string; `env` may repeat.
+/// Reads the function config and `if_changed` from the query string; `env` and
+/// `allowed_outbound_host` may repeat.
 fn config_from_query(query: &str) -> Result<(FunctionConfig, bool), ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
         .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
@@ -130,6 +141,14 @@ fn config_from_query(query: &str) -> Result<(FunctionConfig, bool), ApiError> {
             "timeout_ms" => config.timeout_ms = number(&key, &value)?,
             "memory_mb" => config.memory_mb = number(&key, &value)?,
             "max_sends" => config.max_sends = number(&key, &value)? as usize,
+            "allowed_outbound_host" => config.allowed_outbound_hosts.push(value),
+            "max_outbound_requests" => {
+                config.max_outbound_requests = number(&key, &value)? as usize
+            }
+            "max_outbound_response_bytes" => {
+                config.max_outbound_response_bytes = number(&key, &value)?
+            }
+            "outbound_timeout_ms" => config.outbound_timeout_ms = number(&key, &value)?,
             "env" => {
                 let (name, value) = value.split_once('=').ok_or_else(|| {
                     ApiError::BadRequest(format!("`env` must be NAME=VALUE, got `{value}`"))
@@ -145,7 +164,9 @@ fn config_from_query(query: &str) -> Result<(FunctionConfig, bool), ApiError> {
             }
             other => {
                 return Err(ApiError::BadRequest(format!(
-                    "unknown parameter `{other}`; expected timeout_ms, memory_mb, max_sends, env or if_changed"
+                    "unknown parameter `{other}`; expected timeout_ms, memory_mb, max_sends, env, \
+                     allowed_outbound_host, max_outbound_requests, max_outbound_response_bytes, \
+                     outbound_timeout_ms or if_changed"
                 )));
             }
         }
@@ -181,6 +202,11 @@ pub struct ConfigView {
     timeout_ms: u64,
     memory_mb: u64,
     max_sends: usize,
+    /// Where the handler may send HTTP requests; nowhere when empty.
+    allowed_outbound_hosts: Vec<String>,
+    max_outbound_requests: usize,
+    max_outbound_response_bytes: u64,
+    outbound_timeout_ms: u64,
 }
 
 impl VersionView {
@@ -201,6 +227,10 @@ impl VersionView {
                 timeout_ms: config.timeout_ms,
                 memory_mb: config.memory_mb,
                 max_sends: config.max_sends,
+                allowed_outbound_hosts: config.allowed_outbound_hosts,
+                max_outbound_requests: config.max_outbound_requests,
+                max_outbound_response_bytes: config.max_outbound_response_bytes,
+                outbound_timeout_ms: config.outbound_timeout_ms,
             },
         })
     }

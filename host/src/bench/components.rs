@@ -18,6 +18,8 @@ pub struct Components {
     pub recurse: Vec<u8>,
     /// `examples/reply`: answers price quotes through the outbox (request-reply).
     pub reply: Vec<u8>,
+    /// `examples/webhook`: POSTs each message to the URL in its `webhook-url` attribute.
+    pub webhook: Vec<u8>,
 }
 
 /// The Python and JavaScript no-op handlers, for the `polyglot` phase.
@@ -144,7 +146,7 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>) {
 }
 
 /// File names inside a components directory.
-const FILES: [&str; 7] = [
+const FILES: [&str; 8] = [
     "sum.wasm",
     "guest_ok.wasm",
     "guest_trap.wasm",
@@ -152,6 +154,7 @@ const FILES: [&str; 7] = [
     "guest_oom.wasm",
     "guest_recurse.wasm",
     "reply.wasm",
+    "webhook.wasm",
 ];
 
 pub fn load(dir: Option<&Path>, target_dir: Option<&Path>) -> anyhow::Result<Components> {
@@ -163,7 +166,7 @@ pub fn load(dir: Option<&Path>, target_dir: Option<&Path>) -> anyhow::Result<Com
         let path = dir.join(name);
         std::fs::read(&path).with_context(|| format!("reading component {}", path.display()))
     };
-    let [sum, ok, trap, looping, oom, recurse, reply] = FILES;
+    let [sum, ok, trap, looping, oom, recurse, reply, webhook] = FILES;
     Ok(Components {
         sum: read(sum)?,
         ok: read(ok)?,
@@ -172,6 +175,7 @@ pub fn load(dir: Option<&Path>, target_dir: Option<&Path>) -> anyhow::Result<Com
         oom: read(oom)?,
         recurse: read(recurse)?,
         reply: read(reply)?,
+        webhook: read(webhook)?,
     })
 }
 

@@ -78,7 +78,7 @@ pub struct BenchArgs {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Directory with sum.wasm, reply.wasm and guest_{ok,trap,loop,oom,recurse}.wasm; built from the
+    /// Directory with sum.wasm, reply.wasm, webhook.wasm and guest_{ok,trap,loop,oom,recurse}.wasm; built from the
     /// repository with cargo when absent.
     #[arg(long)]
     pub components: Option<PathBuf>,
@@ -101,7 +101,9 @@ pub struct BenchArgs {
     /// Run only these phases (comma-separated): enqueue, topics (fan-out to 10 queues),
     /// drain, pull, order (priorities and groups), reply (request-reply round trips), sqs,
     /// steady, chain, e2e (one producer and a trigger at once, beside plain peers), latency
-    /// (paced single enqueues, and batches of 10 at half the e2e figure), overhead,
+    /// (paced single enqueues, and batches of 10 at half the e2e figure), outbound (the webhook
+    /// example at batch 1 and concurrency 256 against a local upstream answering in 50 ms),
+    /// overhead,
     /// floor, hostile, depth, backlog (resident memory while a large backlog fills and
     /// drains), restart, hosts (with --database); and polyglot, which runs only when named
     /// here (it needs the Python and JavaScript toolchains scripts/test installs, and takes

@@ -98,6 +98,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.wants("latency") {
         paced = Some(bench.latency(&mut report, &components, e2e_rate).await?);
     }
+    if args.wants("outbound") {
+        bench.outbound(&mut report, &components).await?;
+    }
     if args.wants("hostile") {
         bench.hostile(&mut report, &components).await?;
     }
@@ -288,6 +291,71 @@ impl Tracker {
         }
         (from_ack, from_send, n)
     }
+}
+
+/// Invocations the `outbound` phase's trigger runs at once, and how long its upstream takes.
+const OUTBOUND_CONCURRENCY: u32 = 256;
+const UPSTREAM_LATENCY: Duration = Duration::from_millis(50);
+
+/// An HTTP server on loopback that answers every request with 200 after `latency`, as a slow
+/// API would; it serves until the process ends.
+async fn slow_upstream(latency: Duration) -> anyhow::Result<SocketAddr> {
+    let app = axum::Router::new().fallback(move || async move {
+        tokio::time::sleep(latency).await;
+        "ok"
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(addr)
+}
+
+/// Samples this process's thread count and resident memory every 100 ms until stopped; gives
+/// the largest of each.
+struct ThreadSampler {
+    stop: tokio::sync::oneshot::Sender<()>,
+    samples: tokio::task::JoinHandle<(u64, u64)>,
+}
+
+impl ThreadSampler {
+    fn start() -> ThreadSampler {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let samples = tokio::spawn(async move {
+            let (mut threads, mut rss) = (0, 0);
+            let mut every = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {
+                        let (t, r) = threads_and_rss();
+                        threads = threads.max(t);
+                        rss = rss.max(r);
+                    }
+                    _ = &mut stopped => return (threads, rss),
+                }
+            }
+        });
+        ThreadSampler { stop, samples }
+    }
+
+    /// The largest thread count and resident bytes seen.
+    async fn stop(self) -> (u64, u64) {
+        let _ = self.stop.send(());
+        self.samples.await.unwrap_or_default()
+    }
+}
+
+/// `Threads:` and `VmRSS:` of /proc/self/status (bytes); zeros where it cannot be read.
+fn threads_and_rss() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (field("Threads:"), field("VmRSS:") * 1024)
 }
 
 /// Up to an hour in nanoseconds, three significant digits; larger values saturate.
@@ -1325,6 +1393,85 @@ impl Bench {
         Ok(())
     }
 
+    /// Handlers that wait on the network: the webhook example at batch 1 and concurrency
+    /// [`OUTBOUND_CONCURRENCY`] against a local upstream that answers every POST after
+    /// [`UPSTREAM_LATENCY`]. The ceiling is the lower of what the upstream allows (concurrency
+    /// ÷ latency) and what the host does at batch 1 with a no-op handler (the same trigger
+    /// shape, no network), both measured here; the host's threads and resident memory are
+    /// read at the end of the outbound drain.
+    async fn outbound(&self, report: &mut Report, c: &Components) -> anyhow::Result<()> {
+        let a = &self.args;
+        let n = if a.quick { 2_000 } else { 20_000 };
+        let upstream = slow_upstream(UPSTREAM_LATENCY).await?;
+        let url = format!("http://{upstream}/hook");
+        let allow = format!("http://{upstream}");
+        let query = serde_urlencoded::to_string([
+            ("env", "WEBHOOK_SECRET=bench"),
+            ("allowed_outbound_host", allow.as_str()),
+        ])?;
+        self.queue("bench-outbound", json!({})).await?;
+        self.deploy("bench-webhook", &c.webhook, &query).await?;
+        self.backlog("bench-outbound", n, &[("webhook-url", &url)])
+            .await?;
+        let tracker = track("bench-outbound", 0);
+        let threads = ThreadSampler::start();
+        self.trigger(
+            "bench-webhook",
+            "bench-outbound",
+            1,
+            OUTBOUND_CONCURRENCY,
+            false,
+        )
+        .await?;
+        let end = self
+            .wait_empty(&["bench-outbound"], self.drain_deadline())
+            .await?;
+        let (max_threads, max_rss) = threads.stop().await;
+        let first = tracker.first_start().context("no handler started")?;
+        let rate = n as f64 / end.duration_since(first).as_secs_f64();
+
+        self.queue("bench-outbound-noop", json!({})).await?;
+        self.deploy("bench-noop", &c.ok, "").await?;
+        self.trigger(
+            "bench-noop",
+            "bench-outbound-noop",
+            1,
+            OUTBOUND_CONCURRENCY,
+            true,
+        )
+        .await?;
+        self.backlog("bench-outbound-noop", n, &[]).await?;
+        let tracker = track("bench-outbound-noop", 0);
+        self.trigger(
+            "bench-noop",
+            "bench-outbound-noop",
+            1,
+            OUTBOUND_CONCURRENCY,
+            false,
+        )
+        .await?;
+        let end = self
+            .wait_empty(&["bench-outbound-noop"], self.drain_deadline())
+            .await?;
+        let first = tracker.first_start().context("no handler started")?;
+        let noop = n as f64 / end.duration_since(first).as_secs_f64();
+
+        let ideal = OUTBOUND_CONCURRENCY as f64 / UPSTREAM_LATENCY.as_secs_f64();
+        report.add("outbound.invocations_per_s", rate, "inv/s");
+        report.add("outbound.upstream_bound_per_s", ideal, "inv/s");
+        report.add("outbound.noop_batch_1_drain_per_s", noop, "inv/s");
+        report.target(
+            "outbound.to_ceiling",
+            rate / ideal.min(noop),
+            "x",
+            ">=",
+            0.7,
+        );
+        report.target("outbound.max_threads", max_threads as f64, "", "<=", 64.0);
+        report.add("outbound.max_rss_mib", max_rss as f64 / 1048576.0, "MiB");
+        Ok(())
+    }
+
     async fn hostile(&self, report: &mut Report, c: &Components) -> anyhow::Result<()> {
         let a = &self.args;
         let n = (a.messages / 2).max(1000);
@@ -1397,7 +1544,7 @@ async fn overhead(
         compiler: Compiler::this_binary(),
     })?;
     let handler = executor.prepare(&c.sum)?;
-    let limits = FunctionConfig::default().limits();
+    let limits = FunctionConfig::default().limits("bench");
     let check = crate::executor::OutboxCheck::accept_all();
     let budget = if args.quick {
         Duration::from_millis(200)
@@ -1556,27 +1703,23 @@ async fn e2e_peers(
 }
 
 /// Bare wasmtime instantiate + call of `handler` on `batch` ([`Executor::time_bare_call`]),
-/// repeated on one blocking thread for `budget` (at least 10 calls): the histogram of each
-/// call's nanoseconds.
+/// repeated one after another for `budget` (at least 10 calls), asynchronously as the host
+/// runs them: the histogram of each call's nanoseconds.
 async fn time_bare_calls(
     executor: &Executor,
     handler: &crate::executor::Handler,
     batch: Vec<Message>,
     budget: Duration,
 ) -> anyhow::Result<Histogram<u64>> {
-    let (executor, handler) = (executor.clone(), handler.clone());
-    tokio::task::spawn_blocking(move || {
-        let mut hist = histogram();
-        let start = Instant::now();
-        let mut calls = 0u64;
-        while start.elapsed() < budget || calls < 10 {
-            let took = executor.time_bare_call(&handler, &batch)?;
-            hist.saturating_record(took.as_nanos() as u64);
-            calls += 1;
-        }
-        Ok(hist)
-    })
-    .await?
+    let mut hist = histogram();
+    let start = Instant::now();
+    let mut calls = 0u64;
+    while start.elapsed() < budget || calls < 10 {
+        let took = executor.time_bare_call(handler, &batch).await?;
+        hist.saturating_record(took.as_nanos() as u64);
+        calls += 1;
+    }
+    Ok(hist)
 }
 
 /// Queues subscribed to the `topics` phase's topic.
@@ -1641,7 +1784,7 @@ async fn polyglot(
     poly: &Polyglot,
     dir: &Path,
 ) -> anyhow::Result<()> {
-    let limits = FunctionConfig::default().limits();
+    let limits = FunctionConfig::default().limits("bench");
     let check = crate::executor::OutboxCheck::accept_all();
     let budget = if args.quick {
         Duration::from_millis(300)

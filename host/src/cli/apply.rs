@@ -87,6 +87,16 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
             timeout_ms: function.timeout_ms.unwrap_or(defaults.timeout_ms),
             memory_mb: function.memory_mb.unwrap_or(defaults.memory_mb),
             max_sends: function.max_sends.unwrap_or(defaults.max_sends),
+            allowed_outbound_hosts: function.allowed_outbound_hosts.clone(),
+            max_outbound_requests: function
+                .max_outbound_requests
+                .unwrap_or(defaults.max_outbound_requests),
+            max_outbound_response_bytes: function
+                .max_outbound_response_bytes
+                .unwrap_or(defaults.max_outbound_response_bytes),
+            outbound_timeout_ms: function
+                .outbound_timeout_ms
+                .unwrap_or(defaults.outbound_timeout_ms),
         };
         let current = client
             .get(&format!("/v1/functions/{}", segment(name)))

@@ -29,6 +29,17 @@ pub struct DeployArgs {
     /// Memory limit per instance, in MiB.
     #[arg(long)]
     memory_mb: Option<u64>,
+    /// Let the handler send HTTP requests to these hosts (repeatable; nowhere by default), as
+    /// Spin writes them: `https://api.example.com`, `https://*.example.com:443`,
+    /// `http://127.0.0.1:8080`.
+    #[arg(long = "allow-outbound", value_name = "PATTERN")]
+    allow_outbound: Vec<String>,
+    /// Time an outbound request may take to its response head, connecting included.
+    #[arg(long, value_parser = parse_duration)]
+    outbound_timeout: Option<Duration>,
+    /// Outbound requests one invocation may have in flight at once.
+    #[arg(long)]
+    max_outbound_requests: Option<usize>,
     /// Consume this queue (creates or replaces the function's trigger).
     #[arg(long)]
     queue: Option<String>,
@@ -80,7 +91,15 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
             .map(|t| t.as_millis() as u64)
             .unwrap_or(defaults.timeout_ms),
         memory_mb: args.memory_mb.unwrap_or(defaults.memory_mb),
-        max_sends: defaults.max_sends,
+        allowed_outbound_hosts: args.allow_outbound.clone(),
+        outbound_timeout_ms: args
+            .outbound_timeout
+            .map(|t| t.as_millis() as u64)
+            .unwrap_or(defaults.outbound_timeout_ms),
+        max_outbound_requests: args
+            .max_outbound_requests
+            .unwrap_or(defaults.max_outbound_requests),
+        ..defaults
     };
     let size = wasm.len();
     let current = match client
@@ -205,9 +224,24 @@ pub(super) fn config_query(config: &FunctionConfig) -> Vec<(String, String)> {
         ("timeout_ms".to_owned(), config.timeout_ms.to_string()),
         ("memory_mb".to_owned(), config.memory_mb.to_string()),
         ("max_sends".to_owned(), config.max_sends.to_string()),
+        (
+            "max_outbound_requests".to_owned(),
+            config.max_outbound_requests.to_string(),
+        ),
+        (
+            "max_outbound_response_bytes".to_owned(),
+            config.max_outbound_response_bytes.to_string(),
+        ),
+        (
+            "outbound_timeout_ms".to_owned(),
+            config.outbound_timeout_ms.to_string(),
+        ),
     ];
     for (key, value) in &config.env {
         query.push(("env".to_owned(), format!("{key}={value}")));
+    }
+    for pattern in &config.allowed_outbound_hosts {
+        query.push(("allowed_outbound_host".to_owned(), pattern.clone()));
     }
     query
 }
@@ -337,10 +371,26 @@ fn show_function(function: &Value) -> String {
                 .unwrap_or_default(),
         )
     };
+    let active = function["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["version"] == function["active_version"]);
+    let outbound: Vec<&str> = active
+        .and_then(|v| v["config"]["allowed_outbound_hosts"].as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let outbound = match outbound.is_empty() {
+        true => "none (no HTTP requests allowed)".to_owned(),
+        false => outbound.join(", "),
+    };
     let mut out = view::pairs(&[
         ("function", view::text(&function["name"])),
         ("active", format!("version {}", function["active_version"])),
         ("trigger", trigger_line),
+        ("outbound", outbound),
     ]);
     let mut table = Table::new(&[
         ("", Align::Left),

@@ -1,19 +1,38 @@
 //! Host-side bindings generated from the WIT package, one module per version of the world
-//! `sluice:queue/handler` the host runs: [`v1`] from `wit/0.1.0` and [`v2`] from `wit`. The only
-//! file that expands `bindgen!`; nothing outside the executor names these types.
+//! `sluice:queue/handler` the host runs: [`v1`] from `wit/0.1.0`, [`v2`] from `wit/0.2.0` and
+//! [`v3`] from `wit`. The only file that expands `bindgen!`; nothing outside the executor names
+//! these types. Every `handle` export is called asynchronously (an instance waiting on the
+//! network must not hold a thread); the outbox imports never wait, so they stay synchronous.
 
 /// `sluice:queue/handler@0.1.0`: frozen, for the components built against it.
 pub(super) mod v1 {
     wasmtime::component::bindgen!({
         world: "handler",
         path: "../wit/0.1.0",
+        exports: { default: async },
     });
 }
 
-/// `sluice:queue/handler@0.2.0`: the current version.
+/// `sluice:queue/handler@0.2.0`: frozen, for the components built against it.
 pub(super) mod v2 {
     wasmtime::component::bindgen!({
         world: "handler",
+        path: "../wit/0.2.0",
+        exports: { default: async },
+    });
+}
+
+/// `sluice:queue/handler@0.3.0`: the current version, which adds `wasi:http/outgoing-handler`.
+/// The WASI interfaces are wasmtime's own bindings, linked separately (see `Executor::new`).
+pub(super) mod v3 {
+    wasmtime::component::bindgen!({
+        world: "handler",
         path: "../wit",
+        exports: { default: async },
+        with: {
+            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+        },
     });
 }

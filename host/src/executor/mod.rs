@@ -1,13 +1,14 @@
 //! Runs handler components: the wasmtime engine, the compiled-component cache, per-invocation
-//! limits (time, memory), a WASI context that grants nothing, and the outbox import.
-
+//! limits (time, memory), a WASI context that grants nothing, outbound HTTP to the hosts the
+//! function allows ([`outbound`]), and the outbox import.
 //!
 //! One engine (cranelift, pooling allocator, epoch interruption driven by one ticker thread) is
 //! shared by every function. [`Executor::prepare`] validates an upload against the `handler`
-//! world (0.2.0 or 0.1.0, see [`world`]) and compiles it once per content and engine, caching the
-//! result on disk;
-//! [`Executor::invoke`] runs one batch in a fresh store and instance, on the calling worker
-//! thread (see `block_in_place` there).
+//! world (0.3.0, 0.2.0 or 0.1.0, see [`world`]) and compiles it once per content and engine,
+//! caching the result on disk; [`Executor::invoke`] runs one batch in a fresh store and
+//! instance, asynchronously: the instance runs on a fiber of its own, so while it waits on the
+//! network (or anything else the host does for it) it holds no thread, and a long computation
+//! yields to the runtime at every [`YIELD_EVERY`].
 //!
 //! Time limits follow the wall clock, not a count of ticks: the ticker advances the epoch by the
 //! ticks that are due by the clock (catching up when the machine made it wake late), and when a
@@ -17,6 +18,7 @@
 mod bindings;
 mod cache;
 mod compile;
+pub mod outbound;
 mod sandbox;
 mod surface;
 #[cfg(test)]
@@ -40,6 +42,7 @@ use wasmtime::{
 use crate::store::Message;
 use cache::ComponentCache;
 pub use compile::{Compiler, child_main as compile_child_main};
+pub use outbound::{AllowList, OutboundLimits};
 use sandbox::{Logs, State};
 use world::World;
 
@@ -103,6 +106,8 @@ pub struct Limits {
     pub max_send_bytes: usize,
     /// Captured stdout + stderr per invocation; the rest is dropped and the drop noted.
     pub max_log_bytes: usize,
+    /// Where the handler may send HTTP requests, and how many, how large, how long.
+    pub outbound: OutboundLimits,
 }
 
 /// One check of a name: `Err` says why the outbox refuses it.
@@ -239,6 +244,10 @@ pub struct Invocation {
 /// The granularity of time limits: one background thread advances the engine's epoch this often
 /// (by the clock: a late wake-up advances it by every tick that is due).
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// How long a guest computes before it yields its thread to the other tasks of the runtime (and
+/// then carries on): the price of running instances on the runtime's workers instead of on
+/// threads of their own. Checked at epoch ticks, so it holds to within [`EPOCH_TICK`].
+pub const YIELD_EVERY: Duration = Duration::from_millis(10);
 /// The shortest time limit Sluice accepts. A guest is stopped at the first tick after its
 /// deadline, once its thread gets the CPU again: on a machine whose cores are all busy that
 /// came to 5-36 ms late (measured on 2 cores under full load), and a limit is promised to hold
@@ -254,7 +263,7 @@ const TABLES_PER_COMPONENT: u32 = 4;
 const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
 
 /// The worlds a handler may target, as users see them in messages.
-const WORLD: &str = "sluice:queue/handler@0.2.0 (or @0.1.0)";
+const WORLD: &str = "sluice:queue/handler@0.3.0 (or @0.2.0, @0.1.0)";
 /// How many unknown imports one refusal names; the rest are counted.
 const FOREIGN_IMPORTS_NAMED: usize = 10;
 
@@ -281,7 +290,7 @@ impl Handler {
         self.inner.from_cache
     }
 
-    /// The world the component targets: `sluice:queue/handler@0.2.0` or `@0.1.0`.
+    /// The world the component targets: `sluice:queue/handler@0.3.0`, `@0.2.0` or `@0.1.0`.
     pub fn world(&self) -> &'static str {
         self.inner.world.name()
     }
@@ -306,6 +315,8 @@ pub struct Executor {
 struct Inner {
     engine: Engine,
     linker: Linker<State>,
+    /// Every invocation's outbound HTTP goes through this client and its connection pool.
+    http: outbound::Client,
     cache: ComponentCache,
     max_memory_bytes: u64,
     /// One permit per pool slot, so a burst waits for a slot instead of failing to instantiate.
@@ -346,8 +357,8 @@ impl Executor {
             .total_tables(instances.saturating_mul(TABLES_PER_COMPONENT))
             .max_tables_per_component(TABLES_PER_COMPONENT)
             .max_memory_size(usize::try_from(max_memory).unwrap_or(usize::MAX))
-            // Instances run with sync wasmtime on threads allowed to block: no fiber stacks needed.
-            .total_stacks(0)
+            // Every instance runs on a fiber stack of its own (async calls).
+            .total_stacks(instances)
             .linear_memory_keep_resident(
                 usize::try_from(config.keep_resident_bytes).unwrap_or(usize::MAX),
             )
@@ -367,13 +378,21 @@ impl Executor {
         let engine = Engine::new(&wasm).map_err(engine_error)?;
 
         let mut linker = Linker::<State>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_error)?;
-        // Both versions of the outbox, side by side: 0.x versions are not semver-compatible,
-        // so `sluice:queue/outbox@0.1.0` and `@0.2.0` are different imports.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_error)?;
+        // Every version of the outbox, side by side: 0.x versions are not semver-compatible,
+        // so `sluice:queue/outbox@0.1.0`, `@0.2.0` and `@0.3.0` are different imports.
         bindings::v1::Handler::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)
             .map_err(engine_error)?;
         bindings::v2::Handler::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)
             .map_err(engine_error)?;
+        // 0.3.0's world also imports `wasi:http`, linked above with the rest of WASI.
+        bindings::v3::sluice::queue::outbox::add_to_linker::<State, HasSelf<State>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(engine_error)?;
+        let http = outbound::Client::new().map_err(Error::Engine)?;
 
         let cache = ComponentCache::open(&config.cache_dir, &engine)?;
 
@@ -388,6 +407,7 @@ impl Executor {
             inner: Arc::new(Inner {
                 engine,
                 linker,
+                http,
                 cache,
                 max_memory_bytes: max_memory,
                 slots: Arc::new(Semaphore::new(instances as usize)),
@@ -540,12 +560,16 @@ impl Executor {
     /// empty WASI context, the outbox import), and none of the host's per-invocation work (no
     /// limits, captured output, deadline, thread hop or outcome mapping). What `sluice bench`
     /// holds [`Executor::invoke`]'s overhead against.
-    pub fn time_bare_call(&self, handler: &Handler, batch: &[Message]) -> Result<Duration, Error> {
+    pub async fn time_bare_call(
+        &self,
+        handler: &Handler,
+        batch: &[Message],
+    ) -> Result<Duration, Error> {
         let call = handler.inner.world.call(batch.iter().cloned());
         let started = Instant::now();
-        let mut store = Store::new(&self.inner.engine, State::bare());
+        let mut store = Store::new(&self.inner.engine, State::bare(&self.inner.http));
         store.set_epoch_deadline(NO_DEADLINE);
-        let answer = call.run(&mut store);
+        let answer = call.run(&mut store).await;
         drop(store);
         let took = started.elapsed();
         match answer {
@@ -562,46 +586,8 @@ impl Executor {
         batch: Vec<Message>,
         check: OutboxCheck,
     ) -> Invocation {
-        let start = Instant::now();
-        let permit = self.inner.slots.clone().acquire_owned().await;
-        let (inner, handler, limits) = (self.inner.clone(), handler.clone(), limits.clone());
-        // On a multi-threaded runtime the instance runs right here: `block_in_place` hands this
-        // worker's other tasks to another thread and runs the call on this one, so a batch
-        // costs no thread hop there and back (a `spawn_blocking` round trip costs more than a
-        // small instance and its call). Elsewhere (a current-thread runtime, as in some tests)
-        // it goes to the blocking pool, under the caller's span.
-        let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
-            == tokio::runtime::RuntimeFlavor::MultiThread;
-        let run = if multi_thread {
-            let invocation = tokio::task::block_in_place(|| {
-                let _permit = permit;
-                inner.run(&handler, &limits, batch, check)
-            });
-            Ok(invocation)
-        } else {
-            let span = tracing::Span::current();
-            tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                let _entered = span.enter();
-                inner.run(&handler, &limits, batch, check)
-            })
-            .await
-        };
-        match run {
-            Ok(invocation) => invocation,
-            // A bug on our side of the boundary: fail this batch, never the host.
-            Err(error) => Invocation {
-                outcome: Outcome::Failed {
-                    kind: FailureKind::Trap,
-                    message: format!("the host failed while running the handler: {error}"),
-                },
-                logs: String::new(),
-                sends: Vec::new(),
-                publishes: Vec::new(),
-                replies: Vec::new(),
-                duration: start.elapsed(),
-            },
-        }
+        let _permit = self.inner.slots.acquire().await;
+        self.inner.run(handler, limits, batch, check).await
     }
 }
 
@@ -610,8 +596,10 @@ impl Executor {
 const NO_DEADLINE: u64 = u64::MAX / 2;
 
 impl Inner {
-    /// One invocation, start to finish, on the current (blocking) thread.
-    fn run(
+    /// One invocation, start to finish. Ends by the time limit whatever the guest is doing:
+    /// computing (the epoch deadline interrupts it) or waiting on the host (the wait is
+    /// dropped, and with it the store and every request it had in flight).
+    async fn run(
         &self,
         handler: &Handler,
         limits: &Limits,
@@ -627,35 +615,45 @@ impl Inner {
             true => batch.iter().map(|m| m.id.clone()).collect(),
             false => HashSet::new(),
         };
+        // A limit past the end of the clock's range is no limit.
+        let deadline = start.checked_add(limits.timeout.max(MIN_TIMEOUT));
         let state = State::new(
             limits,
             usize::try_from(memory_limit).unwrap_or(usize::MAX),
             &logs,
             check,
             ids,
+            &self.http,
+            deadline,
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
         // The deadline is an instant, not a number of ticks: when the epoch deadline arrives
-        // the clock decides, so ticks that came late (or early) never move the limit.
-        match start.checked_add(limits.timeout.max(MIN_TIMEOUT)) {
-            Some(deadline) => {
-                store.set_epoch_deadline(ticks_until(deadline, start));
-                store.epoch_deadline_callback(move |_| {
-                    let now = Instant::now();
-                    Ok(if now >= deadline {
-                        UpdateDeadline::Interrupt
-                    } else {
-                        UpdateDeadline::Continue(ticks_until(deadline, now))
-                    })
-                });
-            }
-            // A limit past the end of the clock's range is no limit.
-            None => store.set_epoch_deadline(NO_DEADLINE),
-        }
+        // the clock decides, so ticks that came late (or early) never move the limit. Until
+        // then the guest yields every `YIELD_EVERY` of computing.
+        store.set_epoch_deadline(ticks_until(start + YIELD_EVERY, start));
+        store.epoch_deadline_callback(move |_| {
+            let now = Instant::now();
+            Ok(match deadline {
+                Some(deadline) if now >= deadline => UpdateDeadline::Interrupt,
+                Some(deadline) => {
+                    UpdateDeadline::Yield(ticks_until(deadline.min(now + YIELD_EVERY), now))
+                }
+                None => UpdateDeadline::Yield(ticks_until(now + YIELD_EVERY, now)),
+            })
+        });
 
         let call = world.call(batch.into_iter());
-        let outcome = match call.run(&mut store) {
+        let answer = match deadline {
+            Some(deadline) => {
+                tokio::time::timeout_at(deadline.into(), call.run(&mut store))
+                    .await
+                    // Waiting on the host past the deadline: the same as computing past it.
+                    .unwrap_or_else(|_| Err(wasmtime::Error::from(Trap::Interrupt)))
+            }
+            None => call.run(&mut store).await,
+        };
+        let outcome = match answer {
             Ok(Ok(failures)) => Outcome::Ok(failures),
             Ok(Err(reason)) => Outcome::Error(reason),
             Err(error) => {
@@ -903,8 +901,9 @@ fn foreign_imports<'a>(imports: impl Iterator<Item = &'a str>, linker: &wasmtime
     };
     Error::Invalid(format!(
         "the component imports {what}. Handlers may import only WASI 0.2 (wasi:cli, wasi:io, \
-         wasi:clocks, wasi:random, wasi:filesystem, wasi:sockets; all of them deny access) and \
-         sluice:queue/outbox@0.2.0 (or @0.1.0). (wasmtime: {linker:#})"
+         wasi:clocks, wasi:random, wasi:filesystem, wasi:sockets, all of which deny access; \
+         wasi:http/outgoing-handler, to the hosts the function allows) and \
+         sluice:queue/outbox@0.3.0 (or @0.2.0, @0.1.0). (wasmtime: {linker:#})"
     ))
 }
 

@@ -1,11 +1,13 @@
 //! What one invocation's store holds: a WASI context that grants nothing but the function's own
-//! environment variables, the memory limiter, the captured logs and the outbox buffer, which
-//! takes the sends, publishes and replies of both versions of the world.
+//! environment variables, the `wasi:http` context whose hooks apply the function's outbound
+//! allow-list and limits, the memory limiter, the captured logs and the outbox buffer, which
+//! takes the sends, publishes and replies of every version of the world.
 
 use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use wasmtime::component::ResourceTable;
@@ -13,8 +15,10 @@ use wasmtime::{ResourceLimiter, Result};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::bindings::{v1, v2};
+use super::bindings::{v1, v2, v3};
+use super::outbound::{self, Hooks};
 use super::{Limits, OutboxCheck, Outgoing, Publish, Reply};
 
 /// Tables may grow to this many elements; real handlers use a few hundred.
@@ -26,19 +30,24 @@ const STDERR_TAIL_BYTES: usize = 4096;
 /// The data of one invocation's `Store`.
 pub(super) struct State {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    outbound: Hooks,
     table: ResourceTable,
     pub(super) memory: MemoryLimiter,
     pub(super) outbox: Outbox,
 }
 
 impl State {
-    /// `batch` holds the ids of the messages the handler may reply to.
+    /// `batch` holds the ids of the messages the handler may reply to; `deadline` is when the
+    /// invocation's time is up, which also ends its outbound requests.
     pub(super) fn new(
         limits: &Limits,
         memory_bytes: usize,
         logs: &Logs,
         check: OutboxCheck,
         batch: HashSet<String>,
+        client: &outbound::Client,
+        deadline: Option<Instant>,
     ) -> State {
         // A fresh builder grants nothing: no preopened directories, no arguments, no inherited
         // environment, stdin empty. The network switches are explicit so a future default can't
@@ -53,6 +62,13 @@ impl State {
             .build();
         State {
             wasi,
+            http: WasiHttpCtx::new(),
+            outbound: Hooks::new(
+                client.clone(),
+                limits.outbound.clone(),
+                logs.clone(),
+                deadline,
+            ),
             table: ResourceTable::new(),
             memory: MemoryLimiter {
                 limit: memory_bytes,
@@ -65,11 +81,18 @@ impl State {
 }
 
 impl State {
-    /// The least a component needs to run: an empty WASI context and an outbox that takes
-    /// nothing. Only for [`super::Executor::time_bare_call`].
-    pub(super) fn bare() -> State {
+    /// The least a component needs to run: an empty WASI context, an HTTP context that allows
+    /// nothing, and an outbox that takes nothing. Only for [`super::Executor::time_bare_call`].
+    pub(super) fn bare(client: &outbound::Client) -> State {
         State {
             wasi: WasiCtxBuilder::new().build(),
+            http: WasiHttpCtx::new(),
+            outbound: Hooks::new(
+                client.clone(),
+                outbound::OutboundLimits::default(),
+                Logs::new(0),
+                None,
+            ),
             table: ResourceTable::new(),
             memory: MemoryLimiter {
                 limit: usize::MAX,
@@ -86,6 +109,16 @@ impl WasiView for State {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for State {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
         }
     }
 }
@@ -248,51 +281,63 @@ impl v1::sluice::queue::outbox::Host for State {
     }
 }
 
-impl v2::sluice::queue::types::Host for State {}
+/// The outbox of the worlds with priorities, groups, publishes and replies (0.2.0 and later).
+macro_rules! outbox_host {
+    ($version:ident) => {
+        impl $version::sluice::queue::types::Host for State {}
 
-impl v2::sluice::queue::outbox::Host for State {
-    fn send(&mut self, msg: v2::sluice::queue::types::Outgoing) -> Result<(), String> {
-        self.outbox.send(Outgoing {
-            queue: msg.queue,
-            body: msg.body,
-            attributes: msg.attributes,
-            delay_ms: msg.delay_ms,
-            priority: msg.priority,
-            group: msg.group,
-        })
-    }
+        impl $version::sluice::queue::outbox::Host for State {
+            fn send(
+                &mut self,
+                msg: $version::sluice::queue::types::Outgoing,
+            ) -> Result<(), String> {
+                self.outbox.send(Outgoing {
+                    queue: msg.queue,
+                    body: msg.body,
+                    attributes: msg.attributes,
+                    delay_ms: msg.delay_ms,
+                    priority: msg.priority,
+                    group: msg.group,
+                })
+            }
 
-    fn publish(
-        &mut self,
-        topic: String,
-        body: Vec<u8>,
-        attributes: Vec<(String, String)>,
-    ) -> Result<(), String> {
-        self.outbox.publish(Publish {
-            topic,
-            body,
-            attributes,
-        })
-    }
+            fn publish(
+                &mut self,
+                topic: String,
+                body: Vec<u8>,
+                attributes: Vec<(String, String)>,
+            ) -> Result<(), String> {
+                self.outbox.publish(Publish {
+                    topic,
+                    body,
+                    attributes,
+                })
+            }
 
-    fn reply(
-        &mut self,
-        message_id: String,
-        body: Vec<u8>,
-        attributes: Vec<(String, String)>,
-    ) -> Result<(), String> {
-        self.outbox.reply(Reply {
-            message_id,
-            body,
-            attributes,
-        })
-    }
+            fn reply(
+                &mut self,
+                message_id: String,
+                body: Vec<u8>,
+                attributes: Vec<(String, String)>,
+            ) -> Result<(), String> {
+                self.outbox.reply(Reply {
+                    message_id,
+                    body,
+                    attributes,
+                })
+            }
+        }
+    };
 }
+outbox_host!(v2);
+outbox_host!(v3);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Stream {
     Stdout,
     Stderr,
+    /// Lines the host adds itself (see [`Logs::note`]).
+    Host,
 }
 
 /// stdout and stderr of one invocation, interleaved, bounded; each write is also emitted to the
@@ -348,8 +393,19 @@ impl Logs {
                 Stream::Stderr => {
                     tracing::info!(target: "sluice::guest", stream = "stderr", "{text}")
                 }
+                // Traced where it is made.
+                Stream::Host => {}
             }
         }
+    }
+
+    /// A line from the host about the invocation (an outbound request, say), in order with
+    /// what the handler printed and under the same limit.
+    pub(super) fn note(&self, line: &str) {
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        self.write(Stream::Host, &bytes);
     }
 
     /// The end of stderr (kept even when the log limit dropped it from the logs).

@@ -68,6 +68,7 @@ fn limits() -> Limits {
         max_sends: 100,
         max_send_bytes: 1 << 20,
         max_log_bytes: 64 << 10,
+        outbound: Default::default(),
     }
 }
 
@@ -411,7 +412,7 @@ async fn an_sdk_handlers_reply_reaches_the_invocation() {
     let examples = crate::guests::build("examples", None).unwrap_or_else(|e| panic!("{e}"));
     let wasm = std::fs::read(examples.join("reply.wasm")).unwrap();
     let handler = shared().prepare(&wasm).unwrap();
-    assert_eq!(handler.world(), "sluice:queue/handler@0.2.0");
+    assert_eq!(handler.world(), "sluice:queue/handler@0.3.0");
     let batch = vec![
         message("q-1", r#"{"sku": "A-1", "qty": 3}"#, &[]),
         message("q-2", r#"{"sku": "Z-9", "qty": 1}"#, &[]),
@@ -436,13 +437,13 @@ async fn an_sdk_handlers_reply_reaches_the_invocation() {
     );
 }
 
-/// The bare call the benchmark times works for both worlds too (on a plain thread, as the
-/// benchmark makes it: WASI's synchronous streams may not run inside an async runtime).
-#[test]
-fn the_bare_call_runs_components_of_both_worlds() {
-    for name in ["ok", "outbox2"] {
+/// The bare call the benchmark times works for every world too.
+#[tokio::test]
+async fn the_bare_call_runs_components_of_every_world() {
+    for name in ["ok", "outbox2", "noop"] {
         shared()
             .time_bare_call(&handler(name), &[message("1", "x", &[])])
+            .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 }
@@ -685,7 +686,7 @@ fn a_component_without_handle_names_what_is_missing() {
     .unwrap();
     let message = invalid(&wasm);
     assert!(
-        message.starts_with("the component does not export the `handle` function of world sluice:queue/handler@0.2.0 (or @0.1.0) (it exports `run`)"),
+        message.starts_with("the component does not export the `handle` function of world sluice:queue/handler@0.3.0 (or @0.2.0, @0.1.0) (it exports `run`)"),
         "{message}"
     );
 }
@@ -702,7 +703,7 @@ fn a_handle_of_the_wrong_type_is_refused() {
     let message = invalid(&wasm);
     assert!(
         message.starts_with(
-            "the component's `handle` export matches neither world sluice:queue/handler@0.2.0 ("
+            "the component's `handle` export matches none of the worlds sluice:queue/handler@0.3.0 and sluice:queue/handler@0.2.0 (their `handle` is the same: "
         ) && message.contains(") nor world sluice:queue/handler@0.1.0 ("),
         "{message}"
     );
@@ -749,7 +750,7 @@ fn an_unknown_import_is_named_and_refused_before_compiling() {
         "{message}"
     );
     assert!(
-        message.contains("sluice:queue/outbox@0.2.0 (or @0.1.0)"),
+        message.contains("sluice:queue/outbox@0.3.0 (or @0.2.0, @0.1.0)"),
         "{message}"
     );
     assert_eq!(executor.compilations(), 0, "refused before compiling");
@@ -783,7 +784,7 @@ fn an_unknown_import_is_named_and_refused_before_compiling() {
     assert_eq!(executor.compilations(), 1);
     // An export of the wrong type can only be found by compiling.
     let message = refuse(&importing(&[]));
-    assert!(message.contains("matches neither world"), "{message}");
+    assert!(message.contains("matches none of the worlds"), "{message}");
     assert_eq!(executor.compilations(), 2);
 }
 
@@ -973,17 +974,20 @@ async fn measure() {
             .map(|i| message(&i.to_string(), &body, &[]))
             .collect();
         // Batches are cloned before timing: only the executor is measured.
-        let measure = |rounds: usize| {
+        let measure = async |rounds: usize| {
             let batches: Vec<Vec<Message>> = (0..rounds).map(|_| batch.clone()).collect();
             let started = Instant::now();
             for batch in batches {
-                let invocation = executor.inner.run(&noop_handler, &limits, batch, check());
+                let invocation = executor
+                    .inner
+                    .run(&noop_handler, &limits, batch, check())
+                    .await;
                 assert_eq!(invocation.outcome, Outcome::Ok(Vec::new()));
             }
             started.elapsed() / rounds as u32
         };
-        measure(rounds / 10);
-        let direct = measure(rounds);
+        measure(rounds / 10).await;
+        let direct = measure(rounds).await;
 
         let batches: Vec<Vec<Message>> = (0..rounds).map(|_| batch.clone()).collect();
         let started = Instant::now();
@@ -1025,10 +1029,18 @@ fn warm_slots_keep_dirtied_memory_resident() {
         let handler = executor.prepare(&guest("ok")).unwrap();
         // A 256 KiB body: the guest's allocator dirties that much of its memory and more.
         let batch = vec![message("1", &"x".repeat(256 << 10), &[])];
+        // On this thread: a current-thread runtime runs the instance's fiber here.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let call = || {
-            let invocation = executor
-                .inner
-                .run(&handler, &limits(), batch.clone(), check());
+            let invocation = runtime.block_on(executor.inner.run(
+                &handler,
+                &limits(),
+                batch.clone(),
+                check(),
+            ));
             assert_eq!(invocation.outcome, Outcome::Ok(Vec::new()));
         };
         for _ in 0..3 {
@@ -1094,6 +1106,10 @@ fn measure_component() {
     })
     .unwrap();
     let handler = executor.prepare(&wasm).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let rounds: usize = std::env::var("SLUICE_MEASURE_ROUNDS")
         .map(|v| v.parse().unwrap())
         .unwrap_or(2_000);
@@ -1102,16 +1118,21 @@ fn measure_component() {
             .map(|i| message(&i.to_string(), &"x".repeat(256), &[]))
             .collect();
         for _ in 0..20 {
-            executor
-                .inner
-                .run(&handler, &limits(), batch.clone(), check());
+            runtime.block_on(
+                executor
+                    .inner
+                    .run(&handler, &limits(), batch.clone(), check()),
+            );
         }
         let faults = thread_minor_faults();
         let started = Instant::now();
         for _ in 0..rounds {
-            let invocation = executor
-                .inner
-                .run(&handler, &limits(), batch.clone(), check());
+            let invocation = runtime.block_on(executor.inner.run(
+                &handler,
+                &limits(),
+                batch.clone(),
+                check(),
+            ));
             assert_eq!(invocation.outcome, Outcome::Ok(Vec::new()));
         }
         println!(

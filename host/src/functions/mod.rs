@@ -44,6 +44,15 @@ pub struct FunctionConfig {
     pub memory_mb: u64,
     /// Most messages one invocation may send, publish and reply through the outbox, together.
     pub max_sends: usize,
+    /// Where the handler may send HTTP requests, as Spin writes them (`https://api.example.com`,
+    /// `https://*.example.com:443`, `http://127.0.0.1:8080`); nowhere when empty.
+    pub allowed_outbound_hosts: Vec<String>,
+    /// Outbound HTTP requests one invocation may have in flight at once; more wait.
+    pub max_outbound_requests: usize,
+    /// Response body bytes one outbound request may read.
+    pub max_outbound_response_bytes: u64,
+    /// From sending an outbound request to its response head, connecting included.
+    pub outbound_timeout_ms: u64,
 }
 
 impl Default for FunctionConfig {
@@ -53,6 +62,10 @@ impl Default for FunctionConfig {
             timeout_ms: 30_000,
             memory_mb: 128,
             max_sends: DEFAULT_MAX_SENDS,
+            allowed_outbound_hosts: Vec::new(),
+            max_outbound_requests: 16,
+            max_outbound_response_bytes: 16 << 20,
+            outbound_timeout_ms: 10_000,
         }
     }
 }
@@ -63,6 +76,8 @@ const MAX_TIMEOUT_MS: u64 = 15 * 60 * 1000;
 /// Outbox sends per invocation, by default and at most.
 pub const DEFAULT_MAX_SENDS: usize = 10_000;
 const MAX_SENDS: usize = 100_000;
+const MAX_OUTBOUND_REQUESTS: usize = 1_000;
+const MAX_OUTBOUND_RESPONSE_BYTES: u64 = 1 << 30;
 
 impl FunctionConfig {
     pub fn validate(&self) -> Result<()> {
@@ -87,6 +102,25 @@ impl FunctionConfig {
                 self.max_sends
             )));
         }
+        executor::AllowList::parse(&self.allowed_outbound_hosts).map_err(Error::InvalidConfig)?;
+        if !(1..=MAX_OUTBOUND_REQUESTS).contains(&self.max_outbound_requests) {
+            return Err(Error::InvalidConfig(format!(
+                "max_outbound_requests must be between 1 and {MAX_OUTBOUND_REQUESTS}, got {}",
+                self.max_outbound_requests
+            )));
+        }
+        if !(1..=MAX_OUTBOUND_RESPONSE_BYTES).contains(&self.max_outbound_response_bytes) {
+            return Err(Error::InvalidConfig(format!(
+                "max_outbound_response_bytes must be between 1 and {MAX_OUTBOUND_RESPONSE_BYTES}, got {}",
+                self.max_outbound_response_bytes
+            )));
+        }
+        if !(1..=MAX_TIMEOUT_MS).contains(&self.outbound_timeout_ms) {
+            return Err(Error::InvalidConfig(format!(
+                "outbound_timeout_ms must be between 1 and {MAX_TIMEOUT_MS}, got {}",
+                self.outbound_timeout_ms
+            )));
+        }
         for name in self.env.keys() {
             if name.is_empty() || name.contains('=') || name.contains('\0') {
                 return Err(Error::InvalidConfig(format!(
@@ -97,7 +131,16 @@ impl FunctionConfig {
         Ok(())
     }
 
-    pub fn limits(&self) -> Limits {
+    /// The limits `function` runs with. The config must have passed [`FunctionConfig::validate`]
+    /// (an allow-list that no longer parses allows nothing).
+    pub fn limits(&self, function: &str) -> Limits {
+        let allow = executor::AllowList::parse(&self.allowed_outbound_hosts).unwrap_or_else(|e| {
+            tracing::warn!(
+                function,
+                "stored allowed_outbound_hosts refused, allowing nothing: {e}"
+            );
+            executor::AllowList::default()
+        });
         Limits {
             timeout: Duration::from_millis(self.timeout_ms),
             memory_bytes: self.memory_mb * 1024 * 1024,
@@ -109,6 +152,13 @@ impl FunctionConfig {
             max_sends: self.max_sends,
             max_send_bytes: 64 * 1024 * 1024,
             max_log_bytes: 64 * 1024,
+            outbound: executor::OutboundLimits {
+                function: Arc::from(function),
+                allow: Arc::new(allow),
+                max_concurrent: self.max_outbound_requests,
+                max_response_bytes: self.max_outbound_response_bytes,
+                timeout: Duration::from_millis(self.outbound_timeout_ms),
+            },
         }
     }
 }
@@ -401,7 +451,7 @@ impl Functions {
             name: record.name,
             version: version.version,
             handler,
-            limits: config.limits(),
+            limits: config.limits(name),
         })
     }
 
