@@ -50,6 +50,10 @@
 //! - `Err(error)` or a panic: the whole batch is retried and everything sent, published or
 //!   replied is discarded.
 //!
+//! HTTP requests made through [`http`] are effects outside Sluice: they happen when they are
+//! made, whatever the handler then returns, so a retried batch makes them again. Send the
+//! message id as an idempotency key.
+//!
 //! # Layout
 //!
 //! - [`Message`], [`Batch`]: what comes in.
@@ -57,12 +61,16 @@
 //! - [`send`], [`send_json`], [`Outgoing`]: messages to other queues, through the host's outbox.
 //! - [`publish`], [`publish_json`], [`Publication`]: messages to topics, through the outbox.
 //! - [`reply`], [`reply_json`], [`Reply`]: answers to producers waiting on a message.
+//! - [`http`]: outbound HTTP (`http::get`, `http::post`, `http::Request`) to the hosts the
+//!   function's `allowed_outbound_hosts` lists, over `wasi:http/outgoing-handler`.
 //! - [`Error`], [`Context`]: failing the whole batch, with `?`.
-//! - [`export_handler!`]: the glue to the generated WIT bindings (hidden in `wit`).
+//! - [`export_handler!`]: the glue to the generated WIT bindings (hidden in `wit`, with the
+//!   HTTP client's `wasi:http` side).
 //! - `testing` (native targets only): run a handler in `cargo test`, sends, publications and
-//!   replies recorded.
+//!   replies recorded, HTTP requests answered by stubs and recorded.
 //!
-//! The SDK targets the WIT world `sluice:queue/handler@0.2.0`.
+//! The SDK targets the WIT world `sluice:queue/handler@0.3.0`. A component imports only what it
+//! uses: one that makes no HTTP request does not import `wasi:http`.
 //!
 //! # Building
 //!
@@ -73,6 +81,7 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod http;
 mod message;
 mod outbox;
 mod outcome;

@@ -1,12 +1,15 @@
 //! A native test harness: run a handler in plain `cargo test`, without a host or WebAssembly.
 //!
 //! Build messages with [`message`], run the handler with [`run`] (or a [`Harness`] to simulate
-//! queues and topics that do not exist), and inspect the [`Report`]: what was acknowledged,
-//! retried or dead-lettered, the error or panic that failed the batch, and what the handler
-//! sent, published and replied. Only available on native targets, where [`send`](crate::send),
-//! [`publish`](crate::publish) and [`reply`](crate::reply) record into this harness, with the
-//! host's checks: a destination must exist, a priority is 0 to 9, a group key 1 to 128 bytes
-//! without control characters, and a message of the batch gets at most one reply.
+//! queues and topics that do not exist and to answer HTTP requests), and inspect the [`Report`]:
+//! what was acknowledged, retried or dead-lettered, the error or panic that failed the batch,
+//! and what the handler sent, published, replied and requested. Only available on native
+//! targets, where [`send`](crate::send), [`publish`](crate::publish) and
+//! [`reply`](crate::reply) record into this harness, with the host's checks: a destination must
+//! exist, a priority is 0 to 9, a group key 1 to 128 bytes without control characters, and a
+//! message of the batch gets at most one reply. Outbound HTTP ([`crate::http`]) is answered by
+//! the harness's [`stub`]s and recorded; a request no stub matches fails with an
+//! [`http::Error::Other`](crate::http::Error::Other) that says so.
 //!
 //! ```
 //! use sluice_sdk::{testing, Batch, Disposition, Error, Outcome};
@@ -39,6 +42,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::{Batch, Disposition, Error, Failure, Message, Outcome, Outgoing, Publication, Reply};
+
+mod stubs;
+
+pub(crate) use stubs::answer;
+pub use stubs::{SentRequest, Stub, stub, stub_prefix};
 
 thread_local! {
     static SENT: RefCell<Vec<SentMessage>> = const { RefCell::new(Vec::new()) };
@@ -354,10 +362,11 @@ where
 pub struct Harness {
     queues: Option<Vec<String>>,
     topics: Option<Vec<String>>,
+    stubs: Vec<Stub>,
 }
 
 impl Harness {
-    /// A harness in which every queue and every topic exists.
+    /// A harness in which every queue and every topic exists, and no HTTP request is answered.
     ///
     /// ```
     /// let harness = sluice_sdk::testing::Harness::new();
@@ -395,6 +404,33 @@ impl Harness {
         self
     }
 
+    /// Answers the handler's HTTP requests that `stub` matches (repeatable; see [`stub`] and
+    /// [`stub_prefix`] for which stub answers when several match). A request no stub matches
+    /// fails with an error saying so.
+    ///
+    /// ```
+    /// use sluice_sdk::{http, testing::{self, Harness}, Batch, Error, Outcome};
+    ///
+    /// fn handle(batch: Batch) -> Result<Outcome, Error> {
+    ///     for msg in &batch {
+    ///         http::post("https://hooks.example.com/a", msg.body())?;
+    ///     }
+    ///     Ok(Outcome::ack_all())
+    /// }
+    /// let report = Harness::new()
+    ///     .http(testing::stub("https://hooks.example.com/a").status(202))
+    ///     .run(handle, [testing::message("hi")]);
+    /// assert!(report.is_ok());
+    /// assert_eq!(report.requests()[0].body_str().unwrap(), "hi");
+    ///
+    /// let report = testing::run(handle, [testing::message("hi")]);
+    /// assert!(report.error().unwrap().message().starts_with("no HTTP stub matches POST https://hooks.example.com/a"));
+    /// ```
+    pub fn http(mut self, stub: Stub) -> Self {
+        self.stubs.push(stub);
+        self
+    }
+
     /// Runs `handler` on one batch of `messages` and reports what happened. A panic in the
     /// handler is caught and reported, as the host reports a trap.
     ///
@@ -416,13 +452,19 @@ impl Harness {
         let previous_queues = QUEUES.replace(self.queues.clone());
         let previous_topics = TOPICS.replace(self.topics.clone());
         let previous_batch = BATCH.replace(Some(ids.clone()));
+        // Requests made outside a run (a unit test calling `http::get` directly) are not this
+        // run's.
+        stubs::take_requests();
+        let previous_stubs = stubs::install(self.stubs.clone());
         let result = catch_unwind(AssertUnwindSafe(|| handler(batch)));
         QUEUES.set(previous_queues);
         TOPICS.set(previous_topics);
         BATCH.set(previous_batch);
+        stubs::install(previous_stubs);
         let sent = SENT.take();
         let published = PUBLISHED.take();
         let replies = REPLIES.take();
+        let requests = stubs::take_requests();
         let result = match result {
             Ok(Ok(outcome)) => RunResult::Completed(outcome.into_failures()),
             Ok(Err(error)) => RunResult::Failed(error),
@@ -440,6 +482,7 @@ impl Harness {
             sent,
             published,
             replies,
+            requests,
         }
     }
 }
@@ -624,6 +667,7 @@ pub struct Report {
     sent: Vec<SentMessage>,
     published: Vec<PublishedMessage>,
     replies: Vec<ReplyMessage>,
+    requests: Vec<SentRequest>,
 }
 
 impl Report {
@@ -833,6 +877,33 @@ impl Report {
     pub fn reply_to(&self, id: &str) -> Option<&ReplyMessage> {
         self.replies.iter().find(|r| r.message_id == id)
     }
+
+    /// Every HTTP request the handler made, in order, whether a stub answered it or failed it
+    /// (one the host would deny included). Requests are effects outside Sluice: unlike sends,
+    /// they are made whatever the handler returns.
+    ///
+    /// ```
+    /// use sluice_sdk::{http, testing::{self, Harness}, Batch, Error, Outcome};
+    ///
+    /// fn handle(batch: Batch) -> Result<Outcome, Error> {
+    ///     for msg in &batch {
+    ///         http::Request::post("https://hooks.example.com/a")
+    ///             .header("Idempotency-Key", msg.id())
+    ///             .body(msg.body())
+    ///             .send()?;
+    ///     }
+    ///     Ok(Outcome::ack_all())
+    /// }
+    /// let report = Harness::new()
+    ///     .http(testing::stub("https://hooks.example.com/a").status(500))
+    ///     .run(handle, [testing::message("one"), testing::message("two")]);
+    /// let sent: Vec<_> = report.requests().iter().map(|r| r.header("Idempotency-Key").unwrap()).collect();
+    /// assert_eq!(sent, ["msg-1", "msg-2"]);
+    /// assert_eq!(report.requests()[1].method, http::Method::Post);
+    /// ```
+    pub fn requests(&self) -> &[SentRequest] {
+        &self.requests
+    }
 }
 
 #[cfg(test)]
@@ -1020,6 +1091,64 @@ mod tests {
             "message `msg-1` already has a reply in this invocation; a message gets at most one"
         );
         assert_eq!(report.replies().len(), 1);
+    }
+
+    #[test]
+    fn http_requests_are_answered_by_stubs_and_recorded_per_run() {
+        fn fetch(batch: Batch) -> Result<Outcome, Error> {
+            let mut outcome = Outcome::ack_all();
+            for msg in &batch {
+                let response = crate::http::Request::get(msg.body_str()?)
+                    .header("X-From", msg.id())
+                    .timeout(Duration::from_secs(1))
+                    .send();
+                match response {
+                    Ok(response) if response.is_success() => {}
+                    Ok(response) => {
+                        outcome.dead_letter(msg, format!("HTTP {}", response.status()));
+                    }
+                    Err(error) => {
+                        outcome.dead_letter(msg, error);
+                    }
+                }
+            }
+            Ok(outcome)
+        }
+        let reason = |report: &Report, id| match report.disposition(id) {
+            Some(Disposition::DeadLetter(reason)) => reason.clone(),
+            other => panic!("{id}: {other:?}"),
+        };
+
+        let report = Harness::new()
+            .http(stub("https://a.example.com/ok"))
+            .http(stub_prefix("https://a.example.com/").status(404))
+            .http(stub_prefix("https://b.example.com/").denied())
+            .run(
+                fetch,
+                [
+                    message("https://a.example.com/ok"),
+                    message("https://a.example.com/gone"),
+                    message("https://b.example.com/"),
+                    message("https://c.example.com/"),
+                ],
+            );
+        assert_eq!(report.acked(), ["msg-1"]);
+        assert_eq!(reason(&report, "msg-2"), "HTTP 404");
+        assert!(reason(&report, "msg-3").contains("denied by the host"));
+        assert!(
+            reason(&report, "msg-4").starts_with("no HTTP stub matches GET https://c.example.com/")
+        );
+        let requests = report.requests();
+        assert_eq!(requests.len(), 4, "denied and unstubbed requests too");
+        assert_eq!(requests[2].header("x-from"), Some("msg-3"));
+        assert_eq!(requests[0].timeout, Some(Duration::from_secs(1)));
+
+        let again = run(fetch, [message("https://a.example.com/ok")]);
+        assert_eq!(again.requests().len(), 1, "runs are isolated");
+        assert!(
+            reason(&again, "msg-1").starts_with("no HTTP stub matches"),
+            "stubs do not leak into the next run"
+        );
     }
 
     #[test]

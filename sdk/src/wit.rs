@@ -1,12 +1,18 @@
-//! The generated bindings for the `sluice:queue/handler@0.2.0` world, and the glue between them
-//! and the SDK's own types. This is the only place `generate!` appears; nothing outside the SDK should
-//! name anything in here.
+//! The generated bindings for the `sluice:queue/handler@0.3.0` world, and the glue between them
+//! and the SDK's own types (outbound HTTP's in `wit/http.rs`). This is the only place `generate!`
+//! appears; nothing outside the SDK should name anything in here.
 
 #![allow(unsafe_code, missing_docs, clippy::all)]
+
+pub(crate) mod http;
 
 wit_bindgen::generate!({
     path: "../wit",
     world: "handler",
+    // The world's WASI imports (wasi:http and the wasi:io, wasi:clocks interfaces it uses) are
+    // generated here too: the SDK's HTTP client is written against them, and a component that
+    // does not call them does not import them.
+    generate_all,
     // The export macro is invoked from handler crates (through `export_handler!`), not from here.
     pub_export_macro: true,
     export_macro_name: "export",

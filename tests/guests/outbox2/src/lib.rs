@@ -4,8 +4,11 @@
 //! `reply=ID,ID,...` replies to each of those ids (`self`: the message's own id) with the body and
 //! attribute `to` (the id answered). It prints each message's id, priority and group, and fails
 //! the batch with the outbox's reason when a call is refused.
+//!
+//! Built against `sluice:queue@0.2.0` (`wit/0.2.0`) on purpose, as `ok` is against 0.1.0: it
+//! proves that 0.2.0 components keep running beside 0.3.0 ones.
 
-wit_bindgen::generate!({ world: "handler", path: "../../../wit" });
+wit_bindgen::generate!({ world: "handler", path: "../../../wit/0.2.0" });
 
 use sluice::queue::outbox;
 use sluice::queue::types::Outgoing;

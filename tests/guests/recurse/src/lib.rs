@@ -1,7 +1,9 @@
 //! Recurses without bound. Only scalars live in the frames, so they stay on the wasm stack
 //! (not Rust's shadow stack in linear memory) and the engine's stack limit is what stops it.
 
-wit_bindgen::generate!({ world: "handler", path: "../../../wit" });
+// `generate_all`: the 0.3.0 world imports wasi:http, whose WASI interfaces are generated too
+// (a component imports only those it uses).
+wit_bindgen::generate!({ world: "handler", path: "../../../wit", generate_all });
 
 struct Recurse;
 

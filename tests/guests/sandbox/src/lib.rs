@@ -2,7 +2,9 @@
 //! probe — `denied: <probe>: <error>` or `ALLOWED: <probe>` — and one `env: NAME=VALUE` line per
 //! variable it can see. Returns `ok` when every probe was denied, `err` listing what was allowed.
 
-wit_bindgen::generate!({ world: "handler", path: "../../../wit" });
+// `generate_all`: the 0.3.0 world imports wasi:http, whose WASI interfaces are generated too
+// (a component imports only those it uses).
+wit_bindgen::generate!({ world: "handler", path: "../../../wit", generate_all });
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
