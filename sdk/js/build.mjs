@@ -3,26 +3,27 @@
 //
 //   node sdk/js/build.mjs path/to/handler.js [-o handler.wasm]     (or scripts/build-js)
 //
-// The module must export `handle(batch)` (see src/index.d.ts). Steps: generate an entry module
-// that imports the host's outbox and WASI environment and exports `handle` through the SDK's
-// glue; bundle it with the handler into one file (componentize-js loads a single module);
-// componentize it with jco against Sluice's `handler` world 0.1.0 (../../wit/0.1.0; this SDK
-// has not moved to 0.2.0, which the host runs beside 0.1.0) plus
-// `wasi:cli/environment`, which componentize-js does not import on its own, with the `http` and
-// `fetch-event` features disabled: they would make the component import `wasi:http`, which
-// Sluice refuses.
+// The module must export `handle(batch)` (see src/index.d.ts), which may be `async`. Steps:
+// generate an entry module that imports the host's outbox and WASI environment and exports
+// `handle` through the SDK's glue; bundle it with the handler into one file (componentize-js
+// loads a single module); componentize it with jco against Sluice's `handler` world 0.3.0
+// (../../wit/sluice.wit, with the WASI 0.2.12 packages of ../../wit/deps) plus
+// `wasi:cli/environment`, which componentize-js does not import on its own. Its `http` feature
+// stays on: the global `fetch` is StarlingMonkey's, over the world's `wasi:http/outgoing-handler`.
+// Its `fetch-event` feature is disabled: it would export `wasi:http/incoming-handler`, and a
+// handler is called through `handle`, never as an HTTP server.
 
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const wit = resolve(here, '../../wit/0.1.0');
+const wit = resolve(here, '../../wit');
 // The versions package-lock.json pins; jco 1.35.0 fails with "failed to get path metadata".
 const JCO = /^1\.34\./;
-// The WASI version of the WIT files jco ships, which componentize-js's runtime imports.
+// The WASI version of wit/deps, which the world imports; componentize-js's runtime imports 0.2.x.
 const WASI = '0.2.12';
 
 function fail(message) {
@@ -65,11 +66,11 @@ try {
   writeFileSync(
     entry,
     [
-      "import { send } from 'sluice:queue/outbox@0.1.0';",
+      "import { publish, reply, send } from 'sluice:queue/outbox@0.3.0';",
       `import { getEnvironment } from 'wasi:cli/environment@${WASI}';`,
       `import { dispatch, installEnvironment, installOutbox } from ${JSON.stringify(join(here, 'src/component.js'))};`,
       `import { handle as handler } from ${JSON.stringify(source)};`,
-      'installOutbox(send);',
+      'installOutbox({ send, publish, reply });',
       'installEnvironment(getEnvironment);',
       'export function handle(batch) {',
       '  return dispatch(handler, batch);',
@@ -95,22 +96,23 @@ try {
   await bundle.write({ file: bundled, format: 'esm' });
   await bundle.close();
 
-  // The world to build against: Sluice's `handler` and the WASI environment, WASI's WIT from jco.
+  // The world to build against: Sluice's `handler` and the WASI environment, each WIT package
+  // in deps/ (WIT tools read the `*.wit` files of a directory, so sluice.wit gets its own).
   const world = join(work, 'wit');
-  const builtin = join(dirname(jcoPackage), 'lib/wit/builtin', WASI);
-  for (const dir of readdirSync(builtin)) {
-    if (dir !== 'wasi-http') cpSync(join(builtin, dir), join(world, 'deps', dir), { recursive: true });
+  if (!readFileSync(join(wit, 'deps/cli.wit'), 'utf8').includes(`package wasi:cli@${WASI};`)) {
+    fail(`${wit}/deps is not WASI ${WASI}; update WASI in ${fileURLToPath(import.meta.url)}`);
   }
-  cpSync(wit, join(world, 'deps/sluice-queue'), { recursive: true });
+  cpSync(join(wit, 'deps'), join(world, 'deps'), { recursive: true });
+  cpSync(join(wit, 'sluice.wit'), join(world, 'deps/sluice-queue/sluice.wit'));
   writeFileSync(
     join(world, 'world.wit'),
-    `package sluice:build-js;\n\nworld handler {\n  include sluice:queue/handler@0.1.0;\n  import wasi:cli/environment@${WASI};\n}\n`,
+    `package sluice:build-js;\n\nworld handler {\n  include sluice:queue/handler@0.3.0;\n  import wasi:cli/environment@${WASI};\n}\n`,
   );
 
   const jco = join(dirname(jcoPackage), jcoManifest.bin.jco);
   execFileSync(
     process.execPath,
-    [jco, 'componentize', bundled, '--wit', world, '--world-name', 'handler', '--disable', 'http', 'fetch-event', '-o', out],
+    [jco, 'componentize', bundled, '--wit', world, '--world-name', 'handler', '--disable', 'fetch-event', '-o', out],
     { stdio: ['ignore', 'ignore', 'inherit'] },
   );
   console.log(`built ${out} (${Math.round(statSync(out).size / 1024)} KiB)`);

@@ -4,19 +4,28 @@
 // inside a component.
 
 import { Message, SluiceError } from './index.js';
-import { ENV, OUTBOX, failuresOf, reasonOf } from './internal.js';
+import { ENV, OUTBOX, failuresOf, isThenable, reasonOf } from './internal.js';
 
-/** Routes `send` to the host's `sluice:queue/outbox` import; a refusal becomes a `SluiceError`. */
-export function installOutbox(hostSend) {
-  globalThis[OUTBOX] = (outgoing) => {
-    try {
-      hostSend(outgoing);
-    } catch (error) {
-      // jco throws a ComponentError whose `payload` is the `err` string of the WIT result.
-      const reason = error && typeof error.payload === 'string' ? error.payload : String(error);
-      throw new SluiceError(reason);
-    }
+/**
+ * Routes sends, publications and replies to the host's `sluice:queue/outbox` import; a refusal
+ * becomes a `SluiceError`.
+ */
+export function installOutbox({ send, publish, reply }) {
+  globalThis[OUTBOX] = {
+    send: (outgoing) => host(() => send(outgoing)),
+    publish: (topic, body, attributes) => host(() => publish(topic, body, attributes)),
+    reply: (messageId, body, attributes) => host(() => reply(messageId, body, attributes)),
   };
+}
+
+function host(call) {
+  try {
+    call();
+  } catch (error) {
+    // jco throws a ComponentError whose `payload` is the `err` string of the WIT result.
+    const reason = error && typeof error.payload === 'string' ? error.payload : String(error);
+    throw new SluiceError(reason);
+  }
 }
 
 /** Makes `env(name)` read the component's WASI environment (the function's `env` config). */
@@ -29,15 +38,26 @@ export function installEnvironment(getEnvironment) {
 }
 
 /**
- * Calls `handler` on the batch the host delivered and converts the result to the WIT types.
- * Anything thrown is printed (stack included) to stderr, which the host keeps as the invocation's
- * log, and becomes the `err` string the host records as the reason: jco's own conversion of a
- * thrown `Error` fails with "expected a string" and loses the message.
+ * Calls `handler` on the batch the host delivered and converts the result to the WIT types. An
+ * `async` handler's Promise is returned as it is: componentize-js runs the event loop (where
+ * `fetch` makes progress) until it settles. Anything thrown, or a rejection, is printed (stack
+ * included) to stderr, which the host keeps as the invocation's log, and becomes the `err`
+ * string the host records as the reason: jco's own conversion of a thrown `Error` fails with
+ * "expected a string" and loses the message.
  */
 export function dispatch(handler, batch) {
   try {
-    const messages = batch.map((m) => new Message(m));
-    return failuresOf(handler(messages)).map(({ id, retry, deadLetter }) => ({
+    const returned = handler(batch.map((m) => new Message(m)));
+    if (isThenable(returned)) return Promise.resolve(returned).then(toWit, fail);
+    return toWit(returned);
+  } catch (error) {
+    fail(error);
+  }
+}
+
+function toWit(returned) {
+  try {
+    return failuresOf(returned).map(({ id, retry, deadLetter }) => ({
       id,
       disposition:
         deadLetter !== undefined
@@ -45,7 +65,11 @@ export function dispatch(handler, batch) {
           : { tag: 'retry', val: retry ?? undefined },
     }));
   } catch (error) {
-    console.error(error instanceof Error && error.stack ? `${reasonOf(error)}\n${error.stack}` : reasonOf(error));
-    throw reasonOf(error);
+    fail(error);
   }
+}
+
+function fail(error) {
+  console.error(error instanceof Error && error.stack ? `${reasonOf(error)}\n${error.stack}` : reasonOf(error));
+  throw reasonOf(error);
 }

@@ -20,6 +20,10 @@ export class Message {
   readonly attempt: number;
   /** When the producer's enqueue was committed, in milliseconds since the Unix epoch. */
   readonly enqueuedAtMs: number;
+  /** 0 (lowest) to 9 (highest); 4 unless the producer gave one. A batch takes higher priorities first. */
+  readonly priority: number;
+  /** The ordered group the message belongs to, if any: a group's messages are delivered one at a time, in order. */
+  readonly group: string | undefined;
   /** The body as text; throws a `SluiceError` if it is not UTF-8. */
   text(): string;
   /** The body parsed as JSON; throws a `SluiceError` saying why if it does not parse. */
@@ -46,13 +50,24 @@ export class Outcome {
   readonly failures: Failure[];
 }
 
-/** A handler: called once per batch, in a fresh instance; `undefined` acknowledges everything. */
-export type Handler = (batch: Message[]) => Outcome | void;
+/**
+ * A handler: called once per batch, in a fresh instance; `undefined` acknowledges everything.
+ * It may be `async` (to `await fetch(...)`): the batch settles when its Promise does, and a
+ * rejection fails the batch like a throw.
+ */
+export type Handler = (batch: Message[]) => Outcome | void | Promise<Outcome | void>;
 
-/** A message to another queue: `new Outgoing('audit').json(v).attribute('k', 'v').send()`. */
+/**
+ * A message to another queue:
+ * `new Outgoing('emails').json(v).attribute('k', 'v').delay(60_000).setPriority(7).setGroup('ada').send()`.
+ */
 export class Outgoing {
   constructor(queue: string);
   readonly queue: string;
+  /** 0 (lowest) to 9 (highest), or `undefined` for the default (4). */
+  readonly priority: number | undefined;
+  /** The ordered group to deliver it in, or `undefined`. */
+  readonly group: string | undefined;
   /** Sets the body: bytes, or text sent as UTF-8. */
   setBody(body: Body): this;
   /** Sets the body to `value` as JSON. */
@@ -61,6 +76,10 @@ export class Outgoing {
   attribute(name: string, value: string): this;
   /** Keeps the message invisible for `delayMs` after it is committed. */
   delay(delayMs: number): this;
+  /** Sets the priority: 0 (lowest) to 9 (highest); the host refuses anything else. */
+  setPriority(priority: number): this;
+  /** Puts the message in an ordered group (1 to 128 bytes, no control characters), delivered one at a time, in order. */
+  setGroup(group: string): this;
   /** Hands the message to the host's outbox; throws a `SluiceError` if the host refuses it. */
   send(): void;
 }
@@ -68,12 +87,66 @@ export class Outgoing {
 export interface SendOptions {
   attributes?: Array<[string, string]>;
   delayMs?: number;
+  /** 0 (lowest) to 9 (highest); the queue's default (4) when left out. */
+  priority?: number;
+  /** The ordered group to deliver it in. */
+  group?: string;
 }
 
 /** Sends `body` to `queue`; committed only if the handler returns. */
 export function send(queue: string, body: Body, options?: SendOptions): void;
 /** Sends `value` serialized as JSON to `queue`. */
 export function sendJson(queue: string, value: unknown, options?: SendOptions): void;
+
+/**
+ * A message to publish to a topic: when the batch is acknowledged, a copy goes to every
+ * subscription of the topic whose filter matches its attributes.
+ */
+export class Publication {
+  constructor(topic: string);
+  readonly topic: string;
+  /** Sets the body: bytes, or text sent as UTF-8. */
+  setBody(body: Body): this;
+  /** Sets the body to `value` as JSON. */
+  json(value: unknown): this;
+  /** Adds an attribute (subscription filters match on them). */
+  attribute(name: string, value: string): this;
+  /** Hands the publication to the host's outbox; throws a `SluiceError` if the host refuses it. */
+  publish(): void;
+}
+
+export interface PublishOptions {
+  attributes?: Array<[string, string]>;
+}
+
+/** Publishes `body` to `topic`; committed only if the handler returns. */
+export function publish(topic: string, body: Body, options?: PublishOptions): void;
+/** Publishes `value` serialized as JSON to `topic`. */
+export function publishJson(topic: string, value: unknown, options?: PublishOptions): void;
+
+/**
+ * The answer to one message of the batch, for the producer waiting on it; committed only with
+ * the acknowledgement of that message.
+ */
+export class Reply {
+  constructor(messageId: string);
+  /** A reply to `message` (a `Message` of the batch, or its id). */
+  static to(message: Message | string): Reply;
+  readonly messageId: string;
+  /** Sets the body: bytes, or text sent as UTF-8. */
+  setBody(body: Body): this;
+  /** Sets the body to `value` as JSON. */
+  json(value: unknown): this;
+  /** Adds an attribute; the waiting producer gets it with the reply. */
+  attribute(name: string, value: string): this;
+  /** Hands the reply to the host's outbox; throws a `SluiceError` if the host refuses it. */
+  send(): void;
+}
+
+/** Replies `body` to `message` (a `Message` of the batch, or its id). */
+export function reply(message: Message | string, body: Body, options?: PublishOptions): void;
+/** Replies `value`, serialized as JSON, to `message`. */
+export function replyJson(message: Message | string, value: unknown, options?: PublishOptions): void;
 
 /**
  * The value of the function's environment variable `name` (set with `env=NAME=VALUE` when it is

@@ -1,10 +1,13 @@
 // Write Sluice queue handlers in JavaScript.
 //
 // A handler is a function from a batch (an array of `Message`) to an `Outcome`, or `undefined`,
-// which acknowledges the whole batch. `scripts/build-js` turns the module exporting it as
-// `handle` into a WebAssembly component that the Sluice host calls once per batch, in a fresh
-// instance. Throwing fails the whole batch: it is retried, everything sent is discarded, and the
-// error's message is the invocation's reason (its stack is in the invocation's log).
+// which acknowledges the whole batch; it may be `async` (return a Promise of either), to `await`
+// the standard `fetch`, which reaches the hosts the function's version allows. `scripts/build-js`
+// turns the module exporting it as `handle` into a WebAssembly component (world
+// `sluice:queue/handler@0.3.0`) that the Sluice host calls once per batch, in a fresh instance.
+// Throwing (or rejecting) fails the whole batch: it is retried, everything sent, published and
+// replied is discarded, and the error's message is the invocation's reason (its stack is in the
+// invocation's log).
 
 const decoder = new TextDecoder('utf-8', { fatal: true });
 const encoder = new TextEncoder();
@@ -19,7 +22,7 @@ export class SluiceError extends Error {
 
 /** One message delivered to a handler. */
 export class Message {
-  constructor({ id, queue, body, attributes = [], attempt = 1, enqueuedAtMs = 0 }) {
+  constructor({ id, queue, body, attributes = [], attempt = 1, enqueuedAtMs = 0, priority = 4, group }) {
     /** Unique within the host and stable across redeliveries. */
     this.id = id;
     /** The queue the message was leased from. */
@@ -32,6 +35,10 @@ export class Message {
     this.attempt = attempt;
     /** When the producer's enqueue was committed, in milliseconds since the Unix epoch. */
     this.enqueuedAtMs = Number(enqueuedAtMs);
+    /** 0 (lowest) to 9 (highest); 4 unless the producer gave one. */
+    this.priority = priority;
+    /** The ordered group the message belongs to, or `undefined`. */
+    this.group = group ?? undefined;
   }
 
   /** The body as text; throws a `SluiceError` if it is not UTF-8. */
@@ -90,13 +97,13 @@ export class Outcome {
   }
 }
 
-/** A message to another queue: `new Outgoing('audit').json(v).attribute('k', 'v').send()`. */
-export class Outgoing {
-  constructor(queue) {
-    this.queue = queue;
+/**
+ * What `Outgoing`, `Publication` and `Reply` share: a body and attributes, set by chaining.
+ */
+class Draft {
+  constructor() {
     this.body = new Uint8Array();
     this.attributes = [];
-    this.delayMs = 0;
   }
 
   /** Sets the body: bytes, or text sent as UTF-8. */
@@ -110,10 +117,26 @@ export class Outgoing {
     return this.setBody(JSON.stringify(value));
   }
 
-  /** Adds an attribute. */
+  /** Adds an attribute (name, value). */
   attribute(name, value) {
     this.attributes.push([String(name), String(value)]);
     return this;
+  }
+}
+
+/**
+ * A message to another queue:
+ * `new Outgoing('emails').json(v).attribute('k', 'v').delay(60_000).setPriority(7).setGroup('ada').send()`.
+ */
+export class Outgoing extends Draft {
+  constructor(queue) {
+    super();
+    this.queue = queue;
+    this.delayMs = 0;
+    /** 0 (lowest) to 9 (highest), or `undefined` for the default (4). */
+    this.priority = undefined;
+    /** The ordered group to deliver it in, or `undefined`. */
+    this.group = undefined;
   }
 
   /** Keeps the message invisible for `delayMs` after it is committed. */
@@ -123,28 +146,113 @@ export class Outgoing {
     return this;
   }
 
+  /** Sets the priority: 0 (lowest) to 9 (highest); the host refuses anything else. */
+  setPriority(priority) {
+    if (!Number.isInteger(priority) || priority < 0 || priority > 255) {
+      throw new RangeError(`a priority is a whole number from 0 to 9, not ${priority}`);
+    }
+    this.priority = priority;
+    return this;
+  }
+
+  /**
+   * Puts the message in the ordered group `group` (1 to 128 bytes, no control characters): a
+   * group's messages are delivered one at a time, in the order they were committed.
+   */
+  setGroup(group) {
+    this.group = String(group);
+    return this;
+  }
+
   /** Hands the message to the host's outbox; throws a `SluiceError` if the host refuses it. */
   send() {
-    const deliver = globalThis[OUTBOX];
-    if (!deliver) {
-      throw new SluiceError(
-        'send outside a handler run: natively, sends work only inside run() of sluice-sdk/testing',
-      );
-    }
-    deliver({
+    outbox('send').send({
       queue: this.queue,
       body: this.body,
       attributes: this.attributes.map(([k, v]) => [k, v]),
       delayMs: this.delayMs,
+      priority: this.priority,
+      group: this.group,
     });
   }
 }
 
 /** Sends `body` (bytes, or text as UTF-8) to `queue`. */
-export function send(queue, body, { attributes = [], delayMs = 0 } = {}) {
+export function send(queue, body, { attributes = [], delayMs = 0, priority, group } = {}) {
   const outgoing = new Outgoing(queue).setBody(body).delay(delayMs);
   for (const [name, value] of attributes) outgoing.attribute(name, value);
+  if (priority !== undefined) outgoing.setPriority(priority);
+  if (group !== undefined) outgoing.setGroup(group);
   outgoing.send();
+}
+
+/** Sends `value` serialized as JSON to `queue`. */
+export function sendJson(queue, value, options = {}) {
+  send(queue, JSON.stringify(value), options);
+}
+
+/**
+ * A message to publish to a topic: when the batch is acknowledged, a copy goes to every
+ * subscription of the topic whose filter matches its attributes.
+ * `new Publication('orders').json(v).attribute('kind', 'book').publish()`.
+ */
+export class Publication extends Draft {
+  constructor(topic) {
+    super();
+    this.topic = topic;
+  }
+
+  /** Hands the publication to the host's outbox; throws a `SluiceError` if the host refuses it. */
+  publish() {
+    outbox('publish').publish(this.topic, this.body, this.attributes.map(([k, v]) => [k, v]));
+  }
+}
+
+/** Publishes `body` (bytes, or text as UTF-8) to `topic`. */
+export function publish(topic, body, { attributes = [] } = {}) {
+  const publication = new Publication(topic).setBody(body);
+  for (const [name, value] of attributes) publication.attribute(name, value);
+  publication.publish();
+}
+
+/** Publishes `value` serialized as JSON to `topic`. */
+export function publishJson(topic, value, options = {}) {
+  publish(topic, JSON.stringify(value), options);
+}
+
+/**
+ * The answer to one message of the batch, for the producer waiting on it (one that enqueued
+ * with `Sluice-Reply-Timeout-Ms`). It is committed only with the acknowledgement of that
+ * message: if the message is retried or dead-lettered, or the batch fails, it is discarded.
+ * `Reply.to(msg).json(v).attribute('status', 'done').send()`.
+ */
+export class Reply extends Draft {
+  constructor(messageId) {
+    super();
+    this.messageId = messageId;
+  }
+
+  /** A reply to `message` (a `Message` of the batch, or its id). */
+  static to(message) {
+    return new Reply(typeof message === 'string' ? message : message.id);
+  }
+
+  /** Hands the reply to the host's outbox; throws a `SluiceError` if the host refuses it. */
+  send() {
+    outbox('reply').reply(this.messageId, this.body, this.attributes.map(([k, v]) => [k, v]));
+  }
+}
+
+/** Replies `body` (bytes, or text as UTF-8) to `message` (a `Message` of the batch, or its id). */
+export function reply(message, body, { attributes = [] } = {}) {
+  const answer = Reply.to(message).setBody(body);
+  for (const [name, value] of attributes) answer.attribute(name, value);
+  answer.send();
+}
+
+/** Replies `value`, serialized as JSON, to `message`. */
+export function replyJson(message, value, options = {}) {
+  reply(message, JSON.stringify(value), options);
 }
 
 /**
@@ -157,16 +265,22 @@ export function env(name) {
   return globalThis.process?.env?.[name];
 }
 
-/** Sends `value` serialized as JSON to `queue`. */
-export function sendJson(queue, value, options = {}) {
-  send(queue, JSON.stringify(value), options);
-}
-
-// Where sends go, shared through a global so that two copies of this module agree: the host's
-// outbox inside a component (set by ./component.js), the recorder of ./testing.js natively.
+// Where sends, publications and replies go, shared through a global so that two copies of this
+// module agree: the host's outbox inside a component (set by ./component.js), the recorder of
+// ./testing.js natively. Either is an object with `send`, `publish` and `reply`.
 const OUTBOX = Symbol.for('sluice-sdk.outbox');
 // Likewise for the environment: the component's WASI environment, or the harness's `env`.
 const ENV = Symbol.for('sluice-sdk.env');
+
+function outbox(what) {
+  const target = globalThis[OUTBOX];
+  if (!target) {
+    throw new SluiceError(
+      `${what} outside a handler run: natively, the outbox works only inside run() of sluice-sdk/testing`,
+    );
+  }
+  return target;
+}
 
 function toBytes(body) {
   if (typeof body === 'string') return encoder.encode(body);

@@ -3,20 +3,23 @@
 
 import { Outcome, SluiceError } from './index.js';
 
-/** The global through which `Outgoing.send` reaches the outbox or the test recorder. */
+/** The global through which sends, publications and replies reach the outbox or the test recorder. */
 export const OUTBOX = Symbol.for('sluice-sdk.outbox');
 /** The global through which `env` reads the environment. */
 export const ENV = Symbol.for('sluice-sdk.env');
 
+/** Whether a handler returned a Promise (it is `async`): its outcome is what it resolves to. */
+export function isThenable(returned) {
+  return returned !== null && typeof returned === 'object' && typeof returned.then === 'function';
+}
+
 /**
- * The failures of what a handler returned: an `Outcome`, or `undefined` to acknowledge all.
- * Shared by the component glue and the test harness, so both accept exactly the same.
+ * The failures of what a handler returned (or its Promise resolved to): an `Outcome`, or
+ * `undefined` to acknowledge all. Shared by the component glue and the test harness, so both
+ * accept exactly the same.
  */
 export function failuresOf(returned) {
   if (returned === undefined || returned === null) return [];
-  if (typeof returned.then === 'function') {
-    throw new TypeError('the handler returned a Promise; Sluice handlers are synchronous');
-  }
   if (!(returned instanceof Outcome)) {
     throw new TypeError('the handler returned something else than an Outcome; return an Outcome, or nothing to acknowledge the batch');
   }

@@ -22,12 +22,16 @@ What the host does with the result:
 
 - a returned :class:`Outcome` (or ``None``): every message not marked in it is acknowledged;
   marked ones are retried (after the queue's backoff or a delay you choose) or dead-lettered
-  with a reason. Everything sent with :func:`send` / :func:`send_json` / :class:`Outgoing` is
-  committed in the same transaction as the acknowledgement.
-- an exception: the whole batch is retried and everything sent is discarded; the exception's
-  message is the invocation's reason and its traceback is in the invocation's log.
+  with a reason. Everything sent (:func:`send`, :class:`Outgoing`), published (:func:`publish`,
+  :class:`Publication`) and replied (:func:`reply`, :class:`Reply`) is committed in the same
+  transaction as the acknowledgement; a reply only if the message it answers is acknowledged.
+- an exception: the whole batch is retried and everything sent, published and replied is
+  discarded; the exception's message is the invocation's reason and its traceback is in the
+  invocation's log.
 
-:mod:`sluice_sdk.testing` runs a handler natively (in pytest) without a host.
+:mod:`sluice_sdk.http` calls HTTP APIs outside Sluice (the hosts the function's version allows);
+:mod:`sluice_sdk.testing` runs a handler natively (in pytest) without a host, HTTP stubbed.
+The SDK targets the WIT world ``sluice:queue/handler@0.3.0``.
 """
 
 from __future__ import annotations
@@ -44,7 +48,13 @@ __all__ = [
     "Message",
     "Outcome",
     "Outgoing",
+    "Publication",
+    "Reply",
     "Retry",
+    "publish",
+    "publish_json",
+    "reply",
+    "reply_json",
     "send",
     "send_json",
 ]
@@ -75,6 +85,11 @@ class Message:
     """How many times it has been delivered, this delivery included (1 on the first)."""
     enqueued_at_ms: int = 0
     """When the producer's enqueue was committed, in milliseconds since the Unix epoch."""
+    priority: int = 4
+    """0 (lowest) to 9 (highest); 4 unless the producer gave one. A batch takes higher priorities first."""
+    group: Optional[str] = None
+    """The ordered group the message belongs to, if any: a group's messages are delivered one at
+    a time, in enqueue order."""
 
     def text(self) -> str:
         """The body as text; raises :class:`Error` if it is not UTF-8."""
@@ -179,13 +194,21 @@ class Outcome:
 class Outgoing:
     """A message to another queue, built up and then :meth:`send`-ed::
 
-        Outgoing("audit", body=b"...").attribute("tenant", "acme").delay(5000).send()
+        Outgoing("emails", body=b"...", priority=7, group="ada@example.com").attribute(
+            "tenant", "acme"
+        ).delay(60_000).send()
+
+    ``priority`` is 0 (lowest) to 9 (highest), ``None`` for the queue's default (4). ``group``
+    puts the message in an ordered group (1 to 128 bytes, no control characters): a group's
+    messages are delivered one at a time, in the order they were committed.
     """
 
     queue: str
     body: Body = b""
     attributes: list[tuple[str, str]] = field(default_factory=list)
     delay_ms: int = 0
+    priority: Optional[int] = None
+    group: Optional[str] = None
 
     def attribute(self, name: str, value: str) -> "Outgoing":
         """Adds an attribute. Returns ``self``."""
@@ -201,20 +224,116 @@ class Outgoing:
 
     def send(self) -> None:
         """Hands the message to the host's outbox; raises :class:`Error` if the host refuses it
-        (the queue does not exist, a send limit is reached)."""
+        (the queue does not exist, the priority or group is invalid, a send limit is reached)."""
         from . import _outbox
 
-        _outbox.deliver(self.queue, _bytes(self.body), list(self.attributes), self.delay_ms)
+        _outbox.send(self.queue, _bytes(self.body), list(self.attributes), self.delay_ms, self.priority, self.group)
 
 
-def send(queue: str, body: Body, attributes: Sequence[tuple[str, str]] = (), delay_ms: int = 0) -> None:
+def send(
+    queue: str,
+    body: Body,
+    attributes: Sequence[tuple[str, str]] = (),
+    delay_ms: int = 0,
+    *,
+    priority: Optional[int] = None,
+    group: Optional[str] = None,
+) -> None:
     """Sends ``body`` (bytes, or text sent as UTF-8) to ``queue``; see :class:`Outgoing`."""
-    Outgoing(queue, body, list(attributes)).delay(delay_ms).send()
+    Outgoing(queue, body, list(attributes), priority=priority, group=group).delay(delay_ms).send()
 
 
-def send_json(queue: str, value: Any, attributes: Sequence[tuple[str, str]] = (), delay_ms: int = 0) -> None:
-    """Sends ``value`` serialized as JSON to ``queue``."""
-    send(queue, _json.dumps(value, separators=(",", ":")), attributes, delay_ms)
+def send_json(
+    queue: str,
+    value: Any,
+    attributes: Sequence[tuple[str, str]] = (),
+    delay_ms: int = 0,
+    *,
+    priority: Optional[int] = None,
+    group: Optional[str] = None,
+) -> None:
+    """Sends ``value`` serialized as JSON to ``queue``; see :class:`Outgoing`."""
+    send(queue, _to_json(value), attributes, delay_ms, priority=priority, group=group)
+
+
+@dataclass
+class Publication:
+    """A message to publish to a topic: when the batch is acknowledged, a copy goes to every
+    subscription of ``topic`` whose filter matches its attributes::
+
+        Publication("orders", body=b"...").attribute("kind", "book").publish()
+    """
+
+    topic: str
+    body: Body = b""
+    attributes: list[tuple[str, str]] = field(default_factory=list)
+
+    def attribute(self, name: str, value: str) -> "Publication":
+        """Adds an attribute (subscription filters match on them). Returns ``self``."""
+        self.attributes.append((str(name), str(value)))
+        return self
+
+    def publish(self) -> None:
+        """Hands the publication to the host's outbox; raises :class:`Error` if the host refuses
+        it (the topic does not exist, a send limit is reached)."""
+        from . import _outbox
+
+        _outbox.publish(self.topic, _bytes(self.body), list(self.attributes))
+
+
+def publish(topic: str, body: Body, attributes: Sequence[tuple[str, str]] = ()) -> None:
+    """Publishes ``body`` (bytes, or text sent as UTF-8) to ``topic``; see :class:`Publication`."""
+    Publication(topic, body, list(attributes)).publish()
+
+
+def publish_json(topic: str, value: Any, attributes: Sequence[tuple[str, str]] = ()) -> None:
+    """Publishes ``value`` serialized as JSON to ``topic``."""
+    publish(topic, _to_json(value), attributes)
+
+
+@dataclass
+class Reply:
+    """The answer to one message of the batch, for the producer waiting on it (one that enqueued
+    with ``Sluice-Reply-Timeout-Ms``). It is committed only with the acknowledgement of that
+    message: if the message is retried or dead-lettered, or the batch fails, it is discarded::
+
+        Reply.to(msg, body=b"...").attribute("status", "done").send()
+    """
+
+    message_id: str
+    body: Body = b""
+    attributes: list[tuple[str, str]] = field(default_factory=list)
+
+    @classmethod
+    def to(cls, message: Union[Message, str], body: Body = b"") -> "Reply":
+        """A reply to ``message`` (a :class:`Message` of the batch, or its id)."""
+        return cls(message if isinstance(message, str) else message.id, body)
+
+    def attribute(self, name: str, value: str) -> "Reply":
+        """Adds an attribute; the waiting producer gets it with the reply. Returns ``self``."""
+        self.attributes.append((str(name), str(value)))
+        return self
+
+    def send(self) -> None:
+        """Hands the reply to the host's outbox; raises :class:`Error` if the host refuses it (the
+        message is not in this batch or already has a reply, a send limit is reached)."""
+        from . import _outbox
+
+        _outbox.reply(self.message_id, _bytes(self.body), list(self.attributes))
+
+
+def reply(message: Union[Message, str], body: Body, attributes: Sequence[tuple[str, str]] = ()) -> None:
+    """Replies ``body`` (bytes, or text sent as UTF-8) to ``message``; see :class:`Reply`."""
+    Reply(message if isinstance(message, str) else message.id, body, list(attributes)).send()
+
+
+def reply_json(message: Union[Message, str], value: Any, attributes: Sequence[tuple[str, str]] = ()) -> None:
+    """Replies ``value``, serialized as JSON, to ``message``."""
+    reply(message, _to_json(value), attributes)
+
+
+def _to_json(value: Any) -> str:
+    return _json.dumps(value, separators=(",", ":"))
 
 
 def _bytes(body: Body) -> bytes:

@@ -10,19 +10,28 @@ import sys
 import traceback
 
 from . import Batch, DeadLetter, Error, Message, Outcome
-from . import _outbox  # noqa: F401 - imported now so that componentize-py bundles it
+from . import _outbox, http  # noqa: F401 - imported now so that componentize-py bundles them
 
 
 def world(handler):
     """The ``WitWorld`` class componentize-py exports, calling ``handler`` once per batch."""
     from componentize_py_types import Err
-    from wit_world.imports import types
+    from wit_world.imports import sluice_queue_types as types
 
     class WitWorld:
         def handle(self, batch):
             messages = Batch(
                 [
-                    Message(m.id, m.queue, bytes(m.body), tuple(m.attributes), m.attempt, m.enqueued_at_ms)
+                    Message(
+                        m.id,
+                        m.queue,
+                        bytes(m.body),
+                        tuple(m.attributes),
+                        m.attempt,
+                        m.enqueued_at_ms,
+                        m.priority,
+                        m.group,
+                    )
                     for m in batch
                 ]
             )

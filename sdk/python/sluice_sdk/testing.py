@@ -2,7 +2,7 @@
 
 Build messages with :func:`message` (or :func:`json_message`), run the handler with :func:`run`,
 and inspect the :class:`Report`: what was acknowledged, retried or dead-lettered, the exception
-that failed the batch, and what the handler sent::
+that failed the batch, and what the handler sent, published, replied and requested over HTTP::
 
     from sluice_sdk import testing
 
@@ -10,19 +10,46 @@ that failed the batch, and what the handler sent::
         report = testing.run(handle, [testing.message("hi"), testing.message(b"\\xff")])
         assert report.acked == ["msg-1"]
         assert report.sent[0].queue == "upper"
+
+The outbox checks what the host checks: a destination must exist (with ``queues`` / ``topics``),
+a priority is 0 to 9, a group key 1 to 128 bytes without control characters, and a message of
+the batch gets at most one reply. There is no network: :mod:`sluice_sdk.http` answers from the
+stubs of an :class:`Http` (per URL or URL prefix, responses or ``wasi:http`` errors), and a
+request to anything not stubbed fails the test with :class:`UnstubbedRequest`::
+
+    stubs = testing.Http().stub("https://hooks.example.com/a", status=503, headers={"Retry-After": "30"})
+    report = testing.run(handle, [msg], http=stubs)
+    assert report.requests[0].header("idempotency-key") == "msg-1"
 """
 
 from __future__ import annotations
 
 import json as _json
 import time
+import unicodedata
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional, Union
+from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
-from . import Batch, DeadLetter, Error, Failure, Message, Retry, _bytes, _outbox
+from . import Batch, DeadLetter, Error, Failure, Message, Retry, _bytes, _outbox, http
 from ._component import reason, to_failures
 
-__all__ = ["Report", "SentMessage", "TestMessage", "json_message", "message", "run"]
+__all__ = [
+    "Http",
+    "PublishedMessage",
+    "ReplyMessage",
+    "Report",
+    "SentMessage",
+    "SentRequest",
+    "TestMessage",
+    "UnstubbedRequest",
+    "json_message",
+    "message",
+    "run",
+]
+
+MAX_PRIORITY = 9
+DEFAULT_PRIORITY = 4
+MAX_GROUP_BYTES = 128
 
 
 @dataclass
@@ -37,12 +64,21 @@ class TestMessage:
     attributes: list[tuple[str, str]] = field(default_factory=list)
     attempt: int = 1
     enqueued_at_ms: Optional[int] = None
+    priority: int = DEFAULT_PRIORITY
+    group: Optional[str] = None
 
     def build(self, position: int = 1) -> Message:
         """The :class:`~sluice_sdk.Message` a handler would receive at this 1-based position."""
         at = self.enqueued_at_ms if self.enqueued_at_ms is not None else int(time.time() * 1000)
         return Message(
-            self.id or f"msg-{position}", self.queue, self.body, tuple(self.attributes), self.attempt, at
+            self.id or f"msg-{position}",
+            self.queue,
+            self.body,
+            tuple(self.attributes),
+            self.attempt,
+            at,
+            self.priority,
+            self.group,
         )
 
 
@@ -54,10 +90,12 @@ def message(
     attributes: Union[dict[str, str], Iterable[tuple[str, str]]] = (),
     attempt: int = 1,
     enqueued_at_ms: Optional[int] = None,
+    priority: int = DEFAULT_PRIORITY,
+    group: Optional[str] = None,
 ) -> TestMessage:
     """A test message with this body (text is encoded as UTF-8)."""
     pairs = list(attributes.items()) if isinstance(attributes, dict) else list(attributes)
-    return TestMessage(_bytes(body), id, queue, pairs, attempt, enqueued_at_ms)
+    return TestMessage(_bytes(body), id, queue, pairs, attempt, enqueued_at_ms, priority, group)
 
 
 def json_message(value: Any, **kwargs: Any) -> TestMessage:
@@ -65,14 +103,9 @@ def json_message(value: Any, **kwargs: Any) -> TestMessage:
     return message(_json.dumps(value), **kwargs)
 
 
-@dataclass(frozen=True)
-class SentMessage:
-    """A message the handler sent during a run."""
-
-    queue: str
+class _Body:
     body: bytes
     attributes: list[tuple[str, str]]
-    delay_ms: int
 
     def text(self) -> str:
         return self.body.decode("utf-8")
@@ -82,6 +115,145 @@ class SentMessage:
 
     def attribute(self, name: str) -> Optional[str]:
         return next((v for k, v in self.attributes if k == name), None)
+
+
+@dataclass(frozen=True)
+class SentMessage(_Body):
+    """A message the handler sent during a run."""
+
+    queue: str
+    body: bytes
+    attributes: list[tuple[str, str]]
+    delay_ms: int
+    priority: Optional[int] = None
+    """As given to the send: ``None`` means the queue's default (4)."""
+    group: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class PublishedMessage(_Body):
+    """A message the handler published to a topic during a run."""
+
+    topic: str
+    body: bytes
+    attributes: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class ReplyMessage(_Body):
+    """A reply the handler made during a run."""
+
+    message_id: str
+    body: bytes
+    attributes: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class SentRequest:
+    """An HTTP request the handler made during a run (stubbed or not)."""
+
+    method: str
+    url: str
+    headers: http.Headers
+    body: bytes
+    timeout: Optional[float]
+    """The ``timeout`` the handler gave, in seconds."""
+
+    def header(self, name: str) -> Optional[str]:
+        """The value of header ``name`` (any case), its values joined with ``", "``; ``None`` if absent."""
+        return self.headers.get(name)
+
+    def text(self) -> str:
+        return self.body.decode("utf-8")
+
+    def json(self) -> Any:
+        return _json.loads(self.body)
+
+
+class UnstubbedRequest(AssertionError):
+    """A handler requested a URL that no stub of the run's :class:`Http` answers. :func:`run`
+    raises it even when the handler caught it, so the test fails and names the URL."""
+
+
+@dataclass(frozen=True)
+class _Stub:
+    url: str
+    prefix: bool
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    error: Optional[str]
+
+
+class Http:
+    """The HTTP world of a run: which URLs answer what. Each method returns ``self``::
+
+        testing.Http()
+            .stub("https://api.example.com/orders/1", json={"id": 1})
+            .stub_prefix("https://api.example.com/", status=404)
+            .stub_prefix("https://flaky.example.com/", error="connection-refused")
+            .stub_prefix("https://evil.example.com/", error="HTTP-request-denied")
+
+    A request takes the stub of its exact URL, else the one with the longest matching prefix.
+    """
+
+    def __init__(self) -> None:
+        self._stubs: list[_Stub] = []
+
+    def stub(
+        self,
+        url: str,
+        status: int = 200,
+        *,
+        body: Union[bytes, str] = b"",
+        json: Any = None,
+        headers: Union[Mapping[str, str], Iterable[tuple[str, str]]] = (),
+        error: Optional[str] = None,
+    ) -> "Http":
+        """Answers requests to exactly ``url`` with this response, or fails them with ``error``,
+        a ``wasi:http`` error-code as WIT spells it (``"connection-refused"``,
+        ``"HTTP-request-denied"``, ``"connection-timeout"``, ...; see :data:`sluice_sdk.http.ERROR_CODES`),
+        raising what the real client raises (:class:`~sluice_sdk.http.Denied`,
+        :class:`~sluice_sdk.http.Timeout`, ...)."""
+        return self._add(url, False, status, body, json, headers, error)
+
+    def stub_prefix(
+        self,
+        prefix: str,
+        status: int = 200,
+        *,
+        body: Union[bytes, str] = b"",
+        json: Any = None,
+        headers: Union[Mapping[str, str], Iterable[tuple[str, str]]] = (),
+        error: Optional[str] = None,
+    ) -> "Http":
+        """Like :meth:`stub`, for every URL that starts with ``prefix``."""
+        return self._add(prefix, True, status, body, json, headers, error)
+
+    def _add(self, url, prefix, status, body, json, headers, error) -> "Http":
+        if error is not None and error not in http.ERROR_CODES:
+            raise ValueError(f"unknown wasi:http error-code {error!r}; one of: {', '.join(http.ERROR_CODES)}")
+        if not 100 <= status <= 999:
+            raise ValueError(f"invalid status {status}")
+        pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+        if json is not None:
+            body = _json.dumps(json)
+            if not any(k.lower() == "content-type" for k, _ in pairs):
+                pairs.append(("content-type", "application/json"))
+        self._stubs.append(_Stub(url, prefix, status, tuple(pairs), _bytes(body), error))
+        return self
+
+    def _find(self, url: str) -> Optional[_Stub]:
+        exact = [s for s in self._stubs if not s.prefix and s.url == url]
+        if exact:
+            return exact[-1]
+        prefixes = [s for s in self._stubs if s.prefix and url.startswith(s.url)]
+        return max(prefixes, key=lambda s: len(s.url), default=None)
+
+    def _describe(self) -> str:
+        if not self._stubs:
+            return "no URL is stubbed"
+        return "stubbed: " + ", ".join(s.url + ("*" if s.prefix else "") for s in self._stubs)
 
 
 @dataclass
@@ -97,6 +269,13 @@ class Report:
     """The exception that failed the batch, if any."""
     sent: list[SentMessage]
     """Every message sent, in order, whether or not the host would commit them."""
+    published: list[PublishedMessage] = field(default_factory=list)
+    """Every publication, in order, whether or not the host would commit them."""
+    replies: list[ReplyMessage] = field(default_factory=list)
+    """Every reply, in order, whether or not the host would commit them."""
+    requests: list[SentRequest] = field(default_factory=list)
+    """Every HTTP request the handler made, in order (made, whatever the outcome: HTTP is not
+    transactional, a retried batch makes its requests again)."""
 
     @property
     def ok(self) -> bool:
@@ -116,9 +295,84 @@ class Report:
         """What the host would commit: everything sent if the handler returned, else nothing."""
         return self.sent if self.ok else []
 
+    @property
+    def committed_publications(self) -> list[PublishedMessage]:
+        """The publications the host would commit: all if the handler returned, else none."""
+        return self.published if self.ok else []
+
+    @property
+    def committed_replies(self) -> list[ReplyMessage]:
+        """The replies the host would commit: those to acknowledged messages, if the handler
+        returned. The reply to a message retried or dead-lettered is discarded."""
+        acked = set(self.acked)
+        return [r for r in self.replies if r.message_id in acked]
+
+    def reply_to(self, id: str) -> Optional[ReplyMessage]:
+        """The reply to message ``id``, if the handler made one (committed or not)."""
+        return next((r for r in self.replies if r.message_id == id), None)
+
     def disposition(self, id: str) -> Union[Retry, DeadLetter, None]:
         """What the handler asked for message ``id``; ``None`` if it was acknowledged."""
         return next((f.disposition for f in self.failures if f.id == id), None)
+
+
+class _Run:
+    """The outbox and the HTTP transport of one run, with the host's checks."""
+
+    def __init__(self, ids: list[str], queues, topics, stubs: Optional[Http]):
+        self.ids = set(ids)
+        self.queues = None if queues is None else set(queues)
+        self.topics = None if topics is None else set(topics)
+        self.stubs = stubs or Http()
+        self.sent: list[SentMessage] = []
+        self.published: list[PublishedMessage] = []
+        self.replies: list[ReplyMessage] = []
+        self.requests: list[SentRequest] = []
+        self.unstubbed: Optional[UnstubbedRequest] = None
+
+    def send(self, queue, body, attributes, delay_ms, priority, group) -> None:
+        if priority is not None and not 0 <= priority <= MAX_PRIORITY:
+            raise Error(
+                f"invalid message: priority {priority} is out of range; give 0 (lowest) to "
+                f"{MAX_PRIORITY} (highest), or leave it out for {DEFAULT_PRIORITY}"
+            )
+        if group is not None:
+            size = len(group.encode("utf-8"))
+            if not 1 <= size <= MAX_GROUP_BYTES:
+                raise Error(f"invalid message: a group key must be 1 to {MAX_GROUP_BYTES} bytes, not {size}")
+            if any(unicodedata.category(c) == "Cc" for c in group):
+                raise Error("invalid message: a group key must not contain control characters")
+        if self.queues is not None and queue not in self.queues:
+            raise Error(f"queue `{queue}` does not exist")
+        self.sent.append(SentMessage(queue, body, list(attributes), delay_ms, priority, group))
+
+    def publish(self, topic, body, attributes) -> None:
+        if self.topics is not None and topic not in self.topics:
+            raise Error(f"topic `{topic}` does not exist")
+        self.published.append(PublishedMessage(topic, body, list(attributes)))
+
+    def reply(self, message_id, body, attributes) -> None:
+        if any(r.message_id == message_id for r in self.replies):
+            raise Error(f"message `{message_id}` already has a reply in this invocation; a message gets at most one")
+        if message_id not in self.ids:
+            raise Error(
+                f"message `{message_id}` is not in this batch; reply to a message of the batch being handled"
+            )
+        self.replies.append(ReplyMessage(message_id, body, list(attributes)))
+
+    def http(self, request: http.Request) -> http.Response:
+        headers = http.Headers([(name, value.decode("utf-8", errors="replace")) for name, value in request.headers])
+        self.requests.append(SentRequest(request.method, request.url, headers, request.body, request.timeout))
+        stub = self.stubs._find(request.url)
+        if stub is None:
+            self.unstubbed = self.unstubbed or UnstubbedRequest(
+                f"{request.method} {request.url} is not stubbed ({self.stubs._describe()}); "
+                f"stub it: testing.Http().stub({request.url!r}, status=200) or .stub_prefix(...)"
+            )
+            raise self.unstubbed
+        if stub.error is not None:
+            raise http.error(stub.error, request.method, request.url)
+        return http.Response(stub.status, http.Headers(stub.headers), stub.body, request.url)
 
 
 def run(
@@ -126,29 +380,34 @@ def run(
     messages: Iterable[Union[TestMessage, Message]],
     *,
     queues: Optional[Iterable[str]] = None,
+    topics: Optional[Iterable[str]] = None,
+    http: Optional[Http] = None,
 ) -> Report:
     """Runs ``handler`` on one batch of ``messages`` and reports what happened.
 
-    With ``queues``, only those queues exist: a send to any other raises, as it does on the host.
-    An exception from the handler is caught and reported, as the host reports it.
+    With ``queues`` (``topics``), only those queues (topics) exist: a send (publication) to any
+    other raises, as it does on the host. ``http`` answers the handler's HTTP requests; without
+    it, any request fails the test. An exception from the handler is caught and reported, as the
+    host reports it; :class:`UnstubbedRequest` is raised.
     """
     batch = Batch(
         [m.build(i) if isinstance(m, TestMessage) else m for i, m in enumerate(messages, start=1)]
     )
-    known = None if queues is None else set(queues)
-    sent: list[SentMessage] = []
-
-    def record(queue: str, body: bytes, attributes: list, delay_ms: int) -> None:
-        if known is not None and queue not in known:
-            raise Error(f"queue `{queue}` does not exist")
-        sent.append(SentMessage(queue, body, list(attributes), delay_ms))
-
-    previous, _outbox.recorder = _outbox.recorder, record
+    ids = [m.id for m in batch]
+    current = _Run(ids, queues, topics, http)
+    previous = _outbox.recorder, _http_module.transport
+    _outbox.recorder, _http_module.transport = current, current.http
     try:
         failures = to_failures(handler(batch))
         error, exception = None, None
     except Exception as e:  # noqa: BLE001 - reported, like the host does
         failures, error, exception = [], reason(e), e
     finally:
-        _outbox.recorder = previous
-    return Report([m.id for m in batch], failures, error, exception, sent)
+        _outbox.recorder, _http_module.transport = previous
+    if current.unstubbed is not None:
+        raise current.unstubbed
+    return Report(ids, failures, error, exception, current.sent, current.published, current.replies, current.requests)
+
+
+# `run` takes a parameter named `http`, as users write it; the module is reached under this name.
+_http_module = http

@@ -1,8 +1,24 @@
-"""The SDK's model, through its native harness: bodies, attributes, outcomes, sends, errors."""
+"""The SDK's model, through its native harness: bodies, attributes, outcomes, the outbox (sends,
+publications, replies, priorities and groups), errors."""
 
 import pytest
 
-from sluice_sdk import DeadLetter, Error, Outcome, Outgoing, Retry, send, send_json, testing
+from sluice_sdk import (
+    DeadLetter,
+    Error,
+    Outcome,
+    Outgoing,
+    Publication,
+    Reply,
+    Retry,
+    publish,
+    publish_json,
+    reply,
+    reply_json,
+    send,
+    send_json,
+    testing,
+)
 
 
 def echo(batch):
@@ -106,3 +122,99 @@ def test_delays_are_checked():
         Outgoing("q").delay(-1)
     with pytest.raises(ValueError):
         Outcome().retry("id", delay_ms=2**32)
+
+
+def test_messages_carry_priority_and_group():
+    msg = testing.message("x", priority=9, group="customer-7").build()
+    assert (msg.priority, msg.group) == (9, "customer-7")
+    default = testing.message("x").build()
+    assert (default.priority, default.group) == (4, None)
+
+
+def test_sends_carry_priority_and_group():
+    def handle(batch):
+        send("q", "a", priority=7, group="g-1")
+        send_json("q", [1], delay_ms=10)
+        Outgoing("q", "c", priority=0, group="g-2").attribute("k", "v").send()
+
+    report = testing.run(handle, [testing.message("x")])
+    assert [(m.priority, m.group) for m in report.sent] == [(7, "g-1"), (None, None), (0, "g-2")]
+    assert report.sent[1].delay_ms == 10
+
+
+def test_invalid_priorities_and_groups_fail_as_on_the_host():
+    for kwargs, reason in [
+        ({"priority": 10}, "invalid message: priority 10 is out of range; give 0 (lowest) to 9 (highest), or leave it out for 4"),
+        ({"group": ""}, "invalid message: a group key must be 1 to 128 bytes, not 0"),
+        ({"group": "é" * 65}, "invalid message: a group key must be 1 to 128 bytes, not 130"),
+        ({"group": "a\nb"}, "invalid message: a group key must not contain control characters"),
+    ]:
+        report = testing.run(lambda batch: send("q", "x", **kwargs), [testing.message("x")])
+        assert report.error == reason
+
+
+def test_publications_are_recorded_and_committed_with_the_ack():
+    def handle(batch):
+        publish("orders", "a", [("kind", "book")])
+        publish_json("orders", {"n": 1})
+        Publication("audit").attribute("who", "me").publish()
+
+    report = testing.run(handle, [testing.message("x")])
+    assert [(p.topic, p.body) for p in report.committed_publications] == [
+        ("orders", b"a"),
+        ("orders", b'{"n":1}'),
+        ("audit", b""),
+    ]
+    assert report.published[0].attribute("kind") == "book"
+    assert report.published[1].json() == {"n": 1}
+    assert report.published[2].attribute("who") == "me"
+
+
+def test_unknown_topics_fail_and_a_failed_batch_commits_no_publication():
+    assert testing.run(lambda b: publish("nope", "x"), [testing.message("x")], topics=["orders"]).error == (
+        "topic `nope` does not exist"
+    )
+
+    def handle(batch):
+        publish("orders", "x")
+        raise Error("later")
+
+    report = testing.run(handle, [testing.message("x")])
+    assert len(report.published) == 1
+    assert report.committed_publications == []
+
+
+def test_replies_are_committed_only_for_acknowledged_messages():
+    def handle(batch):
+        outcome = Outcome()
+        reply(batch[0], "pong")
+        reply_json(batch[1], {"ok": False})
+        Reply.to(batch[2], "three").attribute("status", "done").send()
+        return outcome.retry(batch[1])
+
+    report = testing.run(handle, [testing.message("a"), testing.message("b"), testing.message("c")])
+    assert [r.message_id for r in report.replies] == ["msg-1", "msg-2", "msg-3"]
+    assert [r.message_id for r in report.committed_replies] == ["msg-1", "msg-3"]
+    assert report.reply_to("msg-2").json() == {"ok": False}
+    assert report.reply_to("msg-3").attribute("status") == "done"
+    assert report.reply_to("msg-9") is None
+
+
+def test_a_message_gets_one_reply_and_only_a_message_of_the_batch():
+    def twice(batch):
+        reply(batch[0], "1")
+        reply(batch[0], "2")
+
+    assert testing.run(twice, [testing.message("a")]).error == (
+        "message `msg-1` already has a reply in this invocation; a message gets at most one"
+    )
+    assert testing.run(lambda b: reply("other", "x"), [testing.message("a")]).error == (
+        "message `other` is not in this batch; reply to a message of the batch being handled"
+    )
+
+
+def test_publish_and_reply_outside_a_run_say_so():
+    with pytest.raises(Error, match="publish outside a handler run"):
+        publish("t", "x")
+    with pytest.raises(Error, match="reply outside a handler run"):
+        reply("id", "x")
