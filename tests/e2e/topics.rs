@@ -362,3 +362,40 @@ async fn the_patterns_example_applies_from_its_manifest_and_runs() {
         "{printed:?}"
     );
 }
+
+/// The running host prunes a topic's history to its retention on its own (its periodic sweep;
+/// nothing here asks it to): what was published is gone from the database once the retention
+/// has passed, so a busy topic's history does not grow without bound.
+#[tokio::test]
+async fn a_running_host_prunes_topic_history_past_its_retention() {
+    let (server, dir) = Server::start().await;
+    let (status, answer) = server
+        .post("/v1/topics", json!({"name": "brief", "retention_ms": 500}))
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    publish_batch(
+        &server,
+        "brief",
+        (0..20).map(|i| json!({"body": format!("m{i}")})).collect(),
+    )
+    .await;
+    let kept = || {
+        let db = rusqlite::Connection::open_with_flags(
+            dir.path().join("sluice.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open the host's database read-only");
+        db.query_row("SELECT count(*) FROM topic_messages", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .expect("count topic history")
+    };
+    assert_eq!(kept(), 20);
+    assert!(
+        wait_for(Duration::from_secs(30), || async { kept() == 0 }).await,
+        "{} of 20 messages kept past the topic's retention",
+        kept()
+    );
+    let (_, topic) = server.get("/v1/topics/brief").await;
+    assert_eq!(topic["published"], 20, "{topic}");
+}

@@ -133,7 +133,77 @@ contract_tests!(
     a_reply_commits_only_with_its_messages_ack_and_expires,
     a_waiting_producer_wakes_on_the_reply_or_times_out,
     topic_names_follow_topic_changes,
+    the_running_sweep_forgets_topic_history_and_expired_replies,
 );
+
+impl Fixture {
+    /// How many rows `table` holds, read from the database itself (not through the store,
+    /// whose reads hide what has expired).
+    async fn rows(&self, table: &str) -> u64 {
+        let sql = format!("SELECT count(*) FROM {table}");
+        match &self._db {
+            Some(db) => {
+                let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+                    .await
+                    .expect("connect");
+                tokio::spawn(connection);
+                let row = client.query_one(&sql, &[]).await.expect("count");
+                row.get::<_, i64>(0) as u64
+            }
+            None => {
+                let path = self.dir.path().join("sluice.db");
+                let conn = rusqlite::Connection::open_with_flags(
+                    path,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+                )
+                .expect("open read-only");
+                conn.query_row(&sql, [], |r| r.get::<_, i64>(0))
+                    .expect("count") as u64
+            }
+        }
+    }
+}
+
+/// Retention is the running host's job, on both backends: its periodic sweep (never
+/// `expire_now`) forgets topic history older than the topic's retention and replies past their
+/// expiry, as it expires queue messages.
+async fn the_running_sweep_forgets_topic_history_and_expired_replies(f: Fixture) {
+    f.queue("q", QueueSettings::default()).await;
+    f.store.create_topic("t", 60_000).await.unwrap();
+    f.store
+        .publish("t", vec![msg("1"), msg("2"), msg("3")])
+        .await
+        .unwrap();
+    f.store.enqueue("q", vec![msg("a")]).await.unwrap();
+    let lease = f.lease("q", 10).await;
+    let a = lease.messages[0].id.clone();
+    let settlement = Settlement {
+        ack: vec![a.clone()],
+        replies: vec![reply_to(&a, "for a")],
+        ..Settlement::default()
+    };
+    f.store.settle(&lease, settlement).await.unwrap();
+    assert_eq!(f.rows("topic_messages").await, 3);
+    assert_eq!(f.rows("replies").await, 1);
+
+    f.clock.advance(REPLY_RETENTION_MS.max(60_000) + 1);
+    let mut forgotten = false;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if f.rows("topic_messages").await == 0 && f.rows("replies").await == 0 {
+            forgotten = true;
+            break;
+        }
+        // The sweep runs on the host's own schedule; look again shortly.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        forgotten,
+        "after the retention: {} topic messages, {} replies still kept",
+        f.rows("topic_messages").await,
+        f.rows("replies").await
+    );
+}
 
 /// The cached topic names (what handlers' publishes are checked against) see every topic
 /// created or deleted, without a reload.

@@ -690,6 +690,21 @@ pub fn purge(tx: &mut Tx<'_>, queue: &str, upto: Option<i64>, chunk: u64) -> Res
     Ok((gone.len() as u64, upto))
 }
 
+/// One request of the running host's retention sweep, for everything the store keeps for a
+/// time: queue messages and dedup ids ([`expire`]), then topic history past its topic's
+/// retention and replies past their expiry, each up to [`BULK_CHUNK`] rows. Returns how many
+/// messages expired, and whether a budget ran out (then the writer runs the next request at
+/// once).
+pub fn sweep(tx: &mut Tx<'_>) -> Result<(u64, bool)> {
+    let (expired, more) = expire(tx)?;
+    let history = super::topics::expire(tx, BULK_CHUNK)?;
+    let replies = super::replies::expire(tx, BULK_CHUNK)?;
+    Ok((
+        expired,
+        more || history == BULK_CHUNK || replies == BULK_CHUNK,
+    ))
+}
+
 /// One request of the retention sweep: deletes up to [`BULK_CHUNK`] messages older than their
 /// queue's retention (counted as expired) and forgets dedup ids whose window has passed; folds
 /// the due times now past. Returns how many messages expired, and whether the budget ran out

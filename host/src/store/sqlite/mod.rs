@@ -328,28 +328,12 @@ impl Backend for SqliteBackend {
     }
 
     async fn expire(&self) -> Result<u64> {
+        // The running host's sweep (see the writer), until nothing is left to sweep.
         let mut total = 0;
         loop {
-            let (expired, more) = self.write(messages::expire).await?;
+            let (expired, more) = self.write(messages::sweep).await?;
             total += expired;
             if !more {
-                break;
-            }
-        }
-        // Topics' history and expired replies, in chunks of the same size.
-        loop {
-            let forgotten = self
-                .write(|tx| topics::expire(tx, messages::BULK_CHUNK))
-                .await?;
-            if forgotten < messages::BULK_CHUNK {
-                break;
-            }
-        }
-        loop {
-            let forgotten = self
-                .write(|tx| replies::expire(tx, messages::BULK_CHUNK))
-                .await?;
-            if forgotten < messages::BULK_CHUNK {
                 return Ok(total);
             }
         }

@@ -428,7 +428,7 @@ impl Writer {
                 next_sweep = Instant::now() + SWEEP_INTERVAL;
                 let more = sweep_more.clone();
                 jobs.push(Box::new(OpJob {
-                    op: Some(messages::expire),
+                    op: Some(messages::sweep),
                     durability: Durability::Durable,
                     result: None,
                     done: move |r: Result<(u64, bool)>| match r {
