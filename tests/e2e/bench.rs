@@ -10,6 +10,7 @@ fn quick_bench_runs_and_writes_json() {
     let components = tempfile::tempdir().expect("temp dir");
     std::fs::write(components.path().join("sum.wasm"), example("sum")).expect("write");
     std::fs::write(components.path().join("reply.wasm"), example("reply")).expect("write");
+    std::fs::write(components.path().join("webhook.wasm"), example("webhook")).expect("write");
     for name in ["ok", "trap", "loop", "oom", "recurse"] {
         let path = components.path().join(format!("guest_{name}.wasm"));
         std::fs::write(path, guest(name)).expect("write");
@@ -51,6 +52,9 @@ fn quick_bench_runs_and_writes_json() {
         "order.groups.drain_msgs_per_s",
         "reply.round_trip.p99",
         "overhead.batch_1.p50_us",
+        "outbound.invocations_per_s",
+        "outbound.noop_batch_1_drain_per_s",
+        "outbound.max_threads",
         "floor.drain_msgs_per_s",
         "hostile.ratio",
         "depth.peek_tail.p99",

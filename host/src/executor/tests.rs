@@ -703,7 +703,7 @@ fn a_handle_of_the_wrong_type_is_refused() {
     let message = invalid(&wasm);
     assert!(
         message.starts_with(
-            "the component's `handle` export matches none of the worlds sluice:queue/handler@0.3.0 and sluice:queue/handler@0.2.0 (their `handle` is the same: "
+            "the component's `handle` export matches neither the worlds sluice:queue/handler@0.3.0 and sluice:queue/handler@0.2.0 (whose `handle` is the same: "
         ) && message.contains(") nor world sluice:queue/handler@0.1.0 ("),
         "{message}"
     );
@@ -784,7 +784,7 @@ fn an_unknown_import_is_named_and_refused_before_compiling() {
     assert_eq!(executor.compilations(), 1);
     // An export of the wrong type can only be found by compiling.
     let message = refuse(&importing(&[]));
-    assert!(message.contains("matches none of the worlds"), "{message}");
+    assert!(message.contains("matches neither the worlds"), "{message}");
     assert_eq!(executor.compilations(), 2);
 }
 

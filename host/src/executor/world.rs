@@ -52,8 +52,8 @@ impl World {
         };
         v1::HandlerPre::new(pre).map(World::V1).map_err(|oldest| {
             Error::Invalid(format!(
-                "the component's `handle` export matches none of the worlds {V3} and {V2} \
-                 (their `handle` is the same: {newer:#}) and {V1} ({oldest:#}); build it \
+                "the component's `handle` export matches neither the worlds {V3} and {V2} \
+                 (whose `handle` is the same: {newer:#}) nor world {V1} ({oldest:#}); build it \
                  against the `handler` world of Sluice's WIT package"
             ))
         })
