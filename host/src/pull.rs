@@ -112,7 +112,7 @@ pub struct ReceiveOptions {
 
 /// Refuses pulling from a queue a trigger consumes (one kind of consumer per queue).
 pub async fn check_no_trigger(store: &Store, queue: &str) -> Result<()> {
-    check_exists(store, queue)?;
+    check_exists(store, queue).await?;
     if let Some(function) = store.consumer_of(queue).await? {
         return Err(Error::HasTrigger {
             queue: queue.to_owned(),
@@ -234,7 +234,7 @@ pub async fn settle(
     receipts: &[String],
     action: &Action,
 ) -> Result<Vec<Outcome>> {
-    check_exists(store, queue)?;
+    check_exists(store, queue).await?;
     let (mut outcomes, by_lease) = group(queue, receipts)?;
     let backoff = match action {
         Action::Retry { delay: None } => Some(store.queue_settings(queue).await?.backoff),
@@ -304,7 +304,7 @@ pub async fn extend(
             MAX_VISIBILITY.as_millis()
         )));
     }
-    check_exists(store, queue)?;
+    check_exists(store, queue).await?;
     let (mut outcomes, by_lease) = group(queue, receipts)?;
     for (lease, held) in by_lease {
         let ids: Vec<String> = held.iter().map(|(_, r)| r.id.clone()).collect();
@@ -333,8 +333,8 @@ pub async fn extend(
         .collect())
 }
 
-fn check_exists(store: &Store, queue: &str) -> Result<()> {
-    if store.queue_exists(queue) {
+async fn check_exists(store: &Store, queue: &str) -> Result<()> {
+    if store.confirm_queue(queue).await? {
         Ok(())
     } else {
         Err(store::Error::QueueNotFound(queue.to_owned()).into())

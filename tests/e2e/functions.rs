@@ -291,7 +291,7 @@ async fn a_foreign_import_is_refused_without_compiling() {
     let compiled_in = started.elapsed();
     assert_error(status, &body, 422, "invalid_component");
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("matches neither world"), "{message}");
+    assert!(message.contains("matches neither the worlds"), "{message}");
     assert_eq!(compilations().await, 1.0);
 
     let foreign = heavy_component(functions, Some("acme:db/query@1.0.0"));

@@ -745,11 +745,25 @@ impl Store {
         self.backend.expire().await
     }
 
-    fn check_exists(&self, queue: &str) -> Result<()> {
-        match self.queue_exists(queue) {
+    /// Succeeds when the queue exists, failing with `QueueNotFound` only after the database
+    /// confirms it (see [`Store::confirm_queue`]).
+    async fn check_exists(&self, queue: &str) -> Result<()> {
+        match self.confirm_queue(queue).await? {
             true => Ok(()),
             false => Err(Error::QueueNotFound(queue.to_owned())),
         }
+    }
+
+    /// Whether the queue exists. The in-memory catalog answers when it knows the queue; when it
+    /// does not, a database shared with other hosts is asked (another host may have created the
+    /// queue a moment ago, before its notification arrived here), so a queue created through
+    /// one host is never "not found" through another.
+    pub async fn confirm_queue(&self, name: &str) -> Result<bool> {
+        if self.queue_exists(name) || !self.is_shared() {
+            return Ok(self.queue_exists(name));
+        }
+        self.reload_queue_names().await?;
+        Ok(self.queue_exists(name))
     }
 
     // ---- queues ----
@@ -803,7 +817,7 @@ impl Store {
         limit: usize,
         after: Option<&str>,
     ) -> Result<Vec<Message>> {
-        self.check_exists(queue)?;
+        self.check_exists(queue).await?;
         self.backend.peek(queue, limit, after).await
     }
     /// A queue's settings without its stats (cheap).
@@ -953,12 +967,12 @@ impl Store {
     }
     /// When the next not-yet-visible message (delayed, retried, or in flight) becomes visible.
     pub async fn next_visible_at_ms(&self, queue: &str) -> Result<Option<u64>> {
-        self.check_exists(queue)?;
+        self.check_exists(queue).await?;
         self.backend.next_visible_at_ms(queue).await
     }
     /// How many messages are visible now, counting at most `cap`.
     pub async fn visible_count(&self, queue: &str, cap: u64) -> Result<u64> {
-        self.check_exists(queue)?;
+        self.check_exists(queue).await?;
         self.backend.visible_count(queue, cap).await
     }
     /// Notified after every commit (on any host) that adds messages to `queue` or changes when
