@@ -3,8 +3,31 @@
 //!
 //! - [`DeadLetterChain`]: a queue's dead-letter queue must exist, and following dead-letter
 //!   queues from it must never come back to the queue (a message would circle for ever).
+//! - [`dead_letter_attributes`]: what a dead-lettered message carries into its dead-letter
+//!   queue.
 
-use super::{Error, QueueSettings, Result};
+use super::{
+    ATTR_ATTEMPTS, ATTR_DEAD_LETTER_REASON, ATTR_SOURCE_ID, ATTR_SOURCE_QUEUE, Error,
+    QueueSettings, Result, is_reserved_attribute,
+};
+
+/// The attributes of message `id` of `queue` as it moves to the dead-letter queue: the
+/// producer's own attributes (Sluice's reserved ones dropped: a message dead-lettered twice
+/// carries only its last move), then why, after how many deliveries, and from where.
+pub fn dead_letter_attributes(
+    mut attributes: Vec<(String, String)>,
+    queue: &str,
+    id: i64,
+    attempt: u32,
+    reason: &str,
+) -> Vec<(String, String)> {
+    attributes.retain(|(name, _)| !is_reserved_attribute(name));
+    attributes.push((ATTR_DEAD_LETTER_REASON.into(), reason.to_owned()));
+    attributes.push((ATTR_ATTEMPTS.into(), attempt.to_string()));
+    attributes.push((ATTR_SOURCE_QUEUE.into(), queue.to_owned()));
+    attributes.push((ATTR_SOURCE_ID.into(), id.to_string()));
+    attributes
+}
 
 /// How many dead-letter queues one chain may walk through; existing chains never loop (this
 /// rule guards every change), so the bound only guards a database edited by hand.

@@ -11,11 +11,11 @@ use tokio_postgres::Statement;
 use tokio_postgres::error::SqlState;
 
 use super::super::codec::{decode_attributes, decode_settings, encode_attributes};
+use super::super::rules::dead_letter_attributes;
 use super::super::validate::{self, is_reserved_attribute};
 use super::super::{
-    ATTR_ATTEMPTS, ATTR_DEAD_LETTER_REASON, ATTR_SOURCE_ID, ATTR_SOURCE_QUEUE, DEFAULT_PRIORITY,
-    DeadLetter, Enqueued, Error, Lease, MAX_LEASE_MESSAGES, MAX_PRIORITY, Message, NewMessage,
-    QueueSettings, REASON_LEASE_EXPIRED, Result, Retry, Settled, Settlement,
+    DEFAULT_PRIORITY, DeadLetter, Enqueued, Error, Lease, MAX_LEASE_MESSAGES, MAX_PRIORITY,
+    Message, NewMessage, QueueSettings, REASON_LEASE_EXPIRED, Result, Retry, Settled, Settlement,
 };
 use super::{count, int, sql};
 
@@ -752,12 +752,13 @@ async fn dead_letter(
         work.count(queue).dropped += 1;
         return Ok(false);
     };
-    let mut attributes = decode_attributes(attributes.as_deref())?;
-    attributes.retain(|(k, _)| !is_reserved_attribute(k));
-    attributes.push((ATTR_DEAD_LETTER_REASON.into(), reason.to_owned()));
-    attributes.push((ATTR_ATTEMPTS.into(), attempt.to_string()));
-    attributes.push((ATTR_SOURCE_QUEUE.into(), queue.to_owned()));
-    attributes.push((ATTR_SOURCE_ID.into(), id.to_string()));
+    let attributes = dead_letter_attributes(
+        decode_attributes(attributes.as_deref())?,
+        queue,
+        id,
+        u32::try_from(attempt).unwrap_or(0),
+        reason,
+    );
     let now = int(work.now);
     let lane = lanes_for(tx, dlq, &[priority], std::slice::from_ref(&group)).await?[0];
     tx.execute(

@@ -12,10 +12,11 @@ use super::read::{decode_attributes, encode_attributes, message_from_row};
 use super::validate::{self, is_reserved_attribute};
 use super::writer::{Due, Tx, int};
 use super::{
-    ATTR_ATTEMPTS, ATTR_DEAD_LETTER_REASON, ATTR_SOURCE_ID, ATTR_SOURCE_QUEUE, DEFAULT_PRIORITY,
-    DeadLetter, Enqueued, Error, Lease, MAX_LEASE_MESSAGES, MAX_PRIORITY, Message, NewMessage,
-    QueueSettings, REASON_LEASE_EXPIRED, Result, Retry, Settled, Settlement, sql,
+    DEFAULT_PRIORITY, DeadLetter, Enqueued, Error, Lease, MAX_LEASE_MESSAGES, MAX_PRIORITY,
+    Message, NewMessage, QueueSettings, REASON_LEASE_EXPIRED, Result, Retry, Settled, Settlement,
+    sql,
 };
+use crate::store::rules::dead_letter_attributes;
 
 /// The most messages one request of a bulk operation (purge, queue delete, redrive, retention
 /// sweep) deletes or moves. Each chunk commits on its own, so writes to other queues wait at
@@ -459,12 +460,13 @@ fn dead_letter(
         tx.count(queue).dropped += 1;
         return Ok(false);
     };
-    let mut attributes = decode_attributes(moving.attributes.as_deref())?;
-    attributes.retain(|(k, _)| !is_reserved_attribute(k));
-    attributes.push((ATTR_DEAD_LETTER_REASON.into(), reason.to_owned()));
-    attributes.push((ATTR_ATTEMPTS.into(), moving.attempt.to_string()));
-    attributes.push((ATTR_SOURCE_QUEUE.into(), queue.to_owned()));
-    attributes.push((ATTR_SOURCE_ID.into(), id.to_string()));
+    let attributes = dead_letter_attributes(
+        decode_attributes(moving.attributes.as_deref())?,
+        queue,
+        id,
+        u32::try_from(moving.attempt).unwrap_or(0),
+        reason,
+    );
     let row = Row {
         body: &moving.body,
         attributes: encode_attributes(&attributes)?,
