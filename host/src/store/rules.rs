@@ -3,6 +3,8 @@
 //!
 //! - [`DeadLetterChain`]: a queue's dead-letter queue must exist, and following dead-letter
 //!   queues from it must never come back to the queue (a message would circle for ever).
+//! - [`attempts_spent`]: when a message has had every delivery its queue allows, so that a
+//!   retry or an expired lease dead-letters it instead of delivering it again.
 //! - [`dead_letter_attributes`]: what a dead-lettered message carries into its dead-letter
 //!   queue.
 
@@ -10,6 +12,13 @@ use super::{
     ATTR_ATTEMPTS, ATTR_DEAD_LETTER_REASON, ATTR_SOURCE_ID, ATTR_SOURCE_QUEUE, Error,
     QueueSettings, Result, is_reserved_attribute,
 };
+
+/// Whether a message delivered `attempt` times (the delivery being settled included) has had
+/// every delivery `settings` allow: a retry of it, or its lease expiring, dead-letters it
+/// (with its last error, or `lease expired`) instead of delivering it again.
+pub fn attempts_spent(attempt: u32, settings: &QueueSettings) -> bool {
+    attempt >= settings.max_attempts
+}
 
 /// The attributes of message `id` of `queue` as it moves to the dead-letter queue: the
 /// producer's own attributes (Sluice's reserved ones dropped: a message dead-lettered twice
@@ -124,6 +133,16 @@ mod tests {
             chain.found(after)?;
         }
         Ok(())
+    }
+
+    #[test]
+    fn the_last_allowed_delivery_spends_the_attempts() {
+        let three = QueueSettings {
+            max_attempts: 3,
+            ..QueueSettings::default()
+        };
+        assert!(!attempts_spent(2, &three));
+        assert!(attempts_spent(3, &three));
     }
 
     #[test]

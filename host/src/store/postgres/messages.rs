@@ -11,7 +11,7 @@ use tokio_postgres::Statement;
 use tokio_postgres::error::SqlState;
 
 use super::super::codec::{decode_attributes, decode_settings, encode_attributes};
-use super::super::rules::dead_letter_attributes;
+use super::super::rules::{attempts_spent, dead_letter_attributes};
 use super::super::validate::{self, is_reserved_attribute};
 use super::super::{
     DEFAULT_PRIORITY, DeadLetter, Enqueued, Error, Lease, MAX_LEASE_MESSAGES, MAX_PRIORITY,
@@ -492,7 +492,7 @@ pub async fn lease(
         taken.sort_by_key(|(order, _, _)| *order);
         let mut dead = false;
         for ((_, _, id), previous, m) in taken {
-            if u32::try_from(previous).unwrap_or(0) >= settings.max_attempts {
+            if attempts_spent(u32::try_from(previous).unwrap_or(0), &settings) {
                 // Delivered max_attempts times and visible again: its last consumer never
                 // settled it. Delivering it once more would exceed the limit.
                 dead_letter(tx, work, queue, &settings, id, REASON_LEASE_EXPIRED).await?;
@@ -664,7 +664,7 @@ pub async fn settle(
             continue;
         };
         let settings = work.settings(tx, queue).await?;
-        if attempt >= settings.max_attempts {
+        if attempts_spent(attempt, &settings) {
             if dead_letter(tx, work, queue, &settings, id, &error).await? {
                 out.dead_lettered += 1;
             } else {

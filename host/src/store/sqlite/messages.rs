@@ -16,7 +16,7 @@ use super::{
     Message, NewMessage, QueueSettings, REASON_LEASE_EXPIRED, Result, Retry, Settled, Settlement,
     sql,
 };
-use crate::store::rules::dead_letter_attributes;
+use crate::store::rules::{attempts_spent, dead_letter_attributes};
 
 /// The most messages one request of a bulk operation (purge, queue delete, redrive, retention
 /// sweep) deletes or moves. Each chunk commits on its own, so writes to other queues wait at
@@ -241,7 +241,7 @@ pub fn lease(
         for (mut m, due) in candidates {
             let m_id = parse_id(&m.id)
                 .ok_or_else(|| Error::Unavailable(format!("bad message id {}", m.id)))?;
-            if m.attempt >= settings.max_attempts {
+            if attempts_spent(m.attempt, &settings) {
                 // Delivered max_attempts times and visible again: its last consumer never
                 // settled it. Delivering it once more would exceed the limit.
                 dead_letter(tx, queue, &settings, m_id, REASON_LEASE_EXPIRED)?;
@@ -379,7 +379,7 @@ pub fn settle(
             continue;
         };
         let settings = tx.settings(queue)?;
-        if attempt >= settings.max_attempts {
+        if attempts_spent(attempt, &settings) {
             if dead_letter(tx, queue, &settings, id, &error)? {
                 out.dead_lettered += 1;
             } else {
