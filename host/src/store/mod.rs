@@ -13,6 +13,7 @@ mod codec;
 mod events;
 pub mod postgres;
 mod replies;
+pub(crate) mod rules;
 pub mod sqlite;
 pub mod topics;
 mod validate;

@@ -11,11 +11,11 @@ use tokio_postgres::Statement;
 use tokio_postgres::error::SqlState;
 
 use super::super::codec::{decode_attributes, decode_settings, encode_attributes};
+use super::super::rules::{attempts_spent, dead_letter_attributes};
 use super::super::validate::{self, is_reserved_attribute};
 use super::super::{
-    ATTR_ATTEMPTS, ATTR_DEAD_LETTER_REASON, ATTR_SOURCE_ID, ATTR_SOURCE_QUEUE, DEFAULT_PRIORITY,
-    DeadLetter, Enqueued, Error, Lease, MAX_LEASE_MESSAGES, MAX_PRIORITY, Message, NewMessage,
-    QueueSettings, REASON_LEASE_EXPIRED, Result, Retry, Settled, Settlement,
+    DEFAULT_PRIORITY, DeadLetter, Enqueued, Error, Lease, MAX_LEASE_MESSAGES, MAX_PRIORITY,
+    Message, NewMessage, QueueSettings, REASON_LEASE_EXPIRED, Result, Retry, Settled, Settlement,
 };
 use super::{count, int, sql};
 
@@ -492,7 +492,7 @@ pub async fn lease(
         taken.sort_by_key(|(order, _, _)| *order);
         let mut dead = false;
         for ((_, _, id), previous, m) in taken {
-            if u32::try_from(previous).unwrap_or(0) >= settings.max_attempts {
+            if attempts_spent(u32::try_from(previous).unwrap_or(0), &settings) {
                 // Delivered max_attempts times and visible again: its last consumer never
                 // settled it. Delivering it once more would exceed the limit.
                 dead_letter(tx, work, queue, &settings, id, REASON_LEASE_EXPIRED).await?;
@@ -664,7 +664,7 @@ pub async fn settle(
             continue;
         };
         let settings = work.settings(tx, queue).await?;
-        if attempt >= settings.max_attempts {
+        if attempts_spent(attempt, &settings) {
             if dead_letter(tx, work, queue, &settings, id, &error).await? {
                 out.dead_lettered += 1;
             } else {
@@ -752,12 +752,13 @@ async fn dead_letter(
         work.count(queue).dropped += 1;
         return Ok(false);
     };
-    let mut attributes = decode_attributes(attributes.as_deref())?;
-    attributes.retain(|(k, _)| !is_reserved_attribute(k));
-    attributes.push((ATTR_DEAD_LETTER_REASON.into(), reason.to_owned()));
-    attributes.push((ATTR_ATTEMPTS.into(), attempt.to_string()));
-    attributes.push((ATTR_SOURCE_QUEUE.into(), queue.to_owned()));
-    attributes.push((ATTR_SOURCE_ID.into(), id.to_string()));
+    let attributes = dead_letter_attributes(
+        decode_attributes(attributes.as_deref())?,
+        queue,
+        id,
+        u32::try_from(attempt).unwrap_or(0),
+        reason,
+    );
     let now = int(work.now);
     let lane = lanes_for(tx, dlq, &[priority], std::slice::from_ref(&group)).await?[0];
     tx.execute(

@@ -32,6 +32,7 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 use super::codec::{decode_settings, encode_settings};
+use super::rules::DeadLetterChain;
 use super::{
     Backend, CatalogChange, Clock, Enqueued, Error, Events, FunctionRecord, FunctionVersion,
     InvocationEntry, InvocationQuery, InvocationRetention, Lease, LogWrite, Message, NewMessage,
@@ -311,41 +312,26 @@ async fn queue_exists(client: &impl deadpool_postgres::GenericClient, name: &str
 /// queues from `queue` must end: a cycle would pass a message around it forever. Changes that
 /// set a dead-letter queue take turns across hosts, so two of them cannot close a cycle
 /// together.
+/// The dead-letter rule ([`DeadLetterChain`]) read in `tx`, serialised with every other change
+/// of a dead-letter queue (two changes checked at once could close a cycle between them).
 async fn check_dead_letter_queue(
     tx: &Transaction<'_>,
     queue: &str,
     settings: &QueueSettings,
 ) -> Result<()> {
-    let Some(dlq) = &settings.dead_letter_queue else {
+    let Some(mut chain) = DeadLetterChain::of(queue, settings) else {
         return Ok(());
     };
     tx.execute(sql::LOCK_DEAD_LETTER_CHANGES, &[]).await?;
-    if !queue_exists(tx, dlq).await? {
-        return Err(Error::InvalidSettings(format!(
-            "dead_letter_queue `{dlq}` does not exist; create it first"
-        )));
+    if !queue_exists(tx, chain.dead_letter_queue()).await? {
+        return Err(chain.missing());
     }
-    let mut chain = vec![queue.to_owned(), dlq.clone()];
-    let mut next = dlq.clone();
-    // Existing chains never loop (this check guards every change); the bound only guards a
-    // database edited by hand.
-    while chain.len() <= 10_000 {
+    while let Some(next) = chain.next() {
         let after: Option<String> = tx
             .query_opt(sql::DEAD_LETTER_QUEUE_OF, &[&next])
             .await?
             .and_then(|r| r.get(0));
-        let Some(after) = after else {
-            return Ok(());
-        };
-        chain.push(after.clone());
-        if after == queue {
-            return Err(Error::InvalidSettings(format!(
-                "dead_letter_queue `{dlq}` would form a dead-letter cycle ({}); a chain of \
-                 dead-letter queues must end in a queue without one",
-                chain.join(" → ")
-            )));
-        }
-        next = after;
+        chain.found(after)?;
     }
     Ok(())
 }

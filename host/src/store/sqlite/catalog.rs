@@ -11,6 +11,7 @@ use super::{
     Error, FunctionRecord, FunctionVersion, QueueInfo, QueueSettings, QueueStats, Result,
     TriggerRecord, messages, sql,
 };
+use crate::store::rules::DeadLetterChain;
 
 pub fn queue_names(conn: &Connection) -> Result<HashSet<String>> {
     let names = conn
@@ -33,37 +34,21 @@ fn encode_settings(settings: &QueueSettings) -> Result<String> {
 /// The dead-letter queue must exist when the settings are stored, and following dead-letter
 /// queues from `queue` must end: a cycle would pass a message around it forever, each lap
 /// resetting its attempts.
+/// The dead-letter rule ([`DeadLetterChain`]) read with this connection.
 fn check_dead_letter_queue(conn: &Connection, queue: &str, settings: &QueueSettings) -> Result<()> {
-    let Some(dlq) = &settings.dead_letter_queue else {
+    let Some(mut chain) = DeadLetterChain::of(queue, settings) else {
         return Ok(());
     };
-    if !queue_exists(conn, dlq)? {
-        return Err(Error::InvalidSettings(format!(
-            "dead_letter_queue `{dlq}` does not exist; create it first"
-        )));
+    if !queue_exists(conn, chain.dead_letter_queue())? {
+        return Err(chain.missing());
     }
-    let mut chain = vec![queue.to_owned(), dlq.clone()];
-    let mut next = dlq.clone();
-    // Existing chains never loop (this check guards every change), so the walk ends; the
-    // bound only guards a database edited by hand.
-    while chain.len() <= 10_000 {
-        let Some(after) = conn
+    while let Some(next) = chain.next() {
+        let after = conn
             .prepare_cached(sql::DEAD_LETTER_QUEUE_OF)?
             .query_row(params![next], |r| r.get::<_, Option<String>>(0))
             .optional()?
-            .flatten()
-        else {
-            return Ok(());
-        };
-        chain.push(after.clone());
-        if after == queue {
-            return Err(Error::InvalidSettings(format!(
-                "dead_letter_queue `{dlq}` would form a dead-letter cycle ({}); a chain of \
-                 dead-letter queues must end in a queue without one",
-                chain.join(" → ")
-            )));
-        }
-        next = after;
+            .flatten();
+        chain.found(after)?;
     }
     Ok(())
 }

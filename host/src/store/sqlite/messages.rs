@@ -12,10 +12,11 @@ use super::read::{decode_attributes, encode_attributes, message_from_row};
 use super::validate::{self, is_reserved_attribute};
 use super::writer::{Due, Tx, int};
 use super::{
-    ATTR_ATTEMPTS, ATTR_DEAD_LETTER_REASON, ATTR_SOURCE_ID, ATTR_SOURCE_QUEUE, DEFAULT_PRIORITY,
-    DeadLetter, Enqueued, Error, Lease, MAX_LEASE_MESSAGES, MAX_PRIORITY, Message, NewMessage,
-    QueueSettings, REASON_LEASE_EXPIRED, Result, Retry, Settled, Settlement, sql,
+    DEFAULT_PRIORITY, DeadLetter, Enqueued, Error, Lease, MAX_LEASE_MESSAGES, MAX_PRIORITY,
+    Message, NewMessage, QueueSettings, REASON_LEASE_EXPIRED, Result, Retry, Settled, Settlement,
+    sql,
 };
+use crate::store::rules::{attempts_spent, dead_letter_attributes};
 
 /// The most messages one request of a bulk operation (purge, queue delete, redrive, retention
 /// sweep) deletes or moves. Each chunk commits on its own, so writes to other queues wait at
@@ -240,7 +241,7 @@ pub fn lease(
         for (mut m, due) in candidates {
             let m_id = parse_id(&m.id)
                 .ok_or_else(|| Error::Unavailable(format!("bad message id {}", m.id)))?;
-            if m.attempt >= settings.max_attempts {
+            if attempts_spent(m.attempt, &settings) {
                 // Delivered max_attempts times and visible again: its last consumer never
                 // settled it. Delivering it once more would exceed the limit.
                 dead_letter(tx, queue, &settings, m_id, REASON_LEASE_EXPIRED)?;
@@ -378,7 +379,7 @@ pub fn settle(
             continue;
         };
         let settings = tx.settings(queue)?;
-        if attempt >= settings.max_attempts {
+        if attempts_spent(attempt, &settings) {
             if dead_letter(tx, queue, &settings, id, &error)? {
                 out.dead_lettered += 1;
             } else {
@@ -459,12 +460,13 @@ fn dead_letter(
         tx.count(queue).dropped += 1;
         return Ok(false);
     };
-    let mut attributes = decode_attributes(moving.attributes.as_deref())?;
-    attributes.retain(|(k, _)| !is_reserved_attribute(k));
-    attributes.push((ATTR_DEAD_LETTER_REASON.into(), reason.to_owned()));
-    attributes.push((ATTR_ATTEMPTS.into(), moving.attempt.to_string()));
-    attributes.push((ATTR_SOURCE_QUEUE.into(), queue.to_owned()));
-    attributes.push((ATTR_SOURCE_ID.into(), id.to_string()));
+    let attributes = dead_letter_attributes(
+        decode_attributes(moving.attributes.as_deref())?,
+        queue,
+        id,
+        u32::try_from(moving.attempt).unwrap_or(0),
+        reason,
+    );
     let row = Row {
         body: &moving.body,
         attributes: encode_attributes(&attributes)?,
