@@ -282,3 +282,114 @@ fn the_examples_toolchain_file_brings_the_wasm_target() {
     assert!(readme.contains("(cd examples && cargo build --release --target wasm32-wasip2)"));
     assert!(readme.contains("examples/rust-toolchain.toml"));
 }
+
+/// The stderr of a CLI run that must fail.
+fn failure(output: std::process::Output) -> String {
+    assert!(!output.status.success(), "expected a failure");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn triggers_are_bound_paused_resumed_and_removed_from_the_cli() {
+    let (server, _dir) = Server::start().await;
+    let log = examples_dir().join("log.wasm");
+    cli(&server, &["queue", "create", "jobs"]);
+    cli(&server, &["deploy", log.to_str().unwrap(), "--name", "log"]);
+
+    let refused = failure(cli_output(&server, &["functions", "pause", "log"]));
+    assert!(
+        refused.contains("has no trigger") && refused.contains("functions trigger log --queue"),
+        "{refused}"
+    );
+
+    let bound = cli(
+        &server,
+        &[
+            "functions",
+            "trigger",
+            "log",
+            "--queue",
+            "jobs",
+            "--batch-size",
+            "5",
+            "--max-wait",
+            "20ms",
+            "--concurrency",
+            "2",
+            "--paused",
+        ],
+    );
+    assert_eq!(bound.trim(), "log consumes jobs (paused)");
+    let (_, record) = server.get("/v1/functions/log").await;
+    assert_eq!(record["trigger"]["paused"], true, "{record}");
+
+    // Resuming keeps every other setting of the trigger, and the queue drains.
+    cli(&server, &["send", "jobs", "while paused"]);
+    let resumed = cli(&server, &["functions", "resume", "log"]);
+    assert!(
+        resumed.starts_with("log resumed: consumes jobs"),
+        "{resumed}"
+    );
+    let drained = wait_for(Duration::from_secs(30), || async {
+        let stats = server.stats("jobs").await;
+        stats["visible"] == 0 && stats["in_flight"] == 0
+    })
+    .await;
+    assert!(
+        drained,
+        "not consumed after resume: {}",
+        server.stats("jobs").await
+    );
+    let (_, record) = server.get("/v1/functions/log").await;
+    let trigger = &record["trigger"];
+    assert_eq!(
+        (
+            &trigger["batch_size"],
+            &trigger["max_wait_ms"],
+            &trigger["max_concurrency"],
+            &trigger["paused"]
+        ),
+        (&5.into(), &20.into(), &2.into(), &false.into()),
+        "{record}"
+    );
+    let paused = cli(&server, &["functions", "pause", "log"]);
+    assert!(paused.starts_with("log paused"), "{paused}");
+    let shown: Value =
+        serde_json::from_str(&cli(&server, &["functions", "show", "log", "--json"])).unwrap();
+    assert_eq!(shown["trigger"]["state"], "paused", "{shown}");
+    assert_eq!(shown["trigger"]["batch_size"], 5, "{shown}");
+
+    // A paused trigger still owns its queue: the 409s for pulling from it and for binding
+    // another function name the command that frees it, and that command does.
+    cli(&server, &["send", "jobs", "for a pull consumer"]);
+    let pull = failure(cli_output(&server, &["receive", "jobs"]));
+    assert!(pull.contains("`sluice functions untrigger log`"), "{pull}");
+    let other = failure(cli_output(
+        &server,
+        &["functions", "trigger", "log2", "--queue", "jobs"],
+    ));
+    assert!(other.contains("404"), "no function log2 yet: {other}");
+    cli(
+        &server,
+        &["deploy", log.to_str().unwrap(), "--name", "log2"],
+    );
+    let taken = failure(cli_output(
+        &server,
+        &["functions", "trigger", "log2", "--queue", "jobs"],
+    ));
+    assert!(
+        taken.contains("409") && taken.contains("`sluice functions untrigger log`"),
+        "{taken}"
+    );
+    let unbound = cli(&server, &["functions", "untrigger", "log"]);
+    assert!(
+        unbound.starts_with("log no longer consumes jobs"),
+        "{unbound}"
+    );
+    let received = cli(&server, &["receive", "jobs", "--ack"]);
+    assert!(received.contains("for a pull consumer"), "{received}");
+    let again = cli(&server, &["functions", "untrigger", "log"]);
+    assert_eq!(again.trim(), "log had no trigger; nothing changed");
+    let (_, record) = server.get("/v1/functions/log").await;
+    assert!(record["trigger"].is_null(), "{record}");
+}
