@@ -393,3 +393,114 @@ async fn triggers_are_bound_paused_resumed_and_removed_from_the_cli() {
     let (_, record) = server.get("/v1/functions/log").await;
     assert!(record["trigger"].is_null(), "{record}");
 }
+
+/// The example chain's manifest with its components' paths pointing at the built examples,
+/// written into `dir`.
+fn chain_manifest(dir: &std::path::Path, edit: impl Fn(String) -> String) -> std::path::PathBuf {
+    let manifest = std::fs::read_to_string(repo().join("examples/chain/sluice.toml")).unwrap();
+    let built = format!("{}/", examples_dir().display());
+    let manifest = edit(manifest.replace("../target/wasm32-wasip2/release/", &built));
+    let path = dir.join("sluice.toml");
+    std::fs::write(&path, manifest).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn apply_dry_run_reports_the_plan_and_changes_nothing() {
+    let (server, dir) = Server::start().await;
+    let path = chain_manifest(dir.path(), |m| m);
+    let path = path.to_str().unwrap();
+
+    let planned = cli(&server, &["apply", "--dry-run", path]);
+    for line in [
+        "queue orders: create",
+        "function router: deploy version 1",
+        "function router: consume orders",
+        "dry run: nothing was changed",
+    ] {
+        assert!(planned.lines().any(|l| l == line), "{line} in:\n{planned}");
+    }
+    let (_, queues) = server.get("/v1/queues").await;
+    assert_eq!(queues["queues"], serde_json::json!([]), "{queues}");
+    let (_, functions) = server.get("/v1/functions").await;
+    assert_eq!(functions["functions"], serde_json::json!([]), "{functions}");
+
+    let applied = cli(&server, &["apply", path]);
+    assert!(applied.contains("queue orders: created"), "{applied}");
+    let again = cli(&server, &["apply", path]);
+    assert!(again.contains("queue orders: unchanged"), "{again}");
+    let planned = cli(&server, &["apply", "--dry-run", path]);
+    for line in [
+        "queue orders: unchanged",
+        "function router: trigger unchanged",
+    ] {
+        assert!(planned.lines().any(|l| l == line), "{line} in:\n{planned}");
+    }
+    assert!(
+        planned.contains("function router: unchanged (version 1) unless an env value changed"),
+        "{planned}"
+    );
+
+    // Changes are listed setting by setting, and still not made.
+    let path = chain_manifest(dir.path(), |m| {
+        m.replacen("max_attempts = 5", "max_attempts = 9", 1)
+            .replacen("timeout_ms = 5000", "timeout_ms = 7000", 1)
+            .replacen("batch_size = 100", "batch_size = 50", 1)
+    });
+    let path = path.to_str().unwrap();
+    let planned = cli(&server, &["apply", "--dry-run", path]);
+    for line in [
+        "queue orders: update (max_attempts 5 → 9)",
+        "function router: deploy version 2 (timeout_ms 5000 → 7000)",
+        "function router: trigger update (batch_size 100 → 50)",
+    ] {
+        assert!(planned.lines().any(|l| l == line), "{line} in:\n{planned}");
+    }
+    let (_, orders) = server.get("/v1/queues/orders").await;
+    assert_eq!(orders["settings"]["max_attempts"], 5, "{orders}");
+    let (_, router) = server.get("/v1/functions/router").await;
+    assert_eq!(router["versions"].as_array().unwrap().len(), 1, "{router}");
+    assert_eq!(router["trigger"]["batch_size"], 100, "{router}");
+}
+
+#[tokio::test]
+async fn apply_refuses_a_manifest_the_server_would_refuse_before_changing_anything() {
+    let (server, dir) = Server::start().await;
+    let log = examples_dir().join("log.wasm");
+    cli(&server, &["queue", "create", "orders"]);
+    cli(
+        &server,
+        &[
+            "deploy",
+            log.to_str().unwrap(),
+            "--name",
+            "log",
+            "--queue",
+            "orders",
+        ],
+    );
+    let (_, before) = server.get("/v1/queues/orders").await;
+    // The chain's router wants `orders`, which `log` consumes, and its dead-letter queue is
+    // left out of the manifest.
+    let path = chain_manifest(dir.path(), |m| m.replace("[queues.chain-dlq]\n", ""));
+    let path = path.to_str().unwrap();
+    for args in [vec!["apply", "--dry-run", path], vec!["apply", path]] {
+        let output = cli_output(&server, &args);
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let refused = failure(output);
+        assert!(refused.contains("nothing was changed"), "{refused}");
+        let said = stdout + &refused;
+        assert!(
+            said.contains("queue `orders` is consumed by function `log`")
+                && said.contains("`sluice functions untrigger log`")
+                && said.contains("dead-letter queue `chain-dlq` does not exist"),
+            "{args:?}: {said}"
+        );
+    }
+    let (_, queues) = server.get("/v1/queues").await;
+    assert_eq!(queues["queues"].as_array().unwrap().len(), 1, "{queues}");
+    let (_, after) = server.get("/v1/queues/orders").await;
+    assert_eq!(before["settings"], after["settings"]);
+    let (_, functions) = server.get("/v1/functions").await;
+    assert_eq!(functions["functions"].as_array().unwrap().len(), 1);
+}
