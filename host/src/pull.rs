@@ -179,10 +179,28 @@ pub async fn receive(store: &Store, queue: &str, options: ReceiveOptions) -> Res
             .await?
             .map(|at| now + Duration::from_millis(at.saturating_sub(store.now_ms())));
         let wake = due.map_or(deadline, |due| due.min(deadline));
+        let _parked = Parked::on(queue);
         tokio::select! {
             () = &mut notified => {}
             () = tokio::time::sleep_until(wake) => {}
         }
+    }
+}
+
+/// A receive parked waiting for messages, counted in the gauge `sluice_pull_waiting{queue}`
+/// for as long as it waits (dropped when it wakes, or when its client goes away).
+struct Parked(String);
+
+impl Parked {
+    fn on(queue: &str) -> Parked {
+        metrics::gauge!("sluice_pull_waiting", "queue" => queue.to_owned()).increment(1.0);
+        Parked(queue.to_owned())
+    }
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        metrics::gauge!("sluice_pull_waiting", "queue" => self.0.clone()).decrement(1.0);
     }
 }
 

@@ -282,3 +282,225 @@ fn the_examples_toolchain_file_brings_the_wasm_target() {
     assert!(readme.contains("(cd examples && cargo build --release --target wasm32-wasip2)"));
     assert!(readme.contains("examples/rust-toolchain.toml"));
 }
+
+/// The stderr of a CLI run that must fail.
+fn failure(output: std::process::Output) -> String {
+    assert!(!output.status.success(), "expected a failure");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn triggers_are_bound_paused_resumed_and_removed_from_the_cli() {
+    let (server, _dir) = Server::start().await;
+    let log = examples_dir().join("log.wasm");
+    cli(&server, &["queue", "create", "jobs"]);
+    cli(&server, &["deploy", log.to_str().unwrap(), "--name", "log"]);
+
+    let refused = failure(cli_output(&server, &["functions", "pause", "log"]));
+    assert!(
+        refused.contains("has no trigger") && refused.contains("functions trigger log --queue"),
+        "{refused}"
+    );
+
+    let bound = cli(
+        &server,
+        &[
+            "functions",
+            "trigger",
+            "log",
+            "--queue",
+            "jobs",
+            "--batch-size",
+            "5",
+            "--max-wait",
+            "20ms",
+            "--concurrency",
+            "2",
+            "--paused",
+        ],
+    );
+    assert_eq!(bound.trim(), "log consumes jobs (paused)");
+    let (_, record) = server.get("/v1/functions/log").await;
+    assert_eq!(record["trigger"]["paused"], true, "{record}");
+
+    // Resuming keeps every other setting of the trigger, and the queue drains.
+    cli(&server, &["send", "jobs", "while paused"]);
+    let resumed = cli(&server, &["functions", "resume", "log"]);
+    assert!(
+        resumed.starts_with("log resumed: consumes jobs"),
+        "{resumed}"
+    );
+    let drained = wait_for(Duration::from_secs(30), || async {
+        let stats = server.stats("jobs").await;
+        stats["visible"] == 0 && stats["in_flight"] == 0
+    })
+    .await;
+    assert!(
+        drained,
+        "not consumed after resume: {}",
+        server.stats("jobs").await
+    );
+    let (_, record) = server.get("/v1/functions/log").await;
+    let trigger = &record["trigger"];
+    assert_eq!(
+        (
+            &trigger["batch_size"],
+            &trigger["max_wait_ms"],
+            &trigger["max_concurrency"],
+            &trigger["paused"]
+        ),
+        (&5.into(), &20.into(), &2.into(), &false.into()),
+        "{record}"
+    );
+    let paused = cli(&server, &["functions", "pause", "log"]);
+    assert!(paused.starts_with("log paused"), "{paused}");
+    let shown: Value =
+        serde_json::from_str(&cli(&server, &["functions", "show", "log", "--json"])).unwrap();
+    assert_eq!(shown["trigger"]["state"], "paused", "{shown}");
+    assert_eq!(shown["trigger"]["batch_size"], 5, "{shown}");
+
+    // A paused trigger still owns its queue: the 409s for pulling from it and for binding
+    // another function name the command that frees it, and that command does.
+    cli(&server, &["send", "jobs", "for a pull consumer"]);
+    let pull = failure(cli_output(&server, &["receive", "jobs"]));
+    assert!(pull.contains("`sluice functions untrigger log`"), "{pull}");
+    let other = failure(cli_output(
+        &server,
+        &["functions", "trigger", "log2", "--queue", "jobs"],
+    ));
+    assert!(other.contains("404"), "no function log2 yet: {other}");
+    cli(
+        &server,
+        &["deploy", log.to_str().unwrap(), "--name", "log2"],
+    );
+    let taken = failure(cli_output(
+        &server,
+        &["functions", "trigger", "log2", "--queue", "jobs"],
+    ));
+    assert!(
+        taken.contains("409") && taken.contains("`sluice functions untrigger log`"),
+        "{taken}"
+    );
+    let unbound = cli(&server, &["functions", "untrigger", "log"]);
+    assert!(
+        unbound.starts_with("log no longer consumes jobs"),
+        "{unbound}"
+    );
+    let received = cli(&server, &["receive", "jobs", "--ack"]);
+    assert!(received.contains("for a pull consumer"), "{received}");
+    let again = cli(&server, &["functions", "untrigger", "log"]);
+    assert_eq!(again.trim(), "log had no trigger; nothing changed");
+    let (_, record) = server.get("/v1/functions/log").await;
+    assert!(record["trigger"].is_null(), "{record}");
+}
+
+/// The example chain's manifest with its components' paths pointing at the built examples,
+/// written into `dir`.
+fn chain_manifest(dir: &std::path::Path, edit: impl Fn(String) -> String) -> std::path::PathBuf {
+    let manifest = std::fs::read_to_string(repo().join("examples/chain/sluice.toml")).unwrap();
+    let built = format!("{}/", examples_dir().display());
+    let manifest = edit(manifest.replace("../target/wasm32-wasip2/release/", &built));
+    let path = dir.join("sluice.toml");
+    std::fs::write(&path, manifest).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn apply_dry_run_reports_the_plan_and_changes_nothing() {
+    let (server, dir) = Server::start().await;
+    let path = chain_manifest(dir.path(), |m| m);
+    let path = path.to_str().unwrap();
+
+    let planned = cli(&server, &["apply", "--dry-run", path]);
+    for line in [
+        "queue orders: create",
+        "function router: deploy version 1",
+        "function router: consume orders",
+        "dry run: nothing was changed",
+    ] {
+        assert!(planned.lines().any(|l| l == line), "{line} in:\n{planned}");
+    }
+    let (_, queues) = server.get("/v1/queues").await;
+    assert_eq!(queues["queues"], serde_json::json!([]), "{queues}");
+    let (_, functions) = server.get("/v1/functions").await;
+    assert_eq!(functions["functions"], serde_json::json!([]), "{functions}");
+
+    let applied = cli(&server, &["apply", path]);
+    assert!(applied.contains("queue orders: created"), "{applied}");
+    let again = cli(&server, &["apply", path]);
+    assert!(again.contains("queue orders: unchanged"), "{again}");
+    let planned = cli(&server, &["apply", "--dry-run", path]);
+    for line in [
+        "queue orders: unchanged",
+        "function router: trigger unchanged",
+    ] {
+        assert!(planned.lines().any(|l| l == line), "{line} in:\n{planned}");
+    }
+    assert!(
+        planned.contains("function router: unchanged (version 1) unless an env value changed"),
+        "{planned}"
+    );
+
+    // Changes are listed setting by setting, and still not made.
+    let path = chain_manifest(dir.path(), |m| {
+        m.replacen("max_attempts = 5", "max_attempts = 9", 1)
+            .replacen("timeout_ms = 5000", "timeout_ms = 7000", 1)
+            .replacen("batch_size = 100", "batch_size = 50", 1)
+    });
+    let path = path.to_str().unwrap();
+    let planned = cli(&server, &["apply", "--dry-run", path]);
+    for line in [
+        "queue orders: update (max_attempts 5 → 9)",
+        "function router: deploy version 2 (timeout_ms 5000 → 7000)",
+        "function router: trigger update (batch_size 100 → 50)",
+    ] {
+        assert!(planned.lines().any(|l| l == line), "{line} in:\n{planned}");
+    }
+    let (_, orders) = server.get("/v1/queues/orders").await;
+    assert_eq!(orders["settings"]["max_attempts"], 5, "{orders}");
+    let (_, router) = server.get("/v1/functions/router").await;
+    assert_eq!(router["versions"].as_array().unwrap().len(), 1, "{router}");
+    assert_eq!(router["trigger"]["batch_size"], 100, "{router}");
+}
+
+#[tokio::test]
+async fn apply_refuses_a_manifest_the_server_would_refuse_before_changing_anything() {
+    let (server, dir) = Server::start().await;
+    let log = examples_dir().join("log.wasm");
+    cli(&server, &["queue", "create", "orders"]);
+    cli(
+        &server,
+        &[
+            "deploy",
+            log.to_str().unwrap(),
+            "--name",
+            "log",
+            "--queue",
+            "orders",
+        ],
+    );
+    let (_, before) = server.get("/v1/queues/orders").await;
+    // The chain's router wants `orders`, which `log` consumes, and its dead-letter queue is
+    // left out of the manifest.
+    let path = chain_manifest(dir.path(), |m| m.replace("[queues.chain-dlq]\n", ""));
+    let path = path.to_str().unwrap();
+    for args in [vec!["apply", "--dry-run", path], vec!["apply", path]] {
+        let output = cli_output(&server, &args);
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let refused = failure(output);
+        assert!(refused.contains("nothing was changed"), "{refused}");
+        let said = stdout + &refused;
+        assert!(
+            said.contains("queue `orders` is consumed by function `log`")
+                && said.contains("`sluice functions untrigger log`")
+                && said.contains("dead-letter queue `chain-dlq` does not exist"),
+            "{args:?}: {said}"
+        );
+    }
+    let (_, queues) = server.get("/v1/queues").await;
+    assert_eq!(queues["queues"].as_array().unwrap().len(), 1, "{queues}");
+    let (_, after) = server.get("/v1/queues/orders").await;
+    assert_eq!(before["settings"], after["settings"]);
+    let (_, functions) = server.get("/v1/functions").await;
+    assert_eq!(functions["functions"].as_array().unwrap().len(), 1);
+}

@@ -272,10 +272,14 @@ async fn twenty_sigkills_under_load_lose_nothing_and_duplicate_no_send() {
     let server = server.unwrap();
     // One more stretch of load against the last server, then stop producing.
     let before = producers.acked_count().await;
-    wait_for(Duration::from_secs(10), || async {
+    let resumed = wait_for(Duration::from_secs(10), || async {
         producers.acked_count().await > before + 100
     })
     .await;
+    assert!(
+        resumed,
+        "the last server did not take 100 more enqueues within 10 s (SLUICE_CRASH_SEED={seed})"
+    );
     aim(&target, None);
     let (acked, poison, failed_requests) = producers.finish().await;
 
@@ -353,10 +357,14 @@ async fn sigterm_under_load_then_restart_handles_everything_without_waiting_for_
     let server = Server::start_in(dir.path()).await;
     aim(&target, Some(&server));
     let before = producers.acked_count().await;
-    wait_for(Duration::from_secs(10), || async {
+    let resumed = wait_for(Duration::from_secs(10), || async {
         producers.acked_count().await > before + 200
     })
     .await;
+    assert!(
+        resumed,
+        "the restarted server did not take 200 more enqueues within 10 s"
+    );
     aim(&target, None);
     let (acked, poison, failed_requests) = producers.finish().await;
 

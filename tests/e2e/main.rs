@@ -20,6 +20,7 @@ mod outbox;
 mod polyglot;
 mod pull;
 mod queues;
+mod readme;
 mod replies;
 mod schedules;
 mod sqs;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{Server, assert_error, cli, guest};
+use crate::support::{Server, assert_error, cli, guest, wait_for};
 
 async fn receive(server: &Server, queue: &str, body: Value) -> Vec<Value> {
     let (status, answer) = server
@@ -254,7 +254,6 @@ async fn a_long_poll_returns_as_soon_as_a_message_is_enqueued() {
     server.create_queue(json!({"name": "q"})).await;
     let url = server.url("/v1/queues/q/messages/receive");
     let http = server.http.clone();
-    let started = Instant::now();
     let waiting = tokio::spawn(async move {
         let response = http
             .post(url)
@@ -263,13 +262,38 @@ async fn a_long_poll_returns_as_soon_as_a_message_is_enqueued() {
             .await
             .unwrap();
         let answer: Value = response.json().await.unwrap();
-        (started.elapsed(), answer)
+        (Instant::now(), answer)
     });
+    // The receive has looked at the empty queue and is parked before anything is enqueued,
+    // so only the enqueue's wake-up can answer it within its 15 s.
+    let parked = wait_for(Duration::from_secs(10), || async {
+        let metrics = server
+            .http
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metrics.contains("sluice_pull_waiting{queue=\"q\"} 1")
+    })
+    .await;
+    assert!(parked, "the receive never parked on the empty queue");
+    assert!(
+        !waiting.is_finished(),
+        "answered before anything was enqueued"
+    );
+    let sent = Instant::now();
     let (status, _) = server.post_raw("/v1/queues/q/messages", "wake up").await;
     assert_eq!(status, 201);
-    let (elapsed, answer) = waiting.await.unwrap();
+    let (answered, answer) = waiting.await.unwrap();
     assert_eq!(answer["messages"][0]["body"], "wake up", "{answer}");
-    assert!(elapsed < Duration::from_secs(5), "woke after {elapsed:?}");
+    let woke_after = answered - sent;
+    assert!(
+        woke_after < Duration::from_secs(5),
+        "woke {woke_after:?} after the enqueue"
+    );
 
     // With nothing to receive, the wait runs out and the answer is empty.
     let started = Instant::now();

@@ -43,6 +43,15 @@ pub struct DeployArgs {
     /// Consume this queue (creates or replaces the function's trigger).
     #[arg(long)]
     queue: Option<String>,
+    #[command(flatten)]
+    trigger: TriggerSettings,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+/// How a trigger consumes its queue (`deploy --queue` and `functions trigger`).
+#[derive(Debug, Args)]
+struct TriggerSettings {
     /// Messages per invocation, 1 to 1000.
     #[arg(long, default_value_t = 10, requires = "queue",
         value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -54,11 +63,33 @@ pub struct DeployArgs {
     #[arg(long, default_value_t = 4, requires = "queue",
         value_parser = clap::value_parser!(u32).range(1..=1000))]
     concurrency: u32,
-    /// Create the trigger paused.
+    /// Create the trigger paused (resume it with `sluice functions resume`).
     #[arg(long, requires = "queue")]
     paused: bool,
-    #[command(flatten)]
-    remote: Remote,
+}
+
+impl TriggerSettings {
+    /// `PUT /v1/functions/{name}/trigger`'s body.
+    fn body(&self, queue: &str) -> Value {
+        json!({
+            "queue": queue,
+            "batch_size": self.batch_size,
+            "max_wait_ms": self.max_wait.map(|d| d.as_millis() as u64).unwrap_or(0),
+            "max_concurrency": self.concurrency,
+            "paused": self.paused,
+        })
+    }
+}
+
+/// Puts `name`'s trigger and returns its status (`state`: running, paused or stopped).
+async fn put_trigger(client: &Client, name: &str, trigger: &Value) -> anyhow::Result<Value> {
+    let request = client
+        .request(
+            Method::PUT,
+            &format!("/v1/functions/{}/trigger", segment(name)),
+        )
+        .json(trigger);
+    client.send(request).await
 }
 
 fn parse_max_wait(text: &str) -> Result<Duration, String> {
@@ -155,20 +186,7 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     }
     let mut answer = json!({ "function": record, "unchanged": same });
     if let Some(queue) = &args.queue {
-        let trigger = json!({
-            "queue": queue,
-            "batch_size": args.batch_size,
-            "max_wait_ms": args.max_wait.map(|d| d.as_millis() as u64).unwrap_or(0),
-            "max_concurrency": args.concurrency,
-            "paused": args.paused,
-        });
-        let request = client
-            .request(
-                Method::PUT,
-                &format!("/v1/functions/{}/trigger", segment(&args.name)),
-            )
-            .json(&trigger);
-        let status = client.send(request).await?;
+        let status = put_trigger(&client, &args.name, &args.trigger.body(queue)).await?;
         if !args.remote.json {
             println!(
                 "{} consumes {queue} ({})",
@@ -202,8 +220,9 @@ async fn check_trigger_queue(client: &Client, name: &str, queue: &str) -> anyhow
         .find(|f| f["trigger"]["queue"] == queue && f["name"] != name);
     if let Some(other) = consumer {
         bail!(
-            "queue `{queue}` is consumed by function `{}`; delete that function's trigger first",
-            view::text(&other["name"])
+            "queue `{queue}` is consumed by function `{other}`; delete that function's trigger \
+             first (`sluice functions untrigger {other}`)",
+            other = view::text(&other["name"])
         );
     }
     Ok(())
@@ -256,6 +275,28 @@ pub enum FunctionsCommand {
     Rollback(RollbackArgs),
     /// Delete a function, its versions and its trigger.
     Delete(NameArgs),
+    /// Bind a function to the queue it consumes (replacing its trigger).
+    Trigger(TriggerArgs),
+    /// Stop a function consuming its queue (batches in flight still settle); the queue is
+    /// then free for another function or for pull consumers.
+    Untrigger(NameArgs),
+    /// Start no new batches, keeping the trigger; messages wait in the queue.
+    Pause(NameArgs),
+    /// Start batches again after `pause`.
+    Resume(NameArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TriggerArgs {
+    /// The function.
+    name: String,
+    /// The queue it consumes (one function per queue).
+    #[arg(long)]
+    queue: String,
+    #[command(flatten)]
+    trigger: TriggerSettings,
+    #[command(flatten)]
+    remote: Remote,
 }
 
 #[derive(Debug, Args)]
@@ -348,6 +389,89 @@ pub async fn run(command: FunctionsCommand) -> anyhow::Result<()> {
                 println!("deleted function {}", args.name);
             }
         }
+        FunctionsCommand::Trigger(args) => {
+            let client = args.remote.client();
+            let status = put_trigger(&client, &args.name, &args.trigger.body(&args.queue)).await?;
+            if args.remote.json {
+                print_json(&status);
+            } else {
+                println!(
+                    "{} consumes {} ({})",
+                    args.name,
+                    args.queue,
+                    view::text(&status["state"])
+                );
+            }
+        }
+        FunctionsCommand::Untrigger(args) => {
+            let client = args.remote.client();
+            let path = format!("/v1/functions/{}", segment(&args.name));
+            let before = client.get(&path).await?;
+            client.delete(&format!("{path}/trigger")).await?;
+            let queue = before["trigger"]["queue"].as_str();
+            if args.remote.json {
+                print_json(&json!({ "function": args.name, "untriggered": queue }));
+            } else if let Some(queue) = queue {
+                println!(
+                    "{} no longer consumes {queue} (batches in flight still settle)",
+                    args.name
+                );
+            } else {
+                println!("{} had no trigger; nothing changed", args.name);
+            }
+        }
+        FunctionsCommand::Pause(args) => set_paused(args, true).await?,
+        FunctionsCommand::Resume(args) => set_paused(args, false).await?,
+    }
+    Ok(())
+}
+
+/// `functions pause` and `functions resume`: puts the trigger back as it is, but for `paused`.
+async fn set_paused(args: NameArgs, paused: bool) -> anyhow::Result<()> {
+    let client = args.remote.client();
+    let function = client
+        .get(&format!("/v1/functions/{}", segment(&args.name)))
+        .await?;
+    let trigger = &function["trigger"];
+    if trigger.is_null() {
+        bail!(
+            "function `{name}` has no trigger to {verb}; bind it to a queue with \
+             `sluice functions trigger {name} --queue QUEUE`",
+            name = args.name,
+            verb = if paused { "pause" } else { "resume" },
+        );
+    }
+    let body = json!({
+        "queue": trigger["queue"],
+        "batch_size": trigger["batch_size"],
+        "max_wait_ms": trigger["max_wait_ms"],
+        "max_concurrency": trigger["max_concurrency"],
+        "paused": paused,
+    });
+    let was_paused = trigger["paused"] == true;
+    let status = put_trigger(&client, &args.name, &body).await?;
+    if args.remote.json {
+        print_json(&status);
+        return Ok(());
+    }
+    let queue = view::text(&trigger["queue"]);
+    match (paused, was_paused) {
+        (true, true) => println!("{} was already paused on {queue}", args.name),
+        (true, false) => println!(
+            "{} paused: no new batches from {queue} until `sluice functions resume {}` \
+             (batches in flight still settle)",
+            args.name, args.name
+        ),
+        (false, false) => println!(
+            "{} was not paused; it consumes {queue} ({})",
+            args.name,
+            view::text(&status["state"])
+        ),
+        (false, true) => println!(
+            "{} resumed: consumes {queue} ({})",
+            args.name,
+            view::text(&status["state"])
+        ),
     }
     Ok(())
 }

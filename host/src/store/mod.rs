@@ -96,7 +96,8 @@ pub enum Error {
     #[error("function `{0}` does not exist")]
     FunctionNotFound(String),
     #[error(
-        "queue `{queue}` is consumed by function `{function}`; delete that function's trigger first"
+        "queue `{queue}` is consumed by function `{function}`; delete that function's trigger \
+         first (`sluice functions untrigger {function}`)"
     )]
     QueueHasConsumer { queue: String, function: String },
     /// The database was written by a newer Sluice.

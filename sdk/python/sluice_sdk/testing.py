@@ -25,7 +25,9 @@ request to anything not stubbed fails the test with :class:`UnstubbedRequest`::
 from __future__ import annotations
 
 import json as _json
+import sys
 import time
+import traceback
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Optional, Union
@@ -388,7 +390,10 @@ def run(
     With ``queues`` (``topics``), only those queues (topics) exist: a send (publication) to any
     other raises, as it does on the host. ``http`` answers the handler's HTTP requests; without
     it, any request fails the test. An exception from the handler is caught and reported, as the
-    host reports it; :class:`UnstubbedRequest` is raised.
+    host reports it (``report.error``, ``report.exception``), and its traceback is printed to
+    standard error, as the host puts it in the invocation's log: pytest shows it beside a failed
+    assertion such as ``report.acked == [...]``, so the cause is never hidden.
+    :class:`UnstubbedRequest` is raised.
     """
     batch = Batch(
         [m.build(i) if isinstance(m, TestMessage) else m for i, m in enumerate(messages, start=1)]
@@ -402,6 +407,12 @@ def run(
         error, exception = None, None
     except Exception as e:  # noqa: BLE001 - reported, like the host does
         failures, error, exception = [], reason(e), e
+        print(
+            "sluice_sdk.testing.run: the handler raised, so the whole batch fails (the host would "
+            f"retry it): {error}",
+            file=sys.stderr,
+        )
+        traceback.print_exception(e, file=sys.stderr)
     finally:
         _outbox.recorder, _http_module.transport = previous
     if current.unstubbed is not None:

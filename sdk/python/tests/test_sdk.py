@@ -95,6 +95,19 @@ def test_an_exception_fails_the_batch_and_discards_sends():
     assert report.committed == []
 
 
+def test_an_exception_is_shown_with_its_traceback(capsys):
+    def handle(batch):
+        raise ValueError("the cause")
+
+    report = testing.run(handle, [testing.message("a")])
+    assert report.acked == []
+    shown = capsys.readouterr().err
+    assert "the handler raised" in shown and "ValueError: the cause" in shown, shown
+    assert "Traceback (most recent call last)" in shown and "in handle" in shown, shown
+    testing.run(lambda batch: None, [testing.message("a")])
+    assert capsys.readouterr().err == "", "nothing is printed when the handler returns"
+
+
 def test_other_exceptions_are_named_in_the_reason():
     report = testing.run(lambda batch: {}["missing"], [testing.message("a")])
     assert report.error == "KeyError: 'missing'"
