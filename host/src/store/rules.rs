@@ -7,11 +7,104 @@
 //!   retry or an expired lease dead-letters it instead of delivering it again.
 //! - [`dead_letter_attributes`]: what a dead-lettered message carries into its dead-letter
 //!   queue.
+//! - [`stale_acks`] and [`dispose`]: what a settle does with each message it names. Only a
+//!   message the settling lease still holds is touched, each at most once; everything else is
+//!   stale (its lease expired and another consumer has it, or it was settled already). A retry
+//!   makes the message visible again after its delay, unless its attempts are spent: then it is
+//!   dead-lettered with its error.
+
+use std::collections::HashSet;
 
 use super::{
-    ATTR_ATTEMPTS, ATTR_DEAD_LETTER_REASON, ATTR_SOURCE_ID, ATTR_SOURCE_QUEUE, Error,
-    QueueSettings, Result, is_reserved_attribute,
+    ATTR_ATTEMPTS, ATTR_DEAD_LETTER_REASON, ATTR_SOURCE_ID, ATTR_SOURCE_QUEUE, DeadLetter, Error,
+    QueueSettings, Result, Retry, is_reserved_attribute,
 };
+
+/// A message id as the store writes it; anything else names no message of this store.
+pub fn message_id(id: &str) -> Option<i64> {
+    id.parse().ok()
+}
+
+/// The ids of `ack` that did not acknowledge a message: not held by the lease (`gone` holds the
+/// ids the backend's delete under the lease removed), not an id at all, or named again.
+pub fn stale_acks(ack: Vec<String>, gone: &HashSet<i64>) -> Vec<String> {
+    let mut unclaimed = gone.clone();
+    ack.into_iter()
+        .filter(|id| !message_id(id).is_some_and(|id| unclaimed.remove(&id)))
+        .collect()
+}
+
+/// What a settle does to one message it retries or dead-letters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposal {
+    /// Back to the queue: visible at `visible_at`, keeping `error` as its last error.
+    Retry {
+        id: i64,
+        visible_at: u64,
+        error: String,
+    },
+    /// To the queue's dead-letter queue with `reason` (or dropped, without one).
+    DeadLetter { id: i64, reason: String },
+}
+
+/// Decides the retries and dead letters of a settle at `now`: `attempt_of` gives the attempt of
+/// a message the settling lease still holds (read by the backend, locked until it commits), and
+/// `None` for any other. Retries come first, then dead letters, each id at most once. Returns
+/// the disposals in that order and the stale ids.
+pub fn dispose(
+    retry: Vec<Retry>,
+    dead_letter: Vec<DeadLetter>,
+    attempt_of: impl Fn(i64) -> Option<u32>,
+    settings: &QueueSettings,
+    now: u64,
+) -> (Vec<Disposal>, Vec<String>) {
+    let mut disposals = Vec::with_capacity(retry.len() + dead_letter.len());
+    let mut stale = Vec::new();
+    let mut claimed = HashSet::new();
+    let mut hold = |id: &str| {
+        message_id(id)
+            .and_then(|n| attempt_of(n).map(|attempt| (n, attempt)))
+            .filter(|(n, _)| claimed.insert(*n))
+    };
+    for Retry {
+        id,
+        delay_ms,
+        error,
+    } in retry
+    {
+        match hold(&id) {
+            None => stale.push(id),
+            Some((id, attempt)) if attempts_spent(attempt, settings) => {
+                disposals.push(Disposal::DeadLetter { id, reason: error })
+            }
+            Some((id, _)) => disposals.push(Disposal::Retry {
+                id,
+                visible_at: now.saturating_add(delay_ms),
+                error,
+            }),
+        }
+    }
+    for DeadLetter { id, reason } in dead_letter {
+        match hold(&id) {
+            None => stale.push(id),
+            Some((id, _)) => disposals.push(Disposal::DeadLetter { id, reason }),
+        }
+    }
+    (disposals, stale)
+}
+
+/// The ids whose hold [`dispose`] needs: those of `retry` and `dead_letter` that are ids at all,
+/// each once, in order.
+pub fn disposal_ids(retry: &[Retry], dead_letter: &[DeadLetter]) -> Vec<i64> {
+    let mut seen = HashSet::new();
+    retry
+        .iter()
+        .map(|r| r.id.as_str())
+        .chain(dead_letter.iter().map(|d| d.id.as_str()))
+        .filter_map(message_id)
+        .filter(|id| seen.insert(*id))
+        .collect()
+}
 
 /// Whether a message delivered `attempt` times (the delivery being settled included) has had
 /// every delivery `settings` allow: a retry of it, or its lease expiring, dead-letters it
@@ -133,6 +226,82 @@ mod tests {
             chain.found(after)?;
         }
         Ok(())
+    }
+
+    fn retry(id: &str, delay_ms: u64) -> Retry {
+        Retry {
+            id: id.to_owned(),
+            delay_ms,
+            error: format!("e{id}"),
+        }
+    }
+
+    fn dead(id: &str) -> DeadLetter {
+        DeadLetter {
+            id: id.to_owned(),
+            reason: format!("r{id}"),
+        }
+    }
+
+    #[test]
+    fn a_settle_disposes_of_each_held_message_once_and_the_rest_is_stale() {
+        let settings = QueueSettings {
+            max_attempts: 3,
+            ..QueueSettings::default()
+        };
+        // 1 and 2 held (attempts 1 and 3), 3 and 4 held too, 9 not held.
+        let held = |id: i64| match id {
+            1 | 3 | 4 => Some(1),
+            2 => Some(3),
+            _ => None,
+        };
+        let (disposals, stale) = dispose(
+            vec![
+                retry("1", 500),
+                retry("2", 500),
+                retry("9", 0),
+                retry("x", 0),
+            ],
+            vec![dead("3"), dead("1"), dead("4"), dead("4")],
+            held,
+            &settings,
+            1_000,
+        );
+        assert_eq!(
+            disposals,
+            [
+                Disposal::Retry {
+                    id: 1,
+                    visible_at: 1_500,
+                    error: "e1".into()
+                },
+                // Its third delivery: spent, dead-lettered with the retry's error.
+                Disposal::DeadLetter {
+                    id: 2,
+                    reason: "e2".into()
+                },
+                Disposal::DeadLetter {
+                    id: 3,
+                    reason: "r3".into()
+                },
+                Disposal::DeadLetter {
+                    id: 4,
+                    reason: "r4".into()
+                },
+            ]
+        );
+        assert_eq!(stale, ["9", "x", "1", "4"]);
+        assert_eq!(
+            disposal_ids(&[retry("1", 0), retry("x", 0)], &[dead("1"), dead("2")]),
+            [1, 2]
+        );
+    }
+
+    #[test]
+    fn acks_not_deleted_under_the_lease_are_stale() {
+        let gone: HashSet<i64> = [1, 2].into();
+        let ack = ["1", "2", "2", "3", "nope"].map(String::from).to_vec();
+        assert_eq!(stale_acks(ack, &gone), ["2", "3", "nope"]);
     }
 
     #[test]

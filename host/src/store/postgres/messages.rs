@@ -11,11 +11,13 @@ use tokio_postgres::Statement;
 use tokio_postgres::error::SqlState;
 
 use super::super::codec::{decode_attributes, decode_settings, encode_attributes};
-use super::super::rules::{attempts_spent, dead_letter_attributes};
+use super::super::rules::{
+    Disposal, attempts_spent, dead_letter_attributes, disposal_ids, dispose, message_id, stale_acks,
+};
 use super::super::validate::{self, is_reserved_attribute};
 use super::super::{
-    DEFAULT_PRIORITY, DeadLetter, Enqueued, Error, Lease, MAX_LEASE_MESSAGES, MAX_PRIORITY,
-    Message, NewMessage, QueueSettings, REASON_LEASE_EXPIRED, Result, Retry, Settled, Settlement,
+    DEFAULT_PRIORITY, Enqueued, Error, Lease, MAX_LEASE_MESSAGES, MAX_PRIORITY, Message,
+    NewMessage, QueueSettings, REASON_LEASE_EXPIRED, Result, Settled, Settlement,
 };
 use super::{count, int, sql};
 
@@ -145,10 +147,6 @@ fn queue_gone(err: tokio_postgres::Error, queue: &str) -> Error {
     } else {
         err.into()
     }
-}
-
-fn message_id(id: &str) -> Option<i64> {
-    id.parse().ok()
 }
 
 /// The lane a deliverable message of this priority waits in (lane 0 is read first).
@@ -638,12 +636,7 @@ pub async fn settle(
     if !ack.is_empty() {
         out.acked = gone.len() as u64;
         let gone: HashSet<i64> = gone.iter().map(|row| row.get(0)).collect();
-        // An id named twice is stale the second time.
-        let mut unclaimed = gone.clone();
-        out.stale.extend(
-            ack.into_iter()
-                .filter(|id| !message_id(id).is_some_and(|id| unclaimed.remove(&id))),
-        );
+        out.stale.extend(stale_acks(ack, &gone));
         // ACK_MANY recorded the acked delta itself.
         if !replies.is_empty() {
             out.replied = super::replies::insert(tx, work, queue, replies, |id| {
@@ -653,46 +646,39 @@ pub async fn settle(
         }
     }
 
-    for Retry {
-        id,
-        delay_ms,
-        error,
-    } in retry
-    {
-        let Some((id, attempt)) = held(tx, queue, &id, lease_id).await? else {
-            out.stale.push(id);
-            continue;
-        };
-        let settings = work.settings(tx, queue).await?;
-        if attempts_spent(attempt, &settings) {
-            if dead_letter(tx, work, queue, &settings, id, &error).await? {
-                out.dead_lettered += 1;
-            } else {
-                out.dropped += 1;
-            }
-            continue;
+    // What the lease still holds of the rest decides their fate (rules::dispose).
+    let mut held = HashMap::new();
+    for id in disposal_ids(&retry, &dead) {
+        if let Some(attempt) = held_by(tx, queue, id, lease_id).await? {
+            held.insert(id, attempt);
         }
-        let visible_at = int(now.saturating_add(delay_ms));
-        tx.execute(
-            &tx.prepare_cached(sql::RETRY).await?,
-            &[&id, &visible_at, &error, &queue],
-        )
-        .await?;
-        out.retried += 1;
-        work.count(queue).retried += 1;
-        work.wake.insert(queue.to_owned());
     }
-
-    for DeadLetter { id, reason } in dead {
-        let Some((id, _)) = held(tx, queue, &id, lease_id).await? else {
-            out.stale.push(id);
-            continue;
-        };
-        let settings = work.settings(tx, queue).await?;
-        if dead_letter(tx, work, queue, &settings, id, &reason).await? {
-            out.dead_lettered += 1;
-        } else {
-            out.dropped += 1;
+    let settings = work.settings(tx, queue).await?;
+    let (disposals, stale) = dispose(retry, dead, |id| held.get(&id).copied(), &settings, now);
+    out.stale.extend(stale);
+    for disposal in disposals {
+        match disposal {
+            Disposal::Retry {
+                id,
+                visible_at,
+                error,
+            } => {
+                tx.execute(
+                    &tx.prepare_cached(sql::RETRY).await?,
+                    &[&id, &int(visible_at), &error, &queue],
+                )
+                .await?;
+                out.retried += 1;
+                work.count(queue).retried += 1;
+                work.wake.insert(queue.to_owned());
+            }
+            Disposal::DeadLetter { id, reason } => {
+                if dead_letter(tx, work, queue, &settings, id, &reason).await? {
+                    out.dead_lettered += 1;
+                } else {
+                    out.dropped += 1;
+                }
+            }
         }
     }
 
@@ -710,23 +696,15 @@ pub async fn settle(
     Ok(out)
 }
 
-/// The message's id and attempt when `lease_id` still holds it (locked until commit).
-async fn held(
-    tx: &Transaction<'_>,
-    queue: &str,
-    id: &str,
-    lease_id: i64,
-) -> Result<Option<(i64, u32)>> {
-    let Some(id) = message_id(id) else {
-        return Ok(None);
-    };
+/// The message's attempt when `lease_id` still holds it (locked until commit).
+async fn held_by(tx: &Transaction<'_>, queue: &str, id: i64, lease_id: i64) -> Result<Option<u32>> {
     let row = tx
         .query_opt(
             &tx.prepare_cached(sql::LEASED_ATTEMPT).await?,
             &[&id, &lease_id, &queue],
         )
         .await?;
-    Ok(row.map(|r| (id, u32::try_from(r.get::<_, i32>(0)).unwrap_or(0))))
+    Ok(row.map(|r| u32::try_from(r.get::<_, i32>(0)).unwrap_or(0)))
 }
 
 /// Moves message `id` to the queue's dead-letter queue as a new message, with the reason,

@@ -2,7 +2,7 @@
 //! settle (ack, retry, dead-letter, send: all or nothing), redrive, purge and the retention
 //! sweep. Each takes the request's [`Tx`] and leaves counters and wake-ups to it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use rusqlite::{OptionalExtension, params};
@@ -12,11 +12,12 @@ use super::read::{decode_attributes, encode_attributes, message_from_row};
 use super::validate::{self, is_reserved_attribute};
 use super::writer::{Due, Tx, int};
 use super::{
-    DEFAULT_PRIORITY, DeadLetter, Enqueued, Error, Lease, MAX_LEASE_MESSAGES, MAX_PRIORITY,
-    Message, NewMessage, QueueSettings, REASON_LEASE_EXPIRED, Result, Retry, Settled, Settlement,
-    sql,
+    DEFAULT_PRIORITY, Enqueued, Error, Lease, MAX_LEASE_MESSAGES, MAX_PRIORITY, Message,
+    NewMessage, QueueSettings, REASON_LEASE_EXPIRED, Result, Settled, Settlement, sql,
 };
-use crate::store::rules::{attempts_spent, dead_letter_attributes};
+use crate::store::rules::{
+    Disposal, attempts_spent, dead_letter_attributes, disposal_ids, dispose, message_id, stale_acks,
+};
 
 /// The most messages one request of a bulk operation (purge, queue delete, redrive, retention
 /// sweep) deletes or moves. Each chunk commits on its own, so writes to other queues wait at
@@ -353,59 +354,53 @@ pub fn settle(
         }
         acked = gone.len() as u64;
         let gone: HashSet<i64> = gone.into_iter().map(|(id, _, _)| id).collect();
-        // An id named twice is stale the second time.
-        let mut unclaimed = gone.clone();
-        out.stale.extend(
-            ack.into_iter()
-                .filter(|id| !parse_id(id).is_some_and(|id| unclaimed.remove(&id))),
-        );
+        out.stale.extend(stale_acks(ack, &gone));
         if !replies.is_empty() {
             out.replied = super::replies::insert(tx, queue, replies, |id| {
-                parse_id(id).is_some_and(|id| gone.contains(&id))
+                message_id(id).is_some_and(|id| gone.contains(&id))
             })?;
         }
     }
     out.acked = acked;
     tx.count(queue).acked += acked;
 
-    for Retry {
-        id,
-        delay_ms,
-        error,
-    } in retry
-    {
-        let Some((id, attempt, was)) = held(tx, queue, &id, lease_id)? else {
-            out.stale.push(id);
-            continue;
-        };
-        let settings = tx.settings(queue)?;
-        if attempts_spent(attempt, &settings) {
-            if dead_letter(tx, queue, &settings, id, &error)? {
-                out.dead_lettered += 1;
-            } else {
-                out.dropped += 1;
-            }
-            continue;
+    // What the lease still holds of the rest decides their fate (rules::dispose).
+    let mut held = HashMap::new();
+    for id in disposal_ids(&retry, &dead) {
+        if let Some((attempt, due)) = held_by(tx, queue, id, lease_id)? {
+            held.insert(id, (attempt, due));
         }
-        let visible_at = now.saturating_add(delay_ms);
-        conn.prepare_cached(sql::RETRY)?
-            .execute(params![id, int(visible_at), error])?;
-        tx.moved(queue, was, Due::ready(visible_at))?;
-        out.retried += 1;
-        tx.count(queue).retried += 1;
-        tx.notify(queue);
     }
-
-    for DeadLetter { id, reason } in dead {
-        let Some((id, _, _)) = held(tx, queue, &id, lease_id)? else {
-            out.stale.push(id);
-            continue;
-        };
-        let settings = tx.settings(queue)?;
-        if dead_letter(tx, queue, &settings, id, &reason)? {
-            out.dead_lettered += 1;
-        } else {
-            out.dropped += 1;
+    let settings = tx.settings(queue)?;
+    let (disposals, stale) = dispose(
+        retry,
+        dead,
+        |id| held.get(&id).map(|(attempt, _)| *attempt),
+        &settings,
+        now,
+    );
+    out.stale.extend(stale);
+    for disposal in disposals {
+        match disposal {
+            Disposal::Retry {
+                id,
+                visible_at,
+                error,
+            } => {
+                conn.prepare_cached(sql::RETRY)?
+                    .execute(params![id, int(visible_at), error])?;
+                tx.moved(queue, held[&id].1, Due::ready(visible_at))?;
+                out.retried += 1;
+                tx.count(queue).retried += 1;
+                tx.notify(queue);
+            }
+            Disposal::DeadLetter { id, reason } => {
+                if dead_letter(tx, queue, &settings, id, &reason)? {
+                    out.dead_lettered += 1;
+                } else {
+                    out.dropped += 1;
+                }
+            }
         }
     }
 
@@ -420,11 +415,8 @@ pub fn settle(
     Ok(out)
 }
 
-/// The message's id, attempt and due time when `lease_id` still holds it.
-fn held(tx: &Tx<'_>, queue: &str, id: &str, lease_id: i64) -> Result<Option<(i64, u32, Due)>> {
-    let Some(id) = parse_id(id) else {
-        return Ok(None);
-    };
+/// The message's attempt and due time when `lease_id` still holds it.
+fn held_by(tx: &Tx<'_>, queue: &str, id: i64, lease_id: i64) -> Result<Option<(u32, Due)>> {
     let row: Option<(i64, i64)> = tx
         .conn
         .prepare_cached(sql::LEASED_ATTEMPT)?
@@ -432,7 +424,6 @@ fn held(tx: &Tx<'_>, queue: &str, id: &str, lease_id: i64) -> Result<Option<(i64
         .optional()?;
     Ok(row.map(|(attempt, visible_at)| {
         (
-            id,
             u32::try_from(attempt).unwrap_or(u32::MAX),
             Due::leased(u64::try_from(visible_at).unwrap_or(0)),
         )

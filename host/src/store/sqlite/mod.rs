@@ -26,10 +26,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::{
-    Backend, CatalogChange, Clock, DEFAULT_PRIORITY, DeadLetter, Enqueued, Error, Events,
-    FunctionRecord, FunctionVersion, Lease, LogWrite, MAX_LEASE_MESSAGES, MAX_PRIORITY, Message,
-    NewMessage, NextLease, QueueInfo, QueueSettings, QueueStats, REASON_LEASE_EXPIRED, Result,
-    Retry, ScheduleRecord, Settled, Settlement, StoreOptions, TokenRecord, TriggerRecord, validate,
+    Backend, CatalogChange, Clock, DEFAULT_PRIORITY, Enqueued, Error, Events, FunctionRecord,
+    FunctionVersion, Lease, LogWrite, MAX_LEASE_MESSAGES, MAX_PRIORITY, Message, NewMessage,
+    NextLease, QueueInfo, QueueSettings, QueueStats, REASON_LEASE_EXPIRED, Result, ScheduleRecord,
+    Settled, Settlement, StoreOptions, TokenRecord, TriggerRecord, validate,
 };
 use super::{Published, ReplayFrom, SubscriptionRecord, TopicRecord};
 use invocations::{InvocationEntry, InvocationQuery, InvocationRetention};
