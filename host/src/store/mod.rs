@@ -282,6 +282,16 @@ pub struct Settlement {
 }
 
 /// Messages grouped by their queue or topic, in first-seen order, each group in its order.
+/// A settle's publishes pass the same checks as a publish through the API, here, before any
+/// backend sees them (a settle's sends are checked by the enqueue they become, against their
+/// queue's size limit).
+fn check_publishes(settlement: &Settlement) -> Result<()> {
+    settlement
+        .publish
+        .iter()
+        .try_for_each(|(_, m)| validate::message(m))
+}
+
 pub(crate) fn by_target(list: Vec<(String, NewMessage)>) -> Vec<(String, Vec<NewMessage>)> {
     let mut grouped: Vec<(String, Vec<NewMessage>)> = Vec::new();
     for (target, message) in list {
@@ -887,6 +897,7 @@ impl Store {
     }
     /// Applies a settlement in one transaction.
     pub async fn settle(&self, lease: &Lease, settlement: Settlement) -> Result<Settled> {
+        check_publishes(&settlement)?;
         self.backend
             .settle(&lease.queue, lease.id, settlement, None, None)
             .await
@@ -928,6 +939,7 @@ impl Store {
         retention: InvocationRetention,
         next: Option<NextLease>,
     ) -> Result<Settled> {
+        check_publishes(&settlement)?;
         let log = LogWrite {
             entry,
             retention: self.log_trim_due().then_some(retention),

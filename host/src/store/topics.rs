@@ -10,9 +10,11 @@
 //! (`crate::fanout`) instead, one chunk per transaction, so each message reaches each queue
 //! exactly once and in order, whichever of the two copies it.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
-use super::{Error, Result, validate_queue_name};
+use super::{Error, NewMessage, Result, validate_queue_name};
 
 /// The most messages one catch-up transaction copies.
 pub const CATCH_UP_CHUNK: u64 = 500;
@@ -176,6 +178,90 @@ pub fn copy_attributes(
     copied
 }
 
+/// The fan-out of one publish, decided here for both backends: each message takes the topic's
+/// next sequence number, and a copy goes to every subscription that has caught up (its cursor
+/// at the head) and whose filter the message passes. A subscription that was caught up stays
+/// caught up; one still replaying is left to the catch-up. The backend stores the numbered
+/// messages, enqueues the copies and moves the head and the caught-up cursors.
+#[derive(Debug)]
+pub struct FanOut<'a> {
+    topic: &'a str,
+    head: u64,
+    subscriptions: Vec<(String, Filter, u64)>,
+    copies: HashMap<String, Vec<NewMessage>>,
+    published: Vec<Published>,
+}
+
+/// What a publish's [`FanOut`] came to.
+#[derive(Debug)]
+pub struct FannedOut {
+    /// The topic's new head (its last sequence number).
+    pub head: u64,
+    /// The copies, by queue, in sequence order.
+    pub copies: HashMap<String, Vec<NewMessage>>,
+    /// The subscriptions (by queue) now at the new head: their cursors move to it.
+    pub caught_up: Vec<String>,
+    /// Per message, its sequence number and how many copies it made.
+    pub published: Vec<Published>,
+}
+
+impl<'a> FanOut<'a> {
+    /// A publish to `topic`, whose head is `head`, with its subscriptions as stored.
+    pub fn new(topic: &'a str, head: u64, subscriptions: Vec<SubscriptionRecord>) -> Result<Self> {
+        let subscriptions = subscriptions
+            .into_iter()
+            .map(|s| Ok((s.queue, Filter::parse(&s.filter)?, s.cursor)))
+            .collect::<Result<_>>()?;
+        Ok(FanOut {
+            topic,
+            head,
+            subscriptions,
+            copies: HashMap::new(),
+            published: Vec::new(),
+        })
+    }
+
+    /// Numbers the next message and fans it out; returns its sequence number.
+    pub fn add(&mut self, m: &NewMessage) -> u64 {
+        let seq = self.head + 1;
+        let mut copies = 0;
+        for (queue, filter, cursor) in self.subscriptions.iter_mut() {
+            if *cursor != self.head {
+                continue;
+            }
+            *cursor = seq;
+            if filter.matches(&m.attributes) {
+                self.copies
+                    .entry(queue.clone())
+                    .or_default()
+                    .push(NewMessage {
+                        attributes: copy_attributes(self.topic, seq, &m.attributes),
+                        ..m.clone()
+                    });
+                copies += 1;
+            }
+        }
+        self.head = seq;
+        self.published.push(Published { seq, copies });
+        seq
+    }
+
+    pub fn finish(self) -> FannedOut {
+        let head = self.head;
+        FannedOut {
+            head,
+            copies: self.copies,
+            caught_up: self
+                .subscriptions
+                .into_iter()
+                .filter(|(_, _, cursor)| *cursor == head)
+                .map(|(queue, _, _)| queue)
+                .collect(),
+            published: self.published,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -243,5 +329,55 @@ mod tests {
             let err = Filter::parse(&bad).unwrap_err().to_string();
             assert!(err.starts_with("invalid topic: filter: "), "{err}");
         }
+    }
+
+    #[test]
+    fn a_publish_copies_to_caught_up_subscriptions_whose_filter_passes() {
+        let sub = |queue: &str, filter: Value, cursor: u64| SubscriptionRecord {
+            topic: "t".into(),
+            queue: queue.into(),
+            filter,
+            cursor,
+            created_at_ms: 0,
+        };
+        let mut fan = FanOut::new(
+            "t",
+            10,
+            vec![
+                sub("all", json!({}), 10),
+                sub("eu", json!({"region": {"prefix": "eu-"}}), 10),
+                sub("replaying", json!({}), 4),
+            ],
+        )
+        .unwrap();
+        let message = |region: &str| NewMessage {
+            attributes: attrs(&[("region", region)]),
+            ..NewMessage::default()
+        };
+        assert_eq!(fan.add(&message("eu-west")), 11);
+        assert_eq!(fan.add(&message("us-east")), 12);
+        let done = fan.finish();
+        assert_eq!(done.head, 12);
+        assert_eq!(
+            done.published,
+            [
+                Published { seq: 11, copies: 2 },
+                Published { seq: 12, copies: 1 }
+            ]
+        );
+        assert_eq!(done.copies["all"].len(), 2);
+        assert_eq!(done.copies["eu"].len(), 1);
+        assert_eq!(
+            done.copies["eu"][0].attributes,
+            attrs(&[
+                ("region", "eu-west"),
+                ("sluice-topic", "t"),
+                ("sluice-topic-seq", "11")
+            ])
+        );
+        assert!(!done.copies.contains_key("replaying"));
+        let mut caught_up = done.caught_up;
+        caught_up.sort();
+        assert_eq!(caught_up, ["all", "eu"]);
     }
 }

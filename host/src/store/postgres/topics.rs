@@ -3,15 +3,14 @@
 //! and catching up lock the topic's row, so on every host a topic's messages are numbered
 //! without gaps and each subscription moves through them one transaction at a time.
 
-use std::collections::HashMap;
-
 use deadpool_postgres::{GenericClient, Transaction};
 
 use super::messages::{self, Work};
 use super::{Error, NewMessage, Result, count, int};
 use crate::store::codec::{decode_attributes, encode_attributes};
 use crate::store::topics::{
-    CATCH_UP_CHUNK, Filter, Published, ReplayFrom, SubscriptionRecord, TopicRecord, copy_attributes,
+    CATCH_UP_CHUNK, FanOut, Filter, Published, ReplayFrom, SubscriptionRecord, TopicRecord,
+    copy_attributes,
 };
 
 /// The PostgreSQL schema of topics (migration 6); see the SQLite schema for what each holds.
@@ -212,21 +211,16 @@ pub async fn subscription_of(tx: &Transaction<'_>, queue: &str) -> Result<Option
         .map(|r| r.get(0)))
 }
 
-/// Publishes `messages` to `topic` (see `store::topics`). All or nothing.
+/// Publishes `messages` to `topic`: numbers and keeps them, and copies each into every
+/// subscription that has caught up and whose filter it passes ([`FanOut`]). All or nothing.
 pub async fn publish(
     tx: &Transaction<'_>,
     work: &mut Work,
     topic: &str,
     messages: Vec<NewMessage>,
 ) -> Result<Vec<Published>> {
-    let mut head = lock_topic(tx, topic).await?;
-    let mut subs: Vec<(String, Filter, u64)> = subscriptions(tx, Some(topic))
-        .await?
-        .into_iter()
-        .map(|s| Ok((s.queue, Filter::parse(&s.filter)?, s.cursor)))
-        .collect::<Result<_>>()?;
-    let mut copies: HashMap<String, Vec<NewMessage>> = HashMap::new();
-    let mut out = Vec::with_capacity(messages.len());
+    let head = lock_topic(tx, topic).await?;
+    let mut fan = FanOut::new(topic, head, subscriptions(tx, Some(topic)).await?)?;
     let insert = tx
         .prepare_cached(
             "INSERT INTO topic_messages (topic, seq, body, attributes, priority, group_key,
@@ -234,7 +228,7 @@ pub async fn publish(
         )
         .await?;
     for m in messages {
-        let seq = head + 1;
+        let seq = fan.add(&m);
         tx.execute(
             &insert,
             &[
@@ -248,44 +242,24 @@ pub async fn publish(
             ],
         )
         .await?;
-        let mut copied = 0;
-        for (queue, filter, cursor) in subs.iter_mut().filter(|s| s.2 == head) {
-            *cursor = seq;
-            if filter.matches(&m.attributes) {
-                copies.entry(queue.clone()).or_default().push(NewMessage {
-                    attributes: copy_attributes(topic, seq, &m.attributes),
-                    ..m.clone()
-                });
-                copied += 1;
-            }
-        }
-        head = seq;
-        out.push(Published {
-            seq,
-            copies: copied,
-        });
     }
-    for (queue, messages) in copies {
+    let done = fan.finish();
+    for (queue, messages) in done.copies {
         messages::enqueue(tx, work, &queue, messages).await?;
     }
     tx.execute(
         "UPDATE topics SET head = $2 WHERE name = $1",
-        &[&topic, &int(head)],
+        &[&topic, &int(done.head)],
     )
     .await?;
-    let caught_up: Vec<&str> = subs
-        .iter()
-        .filter(|s| s.2 == head)
-        .map(|s| s.0.as_str())
-        .collect();
-    if !caught_up.is_empty() {
+    if !done.caught_up.is_empty() {
         tx.execute(
             "UPDATE subscriptions SET cursor = $2 WHERE topic = $1 AND queue = ANY($3)",
-            &[&topic, &int(head), &caught_up],
+            &[&topic, &int(done.head), &done.caught_up],
         )
         .await?;
     }
-    Ok(out)
+    Ok(done.published)
 }
 
 pub async fn lagging(client: &impl GenericClient) -> Result<Vec<(String, String)>> {

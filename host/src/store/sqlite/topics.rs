@@ -2,8 +2,6 @@
 //! caught-up subscription, and a chunk of catch-up for one still replaying), each in the
 //! writer's transaction.
 
-use std::collections::HashMap;
-
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::messages;
@@ -11,7 +9,8 @@ use super::writer::{Tx, int};
 use super::{Error, NewMessage, Result};
 use crate::store::codec::{decode_attributes, encode_attributes};
 use crate::store::topics::{
-    CATCH_UP_CHUNK, Filter, Published, ReplayFrom, SubscriptionRecord, TopicRecord, copy_attributes,
+    CATCH_UP_CHUNK, FanOut, Filter, Published, ReplayFrom, SubscriptionRecord, TopicRecord,
+    copy_attributes,
 };
 
 /// The SQLite schema of topics (migration 8). `topics.head` numbers published messages;
@@ -206,34 +205,15 @@ pub fn subscription_of(conn: &Connection, queue: &str) -> Result<Option<String>>
         .optional()?)
 }
 
-/// A subscription's filter and cursor, parsed.
-struct Live {
-    queue: String,
-    filter: Filter,
-    cursor: u64,
-}
-
 /// Publishes `messages` to `topic`: numbers and keeps them, and copies each into every
-/// subscription that has caught up and whose filter it passes. All or nothing.
+/// subscription that has caught up and whose filter it passes ([`FanOut`]). All or nothing.
 pub fn publish(tx: &mut Tx<'_>, topic: &str, messages: Vec<NewMessage>) -> Result<Vec<Published>> {
     let conn = tx.conn;
-    let (mut head, _) = topic_exists(conn, topic)?;
-    let mut subs: Vec<Live> = subscriptions(conn, Some(topic))?
-        .into_iter()
-        .map(|s| {
-            Ok(Live {
-                filter: Filter::parse(&s.filter)?,
-                queue: s.queue,
-                cursor: s.cursor,
-            })
-        })
-        .collect::<Result<_>>()?;
-    let mut copies: HashMap<String, Vec<NewMessage>> = HashMap::new();
-    let mut out = Vec::with_capacity(messages.len());
+    let (head, _) = topic_exists(conn, topic)?;
+    let mut fan = FanOut::new(topic, head, subscriptions(conn, Some(topic))?)?;
     let now = tx.now;
     for m in messages {
-        crate::store::validate::message(&m)?;
-        let seq = head + 1;
+        let seq = fan.add(&m);
         conn.prepare_cached(
             "INSERT INTO topic_messages (topic, seq, body, attributes, priority, group_key,
                 published_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -247,39 +227,21 @@ pub fn publish(tx: &mut Tx<'_>, topic: &str, messages: Vec<NewMessage>) -> Resul
             m.group,
             int(now)
         ])?;
-        let mut copied = 0;
-        for sub in subs.iter_mut().filter(|s| s.cursor == head) {
-            sub.cursor = seq;
-            if sub.filter.matches(&m.attributes) {
-                copies
-                    .entry(sub.queue.clone())
-                    .or_default()
-                    .push(NewMessage {
-                        attributes: copy_attributes(topic, seq, &m.attributes),
-                        ..m.clone()
-                    });
-                copied += 1;
-            }
-        }
-        head = seq;
-        out.push(Published {
-            seq,
-            copies: copied,
-        });
     }
-    for (queue, messages) in copies {
+    let done = fan.finish();
+    for (queue, messages) in done.copies {
         messages::enqueue(tx, &queue, messages)?;
     }
     let conn = tx.conn;
     conn.prepare_cached("UPDATE topics SET head = ?2 WHERE name = ?1")?
-        .execute(params![topic, int(head)])?;
-    for sub in subs.iter().filter(|s| s.cursor == head) {
+        .execute(params![topic, int(done.head)])?;
+    for queue in &done.caught_up {
         conn.prepare_cached(
             "UPDATE subscriptions SET cursor = ?3 WHERE topic = ?1 AND queue = ?2",
         )?
-        .execute(params![topic, sub.queue, int(sub.cursor)])?;
+        .execute(params![topic, queue, int(done.head)])?;
     }
-    Ok(out)
+    Ok(done.published)
 }
 
 /// Subscriptions behind their topic's head: (topic, queue).
