@@ -1,6 +1,7 @@
 //! The SQS-compatible endpoint driven by real SQS clients against the real binary: boto3
 //! (current, JSON protocol) running the snippet and a wider scenario, botocore pinned
-//! to a release that speaks the query protocol (checked against the XML), and the AWS CLI.
+//! to a release that speaks the query protocol (checked against the XML), the last
+//! query-protocol botocore and AWS CLI on empty results, and the AWS CLI.
 //! The clients live in virtual environments that `scripts/sqs-clients` installs (run by
 //! `scripts/test`); without them these tests fail, saying how to install them.
 
@@ -125,6 +126,22 @@ async fn query_protocol_botocore_checked_against_the_xml() {
         &secret,
         python,
         &["-m", "pytest", "-q", "-p", "no:cacheprovider", "query.py"],
+    )
+    .await;
+}
+
+/// botocore 1.31.56 and the AWS CLI 1.29.56, the last query-protocol releases: an empty
+/// receive, an empty list of queues and empty attributes parse (the Result element is there).
+#[tokio::test]
+async fn last_query_protocol_releases_parse_empty_results() {
+    let (server, _dir, key, secret) = start().await;
+    let python = venv("query-last").join("bin/python");
+    run(
+        &server,
+        &key,
+        &secret,
+        python,
+        &["-m", "pytest", "-q", "-p", "no:cacheprovider", "empty.py"],
     )
     .await;
 }

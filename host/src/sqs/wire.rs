@@ -373,13 +373,38 @@ pub fn md5_of_attributes(attributes: &[Attribute]) -> String {
     md5_hex(&bytes)
 }
 
+/// The operations whose query-protocol answer has a `<{op}Result>` element (their output shape
+/// has a `resultWrapper` in SQS's model). Clients of that protocol look the element up by name
+/// and fail without it (botocore before 1.31.57 with a `KeyError`), so it is written even when
+/// the result is empty. The other operations answer with `ResponseMetadata` alone, as SQS does.
+const WITH_RESULT: &[&str] = &[
+    "CancelMessageMoveTask",
+    "ChangeMessageVisibilityBatch",
+    "CreateQueue",
+    "DeleteMessageBatch",
+    "GetQueueAttributes",
+    "GetQueueUrl",
+    "ListDeadLetterSourceQueues",
+    "ListMessageMoveTasks",
+    "ListQueueTags",
+    "ListQueues",
+    "ReceiveMessage",
+    "SendMessage",
+    "SendMessageBatch",
+    "StartMessageMoveTask",
+];
+
 /// The XML answer of the query protocol for `op` with `result` (in the JSON shape).
 pub fn xml_answer(op: &str, result: &Map<String, Value>, request_id: &str) -> String {
     let mut out = format!("<?xml version=\"1.0\"?><{op}Response xmlns=\"{XML_NAMESPACE}\">");
-    if !result.is_empty() {
-        out.push_str(&format!("<{op}Result>"));
-        write_fields(&mut out, op, result);
-        out.push_str(&format!("</{op}Result>"));
+    if WITH_RESULT.contains(&op) || !result.is_empty() {
+        if result.is_empty() {
+            out.push_str(&format!("<{op}Result/>"));
+        } else {
+            out.push_str(&format!("<{op}Result>"));
+            write_fields(&mut out, op, result);
+            out.push_str(&format!("</{op}Result>"));
+        }
     }
     out.push_str(&format!(
         "<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{op}Response>"
@@ -577,6 +602,21 @@ mod tests {
         bytes.extend_from_slice(&3u32.to_be_bytes());
         bytes.extend_from_slice(b"bar");
         assert_eq!(md5_of_attributes(&one), hex::encode(Md5::digest(&bytes)));
+    }
+
+    #[test]
+    fn empty_results_keep_their_result_element() {
+        let empty = Map::new();
+        for op in ["ReceiveMessage", "ListQueues", "GetQueueAttributes"] {
+            let xml = xml_answer(op, &empty, "rid");
+            assert!(
+                xml.contains(&format!("<{op}Result/><ResponseMetadata>")),
+                "{xml}"
+            );
+        }
+        // Operations without an output in SQS's model answer with the metadata alone.
+        let xml = xml_answer("DeleteMessage", &empty, "rid");
+        assert!(!xml.contains("Result"), "{xml}");
     }
 
     #[test]
