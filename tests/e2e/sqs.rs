@@ -130,6 +130,29 @@ async fn query_protocol_botocore_checked_against_the_xml() {
     .await;
 }
 
+/// Issue 28's attribute details through boto3: AWSTraceHeader, `Custom.*`, 1 MiB limits,
+/// InvalidAttributeValue, BatchRequestTooLong, SQS's wording, any account, UUID message ids.
+#[tokio::test]
+async fn boto3_fidelity_details() {
+    let (server, _dir, key, secret) = start().await;
+    let python = venv("boto3").join("bin/python");
+    run(
+        &server,
+        &key,
+        &secret,
+        python,
+        &[
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "fidelity.py",
+        ],
+    )
+    .await;
+}
+
 /// botocore 1.31.56 and the AWS CLI 1.29.56, the last query-protocol releases: an empty
 /// receive, an empty list of queues and empty attributes parse (the Result element is there).
 #[tokio::test]

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
+use md5::Digest;
 use serde_json::{Map, Value, json};
 
 use super::error::{Code, SqsError};
@@ -73,11 +74,10 @@ fn queue_of(call: &Call) -> Result<String, SqsError> {
         rest.find('/').map_or("", |at| &rest[at..])
     });
     let name = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+    // The account id in the URL is not checked: a URL copied from AWS (any 12-digit account)
+    // addresses the queue of that name here.
     if name.is_empty() || store::validate_queue_name(name).is_err() {
-        return Err(SqsError::new(
-            Code::QueueDoesNotExist,
-            format!("The specified queue does not exist: `{url}` names no queue of this server"),
-        ));
+        return Err(SqsError::no_queue());
     }
     Ok(name.to_owned())
 }
@@ -97,9 +97,13 @@ fn exists(app: &AppState, queue: &str) -> Result<(), SqsError> {
     if app.store.queue_exists(queue) {
         Ok(())
     } else {
-        Err(store::Error::QueueNotFound(queue.to_owned()).into())
+        Err(SqsError::no_queue())
     }
 }
+
+/// SQS's largest message, and its largest batch (the sum of its messages), since 2025: 1 MiB.
+/// Queues created through SQS default to it.
+pub const MAX_MESSAGE_BYTES: usize = 1_048_576;
 
 // ---- queues ----
 
@@ -116,14 +120,18 @@ fn apply_attributes(
                 .ok()
                 .filter(|n| range.contains(n))
                 .ok_or_else(|| {
-                    SqsError::invalid(format!(
-                        "Invalid value for the parameter {name}: `{value}` must be an integer \
-                         from {} to {}.",
-                        range.start(),
-                        range.end()
-                    ))
+                    SqsError::new(
+                        Code::InvalidAttributeValue,
+                        format!(
+                            "Invalid value for the parameter {name}: `{value}` must be an \
+                             integer from {} to {}.",
+                            range.start(),
+                            range.end()
+                        ),
+                    )
                 })
         };
+        let bad_value = |why: &str| SqsError::new(Code::InvalidAttributeValue, why.to_owned());
         match name.as_str() {
             "VisibilityTimeout" => {
                 settings.visibility_timeout_ms = (number(0..=43_200)? * 1000).max(1);
@@ -144,11 +152,11 @@ fn apply_attributes(
                     continue;
                 }
                 let policy: Value = serde_json::from_str(value).map_err(|_| {
-                    SqsError::invalid("RedrivePolicy must be JSON like {\"deadLetterTargetArn\": \"arn:aws:sqs:REGION:000000000000:DLQ\", \"maxReceiveCount\": \"5\"}")
+                    bad_value("RedrivePolicy must be JSON like {\"deadLetterTargetArn\": \"arn:aws:sqs:REGION:000000000000:DLQ\", \"maxReceiveCount\": \"5\"}")
                 })?;
                 let arn = policy["deadLetterTargetArn"]
                     .as_str()
-                    .ok_or_else(|| SqsError::invalid("RedrivePolicy needs deadLetterTargetArn"))?;
+                    .ok_or_else(|| bad_value("RedrivePolicy needs deadLetterTargetArn"))?;
                 let dlq = arn.rsplit(':').next().unwrap_or_default();
                 let count = match &policy["maxReceiveCount"] {
                     Value::Number(n) => n.as_u64(),
@@ -157,7 +165,7 @@ fn apply_attributes(
                 }
                 .filter(|n| (1..=1000).contains(n))
                 .ok_or_else(|| {
-                    SqsError::invalid("RedrivePolicy's maxReceiveCount must be from 1 to 1000")
+                    bad_value("RedrivePolicy's maxReceiveCount must be from 1 to 1000")
                 })?;
                 settings.dead_letter_queue = Some(dlq.to_owned());
                 settings.max_attempts = count as u32;
@@ -193,7 +201,10 @@ async fn create_queue(app: &AppState, call: &Call) -> Answer {
     authorize(&call.credential, &Need::Admin)?;
     let name = queue_name_param(call)?;
     let attributes = string_map(&call.params, "Attributes")?;
-    let mut settings = QueueSettings::default();
+    let mut settings = QueueSettings {
+        max_message_bytes: MAX_MESSAGE_BYTES,
+        ..QueueSettings::default()
+    };
     apply_attributes(&mut settings, &attributes)?;
     match app.store.create_queue(&name, settings.clone()).await {
         Ok(_) => {}
@@ -364,6 +375,47 @@ struct Outgoing {
     message: NewMessage,
     md5_body: String,
     md5_attributes: Option<String>,
+    md5_system_attributes: Option<String>,
+}
+
+/// The SQS `MessageId` of Sluice message `id`: a UUID (version 8) whose last 16 hex digits are
+/// the store's id. Store ids are integers that are never reused and unique across all queues
+/// of a store, so the UUIDs are too, and they map back to the id Sluice's API shows.
+pub fn message_id(id: &str) -> String {
+    let mut bytes = [0u8; 16];
+    match id.parse::<u64>() {
+        Ok(n) => bytes[8..].copy_from_slice(&n.to_be_bytes()),
+        // Not an id this store issues as a number: a stable digest of it instead.
+        Err(_) => bytes.copy_from_slice(&md5::Md5::digest(id.as_bytes())),
+    }
+    bytes[6] = (bytes[6] & 0x0f) | 0x80;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    uuid::Uuid::from_bytes(bytes).to_string()
+}
+
+/// What a batch entry weighs against [`MAX_MESSAGE_BYTES`]: its body and its attributes'
+/// names, types and values, as SQS counts them.
+fn entry_bytes(entry: &Map<String, Value>) -> usize {
+    let body = entry
+        .get("MessageBody")
+        .and_then(Value::as_str)
+        .map_or(0, str::len);
+    let attributes = entry
+        .get("MessageAttributes")
+        .and_then(Value::as_object)
+        .map_or(0, |map| {
+            map.iter()
+                .map(|(name, v)| {
+                    let part = |k: &str| v.get(k).and_then(Value::as_str).map_or(0, str::len);
+                    // A binary value travels as base64: about 3 bytes per 4 characters.
+                    name.len()
+                        + part("DataType")
+                        + part("StringValue")
+                        + part("BinaryValue") * 3 / 4
+                })
+                .sum()
+        });
+    body + attributes
 }
 
 fn outgoing(
@@ -393,6 +445,7 @@ fn outgoing(
     let delay_ms =
         integer(params, "DelaySeconds", 0..=900)?.map_or(settings.delay_ms, |s| s * 1000);
     let attributes = wire::message_attributes(params, app.limits.max_attribute_bytes)?;
+    let trace_header = wire::trace_header(params)?;
     let size = body.len()
         + attributes
             .iter()
@@ -405,12 +458,23 @@ fn outgoing(
             settings.max_message_bytes
         )));
     }
+    let mut stored = wire::to_sluice(&attributes);
+    let md5_system_attributes = trace_header.map(|header| {
+        let md5 = wire::md5_of_attributes(&[wire::Attribute {
+            name: "AWSTraceHeader".into(),
+            data_type: "String".into(),
+            value: header.as_bytes().to_vec(),
+        }]);
+        stored.push((wire::TRACE_HEADER_KEY.to_owned(), header));
+        md5
+    });
     Ok(Outgoing {
         md5_body: wire::md5_hex(body.as_bytes()),
         md5_attributes: (!attributes.is_empty()).then(|| wire::md5_of_attributes(&attributes)),
+        md5_system_attributes,
         message: NewMessage {
             body: body.as_bytes().to_vec(),
-            attributes: wire::to_sluice(&attributes),
+            attributes: stored,
             delay_ms,
             dedup_id: None,
             ..NewMessage::default()
@@ -420,13 +484,19 @@ fn outgoing(
 
 fn sent_answer(id: String, out: &Outgoing) -> Map<String, Value> {
     let mut answer = Map::new();
-    answer.insert("MessageId".into(), Value::String(id));
+    answer.insert("MessageId".into(), Value::String(message_id(&id)));
     answer.insert(
         "MD5OfMessageBody".into(),
         Value::String(out.md5_body.clone()),
     );
     if let Some(md5) = &out.md5_attributes {
         answer.insert("MD5OfMessageAttributes".into(), Value::String(md5.clone()));
+    }
+    if let Some(md5) = &out.md5_system_attributes {
+        answer.insert(
+            "MD5OfMessageSystemAttributes".into(),
+            Value::String(md5.clone()),
+        );
     }
     answer
 }
@@ -528,6 +598,16 @@ async fn send_message_batch(app: &AppState, call: &Call) -> Answer {
     authorize(&call.credential, &Need::Produce(queue.clone()))?;
     exists(app, &queue)?;
     let entries = entries(&call.params)?;
+    let total: usize = entries.iter().map(entry_bytes).sum();
+    if total > MAX_MESSAGE_BYTES {
+        return Err(SqsError::new(
+            Code::BatchRequestTooLong,
+            format!(
+                "Batch requests cannot be longer than {MAX_MESSAGE_BYTES} bytes. You have sent \
+                 {total} bytes: split the batch."
+            ),
+        ));
+    }
     let settings = app.store.queue_settings(&queue).await?;
     let mut failures = Vec::new();
     let mut accepted = Vec::new();
@@ -596,7 +676,7 @@ async fn receive_message(app: &AppState, call: &Call) -> Answer {
         let m = r.message;
         let body = String::from_utf8_lossy(&m.body).into_owned();
         let mut message = Map::new();
-        message.insert("MessageId".into(), Value::String(m.id.clone()));
+        message.insert("MessageId".into(), Value::String(message_id(&m.id)));
         message.insert("ReceiptHandle".into(), Value::String(r.receipt));
         message.insert(
             "MD5OfBody".into(),
@@ -604,11 +684,18 @@ async fn receive_message(app: &AppState, call: &Call) -> Answer {
         );
         message.insert("Body".into(), Value::String(body));
         let mut attributes = Map::new();
+        let trace_header = m
+            .attributes
+            .iter()
+            .find(|(k, _)| k == wire::TRACE_HEADER_KEY)
+            .map(|(_, v)| v.clone());
         for (name, value) in [
-            ("ApproximateReceiveCount", m.attempt.to_string()),
-            ("SentTimestamp", m.enqueued_at_ms.to_string()),
-            ("SenderId", call.credential.token_id.clone()),
+            ("ApproximateReceiveCount", Some(m.attempt.to_string())),
+            ("SentTimestamp", Some(m.enqueued_at_ms.to_string())),
+            ("SenderId", Some(call.credential.token_id.clone())),
+            ("AWSTraceHeader", trace_header),
         ] {
+            let Some(value) = value else { continue };
             if system.iter().any(|a| a == "All" || a == name) {
                 attributes.insert(name.into(), Value::String(value));
             }
@@ -772,5 +859,32 @@ fn obj(value: Value) -> Map<String, Value> {
     match value {
         Value::Object(map) => map,
         _ => Map::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_ids_are_uuids_that_keep_the_store_id() {
+        let one = uuid::Uuid::parse_str(&message_id("123")).unwrap();
+        assert_eq!(one.get_version_num(), 8);
+        assert_eq!(one.get_variant(), uuid::Variant::RFC4122);
+        assert!(one.to_string().ends_with("-00000000007b"), "{one}");
+        assert_ne!(message_id("123"), message_id("124"));
+        assert_eq!(message_id("123"), message_id("123"));
+        let other = uuid::Uuid::parse_str(&message_id("not-a-number")).unwrap();
+        assert_eq!(other.get_version_num(), 8);
+    }
+
+    #[test]
+    fn a_batch_entry_weighs_its_body_and_attributes() {
+        let entry = obj(json!({
+            "Id": "a",
+            "MessageBody": "12345",
+            "MessageAttributes": {"k": {"DataType": "String", "StringValue": "vv"}},
+        }));
+        assert_eq!(entry_bytes(&entry), 5 + 1 + 6 + 2);
     }
 }

@@ -74,14 +74,14 @@ fn fold(tree: Map<String, Value>) -> Map<String, Value> {
                 }
                 out.insert("Attributes".into(), Value::Object(map));
             }
-            "MessageAttribute" => {
+            "MessageAttribute" | "MessageSystemAttribute" => {
                 let mut map = Map::new();
                 for member in members(value) {
                     if let Some(Value::String(name)) = member.get("Name").cloned() {
                         map.insert(name, member.get("Value").cloned().unwrap_or(Value::Null));
                     }
                 }
-                out.insert("MessageAttributes".into(), Value::Object(map));
+                out.insert(format!("{key}s"), Value::Object(map));
             }
             "AttributeName" | "MessageAttributeName" | "MessageSystemAttributeName" => {
                 out.insert(format!("{key}s"), Value::Array(members(value)));
@@ -193,6 +193,46 @@ impl Attribute {
 /// plain `String` (reserved prefix: producers cannot forge it).
 fn type_key(name: &str) -> String {
     format!("sluice-sqs-type:{name}")
+}
+
+/// The prefix of the Sluice attributes the SQS endpoint keeps for itself; never shown as
+/// message attributes.
+const OWN_PREFIX: &str = "sluice-sqs-";
+
+/// The Sluice attribute that keeps a message's `AWSTraceHeader` system attribute.
+pub const TRACE_HEADER_KEY: &str = "sluice-sqs-system:AWSTraceHeader";
+
+/// Reads `MessageSystemAttributes` of a send: SQS defines one, `AWSTraceHeader` (X-Ray's
+/// trace header, a String), returned on receive as the message's `AWSTraceHeader` attribute.
+pub fn trace_header(params: &Map<String, Value>) -> Result<Option<String>, SqsError> {
+    let Some(value) = params.get("MessageSystemAttributes") else {
+        return Ok(None);
+    };
+    let Value::Object(map) = value else {
+        return Err(SqsError::invalid("MessageSystemAttributes must be a map"));
+    };
+    let mut header = None;
+    for (name, value) in map {
+        if name != "AWSTraceHeader" {
+            return Err(SqsError::invalid(format!(
+                "Message system attribute name `{name}` is invalid: the only one is AWSTraceHeader."
+            )));
+        }
+        let data_type = value.get("DataType").and_then(Value::as_str);
+        let text = value.get("StringValue").and_then(Value::as_str);
+        match (data_type, text) {
+            (Some("String"), Some(text)) if !text.is_empty() && text.len() <= 4096 => {
+                header = Some(text.to_owned());
+            }
+            _ => {
+                return Err(SqsError::invalid(
+                    "AWSTraceHeader must be a String attribute with a StringValue of 1 to 4096 \
+                     bytes (an X-Ray trace header, `Root=1-...;Parent=...;Sampled=1`)",
+                ));
+            }
+        }
+    }
+    Ok(header)
 }
 
 /// Reads `MessageAttributes` of a send.
@@ -315,7 +355,7 @@ pub fn from_sluice(attributes: &[(String, String)]) -> Vec<Attribute> {
         .collect();
     attributes
         .iter()
-        .filter(|(k, _)| !k.starts_with("sluice-sqs-type:"))
+        .filter(|(k, _)| !k.starts_with(OWN_PREFIX))
         .map(|(name, value)| {
             let data_type = types.get(name.as_str()).copied().unwrap_or("String");
             let bytes = if data_type.starts_with("Binary") {
