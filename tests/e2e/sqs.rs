@@ -153,6 +153,31 @@ async fn boto3_fidelity_details() {
     .await;
 }
 
+/// Tags, dead-letter sources, permissions and the policy through both protocols: current
+/// boto3 (JSON) and botocore 1.31.50 (query), one server, the same script.
+#[tokio::test]
+async fn queue_management_through_both_protocols() {
+    let (server, _dir, key, secret) = start().await;
+    for client in ["boto3", "boto3-query"] {
+        let python = venv(client).join("bin/python");
+        run(
+            &server,
+            &key,
+            &secret,
+            python,
+            &[
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "management.py",
+            ],
+        )
+        .await;
+    }
+}
+
 /// botocore 1.31.56 and the AWS CLI 1.29.56, the last query-protocol releases: an empty
 /// receive, an empty list of queues and empty attributes parse (the Result element is there).
 #[tokio::test]

@@ -9,6 +9,7 @@ use md5::Digest;
 use serde_json::{Map, Value, json};
 
 use super::error::{Code, SqsError};
+use super::meta::{self, Extension};
 use super::wire::{self, integer, string_map, strings, text};
 use super::{ACCOUNT, Call, authorize};
 use crate::api::AppState;
@@ -20,12 +21,6 @@ type Answer = Result<Map<String, Value>, SqsError>;
 
 /// Operations SQS has that this endpoint does not.
 const UNSUPPORTED: &[&str] = &[
-    "AddPermission",
-    "RemovePermission",
-    "TagQueue",
-    "UntagQueue",
-    "ListQueueTags",
-    "ListDeadLetterSourceQueues",
     "StartMessageMoveTask",
     "CancelMessageMoveTask",
     "ListMessageMoveTasks",
@@ -48,6 +43,12 @@ pub async fn run(app: &AppState, call: Call) -> Answer {
         "DeleteMessageBatch" => delete_message_batch(app, &call).await,
         "ChangeMessageVisibility" => change_visibility(app, &call).await,
         "ChangeMessageVisibilityBatch" => change_visibility_batch(app, &call).await,
+        "TagQueue" => tag_queue(app, &call).await,
+        "UntagQueue" => untag_queue(app, &call).await,
+        "ListQueueTags" => list_queue_tags(app, &call).await,
+        "AddPermission" => add_permission(app, &call).await,
+        "RemovePermission" => remove_permission(app, &call).await,
+        "ListDeadLetterSourceQueues" => list_dead_letter_source_queues(app, &call).await,
         _ if UNSUPPORTED.contains(&op) => Err(SqsError::new(
             Code::UnsupportedOperation,
             format!("{op} is not supported by Sluice's SQS endpoint"),
@@ -170,13 +171,13 @@ fn apply_attributes(
                 settings.dead_letter_queue = Some(dlq.to_owned());
                 settings.max_attempts = count as u32;
             }
-            // Accepted and meaningless here: access is governed by Sluice tokens, and the
+            // Kept and returned, not enforced: access is governed by Sluice tokens, and the
             // data is as encrypted as the disk under the database.
-            "Policy"
-            | "SqsManagedSseEnabled"
-            | "KmsMasterKeyId"
-            | "KmsDataKeyReusePeriodSeconds"
-            | "RedriveAllowPolicy" => {}
+            kept if meta::KEPT_ATTRIBUTES.contains(&kept) => {
+                let mut extension = Extension::of(settings)?;
+                extension.set_attribute(kept, value)?;
+                extension.save(settings);
+            }
             "FifoQueue"
             | "ContentBasedDeduplication"
             | "DeduplicationScope"
@@ -206,10 +207,22 @@ async fn create_queue(app: &AppState, call: &Call) -> Answer {
         ..QueueSettings::default()
     };
     apply_attributes(&mut settings, &attributes)?;
+    // `tags` on the JSON protocol, folded from `Tag.N.Key` into `Tags` on the query protocol.
+    let tags = match string_map(&call.params, "tags")? {
+        tags if tags.is_empty() => string_map(&call.params, "Tags")?,
+        tags => tags,
+    };
+    if !tags.is_empty() {
+        authorize(&call.credential, &Need::Admin)?;
+        let mut extension = Extension::of(&settings)?;
+        extension.tag(tags)?;
+        extension.save(&mut settings);
+    }
     match app.store.create_queue(&name, settings.clone()).await {
         Ok(_) => {}
         Err(store::Error::QueueExists(_)) => {
             // SQS: creating an existing queue is fine unless the attributes given differ.
+            // Tags given then are not applied (TagQueue changes them).
             let current = app.store.queue_settings(&name).await?;
             let mut wanted = current.clone();
             apply_attributes(&mut wanted, &attributes)?;
@@ -298,6 +311,10 @@ const QUEUE_ATTRIBUTES: &[&str] = &[
     "MaximumMessageSize",
     "ReceiveMessageWaitTimeSeconds",
     "RedrivePolicy",
+    "Policy",
+    "RedriveAllowPolicy",
+    "KmsMasterKeyId",
+    "KmsDataKeyReusePeriodSeconds",
     "SqsManagedSseEnabled",
 ];
 
@@ -317,6 +334,7 @@ async fn get_queue_attributes(app: &AppState, call: &Call) -> Answer {
     }
     let info = app.store.get_queue(&queue).await?;
     let s = &info.settings;
+    let kept = Extension::of(s)?.attributes;
     let arn = |name: &str| format!("arn:aws:sqs:{}:{ACCOUNT}:{name}", call.region);
     let mut attributes = Map::new();
     for name in QUEUE_ATTRIBUTES {
@@ -342,8 +360,15 @@ async fn get_queue_attributes(app: &AppState, call: &Call) -> Answer {
                 .to_string(),
                 None => continue,
             },
-            "SqsManagedSseEnabled" => "false".to_owned(),
-            _ => continue,
+            // Sluice does not encrypt messages itself (the disk under the database may).
+            "SqsManagedSseEnabled" => kept
+                .get(*name)
+                .cloned()
+                .unwrap_or_else(|| "false".to_owned()),
+            kept_name => match kept.get(kept_name) {
+                Some(value) => value.clone(),
+                None => continue,
+            },
         };
         attributes.insert((*name).to_owned(), Value::String(value));
     }
@@ -366,6 +391,109 @@ async fn set_queue_attributes(app: &AppState, call: &Call) -> Answer {
     apply_attributes(&mut settings, &attributes)?;
     app.store.update_queue(&queue, settings).await?;
     Ok(Map::new())
+}
+
+// ---- tags, permissions, dead-letter sources ----
+
+/// Changes the SQS extension of `queue`'s settings with `change`.
+async fn change_extension(
+    app: &AppState,
+    queue: &str,
+    change: impl FnOnce(&mut Extension) -> Result<(), SqsError>,
+) -> Answer {
+    exists(app, queue)?;
+    let mut settings = app.store.queue_settings(queue).await?;
+    let mut extension = Extension::of(&settings)?;
+    change(&mut extension)?;
+    extension.save(&mut settings);
+    app.store.update_queue(queue, settings).await?;
+    Ok(Map::new())
+}
+
+async fn tag_queue(app: &AppState, call: &Call) -> Answer {
+    authorize(&call.credential, &Need::Admin)?;
+    let queue = queue_of(call)?;
+    let tags = string_map(&call.params, "Tags")?;
+    if tags.is_empty() {
+        return Err(SqsError::missing("Tags"));
+    }
+    change_extension(app, &queue, |e| e.tag(tags)).await
+}
+
+async fn untag_queue(app: &AppState, call: &Call) -> Answer {
+    authorize(&call.credential, &Need::Admin)?;
+    let queue = queue_of(call)?;
+    let keys = strings(&call.params, "TagKeys")?;
+    if keys.is_empty() {
+        return Err(SqsError::missing("TagKeys"));
+    }
+    change_extension(app, &queue, |e| {
+        for key in &keys {
+            e.tags.remove(key);
+        }
+        Ok(())
+    })
+    .await
+}
+
+async fn list_queue_tags(app: &AppState, call: &Call) -> Answer {
+    authorize(&call.credential, &Need::Read)?;
+    let queue = queue_of(call)?;
+    exists(app, &queue)?;
+    let tags = Extension::of(&app.store.queue_settings(&queue).await?)?.tags;
+    let mut result = Map::new();
+    if !tags.is_empty() {
+        result.insert("Tags".into(), json!(tags));
+    }
+    Ok(result)
+}
+
+async fn add_permission(app: &AppState, call: &Call) -> Answer {
+    authorize(&call.credential, &Need::Admin)?;
+    let queue = queue_of(call)?;
+    let arn = format!("arn:aws:sqs:{}:{ACCOUNT}:{queue}", call.region);
+    change_extension(app, &queue, |e| e.add_permission(&arn, &call.params)).await
+}
+
+async fn remove_permission(app: &AppState, call: &Call) -> Answer {
+    authorize(&call.credential, &Need::Admin)?;
+    let queue = queue_of(call)?;
+    change_extension(app, &queue, |e| e.remove_permission(&call.params)).await
+}
+
+async fn list_dead_letter_source_queues(app: &AppState, call: &Call) -> Answer {
+    authorize(&call.credential, &Need::Read)?;
+    let queue = queue_of(call)?;
+    exists(app, &queue)?;
+    let max = integer(&call.params, "MaxResults", 1..=1000)?;
+    let after = text(&call.params, "NextToken")?;
+    let mut names: Vec<String> = app
+        .store
+        .list_queues()
+        .await?
+        .into_iter()
+        .filter(|q| q.settings.dead_letter_queue.as_deref() == Some(queue.as_str()))
+        .map(|q| q.name)
+        .filter(|n| after.is_none_or(|a| n.as_str() > a))
+        .collect();
+    names.sort();
+    let mut next = None;
+    if let Some(max) = max.map(|m| m as usize)
+        && names.len() > max
+    {
+        names.truncate(max);
+        next = names.last().cloned();
+    }
+    let urls: Vec<Value> = names
+        .iter()
+        .map(|n| Value::String(queue_url(call, n)))
+        .collect();
+    // `queueUrls` (sic) is required in SQS's model: present even when empty.
+    let mut result = obj(json!({ "queueUrls": urls }));
+    if let Some(next) = next {
+        result.insert("NextToken".into(), Value::String(next));
+    }
+    Ok(result)
 }
 
 // ---- sends ----

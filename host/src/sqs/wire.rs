@@ -83,8 +83,26 @@ fn fold(tree: Map<String, Value>) -> Map<String, Value> {
                 }
                 out.insert(format!("{key}s"), Value::Object(map));
             }
-            "AttributeName" | "MessageAttributeName" | "MessageSystemAttributeName" => {
+            "AttributeName"
+            | "MessageAttributeName"
+            | "MessageSystemAttributeName"
+            | "TagKey"
+            | "AWSAccountId" => {
                 out.insert(format!("{key}s"), Value::Array(members(value)));
+            }
+            "ActionName" => {
+                out.insert("Actions".into(), Value::Array(members(value)));
+            }
+            // Tags (TagQueue, and CreateQueue's `tags`): `Tag.N.Key`, `Tag.N.Value`.
+            "Tag" => {
+                let mut map = Map::new();
+                for member in members(value) {
+                    if let Some(Value::String(name)) = member.get("Key").cloned() {
+                        let value = member.get("Value").cloned();
+                        map.insert(name, value.unwrap_or(Value::String(String::new())));
+                    }
+                }
+                out.insert("Tags".into(), Value::Object(map));
             }
             k if k.ends_with("BatchRequestEntry") => {
                 let entries = members(value)
@@ -464,6 +482,15 @@ fn write_fields(out: &mut String, op: &str, fields: &Map<String, Value>) {
                     out.push_str("</Value></Attribute>");
                 }
             }
+            ("Tags", Value::Object(map)) => {
+                for (name, v) in map {
+                    out.push_str("<Tag><Key>");
+                    out.push_str(&escape(name));
+                    out.push_str("</Key><Value>");
+                    out.push_str(&escape(&scalar(v)));
+                    out.push_str("</Value></Tag>");
+                }
+            }
             ("MessageAttributes", Value::Object(map)) => {
                 for (name, v) in map {
                     out.push_str("<MessageAttribute><Name>");
@@ -477,7 +504,7 @@ fn write_fields(out: &mut String, op: &str, fields: &Map<String, Value>) {
             }
             (_, Value::Array(items)) => {
                 let element = match key.as_str() {
-                    "QueueUrls" => "QueueUrl".to_owned(),
+                    "QueueUrls" | "queueUrls" => "QueueUrl".to_owned(),
                     "Messages" => "Message".to_owned(),
                     "Successful" => format!("{op}ResultEntry"),
                     "Failed" => "BatchResultErrorEntry".to_owned(),

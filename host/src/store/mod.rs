@@ -29,7 +29,7 @@ pub mod testdb;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
@@ -169,6 +169,11 @@ pub struct QueueSettings {
     /// How long an SQS receive without `WaitTimeSeconds` waits (the queue's
     /// `ReceiveMessageWaitTimeSeconds`).
     pub receive_wait_ms: u64,
+    /// What a front end keeps with the queue, under its own name (`"sqs"`: the SQS endpoint's
+    /// tags and policy). The store keeps it as given, in the settings it already stores, and
+    /// nothing but its owner reads it.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub extensions: BTreeMap<String, serde_json::Value>,
 }
 
 /// Live counts of one queue.
@@ -396,6 +401,7 @@ impl Default for QueueSettings {
             max_depth: None,
             delay_ms: 0,
             receive_wait_ms: 0,
+            extensions: BTreeMap::new(),
         }
     }
 }

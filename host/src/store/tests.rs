@@ -1012,6 +1012,12 @@ async fn update_queue_replaces_settings(f: Fixture) {
     let s = QueueSettings {
         max_attempts: 2,
         dead_letter_queue: Some("dlq".into()),
+        // Kept as given, for the front end that owns it.
+        extensions: [(
+            "sqs".to_owned(),
+            serde_json::json!({"tags": {"team": "a"}, "policy": "{}"}),
+        )]
+        .into(),
         ..Default::default()
     };
     let info = f.store.update_queue("q", s.clone()).await.unwrap();
