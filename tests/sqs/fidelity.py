@@ -1,8 +1,10 @@
 """Details of SQS's behaviour (issue 28, item 4) through current boto3 (JSON protocol):
-system attributes, attribute-name wildcards, the 1 MiB size limits and their errors, SQS's
-wording for a missing queue, queue URLs of any account, and MessageIds that are UUIDs."""
+system attributes (AWSTraceHeader, ApproximateFirstReceiveTimestamp), attribute-name
+wildcards, the 1 MiB size limits and their errors, SQS's wording for a missing queue, queue
+URLs of any account, and MessageIds that are UUIDs."""
 
 import os
+import time
 import uuid
 
 import boto3
@@ -144,3 +146,19 @@ def test_message_ids_are_uuids_unique_across_queues(sqs):
         assert {m["MessageId"] for m in got} <= set(ids)
     assert len(set(ids)) == len(ids) == 8
     assert all(uuid.UUID(i).version == 8 for i in ids)
+
+
+def test_approximate_first_receive_timestamp(sqs):
+    url = sqs.create_queue(QueueName="first-receive")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="x")
+    before = int(time.time() * 1000)
+    (m,) = sqs.receive_message(QueueUrl=url, MessageSystemAttributeNames=["All"])["Messages"]
+    first = int(m["Attributes"]["ApproximateFirstReceiveTimestamp"])
+    assert int(m["Attributes"]["SentTimestamp"]) <= first
+    assert before - 5_000 <= first <= int(time.time() * 1000) + 5_000
+    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
+    (m,) = sqs.receive_message(
+        QueueUrl=url, MessageSystemAttributeNames=["ApproximateFirstReceiveTimestamp",
+                                                   "ApproximateReceiveCount"])["Messages"]
+    assert m["Attributes"] == {"ApproximateFirstReceiveTimestamp": str(first),
+                               "ApproximateReceiveCount": "2"}

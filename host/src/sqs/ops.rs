@@ -821,6 +821,10 @@ async fn receive_message(app: &AppState, call: &Call) -> Answer {
             ("ApproximateReceiveCount", Some(m.attempt.to_string())),
             ("SentTimestamp", Some(m.enqueued_at_ms.to_string())),
             ("SenderId", Some(call.credential.token_id.clone())),
+            (
+                "ApproximateFirstReceiveTimestamp",
+                m.first_leased_at_ms.map(|at| at.to_string()),
+            ),
             ("AWSTraceHeader", trace_header),
         ] {
             let Some(value) = value else { continue };

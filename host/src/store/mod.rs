@@ -256,6 +256,8 @@ pub struct Message {
     pub enqueued_at_ms: u64,
     pub priority: u8,
     pub group: Option<String>,
+    /// When it was first leased (SQS's `ApproximateFirstReceiveTimestamp`); `None` until then.
+    pub first_leased_at_ms: Option<u64>,
 }
 
 /// Messages leased to one consumer until `expires_at_ms`.
