@@ -178,6 +178,22 @@ async fn queue_management_through_both_protocols() {
     }
 }
 
+/// FIFO queues through boto3: ordering per group across a retry, dedup by id and by content,
+/// `SequenceNumber` increasing; `MessageGroupId` on a standard queue as a fair-queue tenant.
+#[tokio::test]
+async fn boto3_fifo_queues() {
+    let (server, _dir, key, secret) = start().await;
+    let python = venv("boto3").join("bin/python");
+    run(
+        &server,
+        &key,
+        &secret,
+        python,
+        &["-m", "pytest", "-q", "-p", "no:cacheprovider", "fifo.py"],
+    )
+    .await;
+}
+
 /// botocore 1.31.56 and the AWS CLI 1.29.56, the last query-protocol releases: an empty
 /// receive, an empty list of queues and empty attributes parse (the Result element is there).
 #[tokio::test]

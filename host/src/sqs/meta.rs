@@ -60,7 +60,9 @@ impl Extension {
         }
     }
 
-    /// Sets one of [`KEPT_ATTRIBUTES`] after checking it as SQS does; an empty value unsets it.
+    /// Sets one of [`KEPT_ATTRIBUTES`], or of a FIFO queue's `ContentBasedDeduplication`,
+    /// `DeduplicationScope` and `FifoThroughputLimit`, after checking it as SQS does; an empty
+    /// value unsets it.
     pub fn set_attribute(&mut self, name: &str, value: &str) -> Result<(), SqsError> {
         let bad = |why: String| {
             SqsError::new(
@@ -81,8 +83,13 @@ impl Extension {
                 .parse::<u64>()
                 .is_ok_and(|n| (60..=86_400).contains(&n)))
             .then(|| format!("`{value}` must be an integer from 60 to 86400.")),
-            "SqsManagedSseEnabled" => (value != "true" && value != "false")
+            "SqsManagedSseEnabled" | "ContentBasedDeduplication" => (value != "true"
+                && value != "false")
                 .then(|| format!("`{value}` must be true or false.")),
+            "DeduplicationScope" => (value != "messageGroup" && value != "queue")
+                .then(|| format!("`{value}` must be messageGroup or queue.")),
+            "FifoThroughputLimit" => (value != "perQueue" && value != "perMessageGroupId")
+                .then(|| format!("`{value}` must be perQueue or perMessageGroupId.")),
             _ => None,
         };
         if let Some(why) = why {

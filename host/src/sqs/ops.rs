@@ -85,13 +85,43 @@ fn queue_of(call: &Call) -> Result<String, SqsError> {
 
 fn queue_name_param(call: &Call) -> Result<String, SqsError> {
     let name = text(&call.params, "QueueName")?.ok_or_else(|| SqsError::missing("QueueName"))?;
-    if name.ends_with(".fifo") {
-        return Err(SqsError::invalid(
-            "FIFO queues are not supported by Sluice's SQS endpoint",
-        ));
-    }
     store::validate_queue_name(name).map_err(|e| SqsError::invalid(e.to_string()))?;
     Ok(name.to_owned())
+}
+
+/// Whether `queue` is a FIFO queue: as on SQS, exactly the queues whose name ends in `.fifo`
+/// (a Sluice queue made over the API with such a name is one too).
+fn is_fifo(queue: &str) -> bool {
+    queue.ends_with(store::FIFO_SUFFIX)
+}
+
+/// A FIFO queue's `SequenceNumber` for Sluice message `id`: store ids grow with enqueue order
+/// and a group is delivered in id order, so they increase along a group as SQS's do.
+fn sequence_number(id: &str) -> String {
+    match id.parse::<u64>() {
+        Ok(n) => format!("{n:020}"),
+        Err(_) => id.to_owned(),
+    }
+}
+
+/// How a FIFO queue deduplicates, from its kept attributes.
+struct Fifo {
+    content_based: bool,
+    per_group: bool,
+}
+
+impl Fifo {
+    fn of(queue: &str, settings: &QueueSettings) -> Result<Option<Fifo>, SqsError> {
+        if !is_fifo(queue) {
+            return Ok(None);
+        }
+        let kept = Extension::of(settings)?.attributes;
+        Ok(Some(Fifo {
+            content_based: kept.get("ContentBasedDeduplication").map(String::as_str)
+                == Some("true"),
+            per_group: kept.get("DeduplicationScope").map(String::as_str) == Some("messageGroup"),
+        }))
+    }
 }
 
 fn exists(app: &AppState, queue: &str) -> Result<(), SqsError> {
@@ -112,6 +142,7 @@ pub const MAX_MESSAGE_BYTES: usize = 1_048_576;
 fn apply_attributes(
     settings: &mut QueueSettings,
     attributes: &BTreeMap<String, String>,
+    fifo: bool,
 ) -> Result<(), SqsError> {
     for (name, value) in attributes {
         let number = |range: std::ops::RangeInclusive<u64>| {
@@ -178,14 +209,33 @@ fn apply_attributes(
                 extension.set_attribute(kept, value)?;
                 extension.save(settings);
             }
-            "FifoQueue"
-            | "ContentBasedDeduplication"
-            | "DeduplicationScope"
-            | "FifoThroughputLimit" => {
-                return Err(SqsError::new(
-                    Code::InvalidAttributeName,
-                    format!("{name}: FIFO queues are not supported by Sluice's SQS endpoint"),
-                ));
+            "FifoQueue" => match (value.as_str(), fifo) {
+                ("true", true) | ("false", false) => {}
+                ("true", false) => {
+                    return Err(SqsError::invalid(
+                        "The name of a FIFO queue can only include alphanumeric characters, \
+                         hyphens, or underscores, must end with .fifo suffix and be 1 to 80 in \
+                         length.",
+                    ));
+                }
+                ("false", true) => {
+                    return Err(SqsError::new(
+                        Code::InvalidAttributeValue,
+                        "A queue whose name ends in .fifo is a FIFO queue: FifoQueue cannot be \
+                         false (and a queue's type cannot change).",
+                    ));
+                }
+                _ => {
+                    return Err(SqsError::new(
+                        Code::InvalidAttributeValue,
+                        format!("Invalid value for the parameter FifoQueue: `{value}`."),
+                    ));
+                }
+            },
+            "ContentBasedDeduplication" | "DeduplicationScope" | "FifoThroughputLimit" if fifo => {
+                let mut extension = Extension::of(settings)?;
+                extension.set_attribute(name, value)?;
+                extension.save(settings);
             }
             other => {
                 return Err(SqsError::new(
@@ -195,6 +245,17 @@ fn apply_attributes(
             }
         }
     }
+    if fifo {
+        let kept = Extension::of(settings)?.attributes;
+        if kept.get("FifoThroughputLimit").map(String::as_str) == Some("perMessageGroupId")
+            && kept.get("DeduplicationScope").map(String::as_str) != Some("messageGroup")
+        {
+            return Err(SqsError::new(
+                Code::InvalidAttributeValue,
+                "FifoThroughputLimit perMessageGroupId needs DeduplicationScope messageGroup.",
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -202,11 +263,32 @@ async fn create_queue(app: &AppState, call: &Call) -> Answer {
     authorize(&call.credential, &Need::Admin)?;
     let name = queue_name_param(call)?;
     let attributes = string_map(&call.params, "Attributes")?;
+    let fifo = is_fifo(&name);
+    if fifo && attributes.get("FifoQueue").map(String::as_str) != Some("true") {
+        return Err(SqsError::invalid(
+            "A queue name ending in .fifo is a FIFO queue: create it with the attribute \
+             FifoQueue=true.",
+        ));
+    }
     let mut settings = QueueSettings {
         max_message_bytes: MAX_MESSAGE_BYTES,
+        // SQS's deduplication interval.
+        dedup_window_ms: 5 * 60 * 1000,
         ..QueueSettings::default()
     };
-    apply_attributes(&mut settings, &attributes)?;
+    if fifo {
+        // SQS's defaults, so they are listed like SQS lists them.
+        let mut extension = Extension::default();
+        for (name, value) in [
+            ("ContentBasedDeduplication", "false"),
+            ("DeduplicationScope", "queue"),
+            ("FifoThroughputLimit", "perQueue"),
+        ] {
+            extension.set_attribute(name, value)?;
+        }
+        extension.save(&mut settings);
+    }
+    apply_attributes(&mut settings, &attributes, fifo)?;
     // `tags` on the JSON protocol, folded from `Tag.N.Key` into `Tags` on the query protocol.
     let tags = match string_map(&call.params, "tags")? {
         tags if tags.is_empty() => string_map(&call.params, "Tags")?,
@@ -225,7 +307,7 @@ async fn create_queue(app: &AppState, call: &Call) -> Answer {
             // Tags given then are not applied (TagQueue changes them).
             let current = app.store.queue_settings(&name).await?;
             let mut wanted = current.clone();
-            apply_attributes(&mut wanted, &attributes)?;
+            apply_attributes(&mut wanted, &attributes, fifo)?;
             if wanted != current {
                 return Err(SqsError::new(
                     Code::QueueNameExists,
@@ -311,6 +393,10 @@ const QUEUE_ATTRIBUTES: &[&str] = &[
     "MaximumMessageSize",
     "ReceiveMessageWaitTimeSeconds",
     "RedrivePolicy",
+    "FifoQueue",
+    "ContentBasedDeduplication",
+    "DeduplicationScope",
+    "FifoThroughputLimit",
     "Policy",
     "RedriveAllowPolicy",
     "KmsMasterKeyId",
@@ -360,6 +446,8 @@ async fn get_queue_attributes(app: &AppState, call: &Call) -> Answer {
                 .to_string(),
                 None => continue,
             },
+            "FifoQueue" if is_fifo(&queue) => "true".to_owned(),
+            "FifoQueue" => continue,
             // Sluice does not encrypt messages itself (the disk under the database may).
             "SqsManagedSseEnabled" => kept
                 .get(*name)
@@ -388,7 +476,7 @@ async fn set_queue_attributes(app: &AppState, call: &Call) -> Answer {
         return Err(SqsError::missing("Attributes"));
     }
     let mut settings = app.store.queue_settings(&queue).await?;
-    apply_attributes(&mut settings, &attributes)?;
+    apply_attributes(&mut settings, &attributes, is_fifo(&queue))?;
     app.store.update_queue(&queue, settings).await?;
     Ok(Map::new())
 }
@@ -546,9 +634,94 @@ fn entry_bytes(entry: &Map<String, Value>) -> usize {
     body + attributes
 }
 
+/// Checks a `MessageGroupId` or `MessageDeduplicationId` as SQS does: 1 to 128 characters,
+/// letters, digits and ASCII punctuation.
+fn fifo_id<'a>(params: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, SqsError> {
+    let Some(id) = text(params, name)? else {
+        return Ok(None);
+    };
+    let valid = !id.is_empty()
+        && id.len() <= store::MAX_GROUP_BYTES
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c.is_ascii_punctuation());
+    if !valid {
+        return Err(SqsError::invalid(format!(
+            "Value {id} for parameter {name} is invalid. Reason: it must be 1 to 128 letters, \
+             digits or punctuation characters."
+        )));
+    }
+    Ok(Some(id))
+}
+
+/// What a send's FIFO parameters become: the Sluice group and dedup id of the message (a FIFO
+/// queue), or the group kept for SQS fair queues (a standard queue: no ordering, no group).
+struct Grouping {
+    group: Option<String>,
+    dedup_id: Option<String>,
+    kept: Vec<(String, String)>,
+}
+
+fn grouping(
+    fifo: Option<&Fifo>,
+    params: &Map<String, Value>,
+    body: &str,
+) -> Result<Grouping, SqsError> {
+    let group = fifo_id(params, "MessageGroupId")?;
+    let dedup = fifo_id(params, "MessageDeduplicationId")?;
+    let Some(fifo) = fifo else {
+        if dedup.is_some() {
+            return Err(SqsError::invalid(
+                "MessageDeduplicationId is only for FIFO queues (names ending in .fifo).",
+            ));
+        }
+        // A fair queue's tenant: kept and returned, the message otherwise as any other.
+        let kept = group
+            .map(|g| (wire::GROUP_KEY.to_owned(), g.to_owned()))
+            .into_iter()
+            .collect();
+        return Ok(Grouping {
+            group: None,
+            dedup_id: None,
+            kept,
+        });
+    };
+    let group = group.ok_or_else(|| SqsError::missing("MessageGroupId"))?;
+    if params.contains_key("DelaySeconds") {
+        return Err(SqsError::invalid(
+            "Value for parameter DelaySeconds is invalid. Reason: The request include parameter \
+             that is not valid for this queue type (a FIFO queue delays all its messages by its \
+             DelaySeconds attribute).",
+        ));
+    }
+    let dedup = match dedup {
+        Some(id) => id.to_owned(),
+        None if fifo.content_based => hex::encode(sha2::Sha256::digest(body.as_bytes())),
+        None => {
+            return Err(SqsError::invalid(
+                "The queue should either have ContentBasedDeduplication enabled or \
+                 MessageDeduplicationId provided explicitly",
+            ));
+        }
+    };
+    // Deduplicated per group: the group is part of the key (length-prefixed, so no two
+    // group and id pairs make the same key).
+    let key = if fifo.per_group {
+        format!("{}:{group}:{dedup}", group.len())
+    } else {
+        dedup.clone()
+    };
+    Ok(Grouping {
+        group: Some(group.to_owned()),
+        dedup_id: Some(key),
+        kept: vec![(wire::DEDUP_KEY.to_owned(), dedup)],
+    })
+}
+
 fn outgoing(
     app: &AppState,
     settings: &QueueSettings,
+    fifo: Option<&Fifo>,
     params: &Map<String, Value>,
 ) -> Result<Outgoing, SqsError> {
     let body = text(params, "MessageBody")?.ok_or_else(|| SqsError::missing("MessageBody"))?;
@@ -563,13 +736,7 @@ fn outgoing(
              #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF",
         ));
     }
-    for fifo in ["MessageGroupId", "MessageDeduplicationId"] {
-        if params.contains_key(fifo) {
-            return Err(SqsError::invalid(format!(
-                "{fifo} is only for FIFO queues, which Sluice's SQS endpoint does not support"
-            )));
-        }
-    }
+    let grouping = grouping(fifo, params, body)?;
     let delay_ms =
         integer(params, "DelaySeconds", 0..=900)?.map_or(settings.delay_ms, |s| s * 1000);
     let attributes = wire::message_attributes(params, app.limits.max_attribute_bytes)?;
@@ -587,6 +754,7 @@ fn outgoing(
         )));
     }
     let mut stored = wire::to_sluice(&attributes);
+    stored.extend(grouping.kept);
     let md5_system_attributes = trace_header.map(|header| {
         let md5 = wire::md5_of_attributes(&[wire::Attribute {
             name: "AWSTraceHeader".into(),
@@ -604,7 +772,8 @@ fn outgoing(
             body: body.as_bytes().to_vec(),
             attributes: stored,
             delay_ms,
-            dedup_id: None,
+            dedup_id: grouping.dedup_id,
+            group: grouping.group,
             ..NewMessage::default()
         },
     })
@@ -612,6 +781,9 @@ fn outgoing(
 
 fn sent_answer(id: String, out: &Outgoing) -> Map<String, Value> {
     let mut answer = Map::new();
+    if out.message.group.is_some() {
+        answer.insert("SequenceNumber".into(), Value::String(sequence_number(&id)));
+    }
     answer.insert("MessageId".into(), Value::String(message_id(&id)));
     answer.insert(
         "MD5OfMessageBody".into(),
@@ -634,7 +806,8 @@ async fn send_message(app: &AppState, call: &Call) -> Answer {
     authorize(&call.credential, &Need::Produce(queue.clone()))?;
     exists(app, &queue)?;
     let settings = app.store.queue_settings(&queue).await?;
-    let out = outgoing(app, &settings, &call.params)?;
+    let fifo = Fifo::of(&queue, &settings)?;
+    let out = outgoing(app, &settings, fifo.as_ref(), &call.params)?;
     let mut ids = app.store.enqueue(&queue, vec![out.message.clone()]).await?;
     metrics::counter!("sluice_enqueued_total", "queue" => queue).increment(1);
     let id = ids
@@ -737,10 +910,11 @@ async fn send_message_batch(app: &AppState, call: &Call) -> Answer {
         ));
     }
     let settings = app.store.queue_settings(&queue).await?;
+    let fifo = Fifo::of(&queue, &settings)?;
     let mut failures = Vec::new();
     let mut accepted = Vec::new();
     for entry in &entries {
-        match outgoing(app, &settings, entry) {
+        match outgoing(app, &settings, fifo.as_ref(), entry) {
             Ok(out) => accepted.push((entry_id(entry), out)),
             Err(err) => failures.push(failed(entry_id(entry), &err)),
         }
@@ -812,11 +986,13 @@ async fn receive_message(app: &AppState, call: &Call) -> Answer {
         );
         message.insert("Body".into(), Value::String(body));
         let mut attributes = Map::new();
-        let trace_header = m
-            .attributes
-            .iter()
-            .find(|(k, _)| k == wire::TRACE_HEADER_KEY)
-            .map(|(_, v)| v.clone());
+        let kept = |key: &str| {
+            m.attributes
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        let fifo = is_fifo(&queue);
         for (name, value) in [
             ("ApproximateReceiveCount", Some(m.attempt.to_string())),
             ("SentTimestamp", Some(m.enqueued_at_ms.to_string())),
@@ -825,7 +1001,13 @@ async fn receive_message(app: &AppState, call: &Call) -> Answer {
                 "ApproximateFirstReceiveTimestamp",
                 m.first_leased_at_ms.map(|at| at.to_string()),
             ),
-            ("AWSTraceHeader", trace_header),
+            ("AWSTraceHeader", kept(wire::TRACE_HEADER_KEY)),
+            (
+                "MessageGroupId",
+                m.group.clone().or_else(|| kept(wire::GROUP_KEY)),
+            ),
+            ("MessageDeduplicationId", kept(wire::DEDUP_KEY)),
+            ("SequenceNumber", fifo.then(|| sequence_number(&m.id))),
         ] {
             let Some(value) = value else { continue };
             if system.iter().any(|a| a == "All" || a == name) {

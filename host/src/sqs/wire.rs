@@ -219,6 +219,12 @@ const OWN_PREFIX: &str = "sluice-sqs-";
 
 /// The Sluice attribute that keeps a message's `AWSTraceHeader` system attribute.
 pub const TRACE_HEADER_KEY: &str = "sluice-sqs-system:AWSTraceHeader";
+/// The Sluice attribute that keeps the `MessageDeduplicationId` a FIFO send gave (or the
+/// body's SHA-256 under content-based deduplication).
+pub const DEDUP_KEY: &str = "sluice-sqs-system:MessageDeduplicationId";
+/// The Sluice attribute that keeps the `MessageGroupId` of a send to a standard queue (SQS fair
+/// queues); FIFO queues' groups are Sluice groups.
+pub const GROUP_KEY: &str = "sluice-sqs-system:MessageGroupId";
 
 /// Reads `MessageSystemAttributes` of a send: SQS defines one, `AWSTraceHeader` (X-Ray's
 /// trace header, a String), returned on receive as the message's `AWSTraceHeader` attribute.

@@ -43,8 +43,8 @@ pub use replies::{MAX_REPLY_WAIT, NewReply, REPLY_RETENTION_MS, Reply};
 pub use sqlite::invocations::{InvocationEntry, InvocationQuery, InvocationRetention};
 pub use topics::{Published, ReplayFrom, SubscriptionRecord, TopicRecord};
 pub use validate::{
-    RESERVED_ATTRIBUTE_PREFIX, is_reserved_attribute, message as validate_message, message_size,
-    validate_queue_name,
+    FIFO_SUFFIX, RESERVED_ATTRIBUTE_PREFIX, is_reserved_attribute, message as validate_message,
+    message_size, validate_queue_name,
 };
 
 /// Why a store operation failed.
