@@ -993,8 +993,16 @@ async fn receive_message(app: &AppState, call: &Call) -> Answer {
                 .map(|(_, v)| v.clone())
         };
         let fifo = is_fifo(&queue);
+        // In a dead-letter queue SQS keeps counting: the receives in the source queue (which
+        // Sluice keeps as an attribute when it dead-letters) and those since.
+        let earlier: u32 = kept(store::ATTR_ATTEMPTS)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
         for (name, value) in [
-            ("ApproximateReceiveCount", Some(m.attempt.to_string())),
+            (
+                "ApproximateReceiveCount",
+                Some(earlier.saturating_add(m.attempt).to_string()),
+            ),
             ("SentTimestamp", Some(m.enqueued_at_ms.to_string())),
             ("SenderId", Some(call.credential.token_id.clone())),
             (
