@@ -1,5 +1,6 @@
 """Queue management SQS has beyond messages (issue 28, item 3): tags (TagQueue, UntagQueue,
-ListQueueTags, CreateQueue's tags), ListDeadLetterSourceQueues, AddPermission and
+ListQueueTags, CreateQueue's tags), ListDeadLetterSourceQueues, message move tasks on
+Sluice's redrive, AddPermission and
 RemovePermission, and the Policy and encryption attributes, which round-trip but decide
 nothing: Sluice's token scopes do. Run with current boto3 (JSON protocol) and with botocore
 1.31.50 (query protocol); the assertions hold for both."""
@@ -140,3 +141,59 @@ def test_permissions_and_policy_round_trip_without_deciding_access(sqs):
         with pytest.raises(botocore.exceptions.ClientError) as e:
             call()
         assert code(e) == "AccessDenied"
+
+
+def test_message_move_tasks_are_redrives(sqs):
+    p = protocol(sqs)
+    dlq = sqs.create_queue(QueueName=f"moves-dlq-{p}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"]
+    policy = json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": "1"})
+    src = sqs.create_queue(QueueName=f"moves-src-{p}", Attributes={"RedrivePolicy": policy})[
+        "QueueUrl"]
+    for body in ["one", "two"]:
+        sqs.send_message(QueueUrl=src, MessageBody=body)
+    for m in sqs.receive_message(QueueUrl=src, MaxNumberOfMessages=10, WaitTimeSeconds=5)[
+            "Messages"]:
+        sqs.change_message_visibility(QueueUrl=src, ReceiptHandle=m["ReceiptHandle"],
+                                      VisibilityTimeout=0)
+    assert "Messages" not in sqs.receive_message(QueueUrl=src)
+
+    def depth(url):
+        return int(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+            "ApproximateNumberOfMessages"])["Attributes"]["ApproximateNumberOfMessages"])
+
+    assert depth(dlq) == 2
+    handle = sqs.start_message_move_task(SourceArn=arn)["TaskHandle"]
+    assert depth(dlq) == 0 and depth(src) == 2
+    (task,) = sqs.list_message_move_tasks(SourceArn=arn)["Results"]
+    assert task["Status"] == "COMPLETED"
+    assert task["ApproximateNumberOfMessagesMoved"] == 2
+    assert task["SourceArn"] == arn and "TaskHandle" not in task
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        sqs.cancel_message_move_task(TaskHandle=handle)
+    assert code(e) == "ResourceNotFoundException"
+    # A source that is no queue's dead-letter queue is refused, as SQS refuses it.
+    src_arn = arn.rsplit(":", 1)[0] + ":" + src.rsplit("/", 1)[1]
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        sqs.start_message_move_task(SourceArn=src_arn)
+    assert code(e) == "AWS.SimpleQueueService.UnsupportedOperation"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        sqs.list_message_move_tasks(SourceArn=arn + "-missing")
+    assert code(e) == "ResourceNotFoundException"
+    # To another queue, and listed newest first.
+    elsewhere = sqs.create_queue(QueueName=f"moves-to-{p}")["QueueUrl"]
+    elsewhere_arn = arn.rsplit(":", 1)[0] + ":" + elsewhere.rsplit("/", 1)[1]
+    sqs.send_message(QueueUrl=src, MessageBody="three")
+    for m in sqs.receive_message(QueueUrl=src, MaxNumberOfMessages=10, WaitTimeSeconds=5)[
+            "Messages"]:
+        sqs.change_message_visibility(QueueUrl=src, ReceiptHandle=m["ReceiptHandle"],
+                                      VisibilityTimeout=0)
+    assert "Messages" not in sqs.receive_message(QueueUrl=src)
+    sqs.start_message_move_task(SourceArn=arn, DestinationArn=elsewhere_arn,
+                                MaxNumberOfMessagesPerSecond=50)
+    assert depth(elsewhere) == 3
+    tasks = sqs.list_message_move_tasks(SourceArn=arn, MaxResults=10)["Results"]
+    assert [t["ApproximateNumberOfMessagesMoved"] for t in tasks] == [3, 2]
+    assert tasks[0]["DestinationArn"] == elsewhere_arn
+    assert tasks[0]["MaxNumberOfMessagesPerSecond"] == 50

@@ -19,6 +19,7 @@ pub enum Code {
     InvalidAttributeName,
     InvalidAttributeValue,
     BatchRequestTooLong,
+    ResourceNotFound,
     InvalidAction,
     UnsupportedOperation,
     AccessDenied,
@@ -45,6 +46,7 @@ impl Code {
             Code::InvalidBatchEntryId => "InvalidBatchEntryId",
             Code::UnsupportedOperation => "UnsupportedOperation",
             Code::BatchRequestTooLong => "BatchRequestTooLong",
+            Code::ResourceNotFound => "ResourceNotFoundException",
             Code::OverLimit => "OverLimit",
             other => other.query_code(),
         }
@@ -68,6 +70,7 @@ impl Code {
             Code::InvalidAttributeName => "InvalidAttributeName",
             Code::InvalidAttributeValue => "InvalidAttributeValue",
             Code::BatchRequestTooLong => "AWS.SimpleQueueService.BatchRequestTooLong",
+            Code::ResourceNotFound => "ResourceNotFoundException",
             Code::InvalidAction => "InvalidAction",
             Code::UnsupportedOperation => "AWS.SimpleQueueService.UnsupportedOperation",
             Code::AccessDenied => "AccessDenied",
@@ -83,7 +86,7 @@ impl Code {
 
     pub fn status(self) -> u16 {
         match self {
-            Code::ReceiptHandleIsInvalid => 404,
+            Code::ReceiptHandleIsInvalid | Code::ResourceNotFound => 404,
             Code::AccessDenied
             | Code::MissingAuthenticationToken
             | Code::InvalidClientTokenId

@@ -36,6 +36,25 @@ pub struct Extension {
     /// [`KEPT_ATTRIBUTES`] that are set, by name.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub attributes: BTreeMap<String, String>,
+    /// The latest message move tasks out of this (dead-letter) queue, newest last.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub move_tasks: Vec<MoveTask>,
+}
+
+/// How many move tasks a queue remembers (SQS lists at most 10).
+pub const MAX_MOVE_TASKS: usize = 10;
+
+/// One `StartMessageMoveTask`: a Sluice redrive, done in one transaction when it starts, so
+/// every task is `COMPLETED` once its start has answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MoveTask {
+    pub handle: String,
+    pub source_arn: String,
+    pub destination_arn: Option<String>,
+    pub max_per_second: Option<u64>,
+    pub moved: u64,
+    pub to_move: u64,
+    pub started_ms: u64,
 }
 
 impl Extension {
@@ -52,7 +71,7 @@ impl Extension {
     }
 
     pub fn save(&self, settings: &mut QueueSettings) {
-        if self.tags.is_empty() && self.attributes.is_empty() {
+        if self.tags.is_empty() && self.attributes.is_empty() && self.move_tasks.is_empty() {
             settings.extensions.remove(KEY);
         } else {
             let value = serde_json::to_value(self).expect("strings serialize");

@@ -1,15 +1,18 @@
 //! The SQS operations, each on the JSON protocol's shape of parameters and answer: queues
-//! (create, URL, list, delete, attributes, purge), sends, and receive / delete / visibility
-//! through the pull consumers' receipts.
+//! (create, URL, list, delete, attributes, purge, tags, permissions, dead-letter sources, move
+//! tasks as redrives), sends (FIFO queues on ordered groups and dedup ids), and receive /
+//! delete / visibility through the pull consumers' receipts.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use md5::Digest;
 use serde_json::{Map, Value, json};
 
 use super::error::{Code, SqsError};
-use super::meta::{self, Extension};
+use super::meta::{self, Extension, MoveTask};
 use super::wire::{self, integer, string_map, strings, text};
 use super::{ACCOUNT, Call, authorize};
 use crate::api::AppState;
@@ -18,13 +21,6 @@ use crate::pull::{self, Action, Outcome, ReceiveOptions};
 use crate::store::{self, NewMessage, QueueSettings};
 
 type Answer = Result<Map<String, Value>, SqsError>;
-
-/// Operations SQS has that this endpoint does not.
-const UNSUPPORTED: &[&str] = &[
-    "StartMessageMoveTask",
-    "CancelMessageMoveTask",
-    "ListMessageMoveTasks",
-];
 
 pub async fn run(app: &AppState, call: Call) -> Answer {
     let op = call.op.as_str();
@@ -49,10 +45,9 @@ pub async fn run(app: &AppState, call: Call) -> Answer {
         "AddPermission" => add_permission(app, &call).await,
         "RemovePermission" => remove_permission(app, &call).await,
         "ListDeadLetterSourceQueues" => list_dead_letter_source_queues(app, &call).await,
-        _ if UNSUPPORTED.contains(&op) => Err(SqsError::new(
-            Code::UnsupportedOperation,
-            format!("{op} is not supported by Sluice's SQS endpoint"),
-        )),
+        "StartMessageMoveTask" => start_message_move_task(app, &call).await,
+        "ListMessageMoveTasks" => list_message_move_tasks(app, &call).await,
+        "CancelMessageMoveTask" => cancel_message_move_task(app, &call).await,
         _ => Err(SqsError::new(
             Code::InvalidAction,
             format!("The action {op} is not valid for this endpoint."),
@@ -582,6 +577,152 @@ async fn list_dead_letter_source_queues(app: &AppState, call: &Call) -> Answer {
         result.insert("NextToken".into(), Value::String(next));
     }
     Ok(result)
+}
+
+// ---- message move tasks ----
+
+/// The queue an SQS ARN (`arn:aws:sqs:REGION:ACCOUNT:NAME`, any region and account) names.
+fn queue_of_arn(params: &Map<String, Value>, name: &str) -> Result<Option<String>, SqsError> {
+    let Some(arn) = text(params, name)? else {
+        return Ok(None);
+    };
+    let queue = arn
+        .strip_prefix("arn:aws:sqs:")
+        .and_then(|rest| rest.rsplit(':').next())
+        .filter(|q| store::validate_queue_name(q).is_ok())
+        .ok_or_else(|| {
+            SqsError::invalid(format!(
+                "Value {arn} for parameter {name} is invalid. Reason: an SQS queue ARN is \
+                 arn:aws:sqs:REGION:ACCOUNT:QUEUE."
+            ))
+        })?;
+    Ok(Some(queue.to_owned()))
+}
+
+fn no_resource(what: String) -> SqsError {
+    SqsError::new(Code::ResourceNotFound, what)
+}
+
+/// The source queue of a move task: a queue that is some queue's dead-letter queue.
+async fn move_source(app: &AppState, call: &Call) -> Result<String, SqsError> {
+    let source =
+        queue_of_arn(&call.params, "SourceArn")?.ok_or_else(|| SqsError::missing("SourceArn"))?;
+    if !app.store.queue_exists(&source) {
+        return Err(no_resource(format!(
+            "The resource `{source}` does not exist."
+        )));
+    }
+    Ok(source)
+}
+
+/// Moves the dead-letter queue's messages back (Sluice's redrive, one transaction): to the
+/// queue each came from, or to `DestinationArn`.
+async fn start_message_move_task(app: &AppState, call: &Call) -> Answer {
+    authorize(&call.credential, &Need::Admin)?;
+    let source = move_source(app, call).await?;
+    let is_dlq = app
+        .store
+        .list_queues()
+        .await?
+        .iter()
+        .any(|q| q.settings.dead_letter_queue.as_deref() == Some(source.as_str()));
+    if !is_dlq {
+        return Err(SqsError::new(
+            Code::UnsupportedOperation,
+            "Source queue must be configured as a Dead Letter Queue.",
+        ));
+    }
+    let destination = queue_of_arn(&call.params, "DestinationArn")?;
+    if let Some(to) = &destination
+        && !app.store.queue_exists(to)
+    {
+        return Err(no_resource(format!("The resource `{to}` does not exist.")));
+    }
+    let max_per_second = integer(&call.params, "MaxNumberOfMessagesPerSecond", 1..=500)?;
+    let to_move = app.store.get_queue(&source).await?.stats.visible;
+    let started_ms = app.store.now_ms();
+    let moved = app
+        .store
+        .redrive(&source, destination.as_deref(), None)
+        .await?;
+    let handle = BASE64.encode(
+        json!({"taskId": uuid::Uuid::now_v7().to_string(), "sourceQueue": source}).to_string(),
+    );
+    let task = MoveTask {
+        handle: handle.clone(),
+        source_arn: text(&call.params, "SourceArn")?
+            .unwrap_or_default()
+            .to_owned(),
+        destination_arn: text(&call.params, "DestinationArn")?.map(str::to_owned),
+        max_per_second,
+        moved,
+        to_move: to_move.max(moved),
+        started_ms,
+    };
+    change_extension(app, &source, |e| {
+        e.move_tasks.push(task);
+        let extra = e.move_tasks.len().saturating_sub(meta::MAX_MOVE_TASKS);
+        e.move_tasks.drain(..extra);
+        Ok(())
+    })
+    .await?;
+    Ok(obj(json!({ "TaskHandle": handle })))
+}
+
+async fn list_message_move_tasks(app: &AppState, call: &Call) -> Answer {
+    authorize(&call.credential, &Need::Read)?;
+    let source = move_source(app, call).await?;
+    let max = integer(&call.params, "MaxResults", 1..=10)?.unwrap_or(1) as usize;
+    let tasks = Extension::of(&app.store.queue_settings(&source).await?)?.move_tasks;
+    let results: Vec<Value> = tasks
+        .iter()
+        .rev()
+        .take(max)
+        .map(|t| {
+            let mut entry = obj(json!({
+                "Status": "COMPLETED",
+                "SourceArn": t.source_arn,
+                "ApproximateNumberOfMessagesMoved": t.moved,
+                "ApproximateNumberOfMessagesToMove": t.to_move,
+                "StartedTimestamp": t.started_ms,
+            }));
+            if let Some(d) = &t.destination_arn {
+                entry.insert("DestinationArn".into(), json!(d));
+            }
+            if let Some(n) = t.max_per_second {
+                entry.insert("MaxNumberOfMessagesPerSecond".into(), json!(n));
+            }
+            Value::Object(entry)
+        })
+        .collect();
+    Ok(obj(json!({ "Results": results })))
+}
+
+/// Tasks complete as they start, so there is never one to cancel; the answer says which.
+async fn cancel_message_move_task(app: &AppState, call: &Call) -> Answer {
+    authorize(&call.credential, &Need::Admin)?;
+    let handle =
+        text(&call.params, "TaskHandle")?.ok_or_else(|| SqsError::missing("TaskHandle"))?;
+    let queue = BASE64
+        .decode(handle)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+        .and_then(|v| v["sourceQueue"].as_str().map(str::to_owned))
+        .filter(|q| app.store.queue_exists(q));
+    let known = match queue {
+        Some(q) => Extension::of(&app.store.queue_settings(&q).await?)?
+            .move_tasks
+            .iter()
+            .any(|t| t.handle == handle),
+        None => false,
+    };
+    let why = if known {
+        "The task is not running: Sluice moves a task's messages in one transaction as it \
+         starts, so it completed then (ListMessageMoveTasks shows how many it moved)."
+    } else {
+        "No message move task has this TaskHandle."
+    };
+    Err(no_resource(why.to_owned()))
 }
 
 // ---- sends ----

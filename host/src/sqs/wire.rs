@@ -514,6 +514,7 @@ fn write_fields(out: &mut String, op: &str, fields: &Map<String, Value>) {
                     "Messages" => "Message".to_owned(),
                     "Successful" => format!("{op}ResultEntry"),
                     "Failed" => "BatchResultErrorEntry".to_owned(),
+                    "Results" => "ListMessageMoveTasksResultEntry".to_owned(),
                     other => other.to_owned(),
                 };
                 for item in items {
