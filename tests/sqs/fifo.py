@@ -145,3 +145,42 @@ def test_message_group_id_on_a_standard_queue_is_a_fair_queue_tenant(sqs):
     with pytest.raises(botocore.exceptions.ClientError) as e:
         sqs.send_message(QueueUrl=url, MessageBody="x", MessageDeduplicationId="d")
     assert code(e) == "InvalidParameterValue"
+
+
+def test_a_receipt_handle_of_an_earlier_receive(sqs):
+    url = sqs.create_queue(QueueName="receipts.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="m", MessageGroupId="g", MessageDeduplicationId="m")
+    (old,) = receive(sqs, url)
+    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=old["ReceiptHandle"],
+                                  VisibilityTimeout=0)
+    (new,) = receive(sqs, url)
+    # FIFO: the earlier handle no longer deletes nor changes visibility.
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=old["ReceiptHandle"])
+    assert code(e) == "InvalidParameterValue"
+    assert "The receipt handle has expired." in e.value.response["Error"]["Message"]
+    batch = sqs.delete_message_batch(QueueUrl=url, Entries=[
+        {"Id": "old", "ReceiptHandle": old["ReceiptHandle"]}])
+    assert [(f["Id"], f["Code"]) for f in batch["Failed"]] == [("old", "InvalidParameterValue")]
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=old["ReceiptHandle"],
+                                      VisibilityTimeout=10)
+    assert code(e) == "AWS.SimpleQueueService.MessageNotInflight"
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=new["ReceiptHandle"])
+
+    # A standard queue: deleting with the earlier handle succeeds and changes nothing.
+    std = sqs.create_queue(QueueName="receipts")["QueueUrl"]
+    sqs.send_message(QueueUrl=std, MessageBody="m")
+    (old,) = receive(sqs, std)
+    sqs.change_message_visibility(QueueUrl=std, ReceiptHandle=old["ReceiptHandle"],
+                                  VisibilityTimeout=0)
+    (new,) = receive(sqs, std)
+    sqs.delete_message(QueueUrl=std, ReceiptHandle=old["ReceiptHandle"])
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        sqs.change_message_visibility(QueueUrl=std, ReceiptHandle=old["ReceiptHandle"],
+                                      VisibilityTimeout=10)
+    assert code(e) == "AWS.SimpleQueueService.MessageNotInflight"
+    sqs.change_message_visibility(QueueUrl=std, ReceiptHandle=new["ReceiptHandle"],
+                                  VisibilityTimeout=0)
+    (again,) = receive(sqs, std)
+    assert again["Attributes"]["ApproximateReceiveCount"] == "3"

@@ -1213,10 +1213,25 @@ async fn delete_message(app: &AppState, call: &Call) -> Answer {
     let handle = receipt(&call.params)?;
     let outcome = pull::settle(&app.store, &queue, &[handle], &Action::ack()).await?;
     match outcome.into_iter().next() {
+        Some(Outcome::Stale) if is_fifo(&queue) => Err(expired_receipt(&handle_of(call))),
         // As SQS: deleting with an old receipt handle succeeds and changes nothing.
         Some(Outcome::Done | Outcome::Stale) | None => Ok(Map::new()),
         Some(Outcome::Invalid(why)) => Err(invalid_receipt(why)),
     }
+}
+
+fn handle_of(call: &Call) -> String {
+    receipt(&call.params).unwrap_or_default()
+}
+
+/// A FIFO queue refuses a delete with a receipt handle of an earlier receive (the message was
+/// received again, or its visibility timeout passed), as SQS does: the next message of the
+/// group must not be released by a consumer that lost the message.
+fn expired_receipt(handle: &str) -> SqsError {
+    SqsError::invalid(format!(
+        "Value {handle} for parameter ReceiptHandle is invalid. Reason: The receipt handle has \
+         expired."
+    ))
 }
 
 async fn delete_message_batch(app: &AppState, call: &Call) -> Answer {
@@ -1241,6 +1256,14 @@ async fn delete_message_batch(app: &AppState, call: &Call) -> Answer {
         let outcomes = pull::settle(&app.store, &queue, &handles, &Action::ack()).await?;
         for (id, outcome) in ids.into_iter().zip(outcomes) {
             match outcome {
+                Outcome::Stale if is_fifo(&queue) => {
+                    let handle = entries
+                        .iter()
+                        .find(|e| entry_id(e) == id)
+                        .map(|e| receipt(e).unwrap_or_default())
+                        .unwrap_or_default();
+                    failures.push(failed(id, &expired_receipt(&handle)));
+                }
                 Outcome::Done | Outcome::Stale => successful.push(json!({ "Id": id })),
                 Outcome::Invalid(why) => failures.push(failed(id, &invalid_receipt(why))),
             }
