@@ -194,6 +194,31 @@ async fn boto3_fifo_queues() {
     .await;
 }
 
+/// The AWS SDK for JavaScript v3: @aws-sdk/client-sqs 3.441.0 (query protocol) and a current
+/// release (JSON), on empty results and a round trip. Installed by `scripts/test` from
+/// `tests/sqs/js/package-lock.json`.
+#[tokio::test]
+async fn aws_sdk_for_javascript_old_and_current() {
+    let modules = script("js/node_modules");
+    assert!(
+        modules.join("client-sqs-3441").exists(),
+        "the JavaScript SQS clients are missing: run `npm install --prefix tests/sqs/js` \
+         (scripts/test does)"
+    );
+    let (server, _dir, key, secret) = start().await;
+    let node = which("node");
+    let out = run(&server, &key, &secret, node, &["js/empty.mjs"]).await;
+    assert!(out.contains("js ok"), "{out}");
+}
+
+/// `program` found on PATH.
+fn which(program: &str) -> PathBuf {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| panic!("{program} is not on PATH"))
+}
+
 /// botocore 1.31.56 and the AWS CLI 1.29.56, the last query-protocol releases: an empty
 /// receive, an empty list of queues and empty attributes parse (the Result element is there).
 #[tokio::test]
