@@ -211,6 +211,18 @@ async fn aws_sdk_for_javascript_old_and_current() {
     assert!(out.contains("js ok"), "{out}");
 }
 
+/// sqs-consumer's `handleMessageBatch` over 1,000 messages: none lost, none handled twice.
+#[tokio::test]
+async fn sqs_consumer_handles_a_thousand_messages_once_each() {
+    assert!(
+        script("js/node_modules/sqs-consumer").exists(),
+        "sqs-consumer is missing: run `npm install --prefix tests/sqs/js` (scripts/test does)"
+    );
+    let (server, _dir, key, secret) = start().await;
+    let out = run(&server, &key, &secret, which("node"), &["js/consumer.mjs"]).await;
+    assert!(out.contains("sqs-consumer ok: 1000 messages"), "{out}");
+}
+
 /// `program` found on PATH.
 fn which(program: &str) -> PathBuf {
     std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())

@@ -9,7 +9,7 @@ import { createRequire } from "node:module";
 const require = createRequire(import.meta.url);
 const clients = {
   "3.441.0": require("client-sqs-3441"),
-  current: require("client-sqs-current"),
+  current: require("@aws-sdk/client-sqs"),
 };
 
 for (const [version, sdk] of Object.entries(clients)) {
