@@ -223,6 +223,19 @@ async fn sqs_consumer_handles_a_thousand_messages_once_each() {
     assert!(out.contains("sqs-consumer ok: 1000 messages"), "{out}");
 }
 
+/// A Celery worker (kombu's SQS transport) runs 200 tasks once each, on current botocore and
+/// on botocore 1.31.56 (query protocol), whose worker died on its first empty poll before
+/// empty results kept their Result element.
+#[tokio::test]
+async fn celery_workers_on_current_and_query_protocol_botocore() {
+    let (server, _dir, key, secret) = start().await;
+    for client in ["celery", "celery-query"] {
+        let python = venv(client).join("bin/python");
+        let out = run(&server, &key, &secret, python, &["celery_run.py"]).await;
+        assert!(out.contains("celery ok: 200 tasks"), "{client}: {out}");
+    }
+}
+
 /// `program` found on PATH.
 fn which(program: &str) -> PathBuf {
     std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
