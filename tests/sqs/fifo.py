@@ -184,3 +184,22 @@ def test_a_receipt_handle_of_an_earlier_receive(sqs):
                                   VisibilityTimeout=0)
     (again,) = receive(sqs, std)
     assert again["Attributes"]["ApproximateReceiveCount"] == "3"
+
+
+def test_a_fifo_queue_dead_letters_to_a_fifo_queue(sqs):
+    arn = "arn:aws:sqs:us-east-1:000000000000:"
+    sqs.create_queue(QueueName="dead.fifo", Attributes={"FifoQueue": "true"})
+    sqs.create_queue(QueueName="dead-standard")
+    for name, attributes, target in [
+        ("source.fifo", {"FifoQueue": "true"}, "dead-standard"),
+        ("source", {}, "dead.fifo"),
+    ]:
+        policy = '{"deadLetterTargetArn": "%s%s", "maxReceiveCount": "2"}' % (arn, target)
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            sqs.create_queue(QueueName=name, Attributes={**attributes, "RedrivePolicy": policy})
+        assert code(e) == "InvalidAttributeValue"
+    policy = '{"deadLetterTargetArn": "%sdead.fifo", "maxReceiveCount": "2"}' % arn
+    url = sqs.create_queue(QueueName="source.fifo", Attributes={
+        "FifoQueue": "true", "RedrivePolicy": policy})["QueueUrl"]
+    assert sqs.list_dead_letter_source_queues(
+        QueueUrl=url.replace("source.fifo", "dead.fifo"))["queueUrls"] == [url]

@@ -185,6 +185,12 @@ fn apply_attributes(
                     .as_str()
                     .ok_or_else(|| bad_value("RedrivePolicy needs deadLetterTargetArn"))?;
                 let dlq = arn.rsplit(':').next().unwrap_or_default();
+                if is_fifo(dlq) != fifo {
+                    return Err(bad_value(
+                        "The dead-letter queue of a FIFO queue must also be a FIFO queue, and \
+                         that of a standard queue a standard queue.",
+                    ));
+                }
                 let count = match &policy["maxReceiveCount"] {
                     Value::Number(n) => n.as_u64(),
                     Value::String(s) => s.parse().ok(),
