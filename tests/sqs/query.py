@@ -3,6 +3,7 @@ before SQS moved to JSON, with every answer's XML checked as well as what botoco
 from it (botocore verifies the MD5s itself)."""
 
 import os
+import uuid
 import xml.etree.ElementTree as ET
 
 import boto3
@@ -127,7 +128,7 @@ def test_errors_are_xml_error_responses(sqs):
     assert root.tag == NS + "ErrorResponse"
     assert root.find(f"{NS}Error/{NS}Type").text == "Sender"
     assert root.find(f"{NS}Error/{NS}Code").text == "AWS.SimpleQueueService.NonExistentQueue"
-    assert "missing" in root.find(f"{NS}Error/{NS}Message").text
+    assert root.find(f"{NS}Error/{NS}Message").text == "The specified queue does not exist."
     assert root.find(f"{NS}RequestId").text
 
     url = sqs.create_queue(QueueName="query-errors")["QueueUrl"]
@@ -143,3 +144,23 @@ def test_errors_are_xml_error_responses(sqs):
         bad.list_queues()
     assert e.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+def test_trace_header_and_message_ids_on_the_query_protocol(sqs):
+    wire = Wire(sqs)
+    url = sqs.create_queue(QueueName="query-trace")["QueueUrl"]
+    header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+    sent = sqs.send_message(
+        QueueUrl=url,
+        MessageBody="traced",
+        MessageSystemAttributes={"AWSTraceHeader": {"DataType": "String", "StringValue": header}},
+    )
+    assert "MessageSystemAttribute.1.Name=AWSTraceHeader" in str(wire.request.body)
+    assert sent["MD5OfMessageSystemAttributes"]
+    assert uuid.UUID(sent["MessageId"]).version == 8
+    (got,) = sqs.receive_message(QueueUrl=url, AttributeNames=["AWSTraceHeader"],
+                                 MessageAttributeNames=["All"])["Messages"]
+    assert got["Attributes"] == {"AWSTraceHeader": header}
+    assert got["MessageId"] == sent["MessageId"]
+    assert "MessageAttributes" not in got, "the trace header is no message attribute"
+    sqs.delete_queue(QueueUrl=url)

@@ -205,8 +205,11 @@ def test_redrive_to_a_dead_letter_queue(sqs):
         m = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=2)["Messages"][0]
         sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
     assert "Messages" not in sqs.receive_message(QueueUrl=url)
-    dead = sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=2, MessageAttributeNames=["All"])["Messages"][0]
+    dead = sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=2, MessageAttributeNames=["All"],
+                               MessageSystemAttributeNames=["ApproximateReceiveCount"])["Messages"][0]
     assert dead["Body"] == "poison"
+    # SQS keeps counting in the dead-letter queue: two receives there, this one the third.
+    assert dead["Attributes"]["ApproximateReceiveCount"] == "3"
 
 
 def test_long_polling_returns_early_on_a_send(sqs):

@@ -423,6 +423,7 @@ pub async fn invoke(
                 enqueued_at_ms: now,
                 priority: crate::store::DEFAULT_PRIORITY,
                 group: None,
+                first_leased_at_ms: None,
             })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;

@@ -109,6 +109,8 @@ impl From<QueueSettings> for store::QueueSettings {
             max_depth: s.max_depth,
             delay_ms: s.delay_ms,
             receive_wait_ms: s.receive_wait_ms,
+            // Not the API's to set: `queues::update` keeps the queue's own.
+            extensions: Default::default(),
         }
     }
 }

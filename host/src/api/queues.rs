@@ -14,6 +14,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use super::model::{QueueInfo, QueueSettings};
 use super::{ApiError, AppState, ErrorBody, Segment, body_error, parse_json, parse_optional_json};
 use crate::series::Sample;
+use crate::store;
 
 /// The body of `POST /v1/queues`: `name` and any of `QueueSettings` (the rest take their
 /// defaults). Only documents the body, which `create` reads by hand so unknown settings are
@@ -143,12 +144,15 @@ pub async fn update(
             "the body must be a JSON object of settings".into(),
         ));
     }
-    let current = state.store.get_queue(&queue).await?;
-    let mut merged = serde_json::to_value(QueueSettings::from(current.settings))
+    let current = state.store.get_queue(&queue).await?.settings;
+    // What other front ends keep with the queue (SQS tags, policy) survives an API change.
+    let extensions = current.extensions.clone();
+    let mut merged = serde_json::to_value(QueueSettings::from(current))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     merge(&mut merged, patch);
-    let settings = settings_from(merged)?;
-    let info = state.store.update_queue(&queue, settings.into()).await?;
+    let mut settings: store::QueueSettings = settings_from(merged)?.into();
+    settings.extensions = extensions;
+    let info = state.store.update_queue(&queue, settings).await?;
     state.dispatcher.refresh_queue(&queue).await;
     Ok(Json(info.into()))
 }

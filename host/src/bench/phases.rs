@@ -1741,6 +1741,7 @@ fn batch(size: usize, args: &BenchArgs) -> Vec<Message> {
             enqueued_at_ms: 0,
             priority: crate::store::DEFAULT_PRIORITY,
             group: None,
+            first_leased_at_ms: None,
         })
         .collect()
 }

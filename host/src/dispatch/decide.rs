@@ -173,6 +173,7 @@ mod tests {
                 enqueued_at_ms: 0,
                 priority: crate::store::DEFAULT_PRIORITY,
                 group: None,
+                first_leased_at_ms: None,
             })
             .collect()
     }

@@ -85,6 +85,7 @@ fn message(id: &str, body: &str, attributes: &[(&str, &str)]) -> Message {
         enqueued_at_ms: 1_700_000_000_000,
         priority: crate::store::DEFAULT_PRIORITY,
         group: None,
+        first_leased_at_ms: None,
     }
 }
 

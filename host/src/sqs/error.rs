@@ -17,6 +17,9 @@ pub enum Code {
     InvalidParameterValue,
     MissingParameter,
     InvalidAttributeName,
+    InvalidAttributeValue,
+    BatchRequestTooLong,
+    ResourceNotFound,
     InvalidAction,
     UnsupportedOperation,
     AccessDenied,
@@ -42,6 +45,8 @@ impl Code {
             Code::TooManyEntriesInBatchRequest => "TooManyEntriesInBatchRequest",
             Code::InvalidBatchEntryId => "InvalidBatchEntryId",
             Code::UnsupportedOperation => "UnsupportedOperation",
+            Code::BatchRequestTooLong => "BatchRequestTooLong",
+            Code::ResourceNotFound => "ResourceNotFoundException",
             Code::OverLimit => "OverLimit",
             other => other.query_code(),
         }
@@ -63,6 +68,9 @@ impl Code {
             Code::InvalidParameterValue => "InvalidParameterValue",
             Code::MissingParameter => "MissingParameter",
             Code::InvalidAttributeName => "InvalidAttributeName",
+            Code::InvalidAttributeValue => "InvalidAttributeValue",
+            Code::BatchRequestTooLong => "AWS.SimpleQueueService.BatchRequestTooLong",
+            Code::ResourceNotFound => "ResourceNotFoundException",
             Code::InvalidAction => "InvalidAction",
             Code::UnsupportedOperation => "AWS.SimpleQueueService.UnsupportedOperation",
             Code::AccessDenied => "AccessDenied",
@@ -78,7 +86,7 @@ impl Code {
 
     pub fn status(self) -> u16 {
         match self {
-            Code::ReceiptHandleIsInvalid => 404,
+            Code::ReceiptHandleIsInvalid | Code::ResourceNotFound => 404,
             Code::AccessDenied
             | Code::MissingAuthenticationToken
             | Code::InvalidClientTokenId
@@ -117,6 +125,14 @@ impl SqsError {
     pub fn invalid(message: impl Into<String>) -> SqsError {
         SqsError::new(Code::InvalidParameterValue, message)
     }
+    /// SQS's answer for a queue that does not exist, worded as SQS words it: clients and
+    /// scripts written against SQS match on it.
+    pub fn no_queue() -> SqsError {
+        SqsError::new(
+            Code::QueueDoesNotExist,
+            "The specified queue does not exist.",
+        )
+    }
     pub fn missing(name: &str) -> SqsError {
         SqsError::new(
             Code::MissingParameter,
@@ -129,12 +145,7 @@ impl From<store::Error> for SqsError {
     fn from(err: store::Error) -> SqsError {
         let message = err.to_string();
         let code = match err {
-            store::Error::QueueNotFound(_) => {
-                return SqsError::new(
-                    Code::QueueDoesNotExist,
-                    format!("The specified queue does not exist: {message}"),
-                );
-            }
+            store::Error::QueueNotFound(_) => return SqsError::no_queue(),
             store::Error::QueueExists(_) => Code::QueueNameExists,
             store::Error::InvalidName { .. }
             | store::Error::InvalidSettings(_)

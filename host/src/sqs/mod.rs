@@ -6,6 +6,7 @@
 //! so receipt handles are Sluice receipts under the same delivery contract.
 
 mod error;
+mod meta;
 mod ops;
 pub mod sigv4;
 mod wire;

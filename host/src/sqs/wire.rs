@@ -74,17 +74,35 @@ fn fold(tree: Map<String, Value>) -> Map<String, Value> {
                 }
                 out.insert("Attributes".into(), Value::Object(map));
             }
-            "MessageAttribute" => {
+            "MessageAttribute" | "MessageSystemAttribute" => {
                 let mut map = Map::new();
                 for member in members(value) {
                     if let Some(Value::String(name)) = member.get("Name").cloned() {
                         map.insert(name, member.get("Value").cloned().unwrap_or(Value::Null));
                     }
                 }
-                out.insert("MessageAttributes".into(), Value::Object(map));
+                out.insert(format!("{key}s"), Value::Object(map));
             }
-            "AttributeName" | "MessageAttributeName" | "MessageSystemAttributeName" => {
+            "AttributeName"
+            | "MessageAttributeName"
+            | "MessageSystemAttributeName"
+            | "TagKey"
+            | "AWSAccountId" => {
                 out.insert(format!("{key}s"), Value::Array(members(value)));
+            }
+            "ActionName" => {
+                out.insert("Actions".into(), Value::Array(members(value)));
+            }
+            // Tags (TagQueue, and CreateQueue's `tags`): `Tag.N.Key`, `Tag.N.Value`.
+            "Tag" => {
+                let mut map = Map::new();
+                for member in members(value) {
+                    if let Some(Value::String(name)) = member.get("Key").cloned() {
+                        let value = member.get("Value").cloned();
+                        map.insert(name, value.unwrap_or(Value::String(String::new())));
+                    }
+                }
+                out.insert("Tags".into(), Value::Object(map));
             }
             k if k.ends_with("BatchRequestEntry") => {
                 let entries = members(value)
@@ -193,6 +211,52 @@ impl Attribute {
 /// plain `String` (reserved prefix: producers cannot forge it).
 fn type_key(name: &str) -> String {
     format!("sluice-sqs-type:{name}")
+}
+
+/// The prefix of the Sluice attributes the SQS endpoint keeps for itself; never shown as
+/// message attributes.
+const OWN_PREFIX: &str = "sluice-sqs-";
+
+/// The Sluice attribute that keeps a message's `AWSTraceHeader` system attribute.
+pub const TRACE_HEADER_KEY: &str = "sluice-sqs-system:AWSTraceHeader";
+/// The Sluice attribute that keeps the `MessageDeduplicationId` a FIFO send gave (or the
+/// body's SHA-256 under content-based deduplication).
+pub const DEDUP_KEY: &str = "sluice-sqs-system:MessageDeduplicationId";
+/// The Sluice attribute that keeps the `MessageGroupId` of a send to a standard queue (SQS fair
+/// queues); FIFO queues' groups are Sluice groups.
+pub const GROUP_KEY: &str = "sluice-sqs-system:MessageGroupId";
+
+/// Reads `MessageSystemAttributes` of a send: SQS defines one, `AWSTraceHeader` (X-Ray's
+/// trace header, a String), returned on receive as the message's `AWSTraceHeader` attribute.
+pub fn trace_header(params: &Map<String, Value>) -> Result<Option<String>, SqsError> {
+    let Some(value) = params.get("MessageSystemAttributes") else {
+        return Ok(None);
+    };
+    let Value::Object(map) = value else {
+        return Err(SqsError::invalid("MessageSystemAttributes must be a map"));
+    };
+    let mut header = None;
+    for (name, value) in map {
+        if name != "AWSTraceHeader" {
+            return Err(SqsError::invalid(format!(
+                "Message system attribute name `{name}` is invalid: the only one is AWSTraceHeader."
+            )));
+        }
+        let data_type = value.get("DataType").and_then(Value::as_str);
+        let text = value.get("StringValue").and_then(Value::as_str);
+        match (data_type, text) {
+            (Some("String"), Some(text)) if !text.is_empty() && text.len() <= 4096 => {
+                header = Some(text.to_owned());
+            }
+            _ => {
+                return Err(SqsError::invalid(
+                    "AWSTraceHeader must be a String attribute with a StringValue of 1 to 4096 \
+                     bytes (an X-Ray trace header, `Root=1-...;Parent=...;Sampled=1`)",
+                ));
+            }
+        }
+    }
+    Ok(header)
 }
 
 /// Reads `MessageAttributes` of a send.
@@ -315,7 +379,7 @@ pub fn from_sluice(attributes: &[(String, String)]) -> Vec<Attribute> {
         .collect();
     attributes
         .iter()
-        .filter(|(k, _)| !k.starts_with("sluice-sqs-type:"))
+        .filter(|(k, _)| !k.starts_with(OWN_PREFIX))
         .map(|(name, value)| {
             let data_type = types.get(name.as_str()).copied().unwrap_or("String");
             let bytes = if data_type.starts_with("Binary") {
@@ -373,13 +437,38 @@ pub fn md5_of_attributes(attributes: &[Attribute]) -> String {
     md5_hex(&bytes)
 }
 
+/// The operations whose query-protocol answer has a `<{op}Result>` element (their output shape
+/// has a `resultWrapper` in SQS's model). Clients of that protocol look the element up by name
+/// and fail without it (botocore before 1.31.57 with a `KeyError`), so it is written even when
+/// the result is empty. The other operations answer with `ResponseMetadata` alone, as SQS does.
+const WITH_RESULT: &[&str] = &[
+    "CancelMessageMoveTask",
+    "ChangeMessageVisibilityBatch",
+    "CreateQueue",
+    "DeleteMessageBatch",
+    "GetQueueAttributes",
+    "GetQueueUrl",
+    "ListDeadLetterSourceQueues",
+    "ListMessageMoveTasks",
+    "ListQueueTags",
+    "ListQueues",
+    "ReceiveMessage",
+    "SendMessage",
+    "SendMessageBatch",
+    "StartMessageMoveTask",
+];
+
 /// The XML answer of the query protocol for `op` with `result` (in the JSON shape).
 pub fn xml_answer(op: &str, result: &Map<String, Value>, request_id: &str) -> String {
     let mut out = format!("<?xml version=\"1.0\"?><{op}Response xmlns=\"{XML_NAMESPACE}\">");
-    if !result.is_empty() {
-        out.push_str(&format!("<{op}Result>"));
-        write_fields(&mut out, op, result);
-        out.push_str(&format!("</{op}Result>"));
+    if WITH_RESULT.contains(&op) || !result.is_empty() {
+        if result.is_empty() {
+            out.push_str(&format!("<{op}Result/>"));
+        } else {
+            out.push_str(&format!("<{op}Result>"));
+            write_fields(&mut out, op, result);
+            out.push_str(&format!("</{op}Result>"));
+        }
     }
     out.push_str(&format!(
         "<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{op}Response>"
@@ -399,6 +488,15 @@ fn write_fields(out: &mut String, op: &str, fields: &Map<String, Value>) {
                     out.push_str("</Value></Attribute>");
                 }
             }
+            ("Tags", Value::Object(map)) => {
+                for (name, v) in map {
+                    out.push_str("<Tag><Key>");
+                    out.push_str(&escape(name));
+                    out.push_str("</Key><Value>");
+                    out.push_str(&escape(&scalar(v)));
+                    out.push_str("</Value></Tag>");
+                }
+            }
             ("MessageAttributes", Value::Object(map)) => {
                 for (name, v) in map {
                     out.push_str("<MessageAttribute><Name>");
@@ -412,10 +510,11 @@ fn write_fields(out: &mut String, op: &str, fields: &Map<String, Value>) {
             }
             (_, Value::Array(items)) => {
                 let element = match key.as_str() {
-                    "QueueUrls" => "QueueUrl".to_owned(),
+                    "QueueUrls" | "queueUrls" => "QueueUrl".to_owned(),
                     "Messages" => "Message".to_owned(),
                     "Successful" => format!("{op}ResultEntry"),
                     "Failed" => "BatchResultErrorEntry".to_owned(),
+                    "Results" => "ListMessageMoveTasksResultEntry".to_owned(),
                     other => other.to_owned(),
                 };
                 for item in items {
@@ -577,6 +676,21 @@ mod tests {
         bytes.extend_from_slice(&3u32.to_be_bytes());
         bytes.extend_from_slice(b"bar");
         assert_eq!(md5_of_attributes(&one), hex::encode(Md5::digest(&bytes)));
+    }
+
+    #[test]
+    fn empty_results_keep_their_result_element() {
+        let empty = Map::new();
+        for op in ["ReceiveMessage", "ListQueues", "GetQueueAttributes"] {
+            let xml = xml_answer(op, &empty, "rid");
+            assert!(
+                xml.contains(&format!("<{op}Result/><ResponseMetadata>")),
+                "{xml}"
+            );
+        }
+        // Operations without an output in SQS's model answer with the metadata alone.
+        let xml = xml_answer("DeleteMessage", &empty, "rid");
+        assert!(!xml.contains("Result"), "{xml}");
     }
 
     #[test]

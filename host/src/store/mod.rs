@@ -30,7 +30,7 @@ pub mod testdb;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
@@ -44,8 +44,8 @@ pub use replies::{MAX_REPLY_WAIT, NewReply, REPLY_RETENTION_MS, Reply};
 pub use sqlite::invocations::{InvocationEntry, InvocationQuery, InvocationRetention};
 pub use topics::{Published, ReplayFrom, SubscriptionRecord, TopicRecord};
 pub use validate::{
-    RESERVED_ATTRIBUTE_PREFIX, is_reserved_attribute, message as validate_message, message_size,
-    validate_queue_name,
+    FIFO_SUFFIX, RESERVED_ATTRIBUTE_PREFIX, is_reserved_attribute, message as validate_message,
+    message_size, validate_queue_name,
 };
 
 /// Why a store operation failed.
@@ -171,6 +171,11 @@ pub struct QueueSettings {
     /// How long an SQS receive without `WaitTimeSeconds` waits (the queue's
     /// `ReceiveMessageWaitTimeSeconds`).
     pub receive_wait_ms: u64,
+    /// What a front end keeps with the queue, under its own name (`"sqs"`: the SQS endpoint's
+    /// tags and policy). The store keeps it as given, in the settings it already stores, and
+    /// nothing but its owner reads it.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub extensions: BTreeMap<String, serde_json::Value>,
 }
 
 /// Live counts of one queue.
@@ -253,6 +258,8 @@ pub struct Message {
     pub enqueued_at_ms: u64,
     pub priority: u8,
     pub group: Option<String>,
+    /// When it was first leased (SQS's `ApproximateFirstReceiveTimestamp`); `None` until then.
+    pub first_leased_at_ms: Option<u64>,
 }
 
 /// Messages leased to one consumer until `expires_at_ms`.
@@ -408,6 +415,7 @@ impl Default for QueueSettings {
             max_depth: None,
             delay_ms: 0,
             receive_wait_ms: 0,
+            extensions: BTreeMap::new(),
         }
     }
 }

@@ -110,6 +110,7 @@ contract_tests!(
     delayed_messages_wait,
     visible_count_is_capped,
     expired_lease_is_redelivered_and_the_old_ack_is_stale,
+    the_first_lease_time_is_kept_across_redeliveries,
     lease_visibility_override,
     retry_then_dead_letter_with_attributes,
     explicit_dead_letter_and_drop_without_dlq,
@@ -1082,6 +1083,12 @@ async fn update_queue_replaces_settings(f: Fixture) {
     let s = QueueSettings {
         max_attempts: 2,
         dead_letter_queue: Some("dlq".into()),
+        // Kept as given, for the front end that owns it.
+        extensions: [(
+            "sqs".to_owned(),
+            serde_json::json!({"tags": {"team": "a"}, "policy": "{}"}),
+        )]
+        .into(),
         ..Default::default()
     };
     let info = f.store.update_queue("q", s.clone()).await.unwrap();
@@ -1467,6 +1474,30 @@ async fn visible_count_is_capped(f: Fixture) {
         .unwrap();
     assert_eq!(f.store.visible_count("q", 5).await.unwrap(), 5);
     assert_eq!(f.store.visible_count("q", 100).await.unwrap(), 20);
+}
+
+/// SQS's `ApproximateFirstReceiveTimestamp`: set by the first lease, unchanged by later ones.
+async fn the_first_lease_time_is_kept_across_redeliveries(f: Fixture) {
+    f.queue(
+        "q",
+        QueueSettings {
+            visibility_timeout_ms: 1_000,
+            ..Default::default()
+        },
+    )
+    .await;
+    f.store.enqueue("q", vec![msg("m")]).await.unwrap();
+    let peeked = f.store.peek("q", 10, None).await.unwrap();
+    assert_eq!(peeked[0].first_leased_at_ms, None);
+    f.clock.advance(500);
+    let first = f.lease("q", 10).await;
+    assert_eq!(first.messages[0].first_leased_at_ms, Some(T0 + 500));
+    f.clock.advance(1_000);
+    let second = f.lease("q", 10).await;
+    assert_eq!(second.messages[0].attempt, 2);
+    assert_eq!(second.messages[0].first_leased_at_ms, Some(T0 + 500));
+    let peeked = f.store.peek("q", 10, None).await.unwrap();
+    assert_eq!(peeked[0].first_leased_at_ms, Some(T0 + 500));
 }
 
 async fn expired_lease_is_redelivered_and_the_old_ack_is_stale(f: Fixture) {

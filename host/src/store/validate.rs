@@ -13,8 +13,11 @@ pub const MAX_ATTEMPTS_LIMIT: u32 = 1000;
 pub const MAX_RETENTION_MS: u64 = 365 * 24 * 60 * 60 * 1000;
 pub const MAX_DEDUP_WINDOW_MS: u64 = 24 * 60 * 60 * 1000;
 
+/// The ending a queue name may have besides its `A-Z a-z 0-9 _ -` (SQS FIFO queues').
+pub const FIFO_SUFFIX: &str = ".fifo";
+
 /// Queue names are 1 to 80 characters of `A-Z a-z 0-9 _ -`, so they are safe in URLs, metric
-/// labels and file names alike.
+/// labels and file names alike; they may end in `.fifo`, as SQS FIFO queues' names must.
 pub fn validate_queue_name(name: &str) -> Result<()> {
     let invalid = |reason: String| {
         Err(Error::InvalidName {
@@ -28,12 +31,18 @@ pub fn validate_queue_name(name: &str) -> Result<()> {
     if name.len() > MAX_QUEUE_NAME_LEN {
         return invalid(format!("a name is at most {MAX_QUEUE_NAME_LEN} characters"));
     }
-    if let Some(c) = name
+    let base = match name.strip_suffix(FIFO_SUFFIX) {
+        Some("") => return invalid(format!("a name needs more than `{FIFO_SUFFIX}`")),
+        Some(base) => base,
+        None => name,
+    };
+    if let Some(c) = base
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
     {
         return invalid(format!(
-            "{c:?} is not allowed; use only letters A-Z a-z, digits 0-9, `_` and `-`"
+            "{c:?} is not allowed; use only letters A-Z a-z, digits 0-9, `_` and `-` (and a \
+             `{FIFO_SUFFIX}` ending)"
         ));
     }
     Ok(())
@@ -231,6 +240,11 @@ mod tests {
         assert!(err.contains("A-Z a-z"), "{err}");
         assert!(validate_queue_name("é").is_err());
         assert!(validate_queue_name("a/b").is_err());
+        assert!(validate_queue_name("orders.fifo").is_ok());
+        assert!(validate_queue_name(&format!("{}.fifo", "a".repeat(75))).is_ok());
+        assert!(validate_queue_name(".fifo").is_err());
+        assert!(validate_queue_name("a.b").is_err());
+        assert!(validate_queue_name("a.fifo.fifo").is_err());
     }
 
     #[test]

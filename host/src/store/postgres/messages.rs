@@ -157,6 +157,10 @@ fn lane(priority: u8) -> i16 {
 /// The lane of messages waiting behind their group's head; no lease reads it.
 const HELD_LANE: i16 = 10;
 
+fn first_leased(stored: Option<i64>) -> Option<u64> {
+    stored.map(|at| u64::try_from(at).unwrap_or(0))
+}
+
 fn priority(stored: i16) -> u8 {
     u8::try_from(stored).unwrap_or(DEFAULT_PRIORITY)
 }
@@ -483,6 +487,7 @@ pub async fn lease(
                     enqueued_at_ms: u64::try_from(row.get::<_, i64>(4)).unwrap_or(0),
                     priority: priority(row.get(8)),
                     group: row.get(9),
+                    first_leased_at_ms: first_leased(row.get(10)),
                 },
             ));
         }
@@ -978,6 +983,7 @@ pub fn peek_rows(rows: Vec<tokio_postgres::Row>, queue: &str) -> Result<Vec<Mess
                 enqueued_at_ms: u64::try_from(row.get::<_, i64>(4)).unwrap_or(0),
                 priority: priority(row.get(5)),
                 group: row.get(6),
+                first_leased_at_ms: first_leased(row.get(7)),
             })
         })
         .collect()

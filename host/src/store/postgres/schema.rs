@@ -14,7 +14,12 @@ const MIGRATIONS: &[&str] = &[
     V5,
     super::topics::SCHEMA_V6,
     super::replies::SCHEMA_V7,
+    V8,
 ];
+
+/// When each message was first leased: SQS's `ApproximateFirstReceiveTimestamp`. NULL until
+/// then, and for messages leased before this version.
+const V8: &str = "ALTER TABLE messages ADD COLUMN first_leased_at BIGINT;";
 
 /// The SQS endpoint's secret of a token (NULL for tokens issued without `sqs`): SigV4 needs
 /// the secret itself to compute the HMAC, so it is kept, not hashed.

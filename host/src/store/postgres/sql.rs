@@ -140,10 +140,11 @@ pub const LEASE: &str = "WITH picked AS (
         LIMIT $3
     )
     UPDATE messages m SET lease_id = $4, visible_at = $5,
-        attempt = CASE WHEN m.attempt >= $6 THEN m.attempt ELSE m.attempt + 1 END
+        attempt = CASE WHEN m.attempt >= $6 THEN m.attempt ELSE m.attempt + 1 END,
+        first_leased_at = coalesce(m.first_leased_at, $2)
     FROM picked WHERE m.queue = $1 AND m.id = picked.id
     RETURNING m.id, m.body, m.attributes, m.attempt, m.enqueued_at, picked.visible_at,
-        picked.attempt, picked.turn, m.priority, m.group_key";
+        picked.attempt, picked.turn, m.priority, m.group_key, m.first_leased_at";
 pub const EXTEND_LEASE: &str =
     "UPDATE messages SET visible_at = $3 WHERE id = ANY($1) AND lease_id = $2 AND queue = $4";
 /// Deletes the listed messages this lease still holds and records how many as the queue's
@@ -176,8 +177,8 @@ pub const DELETE_LISTED: &str =
 pub const EXPIRE_OLDEST: &str = "DELETE FROM messages WHERE queue = $1 AND enqueued_at < $2
     AND id IN (SELECT id FROM messages WHERE queue = $1 ORDER BY id LIMIT $3)
     RETURNING group_key";
-pub const PEEK: &str = "SELECT id, body, attributes, attempt, enqueued_at, priority, group_key
-    FROM messages WHERE queue = $1 AND id > $2 ORDER BY id LIMIT $3";
+pub const PEEK: &str = "SELECT id, body, attributes, attempt, enqueued_at, priority, group_key,
+    first_leased_at FROM messages WHERE queue = $1 AND id > $2 ORDER BY id LIMIT $3";
 /// The earliest time after $2 a message of lanes 0–9 becomes visible: one index seek per lane.
 pub const NEXT_VISIBLE_AT: &str = "SELECT min((SELECT visible_at FROM messages
         WHERE queue = $1 AND lane = l AND visible_at > $2 ORDER BY visible_at LIMIT 1))

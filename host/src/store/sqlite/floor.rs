@@ -147,7 +147,8 @@ fn consume(conn: &Shared, total: u64, batch: usize) -> Result<()> {
                 conn.prepare_cached(sql::TAKE_LEASE_MANY)?.execute(params![
                     json_ids(&held),
                     lease_id,
-                    1_000_000i64
+                    1_000_000i64,
+                    0i64
                 ])?;
             }
         }
@@ -214,7 +215,8 @@ pub fn measure_latency(
             conn.prepare_cached(sql::TAKE_LEASE_MANY)?.execute(params![
                 json_ids(&ids),
                 lease_id,
-                1_000_000i64
+                1_000_000i64,
+                0i64
             ])?;
             conn.execute_batch("COMMIT")?;
             let started = Instant::now();

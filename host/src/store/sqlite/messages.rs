@@ -254,6 +254,7 @@ pub fn lease(
             }
             ids.push_str(&m.id);
             m.attempt += 1;
+            m.first_leased_at_ms.get_or_insert(now);
             messages.push(m);
             tx.moved(queue, due, Due::leased(expires_at))?;
         }
@@ -262,7 +263,8 @@ pub fn lease(
             conn.prepare_cached(sql::TAKE_LEASE_MANY)?.execute(params![
                 ids,
                 lease_id,
-                int(expires_at)
+                int(expires_at),
+                int(now)
             ])?;
         }
         // A message dead-lettered here may have held its group: the group's next message is

@@ -76,7 +76,8 @@ pub fn visible_count(conn: &Connection, now: u64, queue: &str, cap: u64) -> Resu
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
-/// Decodes `id, body, attributes, attempt, enqueued_at` and, at 7 and 8, `priority, group_key`.
+/// Decodes `id, body, attributes, attempt, enqueued_at` and, at 7 to 9, `priority, group_key,
+/// first_leased_at`.
 pub fn message_from_row(row: &Row<'_>, queue: &str) -> rusqlite::Result<Message> {
     let attributes: Option<String> = row.get(2)?;
     let attributes = decode_attributes(attributes.as_deref()).map_err(|e| {
@@ -91,6 +92,9 @@ pub fn message_from_row(row: &Row<'_>, queue: &str) -> rusqlite::Result<Message>
         enqueued_at_ms: u64::try_from(row.get::<_, i64>(4)?).unwrap_or(0),
         priority: u8::try_from(row.get::<_, i64>(7)?).unwrap_or(crate::store::DEFAULT_PRIORITY),
         group: row.get(8)?,
+        first_leased_at_ms: row
+            .get::<_, Option<i64>>(9)?
+            .map(|at| u64::try_from(at).unwrap_or(0)),
     })
 }
 

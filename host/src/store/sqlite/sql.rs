@@ -12,7 +12,12 @@ pub const MIGRATIONS: &[&str] = &[
     SCHEMA_V7,
     super::topics::SCHEMA_V8,
     super::replies::SCHEMA_V9,
+    SCHEMA_V10,
 ];
+
+/// When each message was first leased: SQS's `ApproximateFirstReceiveTimestamp`. NULL until
+/// then, and for messages leased before this version.
+const SCHEMA_V10: &str = "ALTER TABLE messages ADD COLUMN first_leased_at INTEGER;";
 
 /// Priorities and ordered groups.
 ///
@@ -237,7 +242,7 @@ macro_rules! visible_in_lane {
     ($lane:literal) => {
         concat!(
             "SELECT * FROM (SELECT id, body, attributes, attempt, enqueued_at, visible_at,
-            lease_id IS NOT NULL, priority, group_key FROM messages
+            lease_id IS NOT NULL, priority, group_key, first_leased_at FROM messages
             WHERE queue = ?1 AND lane = ",
             $lane,
             " AND visible_at <= ?2 ORDER BY visible_at, id LIMIT ?3)"
@@ -281,10 +286,12 @@ pub const LIVE_LEASES: &str = "SELECT count(DISTINCT lease_id) FROM messages
     AND lease_id IS NOT NULL";
 pub const EXTEND_LEASE: &str =
     "UPDATE messages SET visible_at = ?3 WHERE id = ?1 AND lease_id = ?2";
-/// Leases many messages in one statement; ?1 is a JSON array of ids. One statement per batch
-/// instead of one per message: the writer thread is the pipeline's bottleneck.
+/// Leases many messages in one statement; ?1 is a JSON array of ids, ?4 the time now (kept as
+/// the time of a message's first lease). One statement per batch instead of one per message:
+/// the writer thread is the pipeline's bottleneck.
 pub const TAKE_LEASE_MANY: &str =
-    "UPDATE messages SET lease_id = ?2, visible_at = ?3, attempt = attempt + 1
+    "UPDATE messages SET lease_id = ?2, visible_at = ?3, attempt = attempt + 1,
+    first_leased_at = coalesce(first_leased_at, ?4)
     WHERE id IN (SELECT value FROM json_each(?1))";
 /// Acknowledges many messages in one statement; ?1 is a JSON array of ids. Only rows this
 /// lease still holds are deleted.
@@ -315,7 +322,7 @@ pub const DEDUP_FORGET_EXPIRED_SOME: &str = "DELETE FROM dedup WHERE (queue, ded
     (SELECT queue, dedup_id FROM dedup WHERE expires_at <= ?1 LIMIT ?2)";
 /// Unacknowledged messages (in flight too) in id order, after a cursor.
 pub const PEEK: &str = "SELECT id, body, attributes, attempt, enqueued_at, NULL, NULL,
-    priority, group_key FROM messages WHERE id > ?2 AND queue = ?1 ORDER BY id LIMIT ?3";
+    priority, group_key, first_leased_at FROM messages WHERE id > ?2 AND queue = ?1 ORDER BY id LIMIT ?3";
 /// The earliest time after ?2 a message of lanes 0–9 becomes visible: one index seek per lane.
 pub const NEXT_VISIBLE_AT: &str = "SELECT min((SELECT min(visible_at) FROM messages
         WHERE queue = ?1 AND lane = lanes.value AND visible_at > ?2))
