@@ -41,7 +41,7 @@ FROM invocations
 WHERE function = ?1 AND id < ?2
   AND (json_array_length(?3) = 0 OR outcome IN (SELECT value FROM json_each(?3)))
 ORDER BY id DESC
-LIMIT ?4";
+LIMIT (?4 + 0)";
 
 /// Keeps the newest `?2` rows of function `?1`.
 const TRIM_FUNCTION: &str = "
@@ -53,7 +53,7 @@ WHERE function = ?1
 /// primary key from the start finds the expired ones without an index on `started_at`.
 const EXPIRE: &str = "
 DELETE FROM invocations
-WHERE id IN (SELECT id FROM invocations ORDER BY id LIMIT ?2) AND started_at < ?1";
+WHERE id IN (SELECT id FROM invocations ORDER BY id LIMIT (?2 + 0)) AND started_at < ?1";
 
 const DELETE_FUNCTION: &str = "DELETE FROM invocations WHERE function = ?1";
 

@@ -90,7 +90,7 @@ pub fn expire(tx: &mut Tx<'_>, budget: u64) -> Result<u64> {
         .conn
         .prepare_cached(
             "DELETE FROM replies WHERE message_id IN (
-                SELECT message_id FROM replies WHERE expires_at <= ?1 LIMIT ?2)",
+                SELECT message_id FROM replies WHERE expires_at <= ?1 LIMIT (?2 + 0))",
         )?
         .execute(params![int(tx.now), int(budget)])? as u64)
 }

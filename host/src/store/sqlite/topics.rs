@@ -279,7 +279,7 @@ pub fn catch_up(tx: &mut Tx<'_>, topic: &str, queue: &str) -> Result<bool> {
     let rows: Vec<(u64, NewMessage, Option<String>)> = conn
         .prepare_cached(
             "SELECT seq, body, attributes, priority, group_key FROM topic_messages
-             WHERE topic = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+             WHERE topic = ?1 AND seq > ?2 ORDER BY seq LIMIT (?3 + 0)",
         )?
         .query_map(params![topic, int(cursor), int(CATCH_UP_CHUNK)], |r| {
             let message = NewMessage {
@@ -323,7 +323,7 @@ pub fn expire(tx: &mut Tx<'_>, budget: u64) -> Result<u64> {
         .prepare_cached(
             "DELETE FROM topic_messages WHERE rowid IN (
                 SELECT m.rowid FROM topics t JOIN topic_messages m ON m.topic = t.name
-                WHERE m.published_at < ?1 - t.retention_ms LIMIT ?2)",
+                WHERE m.published_at < ?1 - t.retention_ms LIMIT (?2 + 0))",
         )?
         .execute(params![int(now), int(budget)])? as u64)
 }
