@@ -21,6 +21,7 @@ use sha2::Sha256;
 
 use crate::durability::all_messages;
 use crate::support::{Language, Server, example, guest, polyglot_example, wait_for};
+use crate::triggers::metric;
 
 const SECRET: &str = "s3cret";
 
@@ -205,19 +206,13 @@ async fn the_webhook_example_delivers_signed_with_the_message_id_as_idempotency_
         "{logs}"
     );
     // And the metric counts it.
-    let metrics = server
-        .http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains(r#"sluice_outbound_requests_total{function="webhook",outcome="2xx"} 1"#),
-        "{metrics}"
-    );
+    let counted = metric(
+        &server,
+        "sluice_outbound_requests_total",
+        r#"function="webhook",outcome="2xx""#,
+    )
+    .await;
+    assert_eq!(counted, 1.0);
 }
 
 #[tokio::test]

@@ -267,16 +267,7 @@ async fn a_long_poll_returns_as_soon_as_a_message_is_enqueued() {
     // The receive has looked at the empty queue and is parked before anything is enqueued,
     // so only the enqueue's wake-up can answer it within its 15 s.
     let parked = wait_for(Duration::from_secs(10), || async {
-        let metrics = server
-            .http
-            .get(server.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        metrics.contains("sluice_pull_waiting{queue=\"q\"} 1")
+        crate::triggers::metric(&server, "sluice_pull_waiting", "queue=\"q\"").await == 1.0
     })
     .await;
     assert!(parked, "the receive never parked on the empty queue");
