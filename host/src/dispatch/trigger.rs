@@ -15,7 +15,7 @@ use super::decide;
 use super::window::{self, Window};
 use crate::executor::Outcome;
 use crate::functions::{Active, Functions, InvocationRecord, failure_name, outbox_check};
-use crate::store::{Lease, NextLease, QueueSettings, Settlement, Store, TriggerRecord};
+use crate::store::{Lease, LeaseRequest, QueueSettings, Settlement, Store, TriggerRecord};
 
 /// After a storage error, wait this long before trying again (the store may be out of space).
 const STORAGE_RETRY: Duration = Duration::from_secs(1);
@@ -290,7 +290,7 @@ impl Trigger {
                     settlement,
                     entry.clone(),
                     retention,
-                    NextLease::new(
+                    LeaseRequest::new(
                         self.record.batch_size.max(1) as usize,
                         Some(self.lease_for()),
                         cap,

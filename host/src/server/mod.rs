@@ -79,6 +79,7 @@ impl Host {
             &config.store_location(),
             StoreOptions {
                 max_batch_wait: Duration::ZERO,
+                log_max_age: config.invocations.max_age,
             },
             Arc::new(store::SystemClock),
         )

@@ -110,7 +110,7 @@ async fn run(ops: Vec<Op>, kind: Kind) -> Result<(), TestCaseError> {
         }
         Kind::Postgres => {
             let db = super::testdb::TestDatabase::create().await;
-            let store = Store::connect_postgres(&db.url, clock.clone())
+            let store = Store::connect_postgres(&db.url, StoreOptions::default(), clock.clone())
                 .await
                 .expect("connect");
             (store, Some(db))

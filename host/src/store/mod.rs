@@ -1,21 +1,31 @@
-//! Durable queues: the storage contract (enqueue, lease, settle, stats, catalog, tokens,
-//! components, wake-ups) and the [`Store`] handle the rest of the host holds. This module alone
-//! owns the database; every SQL statement of the host lives under it, one submodule per backend:
-//! [`sqlite`] (embedded, the default) and [`postgres`] (several hosts sharing queues).
+//! Durable queues: the [`Store`] handle the rest of the host holds, over a [`Backend`] (the
+//! storage contract). This module alone owns the database; every SQL statement of the host
+//! lives under it, one submodule per backend: [`sqlite`] (embedded, the default) and
+//! [`postgres`] (several hosts sharing queues).
 //!
-//! The contract is the [`Backend`] trait, after river's driver interface: everything outside the
-//! store sees opaque string ids and cursors, never a backend's row ids. [`Store`] adds what does
-//! not depend on the database: validation, the injected [`Clock`], and [`Events`] (wake-ups and
-//! catalog changes, fed by this host's commits and, with PostgreSQL, by other hosts' NOTIFYs).
+//! Where to look:
+//! - [`contract`]: the [`Backend`] trait, after river's driver interface: everything outside
+//!   the store sees opaque string ids and cursors, never a backend's row ids.
+//! - [`types`] and [`error`]: what the contract passes and how it fails.
+//! - [`rules`], [`topics`], [`validate`]: the delivery rules and checks, written once; a
+//!   backend executes them with its own SQL and locking.
+//! - this file: the [`Store`] façade, which adds what does not depend on the database:
+//!   validation of everything that enters, the injected [`Clock`], [`Events`] (wake-ups and
+//!   catalog changes, fed by this host's commits and, with PostgreSQL, by other hosts'
+//!   NOTIFYs) and the priority turns of [`turns`].
 
 mod clock;
 mod codec;
+mod contract;
+mod error;
 mod events;
 pub mod postgres;
 mod replies;
 pub(crate) mod rules;
 pub mod sqlite;
 pub mod topics;
+mod turns;
+mod types;
 mod validate;
 
 #[cfg(test)]
@@ -30,614 +40,24 @@ pub mod testdb;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use contract::Backend;
+pub use error::{Error, Result};
 pub use events::{CatalogChange, Events};
 pub use replies::{MAX_REPLY_WAIT, NewReply, REPLY_RETENTION_MS, Reply};
-pub use sqlite::invocations::{InvocationEntry, InvocationQuery, InvocationRetention};
 pub use topics::{Published, ReplayFrom, SubscriptionRecord, TopicRecord};
+pub use turns::{FAVOURED_TURN, favoured_priority};
+pub use types::*;
 pub use validate::{
     FIFO_SUFFIX, RESERVED_ATTRIBUTE_PREFIX, is_reserved_attribute, message as validate_message,
     message_size, validate_queue_name,
 };
-
-/// Why a store operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("queue `{0}` does not exist")]
-    QueueNotFound(String),
-    #[error("queue `{0}` already exists")]
-    QueueExists(String),
-    #[error("invalid queue name `{name}`: {reason}")]
-    InvalidName { name: String, reason: String },
-    #[error("invalid queue settings: {0}")]
-    InvalidSettings(String),
-    #[error("topic `{0}` does not exist")]
-    TopicNotFound(String),
-    #[error("topic `{0}` already exists")]
-    TopicExists(String),
-    #[error("invalid topic: {0}")]
-    InvalidTopic(String),
-    #[error("queue `{queue}` does not subscribe to topic `{topic}`")]
-    SubscriptionNotFound { topic: String, queue: String },
-    #[error("queue `{queue}` subscribes to topic `{topic}`; delete that subscription first")]
-    QueueSubscribed { queue: String, topic: String },
-    /// A message's priority or group is out of range.
-    #[error("invalid message: {0}")]
-    InvalidMessage(String),
-    #[error(
-        "queue `{queue}` is the dead-letter queue of `{used_by}`; change or delete `{used_by}` first"
-    )]
-    QueueInUse { queue: String, used_by: String },
-    #[error("message of {size} bytes exceeds queue `{queue}`'s limit of {limit} bytes")]
-    MessageTooLarge {
-        queue: String,
-        size: usize,
-        limit: usize,
-    },
-    #[error("queue `{queue}` is full ({max_depth} messages); retry after consumers catch up")]
-    QueueFull { queue: String, max_depth: u64 },
-    #[error("token `{0}` does not exist")]
-    TokenNotFound(String),
-    #[error("schedule `{0}` does not exist")]
-    ScheduleNotFound(String),
-    #[error(
-        "queue `{queue}` is where schedule `{schedule}` enqueues; delete that schedule (or point \
-         it at another queue) first"
-    )]
-    QueueScheduled { queue: String, schedule: String },
-    #[error("function `{0}` does not exist")]
-    FunctionNotFound(String),
-    #[error(
-        "queue `{queue}` is consumed by function `{function}`; delete that function's trigger \
-         first (`sluice functions untrigger {function}`)"
-    )]
-    QueueHasConsumer { queue: String, function: String },
-    /// The database was written by a newer Sluice.
-    #[error(
-        "the database at {location} was written by a newer Sluice (schema {found}; this one understands {supported}); upgrade Sluice"
-    )]
-    NewerSchema {
-        location: String,
-        found: usize,
-        supported: usize,
-    },
-    #[error("invalid cursor `{0}`: pass the id of the last message of the previous page")]
-    InvalidCursor(String),
-    #[error("component {0} is not stored; upload the function again")]
-    ComponentNotFound(String),
-    #[error("function `{name}` has no version {version}")]
-    VersionNotFound { name: String, version: u32 },
-    /// The database cannot be written or read (disk full, read-only, I/O error).
-    #[error("storage unavailable: {0}")]
-    Unavailable(String),
-    /// The file where the database should be is not a Sluice database.
-    #[error(
-        "{path} is not a Sluice database ({reason}); move it away or choose another --data-dir"
-    )]
-    Corrupt { path: String, reason: String },
-}
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Attributes the store adds to a dead-lettered message, and removes on redrive.
-pub const ATTR_DEAD_LETTER_REASON: &str = "sluice-dead-letter-reason";
-pub const ATTR_ATTEMPTS: &str = "sluice-attempts";
-pub const ATTR_SOURCE_QUEUE: &str = "sluice-source-queue";
-/// The id the message had in its source queue (a dead-lettered copy gets a new id).
-pub const ATTR_SOURCE_ID: &str = "sluice-source-id";
-
-/// The most messages one lease may hold.
-pub const MAX_LEASE_MESSAGES: usize = 10_000;
-
-/// Reason given to messages found visible again with no attempts left (their consumer died).
-pub const REASON_LEASE_EXPIRED: &str = "lease expired after max attempts";
-
-/// Retry backoff: `initial_ms * multiplier^(attempt-1)`, capped at `max_ms`, with full jitter
-/// when `jitter` is true.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Backoff {
-    pub initial_ms: u64,
-    pub multiplier: f64,
-    pub max_ms: u64,
-    pub jitter: bool,
-}
-
-/// A queue's settings. Every field has a default, so `{}` is a valid queue. Their serde form
-/// is how the backends store them (the API's is `api::model::QueueSettings`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct QueueSettings {
-    pub visibility_timeout_ms: u64,
-    pub max_attempts: u32,
-    pub backoff: Backoff,
-    pub dead_letter_queue: Option<String>,
-    pub retention_ms: u64,
-    pub max_message_bytes: usize,
-    pub dedup_window_ms: u64,
-    /// The most messages the queue may hold; enqueues beyond it fail with `QueueFull` until
-    /// consumers catch up. `None`: unbounded.
-    pub max_depth: Option<u64>,
-    /// The delay of SQS sends that give no `DelaySeconds` (the queue's `DelaySeconds`).
-    pub delay_ms: u64,
-    /// How long an SQS receive without `WaitTimeSeconds` waits (the queue's
-    /// `ReceiveMessageWaitTimeSeconds`).
-    pub receive_wait_ms: u64,
-    /// What a front end keeps with the queue, under its own name (`"sqs"`: the SQS endpoint's
-    /// tags and policy). The store keeps it as given, in the settings it already stores, and
-    /// nothing but its owner reads it.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub extensions: BTreeMap<String, serde_json::Value>,
-}
-
-/// Live counts of one queue.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct QueueStats {
-    pub visible: u64,
-    pub delayed: u64,
-    pub in_flight: u64,
-    /// Age of the oldest message still in the queue, in milliseconds; `None` when empty.
-    pub oldest_age_ms: Option<u64>,
-    pub enqueued_total: u64,
-    pub acked_total: u64,
-    pub retried_total: u64,
-    pub dead_lettered_total: u64,
-    /// Dropped after max attempts with no dead-letter queue.
-    pub dropped_total: u64,
-    /// Removed by retention.
-    pub expired_total: u64,
-}
-
-#[derive(Debug, Clone)]
-pub struct QueueInfo {
-    pub name: String,
-    pub settings: QueueSettings,
-    pub created_at_ms: u64,
-    pub stats: QueueStats,
-}
-
-/// The priority of a message that names none (the middle of 0–9, as JMS's default).
-pub const DEFAULT_PRIORITY: u8 = 4;
-/// The highest priority; a batch takes higher priorities first.
-pub const MAX_PRIORITY: u8 = 9;
-/// The longest group key, in bytes (SQS's `MessageGroupId` limit).
-pub const MAX_GROUP_BYTES: usize = 128;
-
-/// A message to enqueue.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewMessage {
-    pub body: Vec<u8>,
-    pub attributes: Vec<(String, String)>,
-    pub delay_ms: u64,
-    pub dedup_id: Option<String>,
-    /// 0 (lowest) to [`MAX_PRIORITY`]; [`DEFAULT_PRIORITY`] unless given.
-    pub priority: u8,
-    /// Messages of one group are delivered one at a time, in enqueue order.
-    pub group: Option<String>,
-}
-
-impl Default for NewMessage {
-    fn default() -> Self {
-        NewMessage {
-            body: Vec::new(),
-            attributes: Vec::new(),
-            delay_ms: 0,
-            dedup_id: None,
-            priority: DEFAULT_PRIORITY,
-            group: None,
-        }
-    }
-}
-
-/// The result of enqueueing one message.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Enqueued {
-    pub id: String,
-    /// True when a message with the same dedup id was already enqueued within the window; `id`
-    /// is then the original message's id and nothing was added.
-    pub duplicate: bool,
-}
-
-/// A stored message, as delivered or peeked.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Message {
-    pub id: String,
-    pub queue: String,
-    pub body: Vec<u8>,
-    pub attributes: Vec<(String, String)>,
-    /// Deliveries so far, the current one included (0 when peeked before any delivery).
-    pub attempt: u32,
-    pub enqueued_at_ms: u64,
-    pub priority: u8,
-    pub group: Option<String>,
-    /// When it was first leased (SQS's `ApproximateFirstReceiveTimestamp`); `None` until then.
-    pub first_leased_at_ms: Option<u64>,
-}
-
-/// Messages leased to one consumer until `expires_at_ms`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Lease {
-    /// Opaque to everything outside the backend that issued it.
-    pub id: i64,
-    pub queue: String,
-    pub messages: Vec<Message>,
-    pub expires_at_ms: u64,
-}
-
-/// What to do with each message of a lease, applied in one transaction.
-#[derive(Debug, Clone, Default)]
-pub struct Settlement {
-    pub ack: Vec<String>,
-    pub retry: Vec<Retry>,
-    pub dead_letter: Vec<DeadLetter>,
-    /// Messages to enqueue, committed with the rest or not at all.
-    pub send: Vec<(String, NewMessage)>,
-    /// Messages to publish to topics (fanned out to their subscriptions), committed with the
-    /// rest or not at all.
-    pub publish: Vec<(String, NewMessage)>,
-    /// Replies to messages of the lease, each committed only if its message is acknowledged
-    /// here (a retried or dead-lettered message's reply is discarded).
-    pub replies: Vec<NewReply>,
-}
-
-/// Messages grouped by their queue or topic, in first-seen order, each group in its order.
-/// A settle's publishes pass the same checks as a publish through the API, here, before any
-/// backend sees them (a settle's sends are checked by the enqueue they become, against their
-/// queue's size limit).
-fn check_publishes(settlement: &Settlement) -> Result<()> {
-    settlement
-        .publish
-        .iter()
-        .try_for_each(|(_, m)| validate::message(m))
-}
-
-pub(crate) fn by_target(list: Vec<(String, NewMessage)>) -> Vec<(String, Vec<NewMessage>)> {
-    let mut grouped: Vec<(String, Vec<NewMessage>)> = Vec::new();
-    for (target, message) in list {
-        match grouped.iter_mut().find(|(t, _)| *t == target) {
-            Some((_, messages)) => messages.push(message),
-            None => grouped.push((target, vec![message])),
-        }
-    }
-    grouped
-}
-
-#[derive(Debug, Clone)]
-pub struct Retry {
-    pub id: String,
-    pub delay_ms: u64,
-    pub error: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct DeadLetter {
-    pub id: String,
-    pub reason: String,
-}
-
-/// What a settle did; messages whose lease was lost (expired and leased again elsewhere, or
-/// already settled) are left alone and listed in `stale`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Settled {
-    pub acked: u64,
-    pub retried: u64,
-    pub dead_lettered: u64,
-    pub dropped: u64,
-    pub sent: u64,
-    /// Messages published to topics.
-    pub published: u64,
-    /// Replies committed (those of acknowledged messages).
-    pub replied: u64,
-    /// The ids of the settlement the lease no longer held, in the order the settlement named
-    /// them (acks, then retries, then dead letters).
-    pub stale: Vec<String>,
-    /// The invocation recorded with the settle ([`Store::settle_logged`]), with its id.
-    pub logged: Option<InvocationEntry>,
-    /// The next batch, leased in the same commit ([`Store::settle_logged_then_lease`]); `None`
-    /// when nothing was visible or the queue was at its cap.
-    pub next: Option<Lease>,
-}
-
-/// A lease to take in the same commit as a settle: a trigger's next batch, so that a busy
-/// consumer spends one commit per batch instead of two (one for its settle, one for its next
-/// lease). The arguments of [`Backend::lease`].
-#[derive(Debug, Clone, Copy)]
-pub struct NextLease {
-    pub max: usize,
-    pub visibility: Option<Duration>,
-    pub max_leases: Option<u32>,
-    /// Chosen by the store when it takes the lease (see [`favoured_priority`]).
-    favoured: Option<u8>,
-}
-
-impl NextLease {
-    /// Up to `max` messages for `visibility` (default: the queue's visibility timeout); with
-    /// `max_leases`, only while fewer than that many leases of the queue are live.
-    pub fn new(max: usize, visibility: Option<Duration>, max_leases: Option<u32>) -> NextLease {
-        NextLease {
-            max,
-            visibility,
-            max_leases,
-            favoured: None,
-        }
-    }
-}
-
-/// An invocation to commit with a settle, and the retention to trim the log to, if it is due.
-#[derive(Debug, Clone)]
-pub struct LogWrite {
-    pub entry: InvocationEntry,
-    pub retention: Option<InvocationRetention>,
-}
-
-#[derive(Debug, Clone)]
-pub struct StoreOptions {
-    /// Wait at most this long for more writes to join a group commit.
-    pub max_batch_wait: Duration,
-}
-
-impl Default for StoreOptions {
-    fn default() -> Self {
-        StoreOptions {
-            max_batch_wait: Duration::ZERO,
-        }
-    }
-}
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            initial_ms: 1_000,
-            multiplier: 2.0,
-            max_ms: 300_000,
-            jitter: true,
-        }
-    }
-}
-
-impl Default for QueueSettings {
-    fn default() -> Self {
-        QueueSettings {
-            visibility_timeout_ms: 30_000,
-            max_attempts: 5,
-            backoff: Backoff::default(),
-            dead_letter_queue: None,
-            retention_ms: 4 * 24 * 60 * 60 * 1000,
-            max_message_bytes: 256 * 1024,
-            dedup_window_ms: 5 * 60 * 1000,
-            max_depth: None,
-            delay_ms: 0,
-            receive_wait_ms: 0,
-            extensions: BTreeMap::new(),
-        }
-    }
-}
-
-/// A function as stored: its versions, the active one, and its trigger.
-#[derive(Debug, Clone)]
-pub struct FunctionRecord {
-    pub name: String,
-    pub active_version: u32,
-    pub versions: Vec<FunctionVersion>,
-    pub trigger: Option<TriggerRecord>,
-}
-
-/// One uploaded version of a function. The component itself lives in the blob directory under
-/// its sha256; `config` is the function's JSON config (env, limits), owned by `functions`.
-#[derive(Debug, Clone)]
-pub struct FunctionVersion {
-    pub version: u32,
-    pub sha256: String,
-    pub size: u64,
-    pub created_at_ms: u64,
-    pub config: serde_json::Value,
-}
-
-/// A function bound to the queue it consumes. One queue has at most one trigger.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TriggerRecord {
-    pub function: String,
-    pub queue: String,
-    pub batch_size: u32,
-    pub max_wait_ms: u64,
-    pub max_concurrency: u32,
-    pub paused: bool,
-}
-
-/// An API token as stored: never the secret, only its SHA-256; and, for a token issued with
-/// `sqs`, its SQS secret access key, which SigV4 verification needs as is.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TokenRecord {
-    pub id: String,
-    pub name: String,
-    pub hash: String,
-    pub scopes: Vec<String>,
-    pub created_at_ms: u64,
-    pub sqs_secret: Option<String>,
-}
-
-/// A schedule as stored: what to enqueue where, and the tick it fires next. Its cron
-/// expression and time zone are only text here; `crate::schedule` computes the ticks.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScheduleRecord {
-    pub name: String,
-    pub cron: String,
-    pub timezone: String,
-    pub queue: String,
-    pub body: Vec<u8>,
-    pub attributes: Vec<(String, String)>,
-    /// When it fires next (ms since the epoch).
-    pub next_tick_ms: u64,
-    pub created_at_ms: u64,
-}
-
-/// The storage contract: what a database must do for Sluice. Every write is durable when it
-/// returns; `settle` applies all of a settlement or none of it, and only to messages the lease
-/// still holds. Backends report commits through the [`Events`] they were opened with.
-#[async_trait::async_trait]
-pub trait Backend: Send + Sync + 'static {
-    /// A short name for logs and errors: `sqlite` or `postgres`.
-    fn kind(&self) -> &'static str;
-    /// Successful commits so far (group commit folds many requests into one).
-    fn commits(&self) -> u64;
-
-    // ---- queues ----
-    async fn create_queue(&self, name: &str, settings: QueueSettings) -> Result<QueueInfo>;
-    async fn update_queue(&self, name: &str, settings: QueueSettings) -> Result<QueueInfo>;
-    async fn get_queue(&self, name: &str) -> Result<QueueInfo>;
-    async fn list_queues(&self) -> Result<Vec<QueueInfo>>;
-    async fn queue_names(&self) -> Result<HashSet<String>>;
-    async fn queue_settings(&self, name: &str) -> Result<QueueSettings>;
-    async fn delete_queue(&self, name: &str) -> Result<()>;
-    async fn purge(&self, name: &str) -> Result<u64>;
-
-    // ---- messages ----
-    async fn enqueue(&self, queue: &str, messages: Vec<NewMessage>) -> Result<Vec<Enqueued>>;
-    /// Unacknowledged messages in enqueue order after the cursor (the id of the last message
-    /// of the previous page).
-    async fn peek(&self, queue: &str, limit: usize, after: Option<&str>) -> Result<Vec<Message>>;
-    /// Leases up to `max` visible messages: higher priorities first, then by visible time and
-    /// enqueue order; only the head of each group (its oldest message). With `favoured`, that
-    /// priority's messages come first, out of turn. With `max_leases`, refuses (returns `None`)
-    /// while that many leases of the queue are live, across every host sharing the database.
-    async fn lease(
-        &self,
-        queue: &str,
-        max: usize,
-        visibility: Option<Duration>,
-        max_leases: Option<u32>,
-        favoured: Option<u8>,
-    ) -> Result<Option<Lease>>;
-    /// Pushes the expiry of the listed messages that lease `lease_id` of `queue` still holds.
-    async fn extend(
-        &self,
-        queue: &str,
-        lease_id: i64,
-        ids: Vec<String>,
-        visibility: Duration,
-    ) -> Result<u64>;
-    /// Applies `settlement` to the messages lease `lease_id` of `queue` still holds, and
-    /// records `log` and takes the `next` lease of the same queue in the same commit.
-    async fn settle(
-        &self,
-        queue: &str,
-        lease_id: i64,
-        settlement: Settlement,
-        log: Option<LogWrite>,
-        next: Option<NextLease>,
-    ) -> Result<Settled>;
-    async fn redrive(&self, dlq: &str, to: Option<&str>, limit: Option<u64>) -> Result<u64>;
-    /// Like `redrive`, for the given messages only (ids not in `dlq` are skipped).
-    async fn redrive_messages(&self, dlq: &str, to: Option<&str>, ids: Vec<String>) -> Result<u64>;
-    /// Deletes the given messages of `queue`, in flight or not; returns how many.
-    async fn delete_messages(&self, queue: &str, ids: Vec<String>) -> Result<u64>;
-    async fn next_visible_at_ms(&self, queue: &str) -> Result<Option<u64>>;
-    async fn visible_count(&self, queue: &str, cap: u64) -> Result<u64>;
-    /// The retention sweep; safe to run on every host at once.
-    async fn expire(&self) -> Result<u64>;
-
-    // ---- functions, triggers and their components ----
-    async fn add_function_version(
-        &self,
-        name: &str,
-        sha256: &str,
-        size: u64,
-        config: serde_json::Value,
-    ) -> Result<FunctionRecord>;
-    async fn get_function(&self, name: &str) -> Result<FunctionRecord>;
-    async fn list_functions(&self) -> Result<Vec<FunctionRecord>>;
-    async fn activate_version(&self, name: &str, version: u32) -> Result<FunctionRecord>;
-    async fn delete_function(&self, name: &str) -> Result<()>;
-    async fn put_trigger(&self, trigger: TriggerRecord) -> Result<TriggerRecord>;
-    async fn delete_trigger(&self, function: &str) -> Result<()>;
-    async fn list_triggers(&self) -> Result<Vec<TriggerRecord>>;
-    /// Keeps a component's bytes under their sha256 (idempotent).
-    async fn put_component(&self, sha256: &str, bytes: Vec<u8>) -> Result<()>;
-    async fn get_component(&self, sha256: &str) -> Result<Vec<u8>>;
-
-    // ---- the invocation log ----
-    /// Stores invocations (in one commit) and, with a `retention`, trims the log to it;
-    /// returns them with their ids.
-    async fn record_invocations(
-        &self,
-        entries: Vec<InvocationEntry>,
-        retention: Option<InvocationRetention>,
-    ) -> Result<Vec<InvocationEntry>>;
-    /// A page of `function`'s invocation log, newest first.
-    async fn invocations(
-        &self,
-        function: &str,
-        query: InvocationQuery,
-    ) -> Result<Vec<InvocationEntry>>;
-
-    // ---- tokens ----
-    async fn add_token(&self, token: TokenRecord) -> Result<()>;
-    async fn list_tokens(&self) -> Result<Vec<TokenRecord>>;
-    async fn delete_token(&self, id: &str) -> Result<()>;
-
-    // ---- schedules ----
-    /// Creates or replaces a schedule (keeping its creation time); its queue must exist.
-    async fn put_schedule(&self, schedule: ScheduleRecord) -> Result<ScheduleRecord>;
-    async fn get_schedule(&self, name: &str) -> Result<ScheduleRecord>;
-    async fn list_schedules(&self) -> Result<Vec<ScheduleRecord>>;
-    async fn delete_schedule(&self, name: &str) -> Result<()>;
-    /// Fires tick `tick_ms` of a schedule, in one transaction: only if the schedule still
-    /// stands at that tick, moves it to `next_tick_ms` and enqueues its message (with `extra`
-    /// attributes added). `None` when it no longer stood there (another host fired it, or it
-    /// was changed or deleted): nothing was enqueued.
-    async fn fire_schedule(
-        &self,
-        name: &str,
-        tick_ms: u64,
-        next_tick_ms: u64,
-        extra: Vec<(String, String)>,
-    ) -> Result<Option<Enqueued>>;
-
-    // ---- topics ----
-    async fn create_topic(&self, name: &str, retention_ms: u64) -> Result<TopicRecord>;
-    async fn get_topic(&self, name: &str) -> Result<TopicRecord>;
-    async fn list_topics(&self) -> Result<Vec<TopicRecord>>;
-    /// Deletes a topic, its history and its subscriptions (not their queues).
-    async fn delete_topic(&self, name: &str) -> Result<()>;
-    /// Creates a subscription starting at `from`, or changes an existing one's filter (it
-    /// keeps its place). The queue must exist.
-    async fn subscribe(
-        &self,
-        topic: &str,
-        queue: &str,
-        filter: serde_json::Value,
-        from: ReplayFrom,
-    ) -> Result<SubscriptionRecord>;
-    async fn unsubscribe(&self, topic: &str, queue: &str) -> Result<()>;
-    /// Publishes messages (all or none): keeps them in the topic and copies each into every
-    /// caught-up subscription it passes the filter of, in the same commit.
-    async fn publish(&self, topic: &str, messages: Vec<NewMessage>) -> Result<Vec<Published>>;
-    /// Subscriptions behind their topic's newest message: (topic, queue).
-    async fn lagging_subscriptions(&self) -> Result<Vec<(String, String)>>;
-    /// Copies the next chunk of history into a lagging subscription, in one commit; true once
-    /// it has caught up.
-    async fn catch_up(&self, topic: &str, queue: &str) -> Result<bool>;
-
-    // Replies ([`replies`]): committed by `settle`, swept by `expire`.
-    /// The reply to `message_id`, unless there is none or it expired.
-    async fn get_reply(&self, message_id: &str) -> Result<Option<Reply>>;
-}
-
-/// Where the store lives.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Location {
-    /// SQLite in this directory (created if missing).
-    Sqlite(std::path::PathBuf),
-    /// A PostgreSQL URL (`postgres://USER@HOST:PORT/DB`).
-    Postgres(String),
-}
 
 /// The handle every other part of the host holds; cheap to clone.
 #[derive(Clone)]
@@ -648,20 +68,7 @@ pub struct Store {
     /// When this handle last trimmed the invocation log (store clock, ms).
     log_trimmed_at: Arc<AtomicU64>,
     /// Leases taken per queue by this handle, for [`favoured_priority`].
-    lease_turns: Arc<std::sync::Mutex<HashMap<String, u64>>>,
-}
-
-/// One lease in this many serves a priority out of turn.
-pub const FAVOURED_TURN: u64 = 10;
-
-/// The priority lease number `turn` (0, 1, 2, … per queue) serves first, if any. Leases take
-/// higher priorities first, so a steady stream of high-priority messages would keep lower ones
-/// waiting forever; instead every [`FAVOURED_TURN`]th lease serves one priority first, each
-/// priority in turn, so every priority is served first at least once in 100 leases of its
-/// queue (per host), whatever else is waiting.
-pub fn favoured_priority(turn: u64) -> Option<u8> {
-    (turn % FAVOURED_TURN == FAVOURED_TURN - 1)
-        .then(|| ((turn / FAVOURED_TURN) % (u64::from(MAX_PRIORITY) + 1)) as u8)
+    turns: Arc<turns::Turns>,
 }
 
 /// How often the invocation log is trimmed to its retention, at most (ms).
@@ -694,10 +101,14 @@ impl Store {
     }
 
     /// Connects to PostgreSQL at `url`, running the schema migrations first.
-    pub async fn connect_postgres(url: &str, clock: Arc<dyn Clock>) -> Result<Store> {
+    pub async fn connect_postgres(
+        url: &str,
+        options: StoreOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Store> {
         let events = Arc::new(Events::default());
         let backend =
-            postgres::PostgresBackend::connect(url, clock.clone(), events.clone()).await?;
+            postgres::PostgresBackend::connect(url, options, clock.clone(), events.clone()).await?;
         let store = Store::with_backend(Arc::new(backend), events, clock)?;
         Ok(store)
     }
@@ -710,7 +121,7 @@ impl Store {
     ) -> Result<Store> {
         match location {
             Location::Sqlite(dir) => Store::open_with_clock(dir, options, clock),
-            Location::Postgres(url) => Store::connect_postgres(url, clock).await,
+            Location::Postgres(url) => Store::connect_postgres(url, options, clock).await,
         }
     }
 
@@ -724,7 +135,7 @@ impl Store {
             events,
             clock,
             log_trimmed_at: Arc::new(AtomicU64::new(0)),
-            lease_turns: Arc::default(),
+            turns: Arc::default(),
         })
     }
 
@@ -736,7 +147,7 @@ impl Store {
     /// Whether several hosts may share this store (leases and caps are then enforced by the
     /// database, not by this process).
     pub fn is_shared(&self) -> bool {
-        self.backend.kind() == "postgres"
+        self.backend.shares_database()
     }
 
     /// Successful commits so far (group commit folds many requests into one).
@@ -827,6 +238,7 @@ impl Store {
     // ---- messages ----
     /// Commits the messages (all or none) and returns their ids in order, after fsync.
     pub async fn enqueue(&self, queue: &str, messages: Vec<NewMessage>) -> Result<Vec<Enqueued>> {
+        messages.iter().try_for_each(validate::message)?;
         self.backend.enqueue(queue, messages).await
     }
     /// Unacknowledged messages (in flight too) in enqueue order, without leasing them; only
@@ -852,24 +264,8 @@ impl Store {
         max: usize,
         visibility: Option<Duration>,
     ) -> Result<Option<Lease>> {
-        let favoured = self.favoured(queue);
-        self.backend
-            .lease(queue, max, visibility, None, favoured)
-            .await
-    }
-    /// The priority this lease of `queue` serves out of turn (see [`favoured_priority`]).
-    fn favoured(&self, queue: &str) -> Option<u8> {
-        let mut turns = self
-            .lease_turns
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let turn = match turns.get_mut(queue) {
-            Some(turn) => turn,
-            None => turns.entry(queue.to_owned()).or_default(),
-        };
-        let favoured = favoured_priority(*turn);
-        *turn += 1;
-        favoured
+        let request = LeaseRequest::new(max, visibility, None);
+        self.lease_with(queue, request).await
     }
     /// Like [`Store::lease`], but only while fewer than `max_leases` leases of the queue are
     /// live across every host: a trigger's concurrency cap.
@@ -880,10 +276,19 @@ impl Store {
         visibility: Option<Duration>,
         max_leases: u32,
     ) -> Result<Option<Lease>> {
-        let favoured = self.favoured(queue);
-        self.backend
-            .lease(queue, max, visibility, Some(max_leases), favoured)
-            .await
+        let request = LeaseRequest::new(max, visibility, Some(max_leases));
+        self.lease_with(queue, request).await
+    }
+    /// Takes a lease, serving a priority out of turn when it is due (see [`favoured_priority`]).
+    async fn lease_with(&self, queue: &str, request: LeaseRequest) -> Result<Option<Lease>> {
+        let request = self.take_turn(queue, request);
+        self.backend.lease(queue, request).await
+    }
+    fn take_turn(&self, queue: &str, request: LeaseRequest) -> LeaseRequest {
+        LeaseRequest {
+            favoured: self.turns.next(queue),
+            ..request
+        }
     }
     /// Pushes a lease's expiry to now + `visibility`, for the messages it still holds.
     pub async fn extend(&self, lease: &Lease, visibility: Duration) -> Result<u64> {
@@ -905,9 +310,7 @@ impl Store {
     }
     /// Applies a settlement in one transaction.
     pub async fn settle(&self, lease: &Lease, settlement: Settlement) -> Result<Settled> {
-        check_publishes(&settlement)?;
-        self.backend
-            .settle(&lease.queue, lease.id, settlement, None, None)
+        self.settle_with(&lease.queue, lease.id, settlement, None, None)
             .await
     }
     /// Like [`Store::settle`], recording the batch's invocation in the same commit: one commit
@@ -930,12 +333,9 @@ impl Store {
         settlement: Settlement,
         entry: InvocationEntry,
         retention: InvocationRetention,
-        next: NextLease,
+        next: LeaseRequest,
     ) -> Result<Settled> {
-        let next = NextLease {
-            favoured: self.favoured(&lease.queue),
-            ..next
-        };
+        let next = self.take_turn(&lease.queue, next);
         self.settle_logged_with(lease, settlement, entry, retention, Some(next))
             .await
     }
@@ -945,15 +345,31 @@ impl Store {
         settlement: Settlement,
         entry: InvocationEntry,
         retention: InvocationRetention,
-        next: Option<NextLease>,
+        next: Option<LeaseRequest>,
     ) -> Result<Settled> {
-        check_publishes(&settlement)?;
         let log = LogWrite {
             entry,
             retention: self.log_trim_due().then_some(retention),
         };
+        self.settle_with(&lease.queue, lease.id, settlement, Some(log), next)
+            .await
+    }
+    /// Every settle goes through here: the messages it sends and publishes pass the same
+    /// checks as an enqueue or publish through the API, before any backend sees them (their
+    /// size, against their queue's limit, is checked by the backend that reads the queue).
+    async fn settle_with(
+        &self,
+        queue: &str,
+        lease_id: i64,
+        settlement: Settlement,
+        log: Option<LogWrite>,
+        next: Option<LeaseRequest>,
+    ) -> Result<Settled> {
+        (settlement.send.iter())
+            .chain(&settlement.publish)
+            .try_for_each(|(_, m)| validate::message(m))?;
         self.backend
-            .settle(&lease.queue, lease.id, settlement, Some(log), next)
+            .settle(queue, lease_id, settlement, log, next)
             .await
     }
     /// Like [`Store::settle`], for a lease known by its id (a pull consumer's receipts).
@@ -963,14 +379,13 @@ impl Store {
         lease_id: i64,
         settlement: Settlement,
     ) -> Result<Settled> {
-        self.backend
-            .settle(queue, lease_id, settlement, None, None)
+        self.settle_with(queue, lease_id, settlement, None, None)
             .await
     }
     /// Moves up to `limit` messages from a dead-letter queue back to the queue each came from,
     /// or to `to`, with attempts reset. Returns how many moved.
     pub async fn redrive(&self, dlq: &str, to: Option<&str>, limit: Option<u64>) -> Result<u64> {
-        self.backend.redrive(dlq, to, limit).await
+        self.backend.redrive(dlq, to, Redrive::Oldest(limit)).await
     }
     /// Like [`Store::redrive`], for the given messages only (ids not in `dlq`, or not ids of
     /// this store at all, are skipped).
@@ -980,7 +395,7 @@ impl Store {
         to: Option<&str>,
         ids: Vec<String>,
     ) -> Result<u64> {
-        self.backend.redrive_messages(dlq, to, ids).await
+        self.backend.redrive(dlq, to, Redrive::Ids(ids)).await
     }
     /// Deletes the given messages of `queue`, in flight or not; returns how many (ids that are
     /// not this queue's, or not ids of this store at all, are skipped).
@@ -1176,9 +591,7 @@ impl Store {
     }
     /// Publishes messages to a topic (see [`Backend::publish`]).
     pub async fn publish(&self, topic: &str, messages: Vec<NewMessage>) -> Result<Vec<Published>> {
-        for m in &messages {
-            validate::message(m)?;
-        }
+        messages.iter().try_for_each(validate::message)?;
         self.backend.publish(topic, messages).await
     }
     pub async fn lagging_subscriptions(&self) -> Result<Vec<(String, String)>> {

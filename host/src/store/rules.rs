@@ -17,7 +17,7 @@ use std::collections::HashSet;
 
 use super::{
     ATTR_ATTEMPTS, ATTR_DEAD_LETTER_REASON, ATTR_SOURCE_ID, ATTR_SOURCE_QUEUE, DeadLetter, Error,
-    QueueSettings, Result, Retry, is_reserved_attribute,
+    NewMessage, QueueSettings, Result, Retry, is_reserved_attribute,
 };
 
 /// A message id as the store writes it; anything else names no message of this store.
@@ -202,6 +202,19 @@ impl DeadLetterChain {
         }
         Ok(())
     }
+}
+
+/// Messages grouped by their queue or topic, in first-seen order, each group in its order: a
+/// settle's sends and publishes, so each target is written once.
+pub fn by_target(list: Vec<(String, NewMessage)>) -> Vec<(String, Vec<NewMessage>)> {
+    let mut grouped: Vec<(String, Vec<NewMessage>)> = Vec::new();
+    for (target, message) in list {
+        match grouped.iter_mut().find(|(t, _)| *t == target) {
+            Some((_, messages)) => messages.push(message),
+            None => grouped.push((target, vec![message])),
+        }
+    }
+    grouped
 }
 
 #[cfg(test)]

@@ -60,7 +60,7 @@ fn open_sqlite() -> (Fixture, Arc<SqliteBackend>) {
 async fn open_postgres() -> Fixture {
     let db = TestDatabase::create().await;
     let clock = Arc::new(ManualClock::new(T0));
-    let store = Store::connect_postgres(&db.url, clock.clone())
+    let store = Store::connect_postgres(&db.url, StoreOptions::default(), clock.clone())
         .await
         .expect("connect");
     Fixture {
@@ -134,7 +134,7 @@ contract_tests!(
     a_reply_commits_only_with_its_messages_ack_and_expires,
     a_waiting_producer_wakes_on_the_reply_or_times_out,
     topic_names_follow_topic_changes,
-    the_running_sweep_forgets_topic_history_and_expired_replies,
+    the_running_sweep_applies_every_retention,
 );
 
 impl Fixture {
@@ -166,9 +166,10 @@ impl Fixture {
 }
 
 /// Retention is the running host's job, on both backends: its periodic sweep (never
-/// `expire_now`) forgets topic history older than the topic's retention and replies past their
-/// expiry, as it expires queue messages.
-async fn the_running_sweep_forgets_topic_history_and_expired_replies(f: Fixture) {
+/// `expire_now`) forgets everything the store keeps for a time once that time has passed:
+/// queue messages, dedup ids, topic history, replies and the invocation log (by age, even
+/// while nothing new is logged).
+async fn the_running_sweep_applies_every_retention(f: Fixture) {
     f.queue("q", QueueSettings::default()).await;
     f.store.create_topic("t", 60_000).await.unwrap();
     f.store
@@ -184,25 +185,59 @@ async fn the_running_sweep_forgets_topic_history_and_expired_replies(f: Fixture)
         ..Settlement::default()
     };
     f.store.settle(&lease, settlement).await.unwrap();
-    assert_eq!(f.rows("topic_messages").await, 3);
-    assert_eq!(f.rows("replies").await, 1);
+    let kept = NewMessage {
+        dedup_id: Some("once".into()),
+        ..msg("kept too long")
+    };
+    f.store.enqueue("q", vec![kept]).await.unwrap();
+    let logged = InvocationEntry {
+        started_at_ms: f.store.now_ms(),
+        ..invocation("f")
+    };
+    f.store
+        .record_invocations(
+            vec![logged],
+            InvocationRetention {
+                max_age_ms: u64::MAX,
+                max_per_function: 100,
+            },
+        )
+        .await
+        .unwrap();
+    let tables = [
+        "messages",
+        "dedup",
+        "topic_messages",
+        "replies",
+        "invocations",
+    ];
+    for table in tables {
+        assert!(f.rows(table).await > 0, "{table} holds nothing to forget");
+    }
 
-    f.clock.advance(REPLY_RETENTION_MS.max(60_000) + 1);
-    let mut forgotten = false;
+    // Past every retention: the queue's (4 days), the log's (7 days by default), and the
+    // shorter ones of dedup ids, topic history and replies.
+    f.clock
+        .advance(StoreOptions::default().log_max_age_ms() + REPLY_RETENTION_MS + 1);
+    let mut left = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while std::time::Instant::now() < deadline {
-        if f.rows("topic_messages").await == 0 && f.rows("replies").await == 0 {
-            forgotten = true;
+        left.clear();
+        for table in tables {
+            let rows = f.rows(table).await;
+            if rows > 0 {
+                left.push((table, rows));
+            }
+        }
+        if left.is_empty() {
             break;
         }
         // The sweep runs on the host's own schedule; look again shortly.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(
-        forgotten,
-        "after the retention: {} topic messages, {} replies still kept",
-        f.rows("topic_messages").await,
-        f.rows("replies").await
+        left.is_empty(),
+        "still kept after every retention: {left:?}"
     );
 }
 
@@ -1301,7 +1336,7 @@ async fn a_settle_leases_the_next_batch_in_its_commit(f: Fixture) {
             ack_all(&first),
             invocation("f"),
             keep,
-            NextLease::new(2, None, Some(1)),
+            LeaseRequest::new(2, None, Some(1)),
         )
         .await
         .unwrap();
@@ -1335,7 +1370,7 @@ async fn a_settle_leases_the_next_batch_in_its_commit(f: Fixture) {
                 failing,
                 invocation("f"),
                 keep,
-                NextLease::new(2, None, Some(1))
+                LeaseRequest::new(2, None, Some(1))
             )
             .await,
         Err(Error::QueueNotFound(_))
@@ -1351,7 +1386,7 @@ async fn a_settle_leases_the_next_batch_in_its_commit(f: Fixture) {
             ack_all(&second),
             invocation("f"),
             keep,
-            NextLease::new(2, None, Some(1)),
+            LeaseRequest::new(2, None, Some(1)),
         )
         .await
         .unwrap();
@@ -1364,7 +1399,7 @@ async fn a_settle_leases_the_next_batch_in_its_commit(f: Fixture) {
             ack_all(&third),
             invocation("f"),
             keep,
-            NextLease::new(2, None, None),
+            LeaseRequest::new(2, None, None),
         )
         .await
         .unwrap();

@@ -151,10 +151,12 @@ impl Backoff {
     }
 }
 
-/// Refuses messages larger than the queue's `max_message_bytes`.
+/// Refuses messages larger than the queue's `max_message_bytes`: the one check of a message
+/// that depends on its queue, so a backend makes it in the transaction that reads the queue's
+/// settings. Everything else about a message is checked by [`message`] before any backend sees
+/// it.
 pub fn messages_fit(queue: &str, settings: &QueueSettings, messages: &[NewMessage]) -> Result<()> {
     for m in messages {
-        message(m)?;
         let size = message_size(&m.body, &m.attributes);
         if size > settings.max_message_bytes {
             return Err(Error::MessageTooLarge {

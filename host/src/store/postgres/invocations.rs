@@ -29,6 +29,8 @@ pub const DELETE_FUNCTION: &str = "DELETE FROM invocations WHERE function = $1";
 
 /// The most expired rows one write removes.
 const MAX_EXPIRED_PER_WRITE: i64 = 1_000;
+/// The most expired rows one sweep removes (the next sweep goes on).
+const MAX_EXPIRED_PER_SWEEP: i64 = 10_000;
 
 pub async fn insert(
     tx: &Transaction<'_>,
@@ -80,6 +82,14 @@ pub async fn insert(
     tx.execute(EXPIRE, &[&cutoff, &MAX_EXPIRED_PER_WRITE])
         .await?;
     Ok(entries)
+}
+
+/// The sweep's part: removes up to [`MAX_EXPIRED_PER_SWEEP`] invocations started before
+/// `cutoff` (ms), oldest first.
+pub async fn expire(tx: &Transaction<'_>, cutoff: u64) -> Result<u64> {
+    Ok(tx
+        .execute(EXPIRE, &[&int(cutoff), &MAX_EXPIRED_PER_SWEEP])
+        .await?)
 }
 
 pub async fn page(

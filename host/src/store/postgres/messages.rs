@@ -688,11 +688,11 @@ pub async fn settle(
     }
 
     // Sends go out grouped by target (order kept within each), one insert per target.
-    for (target, messages) in crate::store::by_target(send) {
+    for (target, messages) in crate::store::rules::by_target(send) {
         // A missing queue or an oversized message fails the whole settlement.
         out.sent += enqueue(tx, work, &target, messages).await?.len() as u64;
     }
-    for (topic, messages) in crate::store::by_target(publish) {
+    for (topic, messages) in crate::store::rules::by_target(publish) {
         // So does a missing topic, or a copy a subscribed queue refuses.
         out.published += super::topics::publish(tx, work, &topic, messages)
             .await?

@@ -35,9 +35,9 @@ use super::codec::{decode_settings, encode_settings};
 use super::rules::DeadLetterChain;
 use super::{
     Backend, CatalogChange, Clock, Enqueued, Error, Events, FunctionRecord, FunctionVersion,
-    InvocationEntry, InvocationQuery, InvocationRetention, Lease, LogWrite, Message, NewMessage,
-    NextLease, QueueInfo, QueueSettings, QueueStats, Result, ScheduleRecord, Settled, Settlement,
-    TokenRecord, TriggerRecord,
+    InvocationEntry, InvocationQuery, InvocationRetention, Lease, LeaseRequest, LogWrite, Message,
+    NewMessage, QueueInfo, QueueSettings, QueueStats, Redrive, Result, ScheduleRecord, Settled,
+    Settlement, StoreOptions, TokenRecord, TriggerRecord,
 };
 use super::{Published, ReplayFrom, SubscriptionRecord, TopicRecord};
 use messages::Work;
@@ -65,6 +65,8 @@ pub struct PostgresBackend {
     events: Arc<Events>,
     commits: AtomicU64,
     tasks: Vec<JoinHandle<()>>,
+    /// How old an invocation the sweep removes.
+    log_max_age_ms: u64,
 }
 
 impl Drop for PostgresBackend {
@@ -97,6 +99,7 @@ impl PostgresBackend {
     /// Connects, migrates, and starts listening for other hosts' commits.
     pub async fn connect(
         url: &str,
+        options: StoreOptions,
         clock: Arc<dyn Clock>,
         events: Arc<Events>,
     ) -> Result<PostgresBackend> {
@@ -137,6 +140,7 @@ impl PostgresBackend {
             events,
             commits: AtomicU64::new(0),
             tasks: vec![listener],
+            log_max_age_ms: options.log_max_age_ms(),
         };
         Ok(backend.with_sweeper())
     }
@@ -145,12 +149,13 @@ impl PostgresBackend {
     fn with_sweeper(mut self) -> PostgresBackend {
         let pool = self.pool.clone();
         let clock = self.clock.clone();
+        let log_max_age_ms = self.log_max_age_ms;
         let sweeper = tokio::spawn(async move {
             let mut interval = tokio::time::interval(SWEEP_INTERVAL);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 interval.tick().await;
-                if let Err(err) = sweep(&pool, clock.now_ms()).await {
+                if let Err(err) = sweep(&pool, clock.now_ms(), log_max_age_ms).await {
                     tracing::warn!(%err, "retention sweep failed");
                 }
             }
@@ -184,7 +189,10 @@ impl PostgresBackend {
     }
 }
 
-async fn sweep(pool: &Pool, now: u64) -> Result<u64> {
+/// The running host's retention sweep, for everything the store keeps for a time: queue
+/// messages and dedup ids, topic history, replies, and invocations older than
+/// `log_max_age_ms`.
+async fn sweep(pool: &Pool, now: u64, log_max_age_ms: u64) -> Result<u64> {
     let mut client = pool
         .get()
         .await
@@ -194,6 +202,7 @@ async fn sweep(pool: &Pool, now: u64) -> Result<u64> {
     let expired = messages::expire(&tx, &mut work).await?;
     topics::expire(&tx, now).await?;
     replies::expire(&tx, now).await?;
+    invocations::expire(&tx, now.saturating_sub(log_max_age_ms)).await?;
     work.flush(&tx).await?;
     tx.commit().await?;
     Ok(expired)
@@ -340,6 +349,10 @@ async fn check_dead_letter_queue(
 impl Backend for PostgresBackend {
     fn kind(&self) -> &'static str {
         "postgres"
+    }
+
+    fn shares_database(&self) -> bool {
+        true
     }
 
     fn commits(&self) -> u64 {
@@ -496,14 +509,13 @@ impl Backend for PostgresBackend {
         messages::peek_rows(rows, queue)
     }
 
-    async fn lease(
-        &self,
-        queue: &str,
-        max: usize,
-        visibility: Option<Duration>,
-        max_leases: Option<u32>,
-        favoured: Option<u8>,
-    ) -> Result<Option<Lease>> {
+    async fn lease(&self, queue: &str, request: LeaseRequest) -> Result<Option<Lease>> {
+        let LeaseRequest {
+            max,
+            visibility,
+            max_leases,
+            favoured,
+        } = request;
         Ok(in_tx!(self, |tx, work| {
             // One round trip for both.
             let commit_without_waiting = async {
@@ -536,7 +548,7 @@ impl Backend for PostgresBackend {
         lease_id: i64,
         settlement: Settlement,
         log: Option<LogWrite>,
-        next: Option<NextLease>,
+        next: Option<LeaseRequest>,
     ) -> Result<Settled> {
         Ok(in_tx!(self, |tx, work| {
             // The settlement's first statements, the invocation row and the settings the next
@@ -589,18 +601,11 @@ impl Backend for PostgresBackend {
         }))
     }
 
-    async fn redrive(&self, dlq: &str, to: Option<&str>, limit: Option<u64>) -> Result<u64> {
-        Ok(in_tx!(self, |tx, work| messages::redrive(
-            &tx, work, dlq, to, limit
-        )
-        .await?))
-    }
-
-    async fn redrive_messages(&self, dlq: &str, to: Option<&str>, ids: Vec<String>) -> Result<u64> {
-        Ok(in_tx!(self, |tx, work| messages::redrive_ids(
-            &tx, work, dlq, to, &ids
-        )
-        .await?))
+    async fn redrive(&self, dlq: &str, to: Option<&str>, which: Redrive) -> Result<u64> {
+        Ok(in_tx!(self, |tx, work| match &which {
+            Redrive::Oldest(limit) => messages::redrive(&tx, work, dlq, to, *limit).await?,
+            Redrive::Ids(ids) => messages::redrive_ids(&tx, work, dlq, to, ids).await?,
+        }))
     }
 
     async fn delete_messages(&self, queue: &str, ids: Vec<String>) -> Result<u64> {
@@ -633,7 +638,7 @@ impl Backend for PostgresBackend {
     }
 
     async fn expire(&self) -> Result<u64> {
-        sweep(&self.pool, self.clock.now_ms()).await
+        sweep(&self.pool, self.clock.now_ms(), self.log_max_age_ms).await
     }
 
     async fn add_function_version(

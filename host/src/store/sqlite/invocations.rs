@@ -5,7 +5,7 @@
 use rusqlite::{Connection, Row, params};
 
 use super::writer::{Tx, int};
-use super::{Error, Result};
+use crate::store::{Error, InvocationEntry, InvocationQuery, InvocationRetention, Result};
 
 /// Version 4 of the schema: the invocation log.
 pub const SCHEMA_V4: &str = "
@@ -60,43 +60,6 @@ const DELETE_FUNCTION: &str = "DELETE FROM invocations WHERE function = ?1";
 /// The most expired rows one write removes, so a long-idle log never holds the writer for long.
 const MAX_EXPIRED_PER_WRITE: u64 = 1_000;
 
-/// One invocation as kept; `id` is 0 until it is stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct InvocationEntry {
-    pub id: u64,
-    pub function: String,
-    pub version: u32,
-    pub started_at_ms: u64,
-    pub duration_ms: f64,
-    pub batch_size: u64,
-    pub outcome: String,
-    pub dry_run: bool,
-    pub error: Option<String>,
-    /// JSON array of the per-message failures the handler reported.
-    pub failures: serde_json::Value,
-    pub logs: String,
-    pub sent: u64,
-}
-
-/// How long the log is kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InvocationRetention {
-    /// Rows older than this are removed.
-    pub max_age_ms: u64,
-    /// At most this many rows per function; the oldest go first.
-    pub max_per_function: u64,
-}
-
-/// Which rows of one function's log to return.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct InvocationQuery {
-    /// Only ids below this one (the previous page's last id).
-    pub before: Option<u64>,
-    /// Only these outcomes; every outcome when empty.
-    pub outcomes: Vec<String>,
-    pub limit: usize,
-}
-
 /// Stores `entries` in order, trims the log to `retention` when given, and returns the
 /// entries with ids.
 pub fn insert(
@@ -144,6 +107,15 @@ pub fn insert(
     conn.prepare_cached(EXPIRE)?
         .execute(params![int(cutoff), int(MAX_EXPIRED_PER_WRITE)])?;
     Ok(entries)
+}
+
+/// The sweep's part: removes up to `budget` invocations started before `cutoff` (ms), oldest
+/// first; returns how many.
+pub fn expire(tx: &mut Tx<'_>, cutoff: u64, budget: u64) -> Result<u64> {
+    Ok(tx
+        .conn
+        .prepare_cached(EXPIRE)?
+        .execute(params![int(cutoff), int(budget)])? as u64)
 }
 
 /// One page of `function`'s log, newest first.

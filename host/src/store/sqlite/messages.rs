@@ -410,7 +410,7 @@ pub fn settle(
         // A missing queue or an oversized message fails the whole settlement.
         out.sent += enqueue(tx, &target, vec![message])?.len() as u64;
     }
-    for (topic, messages) in crate::store::by_target(publish) {
+    for (topic, messages) in crate::store::rules::by_target(publish) {
         // So does a missing topic, or a copy a subscribed queue refuses.
         out.published += super::topics::publish(tx, &topic, messages)?.len() as u64;
     }
@@ -687,16 +687,18 @@ pub fn purge(tx: &mut Tx<'_>, queue: &str, upto: Option<i64>, chunk: u64) -> Res
 
 /// One request of the running host's retention sweep, for everything the store keeps for a
 /// time: queue messages and dedup ids ([`expire`]), then topic history past its topic's
-/// retention and replies past their expiry, each up to [`BULK_CHUNK`] rows. Returns how many
-/// messages expired, and whether a budget ran out (then the writer runs the next request at
-/// once).
-pub fn sweep(tx: &mut Tx<'_>) -> Result<(u64, bool)> {
+/// retention, replies past their expiry and invocations older than `log_max_age_ms`, each up
+/// to [`BULK_CHUNK`] rows. Returns how many messages expired, and whether a budget ran out
+/// (then the writer runs the next request at once).
+pub fn sweep(tx: &mut Tx<'_>, log_max_age_ms: u64) -> Result<(u64, bool)> {
     let (expired, more) = expire(tx)?;
     let history = super::topics::expire(tx, BULK_CHUNK)?;
     let replies = super::replies::expire(tx, BULK_CHUNK)?;
+    let cutoff = tx.now.saturating_sub(log_max_age_ms);
+    let invocations = super::invocations::expire(tx, cutoff, BULK_CHUNK)?;
     Ok((
         expired,
-        more || history == BULK_CHUNK || replies == BULK_CHUNK,
+        more || history == BULK_CHUNK || replies == BULK_CHUNK || invocations == BULK_CHUNK,
     ))
 }
 

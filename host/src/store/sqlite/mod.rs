@@ -27,12 +27,12 @@ use std::time::Duration;
 
 use super::{
     Backend, CatalogChange, Clock, DEFAULT_PRIORITY, Enqueued, Error, Events, FunctionRecord,
-    FunctionVersion, Lease, LogWrite, MAX_LEASE_MESSAGES, MAX_PRIORITY, Message, NewMessage,
-    NextLease, QueueInfo, QueueSettings, QueueStats, REASON_LEASE_EXPIRED, Result, ScheduleRecord,
-    Settled, Settlement, StoreOptions, TokenRecord, TriggerRecord, validate,
+    FunctionVersion, Lease, LeaseRequest, LogWrite, MAX_LEASE_MESSAGES, MAX_PRIORITY, Message,
+    NewMessage, QueueInfo, QueueSettings, QueueStats, REASON_LEASE_EXPIRED, Redrive, Result,
+    ScheduleRecord, Settled, Settlement, StoreOptions, TokenRecord, TriggerRecord, validate,
 };
+use super::{InvocationEntry, InvocationQuery, InvocationRetention};
 use super::{Published, ReplayFrom, SubscriptionRecord, TopicRecord};
-use invocations::{InvocationEntry, InvocationQuery, InvocationRetention};
 use messages::ChunkPacer;
 use writer::Durability;
 
@@ -49,6 +49,8 @@ pub struct SqliteBackend {
     writer: writer::Handle,
     readers: read::Pool,
     components: PathBuf,
+    /// How old an invocation the sweep removes.
+    log_max_age_ms: u64,
 }
 
 impl SqliteBackend {
@@ -67,12 +69,14 @@ impl SqliteBackend {
             commits: AtomicU64::new(0),
         });
         let readers = read::Pool::new(path);
+        let log_max_age_ms = options.log_max_age_ms();
         let writer = writer::spawn(conn, shared.clone(), options)?;
         Ok(SqliteBackend {
             shared,
             writer,
             readers,
             components: dir.join("components"),
+            log_max_age_ms,
         })
     }
 
@@ -119,6 +123,10 @@ fn parse_id(id: &str) -> Option<i64> {
 impl Backend for SqliteBackend {
     fn kind(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn shares_database(&self) -> bool {
+        false
     }
 
     fn commits(&self) -> u64 {
@@ -222,17 +230,16 @@ impl Backend for SqliteBackend {
             .await
     }
 
-    async fn lease(
-        &self,
-        queue: &str,
-        max: usize,
-        visibility: Option<Duration>,
-        max_leases: Option<u32>,
-        favoured: Option<u8>,
-    ) -> Result<Option<Lease>> {
+    async fn lease(&self, queue: &str, request: LeaseRequest) -> Result<Option<Lease>> {
         let queue = queue.to_owned();
-        let first_lane = first_lane(favoured);
+        let first_lane = first_lane(request.favoured);
         self.write_lease(move |tx| {
+            let LeaseRequest {
+                max,
+                visibility,
+                max_leases,
+                ..
+            } = request;
             messages::lease(tx, &queue, max, visibility, max_leases, first_lane)
         })
         .await
@@ -256,7 +263,7 @@ impl Backend for SqliteBackend {
         lease_id: i64,
         settlement: Settlement,
         log: Option<LogWrite>,
-        next: Option<NextLease>,
+        next: Option<LeaseRequest>,
     ) -> Result<Settled> {
         let queue = queue.to_owned();
         self.write(move |tx| {
@@ -280,8 +287,18 @@ impl Backend for SqliteBackend {
     }
 
     /// Moves in chunks, each its own commit, so writes to other queues are not held up.
-    async fn redrive(&self, dlq: &str, to: Option<&str>, limit: Option<u64>) -> Result<u64> {
-        let limit = limit.unwrap_or(u64::MAX);
+    async fn redrive(&self, dlq: &str, to: Option<&str>, which: Redrive) -> Result<u64> {
+        let limit = match which {
+            Redrive::Oldest(limit) => limit.unwrap_or(u64::MAX),
+            Redrive::Ids(ids) => {
+                let ids = parse_ids(&ids);
+                let dlq = dlq.to_owned();
+                let to = to.map(str::to_owned);
+                return self
+                    .write(move |tx| messages::redrive_ids(tx, &dlq, to.as_deref(), &ids))
+                    .await;
+            }
+        };
         let mut progress = messages::RedriveProgress::default();
         let mut pacer = ChunkPacer::default();
         while !progress.done && progress.moved < limit {
@@ -297,14 +314,6 @@ impl Backend for SqliteBackend {
             pacer.record(took);
         }
         Ok(progress.moved)
-    }
-
-    async fn redrive_messages(&self, dlq: &str, to: Option<&str>, ids: Vec<String>) -> Result<u64> {
-        let ids = parse_ids(&ids);
-        let dlq = dlq.to_owned();
-        let to = to.map(str::to_owned);
-        self.write(move |tx| messages::redrive_ids(tx, &dlq, to.as_deref(), &ids))
-            .await
     }
 
     async fn delete_messages(&self, queue: &str, ids: Vec<String>) -> Result<u64> {
@@ -330,7 +339,10 @@ impl Backend for SqliteBackend {
         // The running host's sweep (see the writer), until nothing is left to sweep.
         let mut total = 0;
         loop {
-            let (expired, more) = self.write(messages::sweep).await?;
+            let log_max_age_ms = self.log_max_age_ms;
+            let (expired, more) = self
+                .write(move |tx| messages::sweep(tx, log_max_age_ms))
+                .await?;
             total += expired;
             if !more {
                 return Ok(total);

@@ -427,8 +427,9 @@ impl Writer {
             if Instant::now() >= next_sweep {
                 next_sweep = Instant::now() + SWEEP_INTERVAL;
                 let more = sweep_more.clone();
+                let log_max_age_ms = self.options.log_max_age_ms();
                 jobs.push(Box::new(OpJob {
-                    op: Some(messages::sweep),
+                    op: Some(move |tx: &mut Tx<'_>| messages::sweep(tx, log_max_age_ms)),
                     durability: Durability::Durable,
                     result: None,
                     done: move |r: Result<(u64, bool)>| match r {
