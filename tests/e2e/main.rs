@@ -22,6 +22,7 @@ mod pull;
 mod queues;
 mod readme;
 mod replies;
+mod retention;
 mod schedules;
 mod sqs;
 mod storage;
