@@ -176,6 +176,9 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         }
         Err(err) => tracing::warn!(%err, "queue depths left out of /metrics"),
     }
+    // Commits of this host's store: beside the messages enqueued and settled, how well group
+    // commit folds requests together.
+    metrics::counter!("sluice_store_commits_total").absolute(state.store.commits());
     let text = state.metrics.render();
     (
         [("content-type", "text/plain; version=0.0.4")],
