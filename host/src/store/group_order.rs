@@ -5,7 +5,8 @@
 //! enqueue order, and a message that failed holds its group until it is acked, retried through
 //! or dead-lettered. At the end every message must still come out: no group is left waiting.
 //!
-//! 24 cases by default (SQLite; 8 on PostgreSQL); `PROPTEST_CASES=N` sets the number.
+//! 24 cases by default (SQLite; 8 on PostgreSQL), four times as many in CI;
+//! `PROPTEST_CASES=N` sets the number.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use tempfile::TempDir;
 
+use super::proptests::cases;
 use super::*;
 
 const T0: u64 = 1_000_000;
@@ -203,14 +205,6 @@ async fn run(ops: Vec<Op>, kind: Kind) -> Result<(), TestCaseError> {
     let left = in_queue(&store).await;
     prop_assert!(left.is_empty(), "messages never delivered: {:?}", left);
     Ok(())
-}
-
-/// `PROPTEST_CASES` when set, else `default` (the store's property tests share it).
-pub(super) fn cases(default: u32) -> u32 {
-    match std::env::var("PROPTEST_CASES") {
-        Ok(n) => n.parse().expect("PROPTEST_CASES must be a whole number"),
-        Err(_) => default,
-    }
 }
 
 proptest! {

@@ -1,8 +1,8 @@
 //! Model-based property test: random sequences of enqueue, lease, extend, settle (by a
 //! trigger's lease, or by a pull consumer's receipts through [`crate::pull`]), redrive,
 //! retention sweeps, clock advances and purges, checked step by step against a plain in-memory
-//! model of every message's state; after every step the queues' O(1) counters must also equal a
-//! recount of their messages.
+//! model of every message's state; after every step the counts the queues' stats report must
+//! also equal a recount of their messages, on both backends.
 //!
 //! 32 cases by default; `PROPTEST_CASES=N` sets the number, and CI (env `CI`) runs 128 (about 40 s, most of it fsync).
 
@@ -254,42 +254,83 @@ enum Kind {
     Postgres,
 }
 
-/// Depth, visible, delayed, in flight, oldest enqueue time.
-type Recount = (i64, i64, i64, i64, Option<i64>);
+/// Visible, delayed, in flight, oldest enqueue time.
+type Recount = (i64, i64, i64, Option<i64>);
 
-/// The counters as stats report them against a recount of the queue's messages; and the
-/// `message_due` invariants: no empty entries, none due at or before `due_through`.
-/// SQLite only: PostgreSQL's live counts are themselves a recount.
+/// Counts a queue's messages straight from the database, apart from the store's counters.
+enum Recounter {
+    /// SQLite keeps O(1) counters (and `message_due` entries) the recount checks.
+    Sqlite(Arc<SqliteBackend>),
+    /// PostgreSQL's live counts come from their own query; the recount is a second one.
+    Postgres(tokio_postgres::Client),
+}
+
+/// PostgreSQL's recount of one queue at `$2`, in the shape of SQLite's `QUEUE_RECOUNT`.
+const PG_QUEUE_RECOUNT: &str = "SELECT
+    count(*) FILTER (WHERE visible_at <= $2),
+    count(*) FILTER (WHERE visible_at > $2 AND lease_id IS NULL),
+    count(*) FILTER (WHERE visible_at > $2 AND lease_id IS NOT NULL),
+    min(enqueued_at)
+    FROM messages WHERE queue = $1";
+
+impl Recounter {
+    async fn connect(url: &str) -> Recounter {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        Recounter::Postgres(client)
+    }
+
+    /// The recount of queue `q` at `now`; on SQLite also the `message_due` invariants (no
+    /// empty entries, none due at or before `due_through`) and the depth counter.
+    async fn recount(&self, q: &'static str, now: u64) -> Result<Recount, TestCaseError> {
+        match self {
+            Recounter::Sqlite(sqlite) => {
+                let (recount, depth, due): (Recount, i64, (i64, i64)) = sqlite
+                    .read(move |conn, _| {
+                        let (depth, visible, delayed, in_flight, oldest) = conn
+                            .prepare(sql::QUEUE_RECOUNT)?
+                            .query_row(rusqlite::params![q, now as i64], |r| {
+                                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                            })?;
+                        let due = conn.query_row(
+                            "SELECT
+                        (SELECT count(*) FROM message_due WHERE queue = ?1
+                            AND (ready < 0 OR leased < 0 OR (ready = 0 AND leased = 0)
+                            OR visible_at <= (SELECT due_through FROM queues WHERE name = ?1))),
+                        (SELECT depth FROM queues WHERE name = ?1)",
+                            [q],
+                            |r| Ok((r.get(0)?, r.get(1)?)),
+                        )?;
+                        Ok(((visible, delayed, in_flight, oldest), depth, due))
+                    })
+                    .await
+                    .expect("recount");
+                prop_assert_eq!(due.0, 0, "bad message_due entries in {}", q);
+                prop_assert_eq!(due.1, depth, "depth counter of {}", q);
+                Ok(recount)
+            }
+            Recounter::Postgres(client) => {
+                let row = client
+                    .query_one(PG_QUEUE_RECOUNT, &[&q, &(now as i64)])
+                    .await
+                    .expect("recount");
+                Ok((row.get(0), row.get(1), row.get(2), row.get(3)))
+            }
+        }
+    }
+}
+
+/// The counts stats report against a recount of the queue's messages, on either backend.
 async fn check_counters(
-    sqlite: &SqliteBackend,
+    recounter: &Recounter,
     store: &Store,
     now: u64,
 ) -> Result<(), TestCaseError> {
     for q in QUEUES {
         let stats = store.get_queue(q).await.expect("get queue").stats;
-        let (recount, due): (Recount, (i64, i64)) = sqlite
-            .read(move |conn, _| {
-                let recount = conn
-                    .prepare(sql::QUEUE_RECOUNT)?
-                    .query_row(rusqlite::params![q, now as i64], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                    })?;
-                let due = conn.query_row(
-                    "SELECT
-                        (SELECT count(*) FROM message_due WHERE queue = ?1
-                            AND (ready < 0 OR leased < 0 OR (ready = 0 AND leased = 0)
-                            OR visible_at <= (SELECT due_through FROM queues WHERE name = ?1))),
-                        (SELECT depth FROM queues WHERE name = ?1)",
-                    [q],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )?;
-                Ok((recount, due))
-            })
-            .await
-            .expect("recount");
-        let (depth, visible, delayed, in_flight, oldest) = recount;
-        prop_assert_eq!(due.0, 0, "bad message_due entries in {}", q);
-        prop_assert_eq!(due.1, depth, "depth counter of {}", q);
+        let (visible, delayed, in_flight, oldest) = recounter.recount(q, now).await?;
         prop_assert_eq!(
             (stats.visible, stats.delayed, stats.in_flight),
             (visible as u64, delayed as u64, in_flight as u64),
@@ -309,7 +350,7 @@ async fn check_counters(
 async fn run(ops: Vec<Op>, kind: Kind) -> Result<(), TestCaseError> {
     let dir = TempDir::new().expect("temp dir");
     let clock = Arc::new(ManualClock::new(T0));
-    let (store, sqlite, _db) = match kind {
+    let (store, recounter, _db) = match kind {
         Kind::Sqlite => {
             let events = Arc::new(Events::default());
             let sqlite = Arc::new(
@@ -322,14 +363,14 @@ async fn run(ops: Vec<Op>, kind: Kind) -> Result<(), TestCaseError> {
                 .expect("open"),
             );
             let store = Store::with_backend(sqlite.clone(), events, clock.clone()).expect("store");
-            (store, Some(sqlite), None)
+            (store, Recounter::Sqlite(sqlite), None)
         }
         Kind::Postgres => {
             let db = super::testdb::TestDatabase::create().await;
             let store = Store::connect_postgres(&db.url, StoreOptions::default(), clock.clone())
                 .await
                 .expect("connect");
-            (store, None, Some(db))
+            (store, Recounter::connect(&db.url).await, Some(db))
         }
     };
     for q in [2, 0, 1] {
@@ -627,26 +668,25 @@ async fn run(ops: Vec<Op>, kind: Kind) -> Result<(), TestCaseError> {
             }
         }
         prop_assert_eq!(store_snapshot(&store).await, model_snapshot(&model));
-        if let Some(sqlite) = &sqlite {
-            check_counters(sqlite, &store, model.now).await?;
-        }
+        check_counters(&recounter, &store, model.now).await?;
     }
     // Every message ever enqueued is in exactly one state, and the ids were all accounted for.
     prop_assert_eq!(model.messages.len() as i64, model.next_id - 1);
     Ok(())
 }
 
-/// `PROPTEST_CASES` when set; otherwise more cases in CI than on a developer's machine.
-fn cases() -> u32 {
+/// How many cases a property test of the store runs: `PROPTEST_CASES` when set; otherwise
+/// `default`, four times over in CI (env `CI`), where there is time to look harder.
+pub(super) fn cases(default: u32) -> u32 {
     match std::env::var("PROPTEST_CASES") {
         Ok(n) => n.parse().expect("PROPTEST_CASES must be a whole number"),
-        Err(_) if std::env::var_os("CI").is_some() => 128,
-        Err(_) => 32,
+        Err(_) if std::env::var_os("CI").is_some() => default * 4,
+        Err(_) => default,
     }
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(32), ..ProptestConfig::default() })]
 
     #[test]
     fn sqlite_store_matches_model(ops in prop::collection::vec(op(), 1..40)) {

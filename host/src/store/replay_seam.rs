@@ -5,14 +5,15 @@
 //! messages its starting point names, each once and in publish order, whichever of the publish
 //! and the catch-up copied it; a subscription that has caught up never lags again.
 //!
-//! 16 cases by default (SQLite; 4 on PostgreSQL); `PROPTEST_CASES=N` sets the number.
+//! 16 cases by default (SQLite; 4 on PostgreSQL), four times as many in CI;
+//! `PROPTEST_CASES=N` sets the number.
 
 use std::sync::Arc;
 
 use proptest::prelude::*;
 use tempfile::TempDir;
 
-use super::group_order::cases;
+use super::proptests::cases;
 use super::topics::CATCH_UP_CHUNK;
 use super::*;
 
