@@ -11,6 +11,7 @@ use sluice::store::testdb::{TestDatabase, admin_url};
 use crate::chain::notification_counts;
 use crate::durability::all_messages;
 use crate::support::{DataDir, Server, example, wait_for};
+use crate::triggers::metric;
 
 /// `n` hosts on one fresh database; each has a data directory of its own (its compiled cache).
 struct Cluster {
@@ -119,8 +120,28 @@ async fn a_change_through_one_host_is_served_by_the_others_at_once() {
         "a token revoked on host 1 is refused by host 3 within 1 s"
     );
 
-    // A trigger bound through host 3 runs on every host; a rollback through host 2 reaches
-    // them all.
+    // A trigger bound through host 3 runs on every host: each host's dispatcher reports it
+    // running, and the queue is consumed.
+    h3.trigger("log", json!({"queue": "shared"})).await;
+    for (i, host) in cluster.hosts.iter().enumerate() {
+        let running = wait_for(Duration::from_secs(10), || async {
+            let (_, shown) = host.get("/v1/functions/log").await;
+            shown["trigger"]["state"] == "running"
+        })
+        .await;
+        assert!(
+            running,
+            "the trigger bound through host 3 runs on host {}",
+            i + 1
+        );
+    }
+    let consumed = wait_for(Duration::from_secs(10), || async {
+        h1.stats("shared").await["acked_total"] == 1
+    })
+    .await;
+    assert!(consumed, "{}", h1.stats("shared").await);
+
+    // A rollback through host 2 reaches them all.
     h3.deploy("log", example("log"), "").await;
     let (status, rolled) = h2.post("/v1/functions/log/rollback", json!({})).await;
     assert_eq!(status, 200, "{rolled}");
@@ -226,6 +247,25 @@ async fn a_chain_over_three_hosts_delivers_each_order_exactly_once() {
     // discarded with it.
     assert_eq!(duplicates, 0, "no send is duplicated");
     assert_eq!(cluster.hosts[0].stats("orders-dlq").await["visible"], 0);
+    // The work was shared: every host settled batches of its own.
+    for (i, host) in cluster.hosts.iter().enumerate() {
+        let acked = metric(host, "sluice_acked_total", "").await;
+        assert!(acked > 0.0, "host {} acknowledged nothing", i + 1);
+    }
+}
+
+/// Messages `host` has leased and not yet settled, from its own counters.
+async fn held(host: &Server) -> f64 {
+    let mut settled = 0.0;
+    for counter in [
+        "sluice_acked_total",
+        "sluice_retried_total",
+        "sluice_dead_lettered_total",
+        "sluice_dropped_total",
+    ] {
+        settled += metric(host, counter, "").await;
+    }
+    metric(host, "sluice_delivered_total", "").await - settled
 }
 
 #[tokio::test]
@@ -241,6 +281,12 @@ async fn a_host_killed_mid_load_leaves_its_work_to_the_others() {
     })
     .await;
     assert!(started, "chain made no progress");
+    // Killed while it holds leases, which the others take over once they expire.
+    let holding = wait_for(Duration::from_secs(30), || async {
+        held(&cluster.hosts[2]).await > 0.0
+    })
+    .await;
+    assert!(holding, "host 3 never held a lease");
     cluster.hosts[2].kill9();
 
     // The two survivors finish, once the dead host's leases expire.
