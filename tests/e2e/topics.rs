@@ -224,6 +224,8 @@ async fn a_publish_killed_midway_leaves_every_copy_or_none() {
                 server.http.clone(),
                 server.url("/v1/topics/t/messages/batch"),
             );
+            // Publishes until the host dies; returns how many were acknowledged and whether
+            // the last one was cut off mid-request (not refused a connection afterwards).
             tokio::spawn(async move {
                 let mut acked = 0u64;
                 loop {
@@ -236,7 +238,8 @@ async fn a_publish_killed_midway_leaves_every_copy_or_none() {
                         .await
                     {
                         Ok(r) if r.status() == 201 => acked += 50,
-                        _ => return acked,
+                        Ok(r) => panic!("publish answered {}", r.status()),
+                        Err(e) => return (acked, !e.is_connect()),
                     }
                 }
             })
@@ -250,9 +253,13 @@ async fn a_publish_killed_midway_leaves_every_copy_or_none() {
     );
     server.kill9();
     let mut acked = 0;
+    let mut cut_off = 0;
     for p in publishers {
-        acked += p.await.unwrap();
+        let (published, in_flight) = p.await.unwrap();
+        acked += published;
+        cut_off += usize::from(in_flight);
     }
+    assert!(cut_off > 0, "the kill caught no publish in flight");
     let server = Server::start_in(dir.path()).await;
     let (_, topic) = server.get("/v1/topics/t").await;
     let head = topic["published"].as_u64().unwrap();
