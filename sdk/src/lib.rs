@@ -94,7 +94,7 @@ pub mod wit;
 
 pub use error::{Context, Error};
 pub use message::{Batch, Message};
-pub use outbox::{Outgoing, send, send_json};
+pub use outbox::{DEFAULT_PRIORITY, MAX_GROUP_BYTES, MAX_PRIORITY, Outgoing, send, send_json};
 pub use outcome::{Disposition, Failure, Outcome};
 pub use publish::{Publication, publish, publish_json};
 pub use reply::{Reply, reply, reply_json};

@@ -12,6 +12,13 @@ use serde::Serialize;
 
 use crate::Error;
 
+/// The highest priority a message may have (0 is the lowest); the host refuses more.
+pub const MAX_PRIORITY: u8 = 9;
+/// The priority of a message that names none.
+pub const DEFAULT_PRIORITY: u8 = 4;
+/// The longest group key, in bytes.
+pub const MAX_GROUP_BYTES: usize = 128;
+
 /// A message to send to another queue.
 ///
 /// ```

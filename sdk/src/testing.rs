@@ -58,10 +58,7 @@ thread_local! {
     static BATCH: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
 }
 
-/// The host's limits on priorities and group keys (`sluice:queue/types.outgoing`).
-const MAX_PRIORITY: u8 = 9;
-const DEFAULT_PRIORITY: u8 = 4;
-const MAX_GROUP_BYTES: usize = 128;
+use crate::outbox::{DEFAULT_PRIORITY, MAX_GROUP_BYTES, MAX_PRIORITY};
 
 /// Whether `name` is among `known` (every name is when nothing was configured).
 fn exists(known: &'static std::thread::LocalKey<RefCell<Option<Vec<String>>>>, name: &str) -> bool {

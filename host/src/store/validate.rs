@@ -232,6 +232,14 @@ pub fn message_size(body: &[u8], attributes: &[(String, String)]) -> usize {
 mod tests {
     use super::*;
 
+    /// The Rust SDK's harness checks what a handler sends against the same limits.
+    #[test]
+    fn the_rust_sdk_states_the_host_limits() {
+        assert_eq!(sluice_sdk::MAX_PRIORITY, MAX_PRIORITY);
+        assert_eq!(sluice_sdk::DEFAULT_PRIORITY, DEFAULT_PRIORITY);
+        assert_eq!(sluice_sdk::MAX_GROUP_BYTES, MAX_GROUP_BYTES);
+    }
+
     #[test]
     fn names() {
         assert!(validate_queue_name("orders_v2-eu").is_ok());
