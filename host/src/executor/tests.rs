@@ -10,7 +10,9 @@ use super::*;
 /// Where the guest workspace's `.wasm` files are, built once (see [`crate::guests`]).
 fn guests_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| crate::guests::build("tests/guests", None).unwrap_or_else(|e| panic!("{e}")))
+    DIR.get_or_init(|| {
+        sluice_test_support::guests::build("tests/guests", None).unwrap_or_else(|e| panic!("{e}"))
+    })
 }
 
 pub(super) fn guest(name: &str) -> Vec<u8> {
@@ -410,7 +412,8 @@ async fn components_of_both_worlds_run_in_one_executor() {
 /// a quote request and dead-letters what it cannot price.
 #[tokio::test]
 async fn an_sdk_handlers_reply_reaches_the_invocation() {
-    let examples = crate::guests::build("examples", None).unwrap_or_else(|e| panic!("{e}"));
+    let examples =
+        sluice_test_support::guests::build("examples", None).unwrap_or_else(|e| panic!("{e}"));
     let wasm = std::fs::read(examples.join("reply.wasm")).unwrap();
     let handler = shared().prepare(&wasm).unwrap();
     assert_eq!(handler.world(), "sluice:queue/handler@0.3.0");

@@ -7,8 +7,8 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use super::sqlite::{SqliteBackend, messages, schema, sql};
-use super::testdb::TestDatabase;
 use super::*;
+use sluice_test_support::testdb::TestDatabase;
 
 const T0: u64 = 1_700_000_000_000;
 
