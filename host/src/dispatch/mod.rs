@@ -330,3 +330,62 @@ impl Dispatcher {
             .insert(function.to_owned(), error);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing::field::{Field, Visit};
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+
+    use super::*;
+
+    /// Collects the fields of every event, as `name=value` strings.
+    #[derive(Clone, Default)]
+    struct Fields(Arc<Mutex<Vec<String>>>);
+
+    impl Visit for Fields {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            let mut fields = self.0.lock().unwrap();
+            fields.push(format!("{}={value:?}", field.name()));
+        }
+    }
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Fields {
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            assert_eq!(event.metadata().target(), HANDLER_START);
+            assert_eq!(*event.metadata().level(), tracing::Level::TRACE);
+            event.record(&mut self.clone());
+        }
+    }
+
+    #[test]
+    fn a_handler_start_is_a_trace_event_with_the_queue_and_the_ids() {
+        let fields = Fields::default();
+        let subscriber = tracing_subscriber::registry().with(fields.clone());
+        let message = |id: &str| crate::store::Message {
+            id: id.to_owned(),
+            queue: "orders".to_owned(),
+            body: Vec::new(),
+            attributes: Vec::new(),
+            attempt: 1,
+            enqueued_at_ms: 0,
+            priority: crate::store::DEFAULT_PRIORITY,
+            group: None,
+            first_leased_at_ms: None,
+        };
+        tracing::subscriber::with_default(subscriber, || {
+            handler_starting("orders", &[message("7"), message("9")]);
+        });
+        assert_eq!(
+            *fields.0.lock().unwrap(),
+            [
+                "message=handler starting",
+                // In this order: a subscriber reads the queue before it decides to keep the ids.
+                "queue=\"orders\"",
+                "messages=2",
+                "ids=7,9",
+            ]
+        );
+    }
+}

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
-/// Where the guest workspace's `.wasm` files are, built once (see [`crate::guests`]).
+/// Where the guest workspace's `.wasm` files are, built once (see `sluice_test_support::guests`).
 fn guests_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
