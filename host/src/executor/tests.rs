@@ -893,7 +893,7 @@ impl Drop for CpuLoad {
 /// enforced as well (stopped, never early); how late depends on the machine's load, so it is
 /// printed and only bounded loosely here.
 ///
-/// `cargo test -p sluice --lib executor::tests::time_limits -- --nocapture` prints the figures.
+/// `cargo test -p sluice-host --lib executor::tests::time_limits -- --nocapture` prints the figures.
 #[tokio::test(flavor = "multi_thread")]
 async fn time_limits_follow_the_wall_clock_under_cpu_load() {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -927,7 +927,7 @@ async fn time_limits_follow_the_wall_clock_under_cpu_load() {
 }
 
 /// Release-mode figures:
-/// `cargo test --release -p sluice --lib executor::tests::measure -- --ignored --nocapture`
+/// `cargo test --release -p sluice-host --lib executor::tests::measure -- --ignored --nocapture`
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "measurement; run in release mode with --nocapture"]
 async fn measure() {
@@ -1092,7 +1092,7 @@ fn a_compiled_component_runs_from_its_cache_file() {
 }
 
 /// A large component's fresh instance + call on one thread, for profiling:
-/// `SLUICE_MEASURE_WASM=noop.wasm SLUICE_MEASURE_CACHE=dir cargo test --release -p sluice --lib
+/// `SLUICE_MEASURE_WASM=noop.wasm SLUICE_MEASURE_CACHE=dir cargo test --release -p sluice-host --lib
 /// executor::tests::measure_component -- --ignored --nocapture` (the cache keeps the compile).
 #[test]
 #[ignore = "measurement; run in release mode with --nocapture"]

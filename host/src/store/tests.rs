@@ -2419,7 +2419,7 @@ fn fixture_dir_is_used() {
 }
 
 /// Throughput of the store alone, release mode:
-/// `cargo test --release -p sluice --lib store::tests::throughput -- --ignored --nocapture`
+/// `cargo test --release -p sluice-host --lib store::tests::throughput -- --ignored --nocapture`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement; run in release"]
 async fn throughput() {
