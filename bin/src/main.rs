@@ -36,11 +36,15 @@ enum Commands {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let command = match Cli::parse().command {
-        Commands::Host(command) => command,
+    match Cli::parse().command {
+        Commands::Host(command) => run(command).await,
         #[cfg(feature = "bench")]
-        Commands::Bench(args) => return sluice_bench::run(args).await,
-    };
+        Commands::Bench(args) => sluice_bench::run(args).await,
+    }
+}
+
+/// Runs one of the library's commands.
+async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => {
             use std::io::IsTerminal;
