@@ -4,10 +4,10 @@
 //! floor, isolation from hostile functions, costs at queue depth (peek, stats, another queue's
 //! enqueues during a purge), restart/idle figures of a separate `sluice serve` process, and
 //! the same costs for Python and JavaScript no-op handlers beside Rust's (the `polyglot`
-//! phase). Each phase is a module of [`phases`], named by [`Phase`]; a phase that needs
-//! another's figure reads it from the [`Report`](report::Report).
+//! phase). Each phase is a module of `phases`, named by [`Phase`]; a phase that needs
+//! another's figure reads it from the report.
 //!
-//! Latency is timed in-process: [`starts`] subscribes to the host's public
+//! Latency is timed in-process: `starts` subscribes to the host's public
 //! [`HANDLER_START`](sluice::dispatch::HANDLER_START) trace event, which a trigger emits with a
 //! batch's message ids right before it goes to the executor. A message's commit happens after
 //! its request is sent and before its 2xx is received, so `start − 2xx` and `start − send`
