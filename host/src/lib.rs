@@ -21,15 +21,13 @@
 //! the parts together for `sluice serve` (its `http` module is the front door: connection cap,
 //! read deadlines) and shuts them down in order, [`cli`] holds the
 //! command line (the server and its client subcommands), and [`config`] the server
-//! configuration and the `sluice.toml` manifest; [`bench`] is `sluice bench`, and [`guests`]
-//! builds the repository's own components for it and for the tests. [`series`] keeps the last
+//! configuration and the `sluice.toml` manifest. [`series`] keeps the last
 //! hour of each queue's stats for the web console, which [`console`] serves at `/ui`.
 //! [`fanout`] moves topic subscriptions that are replaying history through it, and [`schedule`]
 //! fires cron schedules; [`sqs`] is the SQS-compatible endpoint over the same store.
 
 pub mod api;
 pub mod auth;
-pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod console;
@@ -37,7 +35,6 @@ pub mod dispatch;
 pub mod executor;
 pub mod fanout;
 pub mod functions;
-pub mod guests;
 pub mod pull;
 pub mod schedule;
 pub mod series;

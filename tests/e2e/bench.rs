@@ -68,3 +68,17 @@ fn quick_bench_runs_and_writes_json() {
         );
     }
 }
+
+#[test]
+fn a_misspelled_phase_is_an_error_that_lists_the_phases() {
+    let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["bench", "--only", "drain,drian"])
+        .output()
+        .expect("run sluice bench");
+    assert!(!output.status.success(), "`--only drian` was accepted");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("drian") && stderr.contains("possible values") && stderr.contains("e2e"),
+        "the error names the phase and lists the valid ones:\n{stderr}"
+    );
+}

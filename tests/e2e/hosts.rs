@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sluice::store::testdb::{TestDatabase, admin_url};
+use sluice_test_support::testdb::{TestDatabase, admin_url};
 
 use crate::chain::notification_counts;
 use crate::durability::all_messages;

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use sluice::store::testdb::TestDatabase;
+use sluice_test_support::testdb::TestDatabase;
 
 use crate::support::{DataDir, Server, assert_error, cli, example, into_json, wait_for};
 

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::json;
-use sluice::store::testdb::TestDatabase;
+use sluice_test_support::testdb::TestDatabase;
 
 use crate::support::{DataDir, Server, guest, wait_for};
 

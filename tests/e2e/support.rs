@@ -282,9 +282,9 @@ pub fn repo() -> PathBuf {
 }
 
 /// Builds a guest workspace (`examples` or `tests/guests`) for wasm32-wasip2 once per test
-/// process (see `sluice::guests`) and returns its output directory.
+/// process (see `sluice_test_support::guests`) and returns its output directory.
 fn build_workspace(workspace: &str) -> PathBuf {
-    sluice::guests::build(workspace, None).unwrap_or_else(|e| panic!("{e}"))
+    sluice_test_support::guests::build(workspace, None).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The directory the examples' components are built into.

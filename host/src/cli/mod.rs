@@ -1,5 +1,5 @@
 //! The `sluice` command line: `sluice serve` runs the host; every other subcommand is a client
-//! of its HTTP API.
+//! of its HTTP API. The binary (`bin/`) parses these beside `sluice bench`.
 
 mod apply;
 mod client;
@@ -14,22 +14,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Subcommand};
 
 use crate::config::{ApiLimits, Config, ConnectionLimits};
 use crate::functions::LogRetention;
 use client::Client;
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "sluice",
-    version,
-    about = "Durable queues that run WebAssembly components as consumers"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
 
 /// Where the server is, for client subcommands.
 #[derive(Debug, Args, Clone)]
@@ -89,8 +78,6 @@ pub enum Command {
     Topic(topics::TopicCommand),
     /// Publish a message to a topic (BODY, or standard input).
     Publish(topics::PublishArgs),
-    /// Benchmark this machine: a temporary host, real HTTP, real components.
-    Bench(crate::bench::BenchArgs),
     /// Compile the component on standard input into the compiled-component cache (run by
     /// `sluice serve` for each upload, in a child process).
     #[command(hide = true)]
@@ -226,7 +213,6 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Schedule(command) => schedules::run(command).await,
         Command::Topic(command) => topics::run(command).await,
         Command::Publish(args) => topics::publish(args).await,
-        Command::Bench(args) => crate::bench::run(args).await,
     }
 }
 

@@ -15,21 +15,37 @@ use tokio_util::task::TaskTracker;
 
 pub use decide::{backoff_delay_ms, settlement};
 
-/// Called with a trigger's queue and batch right before the batch is handed to the executor.
-pub type StartObserver = Arc<dyn Fn(&str, &[crate::store::Message]) + Send + Sync>;
+/// The target of the `TRACE` event a trigger emits right before it hands a batch to the
+/// executor, with the fields `queue`, `messages` (how many) and `ids` (the batch's message ids,
+/// comma-separated). A subscriber that enables it sees when each message reached its handler
+/// (`RUST_LOG=sluice::dispatch::handler_start=trace` logs them; `sluice bench` times commit →
+/// handler start with it). Disabled, as under `sluice serve`'s default filter, it costs the
+/// cached check of a disabled event and formats nothing.
+pub const HANDLER_START: &str = "sluice::dispatch::handler_start";
 
-static START_OBSERVER: std::sync::OnceLock<StartObserver> = std::sync::OnceLock::new();
-
-/// Installs the process-wide observer of handler starts (once; later calls are ignored and
-/// return false). `sluice bench` uses it to time enqueue commit → handler start in-process;
-/// without one the dispatcher pays a single atomic load per batch.
-pub fn observe_handler_starts(observer: StartObserver) -> bool {
-    START_OBSERVER.set(observer).is_ok()
+/// Emits the [`HANDLER_START`] event for `batch` of `queue`.
+fn handler_starting(queue: &str, batch: &[crate::store::Message]) {
+    tracing::trace!(
+        target: HANDLER_START,
+        queue,
+        messages = batch.len(),
+        ids = %Ids(batch),
+        "handler starting"
+    );
 }
 
-fn handler_starting(queue: &str, batch: &[crate::store::Message]) {
-    if let Some(observer) = START_OBSERVER.get() {
-        observer(queue, batch);
+/// A batch's message ids, comma-separated; formatted only when a subscriber records them.
+struct Ids<'a>(&'a [crate::store::Message]);
+
+impl std::fmt::Display for Ids<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, message) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(&message.id)?;
+        }
+        Ok(())
     }
 }
 
@@ -312,5 +328,64 @@ impl Dispatcher {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(function.to_owned(), error);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing::field::{Field, Visit};
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+
+    use super::*;
+
+    /// Collects the fields of every event, as `name=value` strings.
+    #[derive(Clone, Default)]
+    struct Fields(Arc<Mutex<Vec<String>>>);
+
+    impl Visit for Fields {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            let mut fields = self.0.lock().unwrap();
+            fields.push(format!("{}={value:?}", field.name()));
+        }
+    }
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Fields {
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            assert_eq!(event.metadata().target(), HANDLER_START);
+            assert_eq!(*event.metadata().level(), tracing::Level::TRACE);
+            event.record(&mut self.clone());
+        }
+    }
+
+    #[test]
+    fn a_handler_start_is_a_trace_event_with_the_queue_and_the_ids() {
+        let fields = Fields::default();
+        let subscriber = tracing_subscriber::registry().with(fields.clone());
+        let message = |id: &str| crate::store::Message {
+            id: id.to_owned(),
+            queue: "orders".to_owned(),
+            body: Vec::new(),
+            attributes: Vec::new(),
+            attempt: 1,
+            enqueued_at_ms: 0,
+            priority: crate::store::DEFAULT_PRIORITY,
+            group: None,
+            first_leased_at_ms: None,
+        };
+        tracing::subscriber::with_default(subscriber, || {
+            handler_starting("orders", &[message("7"), message("9")]);
+        });
+        assert_eq!(
+            *fields.0.lock().unwrap(),
+            [
+                "message=handler starting",
+                // In this order: a subscriber reads the queue before it decides to keep the ids.
+                "queue=\"orders\"",
+                "messages=2",
+                "ids=7,9",
+            ]
+        );
     }
 }

@@ -133,11 +133,6 @@ impl OutboxCheck {
         }
     }
 
-    /// Accepts every queue and topic: for runs whose outbox is never committed (benchmarks).
-    pub fn accept_all() -> OutboxCheck {
-        OutboxCheck::new(|_| Ok(()), |_| Ok(()))
-    }
-
     /// Refuses everything.
     fn refuse_all() -> OutboxCheck {
         OutboxCheck::new(
@@ -554,7 +549,6 @@ impl Executor {
         World::of(pre)
     }
 
-    /// Runs `batch` in a fresh instance of `handler`.
     /// Times a bare wasmtime instantiate + call of `handler` on `batch`, on this thread: the
     /// same engine and pre-instantiated component with the least a WASI component needs (an
     /// empty WASI context, the outbox import), and none of the host's per-invocation work (no
@@ -579,6 +573,7 @@ impl Executor {
         }
     }
 
+    /// Runs `batch` in a fresh instance of `handler`.
     pub async fn invoke(
         &self,
         handler: &Handler,

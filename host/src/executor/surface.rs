@@ -10,6 +10,7 @@
 
 use std::ops::Range;
 
+use wasm_encoder::{RawSection, Section};
 use wasmparser::{Chunk, ComponentExternalKind, ComponentTypeRef, Parser, Payload};
 
 /// An import or export at the top of a component.
@@ -151,23 +152,13 @@ impl Surface {
     pub(super) fn imports_only(&self, wasm: &[u8]) -> Vec<u8> {
         let mut out = b"\0asm\x0d\x00\x01\x00".to_vec();
         for (id, range) in &self.leading {
-            out.push(*id);
-            leb128(&mut out, range.len());
-            out.extend_from_slice(&wasm[range.clone()]);
+            RawSection {
+                id: *id,
+                data: &wasm[range.clone()],
+            }
+            .append_to(&mut out);
         }
         out
-    }
-}
-
-fn leb128(out: &mut Vec<u8>, mut n: usize) {
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
     }
 }
 

@@ -7,10 +7,12 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
-/// Where the guest workspace's `.wasm` files are, built once (see [`crate::guests`]).
+/// Where the guest workspace's `.wasm` files are, built once (see `sluice_test_support::guests`).
 fn guests_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| crate::guests::build("tests/guests", None).unwrap_or_else(|e| panic!("{e}")))
+    DIR.get_or_init(|| {
+        sluice_test_support::guests::build("tests/guests", None).unwrap_or_else(|e| panic!("{e}"))
+    })
 }
 
 pub(super) fn guest(name: &str) -> Vec<u8> {
@@ -410,7 +412,8 @@ async fn components_of_both_worlds_run_in_one_executor() {
 /// a quote request and dead-letters what it cannot price.
 #[tokio::test]
 async fn an_sdk_handlers_reply_reaches_the_invocation() {
-    let examples = crate::guests::build("examples", None).unwrap_or_else(|e| panic!("{e}"));
+    let examples =
+        sluice_test_support::guests::build("examples", None).unwrap_or_else(|e| panic!("{e}"));
     let wasm = std::fs::read(examples.join("reply.wasm")).unwrap();
     let handler = shared().prepare(&wasm).unwrap();
     assert_eq!(handler.world(), "sluice:queue/handler@0.3.0");
@@ -890,7 +893,7 @@ impl Drop for CpuLoad {
 /// enforced as well (stopped, never early); how late depends on the machine's load, so it is
 /// printed and only bounded loosely here.
 ///
-/// `cargo test -p sluice --lib executor::tests::time_limits -- --nocapture` prints the figures.
+/// `cargo test -p sluice-host --lib executor::tests::time_limits -- --nocapture` prints the figures.
 #[tokio::test(flavor = "multi_thread")]
 async fn time_limits_follow_the_wall_clock_under_cpu_load() {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -924,7 +927,7 @@ async fn time_limits_follow_the_wall_clock_under_cpu_load() {
 }
 
 /// Release-mode figures:
-/// `cargo test --release -p sluice --lib executor::tests::measure -- --ignored --nocapture`
+/// `cargo test --release -p sluice-host --lib executor::tests::measure -- --ignored --nocapture`
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "measurement; run in release mode with --nocapture"]
 async fn measure() {
@@ -1089,7 +1092,7 @@ fn a_compiled_component_runs_from_its_cache_file() {
 }
 
 /// A large component's fresh instance + call on one thread, for profiling:
-/// `SLUICE_MEASURE_WASM=noop.wasm SLUICE_MEASURE_CACHE=dir cargo test --release -p sluice --lib
+/// `SLUICE_MEASURE_WASM=noop.wasm SLUICE_MEASURE_CACHE=dir cargo test --release -p sluice-host --lib
 /// executor::tests::measure_component -- --ignored --nocapture` (the cache keeps the compile).
 #[test]
 #[ignore = "measurement; run in release mode with --nocapture"]

@@ -111,7 +111,7 @@ async fn run(ops: Vec<Op>, kind: Kind) -> Result<(), TestCaseError> {
             (store, None)
         }
         Kind::Postgres => {
-            let db = super::testdb::TestDatabase::create().await;
+            let db = sluice_test_support::testdb::TestDatabase::create().await;
             let store = Store::connect_postgres(&db.url, StoreOptions::default(), clock.clone())
                 .await
                 .expect("connect");

@@ -34,9 +34,6 @@ mod group_order;
 mod proptests;
 #[cfg(test)]
 mod replay_seam;
-/// Fresh PostgreSQL databases for tests (unit and end-to-end); not part of the API.
-#[doc(hidden)]
-pub mod testdb;
 #[cfg(test)]
 mod tests;
 

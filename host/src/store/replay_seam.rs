@@ -69,7 +69,7 @@ async fn run(ops: Vec<Op>, postgres: bool) -> Result<(), TestCaseError> {
     let dir = TempDir::new().expect("temp dir");
     let clock = Arc::new(ManualClock::new(T0));
     let (store, _db) = if postgres {
-        let db = super::testdb::TestDatabase::create().await;
+        let db = sluice_test_support::testdb::TestDatabase::create().await;
         let store = Store::connect_postgres(&db.url, StoreOptions::default(), clock.clone())
             .await
             .expect("connect");

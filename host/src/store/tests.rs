@@ -7,8 +7,8 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use super::sqlite::{SqliteBackend, messages, schema, sql};
-use super::testdb::TestDatabase;
 use super::*;
+use sluice_test_support::testdb::TestDatabase;
 
 const T0: u64 = 1_700_000_000_000;
 
@@ -2458,7 +2458,7 @@ fn fixture_dir_is_used() {
 }
 
 /// Throughput of the store alone, release mode:
-/// `cargo test --release -p sluice --lib store::tests::throughput -- --ignored --nocapture`
+/// `cargo test --release -p sluice-host --lib store::tests::throughput -- --ignored --nocapture`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement; run in release"]
 async fn throughput() {

@@ -10,7 +10,6 @@
 //! probes) are prepared once per pooled connection (`prepare_cached`), so each call is one
 //! round trip and PostgreSQL does not parse and plan it again.
 
-pub mod floor;
 mod invocations;
 mod listen;
 mod messages;

@@ -7,7 +7,6 @@
 
 mod catalog;
 mod components;
-pub mod floor;
 pub mod invocations;
 pub(super) mod messages;
 mod read;
@@ -18,6 +17,15 @@ pub(super) mod sql;
 mod tokens;
 mod topics;
 pub(super) mod writer;
+
+/// The message path as the writer runs it: the writer's `open` (schema, pragmas, durability)
+/// and the statements of an enqueue, a lease and an acknowledgement. Public so that a
+/// measurement outside the host (`sluice bench`'s floor) runs exactly this SQL rather than a
+/// copy that could drift from it.
+pub mod message_path {
+    pub use super::schema::open;
+    pub use super::sql::{ACK_MANY, INSERT_MESSAGE, TAKE_LEASE_MANY, visible_in_order};
+}
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -9,12 +9,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use serde_json::{Value, json};
 
-use super::BenchArgs;
-use super::components::Components;
-use super::phases::{Child, authorized_client, body};
-use super::report::Report;
-use crate::store::postgres::floor;
-use crate::store::testdb::TestDatabase;
+use sluice_test_support::testdb::TestDatabase;
+
+use crate::BenchArgs;
+use crate::child::{Child, authorized_client};
+use crate::components::Components;
+use crate::floor::postgres as floor;
+use crate::load::body;
+use crate::report::Report;
 
 /// Hosts on one database: the requests go to the first, the work is spread over all.
 struct Cluster {

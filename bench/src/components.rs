@@ -9,30 +9,33 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 /// The components every phase uses, as bytes.
-pub struct Components {
-    pub sum: Vec<u8>,
-    pub ok: Vec<u8>,
-    pub trap: Vec<u8>,
-    pub looping: Vec<u8>,
-    pub oom: Vec<u8>,
-    pub recurse: Vec<u8>,
+pub(crate) struct Components {
+    pub(crate) sum: Vec<u8>,
+    pub(crate) ok: Vec<u8>,
+    pub(crate) trap: Vec<u8>,
+    pub(crate) looping: Vec<u8>,
+    pub(crate) oom: Vec<u8>,
+    pub(crate) recurse: Vec<u8>,
     /// `examples/reply`: answers price quotes through the outbox (request-reply).
-    pub reply: Vec<u8>,
+    pub(crate) reply: Vec<u8>,
     /// `examples/webhook`: POSTs each message to the URL in its `webhook-url` attribute.
-    pub webhook: Vec<u8>,
+    pub(crate) webhook: Vec<u8>,
 }
 
 /// The Python and JavaScript no-op handlers, for the `polyglot` phase.
-pub struct Polyglot {
-    pub python: Vec<u8>,
-    pub js: Vec<u8>,
+pub(crate) struct Polyglot {
+    pub(crate) python: Vec<u8>,
+    pub(crate) js: Vec<u8>,
 }
 
 /// File names of the no-ops inside a components directory.
 const POLYGLOT_FILES: [&str; 2] = ["noop_python.wasm", "noop_js.wasm"];
 
 /// The no-ops from `dir` when it holds them, else built from the repository.
-pub fn load_polyglot(dir: Option<&Path>, target_dir: Option<&Path>) -> anyhow::Result<Polyglot> {
+pub(crate) fn load_polyglot(
+    dir: Option<&Path>,
+    target_dir: Option<&Path>,
+) -> anyhow::Result<Polyglot> {
     if let Some(dir) = dir
         && POLYGLOT_FILES.iter().all(|f| dir.join(f).is_file())
     {
@@ -45,7 +48,7 @@ pub fn load_polyglot(dir: Option<&Path>, target_dir: Option<&Path>) -> anyhow::R
             js: read(POLYGLOT_FILES[1])?,
         });
     }
-    let repo = crate::guests::repo()?;
+    let repo = sluice_test_support::guests::repo()?;
     let out_dir = target_dir
         .map(Path::to_owned)
         .unwrap_or_else(|| repo.join("target").join("bench-wasm"))
@@ -157,7 +160,7 @@ const FILES: [&str; 8] = [
     "webhook.wasm",
 ];
 
-pub fn load(dir: Option<&Path>, target_dir: Option<&Path>) -> anyhow::Result<Components> {
+pub(crate) fn load(dir: Option<&Path>, target_dir: Option<&Path>) -> anyhow::Result<Components> {
     let dir = match dir {
         Some(dir) => dir.to_owned(),
         None => build(target_dir)?,
@@ -182,6 +185,9 @@ pub fn load(dir: Option<&Path>, target_dir: Option<&Path>) -> anyhow::Result<Com
 /// Builds both guest workspaces (release, wasm32-wasip2) and returns their output directory.
 fn build(target_dir: Option<&Path>) -> anyhow::Result<PathBuf> {
     eprintln!("building examples and tests/guests for wasm32-wasip2 …");
-    crate::guests::build("examples", target_dir)?;
-    Ok(crate::guests::build("tests/guests", target_dir)?)
+    sluice_test_support::guests::build("examples", target_dir)?;
+    Ok(sluice_test_support::guests::build(
+        "tests/guests",
+        target_dir,
+    )?)
 }

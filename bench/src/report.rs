@@ -29,6 +29,16 @@ impl Report {
         });
     }
 
+    /// The value of figure `key`, if a phase of this run reported it: how a phase uses the
+    /// figure of one that ran before it.
+    pub fn get(&self, key: &str) -> Option<f64> {
+        self.rows
+            .iter()
+            .rev()
+            .find(|row| row.key == key)
+            .map(|row| row.value)
+    }
+
     pub fn target(
         &mut self,
         key: impl Into<String>,

@@ -1,8 +1,9 @@
-//! The `sluice` binary: parses the command line, sets up logging, and runs the server or a
-//! client subcommand. Everything else lives in the library.
+//! The `sluice` binary: parses the command line, sets up logging, and runs the server, a
+//! client subcommand or (with the default `bench` feature) the benchmark. Everything else lives
+//! in the library (`host/`) and the `sluice-bench` crate.
 
-use clap::Parser;
-use sluice::cli::{self, Cli, Command};
+use clap::{Parser, Subcommand};
+use sluice::cli::{self, Command};
 use tracing_subscriber::EnvFilter;
 
 /// jemalloc with its background threads gives freed memory back to the system within seconds,
@@ -12,10 +13,39 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// The library's command line, and `sluice bench` beside it.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Durable queues that run WebAssembly components as consumers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Debug, Subcommand)]
+enum Commands {
+    #[command(flatten)]
+    Host(Command),
+    /// Benchmark this machine: a temporary host, real HTTP, real components.
+    #[cfg(feature = "bench")]
+    Bench(sluice_bench::BenchArgs),
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
+    match Cli::parse().command {
+        Commands::Host(command) => run(command).await,
+        #[cfg(feature = "bench")]
+        Commands::Bench(args) => sluice_bench::run(args).await,
+    }
+}
+
+/// Runs one of the library's commands.
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Serve(args) => {
             use std::io::IsTerminal;
             tracing_subscriber::fmt()

@@ -1,29 +1,37 @@
 //! `sluice bench`: starts a host in this process on a temporary data directory, drives it over
 //! real HTTP with real components, and reports enqueue, drain, steady-state latency, chain,
-//! the SQS endpoint's receive + delete-batch drain, per-batch overhead, the store's physical floor, isolation from hostile functions, costs at
-//! queue depth (peek, stats, another queue's enqueues during a purge), restart/idle figures
-//! of a separate `sluice serve` process, and the same costs for Python and JavaScript no-op
-//! handlers beside Rust's (the `polyglot` phase).
+//! the SQS endpoint's receive + delete-batch drain, per-batch overhead, the store's physical
+//! floor, isolation from hostile functions, costs at queue depth (peek, stats, another queue's
+//! enqueues during a purge), restart/idle figures of a separate `sluice serve` process, and
+//! the same costs for Python and JavaScript no-op handlers beside Rust's (the `polyglot`
+//! phase). Each phase is a module of `phases`, named by [`Phase`]; a phase that needs
+//! another's figure reads it from the report.
 //!
-//! Latency is timed in-process: the bench embeds a sequence number in each body and installs
-//! [`crate::dispatch::observe_handler_starts`], which sees each batch right before it goes to
-//! the executor. A message's commit happens after its request is sent and before its 2xx is
-//! received, so `start − 2xx` and `start − send` bracket commit → handler start from below and
-//! above; both are reported.
+//! Latency is timed in-process: `starts` subscribes to the host's public
+//! [`HANDLER_START`](sluice::dispatch::HANDLER_START) trace event, which a trigger emits with a
+//! batch's message ids right before it goes to the executor. A message's commit happens after
+//! its request is sent and before its 2xx is received, so `start − 2xx` and `start − send`
+//! bracket commit → handler start from below and above; both are reported.
 
+mod child;
 mod components;
-mod hosts;
+mod floor;
+mod host;
+mod load;
+mod memory;
 mod phases;
 mod report;
-mod sqs;
+mod starts;
+mod wasm;
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use clap::Args;
+use serde_json::json;
 
-pub use phases::run;
-
+pub use phases::Phase;
 #[derive(Debug, Args, Clone)]
 pub struct BenchArgs {
     /// Backlog size for the drain, chain and hostile phases, and messages sent by the batch
@@ -52,7 +60,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1000)]
     pub rate: u64,
     /// Length of each timed phase (single enqueue, steady, saturation).
-    #[arg(long, default_value = "5s", value_parser = crate::cli::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = sluice::cli::parse_duration)]
     pub duration: Duration,
     /// Depth of the queue the depth phase peeks, counts and purges.
     #[arg(long, default_value_t = 5_000_000)]
@@ -98,18 +106,11 @@ pub struct BenchArgs {
     /// without it the phase compares with in-process SQLite only.
     #[arg(long, env = "SLUICE_BENCH_PEER_DATABASE_URL")]
     pub peer_database: Option<String>,
-    /// Run only these phases (comma-separated): enqueue, topics (fan-out to 10 queues),
-    /// drain, pull, order (priorities and groups), reply (request-reply round trips), sqs,
-    /// steady, chain, e2e (one producer and a trigger at once, beside plain peers), latency
-    /// (paced single enqueues, and batches of 10 at half the e2e figure), outbound (the webhook
-    /// example at batch 1 and concurrency 256 against a local upstream answering in 50 ms),
-    /// overhead,
-    /// floor, hostile, depth, backlog (resident memory while a large backlog fills and
-    /// drains), restart, hosts (with --database); and polyglot, which runs only when named
-    /// here (it needs the Python and JavaScript toolchains scripts/test installs, and takes
-    /// minutes).
+    /// Run only these phases (comma-separated); without it, every phase but polyglot, which
+    /// runs only when named here (it needs the Python and JavaScript toolchains scripts/test
+    /// installs, and takes minutes). `hosts` runs only with --database.
     #[arg(long, value_delimiter = ',')]
-    pub only: Vec<String>,
+    pub only: Vec<Phase>,
 }
 
 impl BenchArgs {
@@ -128,7 +129,81 @@ impl BenchArgs {
         args
     }
 
-    fn wants(&self, phase: &str) -> bool {
-        self.only.is_empty() || self.only.iter().any(|p| p == phase)
+    /// Whether `phase` runs: named by `--only`, or every phase that runs by default without it.
+    fn wants(&self, phase: Phase) -> bool {
+        match self.only.is_empty() {
+            true => phase.by_default(),
+            false => self.only.contains(&phase),
+        }
     }
+}
+
+/// Runs the benchmark: the phases on the in-process host, then those after it has stopped;
+/// prints the table and writes the JSON file.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let args = args.effective();
+    let began = Instant::now();
+    starts::subscribe();
+    let components = components::load(args.components.as_deref(), args.wasm_target_dir.as_deref())?;
+    let tmp = match &args.data_dir {
+        Some(dir) => tempfile::Builder::new()
+            .prefix("sluice-bench")
+            .tempdir_in(dir)?,
+        None => tempfile::Builder::new().prefix("sluice-bench").tempdir()?,
+    };
+    let run = phases::Run {
+        args: &args,
+        components: &components,
+        dir: tmp.path(),
+    };
+    let mut report = report::Report::default();
+    let on_host: Vec<Phase> = Phase::ON_HOST
+        .into_iter()
+        .filter(|p| args.wants(*p))
+        .collect();
+    if !on_host.is_empty() {
+        let scratch = match &args.database {
+            Some(url) => Some(sluice_test_support::testdb::TestDatabase::create_on(url).await),
+            None => None,
+        };
+        let bench = host::Bench::start(
+            tmp.path().join("host"),
+            &args,
+            scratch.as_ref().map(|db| db.url.clone()),
+        )
+        .await?;
+        for phase in on_host {
+            phase.on_host(&bench, &run, &mut report).await?;
+        }
+        bench.stop().await;
+    }
+    for phase in Phase::AFTER_HOST {
+        if args.wants(phase) {
+            phase.after_host(&run, &mut report).await?;
+        }
+    }
+
+    report.print();
+    if let Some(path) = &args.json {
+        let config = json!({
+            "messages": args.messages,
+            "body_bytes": args.body_bytes,
+            "batch_size": args.batch_size,
+            "concurrency": args.concurrency,
+            "batch_clients": args.batch_clients,
+            "sqs_clients": args.sqs_clients,
+            "single_clients": args.single_clients,
+            "rate": args.rate,
+            "duration_s": args.duration.as_secs_f64(),
+            "functions": args.functions,
+            "polyglot_functions": args.polyglot_functions,
+            "durability": args.durability,
+            "quick": args.quick,
+        });
+        let json = report.json(config, began.elapsed());
+        std::fs::write(path, serde_json::to_vec_pretty(&json)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
 }

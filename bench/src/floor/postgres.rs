@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::NoTls;
 
-use super::super::{Error, Result};
+use anyhow::Result;
 
 /// What the floor measured.
 #[derive(Debug, Clone, Copy)]
@@ -99,7 +99,7 @@ where
         tasks.spawn(consumer(connect(url).await?, done.clone()));
     }
     while let Some(r) = tasks.join_next().await {
-        r.map_err(|e| Error::Unavailable(e.to_string()))??;
+        r??;
     }
     Ok(())
 }
@@ -178,9 +178,7 @@ pub async fn measure(
         tokio::spawn(async move { produce(&url, messages, body_bytes, batch).await })
     };
     consume(url, consumers, batch, messages).await?;
-    producer
-        .await
-        .map_err(|e| Error::Unavailable(e.to_string()))??;
+    producer.await??;
     let concurrent = started.elapsed();
 
     let mut lease_drain = None;

@@ -8,19 +8,21 @@ use anyhow::{Context, ensure};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
-use super::BenchArgs;
-use super::report::Report;
-use crate::sqs::sigv4;
-use crate::store::{NewMessage, Store};
+use sluice::sqs::sigv4;
+use sluice::store::NewMessage;
+
+use crate::host::Bench;
+use crate::load::body;
+use crate::report::Report;
 
 /// The SQS endpoint of the bench's host and a key pair with every scope.
 #[derive(Clone)]
-pub(super) struct SqsClient {
-    pub url: String,
-    pub host: String,
-    pub key: String,
-    pub secret: String,
-    pub http: reqwest::Client,
+pub(crate) struct SqsClient {
+    pub(crate) url: String,
+    pub(crate) host: String,
+    pub(crate) key: String,
+    pub(crate) secret: String,
+    pub(crate) http: reqwest::Client,
 }
 
 impl SqsClient {
@@ -65,14 +67,10 @@ impl SqsClient {
     }
 }
 
-/// Drains `messages` through the SQS endpoint with `clients` concurrent consumers.
-pub(super) async fn phase(
-    report: &mut Report,
-    store: &Store,
-    sqs: &SqsClient,
-    args: &BenchArgs,
-    clients: usize,
-) -> anyhow::Result<()> {
+/// Drains `--messages` through the SQS endpoint with `--sqs-clients` concurrent consumers.
+pub(crate) async fn run(host: &Bench, report: &mut Report) -> anyhow::Result<()> {
+    let (store, sqs, args) = (&host.store, &host.sqs, &host.args);
+    let clients = args.sqs_clients;
     let queue = "bench-sqs";
     let created = sqs
         .call("CreateQueue", &json!({"QueueName": queue}), store.now_ms())
@@ -85,7 +83,7 @@ pub(super) async fn phase(
     while seq < args.messages {
         let chunk: Vec<NewMessage> = (seq..args.messages.min(seq + 1000))
             .map(|s| NewMessage {
-                body: super::phases::body(s, args.body_bytes).into_bytes(),
+                body: body(s, args.body_bytes).into_bytes(),
                 ..NewMessage::default()
             })
             .collect();

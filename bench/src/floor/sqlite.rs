@@ -1,13 +1,14 @@
-//! The physical floor of this store's design, for `sluice bench`: the same SQLite statements,
-//! pragmas and fsyncs as the writer uses for enqueue, lease and ack, run directly on a
-//! connection with no channel, no HTTP and no WebAssembly in between.
+//! The physical floor of the SQLite store's design: the same statements, pragmas and fsyncs as
+//! its writer uses for enqueue, lease and ack ([`message_path`]), run directly on a connection
+//! with no channel, no HTTP and no WebAssembly in between.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rusqlite::params;
 
-use super::{Result, schema, sql};
+use anyhow::Result;
+use sluice::store::sqlite::message_path::{self as sql, open};
 
 /// What the floor measured.
 #[derive(Debug, Clone, Copy)]
@@ -23,7 +24,7 @@ pub struct Floor {
 /// Inserts `messages` bodies of `body_bytes` into a fresh database under `dir`, then leases and
 /// deletes them `batch` at a time, each step committed (and fsynced) on its own.
 pub fn measure(dir: &Path, messages: u64, body_bytes: usize, batch: usize) -> Result<Floor> {
-    let (conn, _) = schema::open(dir)?;
+    let (conn, _) = open(dir)?;
     let conn = std::sync::Mutex::new(conn);
     let batch = batch.max(1);
     let start = Instant::now();
@@ -48,7 +49,7 @@ pub fn measure_concurrent(
     body_bytes: usize,
     batch: usize,
 ) -> Result<Duration> {
-    let (conn, _) = schema::open(dir)?;
+    let (conn, _) = open(dir)?;
     let conn = std::sync::Mutex::new(conn);
     let batch = batch.max(1);
     let start = Instant::now();
@@ -58,7 +59,7 @@ pub fn measure_concurrent(
         let consumed = consume(conn, messages, batch);
         produced
             .join()
-            .unwrap_or_else(|_| Err(super::Error::Unavailable("the producer panicked".into())))
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the producer panicked")))
             .and(consumed)
     })?;
     Ok(start.elapsed())
@@ -182,7 +183,7 @@ pub fn measure_latency(
     duration: Duration,
     body_bytes: usize,
 ) -> Result<Vec<Duration>> {
-    let (conn, _) = schema::open(dir)?;
+    let (conn, _) = open(dir)?;
     let per_request = per_request.max(1);
     let requests = ((rate * duration.as_secs_f64()) as usize / per_request).max(1);
     let interval = Duration::from_secs_f64(per_request as f64 / rate);
@@ -243,7 +244,7 @@ mod tests {
         // after it was due.
         assert_eq!(latencies.len(), 200);
         assert!(latencies.iter().all(|l| *l > Duration::ZERO));
-        let (conn, _) = schema::open(dir.path()).expect("open");
+        let (conn, _) = open(dir.path()).expect("open");
         let leased: i64 = conn
             .query_row(
                 "SELECT count(*) FROM messages WHERE lease_id IS NOT NULL",

@@ -1,0 +1,105 @@
+//! The `e2e` phase: one producer waiting for each batch's 2xx while a trigger consumes, and
+//! afterwards (the host stopped) the same shape on its peers: SQLite in-process and, with
+//! `--peer-database`, a plain PostgreSQL `SKIP LOCKED` queue.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::ensure;
+use bytes::Bytes;
+use serde_json::{Value, json};
+use sluice_test_support::testdb::TestDatabase;
+
+use crate::BenchArgs;
+use crate::components::Components;
+use crate::floor::{self, on_floor};
+use crate::host::Bench;
+use crate::load::body;
+use crate::report::Report;
+
+/// End to end, shaped as the peers measure it: one producer that sends batches over HTTP
+/// and waits for each one's 2xx (its durable commit) while a trigger consumes with `sum`;
+/// messages ÷ the time until the last one is acknowledged.
+pub(crate) async fn run(host: &Bench, report: &mut Report, c: &Components) -> anyhow::Result<()> {
+    let a = &host.args;
+    host.queue("bench-e2e", json!({})).await?;
+    host.deploy("bench-e2e", &c.sum, "").await?;
+    host.trigger("bench-e2e", "bench-e2e", a.batch_size, a.concurrency, false)
+        .await?;
+    let url = format!("{}/v1/queues/bench-e2e/messages/batch", host.url);
+    let batch = u64::from(a.batch_size.max(1));
+    // The requests are encoded before the clock starts, as the peers' producers allocate
+    // their bodies once: what is timed is Sluice taking them, not the client building them.
+    let payload = |n: u64| -> anyhow::Result<Bytes> {
+        let messages: Vec<Value> = (0..n)
+            .map(|s| json!({"body": body(s, a.body_bytes)}))
+            .collect();
+        Ok(Bytes::from(serde_json::to_vec(
+            &json!({ "messages": messages }),
+        )?))
+    };
+    let (full, last) = (payload(batch)?, payload(a.messages % batch)?);
+    let started = Instant::now();
+    let mut sent = 0u64;
+    while sent < a.messages {
+        let n = batch.min(a.messages - sent);
+        let r = host
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(if n == batch {
+                full.clone()
+            } else {
+                last.clone()
+            })
+            .send()
+            .await?;
+        ensure!(r.status().is_success(), "batch enqueue: {}", r.status());
+        r.bytes().await?;
+        sent += n;
+    }
+    let done = host
+        .wait_empty(&["bench-e2e"], host.drain_deadline())
+        .await?;
+    host.trigger("bench-e2e", "bench-e2e", a.batch_size, a.concurrency, true)
+        .await?;
+    let rate = a.messages as f64 / done.duration_since(started).as_secs_f64();
+    report.add("e2e.sluice_msgs_per_s", rate, "msg/s");
+    Ok(())
+}
+
+/// The `e2e` phase's peers, after the host has stopped, and Sluice's ratio to each: SQLite
+/// in-process (a producer and a consumer thread, one transaction per batch each, WAL and full
+/// fsync as the host) and, with `--peer-database`, a plain PostgreSQL `SKIP LOCKED` producer and
+/// consumers.
+pub(crate) async fn peers(report: &mut Report, args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
+    let Some(sluice) = report.get("e2e.sluice_msgs_per_s") else {
+        return Ok(());
+    };
+    let took = on_floor(args, dir, floor::sqlite::measure_concurrent).await?;
+    let sqlite = args.messages as f64 / took.as_secs_f64();
+    report.add("e2e.sqlite_in_process_msgs_per_s", sqlite, "msg/s");
+    report.target(
+        "e2e.sluice_to_sqlite_in_process",
+        sluice / sqlite,
+        "x",
+        ">=",
+        1.0,
+    );
+    if let Some(url) = &args.peer_database {
+        let scratch = TestDatabase::create_on(url).await;
+        let floor = floor::postgres::measure(
+            &scratch.url,
+            args.messages,
+            args.body_bytes,
+            args.batch_size as usize,
+            args.concurrency as usize,
+            false,
+        )
+        .await?;
+        let pg = floor.messages as f64 / floor.concurrent.as_secs_f64();
+        report.add("e2e.postgres_skip_locked_msgs_per_s", pg, "msg/s");
+        report.target("e2e.sluice_to_postgres", sluice / pg, "x", ">=", 1.5);
+    }
+    Ok(())
+}
