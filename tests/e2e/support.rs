@@ -503,7 +503,7 @@ pub struct Raw {
 }
 
 /// Reads one HTTP/1.1 answer (with a `content-length`) from `stream`.
-pub async fn read_answer(stream: &mut TcpStream) -> Option<Raw> {
+pub async fn read_answer(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<Raw> {
     let mut bytes = Vec::new();
     let mut chunk = [0u8; 8192];
     let head_end = loop {
