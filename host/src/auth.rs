@@ -339,11 +339,15 @@ impl Authorizer {
     }
 
     /// Keeps the known tokens in step with the store: tokens created or revoked through any
-    /// host sharing it take effect here too. Ends with `shutdown`.
-    pub fn watch(&self, shutdown: tokio_util::sync::CancellationToken) {
+    /// host sharing it take effect here too. The host runs it as one of its tasks; it ends
+    /// with `shutdown`.
+    pub fn watch(
+        &self,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut changes = self.store.events().subscribe();
         let this = self.clone();
-        tokio::spawn(async move {
+        async move {
             loop {
                 let change = tokio::select! {
                     change = changes.recv() => change,
@@ -360,7 +364,7 @@ impl Authorizer {
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 }
             }
-        });
+        }
     }
 
     /// Replaces the known tokens with the stored ones.

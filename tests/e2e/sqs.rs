@@ -7,8 +7,6 @@
 
 use std::path::PathBuf;
 
-use serde_json::json;
-
 use crate::support::{ADMIN_TOKEN, DataDir, Server};
 
 /// The virtual environment `name` made by `scripts/sqs-clients`.
@@ -37,15 +35,7 @@ fn script(name: &str) -> PathBuf {
 /// A server with the SQS endpoint and an admin token's SQS key pair.
 async fn start() -> (Server, DataDir, String, String) {
     let (server, dir) = Server::start_with(&["--sqs-listen", "127.0.0.1:0"]).await;
-    let (status, made) = server
-        .post(
-            "/v1/tokens",
-            json!({"name": "sqs tests", "scopes": ["admin"], "sqs": true}),
-        )
-        .await;
-    assert_eq!(status, 201, "{made}");
-    let key = made["sqs_access_key_id"].as_str().unwrap().to_owned();
-    let secret = made["sqs_secret_access_key"].as_str().unwrap().to_owned();
+    let (key, secret) = server.sqs_key_pair().await;
     (server, dir, key, secret)
 }
 

@@ -210,6 +210,19 @@ impl Server {
         into_json(request.send().await).await
     }
 
+    /// A new admin token's SQS key pair: (access key id, secret access key).
+    pub async fn sqs_key_pair(&self) -> (String, String) {
+        let (status, made) = self
+            .post(
+                "/v1/tokens",
+                serde_json::json!({"name": "sqs tests", "scopes": ["admin"], "sqs": true}),
+            )
+            .await;
+        assert_eq!(status, 201, "{made}");
+        let field = |name: &str| made[name].as_str().expect(name).to_owned();
+        (field("sqs_access_key_id"), field("sqs_secret_access_key"))
+    }
+
     /// Creates a queue, asserting success.
     pub async fn create_queue(&self, body: Value) -> Value {
         let (status, answer) = self.post("/v1/queues", body).await;
@@ -503,7 +516,7 @@ pub struct Raw {
 }
 
 /// Reads one HTTP/1.1 answer (with a `content-length`) from `stream`.
-pub async fn read_answer(stream: &mut TcpStream) -> Option<Raw> {
+pub async fn read_answer(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<Raw> {
     let mut bytes = Vec::new();
     let mut chunk = [0u8; 8192];
     let head_end = loop {

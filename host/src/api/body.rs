@@ -1,6 +1,9 @@
-//! Request bodies before any handler reads them: the route's size limit (413 naming the flag
-//! that raises it), one budget for the bytes all requests together may have buffered (503 with
-//! `Retry-After` past it, before a byte is read), and the deadline for a body to arrive (408).
+//! Request bodies on every listener, before any handler (or authentication) reads them: the
+//! route's size limit (413 naming the flag that raises it), one budget for the bytes all
+//! requests of all listeners together may have buffered (503 with `Retry-After` past it, before
+//! a byte is read), and the deadline for a body to arrive (408). The HTTP front door wraps
+//! every request's body; nothing is counted until a handler reads it, so a request refused
+//! before its body is read costs nothing.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,29 +12,94 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::{Request, State};
-use axum::http::{Method, header};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::{Method, Request, header};
+use bytes::BytesMut;
 use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
 use tokio::time::{Instant, Sleep};
 
 use super::ApiError;
 use crate::config::ApiLimits;
 
-/// What the body guard needs: the limits and the shared budget.
+/// Which routes a listener serves, for their body limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Routes {
+    /// The HTTP API and the console: component uploads have their own limit.
+    Api,
+    /// The SQS endpoint: every request has the message routes' limit.
+    Sqs,
+}
+
+/// The limits and the budget every listener's bodies are held to; clones share the budget.
+#[derive(Clone)]
 pub(crate) struct BodyGuard {
     limits: Arc<ApiLimits>,
     budget: Arc<Budget>,
+    routes: Routes,
 }
 
 impl BodyGuard {
+    /// A guard with a budget of its own, for the API's routes.
     pub(crate) fn new(limits: Arc<ApiLimits>) -> BodyGuard {
         let budget = Arc::new(Budget {
             capacity: limits.max_buffered_body_bytes,
             used: AtomicUsize::new(0),
         });
-        BodyGuard { limits, budget }
+        BodyGuard {
+            limits,
+            budget,
+            routes: Routes::Api,
+        }
+    }
+
+    /// The same budget, for a listener serving `routes`.
+    pub(crate) fn for_routes(&self, routes: Routes) -> BodyGuard {
+        BodyGuard {
+            routes,
+            ..self.clone()
+        }
+    }
+
+    /// Wraps a request's body so that it is limited, budgeted and timed as it is read, and
+    /// returns the request's share of the budget, to keep until the request is answered (the
+    /// handler may hold the buffered bytes until then).
+    pub(crate) fn wrap<B>(&self, request: Request<B>) -> (Request<Body>, Option<Arc<Reservation>>)
+    where
+        B: HttpBody<Data = Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        if request.body().is_end_stream() {
+            return (request.map(Body::new), None);
+        }
+        let (limit, flag) = match self.routes {
+            Routes::Api => route_limit(&self.limits, request.method(), request.uri().path()),
+            Routes::Sqs => (self.limits.max_body_bytes, "--max-body-bytes"),
+        };
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let reservation = Arc::new(Reservation {
+            budget: self.budget.clone(),
+            bytes: AtomicUsize::new(0),
+        });
+        let timeout = self.limits.body_read_timeout;
+        let request = request.map(|inner| {
+            Body::new(GuardedBody {
+                inner: Body::new(inner),
+                limit,
+                flag,
+                declared,
+                started: false,
+                read: 0,
+                reserved: 0,
+                reservation: reservation.clone(),
+                timeout,
+                deadline: Box::pin(tokio::time::sleep(timeout)),
+            })
+        });
+        (request, Some(reservation))
     }
 }
 
@@ -54,7 +122,7 @@ impl Budget {
 
 /// One request's share of the budget, given back when the request is answered and its body
 /// dropped (the handler may hold the buffered bytes until it answers).
-struct Reservation {
+pub(crate) struct Reservation {
     budget: Arc<Budget>,
     bytes: AtomicUsize,
 }
@@ -80,8 +148,13 @@ impl Drop for Reservation {
 /// Why a body was refused while it was being read.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum BodyError {
-    #[error("{}", too_large(*limit, flag, None))]
-    TooLarge { limit: usize, flag: &'static str },
+    #[error("{}", too_large(*limit, flag, *declared))]
+    TooLarge {
+        limit: usize,
+        flag: &'static str,
+        /// The `Content-Length` the request declared, when that is what was too large.
+        declared: Option<u64>,
+    },
     #[error("{}", busy(*capacity))]
     Busy { capacity: usize },
     #[error("{}", timed_out(*timeout))]
@@ -95,6 +168,20 @@ impl From<&BodyError> for ApiError {
             BodyError::Busy { .. } => ApiError::Busy(err.to_string()),
             BodyError::TimedOut { .. } => ApiError::RequestTimeout(err.to_string()),
         }
+    }
+}
+
+impl BodyError {
+    /// The guard's refusal behind a failure to read a body, if that is what it is.
+    pub(crate) fn behind<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyError> {
+        let mut source = Some(err);
+        while let Some(error) = source {
+            if let Some(refusal) = error.downcast_ref::<BodyError>() {
+                return Some(refusal);
+            }
+            source = error.source();
+        }
+        None
     }
 }
 
@@ -147,60 +234,15 @@ fn route_limit(limits: &ApiLimits, method: &Method, path: &str) -> (usize, &'sta
     }
 }
 
-/// Checks the declared size against the route's limit and reserves it from the budget before
-/// anything is read; the body is then counted as it arrives (a chunked body reserves as it
-/// grows) and must arrive before the deadline.
-pub(crate) async fn guard(
-    State(guard): State<Arc<BodyGuard>>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    if request.body().is_end_stream() {
-        return Ok(next.run(request).await);
-    }
-    let (limit, flag) = route_limit(&guard.limits, request.method(), request.uri().path());
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if let Some(length) = declared
-        && length > limit as u64
-    {
-        return Err(ApiError::TooLarge(too_large(limit, flag, Some(length))));
-    }
-    let reservation = Arc::new(Reservation {
-        budget: guard.budget.clone(),
-        bytes: AtomicUsize::new(0),
-    });
-    let reserved = declared.unwrap_or(0) as usize;
-    if !reservation.take(reserved) {
-        return Err(ApiError::Busy(busy(guard.budget.capacity)));
-    }
-    let timeout = guard.limits.body_read_timeout;
-    let request = request.map(|inner| {
-        Body::new(GuardedBody {
-            inner,
-            limit,
-            flag,
-            read: 0,
-            reserved,
-            reservation: reservation.clone(),
-            timeout,
-            deadline: Box::pin(tokio::time::sleep(timeout)),
-        })
-    });
-    let response = next.run(request).await;
-    drop(reservation);
-    Ok(response)
-}
-
 /// A request body that counts what arrives against the route's limit and the budget, and
 /// fails when the deadline passes first.
 struct GuardedBody {
     inner: Body,
     limit: usize,
     flag: &'static str,
+    /// The declared `Content-Length`, checked and reserved when the body is first read.
+    declared: Option<u64>,
+    started: bool,
     read: usize,
     reserved: usize,
     reservation: Arc<Reservation>,
@@ -229,6 +271,27 @@ impl HttpBody for GuardedBody {
         if Instant::now() >= this.deadline.deadline() {
             return this.fail(timed_out);
         }
+        if !this.started {
+            this.started = true;
+            if let Some(length) = this.declared {
+                if length > this.limit as u64 {
+                    return this.fail(BodyError::TooLarge {
+                        limit: this.limit,
+                        flag: this.flag,
+                        declared: Some(length),
+                    });
+                }
+                // Reserved whole before a byte is read: past the budget, the client is
+                // refused at once instead of after sending its body.
+                let length = length as usize;
+                if !this.reservation.take(length) {
+                    return this.fail(BodyError::Busy {
+                        capacity: this.reservation.budget.capacity,
+                    });
+                }
+                this.reserved = length;
+            }
+        }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
@@ -237,6 +300,7 @@ impl HttpBody for GuardedBody {
                         return this.fail(BodyError::TooLarge {
                             limit: this.limit,
                             flag: this.flag,
+                            declared: None,
                         });
                     }
                     if this.read > this.reserved {
@@ -270,6 +334,33 @@ impl HttpBody for GuardedBody {
     }
 }
 
+/// Reads a whole body (at most `limit` bytes) into one buffer sized from its declared length,
+/// so a body costs its length once: collecting the frames and joining them at the end, as
+/// `axum::body::to_bytes` does, holds it twice for a moment.
+pub(crate) async fn read_to_bytes(mut body: Body, limit: usize) -> Result<Bytes, axum::Error> {
+    let hint = body.size_hint();
+    let expected = hint.exact().unwrap_or(hint.lower()).min(limit as u64);
+    let expected = usize::try_from(expected).unwrap_or(limit);
+    let mut bytes = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            // Allocated once the first bytes are in, so the guard has admitted the body.
+            if bytes.capacity() == 0 {
+                bytes.reserve(expected.max(data.len()));
+            }
+            if bytes.len() + data.len() > limit {
+                return Err(axum::Error::new(BodyError::TooLarge {
+                    limit,
+                    flag: "--max-body-bytes",
+                    declared: None,
+                }));
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes.freeze())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +386,41 @@ mod tests {
         assert_eq!(budget.used.load(Ordering::Acquire), 40);
         drop(second);
         assert_eq!(budget.used.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test]
+    async fn a_body_costs_nothing_until_read_and_one_past_the_budget_is_refused_unread() {
+        let limits = Arc::new(ApiLimits {
+            max_buffered_body_bytes: 100,
+            ..ApiLimits::default()
+        });
+        let guard = BodyGuard::new(limits).for_routes(Routes::Sqs);
+        let used = || guard.budget.used.load(Ordering::Acquire);
+        let request = |n: usize| {
+            Request::post("/")
+                .header(header::CONTENT_LENGTH, n)
+                .body(http_body_util::Full::new(Bytes::from(vec![b'x'; n])))
+                .unwrap()
+        };
+        let (first, held) = guard.wrap(request(80));
+        let (second, _) = guard.wrap(request(80));
+        assert_eq!(used(), 0, "nothing read, nothing reserved");
+        let read = read_to_bytes(first.into_body(), 1000).await.unwrap();
+        assert_eq!((read.len(), used()), (80, 80));
+        let refused = read_to_bytes(second.into_body(), 1000).await.unwrap_err();
+        assert!(
+            matches!(
+                BodyError::behind(&refused),
+                Some(BodyError::Busy { capacity: 100 })
+            ),
+            "{refused}"
+        );
+        drop(held);
+        assert_eq!(
+            used(),
+            0,
+            "the share comes back once the request is answered"
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@ use tower_http::trace::TraceLayer;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub(crate) use body::human_bytes;
+pub(crate) use body::{BodyError, BodyGuard, Routes, human_bytes, read_to_bytes};
 pub use error::{ApiError, ErrorBody};
 
 use crate::auth::Authorizer;
@@ -61,15 +61,14 @@ pub fn router(state: AppState) -> Router {
     let document = Arc::new(openapi::Document(
         document.to_json().expect("the OpenAPI document serializes"),
     ));
-    let bodies = Arc::new(body::BodyGuard::new(limits.clone()));
     router
         .merge(crate::console::router())
         .fallback(not_found)
         .layer(Extension(document))
-        // Bodies are limited and budgeted by `body::guard`, after authentication, so a client
-        // without a token cannot spend the budget.
+        // Bodies are limited, budgeted and timed by the HTTP front door (`body::BodyGuard`) as
+        // they are read; authentication reads none, so a client without a token spends none
+        // of the budget.
         .layer(DefaultBodyLimit::disable())
-        .layer(axum::middleware::from_fn_with_state(bodies, body::guard))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             tokens::authenticate,
@@ -247,12 +246,8 @@ pub(crate) fn parse_optional_json<T: serde::de::DeserializeOwned + Default>(
 /// Turns a failure to read the body into our error shape: the body guard's refusals (size,
 /// budget, deadline) keep their status and message.
 pub(crate) fn body_error(rejection: axum::extract::rejection::BytesRejection) -> ApiError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
-    while let Some(error) = source {
-        if let Some(refusal) = error.downcast_ref::<body::BodyError>() {
-            return refusal.into();
-        }
-        source = error.source();
+    if let Some(refusal) = BodyError::behind(&rejection) {
+        return refusal.into();
     }
     ApiError::BadRequest(format!(
         "could not read request body: {}",

@@ -1,7 +1,9 @@
-//! The HTTP front door: accepts connections under a cap that fits the open-file limit, serves
-//! each with hyper under idle and header deadlines, makes room at the cap by closing
-//! connections that are only waiting for a request, and keeps `/healthz` and `/readyz`
-//! answering when every served connection is busy.
+//! The HTTP front door of every listener (the API with the console, the SQS endpoint): accepts
+//! connections under one cap shared by all listeners that fits the open-file limit, serves
+//! each with hyper under idle and header deadlines, holds every request body to the body guard
+//! before the router sees the request, makes room at the cap by closing connections that are
+//! only waiting for a request, and keeps `/healthz` and `/readyz` answering when every served
+//! connection is busy.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -28,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-use crate::api::{ApiError, human_bytes};
+use crate::api::{ApiError, BodyGuard, human_bytes};
 use crate::config::ConnectionLimits;
 
 /// File descriptors kept for everything but connections: the database, its WAL and shared
@@ -43,7 +45,7 @@ const OVERFLOW_TIMEOUT: Duration = Duration::from_secs(2);
 /// Failing accepts are logged at most once per interval.
 const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// How long shutdown lets open connections finish the request they are serving.
-const DRAIN: Duration = Duration::from_secs(10);
+pub(crate) const DRAIN: Duration = Duration::from_secs(10);
 
 /// Raises the soft open-file limit to the hard one and returns the limit now in force.
 pub fn raise_open_file_limit() -> Option<u64> {
@@ -78,29 +80,52 @@ pub fn connection_cap(wanted: usize, open_files: Option<u64>) -> usize {
     wanted.min(fits).max(1)
 }
 
-/// Serves `app` on `listener` until `shutdown`, then lets open connections finish their
-/// request (for a bounded time).
-pub async fn serve(
+/// The connection slots every listener of the host shares: one cap sized from the open-file
+/// limit, one overflow, and the served connections to make room among, whichever listener
+/// accepted them.
+pub(crate) struct Gate {
+    limits: ConnectionLimits,
+    cap: usize,
+    slots: Arc<Semaphore>,
+    overflow: Arc<Semaphore>,
+    registry: Registry,
+    overflow_registry: Registry,
+}
+
+impl Gate {
+    pub(crate) fn new(limits: ConnectionLimits, open_files: Option<u64>) -> Arc<Gate> {
+        let cap = connection_cap(limits.max_connections, open_files);
+        tracing::info!(max_connections = cap, "serving HTTP");
+        Arc::new(Gate {
+            limits,
+            cap,
+            slots: Arc::new(Semaphore::new(cap)),
+            overflow: Arc::new(Semaphore::new(OVERFLOW)),
+            registry: Registry::default(),
+            overflow_registry: Registry::default(),
+        })
+    }
+}
+
+/// Serves `app` on `listener` through the shared `gate`, every request body held to `bodies`,
+/// until `shutdown`; then lets open connections finish their request (for a bounded time).
+/// Fails only when the listener itself is broken (see [`is_listener_error`]).
+pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
-    limits: ConnectionLimits,
-    open_files: Option<u64>,
+    bodies: BodyGuard,
+    gate: Arc<Gate>,
     shutdown: CancellationToken,
-) {
-    let cap = connection_cap(limits.max_connections, open_files);
-    tracing::info!(max_connections = cap, "serving HTTP");
+) -> io::Result<()> {
     let front = Arc::new(Front {
         app,
-        limits,
-        cap,
-        slots: Arc::new(Semaphore::new(cap)),
-        overflow: Arc::new(Semaphore::new(OVERFLOW)),
-        registry: Registry::default(),
-        overflow_registry: Registry::default(),
+        bodies,
+        gate,
         shutdown: shutdown.clone(),
     });
     let tracker = TaskTracker::new();
     let mut accept_errors = Throttle::new(ACCEPT_ERROR_LOG_INTERVAL);
+    let mut failure = Ok(());
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -109,6 +134,10 @@ pub async fn serve(
         let stream = match accepted {
             Ok((stream, _)) => stream,
             Err(err) if is_connection_error(&err) => continue,
+            Err(err) if is_listener_error(&err) => {
+                failure = Err(err);
+                break;
+            }
             Err(err) => {
                 if let Some(suppressed) = accept_errors.should_log(Instant::now()) {
                     tracing::error!(
@@ -122,21 +151,22 @@ pub async fn serve(
                 // wait for one of ours to close, or a moment when the shortage is elsewhere.
                 tokio::select! {
                     () = shutdown.cancelled() => break,
-                    () = front.registry.closed.notified() => {}
+                    () = front.gate.registry.closed.notified() => {}
                     () = tokio::time::sleep(Duration::from_millis(100)) => {}
                 }
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
+        let gate = &front.gate;
         // A free slot, or at the cap the slot of the oldest connection that is only waiting
         // for a request: it is closed and the new one is served in its place.
-        let slot = match front.slots.clone().try_acquire_owned() {
+        let slot = match gate.slots.clone().try_acquire_owned() {
             Ok(slot) => Some(slot),
-            Err(_) => front.registry.evict_one(),
+            Err(_) => gate.registry.evict_one(),
         };
         if let Some(slot) = slot {
-            let conn = front.registry.add(slot);
+            let conn = gate.registry.add(slot);
             tracker.spawn(front.clone().serve(stream, conn, false));
             continue;
         }
@@ -144,12 +174,12 @@ pub async fn serve(
         // those, the connection is closed at once: refused quickly, and the connections
         // being served keep their slots.
         // An overflow connection still waiting for its request makes room the same way.
-        let overflow = match front.overflow.clone().try_acquire_owned() {
+        let overflow = match gate.overflow.clone().try_acquire_owned() {
             Ok(overflow) => Some(overflow),
-            Err(_) => front.overflow_registry.evict_one(),
+            Err(_) => gate.overflow_registry.evict_one(),
         };
         if let Some(overflow) = overflow {
-            let conn = front.overflow_registry.add(overflow);
+            let conn = gate.overflow_registry.add(overflow);
             tracker.spawn(front.clone().serve(stream, conn, true));
         }
     }
@@ -161,6 +191,16 @@ pub async fn serve(
             DRAIN.as_secs()
         );
     }
+    failure
+}
+
+/// Errors that say the listening socket itself is unusable, so accepting again cannot
+/// succeed; anything else (a shortage of descriptors or memory, a network hiccup) passes.
+fn is_listener_error(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EBADF | libc::EINVAL | libc::ENOTSOCK | libc::EOPNOTSUPP | libc::EFAULT)
+    )
 }
 
 /// Errors of one connection that `accept` reports; the listener itself is fine.
@@ -203,14 +243,12 @@ impl Throttle {
     }
 }
 
+/// One listener's side of the front door: what it serves, its bodies' limits, and the gate
+/// it shares with the host's other listeners.
 struct Front {
     app: Router,
-    limits: ConnectionLimits,
-    cap: usize,
-    slots: Arc<Semaphore>,
-    overflow: Arc<Semaphore>,
-    registry: Registry,
-    overflow_registry: Registry,
+    bodies: BodyGuard,
+    gate: Arc<Gate>,
     shutdown: CancellationToken,
 }
 
@@ -218,29 +256,34 @@ impl Front {
     /// Serves one connection until it closes, is evicted, or the server shuts down.
     /// An overflow connection answers one request: health checks, or 503.
     async fn serve(self: Arc<Self>, stream: TcpStream, conn: Arc<Conn>, overflow: bool) {
+        let limits = &self.gate.limits;
         let (idle, header) = if overflow {
             (OVERFLOW_TIMEOUT, OVERFLOW_TIMEOUT)
         } else {
-            (self.limits.idle_timeout, self.limits.header_read_timeout)
+            (limits.idle_timeout, limits.header_read_timeout)
         };
         let io = TokioIo::new(TimedIo::new(
             stream,
             conn.clone(),
             idle,
             header,
-            self.limits.max_header_bytes,
+            limits.max_header_bytes,
         ));
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
-            .max_header_size(self.limits.max_header_bytes)
-            .max_buf_size(self.limits.max_header_bytes.max(64 * 1024))
+            .max_header_size(limits.max_header_bytes)
+            .max_buf_size(limits.max_header_bytes.max(64 * 1024))
             .keep_alive(!overflow);
         let app = self.app.clone();
-        let cap = self.cap;
+        let bodies = self.bodies.clone();
+        let cap = self.gate.cap;
         let tracked = conn.clone();
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
             let in_flight = InFlight::enter(tracked.clone());
             let app = app.clone();
+            // Before the router (and authentication) sees the request: whoever reads the body
+            // reads it through the guard.
+            let (request, reservation) = bodies.wrap(request);
             async move {
                 let response = if overflow && !is_health_check(&request) {
                     ApiError::Busy(format!(
@@ -250,10 +293,12 @@ impl Front {
                     ))
                     .into_response()
                 } else {
-                    match app.oneshot(request).await {
+                    let response = match app.oneshot(request).await {
                         Ok(response) => response,
                         Err(never) => match never {},
-                    }
+                    };
+                    drop(reservation);
+                    response
                 };
                 Ok::<_, Infallible>(response.map(|body| {
                     Body::new(Tracked {
@@ -286,15 +331,15 @@ impl Front {
         }
         // Give the slot back, unless an eviction handed it to a new connection already.
         let registry = if overflow {
-            &self.overflow_registry
+            &self.gate.overflow_registry
         } else {
-            &self.registry
+            &self.gate.registry
         };
         registry.remove(&conn);
     }
 }
 
-fn is_health_check(request: &Request<Incoming>) -> bool {
+fn is_health_check<B>(request: &Request<B>) -> bool {
     (request.method() == Method::GET || request.method() == Method::HEAD)
         && matches!(request.uri().path(), "/healthz" | "/readyz")
 }
@@ -642,6 +687,25 @@ mod tests {
         );
         assert_eq!(connection_cap(1024, Some(10)), 1, "never zero");
         assert_eq!(connection_cap(50, None), 50);
+    }
+
+    #[test]
+    fn only_a_broken_listening_socket_stops_the_listener() {
+        for errno in [libc::EBADF, libc::EINVAL, libc::ENOTSOCK] {
+            let err = io::Error::from_raw_os_error(errno);
+            assert!(is_listener_error(&err), "{err}");
+        }
+        // Shortages and network hiccups pass: accepting again may succeed.
+        for errno in [
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::ENOBUFS,
+            libc::ENOMEM,
+            libc::EPROTO,
+        ] {
+            let err = io::Error::from_raw_os_error(errno);
+            assert!(!is_listener_error(&err), "{err}");
+        }
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! `sluice serve`: opens the store, starts the executor and the dispatchers, and serves the API
-//! until the shutdown signal; then stops leasing, lets in-flight batches settle, and exits.
+//! (and the SQS endpoint) until the shutdown signal or a failing task; then stops leasing,
+//! joins its tasks, lets in-flight batches settle, and exits.
 
 pub mod http;
+mod tasks;
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -11,7 +13,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, BodyGuard, Routes};
 use crate::auth::Authorizer;
 use crate::config::{Config, ConnectionLimits};
 use crate::dispatch::Dispatcher;
@@ -19,9 +21,12 @@ use crate::executor::{Executor, ExecutorConfig};
 use crate::functions::{self, Functions};
 use crate::series::Series;
 use crate::store::{self, Store, StoreOptions};
+use tasks::Tasks;
 
 /// How long shutdown waits for in-flight invocations before leaving them to lease expiry.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How long shutdown waits for the host's tasks: longer than the listeners take to drain.
+const TASKS_GRACE: Duration = Duration::from_secs(http::DRAIN.as_secs() + 5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -49,6 +54,25 @@ pub enum Error {
     Serve(std::io::Error),
     #[error("metrics recorder: {0}")]
     Metrics(String),
+    #[error(
+        "{listener} on {addr} cannot accept connections any more ({reason}), so the host \
+         stopped; start it again, and if this recurs check what closes or changes its socket"
+    )]
+    Listener {
+        listener: &'static str,
+        addr: std::net::SocketAddr,
+        reason: std::io::Error,
+    },
+    #[error(
+        "{task} panicked ({reason}), so the host stopped; start it again, and please report \
+         this bug with the log above"
+    )]
+    TaskPanicked { task: &'static str, reason: String },
+    #[error(
+        "{task} ended before shutdown, so the host stopped; start it again, and please report \
+         this bug with the log above"
+    )]
+    TaskEnded { task: &'static str },
 }
 
 /// The process-wide Prometheus recorder, installed on first use.
@@ -135,27 +159,51 @@ impl Host {
         self
     }
 
-    /// Starts a dispatcher for every stored trigger, follows catalog changes (made through this
-    /// host or, with a shared store, any other), and starts the queue series' sampler.
-    async fn start(&self) -> Result<(), Error> {
+    /// Starts a dispatcher for every stored trigger and follows catalog changes (made through
+    /// this host or, with a shared store, any other); the token watcher, the queue series'
+    /// sampler, the schedule runner and the fan-out catch-up join `tasks`.
+    async fn start(&self, tasks: &mut Tasks) -> Result<(), Error> {
         self.state.dispatcher.watch_catalog();
-        self.state.auth.watch(self.shutdown.clone());
-        tokio::spawn(
-            self.state
-                .series
-                .clone()
-                .run(self.state.store.clone(), self.shutdown.clone()),
-        );
-        tokio::spawn(crate::schedule::run(
-            self.state.store.clone(),
-            self.shutdown.clone(),
-        ));
-        tokio::spawn(crate::fanout::run(
-            self.state.store.clone(),
-            self.shutdown.clone(),
-        ));
+        let (store, shutdown) = (&self.state.store, &self.shutdown);
+        let watch = self.state.auth.watch(shutdown.clone());
+        tasks.spawn("the token watcher", until_shutdown(watch));
+        let series = self
+            .state
+            .series
+            .clone()
+            .run(store.clone(), shutdown.clone());
+        tasks.spawn("the queue series sampler", until_shutdown(series));
+        let schedules = crate::schedule::run(store.clone(), shutdown.clone());
+        tasks.spawn("the schedule runner", until_shutdown(schedules));
+        let fanout = crate::fanout::run(store.clone(), shutdown.clone());
+        tasks.spawn("the topic fan-out", until_shutdown(fanout));
         Ok(self.state.dispatcher.start_all().await?)
     }
+}
+
+/// A task that has nothing to report: it ends only when the host shuts down.
+async fn until_shutdown(task: impl Future<Output = ()>) -> Result<(), Error> {
+    task.await;
+    Ok(())
+}
+
+/// Serves one listener; a listener that cannot accept any more is an error for the host.
+async fn listen(
+    what: &'static str,
+    listener: TcpListener,
+    app: axum::Router,
+    bodies: BodyGuard,
+    gate: Arc<http::Gate>,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let addr = listener.local_addr().map_err(Error::Serve)?;
+    http::serve(listener, app, bodies, gate, shutdown)
+        .await
+        .map_err(|reason| Error::Listener {
+            listener: what,
+            addr,
+            reason,
+        })
 }
 
 const DATA_DIR_HINT: &str = "make sure it is a directory that this user can create, read and \
@@ -213,8 +261,9 @@ pub async fn run(
 
 impl Host {
     /// Serves the API on a bound `listener` until `signal` completes (or the host's shutdown
-    /// token is cancelled): starts the dispatchers, serves, then stops leasing and lets
-    /// in-flight batches settle. `sluice serve` and `sluice bench` start hosts through here.
+    /// token is cancelled, or one of its tasks fails): starts the dispatchers and the host's
+    /// tasks, serves, then joins the tasks, stops leasing and lets in-flight batches settle.
+    /// `sluice serve` and `sluice bench` start hosts through here.
     pub async fn serve(
         mut self,
         listener: TcpListener,
@@ -223,43 +272,44 @@ impl Host {
     ) -> Result<(), Error> {
         let open_files = http::raise_open_file_limit();
         let addr = listener.local_addr().map_err(Error::Serve)?;
-        self.start().await?;
+        let mut tasks = Tasks::new(self.shutdown.clone());
+        if let Err(err) = self.start(&mut tasks).await {
+            self.shutdown.cancel();
+            return Err(err);
+        }
         tracing::info!(%addr, "sluice listening");
 
-        let shutdown = self.shutdown.clone();
-        tokio::spawn(async move {
-            signal.await;
-            shutdown.cancel();
-        });
-        let sqs = match self.sqs.take() {
-            Some(listener) => {
-                let sqs_addr = listener.local_addr().map_err(Error::Serve)?;
-                // Logged after the API's address, which is what scripts read first.
-                tracing::info!(sqs_endpoint = %format!("http://{sqs_addr}"), "SQS endpoint listening");
-                Some(tokio::spawn(http::serve(
-                    listener,
-                    crate::sqs::router(self.state.clone(), sqs_addr),
-                    connections.clone(),
-                    open_files,
-                    self.shutdown.clone(),
-                )))
-            }
-            None => None,
-        };
+        // Every listener shares the connection cap and the body budget.
+        let gate = http::Gate::new(connections, open_files);
+        let bodies = BodyGuard::new(self.state.limits.clone());
+        if let Some(listener) = self.sqs.take() {
+            let sqs_addr = listener.local_addr().map_err(Error::Serve)?;
+            // Logged after the API's address, which is what scripts read first.
+            tracing::info!(sqs_endpoint = %format!("http://{sqs_addr}"), "SQS endpoint listening");
+            let app = crate::sqs::router(self.state.clone(), sqs_addr);
+            let sqs = listen(
+                "the SQS endpoint",
+                listener,
+                app,
+                bodies.for_routes(Routes::Sqs),
+                gate.clone(),
+                self.shutdown.clone(),
+            );
+            tasks.spawn("the SQS endpoint", sqs);
+        }
         let app = api::router(self.state.clone());
-        http::serve(
+        let api = listen(
+            "the API listener",
             listener,
             app,
-            connections,
-            open_files,
+            bodies,
+            gate,
             self.shutdown.clone(),
-        )
-        .await;
-        if let Some(sqs) = sqs {
-            let _ = sqs.await;
-        }
+        );
+        tasks.spawn("the API listener", api);
+        let outcome = tasks.run(signal, TASKS_GRACE).await;
         self.state.dispatcher.shutdown(SHUTDOWN_GRACE).await;
         tracing::info!("sluice stopped");
-        Ok(())
+        outcome
     }
 }

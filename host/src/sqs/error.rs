@@ -2,6 +2,7 @@
 //! `__type` and the query protocol's code, which JSON answers repeat in `x-amzn-query-error`),
 //! its status and whose fault it is; and how Sluice's own errors map onto them.
 
+use crate::api::BodyError;
 use crate::{pull, store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +31,7 @@ pub enum Code {
     OverLimit,
     InternalError,
     ServiceUnavailable,
+    RequestTimeout,
 }
 
 impl Code {
@@ -81,6 +83,7 @@ impl Code {
             Code::OverLimit => "OverLimit",
             Code::InternalError => "InternalError",
             Code::ServiceUnavailable => "ServiceUnavailable",
+            Code::RequestTimeout => "RequestTimeout",
         }
     }
 
@@ -94,6 +97,7 @@ impl Code {
             | Code::OverLimit => 403,
             Code::InternalError => 500,
             Code::ServiceUnavailable => 503,
+            Code::RequestTimeout => 408,
             _ => 400,
         }
     }
@@ -132,6 +136,19 @@ impl SqsError {
             Code::QueueDoesNotExist,
             "The specified queue does not exist.",
         )
+    }
+    /// A body that could not be read: the body guard's refusals (size, budget, deadline) keep
+    /// their message, which says what to do.
+    pub(crate) fn unreadable_body(err: &axum::Error) -> SqsError {
+        let Some(refusal) = BodyError::behind(err) else {
+            return SqsError::invalid(format!("the request body could not be read: {err}"));
+        };
+        let code = match refusal {
+            BodyError::TooLarge { .. } => Code::InvalidParameterValue,
+            BodyError::Busy { .. } => Code::ServiceUnavailable,
+            BodyError::TimedOut { .. } => Code::RequestTimeout,
+        };
+        SqsError::new(code, refusal.to_string())
     }
     pub fn missing(name: &str) -> SqsError {
         SqsError::new(

@@ -80,12 +80,12 @@ async fn handle(State(endpoint): State<Endpoint>, request: Request) -> Response 
 /// Reads the body, verifies the signature and finds the operation and its parameters.
 async fn read(endpoint: &Endpoint, request: Request) -> Result<Call, SqsError> {
     let (parts, body) = request.into_parts();
+    // The front door's body guard limits, budgets and times the body as it is read here,
+    // before the signature over it can be checked.
     let limit = endpoint.app.limits.max_body_bytes;
-    let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        SqsError::invalid(format!(
-            "the request body is larger than {limit} bytes (or could not be read)"
-        ))
-    })?;
+    let body = crate::api::read_to_bytes(body, limit)
+        .await
+        .map_err(|err| SqsError::unreadable_body(&err))?;
     let path = parts.uri.path().to_owned();
     let query = parts.uri.query().unwrap_or("").to_owned();
     let auth = endpoint.app.auth.clone();
