@@ -7,6 +7,8 @@
 //!   retry or an expired lease dead-letters it instead of delivering it again.
 //! - [`dead_letter_attributes`]: what a dead-lettered message carries into its dead-letter
 //!   queue.
+//! - [`redrive_target`] and [`redriven_attributes`]: where a redrive moves a dead-lettered
+//!   message, and what it keeps.
 //! - [`stale_acks`] and [`dispose`]: what a settle does with each message it names. Only a
 //!   message the settling lease still holds is touched, each at most once; everything else is
 //!   stale (its lease expired and another consumer has it, or it was settled already). A retry
@@ -128,6 +130,22 @@ pub fn dead_letter_attributes(
     attributes.push((ATTR_ATTEMPTS.into(), attempt.to_string()));
     attributes.push((ATTR_SOURCE_QUEUE.into(), queue.to_owned()));
     attributes.push((ATTR_SOURCE_ID.into(), id.to_string()));
+    attributes
+}
+
+/// Where a redrive moves a dead-lettered message: to `to` when given, else back to the queue
+/// it came from. `None` leaves it in the dead-letter queue: its source is unknown, or the
+/// target is the dead-letter queue itself.
+pub fn redrive_target(dlq: &str, to: Option<&str>, source: Option<String>) -> Option<String> {
+    to.map(str::to_owned)
+        .or(source)
+        .filter(|target| target != dlq)
+}
+
+/// The attributes a redriven message starts again with: the producer's own, without what
+/// Sluice added when it dead-lettered it.
+pub fn redriven_attributes(mut attributes: Vec<(String, String)>) -> Vec<(String, String)> {
+    attributes.retain(|(name, _)| !is_reserved_attribute(name));
     attributes
 }
 
@@ -353,6 +371,39 @@ mod tests {
                 .missing()
                 .to_string()
                 .contains("`gone` does not exist")
+        );
+    }
+
+    #[test]
+    fn a_redrive_goes_to_the_named_queue_or_back_to_the_source_never_to_the_dlq() {
+        assert_eq!(
+            redrive_target("dlq", Some("other"), Some("src".into())),
+            Some("other".into())
+        );
+        assert_eq!(
+            redrive_target("dlq", None, Some("src".into())),
+            Some("src".into())
+        );
+        assert_eq!(
+            redrive_target("dlq", None, None),
+            None,
+            "source unknown: stays"
+        );
+        assert_eq!(
+            redrive_target("dlq", Some("dlq"), None),
+            None,
+            "not into itself"
+        );
+        assert_eq!(redrive_target("dlq", None, Some("dlq".into())), None);
+    }
+
+    #[test]
+    fn a_redriven_message_keeps_only_the_producers_attributes() {
+        let moved =
+            dead_letter_attributes(vec![("kind".into(), "order".into())], "q", 7, 3, "boom");
+        assert_eq!(
+            redriven_attributes(moved),
+            [("kind".to_owned(), "order".to_owned())]
         );
     }
 }

@@ -12,9 +12,10 @@ use tokio_postgres::error::SqlState;
 
 use super::super::codec::{decode_attributes, decode_settings, encode_attributes};
 use super::super::rules::{
-    Disposal, attempts_spent, dead_letter_attributes, disposal_ids, dispose, message_id, stale_acks,
+    Disposal, attempts_spent, dead_letter_attributes, disposal_ids, dispose, message_id,
+    redrive_target, redriven_attributes, stale_acks,
 };
-use super::super::validate::{self, is_reserved_attribute};
+use super::super::validate;
 use super::super::{
     DEFAULT_PRIORITY, Enqueued, Error, Lease, MAX_LEASE_MESSAGES, MAX_PRIORITY, Message,
     NewMessage, QueueSettings, REASON_LEASE_EXPIRED, Result, Settled, Settlement,
@@ -798,12 +799,9 @@ pub async fn redrive(
             let source: Option<String> = row.get(1);
             cursor = id;
             // Messages whose source is unknown or gone stay in the dead-letter queue.
-            let Some(target) = to.map(str::to_owned).or(source) else {
+            let Some(target) = redrive_target(dlq, to, source) else {
                 continue;
             };
-            if target == dlq {
-                continue;
-            }
             if move_back(tx, work, dlq, id, &target).await? {
                 moved += 1;
             } else {
@@ -839,8 +837,7 @@ async fn move_back(
     let priority = priority(moving.get(3));
     let group: Option<String> = moving.get(4);
     release_groups(tx, work, dlq, group.as_deref()).await?;
-    let mut attributes = decode_attributes(attributes.as_deref())?;
-    attributes.retain(|(k, _)| !is_reserved_attribute(k));
+    let attributes = redriven_attributes(decode_attributes(attributes.as_deref())?);
     let lane = lanes_for(tx, target, &[priority], std::slice::from_ref(&group)).await?[0];
     tx.execute(
         sql::INSERT_MOVED,
@@ -889,10 +886,10 @@ pub async fn redrive_ids(
             continue;
         };
         let source: Option<String> = row.get(0);
-        let Some(target) = to.map(str::to_owned).or(source) else {
+        let Some(target) = redrive_target(dlq, to, source) else {
             continue;
         };
-        if target != dlq && move_back(tx, work, dlq, id, &target).await? {
+        if move_back(tx, work, dlq, id, &target).await? {
             moved += 1;
         }
     }

@@ -9,14 +9,15 @@ use rusqlite::{OptionalExtension, params};
 
 use super::parse_id;
 use super::read::{decode_attributes, encode_attributes, message_from_row};
-use super::validate::{self, is_reserved_attribute};
+use super::validate;
 use super::writer::{Due, Tx, int};
 use super::{
     DEFAULT_PRIORITY, Enqueued, Error, Lease, MAX_LEASE_MESSAGES, MAX_PRIORITY, Message,
     NewMessage, QueueSettings, REASON_LEASE_EXPIRED, Result, Settled, Settlement, sql,
 };
 use crate::store::rules::{
-    Disposal, attempts_spent, dead_letter_attributes, disposal_ids, dispose, message_id, stale_acks,
+    Disposal, attempts_spent, dead_letter_attributes, disposal_ids, dispose, message_id,
+    redrive_target, redriven_attributes, stale_acks,
 };
 
 /// The most messages one request of a bulk operation (purge, queue delete, redrive, retention
@@ -570,20 +571,16 @@ fn move_back(
 ) -> Result<bool> {
     let conn = tx.conn;
     let now = tx.now;
-    let Some(target) = to.map(str::to_owned).or(source) else {
+    let Some(target) = redrive_target(dlq, to, source) else {
         return Ok(false);
     };
-    if target == dlq {
-        return Ok(false);
-    }
     match tx.settings(&target) {
         Ok(_) => {}
         Err(Error::QueueNotFound(_)) => return Ok(false),
         Err(e) => return Err(e),
     }
     let moving = Moving::read(tx, id)?;
-    let mut attributes = decode_attributes(moving.attributes.as_deref())?;
-    attributes.retain(|(k, _)| !is_reserved_attribute(k));
+    let attributes = redriven_attributes(decode_attributes(moving.attributes.as_deref())?);
     conn.prepare_cached(sql::DELETE_MESSAGE)?
         .execute(params![id])?;
     tx.removed(dlq, moving.due)?;
