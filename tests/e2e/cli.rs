@@ -504,3 +504,57 @@ async fn apply_refuses_a_manifest_the_server_would_refuse_before_changing_anythi
     let (_, functions) = server.get("/v1/functions").await;
     assert_eq!(functions["functions"].as_array().unwrap().len(), 1);
 }
+
+/// `queue create` takes every setting the API takes, and `queue show`/`queue list` say which
+/// function consumes a queue, with sizes and durations for people.
+#[tokio::test]
+async fn queue_create_takes_every_setting_and_views_name_the_consumer() {
+    let (server, _dir) = Server::start().await;
+    cli(
+        &server,
+        &[
+            "queue",
+            "create",
+            "tuned",
+            "--dedup-window",
+            "2m",
+            "--max-depth",
+            "500",
+            "--delay",
+            "5s",
+            "--receive-wait",
+            "10s",
+            "--no-backoff-jitter",
+            "--max-message-bytes",
+            "1048576",
+        ],
+    );
+    let shown: Value =
+        serde_json::from_str(&cli(&server, &["queue", "show", "tuned", "--json"])).unwrap();
+    let settings = &shown["settings"];
+    assert_eq!(settings["dedup_window_ms"], 120_000, "{settings}");
+    assert_eq!(settings["max_depth"], 500, "{settings}");
+    assert_eq!(settings["delay_ms"], 5_000, "{settings}");
+    assert_eq!(settings["receive_wait_ms"], 10_000, "{settings}");
+    assert_eq!(settings["backoff"]["jitter"], false, "{settings}");
+
+    let log = examples_dir().join("log.wasm");
+    cli(
+        &server,
+        &[
+            "deploy",
+            log.to_str().unwrap(),
+            "--name",
+            "log",
+            "--queue",
+            "tuned",
+        ],
+    );
+    let human = cli(&server, &["queue", "show", "tuned"]);
+    for expected in ["consumer", "log", "1.0 MiB", "2m", "max depth"] {
+        assert!(human.contains(expected), "no {expected:?} in:\n{human}");
+    }
+    let list = cli(&server, &["queue", "list"]);
+    let row = list.lines().find(|l| l.starts_with("tuned")).unwrap();
+    assert!(list.contains("CONSUMER") && row.ends_with("log"), "{list}");
+}

@@ -1,5 +1,6 @@
 //! `sluice queue ...`, `sluice send` and `sluice peek`.
 
+use std::collections::HashMap;
 use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
-use super::client::segment;
+use super::client::{Client, segment};
 use super::view::{self, Align, Table};
 use super::{Remote, parse_duration, parse_pair, print_json};
 
@@ -71,6 +72,22 @@ pub struct CreateArgs {
     /// Growth of the retry delay per attempt.
     #[arg(long)]
     backoff_multiplier: Option<f64>,
+    /// Retry after exactly the backoff delay, not a random share of it.
+    #[arg(long)]
+    no_backoff_jitter: bool,
+    /// How long a `Sluice-Dedup-Id` is remembered.
+    #[arg(long, value_parser = parse_duration)]
+    dedup_window: Option<Duration>,
+    /// The most messages the queue may hold; enqueues beyond it are refused until consumers
+    /// catch up.
+    #[arg(long)]
+    max_depth: Option<u64>,
+    /// The delay of SQS sends that give no `DelaySeconds` (at most 15m).
+    #[arg(long, value_parser = parse_duration)]
+    delay: Option<Duration>,
+    /// How long an SQS receive that gives no `WaitTimeSeconds` waits (at most 20s).
+    #[arg(long, value_parser = parse_duration)]
+    receive_wait: Option<Duration>,
     #[command(flatten)]
     remote: Remote,
 }
@@ -110,6 +127,18 @@ pub async fn run(command: QueueCommand) -> anyhow::Result<()> {
             if let Some(v) = args.max_message_bytes {
                 body.insert("max_message_bytes".into(), json!(v));
             }
+            if let Some(v) = args.dedup_window {
+                body.insert("dedup_window_ms".into(), ms(v));
+            }
+            if let Some(v) = args.max_depth {
+                body.insert("max_depth".into(), json!(v));
+            }
+            if let Some(v) = args.delay {
+                body.insert("delay_ms".into(), ms(v));
+            }
+            if let Some(v) = args.receive_wait {
+                body.insert("receive_wait_ms".into(), ms(v));
+            }
             let mut backoff = Map::new();
             if let Some(v) = args.backoff_initial {
                 backoff.insert("initial_ms".into(), ms(v));
@@ -119,6 +148,9 @@ pub async fn run(command: QueueCommand) -> anyhow::Result<()> {
             }
             if let Some(v) = args.backoff_multiplier {
                 backoff.insert("multiplier".into(), json!(v));
+            }
+            if args.no_backoff_jitter {
+                backoff.insert("jitter".into(), json!(false));
             }
             if !backoff.is_empty() {
                 body.insert("backoff".into(), Value::Object(backoff));
@@ -132,27 +164,29 @@ pub async fn run(command: QueueCommand) -> anyhow::Result<()> {
                 print_json(&created);
             } else {
                 println!("created queue {}", args.name);
-                print!("{}", show_queue(&created));
+                print!("{}", show_queue(&created, &HashMap::new()));
             }
         }
         QueueCommand::List(args) => {
-            let list = args.remote.client().get("/v1/queues").await?;
+            let client = args.remote.client();
+            let list = client.get("/v1/queues").await?;
             if args.remote.json {
                 print_json(&list);
             } else {
-                print!("{}", list_queues(&list));
+                let consumers = consumers(&client).await?;
+                print!("{}", list_queues(&list, &consumers));
             }
         }
         QueueCommand::Show(args) => {
-            let queue = args
-                .remote
-                .client()
+            let client = args.remote.client();
+            let queue = client
                 .get(&format!("/v1/queues/{}", segment(&args.name)))
                 .await?;
             if args.remote.json {
                 print_json(&queue);
             } else {
-                print!("{}", show_queue(&queue));
+                let consumers = consumers(&client).await?;
+                print!("{}", show_queue(&queue, &consumers));
             }
         }
         QueueCommand::Delete(args) => {
@@ -190,7 +224,7 @@ pub async fn run(command: QueueCommand) -> anyhow::Result<()> {
 }
 
 /// `sluice queue list`: one aligned row per queue.
-fn list_queues(list: &Value) -> String {
+fn list_queues(list: &Value, consumers: &HashMap<String, String>) -> String {
     let mut table = Table::new(&[
         ("QUEUE", Align::Left),
         ("VISIBLE", Align::Right),
@@ -198,6 +232,7 @@ fn list_queues(list: &Value) -> String {
         ("IN FLIGHT", Align::Right),
         ("OLDEST", Align::Right),
         ("DEAD-LETTER QUEUE", Align::Left),
+        ("CONSUMER", Align::Left),
     ]);
     for queue in list["queues"].as_array().into_iter().flatten() {
         let stats = &queue["stats"];
@@ -208,13 +243,35 @@ fn list_queues(list: &Value) -> String {
             view::text(&stats["in_flight"]),
             view::millis_of(&stats["oldest_age_ms"]),
             view::text(&queue["settings"]["dead_letter_queue"]),
+            consumer_of(consumers, &queue["name"]),
         ]);
     }
     table.render()
 }
 
+/// The function consuming each queue (from the functions' triggers), by queue name.
+async fn consumers(client: &Client) -> anyhow::Result<HashMap<String, String>> {
+    let functions = client.get("/v1/functions").await?;
+    Ok(functions["functions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| {
+            let queue = f["trigger"]["queue"].as_str()?;
+            Some((queue.to_owned(), view::text(&f["name"])))
+        })
+        .collect())
+}
+
+/// The consumer of queue `name`, or `-`.
+fn consumer_of(consumers: &HashMap<String, String>, name: &Value) -> String {
+    name.as_str()
+        .and_then(|name| consumers.get(name).cloned())
+        .unwrap_or_else(|| "-".into())
+}
+
 /// `sluice queue show`: live counts, totals and settings.
-fn show_queue(queue: &Value) -> String {
+fn show_queue(queue: &Value, consumers: &HashMap<String, String>) -> String {
     let stats = &queue["stats"];
     let settings = &queue["settings"];
     let backoff = &settings["backoff"];
@@ -225,6 +282,7 @@ fn show_queue(queue: &Value) -> String {
         ("delayed", view::text(&stats["delayed"])),
         ("in flight", view::text(&stats["in_flight"])),
         ("oldest", view::millis_of(&stats["oldest_age_ms"])),
+        ("consumer", consumer_of(consumers, &queue["name"])),
     ]);
     out.push_str("\ntotals\n");
     out.push_str(&indent(&view::pairs(&[
@@ -262,8 +320,8 @@ fn show_queue(queue: &Value) -> String {
         ),
         ("retention", view::millis_of(&settings["retention_ms"])),
         (
-            "max message bytes",
-            view::text(&settings["max_message_bytes"]),
+            "max message size",
+            view::bytes_of(&settings["max_message_bytes"]),
         ),
         (
             "dedup window",
@@ -275,6 +333,11 @@ fn show_queue(queue: &Value) -> String {
                 .as_u64()
                 .map(|d| d.to_string())
                 .unwrap_or_else(|| "unbounded".into()),
+        ),
+        ("SQS delay", view::millis_of(&settings["delay_ms"])),
+        (
+            "SQS receive wait",
+            view::millis_of(&settings["receive_wait_ms"]),
         ),
     ])));
     out

@@ -108,6 +108,26 @@ pub fn millis_of(value: &Value) -> String {
     value.as_u64().map(millis).unwrap_or_else(|| "-".into())
 }
 
+/// Bytes as `512 B`, `256.0 KiB`, `12.0 MiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// A JSON size in bytes, or `-` when absent.
+pub fn bytes_of(value: &Value) -> String {
+    value.as_u64().map(bytes).unwrap_or_else(|| "-".into())
+}
+
 /// A JSON scalar as plain text: strings without quotes, null as `-`.
 pub fn text(value: &Value) -> String {
     match value {
@@ -120,6 +140,15 @@ pub fn text(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_in_binary_units() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(256 * 1024), "256.0 KiB");
+        assert_eq!(bytes(12 * 1024 * 1024 + 512 * 1024), "12.5 MiB");
+        assert_eq!(bytes_of(&Value::Null), "-");
+    }
 
     #[test]
     fn numbers_line_up_under_their_headers_whatever_their_width() {
