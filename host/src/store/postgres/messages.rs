@@ -605,6 +605,7 @@ pub async fn settle(
         send,
         publish,
         replies,
+        state,
     } = settlement;
     let now = work.now;
     let mut out = Settled::default();
@@ -698,6 +699,9 @@ pub async fn settle(
             .await?
             .len() as u64;
     }
+    // State writes need the lease to hold every message named; a conflict undoes it all.
+    crate::store::state::check_lease_held(&out.stale, &state)?;
+    super::kv::apply(tx, now, state).await?;
     Ok(out)
 }
 
