@@ -273,6 +273,16 @@ pub fn expired(expires_at: Option<u64>, now: u64) -> bool {
 /// The most keys one page of a listing returns.
 pub const MAX_KEYS_PAGE: usize = 1000;
 
+/// Where a listing of the keys starting with `prefix` after the cursor `after` starts, in byte
+/// order: the key to start from, and whether that key itself is included (the prefix is, a
+/// cursor is not).
+pub fn keys_from<'a>(prefix: &'a str, after: Option<&'a str>) -> (&'a str, bool) {
+    match after {
+        Some(after) if after >= prefix => (after, false),
+        _ => (prefix, true),
+    }
+}
+
 /// One page of a bucket's keys, in byte order; `cursor` is the last key of the page when more
 /// may follow (pass it back to read on).
 #[derive(Debug, Clone, Default, PartialEq)]

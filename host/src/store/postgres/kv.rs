@@ -129,11 +129,7 @@ pub async fn keys(
     limit: usize,
 ) -> Result<Vec<String>> {
     get_bucket(client, bucket).await?;
-    let from = match after {
-        Some(after) if after >= prefix => after,
-        _ => prefix,
-    };
-    let inclusive = after.is_none_or(|after| after < prefix);
+    let (from, inclusive) = state::keys_from(prefix, after);
     let rows = client
         .query(
             "SELECT key FROM kv_keys

@@ -121,11 +121,7 @@ pub fn keys(
     get_bucket(conn, bucket)?;
     // Keys compare as bytes (SQLite's BINARY collation), so the prefix's keys are one range
     // from the prefix itself.
-    let from = match after {
-        Some(after) if after >= prefix => after,
-        _ => prefix,
-    };
-    let inclusive = after.is_none_or(|after| after < prefix);
+    let (from, inclusive) = state::keys_from(prefix, after);
     Ok(conn
         .prepare_cached(
             "SELECT key FROM kv_keys
