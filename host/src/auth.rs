@@ -135,6 +135,8 @@ impl Need {
                 Need::Produce((*topic).to_owned())
             }
             ["v1", "topics", ..] => Need::Admin,
+            ["v1", "kv", ..] if reads => Need::Read,
+            ["v1", "kv", ..] => Need::Deploy,
             _ => Need::AnyToken,
         }
     }

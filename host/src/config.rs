@@ -217,6 +217,9 @@ pub struct FunctionManifest {
     /// Where the handler may send HTTP requests (Spin's patterns); nowhere when left out.
     #[serde(default)]
     pub allowed_outbound_hosts: Vec<String>,
+    /// The key-value buckets the handler may open; none when left out.
+    #[serde(default)]
+    pub kv_buckets: Vec<String>,
     pub max_outbound_requests: Option<usize>,
     pub max_outbound_response_bytes: Option<u64>,
     pub outbound_timeout_ms: Option<u64>,

@@ -69,7 +69,7 @@
 //! - `testing` (native targets only): run a handler in `cargo test`, sends, publications and
 //!   replies recorded, HTTP requests answered by stubs and recorded.
 //!
-//! The SDK targets the WIT world `sluice:queue/handler@0.3.0`. A component imports only what it
+//! The SDK targets the WIT world `sluice:queue/handler@0.4.0`. A component imports only what it
 //! uses: one that makes no HTTP request does not import `wasi:http`.
 //!
 //! # Building

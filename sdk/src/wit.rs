@@ -1,4 +1,4 @@
-//! The generated bindings for the `sluice:queue/handler@0.3.0` world, and the glue between them
+//! The generated bindings for the `sluice:queue/handler@0.4.0` world, and the glue between them
 //! and the SDK's own types (outbound HTTP's in `wit/http.rs`). This is the only place `generate!`
 //! appears; nothing outside the SDK should name anything in here.
 

@@ -25,6 +25,7 @@ mod replies;
 mod retention;
 mod schedules;
 mod sqs;
+mod state;
 mod storage;
 mod support;
 mod topics;

@@ -57,6 +57,13 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/topics/{topic}/subscriptions/{queue}"),
     ("post", "/v1/topics/{topic}/messages"),
     ("post", "/v1/topics/{topic}/messages/batch"),
+    ("get", "/v1/kv"),
+    ("put", "/v1/kv/{bucket}"),
+    ("delete", "/v1/kv/{bucket}"),
+    ("get", "/v1/kv/{bucket}/keys"),
+    ("get", "/v1/kv/{bucket}/keys/{key}"),
+    ("put", "/v1/kv/{bucket}/keys/{key}"),
+    ("delete", "/v1/kv/{bucket}/keys/{key}"),
 ];
 
 const METHODS: &[&str] = &["get", "put", "post", "delete", "patch", "head", "options"];

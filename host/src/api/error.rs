@@ -179,7 +179,8 @@ impl From<store::Error> for ApiError {
             | E::TokenNotFound(_)
             | E::ScheduleNotFound(_)
             | E::TopicNotFound(_)
-            | E::SubscriptionNotFound { .. } => ApiError::NotFound(msg),
+            | E::SubscriptionNotFound { .. }
+            | E::BucketNotFound(_) => ApiError::NotFound(msg),
             E::InvalidCursor(_) => ApiError::BadRequest(msg),
             // The function's version names a component no host stored: a broken catalog.
             E::ComponentNotFound(_) => ApiError::Internal(msg),
@@ -188,11 +189,13 @@ impl From<store::Error> for ApiError {
             | E::QueueHasConsumer { .. }
             | E::QueueScheduled { .. }
             | E::TopicExists(_)
-            | E::QueueSubscribed { .. } => ApiError::Conflict(msg),
+            | E::QueueSubscribed { .. }
+            | E::StateConflict(_) => ApiError::Conflict(msg),
             E::InvalidName { .. }
             | E::InvalidSettings(_)
             | E::InvalidMessage(_)
-            | E::InvalidTopic(_) => ApiError::BadRequest(msg),
+            | E::InvalidTopic(_)
+            | E::InvalidKv(_) => ApiError::BadRequest(msg),
             E::MessageTooLarge { .. } => ApiError::TooLarge(msg),
             E::Unavailable(_) => ApiError::Unavailable(msg),
             E::QueueFull { .. } => ApiError::QueueFull(msg),

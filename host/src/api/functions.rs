@@ -36,6 +36,8 @@ struct UploadQuery {
     /// Where the handler may send HTTP requests, as Spin writes it (`https://api.example.com`,
     /// `https://*.example.com:443`, `http://127.0.0.1:8080`); may repeat. Nowhere by default.
     allowed_outbound_host: Option<Vec<String>>,
+    /// A key-value bucket the handler may open; may repeat. None by default.
+    kv_bucket: Option<Vec<String>>,
     /// Outbound HTTP requests one invocation may have in flight at once (default 16).
     max_outbound_requests: Option<usize>,
     /// Response body bytes one outbound request may read (default 16777216).
@@ -125,7 +127,7 @@ fn is_active(record: &FunctionRecord, sha256: &str, config: &FunctionConfig) -> 
 }
 
 /// Reads the function config and `if_changed` from the query string; `env` and
-/// `allowed_outbound_host` may repeat.
+/// `allowed_outbound_host` and `kv_bucket` may repeat.
 fn config_from_query(query: &str) -> Result<(FunctionConfig, bool), ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
         .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
@@ -142,6 +144,7 @@ fn config_from_query(query: &str) -> Result<(FunctionConfig, bool), ApiError> {
             "memory_mb" => config.memory_mb = number(&key, &value)?,
             "max_sends" => config.max_sends = number(&key, &value)? as usize,
             "allowed_outbound_host" => config.allowed_outbound_hosts.push(value),
+            "kv_bucket" => config.kv_buckets.push(value),
             "max_outbound_requests" => {
                 config.max_outbound_requests = number(&key, &value)? as usize
             }
@@ -165,8 +168,8 @@ fn config_from_query(query: &str) -> Result<(FunctionConfig, bool), ApiError> {
             other => {
                 return Err(ApiError::BadRequest(format!(
                     "unknown parameter `{other}`; expected timeout_ms, memory_mb, max_sends, env, \
-                     allowed_outbound_host, max_outbound_requests, max_outbound_response_bytes, \
-                     outbound_timeout_ms or if_changed"
+                     allowed_outbound_host, kv_bucket, max_outbound_requests, \
+                     max_outbound_response_bytes, outbound_timeout_ms or if_changed"
                 )));
             }
         }
@@ -207,6 +210,8 @@ pub struct ConfigView {
     max_outbound_requests: usize,
     max_outbound_response_bytes: u64,
     outbound_timeout_ms: u64,
+    /// The key-value buckets the handler may open.
+    kv_buckets: Vec<String>,
 }
 
 impl VersionView {
@@ -231,6 +236,7 @@ impl VersionView {
                 max_outbound_requests: config.max_outbound_requests,
                 max_outbound_response_bytes: config.max_outbound_response_bytes,
                 outbound_timeout_ms: config.outbound_timeout_ms,
+                kv_buckets: config.kv_buckets,
             },
         })
     }

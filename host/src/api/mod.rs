@@ -5,6 +5,7 @@ mod body;
 mod error;
 mod functions;
 mod invocations;
+mod kv;
 mod messages;
 pub mod model;
 mod openapi;
@@ -130,6 +131,10 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(topics::subscribe, topics::unsubscribe))
         .routes(routes!(topics::publish_one))
         .routes(routes!(topics::publish_batch))
+        .routes(routes!(kv::list_buckets))
+        .routes(routes!(kv::put_bucket, kv::delete_bucket))
+        .routes(routes!(kv::list_keys))
+        .routes(routes!(kv::get_key, kv::put_key, kv::delete_key))
         .routes(routes!(tokens::create, tokens::list))
         .routes(routes!(tokens::whoami))
         .routes(routes!(tokens::revoke))

@@ -32,6 +32,7 @@ pub(crate) struct Document(pub String);
         (name = "messages", description = "Enqueue and peek"),
         (name = "functions", description = "Components, versions, triggers and invocations"),
         (name = "tokens", description = "API tokens and their scopes"),
+        (name = "kv", description = "Key-value buckets handlers keep state in, and their keys"),
     )
 )]
 struct Base;

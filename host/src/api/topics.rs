@@ -186,7 +186,7 @@ fn replay_from(from: Option<Value>) -> Result<ReplayFrom, ApiError> {
     }
 }
 
-async fn two_segments(
+pub(super) async fn two_segments(
     path: Result<axum::extract::Path<(String, String)>, PathRejection>,
 ) -> Result<(String, String), ApiError> {
     let axum::extract::Path(pair) =

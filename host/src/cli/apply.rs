@@ -264,6 +264,7 @@ fn wanted_config(function: &FunctionManifest) -> FunctionConfig {
         memory_mb: function.memory_mb.unwrap_or(defaults.memory_mb),
         max_sends: function.max_sends.unwrap_or(defaults.max_sends),
         allowed_outbound_hosts: function.allowed_outbound_hosts.clone(),
+        kv_buckets: function.kv_buckets.clone(),
         max_outbound_requests: function
             .max_outbound_requests
             .unwrap_or(defaults.max_outbound_requests),

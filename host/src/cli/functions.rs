@@ -34,6 +34,9 @@ pub struct DeployArgs {
     /// `http://127.0.0.1:8080`.
     #[arg(long = "allow-outbound", value_name = "PATTERN")]
     allow_outbound: Vec<String>,
+    /// Let the handler open this key-value bucket (repeatable; none by default).
+    #[arg(long = "kv", value_name = "BUCKET")]
+    kv: Vec<String>,
     /// Time an outbound request may take to its response head, connecting included.
     #[arg(long, value_parser = parse_duration)]
     outbound_timeout: Option<Duration>,
@@ -123,6 +126,7 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
             .unwrap_or(defaults.timeout_ms),
         memory_mb: args.memory_mb.unwrap_or(defaults.memory_mb),
         allowed_outbound_hosts: args.allow_outbound.clone(),
+        kv_buckets: args.kv.clone(),
         outbound_timeout_ms: args
             .outbound_timeout
             .map(|t| t.as_millis() as u64)
@@ -261,6 +265,9 @@ pub(super) fn config_query(config: &FunctionConfig) -> Vec<(String, String)> {
     }
     for pattern in &config.allowed_outbound_hosts {
         query.push(("allowed_outbound_host".to_owned(), pattern.clone()));
+    }
+    for bucket in &config.kv_buckets {
+        query.push(("kv_bucket".to_owned(), bucket.clone()));
     }
     query
 }

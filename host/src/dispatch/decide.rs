@@ -34,8 +34,9 @@ pub fn failure_cooldown(failures: u32) -> std::time::Duration {
 
 /// Turns an invocation's outcome into the settlement of its batch.
 ///
-/// `ok(failures)` acknowledges everything not listed and commits the sends and publishes; `err`,
-/// a trap, a timeout or running out of memory retries every message and discards them.
+/// `ok(failures)` acknowledges everything not listed and commits the sends, publishes and
+/// state writes; `err`, a trap, a timeout or running out of memory retries every message and
+/// discards them.
 pub fn settlement(
     batch: &[Message],
     invocation: Invocation,
@@ -107,6 +108,7 @@ pub fn settlement(
                     attributes: r.attributes,
                 })
                 .collect();
+            settlement.state = invocation.state;
         }
         Outcome::Error(reason) => {
             settlement = retry_all(batch, &format!("handler error: {reason}"), backoff, rng)
@@ -210,6 +212,12 @@ mod tests {
                 body: b"answer".to_vec(),
                 attributes: vec![],
             }],
+            state: vec![crate::store::StateWrite {
+                bucket: "counts".into(),
+                key: "n".into(),
+                op: crate::store::StateOp::Increment(1),
+                expect: None,
+            }],
             duration: Duration::ZERO,
         }
     }
@@ -271,6 +279,7 @@ mod tests {
             ),
             ("1", b"answer".as_slice())
         );
+        assert_eq!(s.state.len(), 1, "state commits with the ack");
     }
 
     #[test]
@@ -336,6 +345,7 @@ mod tests {
             assert!(s.ack.is_empty());
             assert!(s.send.is_empty(), "sends discarded");
             assert!(s.replies.is_empty(), "replies discarded");
+            assert!(s.state.is_empty(), "state writes discarded");
             assert!(s.publish.is_empty(), "publishes discarded");
             assert_eq!(s.retry.len(), 3);
             assert!(s.retry.iter().all(|r| r.delay_ms == 100));

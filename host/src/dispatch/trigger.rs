@@ -276,7 +276,9 @@ impl Trigger {
         let queue = &self.record.queue;
         let log = self.functions.log();
         let (entry, retention) = log.entry(&record);
-        let sends = !settlement.send.is_empty() || !settlement.publish.is_empty();
+        let sends = !settlement.send.is_empty()
+            || !settlement.publish.is_empty()
+            || !settlement.state.is_empty();
         let mut settled = if self.chains() {
             // Under a cap shared across hosts the database counts the leases; alone, the
             // permit this batch's task holds is the cap.
@@ -302,19 +304,30 @@ impl Trigger {
                 .settle_logged(lease, settlement, entry.clone(), retention)
                 .await
         };
-        // A send or publish target vanished between the handler's call and the settle: nothing
-        // was applied, so the batch is retried without its sends and publishes.
-        if let Err(
-            crate::store::Error::QueueNotFound(missing)
-            | crate::store::Error::TopicNotFound(missing),
-        ) = &settled
+        // A send or publish target vanished between the handler's call and the settle, or its
+        // state writes conflict (a key it swapped changed, a bucket was deleted): nothing was
+        // applied, so the batch is retried without its sends, publishes and writes.
+        let retry_reason = match &settled {
+            Err(
+                crate::store::Error::QueueNotFound(missing)
+                | crate::store::Error::TopicNotFound(missing),
+            ) => Some(format!(
+                "a queue the handler sent to or a topic it published to was deleted before the \
+                 batch settled (`{missing}`)"
+            )),
+            Err(crate::store::Error::StateConflict(why)) => Some(format!("state conflict: {why}")),
+            Err(crate::store::Error::BucketNotFound(bucket)) => Some(format!(
+                "state conflict: bucket `{bucket}` was deleted before the batch settled"
+            )),
+            _ => None,
+        };
+        if let Some(reason) = retry_reason
             && sends
         {
-            tracing::warn!(%queue, %missing, "send or publish target deleted; retrying the batch");
+            tracing::warn!(%queue, %reason, "settle refused; retrying the batch");
             let retry = decide::retry_all(
                 &lease.messages,
-                "a queue the handler sent to or a topic it published to was deleted before the \
-                 batch settled",
+                &reason,
                 &self.settings.backoff,
                 &mut rand::rng(),
             );

@@ -18,6 +18,7 @@
 mod bindings;
 mod cache;
 mod compile;
+mod kv;
 pub mod outbound;
 mod sandbox;
 mod surface;
@@ -108,6 +109,9 @@ pub struct Limits {
     pub max_log_bytes: usize,
     /// Where the handler may send HTTP requests, and how many, how large, how long.
     pub outbound: OutboundLimits,
+    /// The key-value buckets the handler may open. The distinct keys it writes count toward
+    /// `max_sends`, their keys and values toward `max_send_bytes` (apart from the outbox's).
+    pub kv_buckets: HashSet<String>,
 }
 
 /// One check of a name: `Err` says why the outbox refuses it.
@@ -119,6 +123,8 @@ type NameCheck = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 pub struct OutboxCheck {
     queue: NameCheck,
     topic: NameCheck,
+    /// Where the handler's key-value reads go; without one, every bucket reads empty.
+    state: Option<crate::store::Store>,
 }
 
 impl OutboxCheck {
@@ -130,6 +136,15 @@ impl OutboxCheck {
         OutboxCheck {
             queue: Arc::new(queue),
             topic: Arc::new(topic),
+            state: None,
+        }
+    }
+
+    /// The same check, with the handler's key-value reads going to `store`.
+    pub fn reading_state(self, store: crate::store::Store) -> OutboxCheck {
+        OutboxCheck {
+            state: Some(store),
+            ..self
         }
     }
 
@@ -233,6 +248,8 @@ pub struct Invocation {
     /// Outbox replies, in order; each to be committed only when `outcome` is `Ok` and its
     /// message is acknowledged.
     pub replies: Vec<Reply>,
+    /// Key-value writes, one per key; to be committed only when `outcome` is `Ok`.
+    pub state: Vec<crate::store::StateWrite>,
     pub duration: Duration,
 }
 
@@ -258,7 +275,7 @@ const TABLES_PER_COMPONENT: u32 = 4;
 const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
 
 /// The worlds a handler may target, as users see them in messages.
-const WORLD: &str = "sluice:queue/handler@0.3.0 (or @0.2.0, @0.1.0)";
+const WORLD: &str = "sluice:queue/handler@0.4.0 (or @0.3.0, @0.2.0, @0.1.0)";
 /// How many unknown imports one refusal names; the rest are counted.
 const FOREIGN_IMPORTS_NAMED: usize = 10;
 
@@ -285,7 +302,7 @@ impl Handler {
         self.inner.from_cache
     }
 
-    /// The world the component targets: `sluice:queue/handler@0.3.0`, `@0.2.0` or `@0.1.0`.
+    /// The world the component targets: `sluice:queue/handler@0.4.0`, `@0.3.0`, `@0.2.0` or `@0.1.0`.
     pub fn world(&self) -> &'static str {
         self.inner.world.name()
     }
@@ -387,6 +404,21 @@ impl Executor {
             |state| state,
         )
         .map_err(engine_error)?;
+        // 0.4.0 adds `wasi:keyvalue`, on Sluice's store (see `kv`).
+        bindings::v4::sluice::queue::outbox::add_to_linker::<State, HasSelf<State>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(engine_error)?;
+        {
+            use bindings::v4::wasi::keyvalue::{atomics, batch, store};
+            store::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)
+                .map_err(engine_error)?;
+            atomics::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)
+                .map_err(engine_error)?;
+            batch::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)
+                .map_err(engine_error)?;
+        }
         let http = outbound::Client::new().map_err(Error::Engine)?;
 
         let cache = ComponentCache::open(&config.cache_dir, &engine)?;
@@ -666,6 +698,7 @@ impl Inner {
         let sends = std::mem::take(&mut outbox.sends);
         let publishes = std::mem::take(&mut outbox.publishes);
         let replies = std::mem::take(&mut outbox.replies);
+        let state = store.data_mut().kv.take_writes();
         drop(store);
         let duration = start.elapsed();
         match &outcome {
@@ -685,6 +718,7 @@ impl Inner {
             sends,
             publishes,
             replies,
+            state,
             duration,
         }
     }

@@ -17,7 +17,8 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::bindings::{v1, v2, v3};
+use super::bindings::{v1, v2, v3, v4};
+use super::kv::Kv;
 use super::outbound::{self, Hooks};
 use super::{Limits, OutboxCheck, Outgoing, Publish, Reply};
 
@@ -32,9 +33,10 @@ pub(super) struct State {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     outbound: Hooks,
-    table: ResourceTable,
+    pub(super) table: ResourceTable,
     pub(super) memory: MemoryLimiter,
     pub(super) outbox: Outbox,
+    pub(super) kv: Kv,
 }
 
 impl State {
@@ -75,6 +77,12 @@ impl State {
                 used: 0,
                 refused: None,
             },
+            kv: Kv::new(
+                limits.kv_buckets.clone(),
+                check.state.clone(),
+                limits.max_sends,
+                limits.max_send_bytes,
+            ),
             outbox: Outbox::new(limits.max_sends, limits.max_send_bytes, check, batch),
         }
     }
@@ -100,6 +108,7 @@ impl State {
                 refused: None,
             },
             outbox: Outbox::new(0, 0, OutboxCheck::refuse_all(), HashSet::new()),
+            kv: Kv::new(HashSet::new(), None, 0, 0),
         }
     }
 }
@@ -331,6 +340,7 @@ macro_rules! outbox_host {
 }
 outbox_host!(v2);
 outbox_host!(v3);
+outbox_host!(v4);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Stream {

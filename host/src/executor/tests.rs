@@ -71,6 +71,7 @@ fn limits() -> Limits {
         max_send_bytes: 1 << 20,
         max_log_bytes: 64 << 10,
         outbound: Default::default(),
+        kv_buckets: Default::default(),
     }
 }
 
@@ -416,7 +417,7 @@ async fn an_sdk_handlers_reply_reaches_the_invocation() {
         sluice_test_support::guests::build("examples", None).unwrap_or_else(|e| panic!("{e}"));
     let wasm = std::fs::read(examples.join("reply.wasm")).unwrap();
     let handler = shared().prepare(&wasm).unwrap();
-    assert_eq!(handler.world(), "sluice:queue/handler@0.3.0");
+    assert_eq!(handler.world(), "sluice:queue/handler@0.4.0");
     let batch = vec![
         message("q-1", r#"{"sku": "A-1", "qty": 3}"#, &[]),
         message("q-2", r#"{"sku": "Z-9", "qty": 1}"#, &[]),
@@ -690,7 +691,7 @@ fn a_component_without_handle_names_what_is_missing() {
     .unwrap();
     let message = invalid(&wasm);
     assert!(
-        message.starts_with("the component does not export the `handle` function of world sluice:queue/handler@0.3.0 (or @0.2.0, @0.1.0) (it exports `run`)"),
+        message.starts_with("the component does not export the `handle` function of world sluice:queue/handler@0.4.0 (or @0.3.0, @0.2.0, @0.1.0) (it exports `run`)"),
         "{message}"
     );
 }
@@ -707,7 +708,7 @@ fn a_handle_of_the_wrong_type_is_refused() {
     let message = invalid(&wasm);
     assert!(
         message.starts_with(
-            "the component's `handle` export matches neither the worlds sluice:queue/handler@0.3.0 and sluice:queue/handler@0.2.0 (whose `handle` is the same: "
+            "the component's `handle` export matches neither the worlds sluice:queue/handler@0.4.0, sluice:queue/handler@0.3.0 and sluice:queue/handler@0.2.0 (whose `handle` is the same: "
         ) && message.contains(") nor world sluice:queue/handler@0.1.0 ("),
         "{message}"
     );

@@ -2,13 +2,14 @@
 //! component targets, and calling its `handle` with the host's messages converted to that
 //! version's WIT types and its answer converted back. 0.x versions of a WIT package are not
 //! semver-compatible, so a component built against 0.1.0 links to the 0.1.0 outbox, one built
-//! against 0.2.0 to the 0.2.0 outbox and one built against 0.3.0 to the 0.3.0 outbox (and may
-//! import `wasi:http`), all in the same linker.
+//! against 0.2.0 to the 0.2.0 outbox, one built against 0.3.0 to the 0.3.0 outbox (and may
+//! import `wasi:http`) and one built against 0.4.0 to the 0.4.0 outbox (and may import
+//! `wasi:keyvalue` too), all in the same linker.
 
 use wasmtime::Store;
 use wasmtime::component::InstancePre;
 
-use super::bindings::{v1, v2, v3};
+use super::bindings::{v1, v2, v3, v4};
 use super::sandbox::State;
 use super::{Disposition, Error, ItemFailure};
 use crate::store::Message;
@@ -16,6 +17,7 @@ use crate::store::Message;
 const V1: &str = "sluice:queue/handler@0.1.0";
 const V2: &str = "sluice:queue/handler@0.2.0";
 const V3: &str = "sluice:queue/handler@0.3.0";
+const V4: &str = "sluice:queue/handler@0.4.0";
 
 /// A component linked and checked against one version of the world.
 #[derive(Clone)]
@@ -23,6 +25,7 @@ pub(super) enum World {
     V1(v1::HandlerPre<State>),
     V2(v2::HandlerPre<State>),
     V3(v3::HandlerPre<State>),
+    V4(v4::HandlerPre<State>),
 }
 
 /// What `handle` answered, in the executor's terms.
@@ -31,9 +34,9 @@ pub(super) type Answer = Result<Vec<ItemFailure>, String>;
 impl World {
     /// The version whose `handle` the component exports: the newest that fits.
     pub(super) fn of(pre: InstancePre<State>) -> Result<World, Error> {
-        // A component's outbox import names its version; `handle` itself is alike in 0.2.0 and
-        // 0.3.0, so the import decides between them (one importing no outbox at all is run as
-        // the newest).
+        // A component's outbox import names its version; `handle` itself is alike from 0.2.0
+        // on, so the import decides between them (one importing no outbox at all is run as the
+        // newest).
         let imports = |version: &str| {
             let engine = pre.component().engine();
             pre.component()
@@ -41,10 +44,15 @@ impl World {
                 .imports(engine)
                 .any(|(name, _)| name == format!("sluice:queue/outbox@{version}"))
         };
-        if !imports("0.2.0")
-            && let Ok(newest) = v3::HandlerPre::new(pre.clone())
+        if imports("0.3.0")
+            && let Ok(older) = v3::HandlerPre::new(pre.clone())
         {
-            return Ok(World::V3(newest));
+            return Ok(World::V3(older));
+        }
+        if !imports("0.2.0")
+            && let Ok(newest) = v4::HandlerPre::new(pre.clone())
+        {
+            return Ok(World::V4(newest));
         }
         let newer = match v2::HandlerPre::new(pre.clone()) {
             Ok(pre) => return Ok(World::V2(pre)),
@@ -52,7 +60,7 @@ impl World {
         };
         v1::HandlerPre::new(pre).map(World::V1).map_err(|oldest| {
             Error::Invalid(format!(
-                "the component's `handle` export matches neither the worlds {V3} and {V2} \
+                "the component's `handle` export matches neither the worlds {V4}, {V3} and {V2} \
                  (whose `handle` is the same: {newer:#}) nor world {V1} ({oldest:#}); build it \
                  against the `handler` world of Sluice's WIT package"
             ))
@@ -65,6 +73,7 @@ impl World {
             World::V1(_) => V1,
             World::V2(_) => V2,
             World::V3(_) => V3,
+            World::V4(_) => V4,
         }
     }
 
@@ -75,6 +84,7 @@ impl World {
             World::V1(pre) => pre.instance_pre().component(),
             World::V2(pre) => pre.instance_pre().component(),
             World::V3(pre) => pre.instance_pre().component(),
+            World::V4(pre) => pre.instance_pre().component(),
         }
     }
 
@@ -101,6 +111,7 @@ impl World {
             ),
             World::V2(pre) => Call::V2(pre, batch.map(Into::into).collect()),
             World::V3(pre) => Call::V3(pre, batch.map(Into::into).collect()),
+            World::V4(pre) => Call::V4(pre, batch.map(Into::into).collect()),
         }
     }
 }
@@ -126,6 +137,7 @@ macro_rules! message_into {
 }
 message_into!(v2);
 message_into!(v3);
+message_into!(v4);
 
 /// One call of `handle`: the component and the batch in the types of its world.
 pub(super) enum Call<'a> {
@@ -140,6 +152,10 @@ pub(super) enum Call<'a> {
     V3(
         &'a v3::HandlerPre<State>,
         Vec<v3::sluice::queue::types::Message>,
+    ),
+    V4(
+        &'a v4::HandlerPre<State>,
+        Vec<v4::sluice::queue::types::Message>,
     ),
 }
 
@@ -162,6 +178,7 @@ impl Call<'_> {
             Call::V1(pre, batch) => call!(pre, batch),
             Call::V2(pre, batch) => call!(pre, batch),
             Call::V3(pre, batch) => call!(pre, batch),
+            Call::V4(pre, batch) => call!(pre, batch),
         };
         Ok(answer)
     }
@@ -187,3 +204,4 @@ macro_rules! item_failure_from {
 item_failure_from!(v1);
 item_failure_from!(v2);
 item_failure_from!(v3);
+item_failure_from!(v4);

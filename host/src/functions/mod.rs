@@ -53,6 +53,8 @@ pub struct FunctionConfig {
     pub max_outbound_response_bytes: u64,
     /// From sending an outbound request to its response head, connecting included.
     pub outbound_timeout_ms: u64,
+    /// The key-value buckets the handler may open; none when empty.
+    pub kv_buckets: Vec<String>,
 }
 
 impl Default for FunctionConfig {
@@ -66,6 +68,7 @@ impl Default for FunctionConfig {
             max_outbound_requests: 16,
             max_outbound_response_bytes: 16 << 20,
             outbound_timeout_ms: 10_000,
+            kv_buckets: Vec::new(),
         }
     }
 }
@@ -103,6 +106,10 @@ impl FunctionConfig {
             )));
         }
         executor::AllowList::parse(&self.allowed_outbound_hosts).map_err(Error::InvalidConfig)?;
+        for bucket in &self.kv_buckets {
+            store::state::validate_bucket_name(bucket)
+                .map_err(|e| Error::InvalidConfig(format!("kv_buckets: {e}")))?;
+        }
         if !(1..=MAX_OUTBOUND_REQUESTS).contains(&self.max_outbound_requests) {
             return Err(Error::InvalidConfig(format!(
                 "max_outbound_requests must be between 1 and {MAX_OUTBOUND_REQUESTS}, got {}",
@@ -152,6 +159,7 @@ impl FunctionConfig {
             max_sends: self.max_sends,
             max_send_bytes: 64 * 1024 * 1024,
             max_log_bytes: 64 * 1024,
+            kv_buckets: self.kv_buckets.iter().cloned().collect(),
             outbound: executor::OutboundLimits {
                 function: Arc::from(function),
                 allow: Arc::new(allow),
@@ -296,6 +304,8 @@ fn message_json(body: &[u8], attributes: &[(String, String)]) -> serde_json::Val
 /// exists now, both looked up in the store's cached catalog. A topic deleted after the check is
 /// found at the settle, which then fails with `TopicNotFound` (as a deleted queue fails it with
 /// `QueueNotFound`).
+///
+/// The handler's key-value reads go to `store` too.
 pub async fn outbox_check(store: &Store) -> OutboxCheck {
     let queues = store.clone();
     let topics = store.topic_names().await;
@@ -315,6 +325,7 @@ pub async fn outbox_check(store: &Store) -> OutboxCheck {
             )),
         },
     )
+    .reading_state(store.clone())
 }
 
 pub fn failure_name(kind: FailureKind) -> &'static str {

@@ -6,10 +6,10 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::{
-    Enqueued, FunctionRecord, InvocationEntry, InvocationQuery, InvocationRetention, Lease,
-    LeaseRequest, LogWrite, Message, NewMessage, Published, QueueInfo, QueueSettings, Redrive,
-    ReplayFrom, Reply, Result, ScheduleRecord, Settled, Settlement, SubscriptionRecord,
-    TokenRecord, TopicRecord, TriggerRecord,
+    BucketRecord, Enqueued, FunctionRecord, InvocationEntry, InvocationQuery, InvocationRetention,
+    KvEntry, Lease, LeaseRequest, LogWrite, Message, NewMessage, Published, QueueInfo,
+    QueueSettings, Redrive, ReplayFrom, Reply, Result, ScheduleRecord, Settled, Settlement,
+    StateWrite, SubscriptionRecord, TokenRecord, TopicRecord, TriggerRecord,
 };
 
 /// The storage contract: what a database must do for Sluice. Every write is durable when it
@@ -154,6 +154,26 @@ pub trait Backend: Send + Sync + 'static {
     /// Copies the next chunk of history into a lagging subscription, in one commit; true once
     /// it has caught up.
     async fn catch_up(&self, topic: &str, queue: &str) -> Result<bool>;
+
+    // ---- key-value state: written by `settle` (and `kv_write`), swept by `expire` ----
+    /// Creates the bucket, or changes its expiry (for writes from then on).
+    async fn put_bucket(&self, name: &str, ttl_ms: Option<u64>) -> Result<BucketRecord>;
+    async fn get_bucket(&self, name: &str) -> Result<BucketRecord>;
+    async fn list_buckets(&self) -> Result<Vec<BucketRecord>>;
+    /// Deletes the bucket and its keys.
+    async fn delete_bucket(&self, name: &str) -> Result<()>;
+    /// The live (unexpired) value of a key; `None` when it has none.
+    async fn kv_get(&self, bucket: &str, key: &str) -> Result<Option<KvEntry>>;
+    /// Up to `limit` live keys starting with `prefix`, after `after`, in byte order.
+    async fn kv_keys(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>>;
+    /// Applies writes at once, in one commit, as a settle's state is applied.
+    async fn kv_write(&self, writes: Vec<StateWrite>) -> Result<()>;
 
     // Replies: committed by `settle`, swept by `expire`.
     /// The reply to `message_id`, unless there is none or it expired.

@@ -67,6 +67,16 @@ pub enum Error {
     ComponentNotFound(String),
     #[error("function `{name}` has no version {version}")]
     VersionNotFound { name: String, version: u32 },
+    #[error("bucket `{0}` does not exist; create it with `PUT /v1/kv/{0}`")]
+    BucketNotFound(String),
+    /// A bucket name, key, value or expiry out of bounds.
+    #[error("invalid key-value request: {0}")]
+    InvalidKv(String),
+    /// A settle's state writes cannot commit as they are (a compare-and-swap whose key changed,
+    /// an increment of a value that is no counter, a lease lost): nothing of the settle was
+    /// committed, and the batch should be retried.
+    #[error("state conflict: {0}")]
+    StateConflict(String),
     /// The database cannot be written or read (disk full, read-only, I/O error).
     #[error("storage unavailable: {0}")]
     Unavailable(String),

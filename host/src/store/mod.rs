@@ -23,6 +23,7 @@ pub mod postgres;
 mod replies;
 pub(crate) mod rules;
 pub mod sqlite;
+pub mod state;
 pub mod topics;
 mod turns;
 mod types;
@@ -48,6 +49,7 @@ pub use contract::Backend;
 pub use error::{Error, Result};
 pub use events::{CatalogChange, Events};
 pub use replies::{MAX_REPLY_WAIT, NewReply, REPLY_RETENTION_MS, Reply};
+pub use state::{BucketRecord, KeyPage, KvEntry, StateOp, StateWrite};
 pub use topics::{Published, ReplayFrom, SubscriptionRecord, TopicRecord};
 pub use turns::{FAVOURED_TURN, favoured_priority};
 pub use types::*;
@@ -365,6 +367,10 @@ impl Store {
         (settlement.send.iter())
             .chain(&settlement.publish)
             .try_for_each(|(_, m)| validate::message(m))?;
+        settlement
+            .state
+            .iter()
+            .try_for_each(state::validate_write)?;
         self.backend
             .settle(queue, lease_id, settlement, log, next)
             .await
@@ -539,6 +545,51 @@ impl Store {
     pub async fn delete_schedule(&self, name: &str) -> Result<()> {
         self.backend.delete_schedule(name).await
     }
+    // ---- key-value state ----
+    /// Creates the bucket, or changes its expiry; keys written from then on expire `ttl_ms`
+    /// after their last write (never, without one).
+    pub async fn put_bucket(&self, name: &str, ttl_ms: Option<u64>) -> Result<BucketRecord> {
+        state::validate_bucket_name(name)?;
+        state::validate_ttl(ttl_ms)?;
+        self.backend.put_bucket(name, ttl_ms).await
+    }
+    pub async fn get_bucket(&self, name: &str) -> Result<BucketRecord> {
+        self.backend.get_bucket(name).await
+    }
+    pub async fn list_buckets(&self) -> Result<Vec<BucketRecord>> {
+        self.backend.list_buckets().await
+    }
+    /// Deletes the bucket and every key in it.
+    pub async fn delete_bucket(&self, name: &str) -> Result<()> {
+        self.backend.delete_bucket(name).await
+    }
+    /// The committed, unexpired value of a key; `None` when it has none.
+    pub async fn kv_get(&self, bucket: &str, key: &str) -> Result<Option<KvEntry>> {
+        state::validate_key(key)?;
+        self.backend.kv_get(bucket, key).await
+    }
+    /// A page of a bucket's live keys starting with `prefix`, after `cursor` (the previous
+    /// page's), at most `limit` (capped at [`state::MAX_KEYS_PAGE`]).
+    pub async fn kv_keys(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<KeyPage> {
+        let limit = limit.clamp(1, state::MAX_KEYS_PAGE);
+        let keys = self
+            .backend
+            .kv_keys(bucket, prefix, cursor, limit + 1)
+            .await?;
+        Ok(KeyPage::from_read(keys, limit))
+    }
+    /// Commits writes at once (an operator's), all or none, by the rules a settle's follow.
+    pub async fn kv_write(&self, writes: Vec<StateWrite>) -> Result<()> {
+        writes.iter().try_for_each(state::validate_write)?;
+        self.backend.kv_write(writes).await
+    }
+
     // ---- topics ----
     pub async fn create_topic(&self, name: &str, retention_ms: u64) -> Result<TopicRecord> {
         topics::validate_topic(name, retention_ms)?;

@@ -135,6 +135,13 @@ contract_tests!(
     a_waiting_producer_wakes_on_the_reply_or_times_out,
     topic_names_follow_topic_changes,
     the_running_sweep_applies_every_retention,
+    buckets_are_created_changed_listed_and_deleted,
+    state_commits_with_the_ack_all_or_nothing,
+    a_stale_settle_writes_no_state_and_acks_nothing,
+    a_compare_and_swap_conflict_fails_the_whole_settle,
+    expired_keys_are_hidden_and_keys_page_by_prefix,
+    operator_writes_are_validated_and_commit_at_once,
+    concurrent_increments_never_lose_an_update,
 );
 
 impl Fixture {
@@ -167,8 +174,8 @@ impl Fixture {
 
 /// Retention is the running host's job, on both backends: its periodic sweep (never
 /// `expire_now`) forgets everything the store keeps for a time once that time has passed:
-/// queue messages, dedup ids, topic history, replies and the invocation log (by age, even
-/// while nothing new is logged).
+/// queue messages, dedup ids, topic history, replies, keys of buckets with an expiry and the
+/// invocation log (by age, even while nothing new is logged).
 async fn the_running_sweep_applies_every_retention(f: Fixture) {
     f.queue("q", QueueSettings::default()).await;
     f.store.create_topic("t", 60_000).await.unwrap();
@@ -190,6 +197,11 @@ async fn the_running_sweep_applies_every_retention(f: Fixture) {
         ..msg("kept too long")
     };
     f.store.enqueue("q", vec![kept]).await.unwrap();
+    f.store.put_bucket("short", Some(60_000)).await.unwrap();
+    f.store
+        .kv_write(vec![set("short", "k", "v")])
+        .await
+        .unwrap();
     let logged = InvocationEntry {
         started_at_ms: f.store.now_ms(),
         ..invocation("f")
@@ -210,6 +222,7 @@ async fn the_running_sweep_applies_every_retention(f: Fixture) {
         "topic_messages",
         "replies",
         "invocations",
+        "kv_keys",
     ];
     for table in tables {
         assert!(f.rows(table).await > 0, "{table} holds nothing to forget");
@@ -2750,4 +2763,345 @@ async fn counters_are_built_for_an_older_database() {
     let stats = store.get_queue("q").await.unwrap().stats;
     assert_eq!((stats.visible, stats.delayed, stats.in_flight), (4, 0, 0));
     assert_eq!(store.purge("q").await.unwrap(), 4);
+}
+
+fn set(bucket: &str, key: &str, value: &str) -> StateWrite {
+    StateWrite {
+        bucket: bucket.into(),
+        key: key.into(),
+        op: StateOp::Set(value.as_bytes().to_vec()),
+        expect: None,
+    }
+}
+
+fn increment(bucket: &str, key: &str, delta: i64) -> StateWrite {
+    StateWrite {
+        bucket: bucket.into(),
+        key: key.into(),
+        op: StateOp::Increment(delta),
+        expect: None,
+    }
+}
+
+impl Fixture {
+    /// The committed value of a key, as text.
+    async fn value(&self, bucket: &str, key: &str) -> Option<String> {
+        let entry = self.store.kv_get(bucket, key).await.expect("kv get");
+        entry.map(|e| String::from_utf8(e.value).expect("utf-8 value"))
+    }
+}
+
+/// Buckets are named resources: created with an optional expiry, changed by putting them
+/// again, listed in name order, deleted with their keys.
+async fn buckets_are_created_changed_listed_and_deleted(f: Fixture) {
+    let made = f.store.put_bucket("seen", Some(3_600_000)).await.unwrap();
+    assert_eq!((made.name.as_str(), made.ttl_ms), ("seen", Some(3_600_000)));
+    f.store.put_bucket("counts", None).await.unwrap();
+    let changed = f.store.put_bucket("seen", Some(1_000)).await.unwrap();
+    assert_eq!(changed.ttl_ms, Some(1_000));
+    assert_eq!(changed.created_at_ms, made.created_at_ms);
+    let names: Vec<String> = (f.store.list_buckets().await.unwrap().into_iter())
+        .map(|b| b.name)
+        .collect();
+    assert_eq!(names, ["counts", "seen"]);
+    assert!(matches!(
+        f.store.put_bucket("no spaces", None).await,
+        Err(Error::InvalidKv(_))
+    ));
+    assert!(matches!(
+        f.store.put_bucket("zero", Some(0)).await,
+        Err(Error::InvalidKv(_))
+    ));
+    f.store
+        .kv_write(vec![set("counts", "a", "1")])
+        .await
+        .unwrap();
+    f.store.delete_bucket("counts").await.unwrap();
+    assert!(matches!(
+        f.store.kv_get("counts", "a").await,
+        Err(Error::BucketNotFound(_))
+    ));
+    // Created again, it is empty: its keys went with it.
+    f.store.put_bucket("counts", None).await.unwrap();
+    assert_eq!(f.value("counts", "a").await, None);
+    assert!(matches!(
+        f.store.delete_bucket("never").await,
+        Err(Error::BucketNotFound(_))
+    ));
+}
+
+/// A settle's state writes commit in its transaction: with the ack, or (when anything of the
+/// settle fails) not at all. Increments add to the committed value.
+async fn state_commits_with_the_ack_all_or_nothing(f: Fixture) {
+    f.queue("q", QueueSettings::default()).await;
+    f.store.put_bucket("counts", None).await.unwrap();
+    f.store
+        .enqueue("q", vec![msg("a"), msg("b")])
+        .await
+        .unwrap();
+    let lease = f.lease("q", 10).await;
+    let failing = Settlement {
+        state: vec![increment("counts", "n", 2), set("counts", "last", "b")],
+        send: vec![("missing".into(), msg("x"))],
+        ..ack_all(&lease)
+    };
+    assert!(f.store.settle(&lease, failing).await.is_err());
+    assert_eq!(f.value("counts", "n").await, None);
+    assert_eq!(f.stats("q").await.in_flight, 2);
+    let to_missing_bucket = Settlement {
+        state: vec![increment("counts", "n", 2), increment("nope", "n", 1)],
+        ..ack_all(&lease)
+    };
+    let err = f.store.settle(&lease, to_missing_bucket).await.unwrap_err();
+    assert!(
+        matches!(err, Error::BucketNotFound(ref b) if b == "nope"),
+        "{err}"
+    );
+    assert_eq!(f.value("counts", "n").await, None);
+    let ok = Settlement {
+        state: vec![increment("counts", "n", 2), set("counts", "last", "b")],
+        ..ack_all(&lease)
+    };
+    assert_eq!(f.store.settle(&lease, ok).await.unwrap().acked, 2);
+    assert_eq!(f.value("counts", "n").await.as_deref(), Some("2"));
+    assert_eq!(f.value("counts", "last").await.as_deref(), Some("b"));
+
+    f.store.enqueue("q", vec![msg("c")]).await.unwrap();
+    let lease = f.lease("q", 10).await;
+    let more = Settlement {
+        state: vec![
+            increment("counts", "n", 5),
+            StateWrite {
+                op: StateOp::Delete,
+                ..set("counts", "last", "")
+            },
+        ],
+        ..ack_all(&lease)
+    };
+    f.store.settle(&lease, more).await.unwrap();
+    assert_eq!(f.value("counts", "n").await.as_deref(), Some("7"));
+    assert_eq!(f.value("counts", "last").await, None);
+}
+
+/// A settle whose lease lost a message (it expired and another consumer leased it) commits
+/// none of its state and none of its acks: the other consumer's settle counts the message.
+async fn a_stale_settle_writes_no_state_and_acks_nothing(f: Fixture) {
+    let settings = QueueSettings {
+        visibility_timeout_ms: 1_000,
+        ..QueueSettings::default()
+    };
+    f.queue("q", settings).await;
+    f.store.put_bucket("counts", None).await.unwrap();
+    f.store.enqueue("q", vec![msg("a")]).await.unwrap();
+    let first = f.lease("q", 10).await;
+    f.clock.advance(1_001);
+    let second = f.lease("q", 10).await;
+    let stale = Settlement {
+        state: vec![increment("counts", "n", 1)],
+        ..ack_all(&first)
+    };
+    let err = f.store.settle(&first, stale).await.unwrap_err();
+    assert!(matches!(err, Error::StateConflict(_)), "{err}");
+    assert_eq!(f.value("counts", "n").await, None);
+    let fresh = Settlement {
+        state: vec![increment("counts", "n", 1)],
+        ..ack_all(&second)
+    };
+    assert_eq!(f.store.settle(&second, fresh).await.unwrap().acked, 1);
+    assert_eq!(f.value("counts", "n").await.as_deref(), Some("1"));
+}
+
+/// A compare-and-swap is checked at commit: if its key changed since the handler read it,
+/// nothing of the settle commits (the batch stays leased, to be retried) and the error says
+/// it was a state conflict.
+async fn a_compare_and_swap_conflict_fails_the_whole_settle(f: Fixture) {
+    f.queue("q", QueueSettings::default()).await;
+    f.store.put_bucket("b", None).await.unwrap();
+    f.store.kv_write(vec![set("b", "k", "one")]).await.unwrap();
+    let read = f.store.kv_get("b", "k").await.unwrap().unwrap();
+    assert_eq!(read.written_at_ms, T0);
+    f.store.enqueue("q", vec![msg("a")]).await.unwrap();
+    let lease = f.lease("q", 10).await;
+    // Another writer changes the key, even to the same value: its version moves on.
+    f.store.kv_write(vec![set("b", "k", "one")]).await.unwrap();
+    let now = f.store.kv_get("b", "k").await.unwrap().unwrap();
+    assert_ne!(now.version, read.version);
+    let swap = |expect| Settlement {
+        state: vec![
+            increment("b", "other", 1),
+            StateWrite {
+                expect: Some(expect),
+                ..set("b", "k", "two")
+            },
+        ],
+        ..ack_all(&lease)
+    };
+    let err = f
+        .store
+        .settle(&lease, swap(read.version))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::StateConflict(_)), "{err}");
+    assert_eq!(f.value("b", "k").await.as_deref(), Some("one"));
+    assert_eq!(f.value("b", "other").await, None);
+    assert_eq!(f.stats("q").await.in_flight, 1);
+    // Expecting absence conflicts with any committed key.
+    let err = f.store.settle(&lease, swap(0)).await.unwrap_err();
+    assert!(matches!(err, Error::StateConflict(_)), "{err}");
+    // Read again, the swap holds.
+    assert_eq!(
+        f.store
+            .settle(&lease, swap(now.version))
+            .await
+            .unwrap()
+            .acked,
+        1
+    );
+    assert_eq!(f.value("b", "k").await.as_deref(), Some("two"));
+    assert_eq!(f.value("b", "other").await.as_deref(), Some("1"));
+    // Deleted and written again, a key never takes an old version back.
+    let swapped = f.store.kv_get("b", "k").await.unwrap().unwrap().version;
+    let delete = StateWrite {
+        op: StateOp::Delete,
+        ..set("b", "k", "")
+    };
+    f.store.kv_write(vec![delete]).await.unwrap();
+    f.store.kv_write(vec![set("b", "k", "two")]).await.unwrap();
+    let rewritten = f.store.kv_get("b", "k").await.unwrap().unwrap().version;
+    assert!(rewritten > swapped, "{rewritten} after {swapped}");
+}
+
+/// Keys expire their bucket's `ttl_ms` after their last write: reads and listings hide them
+/// at once, before the sweep removes them. Listings page in byte order, by prefix.
+async fn expired_keys_are_hidden_and_keys_page_by_prefix(f: Fixture) {
+    f.store.put_bucket("seen", Some(1_000)).await.unwrap();
+    f.store
+        .kv_write(
+            ["seen:1", "seen:2", "seen:3", "other", "seen;x"]
+                .iter()
+                .map(|k| set("seen", k, "1"))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let page = f.store.kv_keys("seen", "seen:", None, 2).await.unwrap();
+    assert_eq!(page.keys, ["seen:1", "seen:2"]);
+    let cursor = page.cursor.expect("more follow");
+    let page = f
+        .store
+        .kv_keys("seen", "seen:", Some(&cursor), 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        (page.keys.as_slice(), page.cursor),
+        (&["seen:3".to_owned()][..], None)
+    );
+    let all = f.store.kv_keys("seen", "", None, 100).await.unwrap();
+    assert_eq!(all.keys, ["other", "seen:1", "seen:2", "seen:3", "seen;x"]);
+
+    f.clock.advance(600);
+    // Written again, a key's expiry starts over.
+    f.store
+        .kv_write(vec![set("seen", "seen:2", "2")])
+        .await
+        .unwrap();
+    f.clock.advance(400);
+    assert_eq!(f.value("seen", "seen:1").await, None);
+    assert_eq!(f.value("seen", "seen:2").await.as_deref(), Some("2"));
+    let all = f.store.kv_keys("seen", "", None, 100).await.unwrap();
+    assert_eq!(all.keys, ["seen:2"]);
+    // An increment of an expired key starts from zero.
+    f.store
+        .kv_write(vec![increment("seen", "seen:1", 5)])
+        .await
+        .unwrap();
+    assert_eq!(f.value("seen", "seen:1").await.as_deref(), Some("5"));
+    f.store.expire_now().await.unwrap();
+    assert_eq!(f.rows("kv_keys").await, 2);
+    assert!(matches!(
+        f.store.kv_keys("nope", "", None, 10).await,
+        Err(Error::BucketNotFound(_))
+    ));
+}
+
+/// Keys up to 1 KiB and values up to 1 MiB; anything larger is refused before any backend,
+/// and so is a settle carrying it. An increment of a value that is no number fails.
+async fn operator_writes_are_validated_and_commit_at_once(f: Fixture) {
+    f.store.put_bucket("b", None).await.unwrap();
+    let big = StateWrite {
+        op: StateOp::Set(vec![0; state::MAX_VALUE_BYTES + 1]),
+        ..set("b", "k", "")
+    };
+    assert!(matches!(
+        f.store.kv_write(vec![big]).await,
+        Err(Error::InvalidKv(_))
+    ));
+    let long_key = "k".repeat(state::MAX_KEY_BYTES + 1);
+    assert!(matches!(
+        f.store.kv_write(vec![set("b", &long_key, "v")]).await,
+        Err(Error::InvalidKv(_))
+    ));
+    let largest = StateWrite {
+        op: StateOp::Set(vec![7; state::MAX_VALUE_BYTES]),
+        ..set("b", &"k".repeat(state::MAX_KEY_BYTES), "")
+    };
+    f.store.kv_write(vec![largest]).await.unwrap();
+    f.store
+        .kv_write(vec![set("b", "word", "abc")])
+        .await
+        .unwrap();
+    assert!(matches!(
+        f.store.kv_write(vec![increment("b", "word", 1)]).await,
+        Err(Error::StateConflict(_))
+    ));
+    f.queue("q", QueueSettings::default()).await;
+    f.store.enqueue("q", vec![msg("a")]).await.unwrap();
+    let lease = f.lease("q", 10).await;
+    let settlement = Settlement {
+        state: vec![set("b", "", "empty key")],
+        ..ack_all(&lease)
+    };
+    assert!(matches!(
+        f.store.settle(&lease, settlement).await,
+        Err(Error::InvalidKv(_))
+    ));
+}
+
+/// Increments from many settles at once (on PostgreSQL, from two hosts' stores) each add
+/// their delta to what is committed: none is lost.
+async fn concurrent_increments_never_lose_an_update(f: Fixture) {
+    const N: usize = 40;
+    f.queue("q", QueueSettings::default()).await;
+    f.store.put_bucket("counts", None).await.unwrap();
+    f.store
+        .enqueue("q", (0..N).map(|i| msg(&i.to_string())).collect())
+        .await
+        .unwrap();
+    let other = match &f._db {
+        Some(db) => Store::connect_postgres(&db.url, StoreOptions::default(), f.clock.clone())
+            .await
+            .expect("second host"),
+        None => f.store.clone(),
+    };
+    let mut settles = tokio::task::JoinSet::new();
+    for i in 0..N {
+        let store = if i % 2 == 0 {
+            f.store.clone()
+        } else {
+            other.clone()
+        };
+        let lease = f.lease("q", 1).await;
+        settles.spawn(async move {
+            let settlement = Settlement {
+                state: vec![increment("counts", "n", 1), increment("counts", "m", 2)],
+                ..ack_all(&lease)
+            };
+            store.settle(&lease, settlement).await
+        });
+    }
+    while let Some(settled) = settles.join_next().await {
+        assert_eq!(settled.expect("settle task").expect("settle").acked, 1);
+    }
+    assert_eq!(f.value("counts", "n").await, Some(N.to_string()));
+    assert_eq!(f.value("counts", "m").await, Some((2 * N).to_string()));
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::NewReply;
+use super::{NewReply, StateWrite};
 
 /// Attributes the store adds to a dead-lettered message, and removes on redrive.
 pub const ATTR_DEAD_LETTER_REASON: &str = "sluice-dead-letter-reason";
@@ -167,6 +167,9 @@ pub struct Settlement {
     /// Replies to messages of the lease, each committed only if its message is acknowledged
     /// here (a retried or dead-lettered message's reply is discarded).
     pub replies: Vec<NewReply>,
+    /// Writes to key-value buckets, committed with the rest or not at all; only while the lease
+    /// still holds every message the settlement names (see [`super::state`]).
+    pub state: Vec<StateWrite>,
 }
 
 #[derive(Debug, Clone)]

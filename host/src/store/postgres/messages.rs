@@ -606,6 +606,7 @@ pub async fn settle(
         send,
         publish,
         replies,
+        state,
     } = settlement;
     let now = work.now;
     let mut out = Settled::default();
@@ -699,6 +700,9 @@ pub async fn settle(
             .await?
             .len() as u64;
     }
+    // State writes need the lease to hold every message named; a conflict undoes it all.
+    crate::store::state::check_lease_held(&out.stale, &state)?;
+    super::kv::apply(tx, now, state).await?;
     Ok(out)
 }
 

@@ -11,6 +11,7 @@
 //! round trip and PostgreSQL does not parse and plan it again.
 
 mod invocations;
+mod kv;
 mod listen;
 mod messages;
 mod replies;
@@ -38,6 +39,7 @@ use super::{
     NewMessage, QueueInfo, QueueSettings, QueueStats, Redrive, Result, ScheduleRecord, Settled,
     Settlement, StoreOptions, TokenRecord, TriggerRecord,
 };
+use super::{BucketRecord, KvEntry, StateWrite};
 use super::{Published, ReplayFrom, SubscriptionRecord, TopicRecord};
 use messages::Work;
 
@@ -201,6 +203,7 @@ async fn sweep(pool: &Pool, now: u64, log_max_age_ms: u64) -> Result<u64> {
     let expired = messages::expire(&tx, &mut work).await?;
     topics::expire(&tx, now).await?;
     replies::expire(&tx, now).await?;
+    kv::expire(&tx, now).await?;
     invocations::expire(&tx, now.saturating_sub(log_max_age_ms)).await?;
     work.flush(&tx).await?;
     tx.commit().await?;
@@ -979,6 +982,47 @@ impl Backend for PostgresBackend {
         });
         self.events.catalog_changed(CatalogChange::Topics);
         self.get_topic(name).await
+    }
+
+    async fn put_bucket(&self, name: &str, ttl_ms: Option<u64>) -> Result<BucketRecord> {
+        let client = self.client().await?;
+        kv::put_bucket(&client, self.clock.now_ms(), name, ttl_ms).await
+    }
+
+    async fn get_bucket(&self, name: &str) -> Result<BucketRecord> {
+        let client = self.client().await?;
+        kv::get_bucket(&client, name).await
+    }
+
+    async fn list_buckets(&self) -> Result<Vec<BucketRecord>> {
+        let client = self.client().await?;
+        kv::list_buckets(&client).await
+    }
+
+    async fn delete_bucket(&self, name: &str) -> Result<()> {
+        let client = self.client().await?;
+        kv::delete_bucket(&client, name).await
+    }
+
+    async fn kv_get(&self, bucket: &str, key: &str) -> Result<Option<KvEntry>> {
+        let client = self.client().await?;
+        kv::get(&client, self.clock.now_ms(), bucket, key).await
+    }
+
+    async fn kv_keys(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let client = self.client().await?;
+        kv::keys(&client, self.clock.now_ms(), bucket, prefix, after, limit).await
+    }
+
+    async fn kv_write(&self, writes: Vec<StateWrite>) -> Result<()> {
+        in_tx!(self, |tx, work| kv::apply(&tx, work.now, writes).await?);
+        Ok(())
     }
 
     async fn get_reply(&self, message_id: &str) -> Result<Option<super::Reply>> {

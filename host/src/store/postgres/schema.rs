@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     super::topics::SCHEMA_V6,
     super::replies::SCHEMA_V7,
     V8,
+    super::kv::SCHEMA_V9,
 ];
 
 /// When each message was first leased: SQS's `ApproximateFirstReceiveTimestamp`. NULL until

@@ -327,6 +327,7 @@ pub fn settle(
         send,
         publish,
         replies,
+        state,
     } = settlement;
     let conn = tx.conn;
     let now = tx.now;
@@ -415,6 +416,9 @@ pub fn settle(
         // So does a missing topic, or a copy a subscribed queue refuses.
         out.published += super::topics::publish(tx, &topic, messages)?.len() as u64;
     }
+    // State writes need the lease to hold every message named; a conflict undoes it all.
+    crate::store::state::check_lease_held(&out.stale, &state)?;
+    super::kv::apply(tx, state)?;
     Ok(out)
 }
 
@@ -693,9 +697,10 @@ pub fn sweep(tx: &mut Tx<'_>, log_max_age_ms: u64) -> Result<(u64, bool)> {
     let replies = super::replies::expire(tx, BULK_CHUNK)?;
     let cutoff = tx.now.saturating_sub(log_max_age_ms);
     let invocations = super::invocations::expire(tx, cutoff, BULK_CHUNK)?;
+    let keys = super::kv::expire(tx, BULK_CHUNK)?;
     Ok((
         expired,
-        more || history == BULK_CHUNK || replies == BULK_CHUNK || invocations == BULK_CHUNK,
+        more || [history, replies, invocations, keys].contains(&BULK_CHUNK),
     ))
 }
 

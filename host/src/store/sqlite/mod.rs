@@ -8,6 +8,7 @@
 mod catalog;
 mod components;
 pub mod invocations;
+mod kv;
 pub(super) mod messages;
 mod read;
 mod replies;
@@ -39,6 +40,7 @@ use super::{
     NewMessage, QueueInfo, QueueSettings, QueueStats, REASON_LEASE_EXPIRED, Redrive, Result,
     ScheduleRecord, Settled, Settlement, StoreOptions, TokenRecord, TriggerRecord, validate,
 };
+use super::{BucketRecord, KvEntry, StateWrite};
 use super::{InvocationEntry, InvocationQuery, InvocationRetention};
 use super::{Published, ReplayFrom, SubscriptionRecord, TopicRecord};
 use messages::ChunkPacer;
@@ -356,6 +358,49 @@ impl Backend for SqliteBackend {
                 return Ok(total);
             }
         }
+    }
+
+    async fn put_bucket(&self, name: &str, ttl_ms: Option<u64>) -> Result<BucketRecord> {
+        let name = name.to_owned();
+        self.write(move |tx| kv::put_bucket(tx, &name, ttl_ms))
+            .await
+    }
+
+    async fn get_bucket(&self, name: &str) -> Result<BucketRecord> {
+        let name = name.to_owned();
+        self.read(move |conn, _| kv::get_bucket(conn, &name)).await
+    }
+
+    async fn list_buckets(&self) -> Result<Vec<BucketRecord>> {
+        self.read(|conn, _| kv::list_buckets(conn)).await
+    }
+
+    async fn delete_bucket(&self, name: &str) -> Result<()> {
+        let name = name.to_owned();
+        self.write(move |tx| kv::delete_bucket(tx, &name)).await
+    }
+
+    async fn kv_get(&self, bucket: &str, key: &str) -> Result<Option<KvEntry>> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.read(move |conn, now| kv::get(conn, now, &bucket, &key))
+            .await
+    }
+
+    async fn kv_keys(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let (bucket, prefix) = (bucket.to_owned(), prefix.to_owned());
+        let after = after.map(str::to_owned);
+        self.read(move |conn, now| kv::keys(conn, now, &bucket, &prefix, after.as_deref(), limit))
+            .await
+    }
+
+    async fn kv_write(&self, writes: Vec<StateWrite>) -> Result<()> {
+        self.write(move |tx| kv::apply(tx, writes)).await
     }
 
     async fn get_reply(&self, message_id: &str) -> Result<Option<super::Reply>> {

@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[&str] = &[
     super::topics::SCHEMA_V8,
     super::replies::SCHEMA_V9,
     SCHEMA_V10,
+    super::kv::SCHEMA_V11,
 ];
 
 /// When each message was first leased: SQS's `ApproximateFirstReceiveTimestamp`. NULL until
