@@ -2,6 +2,8 @@
 //! client subcommand or (with the default `bench` feature) the benchmark. Everything else lives
 //! in the library (`host/`) and the `sluice-bench` crate.
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 use sluice::cli::{self, Command};
 use tracing_subscriber::EnvFilter;
@@ -34,12 +36,24 @@ enum Commands {
     Bench(sluice_bench::BenchArgs),
 }
 
+/// Exit codes: 0 when the command did what it was asked, 1 when it failed (the reason is
+/// printed as one line on standard error, never a backtrace, whatever `RUST_BACKTRACE` says),
+/// 2 when the command line itself is wrong (clap's usage errors).
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+async fn main() -> ExitCode {
+    let result = match Cli::parse().command {
         Commands::Host(command) => run(command).await,
         #[cfg(feature = "bench")]
         Commands::Bench(args) => sluice_bench::run(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // `{:#}` is the error and its causes on one line; `{:?}` (what returning the error
+            // from `main` prints) would add a backtrace whenever RUST_BACKTRACE is set.
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

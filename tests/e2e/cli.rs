@@ -558,3 +558,27 @@ async fn queue_create_takes_every_setting_and_views_name_the_consumer() {
     let row = list.lines().find(|l| l.starts_with("tuned")).unwrap();
     assert!(list.contains("CONSUMER") && row.ends_with("log"), "{list}");
 }
+
+/// A refused command prints one line saying what was wrong and what to do, and exits 1, even
+/// with `RUST_BACKTRACE=1` set; a malformed command line exits 2.
+#[tokio::test]
+async fn errors_are_one_line_without_a_backtrace_and_exit_codes_say_which() {
+    let (server, _dir) = Server::start().await;
+    cli(&server, &["queue", "create", "taken"]);
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["queue", "create", "taken"])
+        .env("SLUICE_SERVER", &server.url)
+        .env("SLUICE_TOKEN", crate::support::ADMIN_TOKEN)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("already exists"),
+        "{stderr}"
+    );
+    let usage = cli_output(&server, &["queue", "create"]);
+    assert_eq!(usage.status.code(), Some(2));
+}
