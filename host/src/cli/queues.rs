@@ -343,6 +343,18 @@ fn show_queue(queue: &Value, consumers: &HashMap<String, String>) -> String {
     out
 }
 
+/// `text` with every control character but newline and tab escaped (`\u{1b}`), so printing it
+/// cannot move the cursor, recolour or retitle the terminal.
+fn escape_controls(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\n' | '\t' => c.to_string(),
+            c if c.is_control() => c.escape_unicode().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
 pub(super) fn indent(text: &str) -> String {
     text.lines().map(|l| format!("  {l}\n")).collect()
 }
@@ -566,9 +578,9 @@ pub async fn peek(args: PeekArgs) -> anyhow::Result<()> {
 pub struct ReceiveArgs {
     /// The queue.
     queue: String,
-    /// How many messages at most.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
-    max: u64,
+    /// How many messages at most (`--max` is the same flag).
+    #[arg(long, visible_alias = "max", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    limit: u64,
     /// Wait this long for a first message when none is visible (at most 20s).
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     wait: Duration,
@@ -587,7 +599,7 @@ pub async fn receive(args: ReceiveArgs) -> anyhow::Result<()> {
     let client = args.remote.client();
     let queue = segment(&args.queue);
     let mut request = json!({
-        "max_messages": args.max,
+        "max_messages": args.limit,
         "wait_ms": u64::try_from(args.wait.as_millis()).unwrap_or(u64::MAX),
     });
     if let Some(visibility) = args.visibility {
@@ -629,33 +641,87 @@ pub async fn receive(args: ReceiveArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One peeked message: its id, attempt, age, attributes and body (text, or hex when binary).
+/// The most bytes of a binary body shown (as hex).
+const BINARY_SHOWN: usize = 64;
+
+/// One peeked message: its id, attempt, age, priority and group, attributes and body (text
+/// with control characters escaped, so a body cannot drive the terminal; or the start of it in
+/// hex when binary).
 fn show_message(message: &Value) -> String {
     let mut out = format!(
-        "{}  attempt {}  enqueued {}\n",
+        "{}  attempt {}  enqueued {}  priority {}",
         view::text(&message["id"]),
         view::text(&message["attempt"]),
         view::time_of(&message["enqueued_at_ms"]),
+        view::text(&message["priority"]),
     );
+    if let Some(group) = message["group"].as_str() {
+        out.push_str(&format!("  group {}", escape_controls(group)));
+    }
+    out.push('\n');
     if let Some(attributes) = message["attributes"].as_object() {
         for (key, value) in attributes {
-            out.push_str(&format!("  {key}: {}\n", view::text(value)));
+            let value = escape_controls(&view::text(value));
+            out.push_str(&format!("  {}: {value}\n", escape_controls(key)));
         }
     }
     match message["body"].as_str() {
-        Some(body) => out.push_str(&indent(body)),
+        Some(body) => out.push_str(&indent(&escape_controls(body))),
         None => {
             use base64::Engine as _;
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(message["body_base64"].as_str().unwrap_or(""))
                 .unwrap_or_default();
+            let shown = &bytes[..bytes.len().min(BINARY_SHOWN)];
+            let more = if bytes.len() > shown.len() { "…" } else { "" };
             out.push_str(&format!(
-                "  (binary, {} bytes) {}\n",
-                bytes.len(),
-                hex::encode(&bytes)
+                "  (binary, {}) {}{more}\n",
+                view::bytes(bytes.len() as u64),
+                hex::encode(shown)
             ));
         }
     }
     out.push('\n');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peeked_message_shows_priority_and_group_and_cannot_drive_the_terminal() {
+        let shown = show_message(&json!({
+            "id": "7", "attempt": 1, "enqueued_at_ms": 0, "priority": 9, "group": "g\u{7}",
+            "attributes": {"k\u{1b}[2J": "v"},
+            "body": "line one\n\u{1b}]0;owned\u{7}line two",
+        }));
+        assert!(shown.contains("priority 9  group g\\u{7}"), "{shown}");
+        assert!(shown.contains("k\\u{1b}[2J: v"), "{shown}");
+        assert!(
+            shown.contains("  line one\n  \\u{1b}]0;owned\\u{7}line two"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_binary_body_shows_its_size_and_its_start_in_hex() {
+        use base64::Engine as _;
+        let body = vec![0xffu8; 1000];
+        let shown = show_message(&json!({
+            "id": "8", "attempt": 0, "enqueued_at_ms": 0, "priority": 4, "group": null,
+            "body": null,
+            "body_base64": base64::engine::general_purpose::STANDARD.encode(&body),
+        }));
+        let hex_shown = "ff".repeat(BINARY_SHOWN);
+        assert!(
+            shown.contains(&format!("(binary, 1000 B) {hex_shown}…")),
+            "{shown}"
+        );
+        assert!(!shown.contains("group"), "{shown}");
+    }
 }

@@ -19,7 +19,7 @@ pub enum TokenCommand {
 
 #[derive(Debug, Args)]
 pub struct CreateArgs {
-    /// admin, deploy, read, produce or produce:QUEUE (repeatable).
+    /// admin, deploy, read, produce, produce:QUEUE, consume or consume:QUEUE (repeatable).
     #[arg(long = "scope", required = true)]
     scopes: Vec<String>,
     /// A name to recognise the token by.
@@ -52,6 +52,10 @@ pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
         TokenCommand::Create(args) => {
             let body = json!({ "name": args.name, "scopes": args.scopes, "sqs": args.sqs });
             let created = args.remote.client().post_json("/v1/tokens", &body).await?;
+            if args.remote.json {
+                print_json(&created);
+                return Ok(());
+            }
             eprintln!(
                 "token {} created; the secret below is shown only once:",
                 created["id"].as_str().unwrap_or("?")
