@@ -1,9 +1,10 @@
-// The Sluice console: sign in with a token, then queues, dead letters, functions, schedules and topics,
+// The Sluice console: sign in with a token, then queues, dead letters, functions, schedules, topics
+// and (for admins) tokens,
 // all through the HTTP API. A hash router picks the page; each page returns a function that
 // stops its timers and streams when the user leaves it.
 
 import { Api, ApiError, seg } from './api.js';
-import { h, clear, count, millis, rate, time, chart, bodyPreview, toast, confirmDialog, field } from './ui.js';
+import { h, clear, count, millis, rate, bytes, exactMillis, exactBytes, parseDuration, parseBytes, time, chart, bodyPreview, toast, confirmDialog, field } from './ui.js';
 
 const REFRESH_MS = 2000;
 const main = document.getElementById('main');
@@ -101,6 +102,7 @@ function start(client, identity) {
   me = identity;
   learn(identity);
   document.getElementById('nav').hidden = !can.read;
+  document.getElementById('nav-tokens').hidden = !can.admin;
   document.getElementById('who').hidden = false;
   document.getElementById('who-name').textContent = `${identity.name || identity.id} · ${identity.scopes.join(', ')}`;
   if (!location.hash || location.hash === '#/' || location.hash === '#/signin') location.hash = '#/queues';
@@ -172,32 +174,101 @@ function createQueueForm(onCreated) {
   return { form, update };
 }
 
+// The queue list's columns: how each is read from a row, shown, and compared.
+const QUEUE_COLUMNS = [
+  { key: 'name', label: 'Queue', value: (r) => r.name },
+  { key: 'visible', label: 'Visible', value: (r) => r.stats.visible, show: count, num: true },
+  { key: 'in_flight', label: 'In flight', value: (r) => r.stats.in_flight, show: count, num: true },
+  { key: 'delayed', label: 'Delayed', value: (r) => r.stats.delayed, show: count, num: true },
+  { key: 'oldest', label: 'Oldest', value: (r) => r.stats.oldest_age_ms ?? -1, show: (v) => (v < 0 ? '–' : millis(v)), num: true },
+  { key: 'consumer', label: 'Consumer', value: (r) => (r.consumer ? r.consumer.function : '') },
+  { key: 'enqueued', label: 'Enqueue', value: (r) => r.live.enqueued_per_s ?? -1, show: (v) => (v < 0 ? '–' : rate(v)), num: true },
+  { key: 'acked', label: 'Ack', value: (r) => r.live.acked_per_s ?? -1, show: (v) => (v < 0 ? '–' : rate(v)), num: true },
+  { key: 'dead', label: 'Dead-letter', value: (r) => r.live.dead_lettered_per_s ?? -1, show: (v) => (v < 0 ? '–' : rate(v)), num: true },
+];
+const QUEUES_PER_PAGE = 20;
+
+// The queue list as a table: searched by name, sorted by any column, a page at a time. Each
+// refresh is three requests whatever the number of queues: the queues, their live rates (one
+// series request with the last sample of each) and the functions (who consumes what).
 function queuesPage() {
   if (!can.read) return producePage();
-  const list = h('div', { class: 'grid' });
+  const view = { sort: 'name', dir: 1, search: '', page: 0 };
+  let rows = [];
   const formSlot = h('div');
-  const title = h('div', { class: 'page-head' }, h('h1', {}, 'Queues'), h('span', { class: 'muted' }, 'last hour, refreshed every 2 s'));
-  clear(main, title, formSlot, list);
+  const search = h('input', { type: 'search', name: 'search', class: 'search', placeholder: 'Filter by name', 'aria-label': 'Filter queues by name',
+    oninput: () => { view.search = search.value.trim().toLowerCase(); view.page = 0; render(); } });
+  const summary = h('span', { class: 'muted', 'data-test': 'queue-count' });
+  const tableSlot = h('div', { class: 'card table-wrap' });
+  const pager = h('div', { class: 'pager' });
+  const title = h('div', { class: 'page-head' }, h('h1', {}, 'Queues'), h('span', { class: 'muted' }, 'rates per second, refreshed every 2 s'));
+  clear(main, title, formSlot, h('div', { class: 'toolbar' }, search, summary), tableSlot, pager);
   const create = can.admin ? createQueueForm(() => refresh()) : null;
   if (create) clear(formSlot, create.form);
+
+  const sortBy = (key) => {
+    view.dir = view.sort === key ? -view.dir : (QUEUE_COLUMNS.find((c) => c.key === key).num ? -1 : 1);
+    view.sort = key;
+    render();
+  };
+  const render = () => {
+    const column = QUEUE_COLUMNS.find((c) => c.key === view.sort);
+    const shown = rows.filter((r) => r.name.toLowerCase().includes(view.search));
+    shown.sort((a, b) => {
+      const [x, y] = [column.value(a), column.value(b)];
+      const order = typeof x === 'string' ? x.localeCompare(y) : x - y;
+      return order * view.dir || a.name.localeCompare(b.name);
+    });
+    const pages = Math.max(1, Math.ceil(shown.length / QUEUES_PER_PAGE));
+    view.page = Math.min(view.page, pages - 1);
+    const first = view.page * QUEUES_PER_PAGE;
+    const slice = shown.slice(first, first + QUEUES_PER_PAGE);
+    summary.textContent = view.search ? `${plural(shown.length, 'queue')} of ${count(rows.length)} match` : plural(rows.length, 'queue');
+    if (!rows.length) {
+      clear(tableSlot, h('p', { class: 'empty' }, 'No queues yet.', can.admin ? ' Create one with the form above.' : ''));
+      clear(pager);
+      return;
+    }
+    const head = QUEUE_COLUMNS.map((c) => h('th', {
+      class: c.num ? 'num' : null,
+      'aria-sort': c.key === view.sort ? (view.dir > 0 ? 'ascending' : 'descending') : null,
+    }, h('button', { type: 'button', class: 'sort', 'data-sort': c.key, onclick: () => sortBy(c.key) },
+      c.label, c.key === view.sort ? (view.dir > 0 ? ' ▲' : ' ▼') : '')));
+    clear(tableSlot, h('table', { class: 'table queues', 'data-test': 'queues' },
+      h('thead', {}, h('tr', {}, head)),
+      h('tbody', {}, slice.map((r) => h('tr', { 'data-queue': r.name },
+        h('td', { class: 'nowrap' },
+          h('a', { href: `#/queues/${seg(r.name)}`, class: 'queue-name' }, r.name),
+          r.isDlq ? h('span', { class: 'badge dlq' }, 'dead letters') : null,
+          r.settings.dead_letter_queue ? h('span', { class: 'muted', title: 'dead-letter queue' }, ` → ${r.settings.dead_letter_queue}`) : null),
+        QUEUE_COLUMNS.slice(1).map((c) => (c.key === 'consumer'
+          ? h('td', { 'data-test': 'consumer' }, r.consumer
+            ? [h('a', { href: `#/functions/${seg(r.consumer.function)}` }, r.consumer.function), r.consumer.paused ? h('span', { class: 'badge paused' }, 'paused') : null]
+            : h('span', { class: 'muted' }, '–'))
+          : h('td', { class: 'num', 'data-test': c.key }, c.show(c.value(r))))))))));
+    clear(pager,
+      h('span', { class: 'muted', 'data-test': 'page' }, shown.length ? `${count(first + 1)}–${count(first + slice.length)} of ${count(shown.length)}` : 'no queue matches'),
+      h('button', { type: 'button', class: 'secondary small', disabled: view.page === 0, onclick: () => { view.page -= 1; render(); } }, '← Previous'),
+      h('button', { type: 'button', class: 'secondary small', disabled: view.page >= pages - 1, onclick: () => { view.page += 1; render(); } }, 'Next →'));
+  };
   const refresh = async () => {
-    const answer = await attempt(() => api.get('/v1/queues'));
+    const [answer, series, functions] = await Promise.all([
+      attempt(() => api.get('/v1/queues')),
+      api.get('/v1/series?last=1').catch(() => ({ queues: {} })),
+      api.get('/v1/functions').catch(() => ({ functions: [] })),
+    ]);
     if (!answer) return;
     const queues = answer.queues;
     if (create) create.update(queues);
     const dlqs = new Set(queues.map((q) => q.settings.dead_letter_queue).filter(Boolean));
-    const series = await Promise.all(queues.map((q) => api.get(`/v1/queues/${seg(q.name)}/series`).catch(() => ({ samples: [] }))));
-    if (!queues.length) {
-      clear(list, h('p', { class: 'empty' }, 'No queues yet.'));
-      return;
-    }
-    clear(list, queues.map((q, i) => h('section', { class: 'card queue', 'data-queue': q.name },
-      h('div', { class: 'card-head' },
-        h('a', { href: `#/queues/${seg(q.name)}`, class: 'queue-name' }, q.name),
-        dlqs.has(q.name) ? h('span', { class: 'badge dlq' }, 'dead letters') : null,
-        q.settings.dead_letter_queue ? h('span', { class: 'muted' }, `→ ${q.settings.dead_letter_queue}`) : null),
-      queueStats(q.stats),
-      h('div', { class: 'charts' }, depthChart(series[i].samples), ageChart(series[i].samples), rateChart(series[i].samples)))));
+    const consumers = new Map(functions.functions.filter((f) => f.trigger).map((f) => [f.trigger.queue, f.trigger]));
+    rows = queues.map((q) => ({
+      ...q,
+      isDlq: dlqs.has(q.name),
+      consumer: consumers.get(q.name),
+      live: (series.queues[q.name] || []).at(-1) || {},
+    }));
+    render();
   };
   return every(REFRESH_MS, refresh);
 }
@@ -265,9 +336,11 @@ function messageList(queue, messages, deadLetters, reload) {
         h('span', { class: 'mono' }, `#${m.id}`),
         h('span', { class: 'muted' }, time(m.enqueued_at_ms)),
         deadLetters ? null : h('span', { class: 'muted' }, `attempt ${m.attempt}`),
-        deadLetters && can.admin ? h('span', { class: 'row-actions' },
-          h('button', { type: 'button', class: 'small', onclick: () => redrive([m.id]) }, 'Redrive'),
-          h('button', { type: 'button', class: 'small danger', onclick: () => remove(m.id) }, 'Delete')) : null),
+        h('span', { class: 'badge', 'data-test': 'priority', title: 'priority: 0 (lowest) to 9 (highest)' }, `priority ${m.priority}`),
+        m.group ? h('span', { class: 'badge', 'data-test': 'group', title: 'messages of one group are delivered in order, one batch at a time' }, `group ${m.group}`) : null,
+        can.admin ? h('span', { class: 'row-actions' },
+          deadLetters ? h('button', { type: 'button', class: 'small', onclick: () => redrive([m.id]) }, 'Redrive') : null,
+          h('button', { type: 'button', class: 'small danger', 'aria-label': `Delete message ${m.id}`, onclick: () => remove(m.id) }, 'Delete')) : null),
       deadLetters ? h('dl', { class: 'dead' },
         h('dt', {}, 'reason'), h('dd', { 'data-test': 'reason' }, a[ATTR_REASON] || '–'),
         h('dt', {}, 'attempts'), h('dd', {}, a[ATTR_ATTEMPTS] || '–'),
@@ -282,9 +355,27 @@ function messageList(queue, messages, deadLetters, reload) {
     rows);
 }
 
+// Durations and sizes are shown and typed in human units ("30s", "4d", "256 KiB"); hovering a
+// field shows the raw value the API stores.
+const HUMAN = {
+  duration: { show: exactMillis, parse: parseDuration, raw: (v) => `${count(v)} ms`, example: '30s, 1h 30m, 4d or milliseconds' },
+  size: { show: exactBytes, parse: parseBytes, raw: (v) => `${count(v)} bytes`, example: '256 KiB, 1 MiB or bytes' },
+};
+
+function humanInput(name, value, kind, disabled) {
+  const unit = HUMAN[kind];
+  const input = h('input', { name, value: unit.show(value), title: unit.raw(value), disabled, 'data-kind': kind, spellcheck: 'false' });
+  input.addEventListener('input', () => {
+    const parsed = unit.parse(input.value);
+    input.title = parsed === null ? `not a ${kind === 'size' ? 'size' : 'duration'}: write ${unit.example}` : unit.raw(parsed);
+  });
+  return input;
+}
+
 function settingsForm(queue, settings, queues) {
   const disabled = !can.admin;
   const num = (name, value, label, hint) => field(label, h('input', { name, type: 'number', min: 0, value: value ?? '', disabled }), hint);
+  const human = (name, value, label, kind, hint) => field(label, humanInput(name, value, kind, disabled), hint);
   const dlq = h('select', { name: 'dead_letter_queue', disabled },
     h('option', { value: '' }, 'none'),
     queues.filter((q) => q.name !== queue).map((q) => h('option', { value: q.name, selected: q.name === settings.dead_letter_queue }, q.name)));
@@ -293,35 +384,55 @@ function settingsForm(queue, settings, queues) {
     e.preventDefault();
     const v = (n) => form.elements[n].value;
     const opt = (n) => (v(n) === '' ? null : Number(v(n)));
+    // Each human field read back into the API's unit; the first that does not read is named.
+    const read = {};
+    for (const input of form.querySelectorAll('input[data-kind]')) {
+      const unit = HUMAN[input.dataset.kind];
+      read[input.name] = unit.parse(input.value);
+      if (read[input.name] === null) {
+        const label = input.closest('label').querySelector('span').textContent;
+        toast(`${label}: "${input.value}" is not understood; write ${unit.example}`, 'error');
+        input.focus();
+        return;
+      }
+    }
     const patch = {
-      visibility_timeout_ms: Number(v('visibility_timeout_ms')),
+      visibility_timeout_ms: read.visibility_timeout_ms,
       max_attempts: Number(v('max_attempts')),
-      retention_ms: Number(v('retention_ms')),
-      max_message_bytes: Number(v('max_message_bytes')),
-      dedup_window_ms: Number(v('dedup_window_ms')),
+      retention_ms: read.retention_ms,
+      max_message_bytes: read.max_message_bytes,
+      dedup_window_ms: read.dedup_window_ms,
       max_depth: opt('max_depth'),
       dead_letter_queue: dlq.value || null,
       backoff: {
-        initial_ms: Number(v('initial_ms')),
+        initial_ms: read.initial_ms,
         multiplier: Number(v('multiplier')),
-        max_ms: Number(v('max_ms')),
+        max_ms: read.max_ms,
         jitter: jitter.checked,
       },
     };
-    if (await attempt(() => api.patch(`/v1/queues/${seg(queue)}`, patch))) toast('Settings saved');
+    const saved = await attempt(() => api.patch(`/v1/queues/${seg(queue)}`, patch));
+    if (saved) {
+      toast('Settings saved');
+      for (const input of form.querySelectorAll('input[data-kind]')) {
+        const value = input.name in saved.settings ? saved.settings[input.name] : saved.settings.backoff[input.name];
+        input.value = HUMAN[input.dataset.kind].show(value);
+        input.title = HUMAN[input.dataset.kind].raw(value);
+      }
+    }
   } },
   h('h2', {}, 'Settings'),
   h('div', { class: 'fields' },
-    num('visibility_timeout_ms', settings.visibility_timeout_ms, 'Visibility timeout (ms)'),
+    human('visibility_timeout_ms', settings.visibility_timeout_ms, 'Visibility timeout', 'duration'),
     num('max_attempts', settings.max_attempts, 'Max attempts'),
     field('Dead-letter queue', dlq),
-    num('retention_ms', settings.retention_ms, 'Retention (ms)'),
-    num('max_message_bytes', settings.max_message_bytes, 'Max message bytes'),
-    num('dedup_window_ms', settings.dedup_window_ms, 'Dedup window (ms)'),
+    human('retention_ms', settings.retention_ms, 'Retention', 'duration'),
+    human('max_message_bytes', settings.max_message_bytes, 'Max message size', 'size'),
+    human('dedup_window_ms', settings.dedup_window_ms, 'Dedup window', 'duration'),
     num('max_depth', settings.max_depth, 'Max depth', 'empty: unbounded'),
-    num('initial_ms', settings.backoff.initial_ms, 'Backoff initial (ms)'),
+    human('initial_ms', settings.backoff.initial_ms, 'Backoff initial', 'duration'),
     field('Backoff multiplier', h('input', { name: 'multiplier', type: 'number', step: 'any', min: 1, value: settings.backoff.multiplier, disabled })),
-    num('max_ms', settings.backoff.max_ms, 'Backoff max (ms)'),
+    human('max_ms', settings.backoff.max_ms, 'Backoff max', 'duration'),
     h('label', { class: 'check' }, jitter, 'Backoff jitter')),
   can.admin ? h('button', { type: 'submit' }, 'Save settings') : h('p', { class: 'muted' }, 'Read-only: changing settings needs an admin token.'));
   return form;
@@ -333,13 +444,31 @@ function queuePage(name) {
   const chartsSlot = h('div', { class: 'charts wide' });
   const side = h('div', { class: 'side' });
   const peekSlot = h('div');
-  const peekHead = h('div', { class: 'section-head' }, h('h2', {}, 'Messages'), h('button', { type: 'button', class: 'secondary small', onclick: () => loadPeek() }, 'Refresh'));
+  const pageNote = h('span', { class: 'muted', 'data-test': 'peek-page' });
+  // Peek pages run oldest first (by id): the next page starts after the last id shown. `starts`
+  // holds where each page shown so far began, so "Previous" can go back.
+  const PEEK_LIMIT = 50;
+  const starts = [null];
+  const newer = h('button', { type: 'button', class: 'secondary small', onclick: () => { starts.pop(); loadPeek(); } }, '← Previous');
+  const older = h('button', { type: 'button', class: 'secondary small', onclick: () => { starts.push(lastId); loadPeek(); } }, 'Next 50 →');
+  const peekHead = h('div', { class: 'section-head' }, h('h2', {}, 'Messages'), pageNote,
+    h('span', { class: 'pager' }, newer, older, h('button', { type: 'button', class: 'secondary small', onclick: () => loadPeek() }, 'Refresh')));
+  let lastId = null;
   clear(main, head, statsSlot, chartsSlot, h('div', { class: 'columns' }, h('div', { class: 'col-main' }, peekHead, peekSlot), side));
   let isDlq = false;
   let sideShown = false;
   const loadPeek = async () => {
-    const answer = await attempt(() => api.get(`/v1/queues/${seg(name)}/messages?limit=50`));
-    if (answer) clear(peekSlot, messageList(name, answer.messages, isDlq, () => { loadPeek(); refresh(); }));
+    const query = new URLSearchParams({ limit: String(PEEK_LIMIT) });
+    const after = starts.at(-1);
+    if (after !== null) query.set('after', after);
+    const answer = await attempt(() => api.get(`/v1/queues/${seg(name)}/messages?${query}`));
+    if (!answer) return;
+    const skipped = (starts.length - 1) * PEEK_LIMIT;
+    lastId = answer.messages.length ? answer.messages.at(-1).id : null;
+    pageNote.textContent = answer.messages.length ? `${count(skipped + 1)}–${count(skipped + answer.messages.length)}, oldest first` : '';
+    newer.disabled = starts.length === 1;
+    older.disabled = answer.messages.length < PEEK_LIMIT;
+    clear(peekSlot, messageList(name, answer.messages, isDlq, () => { loadPeek(); refresh(); }));
   };
   const refresh = async () => {
     const [queue, series, all] = await Promise.all([
@@ -352,7 +481,8 @@ function queuePage(name) {
     isDlq = all.queues.some((q) => q.settings.dead_letter_queue === name);
     clear(statsSlot, queueStats(queue.stats), h('p', { class: 'muted totals' },
       `enqueued ${count(queue.stats.enqueued_total)} · acknowledged ${count(queue.stats.acked_total)} · retried ${count(queue.stats.retried_total)} · dead-lettered ${count(queue.stats.dead_lettered_total)} · dropped ${count(queue.stats.dropped_total)} · expired ${count(queue.stats.expired_total)}`));
-    clear(chartsSlot, depthChart(series.samples), ageChart(series.samples), rateChart(series.samples));
+    // Not while the pointer reads a chart: the readout would vanish under it.
+    if (!chartsSlot.matches(':hover')) clear(chartsSlot, depthChart(series.samples), ageChart(series.samples), rateChart(series.samples));
     if (!sideShown) {
       sideShown = true;
       clear(side,
@@ -382,9 +512,25 @@ function queuePage(name) {
   return every(REFRESH_MS, refresh);
 }
 
+// The dead-letter queues left open, kept for the browser tab's session: coming back (or
+// reloading) finds them open.
+const openDlqs = {
+  all: () => new Set(JSON.parse(sessionStorage.getItem('sluice-open-dlqs') || '[]')),
+  has: (dlq) => openDlqs.all().has(dlq),
+  set: (dlq, open) => {
+    const all = openDlqs.all();
+    if (open) all.add(dlq);
+    else all.delete(dlq);
+    sessionStorage.setItem('sluice-open-dlqs', JSON.stringify([...all]));
+  },
+};
+const DLQ_PAGE = 50;
+
+// Every dead-letter queue as a collapsed section; opening one peeks a page of it, which can be
+// narrowed to one reason and paged through.
 function deadLettersPage() {
   const body = h('div');
-  clear(main, h('div', { class: 'page-head' }, h('h1', {}, 'Dead letters'), h('span', { class: 'muted' }, 'messages out of attempts, with why they died')), body);
+  clear(main, h('div', { class: 'page-head' }, h('h1', {}, 'Dead letters'), h('span', { class: 'muted' }, 'messages out of attempts, with why they died; open a queue to see them')), body);
   const load = async () => {
     const answer = await attempt(() => api.get('/v1/queues'));
     if (!answer) return;
@@ -393,19 +539,63 @@ function deadLettersPage() {
       clear(body, h('p', { class: 'empty' }, 'No queue has a dead-letter queue. Set one in a queue\'s settings.'));
       return;
     }
-    const sections = await Promise.all(dlqs.map(async (dlq) => {
-      const sources = answer.queues.filter((q) => q.settings.dead_letter_queue === dlq).map((q) => q.name);
-      const peeked = await api.get(`/v1/queues/${seg(dlq)}/messages?limit=100`).catch((e) => { fail(e); return { messages: [] }; });
-      const info = answer.queues.find((q) => q.name === dlq);
-      return h('section', { class: 'card', 'data-dlq': dlq },
-        h('div', { class: 'card-head' }, h('a', { href: `#/queues/${seg(dlq)}`, class: 'queue-name' }, dlq),
-          h('span', { class: 'muted' }, `for ${sources.join(', ')} · ${plural(info ? info.stats.visible + info.stats.delayed + info.stats.in_flight : 0, 'message')}`)),
-        messageList(dlq, peeked.messages, true, load));
-    }));
-    clear(body, sections);
+    clear(body, dlqs.map((dlq) => dlqSection(dlq,
+      answer.queues.filter((q) => q.settings.dead_letter_queue === dlq).map((q) => q.name),
+      answer.queues.find((q) => q.name === dlq),
+      load)));
   };
   load();
   return () => {};
+}
+
+function dlqSection(dlq, sources, info, reloadAll) {
+  const held = info ? info.stats.visible + info.stats.delayed + info.stats.in_flight : 0;
+  const starts = [null];
+  let messages = [];
+  let loaded = false;
+  const reason = h('select', { name: 'reason', 'aria-label': `Filter ${dlq} by reason`, onchange: () => render() });
+  const note = h('span', { class: 'muted', 'data-test': 'dlq-page' });
+  const previous = h('button', { type: 'button', class: 'secondary small', onclick: () => { starts.pop(); load(); } }, '← Previous');
+  const next = h('button', { type: 'button', class: 'secondary small', onclick: () => { starts.push(messages.at(-1).id); load(); } }, `Next ${DLQ_PAGE} →`);
+  const list = h('div');
+  const reasonOf = (m) => (m.attributes || {})[ATTR_REASON] || '(no reason given)';
+  const render = () => {
+    const shown = reason.value ? messages.filter((m) => reasonOf(m) === reason.value) : messages;
+    clear(list, messages.length && !shown.length
+      ? h('p', { class: 'empty' }, 'No dead letter on this page has that reason.')
+      : messageList(dlq, shown, true, reloadAll));
+  };
+  const load = async () => {
+    loaded = true;
+    const query = new URLSearchParams({ limit: String(DLQ_PAGE) });
+    if (starts.at(-1) !== null) query.set('after', starts.at(-1));
+    const answer = await attempt(() => api.get(`/v1/queues/${seg(dlq)}/messages?${query}`));
+    if (!answer) return;
+    messages = answer.messages;
+    const skipped = (starts.length - 1) * DLQ_PAGE;
+    note.textContent = messages.length ? `${count(skipped + 1)}–${count(skipped + messages.length)} of ${count(held)}, oldest first` : '';
+    previous.disabled = starts.length === 1;
+    next.disabled = messages.length < DLQ_PAGE;
+    // The reasons on this page, most frequent first, each with how many have it.
+    const tally = new Map();
+    for (const m of messages) tally.set(reasonOf(m), (tally.get(reasonOf(m)) || 0) + 1);
+    const chosen = reason.value;
+    clear(reason, h('option', { value: '' }, 'every reason'),
+      [...tally].sort((a, b) => b[1] - a[1]).map(([r, n]) => h('option', { value: r, selected: r === chosen }, `${r} (${n})`)));
+    render();
+  };
+  const details = h('details', { class: 'card dlq', 'data-dlq': dlq, open: openDlqs.has(dlq), ontoggle: () => {
+    openDlqs.set(dlq, details.open);
+    if (details.open && !loaded) load();
+  } },
+  h('summary', { class: 'card-head' },
+    h('a', { href: `#/queues/${seg(dlq)}`, class: 'queue-name' }, dlq),
+    h('span', { class: 'badge dlq', 'data-test': 'held' }, plural(held, 'message')),
+    h('span', { class: 'muted' }, `for ${sources.join(', ')}`)),
+  h('div', { class: 'toolbar' }, h('label', { class: 'check' }, 'Reason', reason), note, h('span', { class: 'pager' }, previous, next)),
+  list);
+  if (details.open) load();
+  return details;
 }
 
 // ---- functions ----
@@ -472,7 +662,7 @@ function functionPage(name) {
       h('tbody', {}, versions.map((v) => h('tr', { class: v.version === f.active_version ? 'active' : '' },
         h('td', { title: `sha256 ${v.sha256}` }, `v${v.version}`, v.version === f.active_version ? h('span', { class: 'badge ok' }, 'active') : null),
         h('td', { class: 'muted' }, time(v.created_at_ms)),
-        h('td', { class: 'num' }, `${count(v.size)} B`),
+        h('td', { class: 'num', title: `${count(v.size)} bytes` }, bytes(v.size)),
         h('td', {}, can.deploy && v.version !== f.active_version ? h('button', { type: 'button', class: 'small', 'aria-label': `Roll back to v${v.version}`, onclick: async () => {
           if (!await confirmDialog(`Make version ${v.version} of ${name} the active one?`, 'Roll back')) return;
           const r = await attempt(() => api.post(`/v1/functions/${seg(name)}/rollback`, { version: v.version }));
@@ -859,6 +1049,93 @@ function topicsPage() {
   return every(REFRESH_MS, refresh);
 }
 
+// ---- tokens ----
+
+const SCOPES = [
+  ['admin', 'everything'],
+  ['deploy', 'functions and triggers, and read'],
+  ['read', 'see queues, messages, functions, logs'],
+  ['produce', 'send to any queue or topic'],
+  ['consume', 'receive and settle from any queue'],
+];
+
+// Create a token (its secret shown here once), list tokens, revoke one (admin).
+function tokensPage() {
+  const list = h('div', { class: 'card table-wrap' });
+  const secretSlot = h('div');
+  const name = h('input', { name: 'name', required: true, maxlength: 200, placeholder: 'billing worker' });
+  const boxes = SCOPES.map(([scope, what]) => h('label', { class: 'check' }, h('input', { type: 'checkbox', name: 'scope', value: scope }), h('code', {}, scope), h('span', {}, what)));
+  const narrow = h('input', { name: 'narrow', spellcheck: 'false', placeholder: 'produce:orders, consume:emails' });
+  const sqs = h('input', { type: 'checkbox', name: 'sqs' });
+  const form = h('form', { class: 'card', 'data-test': 'create-token', onsubmit: async (e) => {
+    e.preventDefault();
+    const scopes = [
+      ...boxes.map((b) => b.querySelector('input')).filter((b) => b.checked).map((b) => b.value),
+      ...narrow.value.split(',').map((x) => x.trim()).filter(Boolean),
+    ];
+    if (!scopes.length) {
+      toast('Choose at least one scope: tick one, or name a queue as produce:QUEUE or consume:QUEUE', 'error');
+      return;
+    }
+    const created = await attempt(() => api.post('/v1/tokens', { name: name.value.trim(), scopes, sqs: sqs.checked }));
+    if (!created) return;
+    name.value = '';
+    narrow.value = '';
+    for (const b of boxes) b.querySelector('input').checked = false;
+    sqs.checked = false;
+    const secret = h('input', { readonly: true, class: 'mono', value: created.token, 'data-test': 'secret', 'aria-label': 'The new token' });
+    clear(secretSlot, h('div', { class: 'card secret', 'data-test': 'new-token' },
+      h('h2', {}, `Token ${created.name || created.id} created`),
+      h('p', { class: 'note' }, 'Copy the token now: it is shown this once and cannot be read again. Lost, it can only be revoked and replaced.'),
+      secret,
+      created.sqs_secret_access_key ? h('p', { class: 'mono' }, `SQS key id ${created.sqs_access_key_id} · secret ${created.sqs_secret_access_key}`) : null,
+      h('div', { class: 'actions' },
+        h('button', { type: 'button', class: 'secondary', onclick: () => { secret.select(); navigator.clipboard?.writeText(created.token).then(() => toast('Copied'), () => toast('Select the token and copy it', 'error')); } }, 'Copy'),
+        h('button', { type: 'button', onclick: () => clear(secretSlot) }, 'Done'))));
+    secret.select();
+    refresh();
+  } },
+  h('h2', {}, 'Create a token'),
+  field('Name', name),
+  h('fieldset', { class: 'scopes' }, h('legend', {}, 'Scopes'), boxes),
+  field('Narrow scopes', narrow, 'comma-separated: produce:QUEUE, consume:QUEUE'),
+  h('label', { class: 'check' }, sqs, 'Also an SQS access key pair'),
+  h('button', { type: 'submit' }, 'Create token'));
+  clear(main,
+    h('div', { class: 'page-head' }, h('h1', {}, 'Tokens'), h('span', { class: 'muted' }, 'API tokens and what each may do; secrets are never shown again')),
+    secretSlot,
+    h('div', { class: 'columns' }, h('div', { class: 'col-main' }, list), h('div', { class: 'side' }, form)));
+  const revoke = async (t) => {
+    const self = t.id === me.id;
+    const warning = self ? ' This is the token you are signed in with: the console will sign you out.' : '';
+    if (!await confirmDialog(`Revoke token ${t.name || t.id}? Requests with it fail from now on.${warning}`, 'Revoke')) return;
+    if (await attempt(() => api.delete(`/v1/tokens/${seg(t.id)}`)) === undefined) return;
+    if (self) {
+      signOut('You revoked the token you were signed in with.');
+      return;
+    }
+    toast(`Revoked token ${t.name || t.id}`);
+    refresh();
+  };
+  const refresh = async () => {
+    const answer = await attempt(() => api.get('/v1/tokens'));
+    if (!answer) return;
+    const tokens = [...answer.tokens].sort((a, b) => b.created_at_ms - a.created_at_ms);
+    clear(list, tokens.length ? h('table', { class: 'table', 'data-test': 'tokens' },
+      h('thead', {}, h('tr', {}, ['Name', 'Id', 'Scopes', 'Created', 'SQS key id', ''].map((t) => h('th', {}, t)))),
+      h('tbody', {}, tokens.map((t) => h('tr', { 'data-token': t.name || t.id },
+        h('td', {}, t.name || h('span', { class: 'muted' }, 'unnamed'), t.id === me.id ? h('span', { class: 'badge ok' }, 'you') : null),
+        h('td', { class: 'mono' }, t.id),
+        h('td', { 'data-test': 'scopes' }, t.scopes.map((x) => h('code', { class: 'attr' }, x))),
+        h('td', { class: 'muted nowrap' }, time(t.created_at_ms, false)),
+        h('td', { class: 'mono' }, t.sqs_access_key_id || '–'),
+        h('td', { class: 'row-buttons' }, h('button', { type: 'button', class: 'small danger', 'aria-label': `Revoke ${t.name || t.id}`, onclick: () => revoke(t) }, 'Revoke'))))))
+      : h('p', { class: 'empty' }, 'No tokens in the store. The admin token from SLUICE_ADMIN_TOKEN is not listed.'));
+  };
+  refresh();
+  return () => {};
+}
+
 // ---- routing ----
 
 function route() {
@@ -874,6 +1151,7 @@ function route() {
   else if (parts[0] === 'functions' && can.read) stop = functionsPage();
   else if (parts[0] === 'schedules' && can.read) stop = schedulesPage();
   else if (parts[0] === 'topics' && can.read) stop = topicsPage();
+  else if (parts[0] === 'tokens' && can.admin) stop = tokensPage();
   else stop = queuesPage();
   leave = stop || (() => {});
 }
