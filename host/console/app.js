@@ -630,8 +630,15 @@ function plural(n, word) {
 
 const OUTCOMES = ['ok', 'error', 'trap', 'panic', 'timeout', 'out_of_memory', 'stack_overflow'];
 
+// How many messages of an `ok` batch the handler settled with `disposition` (retry or
+// dead_letter): the batch succeeded, those messages did not.
+function settled(i, disposition) {
+  return (i.failures || []).filter((f) => f.disposition === disposition).length;
+}
+
 function invocationItem(i) {
-  return h('details', { class: `invocation ${i.outcome === 'ok' ? 'good' : 'bad'}`, 'data-id': i.id },
+  const mixed = i.outcome === 'ok' && settled(i, 'dead_letter');
+  return h('details', { class: `invocation ${i.outcome === 'ok' ? 'good' : 'bad'}${mixed ? ' mixed' : ''}`, 'data-id': i.id },
     h('summary', {},
       h('span', { class: 'muted mono' }, time(i.started_at_ms)),
       h('span', { class: `badge ${i.outcome}`, 'data-test': 'outcome' }, i.outcome),
@@ -640,30 +647,169 @@ function invocationItem(i) {
       h('span', {}, `batch ${i.batch_size}`),
       h('span', { class: 'muted' }, `${i.duration_ms.toFixed(2)} ms`),
       i.sent ? h('span', { class: 'muted' }, `sent ${i.sent}`) : null,
+      settled(i, 'dead_letter') ? h('span', { class: 'badge dlq', 'data-test': 'dead-lettered', title: 'messages of this batch the handler dead-lettered' }, `${settled(i, 'dead_letter')} dead-lettered`) : null,
+      settled(i, 'retry') ? h('span', { class: 'badge paused', 'data-test': 'retried', title: 'messages of this batch the handler asked to retry' }, `${settled(i, 'retry')} retried`) : null,
       i.error ? h('span', { class: 'error-text' }, i.error) : null),
     i.failures && i.failures.length ? h('pre', { class: 'failures' }, JSON.stringify(i.failures, null, 2)) : null,
     h('pre', { class: 'logs' }, i.logs || '(no output)'));
 }
 
+// The p-th quantile (0..1) of ascending `sorted`.
+function quantile(sorted, p) {
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))];
+}
+
+const STATS_SAMPLE = 500;
+const STATS_BUCKETS = 30;
+
+// Throughput, failure rate and duration percentiles over the time the last invocations span,
+// in up to 30 buckets; dry runs left out. Null when there is nothing to chart.
+function invocationStats(invocations) {
+  const real = invocations.filter((i) => !i.dry_run).sort((a, b) => a.started_at_ms - b.started_at_ms);
+  if (!real.length) return null;
+  const t0 = real[0].started_at_ms;
+  const span = Math.max(1000, real.at(-1).started_at_ms - t0 + 1);
+  // Buckets of at least a second, so a burst of fast batches is not a comb of spikes.
+  const n = Math.max(1, Math.min(STATS_BUCKETS, real.length, Math.ceil(span / 1000)));
+  const width = span / n;
+  const buckets = Array.from({ length: n }, () => []);
+  for (const i of real) buckets[Math.min(n - 1, Math.floor((i.started_at_ms - t0) / width))].push(i);
+  const durations = (group) => group.map((i) => i.duration_ms).sort((a, b) => a - b);
+  const per = (f) => buckets.map((b) => (b.length ? f(b) : null));
+  const all = durations(real);
+  const failed = real.filter((i) => i.outcome !== 'ok').length;
+  return {
+    count: real.length,
+    since: t0,
+    failed,
+    deadLettered: real.reduce((sum, i) => sum + settled(i, 'dead_letter'), 0),
+    p50: quantile(all, 0.5),
+    p95: quantile(all, 0.95),
+    p99: quantile(all, 0.99),
+    times: buckets.map((_, k) => Math.round(t0 + (k + 1) * width)),
+    perSecond: buckets.map((b) => b.length / (width / 1000)),
+    failedPct: per((b) => (100 * b.filter((i) => i.outcome !== 'ok').length) / b.length),
+    p50s: per((b) => quantile(durations(b), 0.5)),
+    p95s: per((b) => quantile(durations(b), 0.95)),
+    p99s: per((b) => quantile(durations(b), 0.99)),
+  };
+}
+
+const percent = (v) => `${v < 10 && v > 0 ? v.toFixed(1) : Math.round(v)}%`;
+const ms = (v) => `${v < 10 ? v.toFixed(2) : Math.round(v).toLocaleString('en-US')} ms`;
+
+function statsView(stats) {
+  if (!stats) return [h('p', { class: 'muted' }, 'No invocations yet: charts appear once the function has run.')];
+  return [
+    h('p', { class: 'muted totals', 'data-test': 'function-stats' },
+      `last ${plural(stats.count, 'invocation')} since ${time(stats.since, false)}: ${count(stats.failed)} failed (${percent((100 * stats.failed) / stats.count)}), `,
+      `duration p50 ${ms(stats.p50)}, p95 ${ms(stats.p95)}, p99 ${ms(stats.p99)}; ${plural(stats.deadLettered, 'message')} dead-lettered from ok batches`),
+    h('div', { class: 'charts wide' },
+      chart('Invocations', stats.times, [{ name: 'batches', cls: 's1', values: stats.perSecond }], rate, 'latest'),
+      chart('Failed', stats.times, [{ name: 'failed', cls: 's6', values: stats.failedPct }], percent, 'latest'),
+      chart('Duration', stats.times, [
+        { name: 'p50', cls: 's5', values: stats.p50s },
+        { name: 'p95', cls: 's2', values: stats.p95s },
+        { name: 'p99', cls: 's6', values: stats.p99s },
+      ], ms, 'latest')),
+  ];
+}
+
+// The active version's config: what the handler runs with. Environment values are write-only.
+function configView(f) {
+  const active = f.versions.find((v) => v.version === f.active_version);
+  if (!active) return [];
+  const c = active.config;
+  const row = (label, value, test) => [h('dt', {}, label), h('dd', { 'data-test': test }, value)];
+  return [
+    h('h2', {}, `Config of v${active.version}`),
+    h('dl', { class: 'dead' },
+      row('consumes', f.trigger ? h('a', { href: `#/queues/${seg(f.trigger.queue)}` }, f.trigger.queue) : h('span', { class: 'muted' }, 'no queue'), 'consumes'),
+      row('env', c.env_names.length ? c.env_names.map((e) => h('code', { class: 'attr' }, e)) : h('span', { class: 'muted' }, 'none'), 'env-names'),
+      row('timeout', millis(c.timeout_ms)),
+      row('memory', `${count(c.memory_mb)} MiB`),
+      row('sends', `at most ${count(c.max_sends)} per batch`),
+      row('outbound', c.allowed_outbound_hosts.length ? c.allowed_outbound_hosts.join(', ') : 'none')),
+  ];
+}
+
+// Upload a new version (deploy): the component and its config. The active version's settings
+// are offered again; its environment values cannot be (they are write-only), so they are typed.
+function uploadForm(name, f, onUploaded) {
+  const active = f.versions.find((v) => v.version === f.active_version);
+  const c = active ? active.config : {};
+  const file = h('input', { type: 'file', name: 'component', accept: '.wasm,application/wasm', required: true });
+  const timeout = h('input', { name: 'timeout', value: c.timeout_ms ? exactMillis(c.timeout_ms) : '30s', spellcheck: 'false' });
+  const memory = h('input', { name: 'memory_mb', type: 'number', min: 1, max: 1024, value: c.memory_mb || 128 });
+  const env = h('textarea', { name: 'env', rows: 2, class: 'mono', spellcheck: 'false', placeholder: (c.env_names || []).length ? c.env_names.map((n) => `${n}=…`).join('\n') : 'NAME=value' });
+  const form = h('form', { class: 'card', 'data-test': 'upload', onsubmit: async (e) => {
+    e.preventDefault();
+    const timeoutMs = parseDuration(timeout.value);
+    if (timeoutMs === null) {
+      toast(`Timeout: "${timeout.value}" is not understood; write ${HUMAN.duration.example}`, 'error');
+      return;
+    }
+    const query = new URLSearchParams({ timeout_ms: String(timeoutMs), memory_mb: memory.value });
+    for (const host of c.allowed_outbound_hosts || []) query.append('allowed_outbound_host', host);
+    for (const key of ['max_outbound_requests', 'max_outbound_response_bytes', 'outbound_timeout_ms']) {
+      if (c[key] !== undefined) query.set(key, String(c[key]));
+    }
+    for (const line of env.value.split('\n').map((l) => l.trim()).filter(Boolean)) {
+      if (line.indexOf('=') < 1) {
+        toast(`environment line "${line}" is not NAME=VALUE`, 'error');
+        return;
+      }
+      query.append('env', line);
+    }
+    const bytes = new Uint8Array(await file.files[0].arrayBuffer());
+    toast(`Uploading and compiling ${file.files[0].name}…`);
+    const uploaded = await attempt(() => api.put(`/v1/functions/${seg(name)}?${query}`, bytes));
+    if (uploaded) {
+      toast(`${name} now runs version ${uploaded.active_version}`);
+      file.value = '';
+      env.value = '';
+      onUploaded();
+    }
+  } },
+  h('h2', {}, 'Upload a new version'),
+  field('Component', file, 'a .wasm component; it becomes the active version'),
+  h('div', { class: 'fields' }, field('Timeout', timeout, 'per invocation'), field('Memory (MiB)', memory)),
+  field('Environment', env, (c.env_names || []).length
+    ? `NAME=VALUE, one a line. Values are write-only, so v${f.active_version}'s (${c.env_names.join(', ')}) are not carried over: type them again.`
+    : 'NAME=VALUE, one a line'),
+  h('button', { type: 'submit' }, 'Upload'));
+  return form;
+}
+
 function functionPage(name) {
   const head = h('div', { class: 'page-head' }, h('h1', {}, h('a', { href: '#/functions', class: 'crumb' }, 'Functions'), ' / ', name));
+  const statsSlot = h('div');
   const versionsSlot = h('div', { class: 'card' });
+  const configSlot = h('div', { class: 'card' });
   const triggerSlot = h('div', { class: 'card' });
+  const uploadSlot = h('div');
   const logSlot = h('div', { class: 'card log' });
-  clear(main, head, h('div', { class: 'columns' }, h('div', { class: 'col-main' }, logSlot), h('div', { class: 'side' }, versionsSlot, triggerSlot)));
+  clear(main, head, statsSlot, h('div', { class: 'columns' }, h('div', { class: 'col-main' }, logSlot), h('div', { class: 'side' }, configSlot, versionsSlot, triggerSlot, uploadSlot)));
   let stream = null;
+
+  const loadStats = async () => {
+    const page = await api.get(`/v1/functions/${seg(name)}/invocations?limit=${STATS_SAMPLE}`).catch(() => null);
+    if (page && !statsSlot.matches(':hover')) clear(statsSlot, statsView(invocationStats(page.invocations)));
+  };
 
   const loadFunction = async () => {
     const f = await attempt(() => api.get(`/v1/functions/${seg(name)}`));
     if (!f) return;
+    clear(configSlot, configView(f));
+    if (can.deploy && !uploadSlot.contains(document.activeElement)) clear(uploadSlot, uploadForm(name, f, loadFunction));
     const versions = [...f.versions].sort((a, b) => b.version - a.version);
     clear(versionsSlot, h('h2', {}, 'Versions'), h('table', { class: 'table', 'data-test': 'versions' },
       h('thead', {}, h('tr', {}, ['Version', 'Created', 'Size', ''].map((t) => h('th', {}, t)))),
       h('tbody', {}, versions.map((v) => h('tr', { class: v.version === f.active_version ? 'active' : '' },
-        h('td', { title: `sha256 ${v.sha256}` }, `v${v.version}`, v.version === f.active_version ? h('span', { class: 'badge ok' }, 'active') : null),
-        h('td', { class: 'muted' }, time(v.created_at_ms)),
-        h('td', { class: 'num', title: `${count(v.size)} bytes` }, bytes(v.size)),
-        h('td', {}, can.deploy && v.version !== f.active_version ? h('button', { type: 'button', class: 'small', 'aria-label': `Roll back to v${v.version}`, onclick: async () => {
+        h('td', { class: 'nowrap', title: `sha256 ${v.sha256}` }, `v${v.version}`, v.version === f.active_version ? h('span', { class: 'badge ok' }, 'active') : null),
+        h('td', { class: 'muted' }, time(v.created_at_ms, false)),
+        h('td', { class: 'num nowrap', title: `${count(v.size)} bytes` }, bytes(v.size)),
+        h('td', { class: 'row-buttons' }, can.deploy && v.version !== f.active_version ? h('button', { type: 'button', class: 'small', 'aria-label': `Roll back to v${v.version}`, onclick: async () => {
           if (!await confirmDialog(`Make version ${v.version} of ${name} the active one?`, 'Roll back')) return;
           const r = await attempt(() => api.post(`/v1/functions/${seg(name)}/rollback`, { version: v.version }));
           if (r) {
@@ -754,6 +900,7 @@ function functionPage(name) {
 
   loadFunction();
   follow();
+  const stopStats = every(REFRESH_MS * 5, loadStats);
   const stop = every(REFRESH_MS * 2, async () => {
     const f = await api.get(`/v1/functions/${seg(name)}`).catch(() => null);
     const badge = triggerSlot.querySelector('[data-test="trigger-state"]');
@@ -761,6 +908,7 @@ function functionPage(name) {
   });
   return () => {
     stop();
+    stopStats();
     if (stream) stream.abort();
   };
 }

@@ -136,9 +136,10 @@ function svgEl(tag, attrs) {
 }
 
 // A small line chart of one or more series over the samples' times, with the times below it.
-// Hovering shows each series' value at the nearest sample in the legend.
+// Hovering shows each series' value at the nearest sample in the legend; away from it, the
+// legend reads the last sample, labelled `latest`.
 // series: [{name, cls, values: [number|null]}]; times: [ms]
-export function chart(title, times, series, format = count) {
+export function chart(title, times, series, format = count, latest = 'now') {
   const width = 240;
   const height = 56;
   const svg = svgEl('svg', { viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: 'none', class: 'chart', role: 'img' });
@@ -169,7 +170,7 @@ export function chart(title, times, series, format = count) {
       const v = i === null ? [...s.values].reverse().find((x) => x !== null && x !== undefined) : s.values[i];
       legends[k].textContent = `${s.name} ${v === undefined || v === null ? '–' : format(v)}`;
     });
-    at.textContent = i === null ? (times.length ? 'now' : '') : clock(times[i]);
+    at.textContent = i === null ? (times.length ? latest : '') : clock(times[i]);
     cursor.setAttribute('visibility', i === null ? 'hidden' : 'visible');
     if (i !== null) {
       cursor.setAttribute('x1', xOf(i));

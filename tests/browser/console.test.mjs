@@ -249,6 +249,16 @@ test('the page is served with a strict Content-Security-Policy and works signed 
   await open('functions/flaky');
   await page.waitForSelector('[data-test="versions"] tr.active td:has-text("v2")');
   await page.waitForSelector('[data-test="invocations"] details');
+  // What it consumes and runs with; failure rate and duration percentiles over time.
+  await page.waitForSelector('[data-test="consumes"] a:text-is("orders")');
+  await page.waitForSelector('[data-test="env-names"]:has-text("none")');
+  await page.locator('[data-test="function-stats"]').filter({ hasText: /0 failed \(0%\), duration p50 [\d.,]+ ms, p95/ }).waitFor();
+  await page.waitForSelector('.chart-title:text-is("Duration")');
+  // An ok batch whose handler dead-lettered a message is marked so in the live log.
+  await call('POST', '/v1/queues/orders/messages/batch', { messages: [{ body: '{"item": "broken again"}', attributes: { fail: 'dead-letter', reason: 'customer 42 is unknown' } }] });
+  const marked = page.locator('[data-test="invocations"] .invocation.mixed').first();
+  await marked.locator('[data-test="outcome"]:text-is("ok")').waitFor();
+  await marked.locator('[data-test="dead-lettered"]:text-is("1 dead-lettered")').waitFor();
   await shoot('function');
   await page.getByRole('button', { name: 'Roll back to v1' }).click();
   await page.click('#confirm-ok');
@@ -260,6 +270,20 @@ test('the page is served with a strict Content-Security-Policy and works signed 
   await page.waitForFunction(() => document.querySelector('[data-test="invocations"]').children.length === 0);
   await page.locator('select[name="outcome"]').selectOption('');
   await page.waitForSelector('[data-test="invocations"] details');
+
+  // Upload a new version from the page, with an environment variable (its value never shown).
+  const upload = page.locator('[data-test="upload"]');
+  await upload.locator('input[name="component"]').setInputFiles(join(examples, 'flaky.wasm'));
+  await upload.locator('input[name="timeout"]').fill('20s');
+  await upload.locator('textarea[name="env"]').fill('GREETING=secret-hello');
+  await upload.locator('button:text("Upload")').click();
+  await page.waitForSelector('.toast:text("flaky now runs version 3")');
+  await page.waitForSelector('[data-test="versions"] tr.active td:has-text("v3")');
+  await page.waitForSelector('[data-test="env-names"] code:text-is("GREETING")');
+  const v3 = (await call('GET', '/v1/functions/flaky')).versions.find((v) => v.version === 3);
+  assert.equal(v3.config.timeout_ms, 20_000);
+  assert.deepEqual(v3.config.env_names, ['GREETING']);
+  assert.ok(!(await page.locator('main').innerText()).includes('secret-hello'));
 
   // The queue list: a table with the live rates (per second) and who consumes each queue.
   await page.click('nav a:text("Queues")');
@@ -289,26 +313,26 @@ test('the page is served with a strict Content-Security-Policy and works signed 
   await call('POST', '/v1/queues/orders-dlq/messages/batch', { messages: [{ body: 'by hand' }] });
   await page.click('nav a:text("Dead letters")');
   const letters = page.locator('[data-dlq="orders-dlq"] .message');
-  await page.waitForSelector('[data-dlq="orders-dlq"] [data-test="dlq-page"]:text-is("1–2 of 2, oldest first")');
+  await page.waitForSelector('[data-dlq="orders-dlq"] [data-test="dlq-page"]:text-is("1–3 of 3, oldest first")');
   const reason = page.locator('select[aria-label="Filter orders-dlq by reason"]');
   await reason.selectOption('customer 42 is unknown');
-  await page.waitForFunction(() => document.querySelectorAll('[data-dlq="orders-dlq"] .message').length === 1);
-  await letters.locator('[data-test="reason"]:text-is("customer 42 is unknown")').waitFor();
+  await page.waitForFunction(() => document.querySelectorAll('[data-dlq="orders-dlq"] .message').length === 2);
+  await letters.locator('[data-test="reason"]:text-is("customer 42 is unknown")').first().waitFor();
   await reason.selectOption('(no reason given)');
   await letters.locator('[data-test="body"]:text-is("by hand")').waitFor();
   assert.equal(await letters.count(), 1);
   await reason.selectOption('');
-  await page.waitForFunction(() => document.querySelectorAll('[data-dlq="orders-dlq"] .message').length === 2);
+  await page.waitForFunction(() => document.querySelectorAll('[data-dlq="orders-dlq"] .message').length === 3);
   await shoot('dead-letters');
 
   // Purge, with confirmation: cancelling keeps the messages, confirming removes them.
   await page.click('a.queue-name:text-is("orders-dlq")');
   await page.click('button:text("Purge queue")');
   await page.click('#confirm button[value="cancel"]');
-  assert.equal((await call('GET', '/v1/queues/orders-dlq')).stats.visible, 2);
+  assert.equal((await call('GET', '/v1/queues/orders-dlq')).stats.visible, 3);
   await page.click('button:text("Purge queue")');
   await page.click('#confirm-ok');
-  await page.waitForSelector('.toast:text("Purged 2 messages")');
+  await page.waitForSelector('.toast:text("Purged 3 messages")');
   assert.equal((await call('GET', '/v1/queues/orders-dlq')).stats.visible, 0);
 
   assert.deepEqual(problems, [], 'the page logged errors (a CSP violation shows here)');
@@ -589,6 +613,13 @@ test('pages fit a 1,400 px window and a 390 px phone', { timeout: 90_000 }, guar
   });
   assert.ok(fits, 'the schedules table overflows its card at 1,400 px');
   assert.ok(await fitsSideways());
+  for (const [hash, ready] of [['schedules', '[data-test="schedules"]'], ['functions/flaky', '[data-test="versions"]'], ['tokens', '[data-test="create-token"]']]) {
+    await open(hash);
+    await page.waitForSelector(ready);
+    const overflowing = await page.evaluate(() => [...document.querySelectorAll('.card')]
+      .filter((card) => card.scrollWidth > card.clientWidth + 1).map((card) => card.dataset.test || card.className));
+    assert.deepEqual(overflowing, [], `#/${hash}: cards whose content overflows at 1,400 px`);
+  }
 
   await page.setViewportSize({ width: 390, height: 844 });
   for (const [hash, ready] of [
