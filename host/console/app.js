@@ -438,38 +438,50 @@ function settingsForm(queue, settings, queues) {
   return form;
 }
 
+const PEEK_PAGE = 50;
+
+// Pages through a queue's messages oldest first (by id): the next page starts after the last id
+// shown, and `starts` holds where each page so far began, so "Previous" can go back. `load()`
+// fetches the page in view and hands it to `show(messages)`; `note` says which it is ("51–100",
+// plus `of` when given).
+function peekPager(queue, show, of = () => null) {
+  const starts = [null];
+  let messages = [];
+  const note = h('span', { class: 'muted' });
+  const previous = h('button', { type: 'button', class: 'secondary small', disabled: true, onclick: () => { starts.pop(); load(); } }, '← Previous');
+  const next = h('button', { type: 'button', class: 'secondary small', disabled: true, onclick: () => { starts.push(messages.at(-1).id); load(); } }, `Next ${PEEK_PAGE} →`);
+  const load = async () => {
+    const query = new URLSearchParams({ limit: String(PEEK_PAGE) });
+    if (starts.at(-1) !== null) query.set('after', starts.at(-1));
+    const answer = await attempt(() => api.get(`/v1/queues/${seg(queue)}/messages?${query}`));
+    if (!answer) return;
+    messages = answer.messages;
+    const skipped = (starts.length - 1) * PEEK_PAGE;
+    const total = of();
+    note.textContent = messages.length
+      ? `${count(skipped + 1)}–${count(skipped + messages.length)}${total === null ? '' : ` of ${count(total)}`}, oldest first`
+      : '';
+    previous.disabled = starts.length === 1;
+    next.disabled = messages.length < PEEK_PAGE;
+    show(messages);
+  };
+  return { load, note, buttons: [previous, next] };
+}
+
 function queuePage(name) {
   const head = h('div', { class: 'page-head' }, h('h1', {}, h('a', { href: '#/queues', class: 'crumb' }, 'Queues'), ' / ', name));
   const statsSlot = h('div');
   const chartsSlot = h('div', { class: 'charts wide' });
   const side = h('div', { class: 'side' });
   const peekSlot = h('div');
-  const pageNote = h('span', { class: 'muted', 'data-test': 'peek-page' });
-  // Peek pages run oldest first (by id): the next page starts after the last id shown. `starts`
-  // holds where each page shown so far began, so "Previous" can go back.
-  const PEEK_LIMIT = 50;
-  const starts = [null];
-  const newer = h('button', { type: 'button', class: 'secondary small', onclick: () => { starts.pop(); loadPeek(); } }, '← Previous');
-  const older = h('button', { type: 'button', class: 'secondary small', onclick: () => { starts.push(lastId); loadPeek(); } }, 'Next 50 →');
-  const peekHead = h('div', { class: 'section-head' }, h('h2', {}, 'Messages'), pageNote,
-    h('span', { class: 'pager' }, newer, older, h('button', { type: 'button', class: 'secondary small', onclick: () => loadPeek() }, 'Refresh')));
-  let lastId = null;
+  const pager = peekPager(name, (messages) => clear(peekSlot, messageList(name, messages, isDlq, () => { loadPeek(); refresh(); })));
+  const loadPeek = pager.load;
+  pager.note.dataset.test = 'peek-page';
+  const peekHead = h('div', { class: 'section-head' }, h('h2', {}, 'Messages'), pager.note,
+    h('span', { class: 'pager' }, pager.buttons, h('button', { type: 'button', class: 'secondary small', onclick: () => loadPeek() }, 'Refresh')));
   clear(main, head, statsSlot, chartsSlot, h('div', { class: 'columns' }, h('div', { class: 'col-main' }, peekHead, peekSlot), side));
   let isDlq = false;
   let sideShown = false;
-  const loadPeek = async () => {
-    const query = new URLSearchParams({ limit: String(PEEK_LIMIT) });
-    const after = starts.at(-1);
-    if (after !== null) query.set('after', after);
-    const answer = await attempt(() => api.get(`/v1/queues/${seg(name)}/messages?${query}`));
-    if (!answer) return;
-    const skipped = (starts.length - 1) * PEEK_LIMIT;
-    lastId = answer.messages.length ? answer.messages.at(-1).id : null;
-    pageNote.textContent = answer.messages.length ? `${count(skipped + 1)}–${count(skipped + answer.messages.length)}, oldest first` : '';
-    newer.disabled = starts.length === 1;
-    older.disabled = answer.messages.length < PEEK_LIMIT;
-    clear(peekSlot, messageList(name, answer.messages, isDlq, () => { loadPeek(); refresh(); }));
-  };
   const refresh = async () => {
     const [queue, series, all] = await Promise.all([
       attempt(() => api.get(`/v1/queues/${seg(name)}`)),
@@ -524,7 +536,6 @@ const openDlqs = {
     sessionStorage.setItem('sluice-open-dlqs', JSON.stringify([...all]));
   },
 };
-const DLQ_PAGE = 50;
 
 // Every dead-letter queue as a collapsed section; opening one peeks a page of it, which can be
 // narrowed to one reason and paged through.
@@ -550,13 +561,9 @@ function deadLettersPage() {
 
 function dlqSection(dlq, sources, info, reloadAll) {
   const held = info ? info.stats.visible + info.stats.delayed + info.stats.in_flight : 0;
-  const starts = [null];
   let messages = [];
   let loaded = false;
   const reason = h('select', { name: 'reason', 'aria-label': `Filter ${dlq} by reason`, onchange: () => render() });
-  const note = h('span', { class: 'muted', 'data-test': 'dlq-page' });
-  const previous = h('button', { type: 'button', class: 'secondary small', onclick: () => { starts.pop(); load(); } }, '← Previous');
-  const next = h('button', { type: 'button', class: 'secondary small', onclick: () => { starts.push(messages.at(-1).id); load(); } }, `Next ${DLQ_PAGE} →`);
   const list = h('div');
   const reasonOf = (m) => (m.attributes || {})[ATTR_REASON] || '(no reason given)';
   const render = () => {
@@ -565,17 +572,8 @@ function dlqSection(dlq, sources, info, reloadAll) {
       ? h('p', { class: 'empty' }, 'No dead letter on this page has that reason.')
       : messageList(dlq, shown, true, reloadAll));
   };
-  const load = async () => {
-    loaded = true;
-    const query = new URLSearchParams({ limit: String(DLQ_PAGE) });
-    if (starts.at(-1) !== null) query.set('after', starts.at(-1));
-    const answer = await attempt(() => api.get(`/v1/queues/${seg(dlq)}/messages?${query}`));
-    if (!answer) return;
-    messages = answer.messages;
-    const skipped = (starts.length - 1) * DLQ_PAGE;
-    note.textContent = messages.length ? `${count(skipped + 1)}–${count(skipped + messages.length)} of ${count(held)}, oldest first` : '';
-    previous.disabled = starts.length === 1;
-    next.disabled = messages.length < DLQ_PAGE;
+  const pager = peekPager(dlq, (page) => {
+    messages = page;
     // The reasons on this page, most frequent first, each with how many have it.
     const tally = new Map();
     for (const m of messages) tally.set(reasonOf(m), (tally.get(reasonOf(m)) || 0) + 1);
@@ -583,6 +581,11 @@ function dlqSection(dlq, sources, info, reloadAll) {
     clear(reason, h('option', { value: '' }, 'every reason'),
       [...tally].sort((a, b) => b[1] - a[1]).map(([r, n]) => h('option', { value: r, selected: r === chosen }, `${r} (${n})`)));
     render();
+  }, () => held);
+  pager.note.dataset.test = 'dlq-page';
+  const load = () => {
+    loaded = true;
+    return pager.load();
   };
   const details = h('details', { class: 'card dlq', 'data-dlq': dlq, open: openDlqs.has(dlq), ontoggle: () => {
     openDlqs.set(dlq, details.open);
@@ -592,7 +595,7 @@ function dlqSection(dlq, sources, info, reloadAll) {
     h('a', { href: `#/queues/${seg(dlq)}`, class: 'queue-name' }, dlq),
     h('span', { class: 'badge dlq', 'data-test': 'held' }, plural(held, 'message')),
     h('span', { class: 'muted' }, `for ${sources.join(', ')}`)),
-  h('div', { class: 'toolbar' }, h('label', { class: 'check' }, 'Reason', reason), note, h('span', { class: 'pager' }, previous, next)),
+  h('div', { class: 'toolbar' }, h('label', { class: 'check' }, 'Reason', reason), pager.note, h('span', { class: 'pager' }, pager.buttons)),
   list);
   if (details.open) load();
   return details;
