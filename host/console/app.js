@@ -1281,7 +1281,7 @@ function tokensPage() {
         h('td', { class: 'muted nowrap' }, time(t.created_at_ms, false)),
         h('td', { class: 'mono' }, t.sqs_access_key_id || '–'),
         h('td', { class: 'row-buttons' }, h('button', { type: 'button', class: 'small danger', 'aria-label': `Revoke ${t.name || t.id}`, onclick: () => revoke(t) }, 'Revoke'))))))
-      : h('p', { class: 'empty' }, 'No tokens in the store. The admin token from SLUICE_ADMIN_TOKEN is not listed.'));
+      : h('p', { class: 'empty' }, 'No tokens yet.'));
   };
   refresh();
   return () => {};
