@@ -625,6 +625,7 @@ test('pages fit a 1,400 px window and a 390 px phone', { timeout: 90_000 }, guar
   for (const [hash, ready] of [
     ['queues', '[data-test="queues"]'],
     ['queues/orders', '.chart'],
+    ['dead-letters', '[data-dlq="orders-dlq"]'],
     ['functions/flaky', '[data-test="versions"]'],
     ['schedules', '[data-test="schedules"]'],
     ['topics', 'section[data-topic="events"]'],
