@@ -1,9 +1,10 @@
-// The Sluice console: sign in with a token, then queues, dead letters, functions, schedules and topics,
+// The Sluice console: sign in with a token, then queues, dead letters, functions, schedules, topics
+// and (for admins) tokens,
 // all through the HTTP API. A hash router picks the page; each page returns a function that
 // stops its timers and streams when the user leaves it.
 
 import { Api, ApiError, seg } from './api.js';
-import { h, clear, count, millis, rate, time, chart, bodyPreview, toast, confirmDialog, field } from './ui.js';
+import { h, clear, count, millis, rate, bytes, exactMillis, exactBytes, parseDuration, parseBytes, time, chart, bodyPreview, toast, confirmDialog, field } from './ui.js';
 
 const REFRESH_MS = 2000;
 const main = document.getElementById('main');
@@ -101,6 +102,7 @@ function start(client, identity) {
   me = identity;
   learn(identity);
   document.getElementById('nav').hidden = !can.read;
+  document.getElementById('nav-tokens').hidden = !can.admin;
   document.getElementById('who').hidden = false;
   document.getElementById('who-name').textContent = `${identity.name || identity.id} · ${identity.scopes.join(', ')}`;
   if (!location.hash || location.hash === '#/' || location.hash === '#/signin') location.hash = '#/queues';
@@ -172,32 +174,101 @@ function createQueueForm(onCreated) {
   return { form, update };
 }
 
+// The queue list's columns: how each is read from a row, shown, and compared.
+const QUEUE_COLUMNS = [
+  { key: 'name', label: 'Queue', value: (r) => r.name },
+  { key: 'visible', label: 'Visible', value: (r) => r.stats.visible, show: count, num: true },
+  { key: 'in_flight', label: 'In flight', value: (r) => r.stats.in_flight, show: count, num: true },
+  { key: 'delayed', label: 'Delayed', value: (r) => r.stats.delayed, show: count, num: true },
+  { key: 'oldest', label: 'Oldest', value: (r) => r.stats.oldest_age_ms ?? -1, show: (v) => (v < 0 ? '–' : millis(v)), num: true },
+  { key: 'consumer', label: 'Consumer', value: (r) => (r.consumer ? r.consumer.function : '') },
+  { key: 'enqueued', label: 'Enqueue', value: (r) => r.live.enqueued_per_s ?? -1, show: (v) => (v < 0 ? '–' : rate(v)), num: true },
+  { key: 'acked', label: 'Ack', value: (r) => r.live.acked_per_s ?? -1, show: (v) => (v < 0 ? '–' : rate(v)), num: true },
+  { key: 'dead', label: 'Dead-letter', value: (r) => r.live.dead_lettered_per_s ?? -1, show: (v) => (v < 0 ? '–' : rate(v)), num: true },
+];
+const QUEUES_PER_PAGE = 20;
+
+// The queue list as a table: searched by name, sorted by any column, a page at a time. Each
+// refresh is three requests whatever the number of queues: the queues, their live rates (one
+// series request with the last sample of each) and the functions (who consumes what).
 function queuesPage() {
   if (!can.read) return producePage();
-  const list = h('div', { class: 'grid' });
+  const view = { sort: 'name', dir: 1, search: '', page: 0 };
+  let rows = [];
   const formSlot = h('div');
-  const title = h('div', { class: 'page-head' }, h('h1', {}, 'Queues'), h('span', { class: 'muted' }, 'last hour, refreshed every 2 s'));
-  clear(main, title, formSlot, list);
+  const search = h('input', { type: 'search', name: 'search', class: 'search', placeholder: 'Filter by name', 'aria-label': 'Filter queues by name',
+    oninput: () => { view.search = search.value.trim().toLowerCase(); view.page = 0; render(); } });
+  const summary = h('span', { class: 'muted', 'data-test': 'queue-count' });
+  const tableSlot = h('div', { class: 'card table-wrap' });
+  const pager = h('div', { class: 'pager' });
+  const title = h('div', { class: 'page-head' }, h('h1', {}, 'Queues'), h('span', { class: 'muted' }, 'rates per second, refreshed every 2 s'));
+  clear(main, title, formSlot, h('div', { class: 'toolbar' }, search, summary), tableSlot, pager);
   const create = can.admin ? createQueueForm(() => refresh()) : null;
   if (create) clear(formSlot, create.form);
+
+  const sortBy = (key) => {
+    view.dir = view.sort === key ? -view.dir : (QUEUE_COLUMNS.find((c) => c.key === key).num ? -1 : 1);
+    view.sort = key;
+    render();
+  };
+  const render = () => {
+    const column = QUEUE_COLUMNS.find((c) => c.key === view.sort);
+    const shown = rows.filter((r) => r.name.toLowerCase().includes(view.search));
+    shown.sort((a, b) => {
+      const [x, y] = [column.value(a), column.value(b)];
+      const order = typeof x === 'string' ? x.localeCompare(y) : x - y;
+      return order * view.dir || a.name.localeCompare(b.name);
+    });
+    const pages = Math.max(1, Math.ceil(shown.length / QUEUES_PER_PAGE));
+    view.page = Math.min(view.page, pages - 1);
+    const first = view.page * QUEUES_PER_PAGE;
+    const slice = shown.slice(first, first + QUEUES_PER_PAGE);
+    summary.textContent = view.search ? `${plural(shown.length, 'queue')} of ${count(rows.length)} match` : plural(rows.length, 'queue');
+    if (!rows.length) {
+      clear(tableSlot, h('p', { class: 'empty' }, 'No queues yet.', can.admin ? ' Create one with the form above.' : ''));
+      clear(pager);
+      return;
+    }
+    const head = QUEUE_COLUMNS.map((c) => h('th', {
+      class: c.num ? 'num' : null,
+      'aria-sort': c.key === view.sort ? (view.dir > 0 ? 'ascending' : 'descending') : null,
+    }, h('button', { type: 'button', class: 'sort', 'data-sort': c.key, onclick: () => sortBy(c.key) },
+      c.label, c.key === view.sort ? (view.dir > 0 ? ' ▲' : ' ▼') : '')));
+    clear(tableSlot, h('table', { class: 'table queues', 'data-test': 'queues' },
+      h('thead', {}, h('tr', {}, head)),
+      h('tbody', {}, slice.map((r) => h('tr', { 'data-queue': r.name },
+        h('td', { class: 'nowrap' },
+          h('a', { href: `#/queues/${seg(r.name)}`, class: 'queue-name' }, r.name),
+          r.isDlq ? h('span', { class: 'badge dlq' }, 'dead letters') : null,
+          r.settings.dead_letter_queue ? h('span', { class: 'muted', title: 'dead-letter queue' }, ` → ${r.settings.dead_letter_queue}`) : null),
+        QUEUE_COLUMNS.slice(1).map((c) => (c.key === 'consumer'
+          ? h('td', { 'data-test': 'consumer' }, r.consumer
+            ? [h('a', { href: `#/functions/${seg(r.consumer.function)}` }, r.consumer.function), r.consumer.paused ? h('span', { class: 'badge paused' }, 'paused') : null]
+            : h('span', { class: 'muted' }, '–'))
+          : h('td', { class: 'num', 'data-test': c.key }, c.show(c.value(r))))))))));
+    clear(pager,
+      h('span', { class: 'muted', 'data-test': 'page' }, shown.length ? `${count(first + 1)}–${count(first + slice.length)} of ${count(shown.length)}` : 'no queue matches'),
+      h('button', { type: 'button', class: 'secondary small', disabled: view.page === 0, onclick: () => { view.page -= 1; render(); } }, '← Previous'),
+      h('button', { type: 'button', class: 'secondary small', disabled: view.page >= pages - 1, onclick: () => { view.page += 1; render(); } }, 'Next →'));
+  };
   const refresh = async () => {
-    const answer = await attempt(() => api.get('/v1/queues'));
+    const [answer, series, functions] = await Promise.all([
+      attempt(() => api.get('/v1/queues')),
+      api.get('/v1/series?last=1').catch(() => ({ queues: {} })),
+      api.get('/v1/functions').catch(() => ({ functions: [] })),
+    ]);
     if (!answer) return;
     const queues = answer.queues;
     if (create) create.update(queues);
     const dlqs = new Set(queues.map((q) => q.settings.dead_letter_queue).filter(Boolean));
-    const series = await Promise.all(queues.map((q) => api.get(`/v1/queues/${seg(q.name)}/series`).catch(() => ({ samples: [] }))));
-    if (!queues.length) {
-      clear(list, h('p', { class: 'empty' }, 'No queues yet.'));
-      return;
-    }
-    clear(list, queues.map((q, i) => h('section', { class: 'card queue', 'data-queue': q.name },
-      h('div', { class: 'card-head' },
-        h('a', { href: `#/queues/${seg(q.name)}`, class: 'queue-name' }, q.name),
-        dlqs.has(q.name) ? h('span', { class: 'badge dlq' }, 'dead letters') : null,
-        q.settings.dead_letter_queue ? h('span', { class: 'muted' }, `→ ${q.settings.dead_letter_queue}`) : null),
-      queueStats(q.stats),
-      h('div', { class: 'charts' }, depthChart(series[i].samples), ageChart(series[i].samples), rateChart(series[i].samples)))));
+    const consumers = new Map(functions.functions.filter((f) => f.trigger).map((f) => [f.trigger.queue, f.trigger]));
+    rows = queues.map((q) => ({
+      ...q,
+      isDlq: dlqs.has(q.name),
+      consumer: consumers.get(q.name),
+      live: (series.queues[q.name] || []).at(-1) || {},
+    }));
+    render();
   };
   return every(REFRESH_MS, refresh);
 }
@@ -265,9 +336,11 @@ function messageList(queue, messages, deadLetters, reload) {
         h('span', { class: 'mono' }, `#${m.id}`),
         h('span', { class: 'muted' }, time(m.enqueued_at_ms)),
         deadLetters ? null : h('span', { class: 'muted' }, `attempt ${m.attempt}`),
-        deadLetters && can.admin ? h('span', { class: 'row-actions' },
-          h('button', { type: 'button', class: 'small', onclick: () => redrive([m.id]) }, 'Redrive'),
-          h('button', { type: 'button', class: 'small danger', onclick: () => remove(m.id) }, 'Delete')) : null),
+        h('span', { class: 'badge', 'data-test': 'priority', title: 'priority: 0 (lowest) to 9 (highest)' }, `priority ${m.priority}`),
+        m.group ? h('span', { class: 'badge', 'data-test': 'group', title: 'messages of one group are delivered in order, one batch at a time' }, `group ${m.group}`) : null,
+        can.admin ? h('span', { class: 'row-actions' },
+          deadLetters ? h('button', { type: 'button', class: 'small', onclick: () => redrive([m.id]) }, 'Redrive') : null,
+          h('button', { type: 'button', class: 'small danger', 'aria-label': `Delete message ${m.id}`, onclick: () => remove(m.id) }, 'Delete')) : null),
       deadLetters ? h('dl', { class: 'dead' },
         h('dt', {}, 'reason'), h('dd', { 'data-test': 'reason' }, a[ATTR_REASON] || '–'),
         h('dt', {}, 'attempts'), h('dd', {}, a[ATTR_ATTEMPTS] || '–'),
@@ -282,9 +355,27 @@ function messageList(queue, messages, deadLetters, reload) {
     rows);
 }
 
+// Durations and sizes are shown and typed in human units ("30s", "4d", "256 KiB"); hovering a
+// field shows the raw value the API stores.
+const HUMAN = {
+  duration: { show: exactMillis, parse: parseDuration, raw: (v) => `${count(v)} ms`, example: '30s, 1h 30m, 4d or milliseconds' },
+  size: { show: exactBytes, parse: parseBytes, raw: (v) => `${count(v)} bytes`, example: '256 KiB, 1 MiB or bytes' },
+};
+
+function humanInput(name, value, kind, disabled) {
+  const unit = HUMAN[kind];
+  const input = h('input', { name, value: unit.show(value), title: unit.raw(value), disabled, 'data-kind': kind, spellcheck: 'false' });
+  input.addEventListener('input', () => {
+    const parsed = unit.parse(input.value);
+    input.title = parsed === null ? `not a ${kind === 'size' ? 'size' : 'duration'}: write ${unit.example}` : unit.raw(parsed);
+  });
+  return input;
+}
+
 function settingsForm(queue, settings, queues) {
   const disabled = !can.admin;
   const num = (name, value, label, hint) => field(label, h('input', { name, type: 'number', min: 0, value: value ?? '', disabled }), hint);
+  const human = (name, value, label, kind, hint) => field(label, humanInput(name, value, kind, disabled), hint);
   const dlq = h('select', { name: 'dead_letter_queue', disabled },
     h('option', { value: '' }, 'none'),
     queues.filter((q) => q.name !== queue).map((q) => h('option', { value: q.name, selected: q.name === settings.dead_letter_queue }, q.name)));
@@ -293,38 +384,88 @@ function settingsForm(queue, settings, queues) {
     e.preventDefault();
     const v = (n) => form.elements[n].value;
     const opt = (n) => (v(n) === '' ? null : Number(v(n)));
+    // Each human field read back into the API's unit; the first that does not read is named.
+    const read = {};
+    for (const input of form.querySelectorAll('input[data-kind]')) {
+      const unit = HUMAN[input.dataset.kind];
+      read[input.name] = unit.parse(input.value);
+      if (read[input.name] === null) {
+        const label = input.closest('label').querySelector('span').textContent;
+        toast(`${label}: "${input.value}" is not understood; write ${unit.example}`, 'error');
+        input.focus();
+        return;
+      }
+    }
     const patch = {
-      visibility_timeout_ms: Number(v('visibility_timeout_ms')),
+      visibility_timeout_ms: read.visibility_timeout_ms,
       max_attempts: Number(v('max_attempts')),
-      retention_ms: Number(v('retention_ms')),
-      max_message_bytes: Number(v('max_message_bytes')),
-      dedup_window_ms: Number(v('dedup_window_ms')),
+      retention_ms: read.retention_ms,
+      max_message_bytes: read.max_message_bytes,
+      dedup_window_ms: read.dedup_window_ms,
       max_depth: opt('max_depth'),
       dead_letter_queue: dlq.value || null,
       backoff: {
-        initial_ms: Number(v('initial_ms')),
+        initial_ms: read.initial_ms,
         multiplier: Number(v('multiplier')),
-        max_ms: Number(v('max_ms')),
+        max_ms: read.max_ms,
         jitter: jitter.checked,
       },
     };
-    if (await attempt(() => api.patch(`/v1/queues/${seg(queue)}`, patch))) toast('Settings saved');
+    const saved = await attempt(() => api.patch(`/v1/queues/${seg(queue)}`, patch));
+    if (saved) {
+      toast('Settings saved');
+      for (const input of form.querySelectorAll('input[data-kind]')) {
+        const value = input.name in saved.settings ? saved.settings[input.name] : saved.settings.backoff[input.name];
+        input.value = HUMAN[input.dataset.kind].show(value);
+        input.title = HUMAN[input.dataset.kind].raw(value);
+      }
+    }
   } },
   h('h2', {}, 'Settings'),
   h('div', { class: 'fields' },
-    num('visibility_timeout_ms', settings.visibility_timeout_ms, 'Visibility timeout (ms)'),
+    human('visibility_timeout_ms', settings.visibility_timeout_ms, 'Visibility timeout', 'duration'),
     num('max_attempts', settings.max_attempts, 'Max attempts'),
     field('Dead-letter queue', dlq),
-    num('retention_ms', settings.retention_ms, 'Retention (ms)'),
-    num('max_message_bytes', settings.max_message_bytes, 'Max message bytes'),
-    num('dedup_window_ms', settings.dedup_window_ms, 'Dedup window (ms)'),
+    human('retention_ms', settings.retention_ms, 'Retention', 'duration'),
+    human('max_message_bytes', settings.max_message_bytes, 'Max message size', 'size'),
+    human('dedup_window_ms', settings.dedup_window_ms, 'Dedup window', 'duration'),
     num('max_depth', settings.max_depth, 'Max depth', 'empty: unbounded'),
-    num('initial_ms', settings.backoff.initial_ms, 'Backoff initial (ms)'),
+    human('initial_ms', settings.backoff.initial_ms, 'Backoff initial', 'duration'),
     field('Backoff multiplier', h('input', { name: 'multiplier', type: 'number', step: 'any', min: 1, value: settings.backoff.multiplier, disabled })),
-    num('max_ms', settings.backoff.max_ms, 'Backoff max (ms)'),
+    human('max_ms', settings.backoff.max_ms, 'Backoff max', 'duration'),
     h('label', { class: 'check' }, jitter, 'Backoff jitter')),
   can.admin ? h('button', { type: 'submit' }, 'Save settings') : h('p', { class: 'muted' }, 'Read-only: changing settings needs an admin token.'));
   return form;
+}
+
+const PEEK_PAGE = 50;
+
+// Pages through a queue's messages oldest first (by id): the next page starts after the last id
+// shown, and `starts` holds where each page so far began, so "Previous" can go back. `load()`
+// fetches the page in view and hands it to `show(messages)`; `note` says which it is ("51–100",
+// plus `of` when given).
+function peekPager(queue, show, of = () => null) {
+  const starts = [null];
+  let messages = [];
+  const note = h('span', { class: 'muted' });
+  const previous = h('button', { type: 'button', class: 'secondary small', disabled: true, onclick: () => { starts.pop(); load(); } }, '← Previous');
+  const next = h('button', { type: 'button', class: 'secondary small', disabled: true, onclick: () => { starts.push(messages.at(-1).id); load(); } }, `Next ${PEEK_PAGE} →`);
+  const load = async () => {
+    const query = new URLSearchParams({ limit: String(PEEK_PAGE) });
+    if (starts.at(-1) !== null) query.set('after', starts.at(-1));
+    const answer = await attempt(() => api.get(`/v1/queues/${seg(queue)}/messages?${query}`));
+    if (!answer) return;
+    messages = answer.messages;
+    const skipped = (starts.length - 1) * PEEK_PAGE;
+    const total = of();
+    note.textContent = messages.length
+      ? `${count(skipped + 1)}–${count(skipped + messages.length)}${total === null ? '' : ` of ${count(total)}`}, oldest first`
+      : '';
+    previous.disabled = starts.length === 1;
+    next.disabled = messages.length < PEEK_PAGE;
+    show(messages);
+  };
+  return { load, note, buttons: [previous, next] };
 }
 
 function queuePage(name) {
@@ -333,14 +474,14 @@ function queuePage(name) {
   const chartsSlot = h('div', { class: 'charts wide' });
   const side = h('div', { class: 'side' });
   const peekSlot = h('div');
-  const peekHead = h('div', { class: 'section-head' }, h('h2', {}, 'Messages'), h('button', { type: 'button', class: 'secondary small', onclick: () => loadPeek() }, 'Refresh'));
+  const pager = peekPager(name, (messages) => clear(peekSlot, messageList(name, messages, isDlq, () => { loadPeek(); refresh(); })));
+  const loadPeek = pager.load;
+  pager.note.dataset.test = 'peek-page';
+  const peekHead = h('div', { class: 'section-head' }, h('h2', {}, 'Messages'), pager.note,
+    h('span', { class: 'pager' }, pager.buttons, h('button', { type: 'button', class: 'secondary small', onclick: () => loadPeek() }, 'Refresh')));
   clear(main, head, statsSlot, chartsSlot, h('div', { class: 'columns' }, h('div', { class: 'col-main' }, peekHead, peekSlot), side));
   let isDlq = false;
   let sideShown = false;
-  const loadPeek = async () => {
-    const answer = await attempt(() => api.get(`/v1/queues/${seg(name)}/messages?limit=50`));
-    if (answer) clear(peekSlot, messageList(name, answer.messages, isDlq, () => { loadPeek(); refresh(); }));
-  };
   const refresh = async () => {
     const [queue, series, all] = await Promise.all([
       attempt(() => api.get(`/v1/queues/${seg(name)}`)),
@@ -352,7 +493,8 @@ function queuePage(name) {
     isDlq = all.queues.some((q) => q.settings.dead_letter_queue === name);
     clear(statsSlot, queueStats(queue.stats), h('p', { class: 'muted totals' },
       `enqueued ${count(queue.stats.enqueued_total)} · acknowledged ${count(queue.stats.acked_total)} · retried ${count(queue.stats.retried_total)} · dead-lettered ${count(queue.stats.dead_lettered_total)} · dropped ${count(queue.stats.dropped_total)} · expired ${count(queue.stats.expired_total)}`));
-    clear(chartsSlot, depthChart(series.samples), ageChart(series.samples), rateChart(series.samples));
+    // Not while the pointer reads a chart: the readout would vanish under it.
+    if (!chartsSlot.matches(':hover')) clear(chartsSlot, depthChart(series.samples), ageChart(series.samples), rateChart(series.samples));
     if (!sideShown) {
       sideShown = true;
       clear(side,
@@ -382,9 +524,24 @@ function queuePage(name) {
   return every(REFRESH_MS, refresh);
 }
 
+// The dead-letter queues left open, kept for the browser tab's session: coming back (or
+// reloading) finds them open.
+const openDlqs = {
+  all: () => new Set(JSON.parse(sessionStorage.getItem('sluice-open-dlqs') || '[]')),
+  has: (dlq) => openDlqs.all().has(dlq),
+  set: (dlq, open) => {
+    const all = openDlqs.all();
+    if (open) all.add(dlq);
+    else all.delete(dlq);
+    sessionStorage.setItem('sluice-open-dlqs', JSON.stringify([...all]));
+  },
+};
+
+// Every dead-letter queue as a collapsed section; opening one peeks a page of it, which can be
+// narrowed to one reason and paged through.
 function deadLettersPage() {
   const body = h('div');
-  clear(main, h('div', { class: 'page-head' }, h('h1', {}, 'Dead letters'), h('span', { class: 'muted' }, 'messages out of attempts, with why they died')), body);
+  clear(main, h('div', { class: 'page-head' }, h('h1', {}, 'Dead letters'), h('span', { class: 'muted' }, 'messages out of attempts, with why they died; open a queue to see them')), body);
   const load = async () => {
     const answer = await attempt(() => api.get('/v1/queues'));
     if (!answer) return;
@@ -393,19 +550,55 @@ function deadLettersPage() {
       clear(body, h('p', { class: 'empty' }, 'No queue has a dead-letter queue. Set one in a queue\'s settings.'));
       return;
     }
-    const sections = await Promise.all(dlqs.map(async (dlq) => {
-      const sources = answer.queues.filter((q) => q.settings.dead_letter_queue === dlq).map((q) => q.name);
-      const peeked = await api.get(`/v1/queues/${seg(dlq)}/messages?limit=100`).catch((e) => { fail(e); return { messages: [] }; });
-      const info = answer.queues.find((q) => q.name === dlq);
-      return h('section', { class: 'card', 'data-dlq': dlq },
-        h('div', { class: 'card-head' }, h('a', { href: `#/queues/${seg(dlq)}`, class: 'queue-name' }, dlq),
-          h('span', { class: 'muted' }, `for ${sources.join(', ')} · ${plural(info ? info.stats.visible + info.stats.delayed + info.stats.in_flight : 0, 'message')}`)),
-        messageList(dlq, peeked.messages, true, load));
-    }));
-    clear(body, sections);
+    clear(body, dlqs.map((dlq) => dlqSection(dlq,
+      answer.queues.filter((q) => q.settings.dead_letter_queue === dlq).map((q) => q.name),
+      answer.queues.find((q) => q.name === dlq),
+      load)));
   };
   load();
   return () => {};
+}
+
+function dlqSection(dlq, sources, info, reloadAll) {
+  const held = info ? info.stats.visible + info.stats.delayed + info.stats.in_flight : 0;
+  let messages = [];
+  let loaded = false;
+  const reason = h('select', { name: 'reason', 'aria-label': `Filter ${dlq} by reason`, onchange: () => render() });
+  const list = h('div');
+  const reasonOf = (m) => (m.attributes || {})[ATTR_REASON] || '(no reason given)';
+  const render = () => {
+    const shown = reason.value ? messages.filter((m) => reasonOf(m) === reason.value) : messages;
+    clear(list, messages.length && !shown.length
+      ? h('p', { class: 'empty' }, 'No dead letter on this page has that reason.')
+      : messageList(dlq, shown, true, reloadAll));
+  };
+  const pager = peekPager(dlq, (page) => {
+    messages = page;
+    // The reasons on this page, most frequent first, each with how many have it.
+    const tally = new Map();
+    for (const m of messages) tally.set(reasonOf(m), (tally.get(reasonOf(m)) || 0) + 1);
+    const chosen = reason.value;
+    clear(reason, h('option', { value: '' }, 'every reason'),
+      [...tally].sort((a, b) => b[1] - a[1]).map(([r, n]) => h('option', { value: r, selected: r === chosen }, `${r} (${n})`)));
+    render();
+  }, () => held);
+  pager.note.dataset.test = 'dlq-page';
+  const load = () => {
+    loaded = true;
+    return pager.load();
+  };
+  const details = h('details', { class: 'card dlq', 'data-dlq': dlq, open: openDlqs.has(dlq), ontoggle: () => {
+    openDlqs.set(dlq, details.open);
+    if (details.open && !loaded) load();
+  } },
+  h('summary', { class: 'card-head' },
+    h('a', { href: `#/queues/${seg(dlq)}`, class: 'queue-name' }, dlq),
+    h('span', { class: 'badge dlq', 'data-test': 'held' }, plural(held, 'message')),
+    h('span', { class: 'muted' }, `for ${sources.join(', ')}`)),
+  h('div', { class: 'toolbar' }, h('label', { class: 'check' }, 'Reason', reason), pager.note, h('span', { class: 'pager' }, pager.buttons)),
+  list);
+  if (details.open) load();
+  return details;
 }
 
 // ---- functions ----
@@ -440,8 +633,15 @@ function plural(n, word) {
 
 const OUTCOMES = ['ok', 'error', 'trap', 'panic', 'timeout', 'out_of_memory', 'stack_overflow'];
 
+// How many messages of an `ok` batch the handler settled with `disposition` (retry or
+// dead_letter): the batch succeeded, those messages did not.
+function settled(i, disposition) {
+  return (i.failures || []).filter((f) => f.disposition === disposition).length;
+}
+
 function invocationItem(i) {
-  return h('details', { class: `invocation ${i.outcome === 'ok' ? 'good' : 'bad'}`, 'data-id': i.id },
+  const mixed = i.outcome === 'ok' && settled(i, 'dead_letter');
+  return h('details', { class: `invocation ${i.outcome === 'ok' ? 'good' : 'bad'}${mixed ? ' mixed' : ''}`, 'data-id': i.id },
     h('summary', {},
       h('span', { class: 'muted mono' }, time(i.started_at_ms)),
       h('span', { class: `badge ${i.outcome}`, 'data-test': 'outcome' }, i.outcome),
@@ -450,30 +650,169 @@ function invocationItem(i) {
       h('span', {}, `batch ${i.batch_size}`),
       h('span', { class: 'muted' }, `${i.duration_ms.toFixed(2)} ms`),
       i.sent ? h('span', { class: 'muted' }, `sent ${i.sent}`) : null,
+      settled(i, 'dead_letter') ? h('span', { class: 'badge dlq', 'data-test': 'dead-lettered', title: 'messages of this batch the handler dead-lettered' }, `${settled(i, 'dead_letter')} dead-lettered`) : null,
+      settled(i, 'retry') ? h('span', { class: 'badge paused', 'data-test': 'retried', title: 'messages of this batch the handler asked to retry' }, `${settled(i, 'retry')} retried`) : null,
       i.error ? h('span', { class: 'error-text' }, i.error) : null),
     i.failures && i.failures.length ? h('pre', { class: 'failures' }, JSON.stringify(i.failures, null, 2)) : null,
     h('pre', { class: 'logs' }, i.logs || '(no output)'));
 }
 
+// The p-th quantile (0..1) of ascending `sorted`.
+function quantile(sorted, p) {
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))];
+}
+
+const STATS_SAMPLE = 500;
+const STATS_BUCKETS = 30;
+
+// Throughput, failure rate and duration percentiles over the time the last invocations span,
+// in up to 30 buckets; dry runs left out. Null when there is nothing to chart.
+function invocationStats(invocations) {
+  const real = invocations.filter((i) => !i.dry_run).sort((a, b) => a.started_at_ms - b.started_at_ms);
+  if (!real.length) return null;
+  const t0 = real[0].started_at_ms;
+  const span = Math.max(1000, real.at(-1).started_at_ms - t0 + 1);
+  // Buckets of at least a second, so a burst of fast batches is not a comb of spikes.
+  const n = Math.max(1, Math.min(STATS_BUCKETS, real.length, Math.ceil(span / 1000)));
+  const width = span / n;
+  const buckets = Array.from({ length: n }, () => []);
+  for (const i of real) buckets[Math.min(n - 1, Math.floor((i.started_at_ms - t0) / width))].push(i);
+  const durations = (group) => group.map((i) => i.duration_ms).sort((a, b) => a - b);
+  const per = (f) => buckets.map((b) => (b.length ? f(b) : null));
+  const all = durations(real);
+  const failed = real.filter((i) => i.outcome !== 'ok').length;
+  return {
+    count: real.length,
+    since: t0,
+    failed,
+    deadLettered: real.reduce((sum, i) => sum + settled(i, 'dead_letter'), 0),
+    p50: quantile(all, 0.5),
+    p95: quantile(all, 0.95),
+    p99: quantile(all, 0.99),
+    times: buckets.map((_, k) => Math.round(t0 + (k + 1) * width)),
+    perSecond: buckets.map((b) => b.length / (width / 1000)),
+    failedPct: per((b) => (100 * b.filter((i) => i.outcome !== 'ok').length) / b.length),
+    p50s: per((b) => quantile(durations(b), 0.5)),
+    p95s: per((b) => quantile(durations(b), 0.95)),
+    p99s: per((b) => quantile(durations(b), 0.99)),
+  };
+}
+
+const percent = (v) => `${v < 10 && v > 0 ? v.toFixed(1) : Math.round(v)}%`;
+const ms = (v) => `${v < 10 ? v.toFixed(2) : Math.round(v).toLocaleString('en-US')} ms`;
+
+function statsView(stats) {
+  if (!stats) return [h('p', { class: 'muted' }, 'No invocations yet: charts appear once the function has run.')];
+  return [
+    h('p', { class: 'muted totals', 'data-test': 'function-stats' },
+      `last ${plural(stats.count, 'invocation')} since ${time(stats.since, false)}: ${count(stats.failed)} failed (${percent((100 * stats.failed) / stats.count)}), `,
+      `duration p50 ${ms(stats.p50)}, p95 ${ms(stats.p95)}, p99 ${ms(stats.p99)}; ${plural(stats.deadLettered, 'message')} dead-lettered from ok batches`),
+    h('div', { class: 'charts wide' },
+      chart('Invocations', stats.times, [{ name: 'batches', cls: 's1', values: stats.perSecond }], rate, 'latest'),
+      chart('Failed', stats.times, [{ name: 'failed', cls: 's6', values: stats.failedPct }], percent, 'latest'),
+      chart('Duration', stats.times, [
+        { name: 'p50', cls: 's5', values: stats.p50s },
+        { name: 'p95', cls: 's2', values: stats.p95s },
+        { name: 'p99', cls: 's6', values: stats.p99s },
+      ], ms, 'latest')),
+  ];
+}
+
+// The active version's config: what the handler runs with. Environment values are write-only.
+function configView(f) {
+  const active = f.versions.find((v) => v.version === f.active_version);
+  if (!active) return [];
+  const c = active.config;
+  const row = (label, value, test) => [h('dt', {}, label), h('dd', { 'data-test': test }, value)];
+  return [
+    h('h2', {}, `Config of v${active.version}`),
+    h('dl', { class: 'dead' },
+      row('consumes', f.trigger ? h('a', { href: `#/queues/${seg(f.trigger.queue)}` }, f.trigger.queue) : h('span', { class: 'muted' }, 'no queue'), 'consumes'),
+      row('env', c.env_names.length ? c.env_names.map((e) => h('code', { class: 'attr' }, e)) : h('span', { class: 'muted' }, 'none'), 'env-names'),
+      row('timeout', millis(c.timeout_ms)),
+      row('memory', `${count(c.memory_mb)} MiB`),
+      row('sends', `at most ${count(c.max_sends)} per batch`),
+      row('outbound', c.allowed_outbound_hosts.length ? c.allowed_outbound_hosts.join(', ') : 'none')),
+  ];
+}
+
+// Upload a new version (deploy): the component and its config. The active version's settings
+// are offered again; its environment values cannot be (they are write-only), so they are typed.
+function uploadForm(name, f, onUploaded) {
+  const active = f.versions.find((v) => v.version === f.active_version);
+  const c = active ? active.config : {};
+  const file = h('input', { type: 'file', name: 'component', accept: '.wasm,application/wasm', required: true });
+  const timeout = h('input', { name: 'timeout', value: c.timeout_ms ? exactMillis(c.timeout_ms) : '30s', spellcheck: 'false' });
+  const memory = h('input', { name: 'memory_mb', type: 'number', min: 1, max: 1024, value: c.memory_mb || 128 });
+  const env = h('textarea', { name: 'env', rows: 2, class: 'mono', spellcheck: 'false', placeholder: (c.env_names || []).length ? c.env_names.map((n) => `${n}=…`).join('\n') : 'NAME=value' });
+  const form = h('form', { class: 'card', 'data-test': 'upload', onsubmit: async (e) => {
+    e.preventDefault();
+    const timeoutMs = parseDuration(timeout.value);
+    if (timeoutMs === null) {
+      toast(`Timeout: "${timeout.value}" is not understood; write ${HUMAN.duration.example}`, 'error');
+      return;
+    }
+    const query = new URLSearchParams({ timeout_ms: String(timeoutMs), memory_mb: memory.value });
+    for (const host of c.allowed_outbound_hosts || []) query.append('allowed_outbound_host', host);
+    for (const key of ['max_outbound_requests', 'max_outbound_response_bytes', 'outbound_timeout_ms']) {
+      if (c[key] !== undefined) query.set(key, String(c[key]));
+    }
+    for (const line of env.value.split('\n').map((l) => l.trim()).filter(Boolean)) {
+      if (line.indexOf('=') < 1) {
+        toast(`environment line "${line}" is not NAME=VALUE`, 'error');
+        return;
+      }
+      query.append('env', line);
+    }
+    const bytes = new Uint8Array(await file.files[0].arrayBuffer());
+    toast(`Uploading and compiling ${file.files[0].name}…`);
+    const uploaded = await attempt(() => api.put(`/v1/functions/${seg(name)}?${query}`, bytes));
+    if (uploaded) {
+      toast(`${name} now runs version ${uploaded.active_version}`);
+      file.value = '';
+      env.value = '';
+      onUploaded();
+    }
+  } },
+  h('h2', {}, 'Upload a new version'),
+  field('Component', file, 'a .wasm component; it becomes the active version'),
+  h('div', { class: 'fields' }, field('Timeout', timeout, 'per invocation'), field('Memory (MiB)', memory)),
+  field('Environment', env, (c.env_names || []).length
+    ? `NAME=VALUE, one a line. Values are write-only, so v${f.active_version}'s (${c.env_names.join(', ')}) are not carried over: type them again.`
+    : 'NAME=VALUE, one a line'),
+  h('button', { type: 'submit' }, 'Upload'));
+  return form;
+}
+
 function functionPage(name) {
   const head = h('div', { class: 'page-head' }, h('h1', {}, h('a', { href: '#/functions', class: 'crumb' }, 'Functions'), ' / ', name));
+  const statsSlot = h('div');
   const versionsSlot = h('div', { class: 'card' });
+  const configSlot = h('div', { class: 'card' });
   const triggerSlot = h('div', { class: 'card' });
+  const uploadSlot = h('div');
   const logSlot = h('div', { class: 'card log' });
-  clear(main, head, h('div', { class: 'columns' }, h('div', { class: 'col-main' }, logSlot), h('div', { class: 'side' }, versionsSlot, triggerSlot)));
+  clear(main, head, statsSlot, h('div', { class: 'columns' }, h('div', { class: 'col-main' }, logSlot), h('div', { class: 'side' }, configSlot, versionsSlot, triggerSlot, uploadSlot)));
   let stream = null;
+
+  const loadStats = async () => {
+    const page = await api.get(`/v1/functions/${seg(name)}/invocations?limit=${STATS_SAMPLE}`).catch(() => null);
+    if (page && !statsSlot.matches(':hover')) clear(statsSlot, statsView(invocationStats(page.invocations)));
+  };
 
   const loadFunction = async () => {
     const f = await attempt(() => api.get(`/v1/functions/${seg(name)}`));
     if (!f) return;
+    clear(configSlot, configView(f));
+    if (can.deploy && !uploadSlot.contains(document.activeElement)) clear(uploadSlot, uploadForm(name, f, loadFunction));
     const versions = [...f.versions].sort((a, b) => b.version - a.version);
     clear(versionsSlot, h('h2', {}, 'Versions'), h('table', { class: 'table', 'data-test': 'versions' },
       h('thead', {}, h('tr', {}, ['Version', 'Created', 'Size', ''].map((t) => h('th', {}, t)))),
       h('tbody', {}, versions.map((v) => h('tr', { class: v.version === f.active_version ? 'active' : '' },
-        h('td', { title: `sha256 ${v.sha256}` }, `v${v.version}`, v.version === f.active_version ? h('span', { class: 'badge ok' }, 'active') : null),
-        h('td', { class: 'muted' }, time(v.created_at_ms)),
-        h('td', { class: 'num' }, `${count(v.size)} B`),
-        h('td', {}, can.deploy && v.version !== f.active_version ? h('button', { type: 'button', class: 'small', 'aria-label': `Roll back to v${v.version}`, onclick: async () => {
+        h('td', { class: 'nowrap', title: `sha256 ${v.sha256}` }, `v${v.version}`, v.version === f.active_version ? h('span', { class: 'badge ok' }, 'active') : null),
+        h('td', { class: 'muted' }, time(v.created_at_ms, false)),
+        h('td', { class: 'num nowrap', title: `${count(v.size)} bytes` }, bytes(v.size)),
+        h('td', { class: 'row-buttons' }, can.deploy && v.version !== f.active_version ? h('button', { type: 'button', class: 'small', 'aria-label': `Roll back to v${v.version}`, onclick: async () => {
           if (!await confirmDialog(`Make version ${v.version} of ${name} the active one?`, 'Roll back')) return;
           const r = await attempt(() => api.post(`/v1/functions/${seg(name)}/rollback`, { version: v.version }));
           if (r) {
@@ -564,6 +903,7 @@ function functionPage(name) {
 
   loadFunction();
   follow();
+  const stopStats = every(REFRESH_MS * 5, loadStats);
   const stop = every(REFRESH_MS * 2, async () => {
     const f = await api.get(`/v1/functions/${seg(name)}`).catch(() => null);
     const badge = triggerSlot.querySelector('[data-test="trigger-state"]');
@@ -571,6 +911,7 @@ function functionPage(name) {
   });
   return () => {
     stop();
+    stopStats();
     if (stream) stream.abort();
   };
 }
@@ -859,6 +1200,93 @@ function topicsPage() {
   return every(REFRESH_MS, refresh);
 }
 
+// ---- tokens ----
+
+const SCOPES = [
+  ['admin', 'everything'],
+  ['deploy', 'functions and triggers, and read'],
+  ['read', 'see queues, messages, functions, logs'],
+  ['produce', 'send to any queue or topic'],
+  ['consume', 'receive and settle from any queue'],
+];
+
+// Create a token (its secret shown here once), list tokens, revoke one (admin).
+function tokensPage() {
+  const list = h('div', { class: 'card table-wrap' });
+  const secretSlot = h('div');
+  const name = h('input', { name: 'name', required: true, maxlength: 200, placeholder: 'billing worker' });
+  const boxes = SCOPES.map(([scope, what]) => h('label', { class: 'check' }, h('input', { type: 'checkbox', name: 'scope', value: scope }), h('code', {}, scope), h('span', {}, what)));
+  const narrow = h('input', { name: 'narrow', spellcheck: 'false', placeholder: 'produce:orders, consume:emails' });
+  const sqs = h('input', { type: 'checkbox', name: 'sqs' });
+  const form = h('form', { class: 'card', 'data-test': 'create-token', onsubmit: async (e) => {
+    e.preventDefault();
+    const scopes = [
+      ...boxes.map((b) => b.querySelector('input')).filter((b) => b.checked).map((b) => b.value),
+      ...narrow.value.split(',').map((x) => x.trim()).filter(Boolean),
+    ];
+    if (!scopes.length) {
+      toast('Choose at least one scope: tick one, or name a queue as produce:QUEUE or consume:QUEUE', 'error');
+      return;
+    }
+    const created = await attempt(() => api.post('/v1/tokens', { name: name.value.trim(), scopes, sqs: sqs.checked }));
+    if (!created) return;
+    name.value = '';
+    narrow.value = '';
+    for (const b of boxes) b.querySelector('input').checked = false;
+    sqs.checked = false;
+    const secret = h('input', { readonly: true, class: 'mono', value: created.token, 'data-test': 'secret', 'aria-label': 'The new token' });
+    clear(secretSlot, h('div', { class: 'card secret', 'data-test': 'new-token' },
+      h('h2', {}, `Token ${created.name || created.id} created`),
+      h('p', { class: 'note' }, 'Copy the token now: it is shown this once and cannot be read again. Lost, it can only be revoked and replaced.'),
+      secret,
+      created.sqs_secret_access_key ? h('p', { class: 'mono' }, `SQS key id ${created.sqs_access_key_id} · secret ${created.sqs_secret_access_key}`) : null,
+      h('div', { class: 'actions' },
+        h('button', { type: 'button', class: 'secondary', onclick: () => { secret.select(); navigator.clipboard?.writeText(created.token).then(() => toast('Copied'), () => toast('Select the token and copy it', 'error')); } }, 'Copy'),
+        h('button', { type: 'button', onclick: () => clear(secretSlot) }, 'Done'))));
+    secret.select();
+    refresh();
+  } },
+  h('h2', {}, 'Create a token'),
+  field('Name', name),
+  h('fieldset', { class: 'scopes' }, h('legend', {}, 'Scopes'), boxes),
+  field('Narrow scopes', narrow, 'comma-separated: produce:QUEUE, consume:QUEUE'),
+  h('label', { class: 'check' }, sqs, 'Also an SQS access key pair'),
+  h('button', { type: 'submit' }, 'Create token'));
+  clear(main,
+    h('div', { class: 'page-head' }, h('h1', {}, 'Tokens'), h('span', { class: 'muted' }, 'API tokens and what each may do; secrets are never shown again')),
+    secretSlot,
+    h('div', { class: 'columns' }, h('div', { class: 'col-main' }, list), h('div', { class: 'side' }, form)));
+  const revoke = async (t) => {
+    const self = t.id === me.id;
+    const warning = self ? ' This is the token you are signed in with: the console will sign you out.' : '';
+    if (!await confirmDialog(`Revoke token ${t.name || t.id}? Requests with it fail from now on.${warning}`, 'Revoke')) return;
+    if (await attempt(() => api.delete(`/v1/tokens/${seg(t.id)}`)) === undefined) return;
+    if (self) {
+      signOut('You revoked the token you were signed in with.');
+      return;
+    }
+    toast(`Revoked token ${t.name || t.id}`);
+    refresh();
+  };
+  const refresh = async () => {
+    const answer = await attempt(() => api.get('/v1/tokens'));
+    if (!answer) return;
+    const tokens = [...answer.tokens].sort((a, b) => b.created_at_ms - a.created_at_ms);
+    clear(list, tokens.length ? h('table', { class: 'table', 'data-test': 'tokens' },
+      h('thead', {}, h('tr', {}, ['Name', 'Id', 'Scopes', 'Created', 'SQS key id', ''].map((t) => h('th', {}, t)))),
+      h('tbody', {}, tokens.map((t) => h('tr', { 'data-token': t.name || t.id },
+        h('td', {}, t.name || h('span', { class: 'muted' }, 'unnamed'), t.id === me.id ? h('span', { class: 'badge ok' }, 'you') : null),
+        h('td', { class: 'mono' }, t.id),
+        h('td', { 'data-test': 'scopes' }, t.scopes.map((x) => h('code', { class: 'attr' }, x))),
+        h('td', { class: 'muted nowrap' }, time(t.created_at_ms, false)),
+        h('td', { class: 'mono' }, t.sqs_access_key_id || '–'),
+        h('td', { class: 'row-buttons' }, h('button', { type: 'button', class: 'small danger', 'aria-label': `Revoke ${t.name || t.id}`, onclick: () => revoke(t) }, 'Revoke'))))))
+      : h('p', { class: 'empty' }, 'No tokens yet.'));
+  };
+  refresh();
+  return () => {};
+}
+
 // ---- routing ----
 
 function route() {
@@ -874,6 +1302,7 @@ function route() {
   else if (parts[0] === 'functions' && can.read) stop = functionsPage();
   else if (parts[0] === 'schedules' && can.read) stop = schedulesPage();
   else if (parts[0] === 'topics' && can.read) stop = topicsPage();
+  else if (parts[0] === 'tokens' && can.admin) stop = tokensPage();
   else stop = queuesPage();
   leave = stop || (() => {});
 }

@@ -94,6 +94,8 @@ impl Need {
             ["metrics"] if reads => Need::Read,
             ["metrics"] => Need::Admin,
             ["v1", "tokens", ..] => Need::Admin,
+            ["v1", "series"] if reads => Need::Read,
+            ["v1", "series", ..] => Need::Admin,
             ["v1", "queues"] | ["v1", "queues", _] | ["v1", "queues", _, "messages" | "series"]
                 if reads =>
             {
@@ -500,6 +502,8 @@ mod tests {
             Need::Produce("q".into())
         );
         assert_eq!(Need::of(&Method::GET, "/v1/queues/q/messages"), Need::Read);
+        assert_eq!(Need::of(&Method::GET, "/v1/series"), Need::Read);
+        assert_eq!(Need::of(&Method::POST, "/v1/series"), Need::Admin);
         assert_eq!(Need::of(&Method::POST, "/v1/queues"), Need::Admin);
         assert_eq!(Need::of(&Method::POST, "/v1/queues/q/purge"), Need::Admin);
         assert_eq!(Need::of(&Method::PUT, "/v1/functions/f"), Need::Deploy);

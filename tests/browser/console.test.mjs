@@ -143,6 +143,10 @@ test('the page is served with a strict Content-Security-Policy and works signed 
   assert.match(csp, /default-src 'none'/);
   assert.match(csp, /script-src 'self'(;|$)/);
   assert.match(csp, /style-src 'self'(;|$)/);
+  // The sign-in page shows no nav (a `display: flex` once beat `hidden`).
+  await page.waitForSelector('#token');
+  assert.equal(await page.locator('#nav').isVisible(), false);
+  assert.equal(await page.locator('#who').isVisible(), false);
 
   // Sign in: a wrong token is refused, the admin token is taken.
   refusingSignIn = true;
@@ -153,6 +157,7 @@ test('the page is served with a strict Content-Security-Policy and works signed 
   await page.fill('#token', TOKEN);
   await page.click('button:text("Sign in")');
   await page.waitForSelector('h1:text("Queues")');
+  await page.waitForSelector('#nav a:text("Tokens")');
   await shoot('signed-in-empty');
 
   // Create a dead-letter queue, then a queue that uses it.
@@ -202,6 +207,10 @@ test('the page is served with a strict Content-Security-Policy and works signed 
   await send.locator('button:text("Send")').click();
   await until('the dead letter', async () => (await call('GET', '/v1/queues/orders-dlq')).stats.visible === 1);
   await page.click('nav a:text("Dead letters")');
+  // Each dead-letter queue starts collapsed, with how many it holds; opening it peeks.
+  await page.waitForSelector('[data-dlq="orders-dlq"] [data-test="held"]:text-is("1 message")');
+  assert.equal(await page.locator('[data-dlq="orders-dlq"] .message').count(), 0);
+  await page.click('[data-dlq="orders-dlq"] summary');
   const dead = page.locator('[data-dlq="orders-dlq"] .message').first();
   await dead.locator('[data-test="reason"]:text-is("customer 42 is unknown")').waitFor();
   await dead.locator('dd a:text-is("orders")').waitFor();
@@ -240,6 +249,16 @@ test('the page is served with a strict Content-Security-Policy and works signed 
   await open('functions/flaky');
   await page.waitForSelector('[data-test="versions"] tr.active td:has-text("v2")');
   await page.waitForSelector('[data-test="invocations"] details');
+  // What it consumes and runs with; failure rate and duration percentiles over time.
+  await page.waitForSelector('[data-test="consumes"] a:text-is("orders")');
+  await page.waitForSelector('[data-test="env-names"]:has-text("none")');
+  await page.locator('[data-test="function-stats"]').filter({ hasText: /0 failed \(0%\), duration p50 [\d.,]+ ms, p95/ }).waitFor();
+  await page.waitForSelector('.chart-title:text-is("Duration")');
+  // An ok batch whose handler dead-lettered a message is marked so in the live log.
+  await call('POST', '/v1/queues/orders/messages/batch', { messages: [{ body: '{"item": "broken again"}', attributes: { fail: 'dead-letter', reason: 'customer 42 is unknown' } }] });
+  const marked = page.locator('[data-test="invocations"] .invocation.mixed').first();
+  await marked.locator('[data-test="outcome"]:text-is("ok")').waitFor();
+  await marked.locator('[data-test="dead-lettered"]:text-is("1 dead-lettered")').waitFor();
   await shoot('function');
   await page.getByRole('button', { name: 'Roll back to v1' }).click();
   await page.click('#confirm-ok');
@@ -252,24 +271,68 @@ test('the page is served with a strict Content-Security-Policy and works signed 
   await page.locator('select[name="outcome"]').selectOption('');
   await page.waitForSelector('[data-test="invocations"] details');
 
+  // Upload a new version from the page, with an environment variable (its value never shown).
+  const upload = page.locator('[data-test="upload"]');
+  await upload.locator('input[name="component"]').setInputFiles(join(examples, 'flaky.wasm'));
+  await upload.locator('input[name="timeout"]').fill('20s');
+  await upload.locator('textarea[name="env"]').fill('GREETING=secret-hello');
+  await upload.locator('button:text("Upload")').click();
+  await page.waitForSelector('.toast:text("flaky now runs version 3")');
+  await page.waitForSelector('[data-test="versions"] tr.active td:has-text("v3")');
+  await page.waitForSelector('[data-test="env-names"] code:text-is("GREETING")');
+  const v3 = (await call('GET', '/v1/functions/flaky')).versions.find((v) => v.version === 3);
+  assert.equal(v3.config.timeout_ms, 20_000);
+  assert.deepEqual(v3.config.env_names, ['GREETING']);
+  assert.ok(!(await page.locator('main').innerText()).includes('secret-hello'));
+
+  // The queue list: a table with the live rates (per second) and who consumes each queue.
   await page.click('nav a:text("Queues")');
-  await page.waitForSelector('[data-queue="emails"] .chart');
+  const ordersRow = page.locator('tr[data-queue="orders"]');
+  await ordersRow.locator('[data-test="consumer"] a:text-is("flaky")').waitFor();
+  await page.locator('tr[data-queue="emails"] [data-test="visible"]').filter({ hasText: /^[1-9]/ }).waitFor();
+  await ordersRow.locator('[data-test="enqueued"]').filter({ hasText: /\/s$/ }).waitFor();
+  // Sorted by visible, most first: emails, with its backlog, leads.
+  await page.click('button[data-sort="visible"]');
+  await page.waitForSelector('th[aria-sort="descending"] button[data-sort="visible"]');
+  assert.equal(await page.locator('[data-test="queues"] tbody tr').first().getAttribute('data-queue'), 'emails');
+  await page.click('button[data-sort="name"]');
+  assert.equal(await page.locator('[data-test="queues"] tbody tr').first().getAttribute('data-queue'), 'emails');
   await shoot('queues');
   await page.click('a.queue-name:text-is("emails")');
   await page.waitForSelector('.message');
+  // Charts have a time axis, and hovering one reads its values at that time.
+  const depth = page.locator('.chart-box').first();
+  await depth.locator('[data-test="chart-axis"] span').first().filter({ hasText: /^\d\d:\d\d:\d\d$/ }).waitFor();
+  const box = await depth.locator('svg').boundingBox();
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  await depth.locator('[data-test="chart-at"]').filter({ hasText: /^\d\d:\d\d:\d\d$/ }).waitFor();
+  await page.mouse.move(0, 0);
+  await depth.locator('[data-test="chart-at"]:text-is("now")').waitFor();
   await shoot('queue');
+  // A second dead letter, put there by hand, so it has no reason: the filter tells them apart.
+  await call('POST', '/v1/queues/orders-dlq/messages/batch', { messages: [{ body: 'by hand' }] });
   await page.click('nav a:text("Dead letters")');
-  await page.waitForSelector('[data-dlq="orders-dlq"] .message');
+  const letters = page.locator('[data-dlq="orders-dlq"] .message');
+  await page.waitForSelector('[data-dlq="orders-dlq"] [data-test="dlq-page"]:text-is("1–3 of 3, oldest first")');
+  const reason = page.locator('select[aria-label="Filter orders-dlq by reason"]');
+  await reason.selectOption('customer 42 is unknown');
+  await page.waitForFunction(() => document.querySelectorAll('[data-dlq="orders-dlq"] .message').length === 2);
+  await letters.locator('[data-test="reason"]:text-is("customer 42 is unknown")').first().waitFor();
+  await reason.selectOption('(no reason given)');
+  await letters.locator('[data-test="body"]:text-is("by hand")').waitFor();
+  assert.equal(await letters.count(), 1);
+  await reason.selectOption('');
+  await page.waitForFunction(() => document.querySelectorAll('[data-dlq="orders-dlq"] .message').length === 3);
   await shoot('dead-letters');
 
   // Purge, with confirmation: cancelling keeps the messages, confirming removes them.
   await page.click('a.queue-name:text-is("orders-dlq")');
   await page.click('button:text("Purge queue")');
   await page.click('#confirm button[value="cancel"]');
-  assert.equal((await call('GET', '/v1/queues/orders-dlq')).stats.visible, 1);
+  assert.equal((await call('GET', '/v1/queues/orders-dlq')).stats.visible, 3);
   await page.click('button:text("Purge queue")');
   await page.click('#confirm-ok');
-  await page.waitForSelector('.toast:text("Purged 1 message")');
+  await page.waitForSelector('.toast:text("Purged 3 messages")');
   assert.equal((await call('GET', '/v1/queues/orders-dlq')).stats.visible, 0);
 
   assert.deepEqual(problems, [], 'the page logged errors (a CSP violation shows here)');
@@ -407,6 +470,176 @@ test('topics are created, subscribed to with a filter, published to and replayed
   await page.click('#confirm-ok');
   await page.waitForSelector('.toast:has-text("audit no longer subscribes to events")');
   await topic.locator('tr[data-subscription="audit"]').waitFor({ state: 'detached' });
+  assert.deepEqual(problems, []);
+}));
+
+test('the queue list is searched, sorted and paged', { timeout: 90_000 }, guarded(async () => {
+  const bulk = Array.from({ length: 24 }, (_, i) => `bulk-${String(i).padStart(2, '0')}`);
+  for (const name of bulk) await call('POST', '/v1/queues', { name });
+  await call('POST', '/v1/queues/bulk-17/messages/batch', { messages: [{ body: 'a' }, { body: 'b' }] });
+  await open('queues');
+  const rows = page.locator('[data-test="queues"] tbody tr');
+  const total = (await call('GET', '/v1/queues')).queues.length;
+  await page.waitForSelector(`[data-test="page"]:text-is("1–20 of ${total}")`);
+  assert.equal(await rows.count(), 20);
+  await page.click('button:text("Next →")');
+  await page.waitForSelector(`[data-test="page"]:text-is("21–${total} of ${total}")`);
+  await page.click('button:text("← Previous")');
+  await page.waitForSelector(`[data-test="page"]:text-is("1–20 of ${total}")`);
+  // Search by name narrows the list and starts it over at its first page.
+  await page.fill('input[name="search"]', 'bulk-1');
+  await page.waitForSelector('[data-test="queue-count"]:text-is("10 queues of ' + total + ' match")');
+  assert.equal(await rows.count(), 10);
+  // Sorted by visible, most first, then by name.
+  await page.click('button[data-sort="visible"]');
+  assert.equal(await rows.first().getAttribute('data-queue'), 'bulk-17');
+  await page.click('button[data-sort="visible"]');
+  assert.equal(await rows.last().getAttribute('data-queue'), 'bulk-17');
+  await page.fill('input[name="search"]', 'no-such-queue');
+  await page.waitForSelector('[data-test="page"]:text-is("no queue matches")');
+  // Only the list's one series request per refresh, never one per queue.
+  const asked = [];
+  const seen = (request) => { if (/\/v1\/(series|queues\/[^/]+\/series)/.test(request.url())) asked.push(new URL(request.url()).pathname); };
+  page.on('request', seen);
+  await open('queues');
+  await page.waitForSelector('tr[data-queue="bulk-00"]');
+  await until('a refresh', async () => asked.length >= 2, 10_000);
+  page.off('request', seen);
+  assert.deepEqual([...new Set(asked)], ['/v1/series']);
+  for (const name of bulk) {
+    await call('POST', `/v1/queues/${name}/purge`);
+    await call('DELETE', `/v1/queues/${name}`);
+  }
+  assert.deepEqual(problems, []);
+}));
+
+test('a peek pages through a queue, shows priority and group, and deletes one message', { timeout: 90_000 }, guarded(async () => {
+  await call('POST', '/v1/queues', { name: 'peeked' });
+  const batch = Array.from({ length: 60 }, (_, i) => ({ body: `m${i}` }));
+  batch[0] = { body: 'first', priority: 7, group: 'customer-42' };
+  await call('POST', '/v1/queues/peeked/messages/batch', { messages: batch });
+  await open('queues/peeked');
+  await page.waitForSelector('[data-test="peek-page"]:text-is("1–50, oldest first")');
+  const first = page.locator('.message').first();
+  await first.locator('[data-test="priority"]:text-is("priority 7")').waitFor();
+  await first.locator('[data-test="group"]:text-is("group customer-42")').waitFor();
+  assert.equal(await page.locator('.message').count(), 50);
+  await page.click('button:text("Next 50 →")');
+  await page.waitForSelector('[data-test="peek-page"]:text-is("51–60, oldest first")');
+  assert.equal(await page.locator('.message').count(), 10);
+  assert.ok(await page.locator('button:text("Next 50 →")').isDisabled());
+  await page.click('button:text("← Previous")');
+  await page.waitForSelector('[data-test="peek-page"]:text-is("1–50, oldest first")');
+
+  // Delete one message, with confirmation.
+  const id = await first.getAttribute('data-id');
+  await first.locator('button:text("Delete")').click();
+  await page.click('#confirm-ok');
+  await page.waitForSelector(`.toast:text("Deleted message ${id}")`);
+  await page.locator(`.message[data-id="${id}"]`).waitFor({ state: 'detached' });
+  assert.equal((await call('GET', '/v1/queues/peeked')).stats.visible, 59);
+
+  // Settings read and are typed in human units, with the raw value on hover.
+  const settings = page.locator('[data-test="settings"]');
+  const visibility = settings.locator('input[name="visibility_timeout_ms"]');
+  const raw = (await call('GET', '/v1/queues/peeked')).settings;
+  assert.equal(await visibility.getAttribute('title'), `${raw.visibility_timeout_ms.toLocaleString('en-US')} ms`);
+  assert.match(await visibility.inputValue(), /^\d+[smhd]( \d+[smhd])*$/);
+  assert.match(await settings.locator('input[name="max_message_bytes"]').inputValue(), /^\d+ (B|KiB|MiB)$/);
+  await visibility.fill('soon');
+  await settings.locator('button:text("Save settings")').click();
+  await page.locator('.toast.error').filter({ hasText: 'Visibility timeout: "soon" is not understood' }).waitFor();
+  await visibility.fill('1m 30s');
+  await settings.locator('input[name="retention_ms"]').fill('2d');
+  await settings.locator('input[name="max_message_bytes"]').fill('64 KiB');
+  await settings.locator('button:text("Save settings")').click();
+  await page.waitForSelector('.toast:text("Settings saved")');
+  const saved = (await call('GET', '/v1/queues/peeked')).settings;
+  assert.equal(saved.visibility_timeout_ms, 90_000);
+  assert.equal(saved.retention_ms, 2 * 86_400_000);
+  assert.equal(saved.max_message_bytes, 65_536);
+  assert.equal(await visibility.getAttribute('title'), '90,000 ms');
+  await shoot('queue-peek');
+  await call('POST', '/v1/queues/peeked/purge');
+  await call('DELETE', '/v1/queues/peeked');
+  assert.deepEqual(problems, []);
+}));
+
+test('an admin creates a token (its secret shown once) and revokes it', { timeout: 60_000 }, guarded(async () => {
+  await page.click('nav a:text("Tokens")');
+  await page.waitForSelector('h1:text("Tokens")');
+  const form = page.locator('[data-test="create-token"]');
+  // No scope: refused before asking the server.
+  await form.locator('input[name="name"]').fill('billing');
+  await form.locator('button:text("Create token")').click();
+  await page.waitForSelector('.toast.error:has-text("Choose at least one scope")');
+  await form.locator('input[value="read"]').check();
+  await form.locator('input[name="narrow"]').fill('produce:orders');
+  await form.locator('button:text("Create token")').click();
+  const secret = await page.locator('[data-test="new-token"] [data-test="secret"]').inputValue();
+  assert.ok(secret.length > 16, secret);
+  const row = page.locator('tr[data-token="billing"]');
+  await row.locator('[data-test="scopes"]:has-text("read")').waitFor();
+  await row.locator('[data-test="scopes"]:has-text("produce:orders")').waitFor();
+  // The secret works, and is not on the page once dismissed nor in the list.
+  const works = await fetch(`${base}/v1/tokens/self`, { headers: { Authorization: `Bearer ${secret}` } });
+  assert.equal(works.status, 200);
+  await shoot('tokens');
+  await page.click('[data-test="new-token"] button:text("Done")');
+  assert.equal(await page.locator(`input[value="${secret}"]`).count(), 0);
+  assert.ok(!(await page.locator('main').innerText()).includes(secret));
+
+  await row.locator('button:text("Revoke")').click();
+  await page.click('#confirm-ok');
+  await page.waitForSelector('.toast:text("Revoked token billing")');
+  await row.waitFor({ state: 'detached' });
+  const refused = await fetch(`${base}/v1/tokens/self`, { headers: { Authorization: `Bearer ${secret}` } });
+  assert.equal(refused.status, 401);
+  assert.deepEqual(problems, []);
+}));
+
+// True when the page is no wider than the window (nothing scrolls sideways).
+async function fitsSideways() {
+  return page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth);
+}
+
+test('pages fit a 1,400 px window and a 390 px phone', { timeout: 90_000 }, guarded(async () => {
+  await page.setViewportSize({ width: 1400, height: 900 });
+  await open('schedules');
+  await page.waitForSelector('tr[data-schedule="nightly-report"]');
+  const fits = await page.evaluate(() => {
+    const table = document.querySelector('[data-test="schedules"]');
+    return table.getBoundingClientRect().right <= table.parentElement.getBoundingClientRect().right + 0.5;
+  });
+  assert.ok(fits, 'the schedules table overflows its card at 1,400 px');
+  assert.ok(await fitsSideways());
+  for (const [hash, ready] of [['schedules', '[data-test="schedules"]'], ['functions/flaky', '[data-test="versions"]'], ['tokens', '[data-test="create-token"]']]) {
+    await open(hash);
+    await page.waitForSelector(ready);
+    const overflowing = await page.evaluate(() => [...document.querySelectorAll('.card')]
+      .filter((card) => card.scrollWidth > card.clientWidth + 1).map((card) => card.dataset.test || card.className));
+    assert.deepEqual(overflowing, [], `#/${hash}: cards whose content overflows at 1,400 px`);
+  }
+
+  await page.setViewportSize({ width: 390, height: 844 });
+  for (const [hash, ready] of [
+    ['queues', '[data-test="queues"]'],
+    ['queues/orders', '.chart'],
+    ['dead-letters', '[data-dlq="orders-dlq"]'],
+    ['functions/flaky', '[data-test="versions"]'],
+    ['schedules', '[data-test="schedules"]'],
+    ['topics', 'section[data-topic="events"]'],
+    ['tokens', '[data-test="create-token"]'],
+  ]) {
+    await open(hash);
+    await page.waitForSelector(ready);
+    assert.ok(await fitsSideways(), `#/${hash} scrolls sideways at 390 px`);
+    assert.ok(await page.locator('nav a:text("Topics")').isVisible());
+  }
+  await open('queues');
+  await page.waitForSelector('[data-test="queues"]');
+  await shoot('phone-queues');
+  await page.setViewportSize({ width: 1440, height: 900 });
   assert.deepEqual(problems, []);
 }));
 

@@ -35,6 +35,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/queues/{queue}/purge"),
     ("post", "/v1/queues/{queue}/redrive"),
     ("get", "/v1/queues/{queue}/series"),
+    ("get", "/v1/series"),
     ("get", "/v1/functions"),
     ("put", "/v1/functions/{name}"),
     ("get", "/v1/functions/{name}"),

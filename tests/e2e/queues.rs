@@ -253,3 +253,48 @@ async fn single_messages_are_deleted_and_chosen_ones_redriven_by_id() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["moved"], 0);
 }
+
+#[tokio::test]
+async fn many_queues_series_come_in_one_request() {
+    let (server, _dir) = Server::start_with(&["--series-interval", "100ms"]).await;
+    for queue in ["a", "b", "c"] {
+        server.create_queue(json!({"name": queue})).await;
+    }
+    for _ in 0..3 {
+        let (status, _) = server.post_raw("/v1/queues/a/messages", "x").await;
+        assert_eq!(status, 201);
+    }
+    let (status, _) = server.post_raw("/v1/queues/b/messages", "x").await;
+    assert_eq!(status, 201);
+
+    // The queues asked for, by name; a name that is no queue is left out.
+    let (status, body) = server.get("/v1/series?queues=a,b,ghost").await;
+    assert_eq!(status, 200, "{body}");
+    let queues = body["queues"].as_object().unwrap();
+    assert_eq!(queues.keys().collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(body["interval_ms"], 100);
+    let live = |name: &str| {
+        body["queues"][name]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(live("a")["visible"], 3);
+    assert_eq!(live("b")["visible"], 1);
+
+    // Without a list, every queue; `last=1` is the live sample alone.
+    let (status, body) = server.get("/v1/series?last=1").await;
+    assert_eq!(status, 200, "{body}");
+    let queues = body["queues"].as_object().unwrap();
+    assert_eq!(queues.keys().collect::<Vec<_>>(), ["a", "b", "c"]);
+    for samples in queues.values() {
+        assert_eq!(samples.as_array().unwrap().len(), 1, "{body}");
+    }
+
+    for bad in ["/v1/series?limit=5", "/v1/series?last=0"] {
+        let (status, body) = server.get(bad).await;
+        assert_error(status, &body, 400, "bad_request");
+    }
+}

@@ -116,6 +116,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(queues::purge))
         .routes(routes!(queues::redrive))
         .routes(routes!(queues::series))
+        .routes(routes!(queues::series_many))
         .routes(routes!(functions::list))
         .routes(routes!(functions::upload))
         .routes(routes!(functions::show, functions::delete))

@@ -1,15 +1,16 @@
-//! Queue routes: create, list, show (settings and live stats), change, delete, purge, redrive.
+//! Queue routes: create, list, show (settings and live stats), change, delete, purge, redrive,
+//! and the queues' series (one queue's, or many in one request).
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::{IntoParams, ToSchema};
 
 use super::model::{QueueInfo, QueueSettings};
 use super::{ApiError, AppState, ErrorBody, Segment, body_error, parse_json, parse_optional_json};
@@ -327,5 +328,78 @@ pub async fn series(
     Ok(Json(QueueSeries {
         interval_ms: u64::try_from(state.series.interval().as_millis()).unwrap_or(u64::MAX),
         samples,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SeriesQuery {
+    /// Comma-separated queue names; every queue when absent. Names of queues that do not
+    /// exist (deleted a moment ago, say) are left out of the answer.
+    #[param(example = "orders,emails")]
+    queues: Option<String>,
+    /// Only each queue's most recent samples, the live one included (1: depth and rates right
+    /// now). Absent: the whole hour.
+    #[param(minimum = 1)]
+    last: Option<usize>,
+}
+
+/// Many queues' series at once, by queue name.
+#[derive(Serialize, ToSchema)]
+pub struct QueuesSeries {
+    /// How often samples are taken.
+    interval_ms: u64,
+    /// Each queue's samples, oldest first; the last one is the queue right now.
+    queues: std::collections::BTreeMap<String, Vec<Sample>>,
+}
+
+/// Several queues' series in one request (the console's queue list asks for its page's
+/// queues every refresh): as `/v1/queues/{queue}/series` gives one queue's, with `last` to
+/// send only the most recent samples.
+#[utoipa::path(get, path = "/v1/series", tag = "queues",
+    params(SeriesQuery),
+    responses(
+        (status = 200, description = "The samples, by queue", body = QueuesSeries),
+        (status = 400, description = "Invalid query", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
+pub async fn series_many(
+    State(state): State<AppState>,
+    query: Result<Query<SeriesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<QueuesSeries>, ApiError> {
+    let Query(query) =
+        query.map_err(|e| ApiError::BadRequest(format!("invalid query: {}", e.body_text())))?;
+    let wanted: Option<Vec<&str>> = query.queues.as_deref().map(|names| {
+        names
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .collect()
+    });
+    if query.last == Some(0) {
+        return Err(ApiError::BadRequest(
+            "`last` must be at least 1 (1 is the live sample alone)".into(),
+        ));
+    }
+    // One read of every queue's live stats serves every series asked for.
+    let now = state.store.now_ms();
+    let queues = state
+        .store
+        .list_queues()
+        .await?
+        .into_iter()
+        .filter(|q| wanted.as_ref().is_none_or(|w| w.contains(&q.name.as_str())))
+        .map(|q| {
+            let mut samples = state.series.get(&q.name, Some((now, &q.stats)));
+            if let Some(last) = query.last {
+                samples.drain(..samples.len().saturating_sub(last));
+            }
+            (q.name, samples)
+        })
+        .collect();
+    Ok(Json(QueuesSeries {
+        interval_ms: u64::try_from(state.series.interval().as_millis()).unwrap_or(u64::MAX),
+        queues,
     }))
 }
