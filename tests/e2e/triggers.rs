@@ -73,10 +73,10 @@ async fn ten_thousand_messages_are_each_acknowledged_once() {
         metric(&server, "sluice_enqueued_total", "queue=\"work\"").await,
         10_000.0
     );
-    // 100 batches settled (and 10,000 messages enqueued in batches): the store committed at
-    // least once per batch, and far fewer times than once per message.
+    // 10,000 messages enqueued in batches and settled in batches of 100, several batches to a
+    // commit when they meet in the writer: far fewer commits than messages, and some.
     let commits = metric(&server, "sluice_store_commits_total", "").await;
-    assert!((100.0..10_000.0).contains(&commits), "{commits} commits");
+    assert!((1.0..1_000.0).contains(&commits), "{commits} commits");
 
     let (_, function) = server.get("/v1/functions/sum").await;
     assert_eq!(function["trigger"]["state"], "running", "{function}");
