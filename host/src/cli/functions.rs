@@ -723,7 +723,45 @@ fn print_invocation(invocation: &Value) {
             .map(|e| format!(" error: {e}"))
             .unwrap_or_default(),
     );
+    for failure in invocation["failures"].as_array().into_iter().flatten() {
+        println!("  {}", failure_line(failure));
+    }
     for line in invocation["logs"].as_str().unwrap_or("").lines() {
         println!("    {line}");
+    }
+}
+
+/// One message the handler did not acknowledge in an `ok` batch, and what it asked for.
+fn failure_line(failure: &Value) -> String {
+    let id = view::text(&failure["id"]);
+    match failure["disposition"].as_str() {
+        Some("dead_letter") => format!(
+            "message {id}: dead-lettered: {}",
+            view::text(&failure["reason"])
+        ),
+        Some("retry") => match failure["delay_ms"].as_u64() {
+            Some(delay) => format!("message {id}: retried in {}", view::millis(delay)),
+            None => format!("message {id}: retried with the queue's backoff"),
+        },
+        _ => format!("message {id}: {failure}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ok_batchs_failures_read_as_decisions_with_reasons() {
+        let dead =
+            serde_json::json!({"id": "9", "disposition": "dead_letter", "reason": "no customer"});
+        assert_eq!(failure_line(&dead), "message 9: dead-lettered: no customer");
+        let later = serde_json::json!({"id": "3", "disposition": "retry", "delay_ms": 5000});
+        assert_eq!(failure_line(&later), "message 3: retried in 5s");
+        let backoff = serde_json::json!({"id": "4", "disposition": "retry", "delay_ms": null});
+        assert_eq!(
+            failure_line(&backoff),
+            "message 4: retried with the queue's backoff"
+        );
     }
 }
