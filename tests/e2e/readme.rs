@@ -157,3 +157,43 @@ async fn the_readme_walkthrough_runs_in_order_on_a_fresh_server() {
         assert!(names.contains(&name), "{name} not deployed: {names:?}");
     }
 }
+
+/// Every metric the host registers (`metrics::counter!`, `gauge!`, `histogram!` with a literal
+/// name) has a row in docs/metrics.md, and the page names no metric the host does not have.
+#[test]
+fn every_metric_is_documented() {
+    fn sources(dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(std::fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
+    let mut files = Vec::new();
+    sources(&repo().join("host/src"), &mut files);
+    let mut registered = std::collections::BTreeSet::new();
+    for file in &files {
+        for kind in ["counter!(", "gauge!(", "histogram!("] {
+            for (at, _) in file.match_indices(kind) {
+                let rest = file[at + kind.len()..].trim_start();
+                if let Some(name) = rest.strip_prefix('"').and_then(|r| r.split('"').next()) {
+                    registered.insert(name.to_owned());
+                }
+            }
+        }
+    }
+    assert!(registered.len() > 10, "{registered:?}");
+    let page = std::fs::read_to_string(repo().join("docs/metrics.md")).unwrap();
+    let documented: std::collections::BTreeSet<String> = page
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `")?.split('`').next())
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        registered, documented,
+        "docs/metrics.md against the host's metrics"
+    );
+}

@@ -349,6 +349,12 @@ impl Trigger {
                 // The invocation happened all the same: keep it in the log if the store lets us.
                 if let Err(err) = log.record(record).await {
                     tracing::warn!(%err, function = %self.record.function, "invocation left out of the log");
+                    // Counted, so a gap in `sluice logs` shows on a dashboard too.
+                    metrics::counter!(
+                        "sluice_invocations_unlogged_total",
+                        "function" => self.record.function.clone()
+                    )
+                    .increment(1);
                 }
                 None
             }
