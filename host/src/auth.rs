@@ -137,7 +137,9 @@ impl Need {
                 Need::Produce((*topic).to_owned())
             }
             ["v1", "topics", ..] => Need::Admin,
-            ["v1", "kv", ..] if reads => Need::Read,
+            ["v1", "kv"] | ["v1", "kv", _, "keys"] | ["v1", "kv", _, "keys", _] if reads => {
+                Need::Read
+            }
             ["v1", "kv", ..] => Need::Deploy,
             _ => Need::AnyToken,
         }

@@ -43,7 +43,7 @@ fn documented_scopes() -> BTreeMap<(String, String), String> {
 fn unserved_scope(path: &str) -> &'static str {
     if ["/healthz", "/readyz", "/openapi.json"].contains(&path) {
         "none"
-    } else if path.starts_with("/v1/functions") {
+    } else if path.starts_with("/v1/functions") || path.starts_with("/v1/kv") {
         "deploy"
     } else {
         "admin"
@@ -97,6 +97,8 @@ fn concrete(method: &str, path: &str, reply_to: &str) -> String {
         .replace("{topic}", queue)
         .replace("{name}", name)
         .replace("{id}", "missing")
+        .replace("{bucket}", name)
+        .replace("{key}", "k")
         .replace("{message_id}", reply_to)
 }
 
@@ -131,6 +133,17 @@ async fn every_route_method_and_scope_matches_security_md() {
         )
         .await;
     assert_eq!(code, 200, "{body}");
+    // A bucket `f` holding key `k`.
+    let (code, body) = server.put_json("/v1/kv/f", json!({})).await;
+    assert!(code < 300, "{code} {body}");
+    let response = server
+        .http
+        .put(server.url("/v1/kv/f/keys/k"))
+        .body("v")
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{response:?}");
     // A topic named like the queue: `produce:q` covers both.
     let (code, body) = server.post("/v1/topics", json!({"name": "q"})).await;
     assert_eq!(code, 201, "{body}");
