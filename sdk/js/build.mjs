@@ -7,7 +7,8 @@
 // generate an entry module that imports the host's outbox and WASI environment and exports
 // `handle` through the SDK's glue; bundle it with the handler into one file (componentize-js
 // loads a single module); componentize it with jco against Sluice's `handler` world 0.3.0
-// (../../wit/sluice.wit, with the WASI 0.2.12 packages of ../../wit/deps) plus
+// (frozen in ../../wit/0.3.0/sluice.wit, with the WASI 0.2.12 packages of ../../wit/deps; the
+// JavaScript SDK has no key-value API yet, so it builds the world before 0.4.0 added it) plus
 // `wasi:cli/environment`, which componentize-js does not import on its own. Its `http` feature
 // stays on: the global `fetch` is StarlingMonkey's, over the world's `wasi:http/outgoing-handler`.
 // Its `fetch-event` feature is disabled: it would export `wasi:http/incoming-handler`, and a
@@ -20,7 +21,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const wit = resolve(here, '../../wit');
+const wit = resolve(here, '../../wit/0.3.0');
 // The versions package-lock.json pins; jco 1.35.0 fails with "failed to get path metadata".
 const JCO = /^1\.34\./;
 // The WASI version of wit/deps, which the world imports; componentize-js's runtime imports 0.2.x.
@@ -102,7 +103,8 @@ try {
   if (!readFileSync(join(wit, 'deps/cli.wit'), 'utf8').includes(`package wasi:cli@${WASI};`)) {
     fail(`${wit}/deps is not WASI ${WASI}; update WASI in ${fileURLToPath(import.meta.url)}`);
   }
-  cpSync(join(wit, 'deps'), join(world, 'deps'), { recursive: true });
+  // wit/0.3.0/deps links to the shared wit/deps: copy what it points at.
+  cpSync(join(wit, 'deps'), join(world, 'deps'), { recursive: true, dereference: true });
   cpSync(join(wit, 'sluice.wit'), join(world, 'deps/sluice-queue/sluice.wit'));
   writeFileSync(
     join(world, 'world.wit'),
