@@ -137,7 +137,12 @@ impl Need {
                 Need::Produce((*topic).to_owned())
             }
             ["v1", "topics", ..] => Need::Admin,
-            ["v1", "kv"] | ["v1", "kv", _, "keys"] | ["v1", "kv", _, "keys", _] if reads => {
+            ["v1", "kv"]
+            | ["v1", "kv", _]
+            | ["v1", "kv", _, "keys"]
+            | ["v1", "kv", _, "keys", _]
+                if reads =>
+            {
                 Need::Read
             }
             ["v1", "kv", ..] => Need::Deploy,

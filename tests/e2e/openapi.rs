@@ -60,6 +60,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/topics/{topic}/messages/batch"),
     ("get", "/v1/kv"),
     ("put", "/v1/kv/{bucket}"),
+    ("get", "/v1/kv/{bucket}"),
     ("delete", "/v1/kv/{bucket}"),
     ("get", "/v1/kv/{bucket}/keys"),
     ("get", "/v1/kv/{bucket}/keys/{key}"),

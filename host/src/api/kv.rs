@@ -1,4 +1,4 @@
-//! Key-value routes: create (or change the expiry of), list and delete buckets; read, write and
+//! Key-value routes: create (or change the expiry of), show, list and delete buckets; read, write and
 //! delete one key, and list a bucket's keys by prefix, a page at a time. An operator's write
 //! commits at once, by the rules a handler's writes follow at their settle.
 
@@ -110,6 +110,21 @@ pub async fn list_buckets(State(state): State<AppState>) -> Result<Json<BucketLi
     Ok(Json(BucketList {
         buckets: buckets.into_iter().map(Into::into).collect(),
     }))
+}
+
+/// Show a bucket.
+#[utoipa::path(get, path = "/v1/kv/{bucket}", tag = "kv",
+    params(("bucket" = String, Path, description = "Bucket name", example = "counts")),
+    responses(
+        (status = 200, description = "The bucket", body = BucketView),
+        (status = 404, description = "No such bucket", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
+pub async fn get_bucket(
+    State(state): State<AppState>,
+    Segment(bucket): Segment,
+) -> Result<Json<BucketView>, ApiError> {
+    Ok(Json(state.store.get_bucket(&bucket).await?.into()))
 }
 
 /// Delete a bucket and every key in it.

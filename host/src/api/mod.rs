@@ -133,7 +133,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(topics::publish_one))
         .routes(routes!(topics::publish_batch))
         .routes(routes!(kv::list_buckets))
-        .routes(routes!(kv::put_bucket, kv::delete_bucket))
+        .routes(routes!(kv::put_bucket, kv::get_bucket, kv::delete_bucket))
         .routes(routes!(kv::list_keys))
         .routes(routes!(kv::get_key, kv::put_key, kv::delete_key))
         .routes(routes!(tokens::create, tokens::list))
