@@ -582,3 +582,50 @@ async fn errors_are_one_line_without_a_backtrace_and_exit_codes_say_which() {
     let usage = cli_output(&server, &["queue", "create"]);
     assert_eq!(usage.status.code(), Some(2));
 }
+
+/// `sluice kv`: buckets created, shown, listed and deleted; keys set (from an argument or a
+/// file, bytes as they are), read back, listed by prefix a page at a time, and unset.
+#[tokio::test]
+async fn kv_buckets_and_keys_from_the_cli() {
+    let (server, _dir) = Server::start().await;
+    assert!(cli(&server, &["kv", "create", "seen", "--ttl", "1h"]).contains("1h"));
+    cli(&server, &["kv", "create", "counts"]);
+    let shown = cli(&server, &["kv", "show", "counts"]);
+    assert!(shown.contains("never"), "{shown}");
+    let list = cli(&server, &["kv", "list"]);
+    assert!(list.contains("seen") && list.contains("counts"), "{list}");
+
+    cli(&server, &["kv", "set", "counts", "count:acme", "41"]);
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), [0u8, 159, 146, 150]).unwrap();
+    let path = file.path().to_str().unwrap();
+    cli(
+        &server,
+        &["kv", "set", "counts", "raw/bytes", "--file", path],
+    );
+    assert_eq!(cli(&server, &["kv", "get", "counts", "count:acme"]), "41");
+    let raw = cli_output(&server, &["kv", "get", "counts", "raw/bytes"]);
+    assert_eq!(raw.stdout, [0u8, 159, 146, 150]);
+    for i in 0..5 {
+        cli(
+            &server,
+            &["kv", "set", "counts", &format!("count:c{i}"), "1"],
+        );
+    }
+    let keys = cli(
+        &server,
+        &["kv", "keys", "counts", "--prefix", "count:", "--limit", "4"],
+    );
+    assert_eq!(
+        keys.lines().collect::<Vec<_>>(),
+        ["count:acme", "count:c0", "count:c1", "count:c2"]
+    );
+
+    cli(&server, &["kv", "unset", "counts", "count:acme"]);
+    let gone = cli_output(&server, &["kv", "get", "counts", "count:acme"]);
+    assert_eq!(gone.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&gone.stderr);
+    assert!(stderr.contains("no value"), "{stderr}");
+    cli(&server, &["kv", "delete", "seen"]);
+    assert!(!cli(&server, &["kv", "list"]).contains("seen"));
+}

@@ -54,6 +54,28 @@ impl Client {
         self.send(self.request(Method::DELETE, path)).await
     }
 
+    /// Sends the request and returns its headers and body as they are (a key's value), or
+    /// the API's error.
+    pub async fn send_raw(
+        &self,
+        request: RequestBuilder,
+    ) -> anyhow::Result<(reqwest::header::HeaderMap, Vec<u8>)> {
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the sluice server at {}", self.base))?;
+        if !response.status().is_success() {
+            read(response).await?;
+            bail!("the server refused the request");
+        }
+        let headers = response.headers().clone();
+        let body = response
+            .bytes()
+            .await
+            .context("reading the server's answer")?;
+        Ok((headers, body.to_vec()))
+    }
+
     /// Sends the request and reads its answer as server-sent events.
     pub async fn events(&self, request: RequestBuilder) -> anyhow::Result<Events> {
         let response = request

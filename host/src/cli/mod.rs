@@ -4,6 +4,7 @@
 mod apply;
 mod client;
 mod functions;
+mod kv;
 mod queues;
 mod schedules;
 mod tokens;
@@ -78,6 +79,10 @@ pub enum Command {
     Topic(topics::TopicCommand),
     /// Publish a message to a topic (BODY, or standard input).
     Publish(topics::PublishArgs),
+    /// Key-value buckets handlers keep state in: create, list, show and delete buckets; get,
+    /// set, unset and list their keys.
+    #[command(subcommand)]
+    Kv(kv::KvCommand),
     /// Compile the component on standard input into the compiled-component cache (run by
     /// `sluice serve` for each upload, in a child process).
     #[command(hide = true)]
@@ -213,6 +218,7 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Schedule(command) => schedules::run(command).await,
         Command::Topic(command) => topics::run(command).await,
         Command::Publish(args) => topics::publish(args).await,
+        Command::Kv(command) => kv::run(command).await,
     }
 }
 
