@@ -163,6 +163,17 @@ pub struct Manifest {
     pub schedules: std::collections::BTreeMap<String, ScheduleManifest>,
     #[serde(default)]
     pub topics: std::collections::BTreeMap<String, TopicManifest>,
+    /// Key-value buckets (`[kv.NAME]`), which functions name in `kv_buckets`.
+    #[serde(default)]
+    pub kv: std::collections::BTreeMap<String, BucketManifest>,
+}
+
+/// A key-value bucket in the manifest.
+#[derive(Debug, Clone, PartialEq, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketManifest {
+    /// Keys expire this long after their last write; never when left out.
+    pub ttl_ms: Option<u64>,
 }
 
 /// A topic in the manifest, with its subscriptions by queue.
@@ -315,6 +326,11 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_errors_naming_the_field() {
+        let err = Manifest::parse("[kv.seen]\nttl = 3\n").unwrap_err();
+        assert!(err.to_string().contains("ttl"), "{err}");
+        let manifest = Manifest::parse("[kv.counts]\n[kv.seen]\nttl_ms = 3600000\n").unwrap();
+        assert_eq!(manifest.kv["seen"].ttl_ms, Some(3_600_000));
+        assert_eq!(manifest.kv["counts"], BucketManifest::default());
         let err = Manifest::parse("[queues.a]\nmax_atempts = 3\n").unwrap_err();
         assert!(err.to_string().contains("max_atempts"), "{err}");
         let err = Manifest::parse("[functions.f]\ncomponent = \"x\"\nmemory = 3\n").unwrap_err();

@@ -629,3 +629,50 @@ async fn kv_buckets_and_keys_from_the_cli() {
     cli(&server, &["kv", "delete", "seen"]);
     assert!(!cli(&server, &["kv", "list"]).contains("seen"));
 }
+
+/// `sluice apply` creates the manifest's buckets (`[kv.NAME]`) before the functions that name
+/// them, refuses a function naming a bucket that exists nowhere, and leaves unchanged buckets
+/// alone.
+#[tokio::test]
+async fn apply_creates_buckets_before_the_functions_that_name_them() {
+    let (server, _dir) = Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(examples_dir().join("log.wasm"), dir.path().join("log.wasm")).unwrap();
+    let manifest = dir.path().join("sluice.toml");
+    let write = |buckets: &str| {
+        std::fs::write(
+            &manifest,
+            format!(
+                "[kv.counts]\n[kv.seen]\nttl_ms = 3600000\n\n[functions.log]\n\
+                 component = \"log.wasm\"\nkv_buckets = [{buckets}]\n"
+            ),
+        )
+        .unwrap()
+    };
+    let path = manifest.to_str().unwrap();
+
+    write("\"counts\", \"elsewhere\"");
+    let refused = cli_output(&server, &["apply", path]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("bucket `elsewhere` does not exist"),
+        "{stderr}"
+    );
+    assert!(
+        !cli(&server, &["kv", "list"]).contains("counts"),
+        "nothing was changed"
+    );
+
+    write("\"counts\", \"seen\"");
+    let planned = cli(&server, &["apply", "--dry-run", path]);
+    assert!(planned.contains("bucket counts: create"), "{planned}");
+    let applied = cli(&server, &["apply", path]);
+    assert!(
+        applied.contains("bucket counts: created") && applied.contains("bucket seen: created"),
+        "{applied}"
+    );
+    assert!(cli(&server, &["kv", "show", "seen"]).contains("1h"));
+    let again = cli(&server, &["apply", path]);
+    assert!(again.contains("bucket seen: unchanged"), "{again}");
+}

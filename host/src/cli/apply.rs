@@ -122,6 +122,29 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
         }
     }
 
+    // Buckets before the functions that name them.
+    for (name, bucket) in &manifest.kv {
+        if let Some(current) = state.buckets.get(name)
+            && current["ttl_ms"] == json!(bucket.ttl_ms)
+        {
+            println!("bucket {name}: unchanged");
+            continue;
+        }
+        let request = client
+            .request(Method::PUT, &format!("/v1/kv/{}", segment(name)))
+            .json(&json!({ "ttl_ms": bucket.ttl_ms }));
+        client
+            .send(request)
+            .await
+            .with_context(|| format!("putting bucket {name}"))?;
+        let verb = if state.buckets.contains_key(name) {
+            "updated"
+        } else {
+            "created"
+        };
+        println!("bucket {name}: {verb}");
+    }
+
     for (name, function) in &manifest.functions {
         let path = base.join(&function.component);
         let wasm = std::fs::read(&path).with_context(|| {
@@ -287,6 +310,8 @@ struct State {
     schedules: BTreeMap<String, Value>,
     /// Each topic with its subscriptions.
     topics: BTreeMap<String, Value>,
+    /// Each key-value bucket.
+    buckets: BTreeMap<String, Value>,
 }
 
 impl State {
@@ -314,6 +339,7 @@ impl State {
                 Value::clone,
             ),
             topics: by_name(&client.get("/v1/topics").await?, "topics", Value::clone),
+            buckets: by_name(&client.get("/v1/kv").await?, "buckets", Value::clone),
         })
     }
 }
@@ -377,6 +403,30 @@ fn plan(
             plan.problems.push(format!(
                 "queue {name}: its dead-letter queue `{dlq}` does not exist; add \
                  [queues.{dlq}] to the manifest or create it first"
+            ));
+        }
+    }
+
+    for (name, bucket) in &manifest.kv {
+        plan.steps.push(match state.buckets.get(name) {
+            None => format!("bucket {name}: create"),
+            Some(current) if current["ttl_ms"] == json!(bucket.ttl_ms) => {
+                format!("bucket {name}: unchanged")
+            }
+            Some(current) => format!(
+                "bucket {name}: update (ttl_ms {} → {})",
+                shown(&current["ttl_ms"]),
+                shown(&json!(bucket.ttl_ms))
+            ),
+        });
+    }
+    let bucket_exists =
+        |bucket: &str| manifest.kv.contains_key(bucket) || state.buckets.contains_key(bucket);
+    for (name, function) in &manifest.functions {
+        for bucket in function.kv_buckets.iter().filter(|b| !bucket_exists(b)) {
+            plan.problems.push(format!(
+                "function {name}: its bucket `{bucket}` does not exist; add [kv.{bucket}] to \
+                 the manifest or create it first (`sluice kv create {bucket}`)"
             ));
         }
     }
