@@ -253,3 +253,62 @@ async fn a_thrown_js_error_shows_its_message_in_sluice_logs() {
     )
     .await;
 }
+
+/// Python state through the standard `wasi:keyvalue`: the counter example counts each
+/// customer's messages in bucket `counts` and remembers each message in `seen`, committed with
+/// the acknowledgements; a message without a customer is dead-lettered and counts nothing.
+#[tokio::test]
+async fn a_python_handler_keeps_state_committed_with_its_acks() {
+    let wasm = polyglot_example(Language::Python, "counter");
+    let (server, _dir) = Server::start().await;
+    for bucket in ["counts", "seen"] {
+        let (status, body) = server
+            .put_json(&format!("/v1/kv/{bucket}"), json!({}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    server.create_queue(json!({"name": "orders-dlq"})).await;
+    server
+        .create_queue(json!({"name": "orders", "dead_letter_queue": "orders-dlq"}))
+        .await;
+    server
+        .deploy("counter", wasm, "kv_bucket=counts&kv_bucket=seen")
+        .await;
+    server
+        .trigger("counter", json!({"queue": "orders", "batch_size": 10}))
+        .await;
+    let customers = ["acme", "zeta", "nova"];
+    let bodies: Vec<Value> = (0..60)
+        .map(
+            |i| json!({"body": format!("order {i}"), "attributes": {"customer": customers[i % 3]}}),
+        )
+        .chain([json!({"body": "anonymous"})])
+        .collect();
+    server.enqueue_all("orders", bodies).await;
+    assert!(
+        drained(&server, "orders").await,
+        "{}",
+        server.stats("orders").await
+    );
+    for customer in customers {
+        let response = server
+            .http
+            .get(server.url(&format!("/v1/kv/counts/keys/count:{customer}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{customer}");
+        assert_eq!(response.text().await.unwrap(), "20", "{customer}");
+    }
+    let (_, seen) = server.get("/v1/kv/seen/keys?limit=1000").await;
+    assert_eq!(seen["keys"].as_array().unwrap().len(), 60, "{seen}");
+    let dead = messages(&server, "orders-dlq").await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0]["attributes"]["sluice-dead-letter-reason"]
+            .as_str()
+            .unwrap()
+            .contains("customer"),
+        "{dead:?}"
+    );
+}

@@ -20,6 +20,13 @@ request to anything not stubbed fails the test with :class:`UnstubbedRequest`::
     stubs = testing.Http().stub("https://hooks.example.com/a", status=503, headers={"Retry-After": "30"})
     report = testing.run(handle, [msg], http=stubs)
     assert report.requests[0].header("idempotency-key") == "msg-1"
+
+Key-value buckets live in a :class:`Kv` passed as ``kv=``; the handler may open only its
+buckets, and its writes reach them only if it returns, as on the host::
+
+    state = testing.Kv(["counts"])
+    testing.run(handle, [testing.message("x", attributes={"customer": "acme"})], kv=state)
+    assert state.get("counts", "count:acme") == b"1"
 """
 
 from __future__ import annotations
@@ -32,11 +39,12 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
-from . import Batch, DeadLetter, Error, Failure, Message, Retry, _bytes, _outbox, http
+from . import Batch, DeadLetter, Error, Failure, Message, Retry, _bytes, _outbox, http, kv as _kv_module
 from ._component import reason, to_failures
 
 __all__ = [
     "Http",
+    "Kv",
     "PublishedMessage",
     "ReplyMessage",
     "Report",
@@ -318,11 +326,82 @@ class Report:
         return next((f.disposition for f in self.failures if f.id == id), None)
 
 
+class Kv:
+    """In-memory key-value buckets for :func:`run` (``kv=``): what the handler writes is
+    committed to them only if it returns, as the host commits state with the acknowledgement.
+    Give the buckets the function's version lists, by name (empty) or with their keys."""
+
+    def __init__(self, buckets: Union[Iterable[str], Mapping[str, Mapping[str, Union[bytes, str]]]] = ()):
+        if isinstance(buckets, Mapping):
+            self.buckets = {name: {k: _bytes(v) for k, v in keys.items()} for name, keys in buckets.items()}
+        else:
+            self.buckets = {name: {} for name in buckets}
+
+    def get(self, bucket: str, key: str) -> Optional[bytes]:
+        """The committed value of ``key`` in ``bucket``."""
+        return self.buckets[bucket].get(key)
+
+
+class _KvRun:
+    """One run's view of a :class:`Kv`: its own writes over the committed state."""
+
+    def __init__(self, kv: Optional[Kv]):
+        self.kv = kv or Kv()
+        # (bucket, key) -> new value, or None for a delete; in write order.
+        self.pending: dict[tuple[str, str], Optional[bytes]] = {}
+
+    def open(self, bucket: str) -> None:
+        if bucket not in self.kv.buckets:
+            raise _kv_module.Denied(
+                f"bucket `{bucket}` is not among the function's kv_buckets "
+                f"({', '.join(sorted(self.kv.buckets)) or 'none'}); list it in testing.Kv"
+            )
+
+    def get(self, bucket: str, key: str) -> Optional[bytes]:
+        if (bucket, key) in self.pending:
+            return self.pending[(bucket, key)]
+        return self.kv.buckets[bucket].get(key)
+
+    def set(self, bucket: str, key: str, value: bytes) -> None:
+        if len(key.encode("utf-8")) > 1024:
+            raise Error(f"a key is at most 1 KiB, not {len(key.encode('utf-8'))} bytes")
+        if len(value) > 1024 * 1024:
+            raise Error(f"a value is at most 1 MiB, not {len(value)} bytes")
+        self.pending[(bucket, key)] = value
+
+    def delete(self, bucket: str, key: str) -> None:
+        self.pending[(bucket, key)] = None
+
+    def keys(self, bucket: str) -> list[str]:
+        keys = set(self.kv.buckets[bucket])
+        for (b, key), value in self.pending.items():
+            if b == bucket:
+                (keys.add if value is not None else keys.discard)(key)
+        return sorted(keys, key=lambda k: k.encode("utf-8"))
+
+    def increment(self, bucket: str, key: str, delta: int) -> int:
+        current = self.get(bucket, key)
+        try:
+            value = int(current or b"0") + delta
+        except ValueError:
+            raise Error(f"key `{key}` of bucket `{bucket}` does not hold a number") from None
+        self.pending[(bucket, key)] = str(value).encode()
+        return value
+
+    def commit(self) -> None:
+        for (bucket, key), value in self.pending.items():
+            if value is None:
+                self.kv.buckets[bucket].pop(key, None)
+            else:
+                self.kv.buckets[bucket][key] = value
+
+
 class _Run:
     """The outbox and the HTTP transport of one run, with the host's checks."""
 
-    def __init__(self, ids: list[str], queues, topics, stubs: Optional[Http]):
+    def __init__(self, ids: list[str], queues, topics, stubs: Optional[Http], kv: Optional[Kv] = None):
         self.ids = set(ids)
+        self.kv = _KvRun(kv)
         self.queues = None if queues is None else set(queues)
         self.topics = None if topics is None else set(topics)
         self.stubs = stubs or Http()
@@ -384,12 +463,14 @@ def run(
     queues: Optional[Iterable[str]] = None,
     topics: Optional[Iterable[str]] = None,
     http: Optional[Http] = None,
+    kv: Optional[Kv] = None,
 ) -> Report:
     """Runs ``handler`` on one batch of ``messages`` and reports what happened.
 
     With ``queues`` (``topics``), only those queues (topics) exist: a send (publication) to any
     other raises, as it does on the host. ``http`` answers the handler's HTTP requests; without
-    it, any request fails the test. An exception from the handler is caught and reported, as the
+    it, any request fails the test. ``kv`` holds the buckets the handler may open; its writes
+    are committed to them only if it returns. An exception from the handler is caught and reported, as the
     host reports it (``report.error``, ``report.exception``), and its traceback is printed to
     standard error, as the host puts it in the invocation's log: pytest shows it beside a failed
     assertion such as ``report.acked == [...]``, so the cause is never hidden.
@@ -399,9 +480,9 @@ def run(
         [m.build(i) if isinstance(m, TestMessage) else m for i, m in enumerate(messages, start=1)]
     )
     ids = [m.id for m in batch]
-    current = _Run(ids, queues, topics, http)
-    previous = _outbox.recorder, _http_module.transport
-    _outbox.recorder, _http_module.transport = current, current.http
+    current = _Run(ids, queues, topics, http, kv)
+    previous = _outbox.recorder, _http_module.transport, _kv_module.backend
+    _outbox.recorder, _http_module.transport, _kv_module.backend = current, current.http, current.kv
     try:
         failures = to_failures(handler(batch))
         error, exception = None, None
@@ -414,7 +495,9 @@ def run(
         )
         traceback.print_exception(e, file=sys.stderr)
     finally:
-        _outbox.recorder, _http_module.transport = previous
+        _outbox.recorder, _http_module.transport, _kv_module.backend = previous
+    if error is None:
+        current.kv.commit()
     if current.unstubbed is not None:
         raise current.unstubbed
     return Report(ids, failures, error, exception, current.sent, current.published, current.replies, current.requests)
