@@ -6,9 +6,8 @@
 // The module must export `handle(batch)` (see src/index.d.ts), which may be `async`. Steps:
 // generate an entry module that imports the host's outbox and WASI environment and exports
 // `handle` through the SDK's glue; bundle it with the handler into one file (componentize-js
-// loads a single module); componentize it with jco against Sluice's `handler` world 0.3.0
-// (frozen in ../../wit/0.3.0/sluice.wit, with the WASI 0.2.12 packages of ../../wit/deps; the
-// JavaScript SDK has no key-value API yet, so it builds the world before 0.4.0 added it) plus
+// loads a single module); componentize it with jco against Sluice's `handler` world 0.4.0
+// (../../wit/sluice.wit, with the WASI 0.2.12 and wasi:keyvalue packages of ../../wit/deps) plus
 // `wasi:cli/environment`, which componentize-js does not import on its own. Its `http` feature
 // stays on: the global `fetch` is StarlingMonkey's, over the world's `wasi:http/outgoing-handler`.
 // Its `fetch-event` feature is disabled: it would export `wasi:http/incoming-handler`, and a
@@ -21,7 +20,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const wit = resolve(here, '../../wit/0.3.0');
+const wit = resolve(here, '../../wit');
 // The versions package-lock.json pins; jco 1.35.0 fails with "failed to get path metadata".
 const JCO = /^1\.34\./;
 // The WASI version of wit/deps, which the world imports; componentize-js's runtime imports 0.2.x.
@@ -67,12 +66,15 @@ try {
   writeFileSync(
     entry,
     [
-      "import { publish, reply, send } from 'sluice:queue/outbox@0.3.0';",
+      "import { publish, reply, send } from 'sluice:queue/outbox@0.4.0';",
+      "import * as kvStore from 'wasi:keyvalue/store@0.2.0-draft2';",
+      "import * as kvAtomics from 'wasi:keyvalue/atomics@0.2.0-draft2';",
       `import { getEnvironment } from 'wasi:cli/environment@${WASI}';`,
-      `import { dispatch, installEnvironment, installOutbox } from ${JSON.stringify(join(here, 'src/component.js'))};`,
+      `import { dispatch, installEnvironment, installKv, installOutbox } from ${JSON.stringify(join(here, 'src/component.js'))};`,
       `import { handle as handler } from ${JSON.stringify(source)};`,
       'installOutbox({ send, publish, reply });',
       'installEnvironment(getEnvironment);',
+      'installKv(kvStore, kvAtomics);',
       'export function handle(batch) {',
       '  return dispatch(handler, batch);',
       '}',
@@ -103,12 +105,11 @@ try {
   if (!readFileSync(join(wit, 'deps/cli.wit'), 'utf8').includes(`package wasi:cli@${WASI};`)) {
     fail(`${wit}/deps is not WASI ${WASI}; update WASI in ${fileURLToPath(import.meta.url)}`);
   }
-  // wit/0.3.0/deps links to the shared wit/deps: copy what it points at.
-  cpSync(join(wit, 'deps'), join(world, 'deps'), { recursive: true, dereference: true });
+  cpSync(join(wit, 'deps'), join(world, 'deps'), { recursive: true });
   cpSync(join(wit, 'sluice.wit'), join(world, 'deps/sluice-queue/sluice.wit'));
   writeFileSync(
     join(world, 'world.wit'),
-    `package sluice:build-js;\n\nworld handler {\n  include sluice:queue/handler@0.3.0;\n  import wasi:cli/environment@${WASI};\n}\n`,
+    `package sluice:build-js;\n\nworld handler {\n  include sluice:queue/handler@0.4.0;\n  import wasi:cli/environment@${WASI};\n}\n`,
   );
 
   const jco = join(dirname(jcoPackage), jcoManifest.bin.jco);

@@ -254,12 +254,11 @@ async fn a_thrown_js_error_shows_its_message_in_sluice_logs() {
     .await;
 }
 
-/// Python state through the standard `wasi:keyvalue`: the counter example counts each
-/// customer's messages in bucket `counts` and remembers each message in `seen`, committed with
-/// the acknowledgements; a message without a customer is dead-lettered and counts nothing.
-#[tokio::test]
-async fn a_python_handler_keeps_state_committed_with_its_acks() {
-    let wasm = polyglot_example(Language::Python, "counter");
+/// State through the standard `wasi:keyvalue`: the counter example counts each customer's
+/// messages in bucket `counts` and remembers each message in `seen`, committed with the
+/// acknowledgements; a message without a customer is dead-lettered and counts nothing.
+async fn counter_end_to_end(language: Language) {
+    let wasm = polyglot_example(language, "counter");
     let (server, _dir) = Server::start().await;
     for bucket in ["counts", "seen"] {
         let (status, body) = server
@@ -311,4 +310,14 @@ async fn a_python_handler_keeps_state_committed_with_its_acks() {
             .contains("customer"),
         "{dead:?}"
     );
+}
+
+#[tokio::test]
+async fn a_python_handler_keeps_state_committed_with_its_acks() {
+    counter_end_to_end(Language::Python).await;
+}
+
+#[tokio::test]
+async fn a_javascript_handler_keeps_state_committed_with_its_acks() {
+    counter_end_to_end(Language::JavaScript).await;
 }

@@ -4,7 +4,7 @@
 // inside a component.
 
 import { Message, SluiceError } from './index.js';
-import { ENV, OUTBOX, failuresOf, isThenable, reasonOf } from './internal.js';
+import { ENV, KV, OUTBOX, failuresOf, isThenable, reasonOf } from './internal.js';
 
 /**
  * Routes sends, publications and replies to the host's `sluice:queue/outbox` import; a refusal
@@ -26,6 +26,48 @@ function host(call) {
     const reason = error && typeof error.payload === 'string' ? error.payload : String(error);
     throw new SluiceError(reason);
   }
+}
+
+/**
+ * Makes `kv.open` reach the host's `wasi:keyvalue` buckets. jco throws a ComponentError whose
+ * `payload` is the WIT error variant; `access-denied` says which setting lists buckets.
+ */
+export function installKv({ open }, { increment }) {
+  const call = (run) => {
+    try {
+      return run();
+    } catch (error) {
+      const payload = error?.payload;
+      if (payload?.tag === 'access-denied') {
+        throw new SluiceError(
+          "the function's version does not list this bucket; add it to kv_buckets (sluice deploy --kv BUCKET)",
+        );
+      }
+      throw new SluiceError(payload?.val ?? payload?.tag ?? String(error));
+    }
+  };
+  globalThis[KV] = {
+    open(name) {
+      const bucket = call(() => open(name));
+      return {
+        get: (key) => call(() => bucket.get(key)),
+        set: (key, value) => call(() => bucket.set(key, value)),
+        delete: (key) => call(() => bucket.delete(key)),
+        exists: (key) => call(() => bucket.exists(key)),
+        keys() {
+          const keys = [];
+          let cursor;
+          do {
+            const page = call(() => bucket.listKeys(cursor));
+            keys.push(...page.keys);
+            cursor = page.cursor;
+          } while (cursor !== undefined);
+          return keys;
+        },
+        increment: (key, delta) => Number(call(() => increment(bucket, key, BigInt(delta)))),
+      };
+    },
+  };
 }
 
 /** Makes `env(name)` read the component's WASI environment (the function's `env` config). */

@@ -153,3 +153,36 @@ export function replyJson(message: Message | string, value: unknown, options?: P
  * deployed), or `undefined`. Natively: `process.env`, or the `env` option of the test harness.
  */
 export function env(name: string): string | undefined;
+
+/**
+ * Key-value state committed with the acknowledgement (the standard `wasi:keyvalue`): a handler
+ * opens the buckets its function's version lists in `kv_buckets`; its writes commit only if it
+ * returns, its reads see its own writes first, and `increment` adds its delta at commit.
+ */
+export const kv: {
+  /** Opens bucket `name`; throws a `SluiceError` if the function's version does not list it. */
+  open(name: string): Bucket;
+};
+
+/** An open bucket: keys are strings (up to 1 KiB), values bytes (up to 1 MiB). */
+export class Bucket {
+  readonly name: string;
+  /** The value of `key`, or `undefined` when it has none. */
+  get(key: string): Uint8Array | undefined;
+  /** The value of `key` as text (UTF-8), or `undefined`. */
+  getText(key: string): string | undefined;
+  /** The value of `key` parsed as JSON, or `undefined`. */
+  getJson(key: string): unknown;
+  /** Sets `key` to `value` (a string is stored as UTF-8). */
+  set(key: string, value: string | Uint8Array): void;
+  /** Sets `key` to `value` as JSON. */
+  setJson(key: string, value: unknown): void;
+  /** Deletes `key`; nothing happens when it has no value. */
+  delete(key: string): void;
+  /** Whether `key` has a value. */
+  exists(key: string): boolean;
+  /** The bucket's keys starting with `prefix`, in byte order. */
+  keys(prefix?: string): string[];
+  /** Adds `delta` (default 1) to the number at `key` (0 when absent); returns the new value. */
+  increment(key: string, delta?: number): number;
+}

@@ -265,12 +265,95 @@ export function env(name) {
   return globalThis.process?.env?.[name];
 }
 
+/**
+ * Key-value state committed with the acknowledgement, over the standard `wasi:keyvalue`. A
+ * handler opens the buckets its function's version lists (`kv_buckets`; `sluice deploy --kv
+ * counts`); any other fails with a `SluiceError` saying so. Writes commit in the same
+ * transaction as the batch's acknowledgement, only if the handler returns: a throw, a trap or
+ * a timeout discards them. Reads see the invocation's own writes first. `increment` adds its
+ * delta at commit, so concurrent increments never lose one.
+ *
+ *     import { kv } from 'sluice-sdk';
+ *     const counts = kv.open('counts');
+ *     counts.increment(`count:${msg.attribute('customer')}`);
+ *
+ * Natively, `run` of `sluice-sdk/testing` gives the handler in-memory buckets (`kv:`).
+ */
+export const kv = {
+  /** Opens bucket `name`. */
+  open(name) {
+    return new Bucket(name, store('kv.open').open(name));
+  },
+};
+
+/** An open bucket: keys are strings (up to 1 KiB), values bytes (up to 1 MiB). */
+export class Bucket {
+  #handle;
+  constructor(name, handle) {
+    /** The bucket's name. */
+    this.name = name;
+    this.#handle = handle;
+  }
+  /** The value of `key` (a Uint8Array), or `undefined` when it has none. */
+  get(key) {
+    return this.#handle.get(key);
+  }
+  /** The value of `key` as text (UTF-8), or `undefined`. */
+  getText(key) {
+    const value = this.get(key);
+    return value === undefined ? undefined : textDecoder.decode(value);
+  }
+  /** The value of `key` parsed as JSON, or `undefined`. */
+  getJson(key) {
+    const text = this.getText(key);
+    return text === undefined ? undefined : JSON.parse(text);
+  }
+  /** Sets `key` to `value` (a string is stored as UTF-8). */
+  set(key, value) {
+    this.#handle.set(key, toBytes(value));
+  }
+  /** Sets `key` to `value` as JSON. */
+  setJson(key, value) {
+    this.set(key, JSON.stringify(value));
+  }
+  /** Deletes `key`; nothing happens when it has no value. */
+  delete(key) {
+    this.#handle.delete(key);
+  }
+  /** Whether `key` has a value. */
+  exists(key) {
+    return this.#handle.exists(key);
+  }
+  /** The bucket's keys starting with `prefix`, in byte order. */
+  keys(prefix = '') {
+    return this.#handle.keys().filter((key) => key.startsWith(prefix));
+  }
+  /** Adds `delta` (default 1) to the number at `key` (0 when absent); returns the new value. */
+  increment(key, delta = 1) {
+    return this.#handle.increment(key, delta);
+  }
+}
+
+const textDecoder = new TextDecoder();
+
+function store(what) {
+  const target = globalThis[KV];
+  if (!target) {
+    throw new SluiceError(
+      `${what} outside a handler run: natively, buckets work only inside run() of sluice-sdk/testing (with kv:)`,
+    );
+  }
+  return target;
+}
+
 // Where sends, publications and replies go, shared through a global so that two copies of this
 // module agree: the host's outbox inside a component (set by ./component.js), the recorder of
 // ./testing.js natively. Either is an object with `send`, `publish` and `reply`.
 const OUTBOX = Symbol.for('sluice-sdk.outbox');
 // Likewise for the environment: the component's WASI environment, or the harness's `env`.
 const ENV = Symbol.for('sluice-sdk.env');
+// And for buckets: the host's `wasi:keyvalue`, or the harness's in-memory ones.
+const KV = Symbol.for('sluice-sdk.kv');
 
 function outbox(what) {
   const target = globalThis[OUTBOX];

@@ -7,6 +7,8 @@ import { Outcome, SluiceError } from './index.js';
 export const OUTBOX = Symbol.for('sluice-sdk.outbox');
 /** The global through which `env` reads the environment. */
 export const ENV = Symbol.for('sluice-sdk.env');
+/** The global through which `kv` reaches the host's buckets or the test harness's. */
+export const KV = Symbol.for('sluice-sdk.kv');
 
 /** Whether a handler returned a Promise (it is `async`): its outcome is what it resolves to. */
 export function isThenable(returned) {

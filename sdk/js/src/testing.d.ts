@@ -135,6 +135,20 @@ export interface StubResponse {
  * The HTTP world of a run: which URLs answer what. A request takes the stub of its exact URL,
  * else the one with the longest matching prefix; anything else fails the test.
  */
+/**
+ * In-memory key-value buckets for `run`: what the handler writes is committed to them only if
+ * it returns. Give bucket names (empty buckets), or an object of buckets of keys to values.
+ */
+export class Kv {
+  constructor(buckets?: string[] | Record<string, Record<string, string | Uint8Array>>);
+  /** Bucket name → key → committed value. */
+  readonly buckets: Map<string, Map<string, Uint8Array>>;
+  /** The committed value of `key` in `bucket`, or `undefined`. */
+  get(bucket: string, key: string): Uint8Array | undefined;
+  /** The committed value of `key` in `bucket` as text, or `undefined`. */
+  getText(bucket: string, key: string): string | undefined;
+}
+
 export class Http {
   /** Answers requests to exactly `url`. */
   stub(url: string, response?: StubResponse): this;
@@ -184,6 +198,8 @@ export interface RunOptions {
   env?: Record<string, string>;
   /** What `fetch` answers; without it, any `fetch` fails the test. */
   http?: Http;
+  /** The buckets the handler may open; its writes are committed to them only if it returns. */
+  kv?: Kv;
 }
 
 /**

@@ -15,9 +15,16 @@
 //   const http = new Http().stub('https://hooks.example.com/a', { status: 503 });
 //   const report = await run(handle, [message('hi')], { http });
 //   assert.equal(report.requests[0].header('idempotency-key'), 'msg-1');
+//
+// Key-value buckets live in a `Kv` passed as `kv`; the handler opens only its buckets, and its
+// writes reach them only if it returns, as on the host:
+//
+//   const state = new Kv(['counts']);
+//   run(handle, [message('x', { attributes: { customer: 'acme' } })], { kv: state });
+//   assert.equal(state.getText('counts', 'count:acme'), '1');
 
 import { Message, SluiceError } from './index.js';
-import { ENV, OUTBOX, failuresOf, isThenable, reasonOf } from './internal.js';
+import { ENV, KV, OUTBOX, failuresOf, isThenable, reasonOf } from './internal.js';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -299,14 +306,16 @@ export class Report {
  * The outbox, `env` and `fetch` are globals replaced for the duration of the run: run handlers
  * one at a time (as `node --test` runs the tests of a file, unless told otherwise).
  */
-export function run(handler, messages, { queues, topics, env, http } = {}) {
+export function run(handler, messages, { queues, topics, env, http, kv } = {}) {
   const batch = [...messages].map((m, i) => (m instanceof Message ? m : build(m, i + 1)));
   const ids = batch.map((m) => m.id);
   const recorded = { sent: [], published: [], replies: [], requests: [], unstubbed: undefined };
-  const restore = install(recorder(ids, queues, topics, recorded), env, stubbedFetch(http ?? new Http(), recorded));
+  const buckets = new KvRun(kv ?? new Kv());
+  const restore = install(recorder(ids, queues, topics, recorded), env, stubbedFetch(http ?? new Http(), recorded), buckets);
 
   const finish = (failures, error, exception) => {
     restore();
+    if (error === undefined) buckets.commit();
     if (recorded.unstubbed) throw recorded.unstubbed;
     return new Report(ids, failures, error, exception, recorded);
   };
@@ -333,14 +342,99 @@ function outcome(returned, finish) {
   return finish(failures, undefined, undefined);
 }
 
-function install(outbox, env, fetch) {
-  const previous = [globalThis[OUTBOX], globalThis[ENV], globalThis.fetch];
+function install(outbox, env, fetch, buckets) {
+  const previous = [globalThis[OUTBOX], globalThis[ENV], globalThis.fetch, globalThis[KV]];
   globalThis[OUTBOX] = outbox;
   if (env) globalThis[ENV] = (name) => (Object.hasOwn(env, name) ? String(env[name]) : undefined);
   globalThis.fetch = fetch;
+  globalThis[KV] = buckets;
   return () => {
-    [globalThis[OUTBOX], globalThis[ENV], globalThis.fetch] = previous;
+    [globalThis[OUTBOX], globalThis[ENV], globalThis.fetch, globalThis[KV]] = previous;
   };
+}
+
+/**
+ * In-memory key-value buckets for `run` (`kv`): what the handler writes is committed to them
+ * only if it returns, as the host commits state with the acknowledgement. Give the buckets the
+ * function's version lists: names (empty buckets), or an object of buckets of keys to values.
+ */
+export class Kv {
+  constructor(buckets = []) {
+    /** Bucket name → Map of key → committed value (Uint8Array). */
+    this.buckets = new Map();
+    const entries = Array.isArray(buckets) ? buckets.map((name) => [name, {}]) : Object.entries(buckets);
+    for (const [name, keys] of entries) {
+      this.buckets.set(name, new Map(Object.entries(keys).map(([k, v]) => [k, toBytes(v)])));
+    }
+  }
+  /** The committed value of `key` in `bucket` (a Uint8Array), or `undefined`. */
+  get(bucket, key) {
+    return this.buckets.get(bucket)?.get(key);
+  }
+  /** The committed value of `key` in `bucket` as text, or `undefined`. */
+  getText(bucket, key) {
+    const value = this.get(bucket, key);
+    return value === undefined ? undefined : decoder.decode(value);
+  }
+}
+
+/** One run's view of a `Kv`: its own writes over the committed state. */
+class KvRun {
+  constructor(kv) {
+    this.kv = kv;
+    /** `bucket\0key` → new value, or `null` for a delete; in write order. */
+    this.pending = new Map();
+  }
+  open(name) {
+    if (!this.kv.buckets.has(name)) {
+      const listed = [...this.kv.buckets.keys()].sort().join(', ') || 'none';
+      throw new SluiceError(`bucket \`${name}\` is not among the function's kv_buckets (${listed}); list it in new Kv([...])`);
+    }
+    const read = (key) => {
+      const pending = this.pending.get(`${name}\0${key}`);
+      if (pending !== undefined) return pending ?? undefined;
+      return this.kv.buckets.get(name).get(key);
+    };
+    return {
+      get: read,
+      set: (key, value) => {
+        if (encoder.encode(key).length > 1024) throw new SluiceError('a key is at most 1 KiB');
+        if (value.length > 1024 * 1024) throw new SluiceError('a value is at most 1 MiB');
+        this.pending.set(`${name}\0${key}`, value);
+      },
+      delete: (key) => this.pending.set(`${name}\0${key}`, null),
+      exists: (key) => read(key) !== undefined,
+      keys: () => {
+        const keys = new Set(this.kv.buckets.get(name).keys());
+        for (const [id, value] of this.pending) {
+          const [bucket, key] = id.split('\0');
+          if (bucket !== name) continue;
+          if (value === null) keys.delete(key);
+          else keys.add(key);
+        }
+        return [...keys].sort((a, b) => Buffer.compare(encoder.encode(a), encoder.encode(b)));
+      },
+      increment: (key, delta) => {
+        const current = read(key);
+        const number = current === undefined ? 0 : Number(decoder.decode(current));
+        if (!Number.isInteger(number)) throw new SluiceError(`key \`${key}\` of bucket \`${name}\` does not hold a number`);
+        const value = number + delta;
+        this.pending.set(`${name}\0${key}`, encoder.encode(String(value)));
+        return value;
+      },
+    };
+  }
+  commit() {
+    for (const [id, value] of this.pending) {
+      const [bucket, key] = id.split('\0');
+      if (value === null) this.kv.buckets.get(bucket).delete(key);
+      else this.kv.buckets.get(bucket).set(key, value);
+    }
+  }
+}
+
+function toBytes(value) {
+  return typeof value === 'string' ? encoder.encode(value) : value;
 }
 
 /** The outbox of a run, with the host's checks. */
