@@ -116,10 +116,8 @@ thread_local! {
 }
 
 /// Starts a run on `committed`; returns the state to restore with [`finish`].
-pub(super) fn start(
-    committed: Committed,
-) -> (Committed, BTreeMap<(String, String), Option<Vec<u8>>>) {
-    (COMMITTED.replace(committed), PENDING.take())
+pub(super) fn start(committed: Committed) -> Saved {
+    Saved(COMMITTED.replace(committed), PENDING.take())
 }
 
 /// Ends a run: restores what [`start`] returned, and answers the run's writes.
