@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
+mod state;
+
 /// Where the guest workspace's `.wasm` files are, built once (see `sluice_test_support::guests`).
 fn guests_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
