@@ -7,7 +7,7 @@
 // generate an entry module that imports the host's outbox and WASI environment and exports
 // `handle` through the SDK's glue; bundle it with the handler into one file (componentize-js
 // loads a single module); componentize it with jco against Sluice's `handler` world 0.3.0
-// (../../wit/sluice.wit, with the WASI 0.2.12 packages of ../../wit/deps) plus
+// (../../wit/0.3.0/sluice.wit, frozen, with the WASI 0.2.12 packages of its deps/) plus
 // `wasi:cli/environment`, which componentize-js does not import on its own. Its `http` feature
 // stays on: the global `fetch` is StarlingMonkey's, over the world's `wasi:http/outgoing-handler`.
 // Its `fetch-event` feature is disabled: it would export `wasi:http/incoming-handler`, and a
@@ -20,7 +20,10 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const wit = resolve(here, '../../wit');
+// The frozen 0.3.0 world, not the current one: the JavaScript SDK has no key-value API yet, and
+// its entry module imports `sluice:queue/outbox@0.3.0`. The host runs 0.3.0 components as they
+// are.
+const wit = resolve(here, '../../wit/0.3.0');
 // The versions package-lock.json pins; jco 1.35.0 fails with "failed to get path metadata".
 const JCO = /^1\.34\./;
 // The WASI version of wit/deps, which the world imports; componentize-js's runtime imports 0.2.x.

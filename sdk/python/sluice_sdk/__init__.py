@@ -31,7 +31,7 @@ What the host does with the result:
 
 :mod:`sluice_sdk.http` calls HTTP APIs outside Sluice (the hosts the function's version allows);
 :mod:`sluice_sdk.testing` runs a handler natively (in pytest) without a host, HTTP stubbed.
-The SDK targets the WIT world ``sluice:queue/handler@0.3.0``.
+The SDK targets the WIT world ``sluice:queue/handler@0.4.0``.
 """
 
 from __future__ import annotations
