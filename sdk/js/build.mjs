@@ -105,7 +105,9 @@ try {
   if (!readFileSync(join(wit, 'deps/cli.wit'), 'utf8').includes(`package wasi:cli@${WASI};`)) {
     fail(`${wit}/deps is not WASI ${WASI}; update WASI in ${fileURLToPath(import.meta.url)}`);
   }
-  cpSync(join(wit, 'deps'), join(world, 'deps'), { recursive: true });
+  // `dereference`: a frozen world's deps/ is a symlink to ../deps; copied as a link, the line
+  // below would write into the repository's wit/deps.
+  cpSync(join(wit, 'deps'), join(world, 'deps'), { recursive: true, dereference: true });
   cpSync(join(wit, 'sluice.wit'), join(world, 'deps/sluice-queue/sluice.wit'));
   writeFileSync(
     join(world, 'world.wit'),
