@@ -8,27 +8,30 @@ use std::collections::HashSet;
 use super::*;
 use crate::store::{Backoff, NewMessage, QueueSettings, StateOp, StateWrite, Store, StoreOptions};
 
-/// A store with the buckets `b` and `seen`, `b`'s key `c` committed as `7`, and a queue `in`.
+/// A store with the buckets `b`, `counts` and `seen`, `b`'s key `c` committed as `7`, and a queue `in`.
 async fn store() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
     for bucket in ["b", "counts", "seen"] {
         store.put_bucket(bucket, None).await.unwrap();
     }
-    store
-        .kv_write(vec![StateWrite {
-            bucket: "b".into(),
-            key: "c".into(),
-            op: StateOp::Set(b"7".to_vec()),
-            expect: None,
-        }])
-        .await
-        .unwrap();
+    operator_set(&store, "c", "7").await;
     store
         .create_queue("in", QueueSettings::default())
         .await
         .unwrap();
     (store, dir)
+}
+
+/// Commits `value` to `key` of bucket `b` at once, as an operator's `PUT` does.
+async fn operator_set(store: &Store, key: &str, value: &str) {
+    let write = StateWrite {
+        bucket: "b".into(),
+        key: key.into(),
+        op: StateOp::Set(value.as_bytes().to_vec()),
+        expect: None,
+    };
+    store.kv_write(vec![write]).await.unwrap();
 }
 
 fn granted(buckets: &[&str]) -> Limits {
@@ -157,15 +160,7 @@ async fn a_swap_conflicts_at_commit_when_the_key_changed_after_its_read() {
         ["cas b c => 7", "swap b c 8 => ok", "get b c => 8"]
     );
     // Between the swap and the settle, an operator rewrites the key.
-    store
-        .kv_write(vec![StateWrite {
-            bucket: "b".into(),
-            key: "c".into(),
-            op: StateOp::Set(b"70".to_vec()),
-            expect: None,
-        }])
-        .await
-        .unwrap();
+    operator_set(&store, "c", "70").await;
     let settlement = crate::dispatch::settlement(
         &lease.messages,
         invocation,
