@@ -10,7 +10,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::hosts::{Cluster, held};
-use crate::support::{Server, assert_error, cli, client_with, example, examples_dir, wait_for};
+use crate::support::{
+    Server, assert_error, cli, client_with, example, examples_dir, guest, wait_for,
+};
 
 /// Buckets are created, changed and listed; keys are written, read with their version, listed
 /// by prefix a page at a time, and deleted; deleting the bucket takes its keys along.
@@ -350,4 +352,78 @@ async fn counts_stay_exact_over_three_hosts_on_postgres_with_one_sigkilled() {
         victim + 1,
         MESSAGES / CUSTOMERS
     );
+}
+
+/// Two functions on two hosts sharing PostgreSQL add 1 to one key by compare-and-swap alone
+/// (read, add, swap; the `kv` test guest's `cas-inc`), each from its own queue: a swap that
+/// finds the key changed reads it again, and a key that changes between a swap and its commit
+/// fails the settle, which retries the batch. No update is lost: the key ends at the number of
+/// messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_and_swap_racing_across_hosts_loses_no_update() {
+    const PER_QUEUE: usize = 500;
+    let cluster = Cluster::start(2).await;
+    let (status, body) = cluster.hosts[0].put_json("/v1/kv/b", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    for (function, queue) in [("left", "q-left"), ("right", "q-right")] {
+        let server = &cluster.hosts[0];
+        server
+            .create_queue(json!({
+                "name": queue,
+                "visibility_timeout_ms": 1000,
+                "max_attempts": 1000,
+                "backoff": {"initial_ms": 5, "max_ms": 50},
+            }))
+            .await;
+        server
+            .deploy(function, guest("kv"), "kv_bucket=b&timeout_ms=1000")
+            .await;
+        server
+            .trigger(
+                function,
+                json!({"queue": queue, "batch_size": 5, "max_concurrency": 2}),
+            )
+            .await;
+    }
+    for queue in ["q-left", "q-right"] {
+        let bodies = (0..PER_QUEUE)
+            .map(|_| json!({"body": "open b\ncas-inc b hits", "attributes": {"end": "strict"}}));
+        cluster.hosts[1].enqueue_all(queue, bodies).await;
+    }
+
+    let server = &cluster.hosts[0];
+    let drained = wait_for(Duration::from_secs(120), || async {
+        let mut left = 0;
+        for queue in ["q-left", "q-right"] {
+            let stats = server.stats(queue).await;
+            left += ["visible", "delayed", "in_flight"]
+                .iter()
+                .map(|k| stats[k].as_u64().unwrap())
+                .sum::<u64>();
+        }
+        left == 0
+    })
+    .await;
+    let (left, right) = (server.stats("q-left").await, server.stats("q-right").await);
+    assert!(
+        drained,
+        "the racing functions did not finish: {left} {right}"
+    );
+    let answer = server
+        .http
+        .get(server.url("/v1/kv/b/keys/hits"))
+        .send()
+        .await
+        .unwrap();
+    let hits: usize = answer.text().await.unwrap().parse().unwrap();
+    let retried =
+        left["retried_total"].as_u64().unwrap() + right["retried_total"].as_u64().unwrap();
+    println!(
+        "cas race (PostgreSQL, 2 hosts, 2 functions): {} messages, {hits} hits, {retried} \
+         messages retried (a settle whose key changed after its swap is retried)",
+        2 * PER_QUEUE
+    );
+    assert_eq!(hits, 2 * PER_QUEUE, "an update was lost or counted twice");
+    assert_eq!(left["dead_lettered_total"], 0);
+    assert_eq!(right["dead_lettered_total"], 0);
 }

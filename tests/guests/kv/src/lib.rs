@@ -6,13 +6,19 @@
 //! open counts             get B K        set B K V       delete B K     exists B K
 //! list B [CURSOR]         inc B K DELTA  cas B K         swap B K V
 //! get-many B K...         set-many B K=V...              delete-many B K...
+//! cas-inc B K
 //! ```
+//!
+//! `cas-inc` adds 1 to the decimal counter at `K` by compare-and-swap alone (read, add, swap;
+//! read again while the swap says the key changed), the read-modify-write a handler without
+//! `increment` would write.
 //!
 //! Each call is printed as `<line> => <result>`: `ok`, a value (as text, `none` when absent), a
 //! sum, `true`/`false`, `keys a,b cursor none`, or the error (`access-denied`, `no-such-store`,
 //! `other: ...`, `cas-failed: <fresh value>`). A bucket is used by name once opened. A message
 //! with the attribute `end: err` makes the handler return `err` after running every message,
-//! `end: trap` makes it trap; otherwise the batch is acknowledged.
+//! `end: trap` makes it trap, `end: strict` return `err` if any call failed; otherwise the batch
+//! is acknowledged.
 
 wit_bindgen::generate!({ world: "handler", path: "../../../wit", generate_all });
 
@@ -139,6 +145,23 @@ impl Session {
                 batch::delete_many(self.bucket(arg(1)?)?, &keys).map_err(error)?;
                 Ok("ok".into())
             }
+            "cas-inc" => {
+                let mut read = atomics::Cas::new(self.bucket(arg(1)?)?, arg(2)?).map_err(error)?;
+                for _ in 0..1000 {
+                    let n: i64 = match read.current().map_err(error)? {
+                        None => 0,
+                        Some(value) => String::from_utf8_lossy(&value)
+                            .parse()
+                            .map_err(|e| format!("not a counter: {e}"))?,
+                    };
+                    match atomics::swap(read, (n + 1).to_string().as_bytes()) {
+                        Ok(()) => return Ok((n + 1).to_string()),
+                        Err(atomics::CasError::CasFailed(fresh)) => read = fresh,
+                        Err(atomics::CasError::StoreError(e)) => return Err(error(e)),
+                    }
+                }
+                Err("the key changed under 1000 swaps".into())
+            }
             other => Err(format!("unknown call `{other}`")),
         }
     }
@@ -148,12 +171,16 @@ impl Guest for Kv {
     fn handle(messages: Vec<Message>) -> Result<Vec<ItemFailure>, String> {
         let mut session = Session::default();
         let mut end = None;
+        let mut failed = None;
         for message in &messages {
             let script = String::from_utf8_lossy(&message.body);
             for line in script.lines().filter(|l| !l.trim().is_empty()) {
                 match session.run(line.trim()) {
                     Ok(result) => println!("{} => {result}", line.trim()),
-                    Err(error) => println!("{} => {error}", line.trim()),
+                    Err(error) => {
+                        println!("{} => {error}", line.trim());
+                        failed = Some(format!("{}: {error}", line.trim()));
+                    }
                 }
             }
             for (name, value) in &message.attributes {
@@ -165,6 +192,7 @@ impl Guest for Kv {
         match end.as_deref() {
             Some("err") => Err("asked to fail".into()),
             Some("trap") => panic!("asked to trap"),
+            Some("strict") if failed.is_some() => Err(failed.unwrap_or_default()),
             _ => Ok(Vec::new()),
         }
     }
