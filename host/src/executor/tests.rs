@@ -757,7 +757,7 @@ fn an_unknown_import_is_named_and_refused_before_compiling() {
         "{message}"
     );
     assert!(
-        message.contains("sluice:queue/outbox@0.3.0 (or @0.2.0, @0.1.0)"),
+        message.contains("sluice:queue/outbox@0.4.0 (or @0.3.0, @0.2.0, @0.1.0)"),
         "{message}"
     );
     assert_eq!(executor.compilations(), 0, "refused before compiling");
