@@ -290,7 +290,8 @@ async fn counts_stay_exact_through_sigkills_of_the_host() {
     assert_eq!(stats["dead_lettered_total"], 0, "{stats}");
     println!(
         "state under kills (SQLite): {MESSAGES} messages over {} customers, {KILLS} SIGKILLs with \
-         {in_flight_at_kills:?} messages in flight, every count exact ({} per customer)",
+         {in_flight_at_kills:?} messages leased (an earlier kill's until its leases expire), \
+         every count exact ({} per customer)",
         sent.len(),
         MESSAGES / CUSTOMERS
     );
