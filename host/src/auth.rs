@@ -135,7 +135,9 @@ impl Need {
                 Need::Produce((*topic).to_owned())
             }
             ["v1", "topics", ..] => Need::Admin,
-            ["v1", "kv", ..] if reads => Need::Read,
+            ["v1", "kv"] | ["v1", "kv", _, "keys"] | ["v1", "kv", _, "keys", _] if reads => {
+                Need::Read
+            }
             ["v1", "kv", ..] => Need::Deploy,
             _ => Need::AnyToken,
         }
@@ -517,6 +519,13 @@ mod tests {
         assert_eq!(Need::of(&Method::GET, "/ui/app.js"), Need::Nothing);
         assert_eq!(Need::of(&Method::POST, "/ui"), Need::AnyToken);
         assert_eq!(Need::of(&Method::GET, "/nope"), Need::AnyToken);
+        assert_eq!(Need::of(&Method::GET, "/v1/kv"), Need::Read);
+        assert_eq!(Need::of(&Method::GET, "/v1/kv/b/keys"), Need::Read);
+        assert_eq!(Need::of(&Method::HEAD, "/v1/kv/b/keys/k"), Need::Read);
+        assert_eq!(Need::of(&Method::PUT, "/v1/kv/b/keys/k"), Need::Deploy);
+        // No route serves `GET /v1/kv/{bucket}`: a token that could not change it learns nothing.
+        assert_eq!(Need::of(&Method::GET, "/v1/kv/b"), Need::Deploy);
+        assert_eq!(Need::of(&lower_get, "/v1/kv"), Need::Deploy);
     }
 
     #[test]
