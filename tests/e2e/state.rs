@@ -200,9 +200,9 @@ fn deploy_counter(server: &Server) {
     );
 }
 
-/// Messages of `visits` not yet settled for good.
-async fn remaining(server: &Server) -> u64 {
-    let stats = server.stats("visits").await;
+/// Messages of `queue` not yet settled for good.
+async fn remaining(server: &Server, queue: &str) -> u64 {
+    let stats = server.stats(queue).await;
     ["visible", "delayed", "in_flight"]
         .iter()
         .map(|k| stats[k].as_u64().unwrap())
@@ -281,7 +281,7 @@ async fn counts_stay_exact_through_sigkills_of_the_host() {
     }
 
     let drained = wait_for(Duration::from_secs(60), || async {
-        remaining(&server).await == 0
+        remaining(&server, "visits").await == 0
     })
     .await;
     let stats = server.stats("visits").await;
@@ -313,7 +313,7 @@ async fn counts_stay_exact_over_three_hosts_on_postgres_with_one_sigkilled() {
     // once a quarter of the messages are counted.
     let victim = std::cell::Cell::new(None);
     let holding = wait_for(Duration::from_secs(60), || async {
-        if remaining(&cluster.hosts[0]).await > (MESSAGES * 3 / 4) as u64 {
+        if remaining(&cluster.hosts[0], "visits").await > (MESSAGES * 3 / 4) as u64 {
             return false;
         }
         for i in [2, 1] {
@@ -331,11 +331,11 @@ async fn counts_stay_exact_over_three_hosts_on_postgres_with_one_sigkilled() {
         cluster.hosts[0].stats("visits").await
     );
     let victim = victim.get().unwrap();
-    let left_at_kill = remaining(&cluster.hosts[0]).await;
+    let left_at_kill = remaining(&cluster.hosts[0], "visits").await;
     cluster.hosts[victim].kill9();
 
     let drained = wait_for(Duration::from_secs(120), || async {
-        remaining(&cluster.hosts[0]).await == 0
+        remaining(&cluster.hosts[0], "visits").await == 0
     })
     .await;
     let stats = cluster.hosts[0].stats("visits").await;
@@ -394,15 +394,7 @@ async fn compare_and_swap_racing_across_hosts_loses_no_update() {
 
     let server = &cluster.hosts[0];
     let drained = wait_for(Duration::from_secs(120), || async {
-        let mut left = 0;
-        for queue in ["q-left", "q-right"] {
-            let stats = server.stats(queue).await;
-            left += ["visible", "delayed", "in_flight"]
-                .iter()
-                .map(|k| stats[k].as_u64().unwrap())
-                .sum::<u64>();
-        }
-        left == 0
+        remaining(server, "q-left").await + remaining(server, "q-right").await == 0
     })
     .await;
     let (left, right) = (server.stats("q-left").await, server.stats("q-right").await);
