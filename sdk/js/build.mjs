@@ -20,6 +20,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
+// The current world: its entry module imports `sluice:queue/outbox@0.4.0` and `wasi:keyvalue`.
 const wit = resolve(here, '../../wit');
 // The versions package-lock.json pins; jco 1.35.0 fails with "failed to get path metadata".
 const JCO = /^1\.34\./;
@@ -105,7 +106,9 @@ try {
   if (!readFileSync(join(wit, 'deps/cli.wit'), 'utf8').includes(`package wasi:cli@${WASI};`)) {
     fail(`${wit}/deps is not WASI ${WASI}; update WASI in ${fileURLToPath(import.meta.url)}`);
   }
-  cpSync(join(wit, 'deps'), join(world, 'deps'), { recursive: true });
+  // `dereference`: were deps/ a symlink (as a frozen world's is), a copy of the link would let
+  // the line below write into the repository's wit/deps.
+  cpSync(join(wit, 'deps'), join(world, 'deps'), { recursive: true, dereference: true });
   cpSync(join(wit, 'sluice.wit'), join(world, 'deps/sluice-queue/sluice.wit'));
   writeFileSync(
     join(world, 'world.wit'),

@@ -45,10 +45,11 @@
 //!   retried (after the queue's backoff or a delay you choose) or dead-lettered with a reason.
 //!   Everything sent with [`send`] / [`send_json`] / [`Outgoing`] and published with
 //!   [`publish`] / [`publish_json`] / [`Publication`] is committed in the same transaction as
-//!   the acknowledgement; a [`reply`] is committed with the acknowledgement of the message it
-//!   answers (a retried or dead-lettered message's reply is discarded).
-//! - `Err(error)` or a panic: the whole batch is retried and everything sent, published or
-//!   replied is discarded.
+//!   the acknowledgement, and so is every write to a [`kv`] bucket; a [`reply`] is committed
+//!   with the acknowledgement of the message it answers (a retried or dead-lettered message's
+//!   reply is discarded).
+//! - `Err(error)` or a panic: the whole batch is retried and everything sent, published,
+//!   replied or written to a bucket is discarded.
 //!
 //! HTTP requests made through [`http`] are effects outside Sluice: they happen when they are
 //! made, whatever the handler then returns, so a retried batch makes them again. Send the
@@ -63,11 +64,15 @@
 //! - [`reply`], [`reply_json`], [`Reply`]: answers to producers waiting on a message.
 //! - [`http`]: outbound HTTP (`http::get`, `http::post`, `http::Request`) to the hosts the
 //!   function's `allowed_outbound_hosts` lists, over `wasi:http/outgoing-handler`.
+//! - [`kv`]: key-value state (`kv::open`, `get`, `set`, `increment`, `get_json`, `set_json`,
+//!   compare-and-swap) in the buckets the function's `kv_buckets` lists, over `wasi:keyvalue`;
+//!   committed with the batch's acknowledgement.
 //! - [`Error`], [`Context`]: failing the whole batch, with `?`.
 //! - [`export_handler!`]: the glue to the generated WIT bindings (hidden in `wit`, with the
 //!   HTTP client's `wasi:http` side).
 //! - `testing` (native targets only): run a handler in `cargo test`, sends, publications and
-//!   replies recorded, HTTP requests answered by stubs and recorded.
+//!   replies recorded, HTTP requests answered by stubs and recorded, key-value buckets in
+//!   memory, committed on `Ok` only.
 //!
 //! The SDK targets the WIT world `sluice:queue/handler@0.4.0`. A component imports only what it
 //! uses: one that makes no HTTP request does not import `wasi:http`.
@@ -82,6 +87,7 @@
 
 mod error;
 pub mod http;
+pub mod kv;
 mod message;
 mod outbox;
 mod outcome;

@@ -9,7 +9,10 @@
 //! exist, a priority is 0 to 9, a group key 1 to 128 bytes without control characters, and a
 //! message of the batch gets at most one reply. Outbound HTTP ([`crate::http`]) is answered by
 //! the harness's [`stub`]s and recorded; a request no stub matches fails with an
-//! [`http::Error::Other`](crate::http::Error::Other) that says so.
+//! [`http::Error::Other`](crate::http::Error::Other) that says so. Key-value buckets
+//! ([`crate::kv`]) live in the harness's memory: a run's writes are visible to the run, and
+//! committed to the harness (for its next run, and for [`Harness::get`]) only when the handler
+//! returns `Ok`, as on the host.
 //!
 //! ```
 //! use sluice_sdk::{testing, Batch, Disposition, Error, Outcome};
@@ -36,6 +39,7 @@
 
 use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -43,7 +47,10 @@ use serde::de::DeserializeOwned;
 
 use crate::{Batch, Disposition, Error, Failure, Message, Outcome, Outgoing, Publication, Reply};
 
+pub(crate) mod buckets;
 mod stubs;
+
+pub use buckets::KvWrite;
 
 pub(crate) use stubs::answer;
 pub use stubs::{SentRequest, Stub, stub, stub_prefix};
@@ -355,11 +362,15 @@ where
 /// let report = Harness::new().queues(["known"]).run(handle, [testing::message("x")]);
 /// assert_eq!(report.error().unwrap().message(), "queue `missing` does not exist");
 /// ```
+///
+/// A harness keeps the key-value state its runs commit, so a test can run several batches in
+/// turn and read what they left; clones share that state.
 #[derive(Debug, Clone, Default)]
 pub struct Harness {
     queues: Option<Vec<String>>,
     topics: Option<Vec<String>>,
     stubs: Vec<Stub>,
+    kv: Rc<RefCell<buckets::Committed>>,
 }
 
 impl Harness {
@@ -428,6 +439,80 @@ impl Harness {
         self
     }
 
+    /// Lets the handler open `bucket` (repeatable). Once any bucket is named, only the named
+    /// ones open and any other fails with [`kv::Error::AccessDenied`](crate::kv::Error), as a
+    /// bucket the function's version does not list does on the host; a harness that names none
+    /// lets every bucket open, empty.
+    ///
+    /// ```
+    /// use sluice_sdk::{kv, testing::{self, Harness}, Batch, Error, Outcome};
+    ///
+    /// fn handle(_: Batch) -> Result<Outcome, Error> {
+    ///     kv::open("secrets")?;
+    ///     Ok(Outcome::ack_all())
+    /// }
+    /// let report = Harness::new().bucket("counts").run(handle, [testing::message("x")]);
+    /// assert!(report.error().unwrap().message().starts_with("bucket `secrets` is not listed"));
+    /// ```
+    pub fn bucket(self, bucket: &str) -> Self {
+        self.kv.borrow_mut().declare(bucket);
+        self
+    }
+
+    /// Commits `value` to `key` of `bucket` before any run, as an operator's
+    /// `PUT /v1/kv/{bucket}/keys/{key}` does (and lets the handler open the bucket, as
+    /// [`bucket`](Harness::bucket) does).
+    ///
+    /// ```
+    /// use sluice_sdk::{kv, testing::{self, Harness}, Batch, Error, Outcome};
+    ///
+    /// fn handle(_: Batch) -> Result<Outcome, Error> {
+    ///     kv::open("counts")?.increment("count:acme", 1)?;
+    ///     Ok(Outcome::ack_all())
+    /// }
+    /// let harness = Harness::new().kv("counts", "count:acme", "41");
+    /// harness.run(handle, [testing::message("x")]);
+    /// assert_eq!(harness.get("counts", "count:acme").unwrap(), b"42");
+    /// ```
+    pub fn kv(self, bucket: &str, key: &str, value: impl Into<Vec<u8>>) -> Self {
+        {
+            let mut kv = self.kv.borrow_mut();
+            kv.declare(bucket);
+            kv.put(bucket, key, Some(value.into()));
+        }
+        self
+    }
+
+    /// The committed value of `key` in `bucket`: what the runs that returned `Ok` wrote (and
+    /// what [`kv`](Harness::kv) set), never the writes of a run that failed.
+    ///
+    /// ```
+    /// use sluice_sdk::{kv, testing::{self, Harness}, Batch, Error, Outcome};
+    ///
+    /// fn handle(_: Batch) -> Result<Outcome, Error> {
+    ///     kv::open("counts")?.increment("n", 1)?;
+    ///     Err(Error::new("then failed"))
+    /// }
+    /// let harness = Harness::new();
+    /// let report = harness.run(handle, [testing::message("x")]);
+    /// assert_eq!(report.kv_writes().len(), 1);
+    /// assert_eq!(harness.get("counts", "n"), None, "a failed batch leaves no writes");
+    /// ```
+    pub fn get(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        self.kv.borrow().get(bucket, key).map(<[u8]>::to_vec)
+    }
+
+    /// The committed keys of `bucket`, in byte order.
+    ///
+    /// ```
+    /// use sluice_sdk::testing::Harness;
+    /// let harness = Harness::new().kv("seen", "b", "").kv("seen", "a", "");
+    /// assert_eq!(harness.keys("seen"), ["a", "b"]);
+    /// ```
+    pub fn keys(&self, bucket: &str) -> Vec<String> {
+        self.kv.borrow().keys(bucket)
+    }
+
     /// Runs `handler` on one batch of `messages` and reports what happened. A panic in the
     /// handler is caught and reported, as the host reports a trap.
     ///
@@ -453,7 +538,9 @@ impl Harness {
         // run's.
         stubs::take_requests();
         let previous_stubs = stubs::install(self.stubs.clone());
+        let previous_kv = buckets::start(self.kv.borrow().clone());
         let result = catch_unwind(AssertUnwindSafe(|| handler(batch)));
+        let kv_writes = buckets::finish(previous_kv);
         QUEUES.set(previous_queues);
         TOPICS.set(previous_topics);
         BATCH.set(previous_batch);
@@ -473,6 +560,13 @@ impl Harness {
                     .unwrap_or_else(|| "panicked".to_owned()),
             ),
         };
+        // The host commits state with the ack, for `Ok` only.
+        if matches!(result, RunResult::Completed(_)) {
+            let mut committed = self.kv.borrow_mut();
+            for write in &kv_writes {
+                committed.put(&write.bucket, &write.key, write.value.clone());
+            }
+        }
         Report {
             ids,
             result,
@@ -480,6 +574,7 @@ impl Harness {
             published,
             replies,
             requests,
+            kv_writes,
         }
     }
 }
@@ -665,6 +760,7 @@ pub struct Report {
     published: Vec<PublishedMessage>,
     replies: Vec<ReplyMessage>,
     requests: Vec<SentRequest>,
+    kv_writes: Vec<KvWrite>,
 }
 
 impl Report {
@@ -873,6 +969,34 @@ impl Report {
     /// ```
     pub fn reply_to(&self, id: &str) -> Option<&ReplyMessage> {
         self.replies.iter().find(|r| r.message_id == id)
+    }
+
+    /// The handler's key-value writes, one per key it wrote (its last value), in bucket and key
+    /// order, whether or not the host would commit them.
+    ///
+    /// ```
+    /// # use sluice_sdk::{kv, testing, Batch, Error, Outcome};
+    /// # fn handle(_: Batch) -> Result<Outcome, Error> { let b = kv::open("b")?; b.set("k", "1")?; b.set("k", "2")?; Err(Error::new("then failed")) }
+    /// let report = testing::run(handle, [testing::message("x")]);
+    /// assert_eq!(report.kv_writes()[0].value_str(), Some("2"));
+    /// assert!(report.committed_kv_writes().is_empty());
+    /// ```
+    pub fn kv_writes(&self) -> &[KvWrite] {
+        &self.kv_writes
+    }
+
+    /// The key-value writes the host would commit: all of them if the handler returned `Ok`
+    /// (even if it retried or dead-lettered some messages), none if it failed the batch or
+    /// panicked.
+    ///
+    /// ```
+    /// # use sluice_sdk::{kv, testing, Batch, Error, Outcome};
+    /// # fn handle(_: Batch) -> Result<Outcome, Error> { kv::open("b")?.delete("k")?; Ok(Outcome::ack_all()) }
+    /// let report = testing::run(handle, [testing::message("x")]);
+    /// assert_eq!(report.committed_kv_writes()[0].value, None);
+    /// ```
+    pub fn committed_kv_writes(&self) -> &[KvWrite] {
+        if self.is_ok() { &self.kv_writes } else { &[] }
     }
 
     /// Every HTTP request the handler made, in order, whether a stub answered it or failed it
@@ -1146,6 +1270,87 @@ mod tests {
             reason(&again, "msg-1").starts_with("no HTTP stub matches"),
             "stubs do not leak into the next run"
         );
+    }
+
+    #[test]
+    fn state_commits_on_ok_only_and_runs_read_what_was_committed() {
+        fn count(batch: Batch) -> Result<Outcome, Error> {
+            let counts = crate::kv::open("counts")?;
+            let mut outcome = Outcome::ack_all();
+            for msg in &batch {
+                let n = counts.increment("n", 1)?;
+                assert_eq!(counts.get("n")?.unwrap(), n.to_string().as_bytes());
+                counts.set_json(msg.id(), &n)?;
+                match msg.body() {
+                    b"error" => return Err(Error::new("asked to fail")),
+                    b"panic" => panic!("asked to panic"),
+                    b"retry" => {
+                        outcome.retry(msg);
+                    }
+                    _ => {}
+                }
+            }
+            Ok(outcome)
+        }
+        let harness = Harness::new().bucket("counts");
+        let report = harness.run(count, [message("a"), message("b")]);
+        assert!(report.is_ok());
+        assert_eq!(harness.get("counts", "n").unwrap(), b"2");
+
+        for failing in ["error", "panic"] {
+            let report = harness.run(count, [message("a"), message(failing)]);
+            assert!(!report.is_ok());
+            assert_eq!(
+                report.kv_writes().len(),
+                3,
+                "n, msg-1 and msg-2 were written"
+            );
+            assert!(report.committed_kv_writes().is_empty());
+            assert_eq!(
+                harness.get("counts", "n").unwrap(),
+                b"2",
+                "a failed batch ({failing}) left no writes"
+            );
+        }
+
+        // `Ok` with a message retried still commits every write, as the host does.
+        let report = harness.run(count, [message("retry")]);
+        assert_eq!(report.committed_kv_writes().len(), 2);
+        assert_eq!(harness.get("counts", "n").unwrap(), b"3");
+        assert_eq!(harness.keys("counts"), ["msg-1", "msg-2", "n"]);
+
+        let denied = Harness::new().bucket("other").run(count, [message("a")]);
+        assert!(matches!(
+            denied.error().unwrap().message(),
+            m if m.starts_with("bucket `counts` is not listed for this function")
+        ));
+        assert_eq!(
+            run(count, [message("a")]).kv_writes().len(),
+            2,
+            "runs start empty"
+        );
+    }
+
+    #[test]
+    fn deletes_hide_committed_keys_from_reads_and_listings() {
+        let harness = Harness::new().kv("b", "x", "1").kv("b", "y", "2");
+        let report = harness.run(
+            |_| {
+                let bucket = crate::kv::open("b")?;
+                bucket.delete("x")?;
+                bucket.set("z", "3")?;
+                assert!(!bucket.exists("x")?);
+                assert_eq!(bucket.list_keys(None)?.keys, ["y", "z"]);
+                let read = bucket.cas("y")?;
+                assert_eq!(read.current(), Some(&b"2"[..]));
+                read.swap("20")?;
+                Ok(Outcome::ack_all())
+            },
+            [message("a")],
+        );
+        assert!(report.is_ok(), "{:?}", report.result());
+        assert_eq!(harness.keys("b"), ["y", "z"]);
+        assert_eq!(harness.get("b", "y").unwrap(), b"20");
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The generated bindings for the `sluice:queue/handler@0.4.0` world, and the glue between them
-//! and the SDK's own types (outbound HTTP's in `wit/http.rs`). This is the only place `generate!`
-//! appears; nothing outside the SDK should name anything in here.
+//! and the SDK's own types (outbound HTTP's in `wit/http.rs`, key-value's in `wit/kv.rs`). This
+//! is the only place `generate!` appears; nothing outside the SDK should name anything in here.
 
 #![allow(unsafe_code, missing_docs, clippy::all)]
 
 pub(crate) mod http;
+#[cfg(target_arch = "wasm32")]
+pub(crate) mod kv;
 
 wit_bindgen::generate!({
     path: "../wit",

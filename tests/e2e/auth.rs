@@ -82,8 +82,8 @@ const METHODS: [&str; 10] = [
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "get", "FOO",
 ];
 
-/// A concrete path for an OpenAPI path: queue `q` and function `f` exist; deletions aim at
-/// names that do not, so the walk leaves the server as it found it.
+/// A concrete path for an OpenAPI path: queue `q`, function `f` and key `k` of bucket `b` exist;
+/// deletions aim at names that do not, so the walk leaves the server as it found it.
 fn concrete(method: &str, path: &str, reply_to: &str) -> String {
     let deleting = method == "DELETE" && !path.ends_with("/trigger");
     // A stream of a function that exists would never end; one that does not is a quick 404.
@@ -93,7 +93,14 @@ fn concrete(method: &str, path: &str, reply_to: &str) -> String {
         (false, true) => ("q", "missing"),
         (false, false) => ("q", "f"),
     };
-    path.replace("{queue}", queue)
+    let (bucket, key) = if deleting {
+        ("missing", "missing")
+    } else {
+        ("b", "k")
+    };
+    path.replace("{bucket}", bucket)
+        .replace("{key}", key)
+        .replace("{queue}", queue)
         .replace("{topic}", queue)
         .replace("{name}", name)
         .replace("{id}", "missing")
@@ -163,6 +170,10 @@ async fn every_route_method_and_scope_matches_security_md() {
         .await;
     assert_eq!(code, 200, "{acked}");
     let reply_to = sent["id"].as_str().unwrap().to_owned();
+    let (code, body) = server.put_json("/v1/kv/b", json!({})).await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = server.put_json("/v1/kv/b/keys/k", json!("v")).await;
+    assert_eq!(code, 204, "{body}");
     let table = documented_scopes();
 
     let (_, doc) = server.get("/openapi.json").await;

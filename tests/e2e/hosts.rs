@@ -14,14 +14,14 @@ use crate::support::{DataDir, Server, example, wait_for};
 use crate::triggers::metric;
 
 /// `n` hosts on one fresh database; each has a data directory of its own (its compiled cache).
-struct Cluster {
-    hosts: Vec<Server>,
+pub(crate) struct Cluster {
+    pub(crate) hosts: Vec<Server>,
     dirs: Vec<DataDir>,
     db: TestDatabase,
 }
 
 impl Cluster {
-    async fn start(n: usize) -> Cluster {
+    pub(crate) async fn start(n: usize) -> Cluster {
         let db = TestDatabase::create().await;
         let mut hosts = Vec::new();
         let mut dirs = Vec::new();
@@ -266,7 +266,7 @@ async fn a_chain_over_three_hosts_delivers_each_order_exactly_once() {
 }
 
 /// Messages `host` has leased and not yet settled, from its own counters.
-async fn held(host: &Server) -> f64 {
+pub(crate) async fn held(host: &Server) -> f64 {
     let mut settled = 0.0;
     for counter in [
         "sluice_acked_total",

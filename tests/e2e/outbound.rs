@@ -303,7 +303,7 @@ async fn a_host_outside_the_allow_list_is_denied_and_sees_nothing() {
     }
 }
 
-/// The `fetch` guest (0.3.0) does one request per message and sends what came back (status and
+/// The `fetch` guest (world 0.4.0) does one request per message and sends what came back (status and
 /// body length, or the WASI error) to the queue named in its `reply-queue` attribute.
 async fn fetch_server(query: &str) -> (Server, crate::support::DataDir) {
     let (server, dir) = Server::start().await;

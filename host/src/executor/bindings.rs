@@ -1,8 +1,9 @@
 //! Host-side bindings generated from the WIT package, one module per version of the world
-//! `sluice:queue/handler` the host runs: [`v1`] from `wit/0.1.0`, [`v2`] from `wit/0.2.0` and
-//! [`v3`] from `wit/0.3.0` and [`v4`] from `wit`. The only file that expands `bindgen!`; nothing outside the executor names
-//! these types. Every `handle` export is called asynchronously (an instance waiting on the
-//! network must not hold a thread); the outbox imports never wait, so they stay synchronous.
+//! `sluice:queue/handler` the host runs: [`v1`] from `wit/0.1.0`, [`v2`] from `wit/0.2.0`,
+//! [`v3`] from `wit/0.3.0` and [`v4`] from `wit`. The only file that expands `bindgen!`; nothing
+//! outside the executor names these types. Every `handle` export is called asynchronously (an
+//! instance waiting on the network must not hold a thread); the outbox imports never wait, so
+//! they stay synchronous; the key-value imports read the store, so they are asynchronous.
 
 /// `sluice:queue/handler@0.1.0`: frozen, for the components built against it.
 pub(super) mod v1 {

@@ -1,10 +1,11 @@
 //! Runs handler components: the wasmtime engine, the compiled-component cache, per-invocation
 //! limits (time, memory), a WASI context that grants nothing, outbound HTTP to the hosts the
-//! function allows ([`outbound`]), and the outbox import.
+//! function allows ([`outbound`]), key-value state in the buckets it lists (`kv`), and the
+//! outbox import.
 //!
 //! One engine (cranelift, pooling allocator, epoch interruption driven by one ticker thread) is
 //! shared by every function. [`Executor::prepare`] validates an upload against the `handler`
-//! world (0.3.0, 0.2.0 or 0.1.0, see [`world`]) and compiles it once per content and engine,
+//! world (0.4.0, 0.3.0, 0.2.0 or 0.1.0, see [`world`]) and compiles it once per content and engine,
 //! caching the result on disk; [`Executor::invoke`] runs one batch in a fresh store and
 //! instance, asynchronously: the instance runs on a fiber of its own, so while it waits on the
 //! network (or anything else the host does for it) it holds no thread, and a long computation
@@ -931,8 +932,9 @@ fn foreign_imports<'a>(imports: impl Iterator<Item = &'a str>, linker: &wasmtime
     Error::Invalid(format!(
         "the component imports {what}. Handlers may import only WASI 0.2 (wasi:cli, wasi:io, \
          wasi:clocks, wasi:random, wasi:filesystem, wasi:sockets, all of which deny access; \
-         wasi:http/outgoing-handler, to the hosts the function allows) and \
-         sluice:queue/outbox@0.3.0 (or @0.2.0, @0.1.0). (wasmtime: {linker:#})"
+         wasi:http/outgoing-handler, to the hosts the function allows; wasi:keyvalue@0.2.0-draft2 \
+         store, atomics and batch, on the buckets the function lists) and \
+         sluice:queue/outbox@0.4.0 (or @0.3.0, @0.2.0, @0.1.0). (wasmtime: {linker:#})"
     ))
 }
 

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
+mod state;
+
 /// Where the guest workspace's `.wasm` files are, built once (see `sluice_test_support::guests`).
 fn guests_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -755,7 +757,7 @@ fn an_unknown_import_is_named_and_refused_before_compiling() {
         "{message}"
     );
     assert!(
-        message.contains("sluice:queue/outbox@0.3.0 (or @0.2.0, @0.1.0)"),
+        message.contains("sluice:queue/outbox@0.4.0 (or @0.3.0, @0.2.0, @0.1.0)"),
         "{message}"
     );
     assert_eq!(executor.compilations(), 0, "refused before compiling");

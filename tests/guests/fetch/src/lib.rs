@@ -1,4 +1,4 @@
-//! A `sluice:queue@0.3.0` handler that makes the HTTP request each message describes, through the
+//! A `sluice:queue@0.4.0` handler that makes the HTTP request each message describes, through the
 //! raw `wasi:http/outgoing-handler` import (no SDK), to test outbound HTTP. The body is JSON:
 //!
 //! ```json
@@ -21,7 +21,7 @@
 //! attribute `fail-on-error: true` got an error: then the handler returns `err` with it. A body
 //! that is not such JSON fails the batch.
 
-// `generate_all`: the 0.3.0 world imports wasi:http, whose WASI interfaces are generated too.
+// `generate_all`: the world imports wasi:http (since 0.3.0), whose WASI interfaces are generated too.
 wit_bindgen::generate!({ world: "handler", path: "../../../wit", generate_all });
 
 use serde_json::{Value, json};
