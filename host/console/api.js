@@ -47,6 +47,19 @@ export class Api {
   }
 
   get(path) { return this.call('GET', path); }
+
+  // The body of a GET as text, never parsed (a key's value), or null on 404.
+  async text(path) {
+    const response = await fetch(path, { headers: { Authorization: `Bearer ${this.token}` } }).catch((e) => {
+      throw new ApiError(0, 'unreachable', `cannot reach the server: ${e.message}`);
+    });
+    if (response.status === 404) return null;
+    if (!response.ok) {
+      const data = await response.json().catch(() => ({}));
+      throw new ApiError(response.status, data.error?.code ?? 'http', data.error?.message ?? response.statusText);
+    }
+    return { text: await response.text(), version: response.headers.get('sluice-kv-version') };
+  }
   post(path, body) { return this.call('POST', path, body === undefined ? {} : body); }
   patch(path, body) { return this.call('PATCH', path, body); }
   put(path, body) { return this.call('PUT', path, body); }

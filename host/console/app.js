@@ -1200,6 +1200,112 @@ function topicsPage() {
   return every(REFRESH_MS, refresh);
 }
 
+// ---- state (key-value buckets) ----
+
+// Every bucket with its expiry; create one (deploy).
+function bucketsPage() {
+  const list = h('div');
+  const name = h('input', { name: 'bucket', required: true, pattern: '[A-Za-z0-9_\\-]{1,80}', placeholder: 'counts' });
+  const ttl = h('input', { name: 'ttl', placeholder: 'never (or 1h, 30m)' });
+  const create = can.deploy ? h('form', { class: 'inline-form card', 'data-test': 'create-bucket', onsubmit: async (e) => {
+    e.preventDefault();
+    let ttlMs = null;
+    if (ttl.value.trim()) {
+      ttlMs = parseDuration(ttl.value);
+      if (ttlMs === null) {
+        toast(`expiry "${ttl.value}" is not a duration like 30s, 15m or 1h`, 'error');
+        return;
+      }
+    }
+    const bucket = name.value.trim();
+    if (await attempt(() => api.put(`/v1/kv/${seg(bucket)}`, { ttl_ms: ttlMs })) !== undefined) {
+      toast(`Created bucket ${bucket}`);
+      name.value = '';
+      ttl.value = '';
+      refresh();
+    }
+  } }, field('New bucket', name), field('Keys expire after', ttl), h('button', { type: 'submit' }, 'Create bucket')) : null;
+  clear(main,
+    h('div', { class: 'page-head' }, h('h1', {}, 'State'), h('span', { class: 'muted' }, 'key-value buckets handlers keep state in, committed with their acknowledgements')),
+    create, list);
+  const refresh = async () => {
+    const answer = await attempt(() => api.get('/v1/kv'));
+    if (!answer) return;
+    clear(list, answer.buckets.length
+      ? h('section', { class: 'card' }, h('table', { class: 'table' },
+        h('thead', {}, h('tr', {}, ['Bucket', 'Keys expire', 'Created'].map((x) => h('th', {}, x)))),
+        h('tbody', {}, answer.buckets.map((b) => h('tr', { 'data-bucket': b.name },
+          h('td', {}, h('a', { href: `#/state/${seg(b.name)}` }, b.name)),
+          h('td', { title: b.ttl_ms === null ? '' : `${b.ttl_ms} ms` }, b.ttl_ms === null ? 'never' : `after ${millis(b.ttl_ms)}`),
+          h('td', { class: 'muted nowrap' }, time(b.created_at_ms, false)))))))
+      : h('p', { class: 'card empty' }, 'No buckets yet.'));
+  };
+  return every(REFRESH_MS, refresh);
+}
+
+// One bucket: its keys by prefix, a page at a time; view, edit and delete a key (deploy).
+function bucketPage(bucket) {
+  const PAGE = 50;
+  const prefix = h('input', { name: 'prefix', placeholder: 'count:', 'aria-label': 'Key prefix' });
+  const keys = h('div');
+  const view = h('div');
+  let pages = [null];
+  clear(main,
+    h('div', { class: 'page-head' }, h('h1', {}, h('a', { href: '#/state', class: 'crumb' }, 'State'), ' / ', bucket)),
+    h('div', { class: 'columns' },
+      h('div', { class: 'col-main' },
+        h('form', { class: 'inline-form', 'data-test': 'key-prefix', onsubmit: (e) => { e.preventDefault(); pages = [null]; load(); } },
+          field('Keys starting with', prefix), h('button', { type: 'submit' }, 'Find')),
+        keys),
+      h('div', { class: 'side' }, view)));
+  const load = async () => {
+    const cursor = pages[pages.length - 1];
+    const query = new URLSearchParams({ limit: String(PAGE) });
+    if (prefix.value) query.set('prefix', prefix.value);
+    if (cursor) query.set('cursor', cursor);
+    const page = await attempt(() => api.get(`/v1/kv/${seg(bucket)}/keys?${query}`));
+    if (!page) return;
+    clear(keys, h('section', { class: 'card' },
+      page.keys.length
+        ? h('ul', { class: 'key-list' }, page.keys.map((key) => h('li', {}, h('button', { type: 'button', class: 'link mono', 'data-key': key, onclick: () => show(key) }, key))))
+        : h('p', { class: 'empty' }, prefix.value ? `No keys start with "${prefix.value}".` : 'No keys yet.'),
+      h('div', { class: 'row-buttons' },
+        pages.length > 1 ? h('button', { type: 'button', class: 'small secondary', onclick: () => { pages.pop(); load(); } }, 'Previous') : null,
+        page.cursor ? h('button', { type: 'button', class: 'small secondary', onclick: () => { pages.push(page.cursor); load(); } }, 'Next') : null)));
+  };
+  const show = async (key) => {
+    const value = await attempt(() => api.text(`/v1/kv/${seg(bucket)}/keys/${seg(key)}`));
+    if (value === undefined) return;
+    if (value === null) {
+      clear(view, h('p', { class: 'card empty' }, `${key} has no value (it expired or was deleted).`));
+      return;
+    }
+    const editor = h('textarea', { name: 'value', rows: 6, 'aria-label': `Value of ${key}` }, value.text);
+    clear(view, h('section', { class: 'card', 'data-test': 'key-view' },
+      h('div', { class: 'card-head' }, h('span', { class: 'mono' }, key), h('span', { class: 'muted' }, `version ${value.version}`)),
+      can.deploy
+        ? h('form', { onsubmit: async (e) => {
+          e.preventDefault();
+          if (await attempt(() => api.put(`/v1/kv/${seg(bucket)}/keys/${seg(key)}`, editor.value)) !== undefined) {
+            toast(`Saved ${key}`);
+            show(key);
+          }
+        } }, editor, h('div', { class: 'row-buttons' },
+          h('button', { type: 'submit' }, 'Save'),
+          h('button', { type: 'button', class: 'danger', onclick: async () => {
+            if (!await confirmDialog(`Delete ${key} from ${bucket}? Handlers will read no value.`, 'Delete')) return;
+            if (await attempt(() => api.delete(`/v1/kv/${seg(bucket)}/keys/${seg(key)}`)) !== undefined) {
+              toast(`Deleted ${key}`);
+              clear(view);
+              load();
+            }
+          } }, 'Delete')))
+        : h('pre', { class: 'body' }, value.text)));
+  };
+  load();
+  return () => {};
+}
+
 // ---- tokens ----
 
 const SCOPES = [
@@ -1302,6 +1408,8 @@ function route() {
   else if (parts[0] === 'functions' && can.read) stop = functionsPage();
   else if (parts[0] === 'schedules' && can.read) stop = schedulesPage();
   else if (parts[0] === 'topics' && can.read) stop = topicsPage();
+  else if (parts[0] === 'state' && parts[1] && can.read) stop = bucketPage(parts[1]);
+  else if (parts[0] === 'state' && can.read) stop = bucketsPage();
   else if (parts[0] === 'tokens' && can.admin) stop = tokensPage();
   else stop = queuesPage();
   leave = stop || (() => {});
