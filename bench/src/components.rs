@@ -20,6 +20,8 @@ pub(crate) struct Components {
     pub(crate) reply: Vec<u8>,
     /// `examples/webhook`: POSTs each message to the URL in its `webhook-url` attribute.
     pub(crate) webhook: Vec<u8>,
+    /// `examples/counter`: counts each customer's messages in bucket `counts`.
+    pub(crate) counter: Vec<u8>,
 }
 
 /// The Python and JavaScript no-op handlers, for the `polyglot` phase.
@@ -149,7 +151,7 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>) {
 }
 
 /// File names inside a components directory.
-const FILES: [&str; 8] = [
+const FILES: [&str; 9] = [
     "sum.wasm",
     "guest_ok.wasm",
     "guest_trap.wasm",
@@ -158,6 +160,7 @@ const FILES: [&str; 8] = [
     "guest_recurse.wasm",
     "reply.wasm",
     "webhook.wasm",
+    "counter.wasm",
 ];
 
 pub(crate) fn load(dir: Option<&Path>, target_dir: Option<&Path>) -> anyhow::Result<Components> {
@@ -169,7 +172,17 @@ pub(crate) fn load(dir: Option<&Path>, target_dir: Option<&Path>) -> anyhow::Res
         let path = dir.join(name);
         std::fs::read(&path).with_context(|| format!("reading component {}", path.display()))
     };
-    let [sum, ok, trap, looping, oom, recurse, reply, webhook] = FILES;
+    let [
+        sum,
+        ok,
+        trap,
+        looping,
+        oom,
+        recurse,
+        reply,
+        webhook,
+        counter,
+    ] = FILES;
     Ok(Components {
         sum: read(sum)?,
         ok: read(ok)?,
@@ -179,6 +192,7 @@ pub(crate) fn load(dir: Option<&Path>, target_dir: Option<&Path>) -> anyhow::Res
         recurse: read(recurse)?,
         reply: read(reply)?,
         webhook: read(webhook)?,
+        counter: read(counter)?,
     })
 }
 

@@ -107,6 +107,32 @@ impl Bench {
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// A GET's body as text (a key's value).
+    pub(crate) async fn text(&self, path: &str) -> anyhow::Result<String> {
+        let response = self.http.get(format!("{}{path}", self.url)).send().await?;
+        let status = response.status();
+        let text = response.text().await?;
+        ensure!(status.is_success(), "GET {path}: {status}: {text}");
+        Ok(text)
+    }
+
+    /// A PUT of raw bytes (a key's value).
+    pub(crate) async fn put_bytes(&self, path: &str, body: Vec<u8>) -> anyhow::Result<()> {
+        let response = self
+            .http
+            .put(format!("{}{path}", self.url))
+            .body(body)
+            .send()
+            .await?;
+        let status = response.status();
+        ensure!(
+            status.is_success(),
+            "PUT {path}: {status}: {}",
+            response.text().await?
+        );
+        Ok(())
+    }
+
     pub(crate) async fn queue(&self, name: &str, settings: Value) -> anyhow::Result<()> {
         let mut body = settings;
         body["name"] = json!(name);

@@ -11,6 +11,7 @@ fn quick_bench_runs_and_writes_json() {
     std::fs::write(components.path().join("sum.wasm"), example("sum")).expect("write");
     std::fs::write(components.path().join("reply.wasm"), example("reply")).expect("write");
     std::fs::write(components.path().join("webhook.wasm"), example("webhook")).expect("write");
+    std::fs::write(components.path().join("counter.wasm"), example("counter")).expect("write");
     for name in ["ok", "trap", "loop", "oom", "recurse"] {
         let path = components.path().join(format!("guest_{name}.wasm"));
         std::fs::write(path, guest(name)).expect("write");
@@ -55,6 +56,9 @@ fn quick_bench_runs_and_writes_json() {
         "outbound.invocations_per_s",
         "outbound.noop_batch_1_drain_per_s",
         "outbound.max_threads",
+        "state.counter_drain_per_s",
+        "state.to_noop",
+        "state.set_get_round_trip_us",
         "floor.drain_msgs_per_s",
         "hostile.ratio",
         "depth.peek_tail.p99",

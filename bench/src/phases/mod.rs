@@ -20,6 +20,7 @@ mod pull;
 mod reply;
 mod restart;
 pub(crate) mod sqs;
+mod state;
 mod steady;
 mod topics;
 
@@ -60,6 +61,9 @@ pub enum Phase {
     /// The webhook example at batch 1 and concurrency 256 against a local upstream answering
     /// in 50 ms.
     Outbound,
+    /// A backlog through examples/counter (key-value state with each ack) beside a no-op,
+    /// and a set + get round trip through the HTTP API.
+    State,
     /// A trigger beside functions that fail every batch.
     Hostile,
     /// Peek, stats and another queue's enqueues on a deep queue.
@@ -88,7 +92,7 @@ pub(crate) struct Run<'a> {
 
 impl Phase {
     /// The phases on the in-process host, in the order they run.
-    pub(crate) const ON_HOST: [Phase; 14] = [
+    pub(crate) const ON_HOST: [Phase; 15] = [
         Phase::Enqueue,
         Phase::Topics,
         Phase::Drain,
@@ -101,6 +105,7 @@ impl Phase {
         Phase::E2e,
         Phase::Latency,
         Phase::Outbound,
+        Phase::State,
         Phase::Hostile,
         Phase::Depth,
     ];
@@ -146,6 +151,7 @@ impl Phase {
             Phase::E2e => e2e::run(host, report, c).await,
             Phase::Latency => latency::run(host, report, c).await,
             Phase::Outbound => outbound::run(host, report, c).await,
+            Phase::State => state::run(host, report, c).await,
             Phase::Hostile => hostile::run(host, report, c).await,
             Phase::Depth => depth::run(host, report).await,
             Phase::Overhead
@@ -186,6 +192,7 @@ impl Phase {
             | Phase::Steady
             | Phase::Chain
             | Phase::Outbound
+            | Phase::State
             | Phase::Hostile
             | Phase::Depth => Ok(()),
         }
