@@ -404,19 +404,26 @@ async fn bodies_past_the_buffering_budget_are_refused_at_once_and_memory_comes_b
          resident memory {before:.0} MiB before, {peak:.0} MiB at the peak, {after:.0} MiB after",
         refused.len()
     );
+    // The budget, and once more: a message route's body, read whole inside the budget, is
+    // copied once more as it becomes a message (measured here: 238 MiB at the peak for a
+    // 128 MiB budget over a 40 MiB start). The SQS port, which reads into one buffer, is held
+    // to the budget alone by `unauthenticated_bodies_to_the_sqs_port_stay_inside_the_body_budget`.
     assert!(
-        peak < before + (BUDGET as f64 / 1048576.0) * 3.0 + 64.0,
-        "memory stays bounded by the budget: {peak:.0} MiB"
+        peak < before + 2.0 * BUDGET as f64 / 1048576.0,
+        "memory stays bounded by the budget: {peak:.0} MiB, {before:.0} MiB before"
     );
     assert!(
         returned,
         "memory comes back close to where it was: {before:.0} MiB before, {after:.0} MiB after"
     );
-    // The budget came back too: a body the size of the whole budget's share is accepted.
+    // The budget came back too: a body as large as the uploads is read whole again (and only
+    // then refused, by the queue's own size limit, not by the budget).
     let (status, body) = server
-        .post_raw("/v1/queues/q/messages", vec![b'x'; 1024])
+        .post_raw("/v1/queues/q/messages", vec![b'x'; BODY])
         .await;
-    assert_eq!(status, 201, "{body}");
+    crate::support::assert_error(status, &body, 413, "payload_too_large");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("queue `q`'s limit"), "{message}");
 }
 
 /// One signed JSON-protocol SQS call (an empty request of `op`); its status.
