@@ -532,8 +532,10 @@ mod tests {
         assert_eq!(Need::of(&Method::GET, "/v1/kv/b/keys"), Need::Read);
         assert_eq!(Need::of(&Method::HEAD, "/v1/kv/b/keys/k"), Need::Read);
         assert_eq!(Need::of(&Method::PUT, "/v1/kv/b/keys/k"), Need::Deploy);
-        // No route serves `GET /v1/kv/{bucket}`: a token that could not change it learns nothing.
-        assert_eq!(Need::of(&Method::GET, "/v1/kv/b"), Need::Deploy);
+        assert_eq!(Need::of(&Method::GET, "/v1/kv/b"), Need::Read);
+        // No route serves a GET deeper than a key: a token that could not change it learns
+        // nothing.
+        assert_eq!(Need::of(&Method::GET, "/v1/kv/b/keys/k/more"), Need::Deploy);
         assert_eq!(Need::of(&lower_get, "/v1/kv"), Need::Deploy);
     }
 
