@@ -116,6 +116,7 @@ pub async fn list_buckets(State(state): State<AppState>) -> Result<Json<BucketLi
 #[utoipa::path(get, path = "/v1/kv/{bucket}", tag = "kv",
     params(("bucket" = String, Path, description = "Bucket name", example = "counts")),
     responses(
+        (status = 400, description = "Invalid bucket name or key", body = ErrorBody),
         (status = 200, description = "The bucket", body = BucketView),
         (status = 404, description = "No such bucket", body = ErrorBody),
         (status = 503, description = "Storage unavailable", body = ErrorBody),
@@ -131,6 +132,7 @@ pub async fn get_bucket(
 #[utoipa::path(delete, path = "/v1/kv/{bucket}", tag = "kv",
     params(("bucket" = String, Path, description = "Bucket name", example = "counts")),
     responses(
+        (status = 400, description = "Invalid bucket name or key", body = ErrorBody),
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such bucket", body = ErrorBody),
         (status = 503, description = "Storage unavailable", body = ErrorBody),
@@ -178,6 +180,7 @@ pub async fn list_keys(
         ("key" = String, Path, description = "Key (percent-encoded)", example = "count:acme"),
     ),
     responses(
+        (status = 400, description = "Invalid bucket name or key", body = ErrorBody),
         (status = 200, description = "The value", body = Vec<u8>, content_type = "application/octet-stream",
             headers(("sluice-kv-version" = u64, description = "The key's version"))),
         (status = 404, description = "No such bucket, or the key has no value", body = ErrorBody),
@@ -230,6 +233,7 @@ pub async fn put_key(
         ("key" = String, Path, description = "Key (percent-encoded)", example = "count:acme"),
     ),
     responses(
+        (status = 400, description = "Invalid bucket name or key", body = ErrorBody),
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such bucket", body = ErrorBody),
         (status = 503, description = "Storage unavailable", body = ErrorBody),
