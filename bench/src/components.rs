@@ -85,7 +85,7 @@ fn build_polyglot(
 
     let mut files = Vec::new();
     for input in inputs.iter().copied().chain([source, script, "wit"]) {
-        collect_files(&repo.join(input), &mut files);
+        sluice_test_support::guests::collect_sources(&repo.join(input), &mut files);
     }
     files.sort();
     let mut hash = Sha256::new();
@@ -131,23 +131,6 @@ fn build_polyglot(
         std::fs::rename(&partial, &out)?;
     }
     std::fs::read(&out).with_context(|| format!("reading {}", out.display()))
-}
-
-/// Every file under `path` (or `path` itself), skipping installed packages and caches.
-fn collect_files(path: &Path, files: &mut Vec<PathBuf>) {
-    if path.is_file() {
-        files.push(path.to_owned());
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(path) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        if name != "node_modules" && name != "__pycache__" {
-            collect_files(&entry.path(), files);
-        }
-    }
 }
 
 /// File names inside a components directory.

@@ -98,3 +98,27 @@ pub fn build(workspace: &str, target_dir: Option<&Path>) -> Result<PathBuf, Erro
     built.push((workspace.to_owned(), target_dir));
     Ok(out)
 }
+
+/// Every source file under `path` (or `path` itself), for hashing what a build read: installed
+/// packages (`node_modules`), caches (`__pycache__`, `*.pyc`) and built components (`*.wasm`)
+/// are left out, so that neither installing nor building changes the hash.
+pub fn collect_sources(path: &Path, files: &mut Vec<PathBuf>) {
+    if path.is_file() {
+        if path
+            .extension()
+            .is_none_or(|ext| ext != "wasm" && ext != "pyc")
+        {
+            files.push(path.to_owned());
+        }
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name != "node_modules" && name != "__pycache__" {
+            collect_sources(&entry.path(), files);
+        }
+    }
+}

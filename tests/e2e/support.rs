@@ -431,7 +431,7 @@ pub fn polyglot_example(language: Language, name: &str) -> Vec<u8> {
     let mut hash = Sha256::new();
     let mut files = Vec::new();
     for input in inputs.iter().copied().chain([dir.as_str(), "wit", script]) {
-        collect_files(&repo.join(input), &mut files);
+        sluice_test_support::guests::collect_sources(&repo.join(input), &mut files);
     }
     files.sort();
     for file in &files {
@@ -481,28 +481,6 @@ impl Language {
         match self {
             Language::Python => "python",
             Language::JavaScript => "js",
-        }
-    }
-}
-
-/// Every file under `path` (or `path` itself), skipping caches and installed packages.
-fn collect_files(path: &Path, files: &mut Vec<PathBuf>) {
-    if path.is_file() {
-        if path
-            .extension()
-            .is_none_or(|ext| ext != "wasm" && ext != "pyc")
-        {
-            files.push(path.to_owned());
-        }
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(path) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        if name != "node_modules" && name != "__pycache__" {
-            collect_files(&entry.path(), files);
         }
     }
 }
