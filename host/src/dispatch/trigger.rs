@@ -107,7 +107,7 @@ impl Trigger {
                         }
                         Ok(None) => {
                             opened = None;
-                            this.next_visible().await
+                            this.after_empty_lease().await
                         }
                         Err(err) => {
                             tracing::warn!(%err, %queue, "cannot lease");
@@ -148,6 +148,32 @@ impl Trigger {
         } else {
             self.store.lease(queue, max, Some(self.lease_for())).await
         }
+    }
+
+    /// When to look again after a lease came back empty. Messages visible now that it could
+    /// not take are being leased by another consumer (whose transaction has not committed
+    /// yet) or wait for a concurrency slot another host holds: that lease either settles,
+    /// which wakes this loop, or ends with nobody told (its host died, or its settle failed),
+    /// so look again at the latest when a lease taken now would expire. Otherwise, when the
+    /// next delayed message, retry or lease comes due.
+    ///
+    /// Counting first is what makes this race-free: a lease that commits after the count is
+    /// seen by it as visible messages, and one that commits before it is seen by
+    /// [`Self::next_visible`] as a lease that comes due.
+    async fn after_empty_lease(&self) -> Option<Instant> {
+        let visible = match self.store.visible_count(&self.record.queue, 1).await {
+            Ok(visible) => visible,
+            Err(err) => {
+                tracing::warn!(%err, queue = %self.record.queue, "cannot count visible messages");
+                return Some(Instant::now() + STORAGE_RETRY);
+            }
+        };
+        let due = self.next_visible().await;
+        if visible == 0 {
+            return due;
+        }
+        let taken_lease_ends = Instant::now() + self.lease_for();
+        Some(due.map_or(taken_lease_ends, |due| due.min(taken_lease_ends)))
     }
 
     /// When the next delayed message, retry or expiring lease becomes visible.
@@ -379,5 +405,98 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The loop against a real PostgreSQL store (shared, so leases take concurrency slots) and
+    //! a real component.
+
+    use sluice_test_support::testdb::TestDatabase;
+
+    use super::*;
+    use crate::dispatch::Dispatcher;
+    use crate::executor::{Compiler, Executor, ExecutorConfig, KEEP_RESIDENT_BYTES};
+    use crate::functions::{FunctionConfig, LogRetention};
+    use crate::store::{NewMessage, StoreOptions, SystemClock};
+
+    fn message(body: &str) -> NewMessage {
+        NewMessage {
+            body: body.as_bytes().to_vec(),
+            ..Default::default()
+        }
+    }
+
+    /// A slot can stay taken with nothing of its lease left to come due: its messages were
+    /// deleted, and its host died or its settle failed, so no commit will announce that it
+    /// freed. The same holds for the moment another host's lease has taken messages but not
+    /// yet committed. A loop refused by the cap while messages are visible must look again by
+    /// itself once such a lease has ended, not wait for a wake-up that never comes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_loop_refused_by_the_cap_looks_again_when_the_holding_lease_ends() {
+        let db = TestDatabase::create().await;
+        let store =
+            Store::connect_postgres(&db.url, StoreOptions::default(), Arc::new(SystemClock))
+                .await
+                .unwrap();
+        let settings = QueueSettings {
+            visibility_timeout_ms: 1_000,
+            ..Default::default()
+        };
+        store.create_queue("q", settings).await.unwrap();
+        // Another host's lease takes the queue's only slot; its message is deleted under it.
+        store.enqueue("q", vec![message("gone")]).await.unwrap();
+        let held = store
+            .lease_capped("q", 1, Some(Duration::from_millis(500)), 1)
+            .await
+            .unwrap()
+            .expect("a lease");
+        let gone = held.messages.iter().map(|m| m.id.clone()).collect();
+        assert_eq!(store.delete_messages("q", gone).await.unwrap(), 1);
+        store.enqueue("q", vec![message("waiting")]).await.unwrap();
+
+        let cache = tempfile::tempdir().unwrap();
+        let executor = Executor::new(ExecutorConfig {
+            cache_dir: cache.path().to_owned(),
+            max_memory_bytes: 64 << 20,
+            max_instances: 2,
+            keep_resident_bytes: KEEP_RESIDENT_BYTES,
+            compiler: Compiler::InProcess,
+        })
+        .unwrap();
+        let functions = Functions::new(store.clone(), executor, LogRetention::default());
+        let guests = sluice_test_support::guests::build("tests/guests", None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let wasm = std::fs::read(guests.join("guest_ok.wasm")).unwrap();
+        let config = FunctionConfig {
+            timeout_ms: 1_000,
+            ..Default::default()
+        };
+        functions.upload("f", wasm, config).await.unwrap();
+        let trigger = TriggerRecord {
+            function: "f".into(),
+            queue: "q".into(),
+            batch_size: 1,
+            max_wait_ms: 0,
+            max_concurrency: 1,
+            paused: false,
+        };
+        store.put_trigger(trigger).await.unwrap();
+        let dispatcher = Dispatcher::new(store.clone(), functions, CancellationToken::new());
+        dispatcher.start_all().await.unwrap();
+
+        // The held slot ends 500 ms in; the loop's own lease would last 3 s (the time limit
+        // plus the margin), which bounds how long it waits before looking again.
+        let delivered = async {
+            while store.get_queue("q").await.unwrap().stats.acked_total < 1 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        let in_time = tokio::time::timeout(Duration::from_secs(15), delivered)
+            .await
+            .is_ok();
+        dispatcher.shutdown(Duration::from_secs(5)).await;
+        assert!(in_time, "the waiting message was not delivered within 15 s");
     }
 }
