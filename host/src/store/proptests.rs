@@ -1,8 +1,11 @@
 //! Model-based property test: random sequences of enqueue, lease, extend, settle (by a
-//! trigger's lease, or by a pull consumer's receipts through [`crate::pull`]), redrive,
-//! retention sweeps, clock advances and purges, checked step by step against a plain in-memory
-//! model of every message's state; after every step the counts the queues' stats report must
-//! also equal a recount of their messages, on both backends.
+//! trigger's lease, with key-value writes, or by a pull consumer's receipts through
+//! [`crate::pull`]), redrive, retention sweeps, clock advances and purges, checked step by step
+//! against a plain in-memory model of every message's state and every key's value; after every
+//! step the counts the queues' stats report must also equal a recount of their messages, on
+//! both backends. A settle's writes commit with it or not at all: not when a send fails, not
+//! when its lease no longer holds a message it names, not when a compare-and-swap finds its
+//! key changed.
 //!
 //! 32 cases by default; `PROPTEST_CASES=N` sets the number, and CI (env `CI`) runs 128 (about 40 s, most of it fsync).
 
@@ -21,6 +24,9 @@ const QUEUES: [&str; 3] = ["a", "b", "dead"];
 const MAX_ATTEMPTS: [u32; 3] = [3, 2, 5];
 const DLQ: [Option<usize>; 3] = [Some(2), None, None];
 const VISIBILITY_MS: u64 = 1_000;
+/// The keys settles write, in bucket [`BUCKET`].
+const KEYS: [&str; 3] = ["k0", "k1", "k2"];
+const BUCKET: &str = "b";
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -35,11 +41,14 @@ enum Op {
     },
     /// Settle one of the leases taken so far (maybe long stale) with one action per message:
     /// 0 ack, 1 retry now, 2 retry later, 3 dead-letter, 4 leave alone. `send` 3 is a queue that
-    /// does not exist, which must fail the whole settlement.
+    /// does not exist, which must fail the whole settlement. `writes` go with it, each to one
+    /// of [`KEYS`]: 0 add 1, 1 delete, 2 add 10 by compare-and-swap against the version
+    /// committed now, 3 the same against a version the key does not have (a conflict).
     Settle {
         lease: usize,
         actions: Vec<u8>,
         send: Option<usize>,
+        writes: Vec<(usize, u8)>,
     },
     Advance(u64),
     Purge(usize),
@@ -68,8 +77,13 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0..3usize, 1..4usize, prop_oneof![Just(0u64), Just(500)])
             .prop_map(|(queue, n, delay_ms)| Op::Enqueue { queue, n, delay_ms }),
         3 => (0..3usize, 1..5usize).prop_map(|(queue, max)| Op::Lease { queue, max }),
-        3 => (any::<usize>(), prop::collection::vec(0..5u8, 1..5), prop::option::of(0..4usize))
-            .prop_map(|(lease, actions, send)| Op::Settle { lease, actions, send }),
+        3 => (
+            any::<usize>(),
+            prop::collection::vec(0..5u8, 1..5),
+            prop::option::of(0..4usize),
+            prop::collection::vec((0..3usize, 0..4u8), 0..3),
+        )
+            .prop_map(|(lease, actions, send, writes)| Op::Settle { lease, actions, send, writes }),
         2 => prop_oneof![Just(100u64), Just(600), Just(1_500)].prop_map(Op::Advance),
         1 => (0..3usize).prop_map(Op::Purge),
         1 => (any::<usize>(), prop_oneof![Just(200u64), Just(2_000)])
@@ -117,6 +131,8 @@ struct Model {
     next_id: i64,
     messages: BTreeMap<i64, ModelMessage>,
     totals: [Totals; 3],
+    /// The committed value of each of [`KEYS`] that exists (they hold counters).
+    state: BTreeMap<usize, i64>,
 }
 
 impl Model {
@@ -221,6 +237,18 @@ fn model_snapshot(model: &Model) -> Snapshot {
             (ids, counts, model.totals[q].clone())
         })
         .collect()
+}
+
+/// The committed value of each of [`KEYS`] that exists.
+async fn store_state(store: &Store) -> BTreeMap<usize, i64> {
+    let mut state = BTreeMap::new();
+    for (i, key) in KEYS.iter().enumerate() {
+        if let Some(entry) = store.kv_get(BUCKET, key).await.expect("kv get") {
+            let value = std::str::from_utf8(&entry.value).expect("a counter");
+            state.insert(i, value.parse().expect("a decimal counter"));
+        }
+    }
+    state
 }
 
 async fn store_snapshot(store: &Store) -> Snapshot {
@@ -385,11 +413,13 @@ async fn run(ops: Vec<Op>, kind: Kind) -> Result<(), TestCaseError> {
             .await
             .expect("create");
     }
+    store.put_bucket(BUCKET, None).await.expect("bucket");
     let mut model = Model {
         now: T0,
         next_id: 1,
         messages: BTreeMap::new(),
         totals: Default::default(),
+        state: BTreeMap::new(),
     };
     let mut leases: Vec<Lease> = Vec::new();
     let mut acked: BTreeSet<i64> = BTreeSet::new();
@@ -429,6 +459,7 @@ async fn run(ops: Vec<Op>, kind: Kind) -> Result<(), TestCaseError> {
                 lease,
                 actions,
                 send,
+                writes,
             } => {
                 if leases.is_empty() {
                     continue;
@@ -462,12 +493,48 @@ async fn run(ops: Vec<Op>, kind: Kind) -> Result<(), TestCaseError> {
                         .send
                         .push((target.to_string(), NewMessage::default()));
                 }
-                let before = store_snapshot(&store).await;
+                let mut swap_conflicts = false;
+                for (key, kind) in &writes {
+                    let (op, expect) = match kind {
+                        0 => (StateOp::Increment(1), None),
+                        1 => (StateOp::Delete, None),
+                        kind => {
+                            let version = store
+                                .kv_get(BUCKET, KEYS[*key])
+                                .await
+                                .expect("kv get")
+                                .map_or(state::ABSENT, |entry| entry.version);
+                            swap_conflicts |= *kind == 3;
+                            let expect = if *kind == 2 { version } else { version + 1 };
+                            (StateOp::Increment(10), Some(expect))
+                        }
+                    };
+                    settlement.state.push(StateWrite {
+                        bucket: BUCKET.into(),
+                        key: KEYS[*key].into(),
+                        op,
+                        expect,
+                    });
+                }
+                // The writes cannot commit when the lease no longer holds a message it settles.
+                let lost_message = settlement
+                    .ack
+                    .iter()
+                    .chain(settlement.retry.iter().map(|r| &r.id))
+                    .chain(settlement.dead_letter.iter().map(|d| &d.id))
+                    .any(|id| !model.held(id.parse().expect("id"), lease.id));
+                let conflict = !writes.is_empty() && (swap_conflicts || lost_message);
+                let before = (store_snapshot(&store).await, store_state(&store).await);
                 let got = store.settle(&lease, settlement.clone()).await;
-                if target == Some("missing") {
-                    prop_assert!(matches!(got, Err(Error::QueueNotFound(_))), "{:?}", got);
+                if target == Some("missing") || conflict {
+                    // A send to a missing queue is refused before anything else is looked at.
+                    if target == Some("missing") {
+                        prop_assert!(matches!(got, Err(Error::QueueNotFound(_))), "{:?}", got);
+                    } else {
+                        prop_assert!(matches!(got, Err(Error::StateConflict(_))), "{:?}", got);
+                    }
                     prop_assert_eq!(
-                        store_snapshot(&store).await,
+                        (store_snapshot(&store).await, store_state(&store).await),
                         before,
                         "a failed settle changed nothing"
                     );
@@ -522,6 +589,15 @@ async fn run(ops: Vec<Op>, kind: Kind) -> Result<(), TestCaseError> {
                 if let Some(q) = send {
                     model.insert(q, model.now);
                     want.sent += 1;
+                }
+                for (key, kind) in &writes {
+                    match kind {
+                        0 => *model.state.entry(*key).or_default() += 1,
+                        1 => {
+                            model.state.remove(key);
+                        }
+                        _ => *model.state.entry(*key).or_default() += 10,
+                    }
                 }
                 prop_assert_eq!(got, want);
             }
@@ -668,6 +744,7 @@ async fn run(ops: Vec<Op>, kind: Kind) -> Result<(), TestCaseError> {
             }
         }
         prop_assert_eq!(store_snapshot(&store).await, model_snapshot(&model));
+        prop_assert_eq!(&store_state(&store).await, &model.state, "committed state");
         check_counters(&recounter, &store, model.now).await?;
     }
     // Every message ever enqueued is in exactly one state, and the ids were all accounted for.

@@ -663,6 +663,10 @@ pub async fn settle(
     let settings = work.settings(tx, queue).await?;
     let (disposals, stale) = dispose(retry, dead, |id| held.get(&id).copied(), &settings, now);
     out.stale.extend(stale);
+    // State writes need the lease to hold every message named, and a compare-and-swap its key
+    // unchanged; a conflict undoes it all, and is found before anything takes a message id.
+    crate::store::state::check_lease_held(&out.stale, &state)?;
+    super::kv::apply(tx, now, state).await?;
     for disposal in disposals {
         match disposal {
             Disposal::Retry {
@@ -700,9 +704,6 @@ pub async fn settle(
             .await?
             .len() as u64;
     }
-    // State writes need the lease to hold every message named; a conflict undoes it all.
-    crate::store::state::check_lease_held(&out.stale, &state)?;
-    super::kv::apply(tx, now, state).await?;
     Ok(out)
 }
 

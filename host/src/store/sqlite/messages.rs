@@ -332,6 +332,11 @@ pub fn settle(
     let conn = tx.conn;
     let now = tx.now;
     let mut out = Settled::default();
+    // A send that cannot go fails the whole settlement before anything else is looked at.
+    for (target, message) in &send {
+        let settings = tx.settings(target)?;
+        validate::messages_fit(target, &settings, std::slice::from_ref(message))?;
+    }
 
     // An ack counts only while this lease still holds the message. One statement for the
     // whole list; ids that are not numbers can never be held, so they are simply stale.
@@ -384,6 +389,10 @@ pub fn settle(
         now,
     );
     out.stale.extend(stale);
+    // State writes need the lease to hold every message named, and a compare-and-swap its key
+    // unchanged; a conflict undoes it all, and is found before anything takes a message id.
+    crate::store::state::check_lease_held(&out.stale, &state)?;
+    super::kv::apply(tx, state)?;
     for disposal in disposals {
         match disposal {
             Disposal::Retry {
@@ -416,9 +425,6 @@ pub fn settle(
         // So does a missing topic, or a copy a subscribed queue refuses.
         out.published += super::topics::publish(tx, &topic, messages)?.len() as u64;
     }
-    // State writes need the lease to hold every message named; a conflict undoes it all.
-    crate::store::state::check_lease_held(&out.stale, &state)?;
-    super::kv::apply(tx, state)?;
     Ok(out)
 }
 
