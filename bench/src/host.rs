@@ -11,6 +11,7 @@ use sluice::config::Config;
 use sluice::executor::Compiler;
 use sluice::server::Host;
 use sluice::store::{DEFAULT_PRIORITY, NewMessage, Store};
+use sluice_test_support::sigv4::Signer;
 use tokio_util::sync::CancellationToken;
 
 use crate::BenchArgs;
@@ -56,8 +57,11 @@ impl Bench {
         let sqs = SqsClient {
             url: format!("http://{sqs_addr}/"),
             host: sqs_addr.to_string(),
-            key: keys.sqs_access_key_id.context("no SQS key id")?,
-            secret: keys.sqs_secret_access_key.context("no SQS secret")?,
+            signer: Signer::new(
+                &keys.sqs_access_key_id.context("no SQS key id")?,
+                &keys.sqs_secret_access_key.context("no SQS secret")?,
+                "us-east-1",
+            ),
             http: reqwest::Client::new(),
         };
         let host = host.with_sqs(sqs_listener);

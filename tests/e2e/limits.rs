@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use sluice_test_support::sigv4::Signer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -428,38 +429,22 @@ async fn bodies_past_the_buffering_budget_are_refused_at_once_and_memory_comes_b
 
 /// One signed JSON-protocol SQS call (an empty request of `op`); its status.
 async fn sqs_call(url: &str, key: &str, secret: &str, op: &str) -> u16 {
-    use sluice::sqs::sigv4;
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let date = sigv4::amz_date(now_ms);
     let target = format!("AmazonSQS.{op}");
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert("host", url.trim_start_matches("http://").parse().unwrap());
-    headers.insert("x-amz-date", date.parse().unwrap());
-    headers.insert("x-amz-target", target.parse().unwrap());
-    let request = sigv4::Request {
-        method: "POST",
-        path: "/",
-        query: "",
-        headers: &headers,
-        body: b"{}",
-    };
-    let signed = ["host", "x-amz-date", "x-amz-target"];
-    let authorization = sigv4::authorization(&request, key, secret, "us-east-1", &date, &signed);
-    headers.insert("authorization", authorization.parse().unwrap());
-    headers.insert(
-        "content-type",
-        "application/x-amz-json-1.0".parse().unwrap(),
-    );
-    let response = reqwest::Client::new()
+    let headers = [
+        ("host", url.trim_start_matches("http://")),
+        ("x-amz-target", target.as_str()),
+    ];
+    let signed = Signer::new(key, secret, "us-east-1")
+        .sign("POST", url, &headers, b"{}", std::time::SystemTime::now())
+        .unwrap();
+    let mut request = reqwest::Client::new()
         .post(url)
-        .headers(headers)
-        .body("{}")
-        .send()
-        .await
-        .expect("SQS call");
+        .header("x-amz-target", &target)
+        .header("content-type", "application/x-amz-json-1.0");
+    for (name, value) in signed {
+        request = request.header(name, value);
+    }
+    let response = request.body("{}").send().await.expect("SQS call");
     response.status().as_u16()
 }
 
@@ -496,19 +481,26 @@ async fn unauthenticated_bodies_to_the_sqs_port_stay_inside_the_body_budget() {
     // is measured, which only overstates it.
     let reset = std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok();
 
-    let date = sluice::sqs::sigv4::amz_date(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64,
-    );
+    // Signed with the real key but another secret: refused once the body has been read.
+    let signed = Signer::new(key, "not-the-secret", "us-east-1")
+        .sign(
+            "POST",
+            &sqs_url,
+            &[
+                ("host", sqs_addr.as_str()),
+                ("x-amz-target", "AmazonSQS.SendMessage"),
+            ],
+            b"",
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+    let signed: String = signed
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let head = format!(
         "POST / HTTP/1.1\r\nhost: {sqs_addr}\r\ncontent-type: application/x-amz-json-1.0\r\n\
-         x-amz-target: AmazonSQS.SendMessage\r\nx-amz-date: {date}\r\nauthorization: \
-         AWS4-HMAC-SHA256 Credential={key}/{}/us-east-1/sqs/aws4_request, \
-         SignedHeaders=host;x-amz-date;x-amz-target, Signature={}\r\ncontent-length: {BODY}\r\n\r\n",
-        &date[..8],
-        "0".repeat(64)
+         x-amz-target: AmazonSQS.SendMessage\r\n{signed}content-length: {BODY}\r\n\r\n"
     );
     let client = |i: usize| {
         let (addr, head) = (sqs_addr.clone(), head.clone());

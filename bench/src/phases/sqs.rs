@@ -1,15 +1,16 @@
 //! The `sqs` phase: a backlog drained through the SQS endpoint by the bench's own SQS client,
 //! ReceiveMessage (10) then DeleteMessageBatch (10) per round, every request signed with
-//! Signature Version 4 and shaped as boto3 sends them (JSON protocol, the same headers signed).
+//! Signature Version 4 by AWS's own signer and shaped as boto3 sends them (JSON protocol, the
+//! same headers signed).
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::{Context, ensure};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
-use sluice::sqs::sigv4;
 use sluice::store::NewMessage;
+use sluice_test_support::sigv4::Signer;
 
 use crate::host::Bench;
 use crate::load::body;
@@ -20,46 +21,37 @@ use crate::report::Report;
 pub(crate) struct SqsClient {
     pub(crate) url: String,
     pub(crate) host: String,
-    pub(crate) key: String,
-    pub(crate) secret: String,
+    pub(crate) signer: Signer,
     pub(crate) http: reqwest::Client,
 }
 
+/// The JSON protocol's content type.
+const AMZ_JSON: &str = "application/x-amz-json-1.0";
+
 impl SqsClient {
-    /// One signed JSON-protocol call, as boto3 makes it.
+    /// One JSON-protocol call, signed by AWS's own signer with the headers boto3 signs.
     async fn call(&self, op: &str, body: &Value, now_ms: u64) -> anyhow::Result<Value> {
         let body = serde_json::to_vec(body)?;
-        let amz_date = sigv4::amz_date(now_ms);
         let target = format!("AmazonSQS.{op}");
-        let mut headers = axum::http::HeaderMap::new();
-        headers.insert("content-type", "application/x-amz-json-1.0".parse()?);
-        headers.insert("host", self.host.parse()?);
-        headers.insert("x-amz-date", amz_date.parse()?);
-        headers.insert("x-amz-target", target.parse()?);
-        let authorization = sigv4::authorization(
-            &sigv4::Request {
-                method: "POST",
-                path: "/",
-                query: "",
-                headers: &headers,
-                body: &body,
-            },
-            &self.key,
-            &self.secret,
-            "us-east-1",
-            &amz_date,
-            &["content-type", "host", "x-amz-date", "x-amz-target"],
-        );
-        let response = self
+        let headers = [
+            ("content-type", AMZ_JSON),
+            ("host", self.host.as_str()),
+            ("x-amz-target", target.as_str()),
+        ];
+        let at = UNIX_EPOCH + Duration::from_millis(now_ms);
+        let signed = self
+            .signer
+            .sign("POST", &self.url, &headers, &body, at)
+            .map_err(anyhow::Error::msg)?;
+        let mut request = self
             .http
             .post(&self.url)
-            .header("content-type", "application/x-amz-json-1.0")
-            .header("x-amz-date", amz_date)
-            .header("x-amz-target", target)
-            .header("authorization", authorization)
-            .body(body)
-            .send()
-            .await?;
+            .header("content-type", AMZ_JSON)
+            .header("x-amz-target", target);
+        for (name, value) in signed {
+            request = request.header(name, value);
+        }
+        let response = request.body(body).send().await?;
         let status = response.status();
         let text = response.text().await?;
         ensure!(status.is_success(), "{op}: {status}: {text}");

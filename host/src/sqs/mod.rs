@@ -8,7 +8,7 @@
 mod error;
 mod meta;
 mod ops;
-pub mod sigv4;
+mod sigv4;
 mod wire;
 
 use std::net::SocketAddr;

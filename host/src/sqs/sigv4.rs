@@ -186,32 +186,6 @@ pub fn verify(
     })
 }
 
-/// Signs a request the way boto3 does (the bench's client, and the tests of [`verify`]):
-/// returns the `Authorization` header for the given `x-amz-date` and headers to sign.
-pub fn authorization(
-    request: &Request<'_>,
-    access_key_id: &str,
-    secret: &str,
-    region: &str,
-    amz_date: &str,
-    signed_headers: &[&str],
-) -> String {
-    let body_hash = hex::encode(Sha256::digest(request.body));
-    let canonical = canonical_request(request, signed_headers, &body_hash);
-    let date = &amz_date[..8.min(amz_date.len())];
-    let scope = format!("{date}/{region}/sqs/aws4_request");
-    let string_to_sign = format!(
-        "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
-        hex::encode(Sha256::digest(canonical.as_bytes()))
-    );
-    let key = signing_key(secret, date, region, "sqs");
-    let signature = hex::encode(hmac(&key, string_to_sign.as_bytes()));
-    format!(
-        "{ALGORITHM} Credential={access_key_id}/{scope}, SignedHeaders={}, Signature={signature}",
-        signed_headers.join(";")
-    )
-}
-
 fn canonical_request(request: &Request<'_>, signed_headers: &[&str], body_hash: &str) -> String {
     let path = if request.path.is_empty() {
         "/".to_owned()
@@ -351,28 +325,6 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// `now_ms` as an `X-Amz-Date` value.
-pub fn amz_date(now_ms: u64) -> String {
-    let secs = (now_ms / 1000) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // civil_from_days, the inverse of days_from_civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,38 +357,53 @@ mod tests {
     }
 
     #[test]
-    fn dates_round_trip() {
-        let ms = parse_amz_date("20260101T120000Z").unwrap();
-        assert_eq!(amz_date(ms), "20260101T120000Z");
+    fn dates_parse_to_milliseconds_since_the_epoch() {
         assert_eq!(parse_amz_date("19700101T000000Z"), Some(0));
-        assert_eq!(amz_date(951_782_400_000), "20000229T000000Z");
+        assert_eq!(parse_amz_date("20000229T000000Z"), Some(951_782_400_000));
+        assert_eq!(parse_amz_date("20260101T120000Z"), Some(1_767_268_800_000));
         assert!(parse_amz_date("2026-01-01").is_none());
     }
 
+    /// `method url` with `given` headers, signed by AWS's own signer (`aws-sigv4`) at `now`:
+    /// the request as it arrives, with its `x-amz-date` and `authorization`.
+    fn signed_by_aws(
+        method: &str,
+        url: &str,
+        given: &[(&str, &str)],
+        body: &[u8],
+        secret: &str,
+        now: u64,
+    ) -> HeaderMap {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(now);
+        let signed = sluice_test_support::sigv4::Signer::new("SLUICEKEY", secret, "eu-west-1")
+            .sign(method, url, given, body, at)
+            .unwrap();
+        let mut map = headers(given);
+        for (name, value) in &signed {
+            map.insert(
+                axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        map
+    }
+
     #[test]
-    fn signed_requests_verify_and_tampered_ones_do_not() {
+    fn requests_signed_by_aws_verify_and_tampered_ones_do_not() {
         let now = parse_amz_date("20260101T120000Z").unwrap();
         let body = b"Action=ListQueues&Version=2012-11-05";
-        let mut map = headers(&[
+        let given = [
             ("host", "127.0.0.1:9324"),
-            ("x-amz-date", "20260101T120000Z"),
             ("content-type", "application/x-www-form-urlencoded"),
-        ]);
-        let auth = authorization(
-            &Request {
-                method: "POST",
-                path: "/",
-                query: "",
-                headers: &map,
-                body,
-            },
-            "SLUICEKEY",
+        ];
+        let map = signed_by_aws(
+            "POST",
+            "http://127.0.0.1:9324/",
+            &given,
+            body,
             "secret",
-            "eu-west-1",
-            "20260101T120000Z",
-            &["content-type", "host", "x-amz-date"],
+            now,
         );
-        map.insert("authorization", auth.parse().unwrap());
         let secret = |key: &str| (key == "SLUICEKEY").then(|| "secret".to_owned());
         let ok = |body: &[u8], now: u64, map: &HeaderMap| {
             verify(
@@ -492,6 +459,35 @@ mod tests {
             ok(body, now, &unknown),
             Err(SigError::UnknownKey(_))
         ));
+    }
+
+    /// The query protocol's GET form: a path with an encoded character and an unsorted query
+    /// string, canonicalised as AWS's signer does.
+    #[test]
+    fn a_get_with_a_query_string_signed_by_aws_verifies() {
+        let now = parse_amz_date("20260101T120000Z").unwrap();
+        let (path, query) = (
+            "/000000000000/my%20queue",
+            "Version=2012-11-05&Action=GetQueueUrl&QueueName=a%2Fb",
+        );
+        let url = format!("http://127.0.0.1:9324{path}?{query}");
+        let map = signed_by_aws(
+            "GET",
+            &url,
+            &[("host", "127.0.0.1:9324")],
+            b"",
+            "secret",
+            now,
+        );
+        let request = Request {
+            method: "GET",
+            path,
+            query,
+            headers: &map,
+            body: b"",
+        };
+        let secret = |key: &str| (key == "SLUICEKEY").then(|| "secret".to_owned());
+        assert!(verify(&request, now, secret).is_ok(), "{map:?}");
     }
 
     #[test]
