@@ -13,6 +13,7 @@
 //! its request is sent and before its 2xx is received, so `start − 2xx` and `start − send`
 //! bracket commit → handler start from below and above; both are reported.
 
+mod bare;
 mod child;
 mod components;
 mod floor;

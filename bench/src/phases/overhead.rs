@@ -11,6 +11,7 @@ use sluice::functions::FunctionConfig;
 use sluice::store::Message;
 
 use crate::BenchArgs;
+use crate::bare::BareHandler;
 use crate::components::Components;
 use crate::load::{body, histogram};
 use crate::report::Report;
@@ -76,20 +77,21 @@ pub(crate) async fn run(
     Ok(())
 }
 
-/// Bare wasmtime instantiate + call of `handler` on `batch` ([`Executor::time_bare_call`]),
-/// repeated one after another for `budget` (at least 10 calls), asynchronously as the host
-/// runs them: the histogram of each call's nanoseconds.
+/// Bare wasmtime instantiate + call of `handler` on `batch` ([`BareHandler`]), repeated one
+/// after another for `budget` (at least 10 calls), asynchronously as the host runs them: the
+/// histogram of each call's nanoseconds.
 pub(crate) async fn time_bare_calls(
     executor: &Executor,
     handler: &sluice::executor::Handler,
     batch: Vec<Message>,
     budget: Duration,
 ) -> anyhow::Result<Histogram<u64>> {
+    let bare = BareHandler::new(executor, handler)?;
     let mut hist = histogram();
     let start = Instant::now();
     let mut calls = 0u64;
     while start.elapsed() < budget || calls < 10 {
-        let took = executor.time_bare_call(handler, &batch).await?;
+        let took = bare.time_call(&batch).await?;
         hist.saturating_record(took.as_nanos() as u64);
         calls += 1;
     }

@@ -149,14 +149,6 @@ impl OutboxCheck {
         }
     }
 
-    /// Refuses everything.
-    fn refuse_all() -> OutboxCheck {
-        OutboxCheck::new(
-            |_| Err("this call sends nothing".into()),
-            |_| Err("this call publishes nothing".into()),
-        )
-    }
-
     fn queue(&self, name: &str) -> Result<(), String> {
         (self.queue)(name)
     }
@@ -306,6 +298,11 @@ impl Handler {
     /// The world the component targets: `sluice:queue/handler@0.4.0`, `@0.3.0`, `@0.2.0` or `@0.1.0`.
     pub fn world(&self) -> &'static str {
         self.inner.world.name()
+    }
+
+    /// The component, as the executor's engine compiled it.
+    pub fn component(&self) -> &wasmtime::component::Component {
+        self.inner.world.component()
     }
 }
 
@@ -582,28 +579,10 @@ impl Executor {
         World::of(pre)
     }
 
-    /// Times a bare wasmtime instantiate + call of `handler` on `batch`, on this thread: the
-    /// same engine and pre-instantiated component with the least a WASI component needs (an
-    /// empty WASI context, the outbox import), and none of the host's per-invocation work (no
-    /// limits, captured output, deadline, thread hop or outcome mapping). What `sluice bench`
-    /// holds [`Executor::invoke`]'s overhead against.
-    pub async fn time_bare_call(
-        &self,
-        handler: &Handler,
-        batch: &[Message],
-    ) -> Result<Duration, Error> {
-        let call = handler.inner.world.call(batch.iter().cloned());
-        let started = Instant::now();
-        let mut store = Store::new(&self.inner.engine, State::bare(&self.inner.http));
-        store.set_epoch_deadline(NO_DEADLINE);
-        let answer = call.run(&mut store).await;
-        drop(store);
-        let took = started.elapsed();
-        match answer {
-            Ok(Ok(_)) => Ok(took),
-            Ok(Err(reason)) => Err(Error::Engine(format!("the handler failed: {reason}"))),
-            Err(error) => Err(Error::Engine(format!("the handler trapped: {error:#}"))),
-        }
+    /// The engine every handler is compiled for and runs in (its configuration is the host's:
+    /// pooling allocator, epoch interruption, async calls).
+    pub fn engine(&self) -> &wasmtime::Engine {
+        &self.inner.engine
     }
 
     /// Runs `batch` in a fresh instance of `handler`.
@@ -618,10 +597,6 @@ impl Executor {
         self.inner.run(handler, limits, batch, check).await
     }
 }
-
-/// An epoch deadline that is never reached. Not `u64::MAX`: wasmtime adds the current epoch to
-/// it, and the sum would wrap to a deadline already passed.
-const NO_DEADLINE: u64 = u64::MAX / 2;
 
 impl Inner {
     /// One invocation, start to finish. Ends by the time limit whatever the guest is doing:

@@ -88,31 +88,6 @@ impl State {
     }
 }
 
-impl State {
-    /// The least a component needs to run: an empty WASI context, an HTTP context that allows
-    /// nothing, and an outbox that takes nothing. Only for [`super::Executor::time_bare_call`].
-    pub(super) fn bare(client: &outbound::Client) -> State {
-        State {
-            wasi: WasiCtxBuilder::new().build(),
-            http: WasiHttpCtx::new(),
-            outbound: Hooks::new(
-                client.clone(),
-                outbound::OutboundLimits::default(),
-                Logs::new(0),
-                None,
-            ),
-            table: ResourceTable::new(),
-            memory: MemoryLimiter {
-                limit: usize::MAX,
-                used: 0,
-                refused: None,
-            },
-            outbox: Outbox::new(0, 0, OutboxCheck::refuse_all(), HashSet::new()),
-            kv: Kv::new(HashSet::new(), None, 0, 0),
-        }
-    }
-}
-
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {

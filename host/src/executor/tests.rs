@@ -444,17 +444,6 @@ async fn an_sdk_handlers_reply_reaches_the_invocation() {
     );
 }
 
-/// The bare call the benchmark times works for every world too.
-#[tokio::test]
-async fn the_bare_call_runs_components_of_every_world() {
-    for name in ["ok", "outbox2", "noop"] {
-        shared()
-            .time_bare_call(&handler(name), &[message("1", "x", &[])])
-            .await
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-    }
-}
-
 #[tokio::test]
 async fn a_0_2_0_handler_sees_priority_and_group_and_publishes_replies_and_sends_with_them() {
     let mut incoming = message(

@@ -78,7 +78,6 @@ impl World {
     }
 
     /// The component, as compiled.
-    #[cfg(test)]
     pub(super) fn component(&self) -> &wasmtime::component::Component {
         match self {
             World::V1(pre) => pre.instance_pre().component(),

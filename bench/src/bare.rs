@@ -1,0 +1,111 @@
+//! Bare wasmtime, the floor the executor's overhead is held against: the host's engine and the
+//! component as the host compiled it, linked with WASI alone (any other import traps), then per
+//! batch a fresh store, instance and call of `handle`, with none of the host's per-invocation
+//! work (no limits, captured output, deadline, thread hop or outcome mapping). Written with
+//! wasmtime's own API here, so the host carries no code for the bench.
+
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use sluice::executor::{Executor, Handler};
+use sluice::store::Message;
+use wasmtime::Store;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// The current `sluice:queue/handler` world, for its `handle` export alone: nothing here links
+/// its imports.
+mod world {
+    wasmtime::component::bindgen!({
+        world: "handler",
+        path: "../wit",
+        exports: { default: async },
+    });
+}
+
+use world::sluice::queue::types::Message as WitMessage;
+
+/// An epoch deadline never reached (the host's engine interrupts by epoch). Not `u64::MAX`:
+/// wasmtime adds the current epoch to it.
+const NO_DEADLINE: u64 = u64::MAX / 2;
+
+/// The least a WASI component needs: an empty context.
+struct Bare {
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for Bare {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A handler's component, pre-instantiated for bare calls.
+pub(crate) struct BareHandler {
+    pre: world::HandlerPre<Bare>,
+}
+
+impl BareHandler {
+    /// Links `handler`'s component, as compiled by `executor`, for bare calls. It must target
+    /// the current world.
+    pub(crate) fn new(executor: &Executor, handler: &Handler) -> anyhow::Result<BareHandler> {
+        let component = handler.component();
+        let mut linker = Linker::new(executor.engine());
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wasmtime_error)?;
+        linker
+            .define_unknown_imports_as_traps(component)
+            .map_err(wasmtime_error)?;
+        let pre = linker.instantiate_pre(component).map_err(wasmtime_error)?;
+        let pre = world::HandlerPre::new(pre).map_err(|e| {
+            anyhow!(
+                "a bare call needs a component of the current world, not {}: {e:#}",
+                handler.world()
+            )
+        })?;
+        Ok(BareHandler { pre })
+    }
+
+    /// Times one fresh instance + call of `handle` on `batch`.
+    pub(crate) async fn time_call(&self, batch: &[Message]) -> anyhow::Result<Duration> {
+        let batch: Vec<WitMessage> = batch.iter().map(wit_message).collect();
+        let started = Instant::now();
+        let bare = Bare {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+        };
+        let mut store = Store::new(self.pre.engine(), bare);
+        store.set_epoch_deadline(NO_DEADLINE);
+        let answer = match self.pre.instantiate_async(&mut store).await {
+            Ok(instance) => instance.call_handle(&mut store, &batch).await,
+            Err(error) => Err(error),
+        };
+        drop(store);
+        let took = started.elapsed();
+        match answer {
+            Ok(Ok(_)) => Ok(took),
+            Ok(Err(reason)) => Err(anyhow!("the handler failed: {reason}")),
+            Err(trap) => Err(anyhow!("the handler trapped: {trap:#}")),
+        }
+    }
+}
+
+fn wasmtime_error(error: wasmtime::Error) -> anyhow::Error {
+    anyhow!("wasmtime: {error:#}")
+}
+
+fn wit_message(m: &Message) -> WitMessage {
+    WitMessage {
+        id: m.id.clone(),
+        queue: m.queue.clone(),
+        body: m.body.clone(),
+        attributes: m.attributes.clone(),
+        attempt: m.attempt,
+        enqueued_at_ms: m.enqueued_at_ms,
+        priority: m.priority,
+        group: m.group.clone(),
+    }
+}
