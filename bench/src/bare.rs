@@ -1,5 +1,6 @@
 //! Bare wasmtime, the floor the executor's overhead is held against: the host's engine and the
-//! component as the host compiled it, linked with WASI alone (any other import traps), then per
+//! component as the host compiled it, linked with WASI and WASI HTTP (the outbox and key-value
+//! imports trap), then per
 //! batch a fresh store, instance and call of `handle`, with none of the host's per-invocation
 //! work (no limits, captured output, deadline, thread hop or outcome mapping). Written with
 //! wasmtime's own API here, so the host carries no code for the bench.
@@ -10,8 +11,10 @@ use anyhow::anyhow;
 use sluice::executor::{Executor, Handler};
 use sluice::store::Message;
 use wasmtime::Store;
-use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, Linker, ResourceTable, ResourceType};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// The current `sluice:queue/handler` world, for its `handle` export alone: nothing here links
 /// its imports.
@@ -29,9 +32,11 @@ use world::sluice::queue::types::Message as WitMessage;
 /// wasmtime adds the current epoch to it.
 const NO_DEADLINE: u64 = u64::MAX / 2;
 
-/// The least a WASI component needs: an empty context.
+/// The least a component of the world needs: an empty WASI context and an HTTP context with
+/// wasmtime's default hooks (nothing here calls out).
 struct Bare {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
     table: ResourceTable,
 }
 
@@ -40,6 +45,16 @@ impl WasiView for Bare {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for Bare {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: wasmtime_wasi_http::default_hooks(),
         }
     }
 }
@@ -56,9 +71,9 @@ impl BareHandler {
         let component = handler.component();
         let mut linker = Linker::new(executor.engine());
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wasmtime_error)?;
-        linker
-            .define_unknown_imports_as_traps(component)
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(wasmtime_error)?;
+        trap_imports_of_sluice(&mut linker, component).map_err(wasmtime_error)?;
         let pre = linker.instantiate_pre(component).map_err(wasmtime_error)?;
         let pre = world::HandlerPre::new(pre).map_err(|e| {
             anyhow!(
@@ -75,6 +90,7 @@ impl BareHandler {
         let started = Instant::now();
         let bare = Bare {
             wasi: WasiCtx::builder().build(),
+            http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
         };
         let mut store = Store::new(self.pre.engine(), bare);
@@ -91,6 +107,42 @@ impl BareHandler {
             Err(trap) => Err(anyhow!("the handler trapped: {trap:#}")),
         }
     }
+}
+
+/// Links the component's Sluice imports (the outbox, `wasi:keyvalue`) as functions that trap:
+/// a bare call has nowhere to send or keep anything. Not wasmtime's
+/// `define_unknown_imports_as_traps`, which takes a WASI import newer than wasmtime's own (a
+/// component built with a newer SDK) for an unknown one and shadows the real interface with
+/// trapping resources that no longer match it.
+fn trap_imports_of_sluice(
+    linker: &mut Linker<Bare>,
+    component: &Component,
+) -> wasmtime::Result<()> {
+    let engine = linker.engine().clone();
+    for (name, item) in component.component_type().imports(&engine) {
+        let ComponentItem::ComponentInstance(instance) = item.ty else {
+            continue;
+        };
+        if !(name.starts_with("sluice:") || name.starts_with("wasi:keyvalue/")) {
+            continue;
+        }
+        let mut linked = linker.instance(name)?;
+        for (export, item) in instance.exports(&engine) {
+            match item.ty {
+                ComponentItem::ComponentFunc(_) => {
+                    let called = format!("{name}#{export}");
+                    linked.func_new(export, move |_, _, _, _| {
+                        wasmtime::bail!("a bare call links no `{called}`")
+                    })?;
+                }
+                ComponentItem::Resource(_) => {
+                    linked.resource(export, ResourceType::host::<()>(), |_, _| Ok(()))?;
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 fn wasmtime_error(error: wasmtime::Error) -> anyhow::Error {
