@@ -205,15 +205,7 @@ async fn every_example_readme_runs_as_written() {
         .unwrap()
         .map(|entry| entry.unwrap().path().join("README.md"))
         .filter(|path| path.exists())
-        .map(|path| {
-            let path = path
-                .strip_prefix(repo())
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .to_owned();
-            path
-        })
+        .map(|path| path.strip_prefix(repo()).unwrap().display().to_string())
         .collect();
     readmes.push("examples/README.md".to_owned());
     readmes.sort();
