@@ -1,10 +1,11 @@
 //! The `wasi:keyvalue` imports of world 0.4.0 for one invocation: the buckets it may open, the
 //! buffer of its writes (one pending change per key, with the version a compare-and-swap read)
 //! and its reads, which see that buffer first and then committed state, read through the
-//! [`Store`]. Nothing is written here: the buffer becomes the settlement's `state`, committed
+//! [`Store`]. A counter is read once per invocation: its later increments add to what the
+//! first one read (the commit adds the deltas to whatever is committed then). Nothing is written here: the buffer becomes the settlement's `state`, committed
 //! with the batch's ack (see `crate::store::state` for what the commit decides).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use wasmtime::component::Resource;
 
@@ -51,6 +52,9 @@ pub(super) struct Kv {
     allowed: HashSet<String>,
     store: Option<Store>,
     pending: BTreeMap<(String, String), Pending>,
+    /// The committed counter each key this invocation increments held when its first increment
+    /// read it: later increments and reads of the key add to this, without reading it again.
+    counters: HashMap<(String, String), i64>,
     bytes: usize,
     max_keys: usize,
     max_bytes: usize,
@@ -60,6 +64,12 @@ type KvResult<T> = wasmtime::Result<Result<T, kv::Error>>;
 
 fn other(error: impl std::fmt::Display) -> kv::Error {
     kv::Error::Other(error.to_string())
+}
+
+/// `base + delta`, or the error an overflowing increment gets.
+fn add(base: i64, delta: i64) -> Result<i64, kv::Error> {
+    base.checked_add(delta)
+        .ok_or_else(|| other(format!("{base} + {delta} overflows a 64-bit integer")))
 }
 
 fn from_store(error: store::Error) -> kv::Error {
@@ -83,6 +93,7 @@ impl Kv {
             allowed,
             store,
             pending: BTreeMap::new(),
+            counters: HashMap::new(),
             bytes: 0,
             max_keys,
             max_bytes,
@@ -132,6 +143,12 @@ impl Kv {
         }
     }
 
+    /// The counter a key holds as committed (0 when absent); an error when it holds no counter.
+    async fn committed_counter(&self, bucket: &str, key: &str) -> Result<i64, kv::Error> {
+        let (value, _) = self.committed(bucket, key).await?;
+        add_to_counter(value.as_deref(), 0).map_err(other)
+    }
+
     /// A key's value as this invocation sees it: its own write, else what is committed.
     async fn read(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, kv::Error> {
         let slot = (bucket.to_owned(), key.to_owned());
@@ -139,9 +156,11 @@ impl Kv {
             Some(Change::Set(value)) => Ok(Some(value.clone())),
             Some(Change::Delete) => Ok(None),
             Some(Change::Add(delta)) => {
-                let (value, _) = self.committed(bucket, key).await?;
-                let sum = add_to_counter(value.as_deref(), *delta).map_err(other)?;
-                Ok(Some(encode_counter(sum)))
+                let base = match self.counters.get(&slot) {
+                    Some(base) => *base,
+                    None => self.committed_counter(bucket, key).await?,
+                };
+                Ok(Some(encode_counter(add(base, *delta)?)))
             }
             None => Ok(self.committed(bucket, key).await?.0),
         }
@@ -204,18 +223,16 @@ impl Kv {
                 let total = before
                     .checked_add(delta)
                     .ok_or_else(|| other("increment overflows"))?;
-                let (value, _) = self.committed(bucket, key).await?;
-                (
-                    Change::Add(total),
-                    add_to_counter(value.as_deref(), total).map_err(other)?,
-                )
+                let base = match self.counters.get(&slot) {
+                    Some(base) => *base,
+                    None => self.committed_counter(bucket, key).await?,
+                };
+                (Change::Add(total), add(base, total)?)
             }
             None => {
-                let (value, _) = self.committed(bucket, key).await?;
-                (
-                    Change::Add(delta),
-                    add_to_counter(value.as_deref(), delta).map_err(other)?,
-                )
+                let base = self.committed_counter(bucket, key).await?;
+                self.counters.insert(slot.clone(), base);
+                (Change::Add(delta), add(base, delta)?)
             }
         };
         self.write(bucket, key, change, None)?;
