@@ -3,10 +3,14 @@
 //! the wire format and the storage format can change independently. Each converts from (and,
 //! for what clients send, into) its store counterpart.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::dispatch::{TriggerState, TriggerStatus};
+use crate::sqs::meta::Extension;
 use crate::store;
 
 /// Retry backoff: `initial_ms * multiplier^(attempt-1)`, capped at `max_ms`, with full jitter
@@ -81,6 +85,9 @@ impl Default for QueueSettings {
 
 impl From<store::QueueSettings> for QueueSettings {
     fn from(s: store::QueueSettings) -> Self {
+        // The SQS endpoint keeps these two in its extension of the settings; shown as 0 (its
+        // default) if that is unreadable, which its own calls report.
+        let sqs = Extension::of(&s).unwrap_or_default();
         QueueSettings {
             visibility_timeout_ms: s.visibility_timeout_ms,
             max_attempts: s.max_attempts,
@@ -90,28 +97,36 @@ impl From<store::QueueSettings> for QueueSettings {
             max_message_bytes: s.max_message_bytes,
             dedup_window_ms: s.dedup_window_ms,
             max_depth: s.max_depth,
-            delay_ms: s.delay_ms,
-            receive_wait_ms: s.receive_wait_ms,
+            delay_ms: sqs.delay_ms,
+            receive_wait_ms: sqs.receive_wait_ms,
         }
     }
 }
 
-impl From<QueueSettings> for store::QueueSettings {
-    fn from(s: QueueSettings) -> Self {
-        store::QueueSettings {
-            visibility_timeout_ms: s.visibility_timeout_ms,
-            max_attempts: s.max_attempts,
-            backoff: s.backoff.into(),
-            dead_letter_queue: s.dead_letter_queue,
-            retention_ms: s.retention_ms,
-            max_message_bytes: s.max_message_bytes,
-            dedup_window_ms: s.dedup_window_ms,
-            max_depth: s.max_depth,
-            delay_ms: s.delay_ms,
-            receive_wait_ms: s.receive_wait_ms,
-            // Not the API's to set: `queues::update` keeps the queue's own.
-            extensions: Default::default(),
-        }
+impl QueueSettings {
+    /// The store's settings: these, beside `extensions` (what other front ends keep with the
+    /// queue, which an API change leaves as it is), with `delay_ms` and `receive_wait_ms` in
+    /// the SQS endpoint's extension, checked as SQS checks them.
+    pub fn into_store(
+        self,
+        extensions: BTreeMap<String, Value>,
+    ) -> Result<store::QueueSettings, store::Error> {
+        let mut settings = store::QueueSettings {
+            visibility_timeout_ms: self.visibility_timeout_ms,
+            max_attempts: self.max_attempts,
+            backoff: self.backoff.into(),
+            dead_letter_queue: self.dead_letter_queue,
+            retention_ms: self.retention_ms,
+            max_message_bytes: self.max_message_bytes,
+            dedup_window_ms: self.dedup_window_ms,
+            max_depth: self.max_depth,
+            extensions,
+        };
+        let mut sqs = Extension::of(&settings).map_err(|e| store::Error::Unavailable(e.message))?;
+        sqs.set_defaults(self.delay_ms, self.receive_wait_ms)
+            .map_err(store::Error::InvalidSettings)?;
+        sqs.save(&mut settings);
+        Ok(settings)
     }
 }
 
@@ -290,12 +305,22 @@ mod tests {
             delay_ms: 23,
             receive_wait_ms: 29,
         };
-        let stored: store::QueueSettings = api.clone().into();
+        let stored = api.clone().into_store(BTreeMap::new()).unwrap();
         assert_eq!(QueueSettings::from(stored), api);
         assert_eq!(
-            store::QueueSettings::from(QueueSettings::default()),
+            QueueSettings::default()
+                .into_store(BTreeMap::new())
+                .unwrap(),
             store::QueueSettings::default()
         );
+        let too_long = QueueSettings {
+            delay_ms: 900_001,
+            ..QueueSettings::default()
+        };
+        assert!(matches!(
+            too_long.into_store(BTreeMap::new()),
+            Err(store::Error::InvalidSettings(m)) if m.starts_with("delay_ms must be at most 900000")
+        ));
     }
 
     #[test]

@@ -15,7 +15,6 @@ use utoipa::{IntoParams, ToSchema};
 use super::model::{QueueInfo, QueueSettings};
 use super::{ApiError, AppState, ErrorBody, Segment, body_error, parse_json, parse_optional_json};
 use crate::series::Sample;
-use crate::store;
 
 /// The body of `POST /v1/queues`: `name` and any of `QueueSettings` (the rest take their
 /// defaults). Only documents the body, which `create` reads by hand so unknown settings are
@@ -87,7 +86,8 @@ pub async fn create(
         }
     };
     let settings = settings_from(Value::Object(fields))?;
-    let info = state.store.create_queue(&name, settings.into()).await?;
+    let settings = settings.into_store(Default::default())?;
+    let info = state.store.create_queue(&name, settings).await?;
     Ok((StatusCode::CREATED, Json(info.into())))
 }
 
@@ -151,8 +151,7 @@ pub async fn update(
     let mut merged = serde_json::to_value(QueueSettings::from(current))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     merge(&mut merged, patch);
-    let mut settings: store::QueueSettings = settings_from(merged)?.into();
-    settings.extensions = extensions;
+    let settings = settings_from(merged)?.into_store(extensions)?;
     let info = state.store.update_queue(&queue, settings).await?;
     state.dispatcher.refresh_queue(&queue).await;
     Ok(Json(info.into()))

@@ -1,7 +1,10 @@
-//! What SQS keeps about a queue that Sluice's settings have no field for: its tags, its access
-//! policy (set directly or through `AddPermission` / `RemovePermission`) and the encryption
-//! attributes. They live in the queue's settings as the `"sqs"` extension, opaque to the store,
-//! and are kept and returned, never enforced: Sluice's token scopes decide access.
+//! What SQS keeps about a queue that Sluice's settings have no field for: the defaults of its
+//! sends' delay and its receives' wait (`DelaySeconds`, `ReceiveMessageWaitTimeSeconds`, which
+//! the SQS endpoint applies), its tags, its access policy (set directly or through
+//! `AddPermission` / `RemovePermission`) and the encryption attributes. They live in the
+//! queue's settings as the `"sqs"` extension, opaque to the store; the tags, policy and
+//! encryption attributes are kept and returned, never enforced: Sluice's token scopes decide
+//! access.
 
 use std::collections::BTreeMap;
 
@@ -31,6 +34,14 @@ const MAX_TAGS: usize = 50;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Extension {
+    /// The delay of sends that give no `DelaySeconds` (the queue's `DelaySeconds`); at most
+    /// [`MAX_DELAY_MS`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub delay_ms: u64,
+    /// How long a receive that gives no `WaitTimeSeconds` waits (the queue's
+    /// `ReceiveMessageWaitTimeSeconds`); at most [`MAX_RECEIVE_WAIT_MS`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub receive_wait_ms: u64,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
     /// [`KEPT_ATTRIBUTES`] that are set, by name.
@@ -39,6 +50,15 @@ pub struct Extension {
     /// The latest message move tasks out of this (dead-letter) queue, newest last.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub move_tasks: Vec<MoveTask>,
+}
+
+/// The longest a queue's `DelaySeconds` may be: 15 minutes.
+pub const MAX_DELAY_MS: u64 = 15 * 60 * 1000;
+/// The longest a queue's `ReceiveMessageWaitTimeSeconds` may be: 20 seconds.
+pub const MAX_RECEIVE_WAIT_MS: u64 = 20_000;
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// How many move tasks a queue remembers (SQS lists at most 10).
@@ -58,6 +78,25 @@ pub struct MoveTask {
 }
 
 impl Extension {
+    /// The defaults a queue's SQS sends and receives take, checked as SQS checks them (for
+    /// settings that come from elsewhere than SQS's own attributes: the HTTP API).
+    pub fn set_defaults(&mut self, delay_ms: u64, receive_wait_ms: u64) -> Result<(), String> {
+        if delay_ms > MAX_DELAY_MS {
+            return Err(format!(
+                "delay_ms must be at most {MAX_DELAY_MS} (15 minutes), got {delay_ms}"
+            ));
+        }
+        if receive_wait_ms > MAX_RECEIVE_WAIT_MS {
+            return Err(format!(
+                "receive_wait_ms must be at most {MAX_RECEIVE_WAIT_MS} (20 seconds), got \
+                 {receive_wait_ms}"
+            ));
+        }
+        self.delay_ms = delay_ms;
+        self.receive_wait_ms = receive_wait_ms;
+        Ok(())
+    }
+
     pub fn of(settings: &QueueSettings) -> Result<Extension, SqsError> {
         match settings.extensions.get(KEY) {
             None => Ok(Extension::default()),
@@ -71,7 +110,7 @@ impl Extension {
     }
 
     pub fn save(&self, settings: &mut QueueSettings) {
-        if self.tags.is_empty() && self.attributes.is_empty() && self.move_tasks.is_empty() {
+        if *self == Extension::default() {
             settings.extensions.remove(KEY);
         } else {
             let value = serde_json::to_value(self).expect("strings serialize");

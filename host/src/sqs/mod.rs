@@ -6,7 +6,7 @@
 //! so receipt handles are Sluice receipts under the same delivery contract.
 
 mod error;
-mod meta;
+pub(crate) mod meta;
 mod ops;
 mod sigv4;
 mod wire;

@@ -163,7 +163,11 @@ fn apply_attributes(
             "VisibilityTimeout" => {
                 settings.visibility_timeout_ms = (number(0..=43_200)? * 1000).max(1);
             }
-            "DelaySeconds" => settings.delay_ms = number(0..=900)? * 1000,
+            "DelaySeconds" => {
+                let mut extension = Extension::of(settings)?;
+                extension.delay_ms = number(0..=900)? * 1000;
+                extension.save(settings);
+            }
             "MessageRetentionPeriod" => {
                 settings.retention_ms = number(60..=1_209_600)? * 1000;
             }
@@ -171,7 +175,9 @@ fn apply_attributes(
                 settings.max_message_bytes = number(1024..=1_048_576)? as usize;
             }
             "ReceiveMessageWaitTimeSeconds" => {
-                settings.receive_wait_ms = number(0..=20)? * 1000;
+                let mut extension = Extension::of(settings)?;
+                extension.receive_wait_ms = number(0..=20)? * 1000;
+                extension.save(settings);
             }
             "RedrivePolicy" => {
                 if value.trim().is_empty() {
@@ -420,7 +426,8 @@ async fn get_queue_attributes(app: &AppState, call: &Call) -> Answer {
     }
     let info = app.store.get_queue(&queue).await?;
     let s = &info.settings;
-    let kept = Extension::of(s)?.attributes;
+    let extension = Extension::of(s)?;
+    let kept = &extension.attributes;
     let arn = |name: &str| format!("arn:aws:sqs:{}:{ACCOUNT}:{name}", call.region);
     let mut attributes = Map::new();
     for name in QUEUE_ATTRIBUTES {
@@ -434,10 +441,10 @@ async fn get_queue_attributes(app: &AppState, call: &Call) -> Answer {
             "CreatedTimestamp" | "LastModifiedTimestamp" => (info.created_at_ms / 1000).to_string(),
             "QueueArn" => arn(&queue),
             "VisibilityTimeout" => (s.visibility_timeout_ms / 1000).to_string(),
-            "DelaySeconds" => (s.delay_ms / 1000).to_string(),
+            "DelaySeconds" => (extension.delay_ms / 1000).to_string(),
             "MessageRetentionPeriod" => (s.retention_ms / 1000).to_string(),
             "MaximumMessageSize" => s.max_message_bytes.to_string(),
-            "ReceiveMessageWaitTimeSeconds" => (s.receive_wait_ms / 1000).to_string(),
+            "ReceiveMessageWaitTimeSeconds" => (extension.receive_wait_ms / 1000).to_string(),
             "RedrivePolicy" => match &s.dead_letter_queue {
                 Some(dlq) => json!({
                     "deadLetterTargetArn": arn(dlq),
@@ -883,8 +890,8 @@ fn outgoing(
         ));
     }
     let grouping = grouping(fifo, params, body)?;
-    let delay_ms =
-        integer(params, "DelaySeconds", 0..=900)?.map_or(settings.delay_ms, |s| s * 1000);
+    let delay_ms = integer(params, "DelaySeconds", 0..=900)?
+        .map_or(Extension::of(settings)?.delay_ms, |s| s * 1000);
     let attributes = wire::message_attributes(params, app.limits.max_attribute_bytes)?;
     let trace_header = wire::trace_header(params)?;
     let size = body.len()
@@ -1102,7 +1109,9 @@ async fn receive_message(app: &AppState, call: &Call) -> Answer {
     let max = integer(&call.params, "MaxNumberOfMessages", 1..=10)?.unwrap_or(1);
     let wait = match integer(&call.params, "WaitTimeSeconds", 0..=20)? {
         Some(seconds) => Duration::from_secs(seconds),
-        None => Duration::from_millis(app.store.queue_settings(&queue).await?.receive_wait_ms),
+        None => Duration::from_millis(
+            Extension::of(&app.store.queue_settings(&queue).await?)?.receive_wait_ms,
+        ),
     };
     let visibility = integer(&call.params, "VisibilityTimeout", 0..=43_200)?
         .map(|s| Duration::from_secs(s).max(Duration::from_millis(1)));

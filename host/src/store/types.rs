@@ -47,14 +47,9 @@ pub struct QueueSettings {
     /// The most messages the queue may hold; enqueues beyond it fail with `QueueFull` until
     /// consumers catch up. `None`: unbounded.
     pub max_depth: Option<u64>,
-    /// The delay of SQS sends that give no `DelaySeconds` (the queue's `DelaySeconds`).
-    pub delay_ms: u64,
-    /// How long an SQS receive without `WaitTimeSeconds` waits (the queue's
-    /// `ReceiveMessageWaitTimeSeconds`).
-    pub receive_wait_ms: u64,
     /// What a front end keeps with the queue, under its own name (`"sqs"`: the SQS endpoint's
-    /// tags and policy). The store keeps it as given, in the settings it already stores, and
-    /// nothing but its owner reads it.
+    /// queue attributes, tags and policy). The store keeps it as given, in the settings it
+    /// already stores, and nothing but its owner reads it.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub extensions: BTreeMap<String, serde_json::Value>,
 }
@@ -295,8 +290,6 @@ impl Default for QueueSettings {
             max_message_bytes: 256 * 1024,
             dedup_window_ms: 5 * 60 * 1000,
             max_depth: None,
-            delay_ms: 0,
-            receive_wait_ms: 0,
             extensions: BTreeMap::new(),
         }
     }

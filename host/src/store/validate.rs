@@ -113,18 +113,6 @@ pub fn settings(queue: &str, s: &QueueSettings) -> Result<()> {
             s.dedup_window_ms
         ));
     }
-    if s.delay_ms > 15 * 60 * 1000 {
-        return invalid(format!(
-            "delay_ms must be at most 900000 (15 minutes), got {}",
-            s.delay_ms
-        ));
-    }
-    if s.receive_wait_ms > 20_000 {
-        return invalid(format!(
-            "receive_wait_ms must be at most 20000 (20 seconds), got {}",
-            s.receive_wait_ms
-        ));
-    }
     Ok(())
 }
 

@@ -732,9 +732,7 @@ pub fn expire(tx: &mut Tx<'_>) -> Result<(u64, bool)> {
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             let (queue, settings): (String, String) = (row.get(0)?, row.get(1)?);
-            let settings: QueueSettings = serde_json::from_str(&settings).map_err(|e| {
-                Error::Unavailable(format!("settings of queue `{queue}` are unreadable: {e}"))
-            })?;
+            let settings = crate::store::codec::decode_settings(&queue, &settings)?;
             retention.push((queue, settings.retention_ms));
         }
     }

@@ -183,9 +183,7 @@ impl Tx<'_> {
             }
         };
         let json = json.ok_or_else(|| Error::QueueNotFound(queue.to_owned()))?;
-        let settings: QueueSettings = serde_json::from_str(&json).map_err(|e| {
-            Error::Unavailable(format!("settings of queue `{queue}` are unreadable: {e}"))
-        })?;
+        let settings = crate::store::codec::decode_settings(queue, &json)?;
         let settings = Arc::new(settings);
         self.settings.insert(queue.to_owned(), settings.clone());
         Ok(settings)
