@@ -38,7 +38,7 @@ pub fn decode_settings(queue: &str, stored: &str) -> Result<QueueSettings> {
                 continue;
             };
             // Zero is the default, which the extension leaves out.
-            if !legacy.as_u64().is_some_and(|v| v > 0) {
+            if legacy.as_u64().is_none_or(|v| v == 0) {
                 continue;
             }
             let extensions = settings
