@@ -10,7 +10,7 @@
 //! the whole settle with [`Error::StateConflict`] when the key changed since it was read, and
 //! so does a settle carrying writes whose lease no longer holds every message it names.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sha2::{Digest, Sha256};
 
@@ -190,6 +190,16 @@ pub fn locks_of(writes: &[StateWrite]) -> Vec<i64> {
     locks
 }
 
+/// The keys a commit of `writes` must read: those it adds to, and those a compare-and-swap
+/// checks. A plain set or delete replaces whatever is there, unread.
+pub fn keys_to_read(writes: &[StateWrite]) -> HashSet<(&str, &str)> {
+    writes
+        .iter()
+        .filter(|w| w.expect.is_some() || matches!(w.op, StateOp::Increment(_)))
+        .map(|w| (w.bucket.as_str(), w.key.as_str()))
+        .collect()
+}
+
 /// What a settle does to one key: write `value` (a new version) expiring at `expires_at`, or
 /// delete the key (`value` `None`).
 #[derive(Debug, Clone, PartialEq)]
@@ -202,7 +212,7 @@ pub struct Change {
 
 /// Decides the writes of one commit at `now`. `ttl_of` gives each bucket's expiry (`None` for a
 /// bucket that does not exist, which fails the commit); `committed` the live (unexpired) value
-/// and version of a key as the backend read it, locked. Writes apply in order, a later one
+/// and version of a key as the backend read it, locked (needed only for [`keys_to_read`]). Writes apply in order, a later one
 /// seeing an earlier one's value; an expected version is checked against the committed one.
 /// Returns one change per key written, in (bucket, key) order.
 pub fn plan(
@@ -313,6 +323,27 @@ mod tests {
             op,
             expect,
         }
+    }
+
+    #[test]
+    fn only_increments_and_swaps_read_their_keys() {
+        let writes = [
+            write("set", StateOp::Set(b"x".to_vec()), None),
+            write("gone", StateOp::Delete, None),
+            write("n", StateOp::Increment(1), None),
+            write("swapped", StateOp::Set(b"y".to_vec()), Some(3)),
+        ];
+        let read = keys_to_read(&writes);
+        assert_eq!(read, HashSet::from([("b", "n"), ("b", "swapped")]));
+        // Unread keys plan as if absent: a set or a delete does not look.
+        let changes = plan(
+            writes.to_vec(),
+            ttl,
+            |_, key| (key == "swapped").then(|| (b"old".to_vec(), 3)),
+            0,
+        )
+        .unwrap();
+        assert_eq!(changes.len(), 4);
     }
 
     fn ttl(bucket: &str) -> Option<Option<u64>> {

@@ -174,8 +174,7 @@ pub async fn apply(tx: &Transaction<'_>, now: u64, writes: Vec<StateWrite>) -> R
         .iter()
         .map(|row| (row.get(0), row.get::<_, Option<i64>>(1).map(count)))
         .collect();
-    let buckets: Vec<&str> = writes.iter().map(|w| w.bucket.as_str()).collect();
-    let keys: Vec<&str> = writes.iter().map(|w| w.key.as_str()).collect();
+    let (buckets, keys): (Vec<&str>, Vec<&str>) = state::keys_to_read(&writes).into_iter().unzip();
     let committed: HashMap<(String, String), (Vec<u8>, u64)> = tx
         .query(
             "SELECT bucket, key, value, version FROM kv_keys

@@ -146,6 +146,7 @@ pub fn apply(tx: &mut Tx<'_>, writes: Vec<StateWrite>) -> Result<()> {
     let now = tx.now;
     let mut ttls: HashMap<String, Option<Option<u64>>> = HashMap::new();
     let mut committed: HashMap<(String, String), (Vec<u8>, u64)> = HashMap::new();
+    let to_read = state::keys_to_read(&writes);
     for write in &writes {
         if !ttls.contains_key(&write.bucket) {
             let ttl = conn
@@ -154,6 +155,9 @@ pub fn apply(tx: &mut Tx<'_>, writes: Vec<StateWrite>) -> Result<()> {
                 .optional()?
                 .map(|ttl| ttl.map(u));
             ttls.insert(write.bucket.clone(), ttl);
+        }
+        if !to_read.contains(&(write.bucket.as_str(), write.key.as_str())) {
+            continue;
         }
         let row = conn
             .prepare_cached(
@@ -168,6 +172,7 @@ pub fn apply(tx: &mut Tx<'_>, writes: Vec<StateWrite>) -> Result<()> {
             committed.insert((write.bucket.clone(), write.key.clone()), row);
         }
     }
+    drop(to_read);
     let changes = state::plan(
         writes,
         |bucket| ttls.get(bucket).cloned().flatten(),
