@@ -1,9 +1,8 @@
 //! Bare wasmtime, the floor the executor's overhead is held against: the host's engine and the
 //! component as the host compiled it, linked with WASI and WASI HTTP (the outbox and key-value
-//! imports trap), then per
-//! batch a fresh store, instance and call of `handle`, with none of the host's per-invocation
-//! work (no limits, captured output, deadline, thread hop or outcome mapping). Written with
-//! wasmtime's own API here, so the host carries no code for the bench.
+//! imports trap), then per batch a fresh store, instance and call of `handle`, with none of the
+//! host's per-invocation work (no limits, captured output, deadline, thread hop or outcome
+//! mapping). Written with wasmtime's own API here, so the host carries no code for the bench.
 
 use std::time::{Duration, Instant};
 
