@@ -137,6 +137,10 @@ pub struct ServeArgs {
     /// Keep at most this many invocations per function (the oldest go first).
     #[arg(long, env = "SLUICE_INVOCATIONS_PER_FUNCTION", default_value_t = LogRetention::default().max_per_function)]
     pub invocations_per_function: u64,
+    /// Keep at most this many bytes of captured output and errors per function (the oldest
+    /// invocations go first; the newest is always kept).
+    #[arg(long, env = "SLUICE_INVOCATION_BYTES_PER_FUNCTION", default_value_t = LogRetention::default().max_bytes_per_function)]
+    pub invocation_bytes_per_function: u64,
     /// Sample every queue's stats this often for the console's charts (the last hour is kept).
     #[arg(long, env = "SLUICE_SERIES_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub series_interval: Duration,
@@ -188,6 +192,7 @@ impl ServeArgs {
         config.invocations = LogRetention {
             max_age: self.invocation_retention,
             max_per_function: self.invocations_per_function,
+            max_bytes_per_function: self.invocation_bytes_per_function,
         };
         config.connections = ConnectionLimits {
             max_connections: self.max_connections,

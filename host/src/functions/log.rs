@@ -18,6 +18,8 @@ const FOLLOW_BUFFER: usize = 1024;
 pub struct LogRetention {
     pub max_age: Duration,
     pub max_per_function: u64,
+    /// Bytes of captured output and errors kept per function, whatever the count.
+    pub max_bytes_per_function: u64,
 }
 
 impl Default for LogRetention {
@@ -25,6 +27,7 @@ impl Default for LogRetention {
         LogRetention {
             max_age: Duration::from_secs(7 * 24 * 60 * 60),
             max_per_function: 10_000,
+            max_bytes_per_function: 16 << 20,
         }
     }
 }
@@ -44,6 +47,7 @@ impl InvocationLog {
             retention: InvocationRetention {
                 max_age_ms: u64::try_from(retention.max_age.as_millis()).unwrap_or(u64::MAX),
                 max_per_function: retention.max_per_function.max(1),
+                max_bytes_per_function: retention.max_bytes_per_function,
             },
             live: broadcast::channel(FOLLOW_BUFFER).0,
         }

@@ -100,6 +100,7 @@ contract_tests!(
     lease_cap_counts_live_leases,
     a_raised_cap_adds_places_and_an_empty_lease_takes_none,
     settle_logged_commits_the_invocation_with_the_batch,
+    the_log_keeps_a_function_within_its_byte_budget,
     a_settle_leases_the_next_batch_in_its_commit,
     ids_are_never_reused,
     reads_of_missing_queues_fail,
@@ -212,6 +213,7 @@ async fn the_running_sweep_applies_every_retention(f: Fixture) {
             InvocationRetention {
                 max_age_ms: u64::MAX,
                 max_per_function: 100,
+                max_bytes_per_function: u64::MAX,
             },
         )
         .await
@@ -1288,6 +1290,57 @@ fn invocation(function: &str) -> InvocationEntry {
     }
 }
 
+/// A function that prints a lot keeps only as many invocations as fit its byte budget (output
+/// and errors), newest first, and always its newest one; other functions keep theirs.
+async fn the_log_keeps_a_function_within_its_byte_budget(f: Fixture) {
+    let budget = InvocationRetention {
+        max_age_ms: u64::MAX,
+        max_per_function: 100,
+        max_bytes_per_function: 2_500,
+    };
+    let printing = |i: u64, bytes: usize| InvocationEntry {
+        started_at_ms: T0 + i,
+        logs: "x".repeat(bytes),
+        ..invocation("loud")
+    };
+    // Trimming runs with a write at most once per interval: one write per interval here.
+    for i in 0..5 {
+        f.clock.advance(LOG_TRIM_INTERVAL_MS);
+        let entries = vec![printing(i, 1_000), invocation("quiet")];
+        f.store.record_invocations(entries, budget).await.unwrap();
+    }
+    let query = InvocationQuery {
+        before: None,
+        outcomes: Vec::new(),
+        limit: 100,
+    };
+    let kept = f.store.invocations("loud", query.clone()).await.unwrap();
+    assert_eq!(
+        kept.iter().map(|e| e.started_at_ms).collect::<Vec<_>>(),
+        [T0 + 4, T0 + 3],
+        "two of 1,000 bytes fit 2,500"
+    );
+    assert_eq!(
+        f.store
+            .invocations("quiet", query.clone())
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+    // One invocation over the budget on its own is kept, alone.
+    f.clock.advance(LOG_TRIM_INTERVAL_MS);
+    f.store
+        .record_invocations(vec![printing(9, 4_000)], budget)
+        .await
+        .unwrap();
+    let kept = f.store.invocations("loud", query).await.unwrap();
+    assert_eq!(
+        kept.iter().map(|e| e.started_at_ms).collect::<Vec<_>>(),
+        [T0 + 9]
+    );
+}
+
 /// The batch's invocation commits with its settle: the settle answers it with its id, and the
 /// log reads it back.
 async fn settle_logged_commits_the_invocation_with_the_batch(f: Fixture) {
@@ -1297,6 +1350,7 @@ async fn settle_logged_commits_the_invocation_with_the_batch(f: Fixture) {
     let keep = InvocationRetention {
         max_age_ms: u64::MAX,
         max_per_function: 10,
+        max_bytes_per_function: u64::MAX,
     };
     let settled = f
         .store
@@ -1337,6 +1391,7 @@ async fn a_settle_leases_the_next_batch_in_its_commit(f: Fixture) {
     let keep = InvocationRetention {
         max_age_ms: u64::MAX,
         max_per_function: 10,
+        max_bytes_per_function: u64::MAX,
     };
     // A cap of one: the lease being settled is the only live one, and its settle frees it.
     let first = f

@@ -387,6 +387,9 @@ pub struct InvocationRetention {
     pub max_age_ms: u64,
     /// At most this many rows per function; the oldest go first.
     pub max_per_function: u64,
+    /// At most this many bytes of output and errors per function; the oldest rows go first
+    /// (the newest is kept whatever its size).
+    pub max_bytes_per_function: u64,
 }
 
 /// Which rows of one function's log to return.

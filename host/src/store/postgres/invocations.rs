@@ -20,6 +20,16 @@ const PAGE: &str = "SELECT id, function, version, started_at, duration_ms, batch
 /// Keeps the newest `$2` rows of function `$1`.
 const TRIM_FUNCTION: &str = "DELETE FROM invocations WHERE function = $1 AND id <= (
     SELECT id FROM invocations WHERE function = $1 ORDER BY id DESC OFFSET $2 LIMIT 1)";
+/// Keeps the newest rows of function `$1` whose output and errors add up to at most `$2`
+/// bytes, and the newest one whatever its size. `octet_length` of a value stored out of line
+/// reads its size, not the value.
+const TRIM_FUNCTION_BYTES: &str = "DELETE FROM invocations WHERE function = $1 AND id <= (
+    SELECT id FROM (
+        SELECT id, sum(octet_length(logs) + coalesce(octet_length(error), 0))
+            OVER (ORDER BY id DESC) AS kept,
+            row_number() OVER (ORDER BY id DESC) AS newest
+        FROM invocations WHERE function = $1) sized
+    WHERE kept > $2 AND newest > 1 ORDER BY id DESC LIMIT 1)";
 /// Deletes rows started before `$1` among the `$2` oldest: ids grow with time, so walking the
 /// primary key from the start finds the expired ones without an index on `started_at`, and
 /// never walks more than `$2` rows.
@@ -75,6 +85,11 @@ pub async fn insert(
         tx.execute(
             TRIM_FUNCTION,
             &[&function, &int(retention.max_per_function)],
+        )
+        .await?;
+        tx.execute(
+            TRIM_FUNCTION_BYTES,
+            &[&function, &int(retention.max_bytes_per_function)],
         )
         .await?;
     }

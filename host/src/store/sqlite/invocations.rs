@@ -49,6 +49,19 @@ DELETE FROM invocations
 WHERE function = ?1
   AND id <= (SELECT id FROM invocations WHERE function = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)";
 
+/// Keeps the newest rows of function `?1` whose output and errors add up to at most `?2`
+/// bytes, and the newest one whatever its size. `octet_length` reads a value's size from its
+/// record header, not the value.
+const TRIM_FUNCTION_BYTES: &str = "
+DELETE FROM invocations
+WHERE function = ?1
+  AND id <= (SELECT id FROM (
+      SELECT id, sum(octet_length(logs) + coalesce(octet_length(error), 0))
+          OVER (ORDER BY id DESC) AS kept,
+          row_number() OVER (ORDER BY id DESC) AS newest
+      FROM invocations WHERE function = ?1)
+    WHERE kept > ?2 AND newest > 1 ORDER BY id DESC LIMIT 1)";
+
 /// Deletes rows started before `?1` among the `?2` oldest: ids grow with time, so walking the
 /// primary key from the start finds the expired ones without an index on `started_at`.
 const EXPIRE: &str = "
@@ -102,6 +115,8 @@ pub fn insert(
     for function in functions {
         conn.prepare_cached(TRIM_FUNCTION)?
             .execute(params![function, int(retention.max_per_function)])?;
+        conn.prepare_cached(TRIM_FUNCTION_BYTES)?
+            .execute(params![function, int(retention.max_bytes_per_function)])?;
     }
     let cutoff = tx.now.saturating_sub(retention.max_age_ms);
     conn.prepare_cached(EXPIRE)?
@@ -199,6 +214,7 @@ mod tests {
     const KEEP_ALL: InvocationRetention = InvocationRetention {
         max_age_ms: u64::MAX,
         max_per_function: u64::MAX,
+        max_bytes_per_function: u64::MAX,
     };
 
     fn query(before: Option<u64>, outcomes: &[&str], limit: usize) -> InvocationQuery {
@@ -261,6 +277,7 @@ mod tests {
         let per_function = InvocationRetention {
             max_age_ms: u64::MAX,
             max_per_function: 2,
+            max_bytes_per_function: u64::MAX,
         };
         // Trimming runs with a write at most once a second.
         for i in 0..4 {
@@ -285,6 +302,7 @@ mod tests {
         let hour = InvocationRetention {
             max_age_ms: 3_600_000,
             max_per_function: 100,
+            max_bytes_per_function: u64::MAX,
         };
         store
             .record_invocations(vec![entry("g", "ok", T0 + 3_600_010)], hour)
