@@ -488,9 +488,17 @@ mod tests {
 
         // The held slot ends 500 ms in; the loop's own lease would last 3 s (the time limit
         // plus the margin), which bounds how long it waits before looking again.
+        // The settle that acknowledges it frees the slot, which wakes the queue's consumers.
+        let notify = store.notifier("q");
         let delivered = async {
-            while store.get_queue("q").await.unwrap().stats.acked_total < 1 {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            loop {
+                let woken = notify.notified();
+                tokio::pin!(woken);
+                woken.as_mut().enable();
+                if store.get_queue("q").await.unwrap().stats.acked_total >= 1 {
+                    return;
+                }
+                woken.await;
             }
         };
         let in_time = tokio::time::timeout(Duration::from_secs(15), delivered)

@@ -5,7 +5,7 @@
 //! first one read (the commit adds the deltas to whatever is committed then). Nothing is written here: the buffer becomes the settlement's `state`, committed
 //! with the batch's ack (see `crate::store::state` for what the commit decides).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use wasmtime::component::Resource;
 
@@ -36,8 +36,13 @@ pub struct Cas {
 enum Change {
     Set(Vec<u8>),
     Delete,
-    /// Increments not yet folded into a value: applied to the committed one at commit.
-    Add(i64),
+    /// Increments not yet folded into a value: `delta` is applied to the committed value at
+    /// commit; `base` is the committed counter as the first increment read it, which later
+    /// increments and reads add to instead of reading it again.
+    Add {
+        base: i64,
+        delta: i64,
+    },
 }
 
 #[derive(Debug)]
@@ -52,9 +57,6 @@ pub(super) struct Kv {
     allowed: HashSet<String>,
     store: Option<Store>,
     pending: BTreeMap<(String, String), Pending>,
-    /// The committed counter each key this invocation increments held when its first increment
-    /// read it: later increments and reads of the key add to this, without reading it again.
-    counters: HashMap<(String, String), i64>,
     bytes: usize,
     max_keys: usize,
     max_bytes: usize,
@@ -93,7 +95,6 @@ impl Kv {
             allowed,
             store,
             pending: BTreeMap::new(),
-            counters: HashMap::new(),
             bytes: 0,
             max_keys,
             max_bytes,
@@ -110,7 +111,7 @@ impl Kv {
                 op: match pending.change {
                     Change::Set(value) => StateOp::Set(value),
                     Change::Delete => StateOp::Delete,
-                    Change::Add(delta) => StateOp::Increment(delta),
+                    Change::Add { delta, .. } => StateOp::Increment(delta),
                 },
                 expect: pending.expect,
             })
@@ -143,25 +144,13 @@ impl Kv {
         }
     }
 
-    /// The counter a key holds as committed (0 when absent); an error when it holds no counter.
-    async fn committed_counter(&self, bucket: &str, key: &str) -> Result<i64, kv::Error> {
-        let (value, _) = self.committed(bucket, key).await?;
-        add_to_counter(value.as_deref(), 0).map_err(other)
-    }
-
     /// A key's value as this invocation sees it: its own write, else what is committed.
     async fn read(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, kv::Error> {
         let slot = (bucket.to_owned(), key.to_owned());
         match self.pending.get(&slot).map(|p| &p.change) {
             Some(Change::Set(value)) => Ok(Some(value.clone())),
             Some(Change::Delete) => Ok(None),
-            Some(Change::Add(delta)) => {
-                let base = match self.counters.get(&slot) {
-                    Some(base) => *base,
-                    None => self.committed_counter(bucket, key).await?,
-                };
-                Ok(Some(encode_counter(add(base, *delta)?)))
-            }
+            Some(Change::Add { base, delta }) => Ok(Some(encode_counter(add(*base, *delta)?))),
             None => Ok(self.committed(bucket, key).await?.0),
         }
     }
@@ -181,7 +170,7 @@ impl Kv {
                     validate_value(key, value).map_err(other)?;
                     value.len()
                 }
-                Change::Delete | Change::Add(_) => 8,
+                Change::Delete | Change::Add { .. } => 8,
             };
         let slot = (bucket.to_owned(), key.to_owned());
         if !self.pending.contains_key(&slot) && self.pending.len() >= self.max_keys {
@@ -219,20 +208,19 @@ impl Kv {
                 (Change::Set(encode_counter(sum)), sum)
             }
             Some(Change::Delete) => (Change::Set(encode_counter(delta)), delta),
-            Some(Change::Add(before)) => {
+            Some(&Change::Add {
+                base,
+                delta: before,
+            }) => {
                 let total = before
                     .checked_add(delta)
                     .ok_or_else(|| other("increment overflows"))?;
-                let base = match self.counters.get(&slot) {
-                    Some(base) => *base,
-                    None => self.committed_counter(bucket, key).await?,
-                };
-                (Change::Add(total), add(base, total)?)
+                (Change::Add { base, delta: total }, add(base, total)?)
             }
             None => {
-                let base = self.committed_counter(bucket, key).await?;
-                self.counters.insert(slot.clone(), base);
-                (Change::Add(delta), add(base, delta)?)
+                let (value, _) = self.committed(bucket, key).await?;
+                let base = add_to_counter(value.as_deref(), 0).map_err(other)?;
+                (Change::Add { base, delta }, add(base, delta)?)
             }
         };
         self.write(bucket, key, change, None)?;
