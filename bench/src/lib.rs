@@ -99,12 +99,14 @@ pub struct BenchArgs {
     pub data_dir: Option<PathBuf>,
     /// Run the host's phases on PostgreSQL: each run creates scratch databases on the server of
     /// this URL (postgres://USER@HOST:PORT/DB names a database to connect to while doing so)
-    /// and drops them after; adds the `SKIP LOCKED` floor and the several-hosts phase.
+    /// and drops them after; adds the `hosts` phase (the plain queue's floor, the contract's
+    /// statements alone, and one and three hosts).
     #[arg(long, env = "SLUICE_BENCH_DATABASE_URL")]
     pub database: Option<String>,
-    /// The PostgreSQL server the `e2e` phase's peer runs on (a plain `SKIP LOCKED` producer and
-    /// consumer on a scratch database), e.g. postgres://postgres@127.0.0.1:5432/postgres;
-    /// without it the phase compares with in-process SQLite only.
+    /// The PostgreSQL server the `e2e` phase's plain peer runs on (one table, a producer and
+    /// `SKIP LOCKED` consumers on a scratch database), e.g.
+    /// postgres://postgres@127.0.0.1:5432/postgres; without it the phase compares with
+    /// in-process SQLite only.
     #[arg(long, env = "SLUICE_BENCH_PEER_DATABASE_URL")]
     pub peer_database: Option<String>,
     /// Run only these phases (comma-separated); without it, every phase but polyglot, which

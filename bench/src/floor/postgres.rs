@@ -1,14 +1,17 @@
-//! The benchmark's PostgreSQL floor: the plain `SKIP LOCKED` queue any PostgreSQL user would
-//! write, on a table of its own in the given database, with no HTTP and no Wasm, each statement
-//! prepared once per connection. Producers insert batches in one transaction each; consumers,
-//! each in a transaction, take a batch with `FOR UPDATE SKIP LOCKED` and delete it. What Sluice
-//! on PostgreSQL is compared against.
+//! The delivery contract's own statements on PostgreSQL, in plain SQL with nothing else (no
+//! HTTP, no Wasm, no invocation log, no concurrency cap): consumers lease a batch (one `UPDATE`
+//! that marks each message taken and counts its attempt) and delete it in the transaction that
+//! leases their next batch, as a busy trigger does. Beside the strong plain queue
+//! ([`super::plain`]), which deletes what it takes, it shows what the contract itself costs on
+//! this database; beside one host's drain, what Sluice adds to it.
 //!
-//! Beside it, the same queue consumed the way Sluice's delivery contract needs, in plain SQL
-//! with nothing else: a consumer leases a batch (one `UPDATE` per message, which marks it taken
-//! and counts the attempt) and deletes it in the transaction that leases its next batch. The
-//! ratio of the two is what the contract itself costs on this database, before HTTP, Wasm,
-//! the invocation log and the concurrency cap add theirs.
+//! Two table shapes, both measured:
+//! - [`Shape::Indexed`], today's schema: a queue column and a `(queue, visible_at, id)` index
+//!   the lease scans, so every lease writes index entries and every ack leaves dead ones the
+//!   next scan steps over until a vacuum;
+//! - [`Shape::Hot`]: one table per queue, only the primary key indexed, `fillfactor` room on
+//!   each page: a lease writes no indexed column, so its update is heap-only (HOT) and pruned
+//!   without a vacuum, and the scan walks the key in `id` order filtering on `visible_at`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,47 +21,76 @@ use tokio_postgres::NoTls;
 
 use anyhow::Result;
 
-/// What the floor measured.
+/// A table layout for the lease-shaped drain.
 #[derive(Debug, Clone, Copy)]
-pub struct Floor {
-    pub messages: u64,
-    /// Inserting every message, batch by batch, nothing consuming.
-    pub insert: Duration,
-    /// Draining the backlog with `consumers` clients.
-    pub drain: Duration,
-    /// One producer and the consumers at once, from the first insert to the last delete.
-    pub concurrent: Duration,
-    /// Draining the same backlog with lease-shaped consumers (see the module's doc), when
-    /// asked for.
-    pub lease_drain: Option<Duration>,
+pub enum Shape {
+    Indexed,
+    Hot,
 }
 
-const SETUP: &str = "
-DROP TABLE IF EXISTS floor_jobs;
-CREATE TABLE floor_jobs (
-    id         BIGSERIAL PRIMARY KEY,
-    queue      TEXT NOT NULL,
-    body       BYTEA NOT NULL,
-    visible_at BIGINT NOT NULL,
-    lease_id   BIGINT,
-    attempt    INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX floor_jobs_by_visibility ON floor_jobs(queue, visible_at, id);";
-const INSERT: &str = "INSERT INTO floor_jobs (queue, body, visible_at)
-    SELECT 'floor', b, 0 FROM unnest($1::bytea[]) AS b";
-/// The taken ids as an array, not a subquery to join: prepared once, the statement runs on a
-/// generic plan, and a join's generic plan reads the whole table (its row estimate for
-/// `LIMIT $1` is a tenth of the table), where `id = ANY(…)` stays a primary-key lookup.
-const TAKE: &str = "DELETE FROM floor_jobs WHERE id = ANY(ARRAY(
-    SELECT id FROM floor_jobs WHERE queue = 'floor' AND visible_at <= 1
-    ORDER BY visible_at, id LIMIT $1 FOR UPDATE SKIP LOCKED)) RETURNING body";
+impl Shape {
+    fn setup(self) -> &'static str {
+        match self {
+            Shape::Indexed => {
+                "DROP TABLE IF EXISTS floor_jobs;
+                CREATE TABLE floor_jobs (
+                    id         BIGSERIAL PRIMARY KEY,
+                    queue      TEXT NOT NULL,
+                    body       BYTEA NOT NULL,
+                    visible_at BIGINT NOT NULL,
+                    lease_id   BIGINT,
+                    attempt    INTEGER NOT NULL DEFAULT 0
+                );
+                CREATE INDEX floor_jobs_by_visibility ON floor_jobs(queue, visible_at, id);"
+            }
+            Shape::Hot => {
+                "DROP TABLE IF EXISTS floor_jobs;
+                CREATE TABLE floor_jobs (
+                    id         BIGSERIAL PRIMARY KEY,
+                    body       BYTEA NOT NULL,
+                    visible_at BIGINT NOT NULL,
+                    lease_id   BIGINT,
+                    attempt    INTEGER NOT NULL DEFAULT 0
+                ) WITH (fillfactor = 70);"
+            }
+        }
+    }
 
-/// Leases up to `$3` visible messages for lease `$1` until `$2`, counting the attempt (ids as
-/// an array, as in [`TAKE`]).
-const LEASE: &str = "UPDATE floor_jobs SET lease_id = $1, visible_at = $2, attempt = attempt + 1
-    WHERE id = ANY(ARRAY(SELECT id FROM floor_jobs WHERE queue = 'floor' AND visible_at <= 1
-        ORDER BY visible_at, id LIMIT $3 FOR UPDATE SKIP LOCKED))
-    RETURNING id, body";
+    fn insert(self) -> &'static str {
+        match self {
+            Shape::Indexed => {
+                "INSERT INTO floor_jobs (queue, body, visible_at)
+                SELECT 'floor', b, 0 FROM unnest($1::bytea[]) AS b"
+            }
+            Shape::Hot => {
+                "INSERT INTO floor_jobs (body, visible_at) SELECT b, 0 FROM unnest($1::bytea[]) AS b"
+            }
+        }
+    }
+
+    /// Leases up to `$3` visible messages for lease `$1` until `$2`, counting the attempt. The
+    /// taken ids are an array, not a subquery to join: prepared once, the statement runs on a
+    /// generic plan, and a join's generic plan reads the whole table (its row estimate for
+    /// `LIMIT $1` is a tenth of it), where `id = ANY(…)` stays a primary-key lookup.
+    fn lease(self) -> &'static str {
+        match self {
+            Shape::Indexed => {
+                "UPDATE floor_jobs SET lease_id = $1, visible_at = $2, attempt = attempt + 1
+                WHERE id = ANY(ARRAY(SELECT id FROM floor_jobs
+                    WHERE queue = 'floor' AND visible_at <= 1
+                    ORDER BY visible_at, id LIMIT $3 FOR UPDATE SKIP LOCKED))
+                RETURNING id, body"
+            }
+            Shape::Hot => {
+                "UPDATE floor_jobs SET lease_id = $1, visible_at = $2, attempt = attempt + 1
+                WHERE id = ANY(ARRAY(SELECT id FROM floor_jobs WHERE visible_at <= 1
+                    ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED))
+                RETURNING id, body"
+            }
+        }
+    }
+}
+
 /// Acknowledges the messages lease `$2` still holds.
 const ACK: &str = "DELETE FROM floor_jobs WHERE id = ANY($1) AND lease_id = $2";
 /// Far past the bench: a leased message does not come back during it.
@@ -70,13 +102,19 @@ async fn connect(url: &str) -> Result<tokio_postgres::Client> {
     Ok(client)
 }
 
-async fn produce(url: &str, messages: u64, body_bytes: usize, batch: usize) -> Result<()> {
+async fn produce(
+    url: &str,
+    shape: Shape,
+    messages: u64,
+    body_bytes: usize,
+    batch: usize,
+) -> Result<()> {
     let mut client = connect(url).await?;
-    let insert = client.prepare(INSERT).await?;
+    let insert = client.prepare(shape.insert()).await?;
     let body = vec![b'x'; body_bytes];
     let mut sent = 0;
     while sent < messages {
-        let n = (messages - sent).min(batch as u64) as usize;
+        let n = (messages - sent).min(batch.max(1) as u64) as usize;
         let bodies: Vec<&[u8]> = vec![body.as_slice(); n];
         let tx = client.transaction().await?;
         tx.execute(&insert, &[&bodies]).await?;
@@ -86,17 +124,47 @@ async fn produce(url: &str, messages: u64, body_bytes: usize, batch: usize) -> R
     Ok(())
 }
 
-/// Runs `consumers` tasks at once, each on a connection of its own and sharing the count of
-/// messages done so far; returns when all have finished.
-async fn run_consumers<F, Fut>(url: &str, consumers: usize, consumer: F) -> Result<()>
-where
-    F: Fn(tokio_postgres::Client, Arc<AtomicU64>) -> Fut,
-    Fut: Future<Output = Result<()>> + Send + 'static,
-{
+/// Lease-shaped consumers, each on a connection of its own: each transaction acknowledges the
+/// batch the previous one leased and leases the next, until `total` messages are acknowledged.
+async fn consume_leased(
+    url: &str,
+    shape: Shape,
+    consumers: usize,
+    batch: usize,
+    total: u64,
+) -> Result<()> {
     let done = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..consumers.max(1) {
-        tasks.spawn(consumer(connect(url).await?, done.clone()));
+        let (client, done) = (connect(url).await?, done.clone());
+        tasks.spawn(async move {
+            let mut client = client;
+            let (lease, ack) = (
+                client.prepare(shape.lease()).await?,
+                client.prepare(ACK).await?,
+            );
+            let limit = batch.max(1) as i64;
+            let (mut held, mut lease_id): (Vec<i64>, i64) = (Vec::new(), 0);
+            while !held.is_empty() || done.load(Ordering::Relaxed) < total {
+                let tx = client.transaction().await?;
+                let acked = if held.is_empty() {
+                    0
+                } else {
+                    tx.execute(&ack, &[&held, &lease_id]).await?
+                };
+                lease_id = rand::random();
+                let rows = tx
+                    .query(&lease, &[&lease_id, &LEASED_UNTIL, &limit])
+                    .await?;
+                tx.commit().await?;
+                held = rows.iter().map(|row| row.get(0)).collect();
+                done.fetch_add(acked, Ordering::Relaxed);
+                if held.is_empty() && acked == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            anyhow::Ok(())
+        });
     }
     while let Some(r) = tasks.join_next().await {
         r??;
@@ -104,102 +172,24 @@ where
     Ok(())
 }
 
-/// Consumers take and delete batches until `total` messages are gone.
-async fn consume(url: &str, consumers: usize, batch: usize, total: u64) -> Result<()> {
-    run_consumers(url, consumers, |mut client, done| async move {
-        let take = client.prepare(TAKE).await?;
-        let limit = batch as i64;
-        while done.load(Ordering::Relaxed) < total {
-            let tx = client.transaction().await?;
-            let taken = tx.query(&take, &[&limit]).await?.len() as u64;
-            tx.commit().await?;
-            if taken == 0 {
-                // The producer is behind: yield instead of spinning on an empty queue.
-                tokio::task::yield_now().await;
-            }
-            done.fetch_add(taken, Ordering::Relaxed);
-        }
-        Ok(())
-    })
-    .await
-}
-
-/// Lease-shaped consumers: each transaction acknowledges the batch the previous one leased
-/// and leases the next, as a busy trigger does, until `total` messages are acknowledged.
-async fn consume_leased(url: &str, consumers: usize, batch: usize, total: u64) -> Result<()> {
-    run_consumers(url, consumers, |mut client, done| async move {
-        let (lease, ack) = (client.prepare(LEASE).await?, client.prepare(ACK).await?);
-        let limit = batch as i64;
-        let (mut held, mut lease_id): (Vec<i64>, i64) = (Vec::new(), 0);
-        while !held.is_empty() || done.load(Ordering::Relaxed) < total {
-            let tx = client.transaction().await?;
-            let acked = if held.is_empty() {
-                0
-            } else {
-                tx.execute(&ack, &[&held, &lease_id]).await?
-            };
-            lease_id = rand::random();
-            let rows = tx
-                .query(&lease, &[&lease_id, &LEASED_UNTIL, &limit])
-                .await?;
-            tx.commit().await?;
-            held = rows.iter().map(|row| row.get(0)).collect();
-            done.fetch_add(acked, Ordering::Relaxed);
-            if held.is_empty() && acked == 0 {
-                tokio::task::yield_now().await;
-            }
-        }
-        Ok(())
-    })
-    .await
-}
-
-/// Measures insert, drain and concurrent produce+consume on the database at `url`, then, with
-/// `lease_shape`, the lease-shaped drain.
-pub async fn measure(
+/// Drains a backlog of `messages` with `consumers` lease-shaped consumers on a fresh table of
+/// `shape` in the database at `url`: the time of the drain alone.
+pub async fn lease_drain(
     url: &str,
+    shape: Shape,
     messages: u64,
     body_bytes: usize,
     batch: usize,
     consumers: usize,
-    lease_shape: bool,
-) -> Result<Floor> {
-    connect(url).await?.batch_execute(SETUP).await?;
+) -> Result<Duration> {
+    connect(url).await?.batch_execute(shape.setup()).await?;
+    produce(url, shape, messages, body_bytes, batch).await?;
     let started = Instant::now();
-    produce(url, messages, body_bytes, batch).await?;
-    let insert = started.elapsed();
-    let started = Instant::now();
-    consume(url, consumers, batch, messages).await?;
-    let drain = started.elapsed();
-
-    let started = Instant::now();
-    let producer = {
-        let url = url.to_owned();
-        tokio::spawn(async move { produce(&url, messages, body_bytes, batch).await })
-    };
-    consume(url, consumers, batch, messages).await?;
-    producer.await??;
-    let concurrent = started.elapsed();
-
-    let mut lease_drain = None;
-    if lease_shape {
-        // On a fresh table, as the floor's drain was: the phases before left the dead index
-        // entries of every message they deleted.
-        connect(url).await?.batch_execute(SETUP).await?;
-        produce(url, messages, body_bytes, batch).await?;
-        let started = Instant::now();
-        consume_leased(url, consumers, batch, messages).await?;
-        lease_drain = Some(started.elapsed());
-    }
+    consume_leased(url, shape, consumers, batch, messages).await?;
+    let took = started.elapsed();
     connect(url)
         .await?
         .batch_execute("DROP TABLE floor_jobs")
         .await?;
-    Ok(Floor {
-        messages,
-        insert,
-        drain,
-        concurrent,
-        lease_drain,
-    })
+    Ok(took)
 }

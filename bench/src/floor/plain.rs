@@ -1,0 +1,252 @@
+//! The strong plain queue: what a user who needs one durable queue writes by hand, and what
+//! Sluice's end-to-end figure is held against. One table per queue with only its primary key
+//! (no queue column, no secondary index to maintain), taken in `id` order; a producer sending
+//! batches and waiting for each commit, and consumers, each on a connection of its own. A
+//! consumer deletes what it takes in the statement that takes it: at-most-once, no attempt
+//! counted, nothing to redeliver, which is why it is a peer and not a design Sluice could
+//! adopt. Same durability as the host: SQLite in WAL with `synchronous=FULL`, PostgreSQL with
+//! `synchronous_commit=on`.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow, ensure};
+use rusqlite::{Connection, params};
+use tokio_postgres::NoTls;
+
+/// How long one peer took: `messages` sent by the producer while the consumers ran, from the
+/// first insert to the last delete.
+#[derive(Debug, Clone, Copy)]
+pub struct Run {
+    pub messages: u64,
+    pub took: Duration,
+}
+
+impl Run {
+    pub fn rate(&self) -> f64 {
+        self.messages as f64 / self.took.as_secs_f64()
+    }
+}
+
+const SQLITE_TABLE: &str = "CREATE TABLE jobs (id INTEGER PRIMARY KEY, body BLOB NOT NULL)";
+const SQLITE_INSERT: &str = "INSERT INTO jobs (body) VALUES (?1)";
+const SQLITE_TAKE: &str =
+    "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs ORDER BY id LIMIT ?1) RETURNING id, body";
+
+fn sqlite_connection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    ensure!(mode.eq_ignore_ascii_case("wal"), "journal mode is {mode}");
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+/// The SQLite peer: a producer and a consumer thread, each with its own connection, committing
+/// once per batch. SQLite has one writer at a time; the two take turns through a lock of the
+/// application's own, as a careful user does, rather than through SQLite's busy handler, which
+/// sleeps for milliseconds when it finds the database locked.
+pub fn sqlite(dir: &Path, messages: u64, body_bytes: usize, batch: usize) -> Result<Run> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("plain.db");
+    let _ = std::fs::remove_file(&path);
+    sqlite_connection(&path)?.execute_batch(SQLITE_TABLE)?;
+    let (producer, consumer) = (sqlite_connection(&path)?, sqlite_connection(&path)?);
+    let write = Mutex::new(());
+    let batch = batch.max(1);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        let write = &write;
+        let produced = scope.spawn(move || -> Result<()> {
+            let body = vec![b'x'; body_bytes];
+            let mut left = messages;
+            while left > 0 {
+                let n = left.min(batch as u64);
+                let _turn = write.lock().unwrap_or_else(PoisonError::into_inner);
+                producer.execute_batch("BEGIN IMMEDIATE")?;
+                let mut insert = producer.prepare_cached(SQLITE_INSERT)?;
+                for _ in 0..n {
+                    insert.execute(params![body])?;
+                }
+                producer.execute_batch("COMMIT")?;
+                left -= n;
+            }
+            Ok(())
+        });
+        let mut taken = 0u64;
+        while taken < messages {
+            let before = taken;
+            {
+                let _turn = write.lock().unwrap_or_else(PoisonError::into_inner);
+                consumer.execute_batch("BEGIN IMMEDIATE")?;
+                let mut take = consumer.prepare_cached(SQLITE_TAKE)?;
+                let mut rows = take.query(params![batch as i64])?;
+                while let Some(row) = rows.next()? {
+                    let _id: i64 = row.get(0)?;
+                    let _body: Vec<u8> = row.get(1)?;
+                    taken += 1;
+                }
+                drop(rows);
+                consumer.execute_batch("COMMIT")?;
+            }
+            if taken == before {
+                ensure!(!produced.is_finished(), "the producer stopped early");
+                // The producer is behind: let it have the database instead of spinning.
+                std::thread::yield_now();
+            }
+        }
+        produced
+            .join()
+            .unwrap_or_else(|_| Err(anyhow!("the producer panicked")))
+    })?;
+    Ok(Run {
+        messages,
+        took: started.elapsed(),
+    })
+}
+
+const PG_TABLE: &str = "DROP TABLE IF EXISTS plain_jobs;
+    CREATE TABLE plain_jobs (id BIGSERIAL PRIMARY KEY, body BYTEA NOT NULL)";
+const PG_INSERT: &str = "INSERT INTO plain_jobs (body) SELECT unnest($1::bytea[])";
+/// The taken ids as an array: prepared once, the statement runs on a generic plan, and a
+/// subquery join's generic plan reads the whole table, where `id = ANY(…)` stays a
+/// primary-key lookup.
+const PG_TAKE: &str = "DELETE FROM plain_jobs WHERE id = ANY(ARRAY(
+    SELECT id FROM plain_jobs ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)) RETURNING id, body";
+
+async fn pg_connect(url: &str) -> Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// The PostgreSQL peer on a fresh table of the database at `url`: one producer inserting a
+/// batch per transaction (one statement, the bodies as an array) while `consumers` consumers
+/// each delete a batch per transaction, every statement prepared once per connection.
+pub async fn postgres(
+    url: &str,
+    messages: u64,
+    body_bytes: usize,
+    batch: usize,
+    consumers: usize,
+) -> Result<Run> {
+    pg_connect(url).await?.batch_execute(PG_TABLE).await?;
+    let consumers = pg_consumers(url, consumers).await?;
+    let producer = pg_connect(url).await?;
+    let started = Instant::now();
+    // A producer that fails ends the run (the consumers would otherwise wait for it forever).
+    tokio::try_join!(
+        pg_produce(producer, messages, body_bytes, batch),
+        pg_consume(consumers, messages, batch)
+    )?;
+    let took = started.elapsed();
+    pg_drop(url).await?;
+    Ok(Run { messages, took })
+}
+
+/// The PostgreSQL peer's drain: `messages` inserted first, then taken by `consumers`; the time
+/// of the taking alone.
+pub async fn postgres_drain(
+    url: &str,
+    messages: u64,
+    body_bytes: usize,
+    batch: usize,
+    consumers: usize,
+) -> Result<Run> {
+    pg_connect(url).await?.batch_execute(PG_TABLE).await?;
+    pg_produce(pg_connect(url).await?, messages, body_bytes, batch).await?;
+    let consumers = pg_consumers(url, consumers).await?;
+    let started = Instant::now();
+    pg_consume(consumers, messages, batch).await?;
+    let took = started.elapsed();
+    pg_drop(url).await?;
+    Ok(Run { messages, took })
+}
+
+async fn pg_consumers(url: &str, n: usize) -> Result<Vec<tokio_postgres::Client>> {
+    let mut clients = Vec::new();
+    for _ in 0..n.max(1) {
+        clients.push(pg_connect(url).await?);
+    }
+    Ok(clients)
+}
+
+async fn pg_drop(url: &str) -> Result<()> {
+    let client = pg_connect(url).await?;
+    client.batch_execute("DROP TABLE plain_jobs").await?;
+    Ok(())
+}
+
+async fn pg_produce(
+    mut client: tokio_postgres::Client,
+    messages: u64,
+    body_bytes: usize,
+    batch: usize,
+) -> Result<()> {
+    let insert = client.prepare(PG_INSERT).await?;
+    let body = vec![b'x'; body_bytes];
+    let mut sent = 0;
+    while sent < messages {
+        let n = (messages - sent).min(batch.max(1) as u64) as usize;
+        let bodies: Vec<&[u8]> = vec![body.as_slice(); n];
+        let tx = client.transaction().await?;
+        tx.execute(&insert, &[&bodies]).await?;
+        tx.commit().await?;
+        sent += n as u64;
+    }
+    Ok(())
+}
+
+/// Runs the consumers until `messages` have been taken between them.
+async fn pg_consume(
+    clients: Vec<tokio_postgres::Client>,
+    messages: u64,
+    batch: usize,
+) -> Result<()> {
+    let taken = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut client in clients {
+        let taken = taken.clone();
+        tasks.spawn(async move {
+            let take = client.prepare(PG_TAKE).await?;
+            let limit = batch.max(1) as i64;
+            while taken.load(Ordering::Relaxed) < messages {
+                let tx = client.transaction().await?;
+                let rows = tx.query(&take, &[&limit]).await?;
+                tx.commit().await?;
+                for row in &rows {
+                    let _body: &[u8] = row.get(1);
+                }
+                if rows.is_empty() {
+                    // The producer is behind: yield instead of spinning on an empty table.
+                    tokio::task::yield_now().await;
+                }
+                taken.fetch_add(rows.len() as u64, Ordering::Relaxed);
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sqlite_peer_takes_every_message_once_and_leaves_none() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let run = sqlite(dir.path(), 1_050, 64, 100).expect("run");
+        assert_eq!(run.messages, 1_050);
+        let conn = Connection::open(dir.path().join("plain.db")).expect("open");
+        let left: i64 = conn
+            .query_row("SELECT count(*) FROM jobs", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(left, 0);
+    }
+}
