@@ -221,28 +221,44 @@ pub async fn publish(
 ) -> Result<Vec<Published>> {
     let head = lock_topic(tx, topic).await?;
     let mut fan = FanOut::new(topic, head, subscriptions(tx, Some(topic)).await?)?;
+    // Every message kept in one statement (the columns as arrays), not one round trip each.
+    let count = messages.len();
+    let (mut seqs, mut bodies, mut attributes, mut priorities, mut groups) = (
+        Vec::with_capacity(count),
+        Vec::with_capacity(count),
+        Vec::with_capacity(count),
+        Vec::with_capacity(count),
+        Vec::with_capacity(count),
+    );
+    for m in messages {
+        seqs.push(int(fan.add(&m)));
+        attributes.push(encode_attributes(&m.attributes)?);
+        priorities.push(i16::from(m.priority));
+        bodies.push(m.body);
+        groups.push(m.group);
+    }
     let insert = tx
         .prepare_cached(
             "INSERT INTO topic_messages (topic, seq, body, attributes, priority, group_key,
-                published_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                published_at)
+             SELECT $1, m.seq, m.body, m.attributes, m.priority, m.group_key, $7
+             FROM unnest($2::bigint[], $3::bytea[], $4::text[], $5::smallint[], $6::text[])
+                AS m(seq, body, attributes, priority, group_key)",
         )
         .await?;
-    for m in messages {
-        let seq = fan.add(&m);
-        tx.execute(
-            &insert,
-            &[
-                &topic,
-                &int(seq),
-                &m.body,
-                &encode_attributes(&m.attributes)?,
-                &i16::from(m.priority),
-                &m.group,
-                &int(work.now),
-            ],
-        )
-        .await?;
-    }
+    tx.execute(
+        &insert,
+        &[
+            &topic,
+            &seqs,
+            &bodies,
+            &attributes,
+            &priorities,
+            &groups,
+            &int(work.now),
+        ],
+    )
+    .await?;
     let done = fan.finish();
     for (queue, messages) in done.copies {
         messages::enqueue(tx, work, &queue, messages).await?;
