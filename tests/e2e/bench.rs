@@ -76,6 +76,7 @@ fn quick_bench_runs_and_writes_json() {
             "e2e.sluice_msgs_per_s",
             "e2e.plain_sqlite_msgs_per_s",
             "e2e.sqlite_store_statements_msgs_per_s",
+            "e2e.sqlite_contract_minimum_msgs_per_s",
             "topics.fanout_10.publish_msgs_per_s",
             "order.groups.drain_msgs_per_s",
             "reply.round_trip.p99",

@@ -30,10 +30,29 @@ impl Run {
     }
 }
 
-const SQLITE_TABLE: &str = "CREATE TABLE jobs (id INTEGER PRIMARY KEY, body BLOB NOT NULL)";
+/// How the SQLite consumer takes a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    /// Deletes it in the statement that reads it: the plain queue.
+    Delete,
+    /// The least the delivery contract needs, on the same one-table layout: a lease marks the
+    /// batch taken and counts each attempt (columns outside every index), and the batch is
+    /// deleted under that lease in the transaction that leases the next. Each message is
+    /// written three times (insert, lease, delete) where the plain queue writes it twice.
+    Lease,
+}
+
+const SQLITE_TABLE: &str = "CREATE TABLE jobs (id INTEGER PRIMARY KEY, body BLOB NOT NULL,
+    visible_at INTEGER NOT NULL DEFAULT 0, lease_id INTEGER, attempt INTEGER NOT NULL DEFAULT 0)";
 const SQLITE_INSERT: &str = "INSERT INTO jobs (body) VALUES (?1)";
 const SQLITE_TAKE: &str =
     "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs ORDER BY id LIMIT ?1) RETURNING id, body";
+/// Leases up to `?1` visible messages in id order for lease `?2` until `?3`.
+const SQLITE_LEASE: &str = "UPDATE jobs SET lease_id = ?2, visible_at = ?3, attempt = attempt + 1
+    WHERE id IN (SELECT id FROM jobs WHERE visible_at <= 1 ORDER BY id LIMIT ?1)
+    RETURNING id, body";
+/// Acknowledges what lease `?3` holds of ids `?1` to `?2` (a lease takes a run of ids).
+const SQLITE_ACK: &str = "DELETE FROM jobs WHERE id BETWEEN ?1 AND ?2 AND lease_id = ?3";
 
 fn sqlite_connection(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)?;
@@ -45,10 +64,17 @@ fn sqlite_connection(path: &Path) -> Result<Connection> {
 }
 
 /// The SQLite peer: a producer and a consumer thread, each with its own connection, committing
-/// once per batch. SQLite has one writer at a time; the two take turns through a lock of the
-/// application's own, as a careful user does, rather than through SQLite's busy handler, which
-/// sleeps for milliseconds when it finds the database locked.
-pub fn sqlite(dir: &Path, messages: u64, body_bytes: usize, batch: usize) -> Result<Run> {
+/// once per batch, the consumer taking batches as `take` says. SQLite has one writer at a time;
+/// the two take turns through a lock of the application's own, as a careful user does, rather
+/// than through SQLite's busy handler, which sleeps for milliseconds when it finds the database
+/// locked.
+pub fn sqlite(
+    dir: &Path,
+    take: Take,
+    messages: u64,
+    body_bytes: usize,
+    batch: usize,
+) -> Result<Run> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join("plain.db");
     let _ = std::fs::remove_file(&path);
@@ -75,23 +101,41 @@ pub fn sqlite(dir: &Path, messages: u64, body_bytes: usize, batch: usize) -> Res
             }
             Ok(())
         });
-        let mut taken = 0u64;
-        while taken < messages {
-            let before = taken;
+        let (mut done, mut lease_id) = (0u64, 0i64);
+        let mut held: Vec<i64> = Vec::with_capacity(batch);
+        while done < messages {
+            let before = done;
             {
                 let _turn = write.lock().unwrap_or_else(PoisonError::into_inner);
                 consumer.execute_batch("BEGIN IMMEDIATE")?;
-                let mut take = consumer.prepare_cached(SQLITE_TAKE)?;
-                let mut rows = take.query(params![batch as i64])?;
+                if let (Some(first), Some(last)) = (held.first(), held.last()) {
+                    let mut ack = consumer.prepare_cached(SQLITE_ACK)?;
+                    done += ack.execute(params![first, last, lease_id])? as u64;
+                }
+                held.clear();
+                lease_id += 1;
+                let mut statement = match take {
+                    Take::Delete => consumer.prepare_cached(SQLITE_TAKE)?,
+                    Take::Lease => consumer.prepare_cached(SQLITE_LEASE)?,
+                };
+                let mut rows = match take {
+                    Take::Delete => statement.query(params![batch as i64])?,
+                    Take::Lease => statement.query(params![batch as i64, lease_id, i64::MAX])?,
+                };
                 while let Some(row) = rows.next()? {
-                    let _id: i64 = row.get(0)?;
+                    let id: i64 = row.get(0)?;
                     let _body: Vec<u8> = row.get(1)?;
-                    taken += 1;
+                    held.push(id);
                 }
                 drop(rows);
+                drop(statement);
                 consumer.execute_batch("COMMIT")?;
+                if take == Take::Delete {
+                    done += held.len() as u64;
+                    held.clear();
+                }
             }
-            if taken == before {
+            if done == before && held.is_empty() {
                 ensure!(!produced.is_finished(), "the producer stopped early");
                 // The producer is behind: let it have the database instead of spinning.
                 std::thread::yield_now();
@@ -239,14 +283,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_sqlite_peer_takes_every_message_once_and_leaves_none() {
-        let dir = tempfile::TempDir::new().expect("temp dir");
-        let run = sqlite(dir.path(), 1_050, 64, 100).expect("run");
-        assert_eq!(run.messages, 1_050);
-        let conn = Connection::open(dir.path().join("plain.db")).expect("open");
-        let left: i64 = conn
-            .query_row("SELECT count(*) FROM jobs", [], |r| r.get(0))
-            .expect("count");
-        assert_eq!(left, 0);
+    fn the_sqlite_peer_takes_every_message_and_leaves_none_either_way() {
+        for take in [Take::Delete, Take::Lease] {
+            let dir = tempfile::TempDir::new().expect("temp dir");
+            let run = sqlite(dir.path(), take, 1_050, 64, 100).expect("run");
+            assert_eq!(run.messages, 1_050);
+            let conn = Connection::open(dir.path().join("plain.db")).expect("open");
+            let left: i64 = conn
+                .query_row("SELECT count(*) FROM jobs", [], |r| r.get(0))
+                .expect("count");
+            assert_eq!(left, 0, "{take:?}");
+        }
     }
 }

@@ -12,6 +12,7 @@ use sluice_test_support::testdb::TestDatabase;
 
 use crate::BenchArgs;
 use crate::components::Components;
+use crate::floor::plain::Take;
 use crate::floor::{self, on_floor};
 use crate::host::Bench;
 use crate::load::body;
@@ -71,9 +72,10 @@ pub(crate) async fn run(host: &Bench, report: &mut Report, c: &Components) -> an
 /// The `e2e` phase's peers, after the host has stopped, and Sluice's ratio to each: the strong
 /// plain queue ([`floor::plain`]) on SQLite in-process and, with `--peer-database`, on
 /// PostgreSQL (with one consumer and with as many as the trigger's concurrency, the faster
-/// counting); beside them, the SQLite store's own statements in-process (a producer and a
-/// consumer thread on the store's schema, one transaction per batch each), which is what the
-/// delivery contract costs on SQLite with nothing else.
+/// counting). Beside them, on SQLite: the least the delivery contract costs on the plain
+/// queue's table ([`Take::Lease`]), and the store's own statements in-process (a producer and
+/// a consumer thread on the store's schema, one transaction per batch each), which is what
+/// Sluice's schema costs with nothing else.
 pub(crate) async fn peers(report: &mut Report, args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
     let Some(sluice) = report.get("e2e.sluice_msgs_per_s") else {
         return Ok(());
@@ -84,10 +86,23 @@ pub(crate) async fn peers(report: &mut Report, args: &BenchArgs, dir: &Path) -> 
         args.body_bytes,
         args.batch_size as usize,
     );
-    let plain =
-        tokio::task::spawn_blocking(move || floor::plain::sqlite(&plain_dir, n, body_bytes, batch))
-            .await??;
+    let sqlite = |take| {
+        let dir = plain_dir.clone();
+        tokio::task::spawn_blocking(move || floor::plain::sqlite(&dir, take, n, body_bytes, batch))
+    };
+    let plain = sqlite(Take::Delete).await??;
     report.add("e2e.plain_sqlite_msgs_per_s", plain.rate(), "msg/s");
+    let contract = sqlite(Take::Lease).await??;
+    report.add(
+        "e2e.sqlite_contract_minimum_msgs_per_s",
+        contract.rate(),
+        "msg/s",
+    );
+    report.add(
+        "e2e.sqlite_contract_minimum_to_plain",
+        contract.rate() / plain.rate(),
+        "x",
+    );
     report.target(
         "e2e.sluice_to_plain_sqlite",
         sluice / plain.rate(),
