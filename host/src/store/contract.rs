@@ -8,8 +8,8 @@ use std::time::Duration;
 use super::{
     BucketRecord, Enqueued, FunctionRecord, InvocationEntry, InvocationQuery, InvocationRetention,
     KvEntry, Lease, LeaseRequest, LogWrite, Message, NewMessage, Published, QueueInfo,
-    QueueSettings, Redrive, ReplayFrom, Reply, Result, ScheduleRecord, Settled, Settlement,
-    StateWrite, SubscriptionRecord, TokenRecord, TopicRecord, TriggerRecord,
+    QueueSettings, ReasonCounts, ReasonFilter, Redrive, ReplayFrom, Reply, Result, ScheduleRecord,
+    Settled, Settlement, StateWrite, SubscriptionRecord, TokenRecord, TopicRecord, TriggerRecord,
 };
 
 /// The storage contract: what a database must do for Sluice. Every write is durable when it
@@ -40,6 +40,18 @@ pub trait Backend: Send + Sync + 'static {
     /// Unacknowledged messages in enqueue order after the cursor (the id of the last message
     /// of the previous page).
     async fn peek(&self, queue: &str, limit: usize, after: Option<&str>) -> Result<Vec<Message>>;
+    /// Like [`Backend::peek`], only the messages `filter` picks (a dead-letter queue's, by
+    /// the reason they died for): an index walk, however few match.
+    async fn peek_by_reason(
+        &self,
+        queue: &str,
+        filter: &ReasonFilter,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<Vec<Message>>;
+    /// The `limit` reasons most of the queue's messages were dead-lettered for, with their
+    /// counts, across the whole queue, read in one snapshot.
+    async fn dead_letter_reasons(&self, queue: &str, limit: usize) -> Result<ReasonCounts>;
     /// Leases up to `max` visible messages: higher priorities first, then by visible time and
     /// enqueue order; only the head of each group (its oldest message). With `favoured`, that
     /// priority's messages come first, out of turn. With `max_leases`, refuses (returns `None`)

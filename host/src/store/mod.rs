@@ -251,6 +251,28 @@ impl Store {
         self.check_exists(queue).await?;
         self.backend.peek(queue, limit, after).await
     }
+    /// Like [`Store::peek`], only the messages `filter` picks: a dead-letter queue's, by the
+    /// reason they died for (their `sluice-dead-letter-reason`), or those with none.
+    pub async fn peek_by_reason(
+        &self,
+        queue: &str,
+        filter: &ReasonFilter,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<Vec<Message>> {
+        self.check_exists(queue).await?;
+        self.backend
+            .peek_by_reason(queue, filter, limit, after)
+            .await
+    }
+    /// The reasons the queue's dead letters died for, across the whole queue: the `limit`
+    /// most frequent (capped at [`MAX_REASONS`]) with their counts, most first.
+    pub async fn dead_letter_reasons(&self, queue: &str, limit: usize) -> Result<ReasonCounts> {
+        self.check_exists(queue).await?;
+        self.backend
+            .dead_letter_reasons(queue, limit.clamp(1, MAX_REASONS))
+            .await
+    }
     /// A queue's settings without its stats (cheap).
     pub async fn queue_settings(&self, name: &str) -> Result<QueueSettings> {
         self.backend.queue_settings(name).await

@@ -143,6 +143,7 @@ contract_tests!(
     expired_keys_are_hidden_and_keys_page_by_prefix,
     operator_writes_are_validated_and_commit_at_once,
     concurrent_increments_never_lose_an_update,
+    dead_letters_are_peeked_and_counted_by_reason,
 );
 
 impl Fixture {
@@ -1747,6 +1748,201 @@ async fn retry_then_dead_letter_with_attributes(f: Fixture) {
         "the copy names the message it came from"
     );
     assert_eq!(f.stats("dlq").await.enqueued_total, 1);
+}
+
+/// A dead-letter queue is filtered and tallied by the reason its messages died for, across the
+/// whole queue: a filtered peek pages within the reason, the counts see every message (not a
+/// page of them), each queue's only, and a redrive takes a message out of its reason's count.
+/// A reason longer than an index entry may hold is kept and found like any other.
+async fn dead_letters_are_peeked_and_counted_by_reason(f: Fixture) {
+    f.queue("dlq", QueueSettings::default()).await;
+    f.queue("dlq2", QueueSettings::default()).await;
+    let with_dlq = |dlq: &str| QueueSettings {
+        dead_letter_queue: Some(dlq.into()),
+        max_attempts: 1,
+        ..Default::default()
+    };
+    f.queue("q", with_dlq("dlq")).await;
+    f.queue("q2", with_dlq("dlq2")).await;
+    let long = "x".repeat(5_000);
+    let reasons = [
+        "poison", "timeout", "poison", &long, "timeout", "poison", "retry",
+    ];
+    let bodies: Vec<String> = (0..reasons.len()).map(|i| format!("m{i}")).collect();
+    f.store
+        .enqueue("q", bodies.iter().map(|b| msg(b)).collect())
+        .await
+        .unwrap();
+    f.store.enqueue("q2", vec![msg("other")]).await.unwrap();
+    // One message at a time, so each dead letter's id follows the order above; the last runs
+    // out of attempts on a retry and dies for its error.
+    for reason in reasons {
+        let lease = f.lease("q", 1).await;
+        let id = lease.messages[0].id.clone();
+        let settlement = match reason {
+            "retry" => Settlement {
+                retry: vec![Retry {
+                    id,
+                    delay_ms: 0,
+                    error: "again".into(),
+                }],
+                ..Settlement::default()
+            },
+            _ => Settlement {
+                dead_letter: vec![DeadLetter {
+                    id,
+                    reason: reason.to_owned(),
+                }],
+                ..Settlement::default()
+            },
+        };
+        assert_eq!(
+            f.store
+                .settle(&lease, settlement)
+                .await
+                .unwrap()
+                .dead_lettered,
+            1
+        );
+    }
+    let lease = f.lease("q2", 1).await;
+    let settlement = Settlement {
+        dead_letter: vec![DeadLetter {
+            id: lease.messages[0].id.clone(),
+            reason: "poison".into(),
+        }],
+        ..Settlement::default()
+    };
+    f.store.settle(&lease, settlement).await.unwrap();
+    // Two put in by hand: no reason.
+    f.store
+        .enqueue("dlq", vec![msg("hand 1"), msg("hand 2")])
+        .await
+        .unwrap();
+
+    let count = |reason: &str, count: u64| ReasonCount {
+        reason: reason.to_owned(),
+        count,
+    };
+    let all = f.store.dead_letter_reasons("dlq", 10).await.unwrap();
+    assert_eq!(
+        all,
+        ReasonCounts {
+            reasons: vec![
+                count("poison", 3),
+                count("timeout", 2),
+                count("again", 1),
+                count(&long, 1)
+            ],
+            distinct: 4,
+            without_reason: 2,
+        }
+    );
+    let top = f.store.dead_letter_reasons("dlq", 2).await.unwrap();
+    assert_eq!(top.reasons, all.reasons[..2]);
+    assert_eq!(
+        (top.distinct, top.without_reason),
+        (4, 2),
+        "capped, still whole"
+    );
+    assert_eq!(
+        f.store.dead_letter_reasons("dlq2", 10).await.unwrap(),
+        ReasonCounts {
+            reasons: vec![count("poison", 1)],
+            distinct: 1,
+            without_reason: 0,
+        }
+    );
+    assert_eq!(
+        f.store.dead_letter_reasons("q", 10).await.unwrap(),
+        ReasonCounts::default(),
+        "an empty queue"
+    );
+
+    let body_of = |m: &Message| String::from_utf8(m.body.clone()).unwrap();
+    let poison = ReasonFilter::Reason("poison".into());
+    let first = f
+        .store
+        .peek_by_reason("dlq", &poison, 2, None)
+        .await
+        .unwrap();
+    assert_eq!(first.iter().map(body_of).collect::<Vec<_>>(), ["m0", "m2"]);
+    assert!(
+        first
+            .iter()
+            .all(|m| attr(m, ATTR_DEAD_LETTER_REASON) == Some("poison"))
+    );
+    let second = f
+        .store
+        .peek_by_reason("dlq", &poison, 2, Some(&first[1].id))
+        .await
+        .unwrap();
+    assert_eq!(second.iter().map(body_of).collect::<Vec<_>>(), ["m5"]);
+    let past = f
+        .store
+        .peek_by_reason("dlq", &poison, 2, Some(&second[0].id))
+        .await
+        .unwrap();
+    assert!(past.is_empty());
+    let long_one = f
+        .store
+        .peek_by_reason("dlq", &ReasonFilter::Reason(long.clone()), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(long_one.iter().map(body_of).collect::<Vec<_>>(), ["m3"]);
+    let again = f
+        .store
+        .peek_by_reason("dlq", &ReasonFilter::Reason("again".into()), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(again.iter().map(body_of).collect::<Vec<_>>(), ["m6"]);
+    let by_hand = f
+        .store
+        .peek_by_reason("dlq", &ReasonFilter::NoReason, 10, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        by_hand.iter().map(body_of).collect::<Vec<_>>(),
+        ["hand 1", "hand 2"]
+    );
+    let none = ReasonFilter::Reason("never".into());
+    assert!(
+        f.store
+            .peek_by_reason("dlq", &none, 10, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let bad = f.store.peek_by_reason("dlq", &poison, 10, Some("x")).await;
+    assert!(matches!(bad, Err(Error::InvalidCursor(_))), "{bad:?}");
+    let missing = f.store.dead_letter_reasons("nope", 10).await;
+    assert!(
+        matches!(missing, Err(Error::QueueNotFound(_))),
+        "{missing:?}"
+    );
+    let missing = f.store.peek_by_reason("nope", &poison, 10, None).await;
+    assert!(
+        matches!(missing, Err(Error::QueueNotFound(_))),
+        "{missing:?}"
+    );
+
+    // A redriven message leaves its reason behind, in the counts and in its new queue.
+    let moved = f
+        .store
+        .redrive_messages("dlq", None, vec![first[0].id.clone()])
+        .await
+        .unwrap();
+    assert_eq!(moved, 1);
+    let after = f.store.dead_letter_reasons("dlq", 1).await.unwrap();
+    assert_eq!(after.reasons, [count("poison", 2)]);
+    assert_eq!(
+        f.store.dead_letter_reasons("q", 10).await.unwrap(),
+        ReasonCounts {
+            reasons: Vec::new(),
+            distinct: 0,
+            without_reason: 1,
+        }
+    );
 }
 
 async fn explicit_dead_letter_and_drop_without_dlq(f: Fixture) {

@@ -36,8 +36,8 @@ use super::rules::DeadLetterChain;
 use super::{
     Backend, CatalogChange, Clock, Enqueued, Error, Events, FunctionRecord, FunctionVersion,
     InvocationEntry, InvocationQuery, InvocationRetention, Lease, LeaseRequest, LogWrite, Message,
-    NewMessage, QueueInfo, QueueSettings, QueueStats, Redrive, Result, ScheduleRecord, Settled,
-    Settlement, StoreOptions, TokenRecord, TriggerRecord,
+    NewMessage, QueueInfo, QueueSettings, QueueStats, ReasonCounts, ReasonFilter, Redrive, Result,
+    ScheduleRecord, Settled, Settlement, StoreOptions, TokenRecord, TriggerRecord,
 };
 use super::{BucketRecord, KvEntry, StateWrite};
 use super::{Published, ReplayFrom, SubscriptionRecord, TopicRecord};
@@ -509,6 +509,39 @@ impl Backend for PostgresBackend {
             .query(sql::PEEK, &[&queue, &after, &(limit as i64)])
             .await?;
         messages::peek_rows(rows, queue)
+    }
+
+    async fn peek_by_reason(
+        &self,
+        queue: &str,
+        filter: &ReasonFilter,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<Vec<Message>> {
+        let after = messages::parse_cursor(after)?;
+        let limit = limit as i64;
+        let client = self.client().await?;
+        let rows = match filter {
+            ReasonFilter::Reason(reason) => {
+                client
+                    .query(sql::PEEK_REASON, &[&queue, &after, &limit, reason])
+                    .await?
+            }
+            ReasonFilter::NoReason => {
+                client
+                    .query(sql::PEEK_NO_REASON, &[&queue, &after, &limit])
+                    .await?
+            }
+        };
+        messages::peek_rows(rows, queue)
+    }
+
+    async fn dead_letter_reasons(&self, queue: &str, limit: usize) -> Result<ReasonCounts> {
+        let client = self.client().await?;
+        let rows = client
+            .query(sql::DEAD_LETTER_REASONS, &[&queue, &(limit as i64)])
+            .await?;
+        Ok(messages::reason_counts(rows))
     }
 
     async fn lease(&self, queue: &str, request: LeaseRequest) -> Result<Option<Lease>> {
