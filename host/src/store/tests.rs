@@ -3016,6 +3016,97 @@ async fn counters_are_built_for_an_older_database() {
     assert_eq!(store.purge("q").await.unwrap(), 4);
 }
 
+/// Dead letters stored before the reason had a column of its own take it from their attribute
+/// when the database is migrated; other messages, even with a look-alike attribute, take none.
+#[tokio::test]
+async fn dead_letters_of_an_older_sqlite_database_keep_their_reasons() {
+    let dir = TempDir::new().unwrap();
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("sluice.db")).unwrap();
+        conn.pragma_update(None, "application_id", schema::APPLICATION_ID)
+            .unwrap();
+        for migration in &sql::MIGRATIONS[..11] {
+            conn.execute_batch(migration).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 11).unwrap();
+        conn.execute_batch(&old_dead_letters("BLOB")).unwrap();
+    }
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    assert_old_dead_letters_migrated(&store).await;
+}
+
+/// As [`dead_letters_of_an_older_sqlite_database_keep_their_reasons`], on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_of_an_older_postgres_database_keep_their_reasons() {
+    let db = TestDatabase::create().await;
+    {
+        let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        let connection = tokio::spawn(connection);
+        for migration in &super::postgres::schema::MIGRATIONS[..9] {
+            client.batch_execute(migration).await.unwrap();
+        }
+        client
+            .batch_execute(
+                "CREATE TABLE sluice_schema (version INTEGER NOT NULL);
+                 INSERT INTO sluice_schema (version) VALUES (9);",
+            )
+            .await
+            .unwrap();
+        client
+            .batch_execute(&old_dead_letters("BYTEA"))
+            .await
+            .unwrap();
+        drop(client);
+        connection.await.unwrap().unwrap();
+    }
+    let store = Store::connect_postgres(&db.url, StoreOptions::default(), Arc::new(SystemClock))
+        .await
+        .unwrap();
+    assert_old_dead_letters_migrated(&store).await;
+    drop(store);
+}
+
+/// Two dead letters and a message put in by hand whose attribute looks like a reason; bodies
+/// are cast to the database's binary type.
+fn old_dead_letters(binary: &str) -> String {
+    format!(
+        r#"
+INSERT INTO queues (name, settings, created_at) VALUES ('dlq', '{{}}', 0);
+INSERT INTO messages (queue, body, attributes, enqueued_at, visible_at, source_queue) VALUES
+    ('dlq', CAST('a' AS {binary}),
+        '[["k","v"],["sluice-dead-letter-reason","poison"],["sluice-attempts","3"]]', 1, 1, 'q'),
+    ('dlq', CAST('b' AS {binary}), '[["sluice-dead-letter-reason","poison"]]', 2, 2, 'q'),
+    ('dlq', CAST('c' AS {binary}), '[["sluice-dead-letter-reason","not one"]]', 3, 3, NULL);
+"#
+    )
+}
+
+async fn assert_old_dead_letters_migrated(store: &Store) {
+    let counts = store.dead_letter_reasons("dlq", 10).await.unwrap();
+    assert_eq!(
+        counts,
+        ReasonCounts {
+            reasons: vec![ReasonCount {
+                reason: "poison".into(),
+                count: 2
+            }],
+            distinct: 1,
+            without_reason: 1,
+        }
+    );
+    let poison = ReasonFilter::Reason("poison".into());
+    let found = store
+        .peek_by_reason("dlq", &poison, 10, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        found.iter().map(|m| m.body.as_slice()).collect::<Vec<_>>(),
+        [b"a", b"b"]
+    );
+}
+
 fn set(bucket: &str, key: &str, value: &str) -> StateWrite {
     StateWrite {
         bucket: bucket.into(),

@@ -16,7 +16,7 @@ mod listen;
 mod messages;
 mod replies;
 mod schedules;
-mod schema;
+pub(in crate::store) mod schema;
 mod sql;
 mod topics;
 
