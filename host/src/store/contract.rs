@@ -6,10 +6,11 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::{
-    BucketRecord, Enqueued, FunctionRecord, InvocationEntry, InvocationQuery, InvocationRetention,
-    KvEntry, Lease, LeaseRequest, LogWrite, Message, NewMessage, Published, QueueInfo,
-    QueueSettings, ReasonCounts, ReasonFilter, Redrive, ReplayFrom, Reply, Result, ScheduleRecord,
-    Settled, Settlement, StateWrite, SubscriptionRecord, TokenRecord, TopicRecord, TriggerRecord,
+    BucketRecord, Enqueued, FunctionRecord, InvocationBucket, InvocationEntry, InvocationQuery,
+    InvocationRetention, KvEntry, Lease, LeaseRequest, LogWrite, Message, NewMessage, Published,
+    QueueInfo, QueueSettings, ReasonCounts, ReasonFilter, Redrive, ReplayFrom, Reply, Result,
+    ScheduleRecord, Settled, Settlement, StateWrite, StatsWindow, SubscriptionRecord, TokenRecord,
+    TopicRecord, TriggerRecord,
 };
 
 /// The storage contract: what a database must do for Sluice. Every write is durable when it
@@ -118,6 +119,14 @@ pub trait Backend: Send + Sync + 'static {
         function: &str,
         query: InvocationQuery,
     ) -> Result<Vec<InvocationEntry>>;
+
+    /// The non-empty buckets of `window` of `function`'s invocations, dry runs left out, with
+    /// percentiles as [`super::invocation_stats::percentile_cont`] computes them.
+    async fn invocation_stats(
+        &self,
+        function: &str,
+        window: StatsWindow,
+    ) -> Result<Vec<InvocationBucket>>;
 
     // ---- tokens ----
     async fn add_token(&self, token: TokenRecord) -> Result<()>;

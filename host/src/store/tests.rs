@@ -144,6 +144,7 @@ contract_tests!(
     operator_writes_are_validated_and_commit_at_once,
     concurrent_increments_never_lose_an_update,
     dead_letters_are_peeked_and_counted_by_reason,
+    invocation_stats_bucket_counts_errors_and_percentiles,
 );
 
 impl Fixture {
@@ -1289,6 +1290,96 @@ fn invocation(function: &str) -> InvocationEntry {
         logs: "handled\n".into(),
         sent: 0,
     }
+}
+
+/// A function's invocations over time: every bucket of the window in order, each with how many
+/// started in it, how many failed and their duration percentiles (interpolated as PostgreSQL's
+/// `percentile_cont` does, the same figures on both backends); dry runs, other functions and
+/// invocations outside the window are left out.
+async fn invocation_stats_bucket_counts_errors_and_percentiles(f: Fixture) {
+    let at = |function: &str, offset: u64, duration_ms: f64, outcome: &str, dry_run: bool| {
+        InvocationEntry {
+            started_at_ms: T0 + offset,
+            duration_ms,
+            outcome: outcome.into(),
+            dry_run,
+            ..invocation(function)
+        }
+    };
+    let first = [
+        (0, 4.0, "ok"),
+        (1_000, 10.0, "error"),
+        (2_500, 1.0, "ok"),
+        (9_999, 3.0, "trap"),
+        (5_000, 2.0, "ok"),
+    ];
+    let mut entries: Vec<InvocationEntry> = first
+        .iter()
+        .map(|(offset, duration, outcome)| at("f", *offset, *duration, outcome, false))
+        .collect();
+    entries.extend([
+        at("f", 20_000, 7.5, "ok", false),
+        at("f", 3_000, 1_000.0, "ok", true),
+        at("g", 3_000, 1_000.0, "ok", false),
+        at("f", 30_000, 1_000.0, "ok", false),
+    ]);
+    entries.push(InvocationEntry {
+        started_at_ms: T0 - 1,
+        ..at("f", 0, 1_000.0, "ok", false)
+    });
+    let keep_all = InvocationRetention {
+        max_age_ms: u64::MAX,
+        max_per_function: u64::MAX,
+        max_bytes_per_function: u64::MAX,
+    };
+    f.store.record_invocations(entries, keep_all).await.unwrap();
+
+    let window = StatsWindow::new(T0, T0 + 30_000, 10_000).unwrap();
+    let buckets = f.store.invocation_stats("f", window).await.unwrap();
+    assert_eq!(
+        buckets,
+        [
+            InvocationBucket {
+                start_ms: T0,
+                invocations: 5,
+                errors: 2,
+                p50_ms: Some(3.0),
+                // Position 0.95 * 4 = 3.8 of the sorted durations: 4 + (10 - 4) * 0.8.
+                p95_ms: Some(4.0 + (10.0 - 4.0) * (0.95 * 4.0 - 3.0)),
+                p99_ms: Some(4.0 + (10.0 - 4.0) * (0.99 * 4.0 - 3.0)),
+            },
+            InvocationBucket {
+                start_ms: T0 + 10_000,
+                invocations: 0,
+                errors: 0,
+                p50_ms: None,
+                p95_ms: None,
+                p99_ms: None,
+            },
+            InvocationBucket {
+                start_ms: T0 + 20_000,
+                invocations: 1,
+                errors: 0,
+                p50_ms: Some(7.5),
+                p95_ms: Some(7.5),
+                p99_ms: Some(7.5),
+            },
+        ]
+    );
+
+    // Buckets are whole: one of 40 s holds the window and counts to its own end, past `until`
+    // (the invocation at T0 + 30 s).
+    let whole = StatsWindow::new(T0, T0 + 30_000, 40_000).unwrap();
+    let one = f.store.invocation_stats("f", whole).await.unwrap();
+    assert_eq!((one.len(), one[0].invocations, one[0].errors), (1, 7, 2));
+    assert_eq!(one[0].p50_ms, Some(4.0));
+    // A function with no invocations (or none at all) has only empty buckets.
+    let none = f.store.invocation_stats("nobody", window).await.unwrap();
+    assert!(
+        none.iter()
+            .all(|b| b.invocations == 0 && b.p50_ms.is_none())
+    );
+    assert_eq!(none.len(), 3);
 }
 
 /// A function that prints a lot keeps only as many invocations as fit its byte budget (output

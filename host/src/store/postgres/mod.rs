@@ -35,11 +35,12 @@ use super::codec::{decode_settings, encode_settings};
 use super::rules::DeadLetterChain;
 use super::{
     Backend, CatalogChange, Clock, Enqueued, Error, Events, FunctionRecord, FunctionVersion,
-    InvocationEntry, InvocationQuery, InvocationRetention, Lease, LeaseRequest, LogWrite, Message,
-    NewMessage, QueueInfo, QueueSettings, QueueStats, ReasonCounts, ReasonFilter, Redrive, Result,
-    ScheduleRecord, Settled, Settlement, StoreOptions, TokenRecord, TriggerRecord,
+    InvocationBucket, InvocationEntry, InvocationQuery, InvocationRetention, Lease, LeaseRequest,
+    LogWrite, Message, NewMessage, QueueInfo, QueueSettings, QueueStats, ReasonCounts,
+    ReasonFilter, Redrive, Result, ScheduleRecord, Settled, Settlement, StoreOptions, TokenRecord,
+    TriggerRecord,
 };
-use super::{BucketRecord, KvEntry, StateWrite};
+use super::{BucketRecord, KvEntry, StateWrite, StatsWindow};
 use super::{Published, ReplayFrom, SubscriptionRecord, TopicRecord};
 use messages::Work;
 
@@ -892,6 +893,15 @@ impl Backend for PostgresBackend {
     ) -> Result<Vec<InvocationEntry>> {
         let client = self.client().await?;
         invocations::page(&client, function, &query).await
+    }
+
+    async fn invocation_stats(
+        &self,
+        function: &str,
+        window: StatsWindow,
+    ) -> Result<Vec<InvocationBucket>> {
+        let client = self.client().await?;
+        invocations::stats(&client, function, &window).await
     }
 
     async fn add_token(&self, token: TokenRecord) -> Result<()> {

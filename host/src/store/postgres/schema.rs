@@ -17,6 +17,7 @@ pub(in crate::store) const MIGRATIONS: &[&str] = &[
     V8,
     super::kv::SCHEMA_V9,
     V10,
+    super::invocations::SCHEMA_V11,
 ];
 
 /// Why each dead letter died, as a column beside the attribute that says so, so a dead-letter

@@ -42,7 +42,7 @@ use super::{
     TriggerRecord, validate,
 };
 use super::{BucketRecord, KvEntry, StateWrite};
-use super::{InvocationEntry, InvocationQuery, InvocationRetention};
+use super::{InvocationBucket, InvocationEntry, InvocationQuery, InvocationRetention, StatsWindow};
 use super::{Published, ReplayFrom, SubscriptionRecord, TopicRecord};
 use messages::ChunkPacer;
 use writer::Durability;
@@ -524,6 +524,16 @@ impl Backend for SqliteBackend {
     ) -> Result<Vec<InvocationEntry>> {
         let function = function.to_owned();
         self.read(move |conn, _| invocations::page(conn, &function, &query))
+            .await
+    }
+
+    async fn invocation_stats(
+        &self,
+        function: &str,
+        window: StatsWindow,
+    ) -> Result<Vec<InvocationBucket>> {
+        let function = function.to_owned();
+        self.read(move |conn, _| invocations::stats(conn, &function, &window))
             .await
     }
 

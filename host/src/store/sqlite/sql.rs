@@ -21,6 +21,7 @@ pub const MIGRATIONS: &[&str] = &[
     SCHEMA_V10,
     super::kv::SCHEMA_V11,
     SCHEMA_V12,
+    super::invocations::SCHEMA_V13,
 ];
 
 /// Why each dead letter died, as a column beside the attribute that says so, so a dead-letter
