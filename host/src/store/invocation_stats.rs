@@ -45,8 +45,8 @@ impl StatsWindow {
         }
         if bucket_ms < MIN_STATS_BUCKET_MS {
             return invalid(format!(
-                "`bucket_ms` {bucket_ms} is narrower than the {MIN_STATS_BUCKET_MS} ms a bucket \
-                 must span at least"
+                "`bucket_ms` {bucket_ms} is too narrow; ask for at least {MIN_STATS_BUCKET_MS} \
+                 (one second)"
             ));
         }
         let start_ms = since_ms - since_ms % bucket_ms;
