@@ -1,5 +1,5 @@
 //! A function's invocations over time: the window and buckets a request may ask for (checked
-//! and aligned once, here), and the arithmetic both backends share so they answer alike:
+//! once, here), and the arithmetic both backends share so they answer alike:
 //! PostgreSQL's `percentile_cont` computed in Rust for SQLite, and the empty buckets filled in.
 
 use super::{Error, Result};
@@ -14,9 +14,9 @@ pub const MAX_STATS_WINDOW_MS: u64 = 31 * 24 * 60 * 60 * 1_000;
 /// The percentiles of duration each bucket gives, as fractions.
 pub const PERCENTILES: [f64; 3] = [0.5, 0.95, 0.99];
 
-/// A checked window: buckets of `bucket_ms` aligned to multiples of it since the epoch (so the
-/// same time falls in the same bucket whatever the window), from the one holding `since_ms` to
-/// the one holding the last millisecond before `until_ms`.
+/// A checked window: whole buckets of `bucket_ms` from `since_ms` (as Prometheus steps a range
+/// query from its start; a client that wants buckets on round times asks from a round time),
+/// through the one holding the last millisecond before `until_ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatsWindow {
     /// The start of the first bucket.
@@ -49,7 +49,7 @@ impl StatsWindow {
                  (one second)"
             ));
         }
-        let start_ms = since_ms - since_ms % bucket_ms;
+        let start_ms = since_ms;
         let buckets = (until_ms - start_ms).div_ceil(bucket_ms);
         if buckets > MAX_STATS_BUCKETS {
             return invalid(format!(
@@ -144,17 +144,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn windows_align_to_their_buckets_and_are_bounded() {
+    fn windows_are_whole_buckets_from_their_start_and_bounded() {
         let window = StatsWindow::new(61_500, 125_000, 60_000).unwrap();
         assert_eq!(
             window,
             StatsWindow {
-                start_ms: 60_000,
-                end_ms: 180_000,
+                start_ms: 61_500,
+                end_ms: 181_500,
                 bucket_ms: 60_000
             }
         );
-        assert_eq!(window.buckets(), 2);
+        assert_eq!(
+            window.buckets(),
+            2,
+            "the last bucket whole, past `until_ms`"
+        );
         // An end on a bucket's edge takes no bucket past it.
         assert_eq!(StatsWindow::new(0, 120_000, 60_000).unwrap().buckets(), 2);
 
