@@ -443,15 +443,16 @@ const PEEK_PAGE = 50;
 // Pages through a queue's messages oldest first (by id): the next page starts after the last id
 // shown, and `starts` holds where each page so far began, so "Previous" can go back. `load()`
 // fetches the page in view and hands it to `show(messages)`; `note` says which it is ("51–100",
-// plus `of` when given).
-function peekPager(queue, show, of = () => null) {
+// plus `of` when given). `filter()` gives query parameters every page asks with (a reason), so
+// paging stays within it; `restart()` goes back to the first page (after the filter changed).
+function peekPager(queue, show, of = () => null, filter = () => ({})) {
   const starts = [null];
   let messages = [];
   const note = h('span', { class: 'muted' });
   const previous = h('button', { type: 'button', class: 'secondary small', disabled: true, onclick: () => { starts.pop(); load(); } }, '← Previous');
   const next = h('button', { type: 'button', class: 'secondary small', disabled: true, onclick: () => { starts.push(messages.at(-1).id); load(); } }, `Next ${PEEK_PAGE} →`);
   const load = async () => {
-    const query = new URLSearchParams({ limit: String(PEEK_PAGE) });
+    const query = new URLSearchParams({ limit: String(PEEK_PAGE), ...filter() });
     if (starts.at(-1) !== null) query.set('after', starts.at(-1));
     const answer = await attempt(() => api.get(`/v1/queues/${seg(queue)}/messages?${query}`));
     if (!answer) return;
@@ -465,7 +466,11 @@ function peekPager(queue, show, of = () => null) {
     next.disabled = messages.length < PEEK_PAGE;
     show(messages);
   };
-  return { load, note, buttons: [previous, next] };
+  const restart = () => {
+    starts.length = 1;
+    return load();
+  };
+  return { load, restart, note, buttons: [previous, next] };
 }
 
 function queuePage(name) {
@@ -559,32 +564,42 @@ function deadLettersPage() {
   return () => {};
 }
 
+// The most reasons a dead-letter queue's filter offers (the most frequent).
+const REASONS_SHOWN = 100;
+
 function dlqSection(dlq, sources, info, reloadAll) {
   const held = info ? info.stats.visible + info.stats.delayed + info.stats.in_flight : 0;
-  let messages = [];
   let loaded = false;
-  const reason = h('select', { name: 'reason', 'aria-label': `Filter ${dlq} by reason`, onchange: () => render() });
+  // What each option of the reason filter asks the server for, by the option's index: every
+  // message, one reason, or the messages with none. (Any text may be a reason, so the choice
+  // is kept here rather than in the options' values.)
+  let choices = [{ query: {}, total: held }];
+  const reason = h('select', { name: 'reason', 'aria-label': `Filter ${dlq} by reason`, onchange: () => pager.restart() });
+  const choice = () => choices[reason.selectedIndex] || choices[0];
   const list = h('div');
-  const reasonOf = (m) => (m.attributes || {})[ATTR_REASON] || '(no reason given)';
-  const render = () => {
-    const shown = reason.value ? messages.filter((m) => reasonOf(m) === reason.value) : messages;
-    clear(list, messages.length && !shown.length
-      ? h('p', { class: 'empty' }, 'No dead letter on this page has that reason.')
-      : messageList(dlq, shown, true, reloadAll));
-  };
   const pager = peekPager(dlq, (page) => {
-    messages = page;
-    // The reasons on this page, most frequent first, each with how many have it.
-    const tally = new Map();
-    for (const m of messages) tally.set(reasonOf(m), (tally.get(reasonOf(m)) || 0) + 1);
-    const chosen = reason.value;
-    clear(reason, h('option', { value: '' }, 'every reason'),
-      [...tally].sort((a, b) => b[1] - a[1]).map(([r, n]) => h('option', { value: r, selected: r === chosen }, `${r} (${n})`)));
-    render();
-  }, () => held);
+    clear(list, !page.length && reason.selectedIndex > 0
+      ? h('p', { class: 'empty' }, 'No dead letter has that reason now.')
+      : messageList(dlq, page, true, reloadAll));
+  }, () => choice().total, () => choice().query);
   pager.note.dataset.test = 'dlq-page';
-  const load = () => {
+  // The whole queue's reasons with their counts, counted by the server, most frequent first.
+  const loadReasons = async () => {
+    const answer = await attempt(() => api.get(`/v1/queues/${seg(dlq)}/dead-letter-reasons?limit=${REASONS_SHOWN}`));
+    if (!answer) return;
+    const chosen = choice();
+    choices = [{ query: {}, total: held, label: `every reason (${count(held)})` },
+      ...answer.reasons.map((r) => ({ query: { reason: r.reason }, total: r.count, label: `${r.reason} (${count(r.count)})` })),
+      ...(answer.without_reason ? [{ query: { no_reason: 'true' }, total: answer.without_reason, label: `(no reason given) (${count(answer.without_reason)})` }] : [])];
+    const more = answer.distinct_reasons - answer.reasons.length;
+    clear(reason, choices.map((c) => h('option', { value: c.query.reason ?? '' }, c.label)),
+      more > 0 ? h('option', { disabled: true }, `… ${plural(more, 'rarer reason')} not listed`) : null);
+    // The same choice as before, when the queue still holds it.
+    reason.selectedIndex = Math.max(0, choices.findIndex((c) => JSON.stringify(c.query) === JSON.stringify(chosen.query)));
+  };
+  const load = async () => {
     loaded = true;
+    await loadReasons();
     return pager.load();
   };
   const details = h('details', { class: 'card dlq', 'data-dlq': dlq, open: openDlqs.has(dlq), ontoggle: () => {
@@ -657,44 +672,36 @@ function invocationItem(i) {
     h('pre', { class: 'logs' }, i.logs || '(no output)'));
 }
 
-// The p-th quantile (0..1) of ascending `sorted`.
-function quantile(sorted, p) {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))];
-}
+// The function page's charts: the last hour, a minute a bucket.
+const STATS_BUCKET_MS = 60 * 1000;
 
-const STATS_SAMPLE = 500;
-const STATS_BUCKETS = 30;
-
-// Throughput, failure rate and duration percentiles over the time the last invocations span,
-// in up to 30 buckets; dry runs left out. Null when there is nothing to chart.
-function invocationStats(invocations) {
-  const real = invocations.filter((i) => !i.dry_run).sort((a, b) => a.started_at_ms - b.started_at_ms);
-  if (!real.length) return null;
-  const t0 = real[0].started_at_ms;
-  const span = Math.max(1000, real.at(-1).started_at_ms - t0 + 1);
-  // Buckets of at least a second, so a burst of fast batches is not a comb of spikes.
-  const n = Math.max(1, Math.min(STATS_BUCKETS, real.length, Math.ceil(span / 1000)));
-  const width = span / n;
-  const buckets = Array.from({ length: n }, () => []);
-  for (const i of real) buckets[Math.min(n - 1, Math.floor((i.started_at_ms - t0) / width))].push(i);
-  const durations = (group) => group.map((i) => i.duration_ms).sort((a, b) => a - b);
-  const per = (f) => buckets.map((b) => (b.length ? f(b) : null));
-  const all = durations(real);
-  const failed = real.filter((i) => i.outcome !== 'ok').length;
+// The last hour of the function's invocations as the server counts them over its whole log
+// (dry runs left out): per minute for the charts, and the same hour as one bucket for its
+// totals and percentiles. The second request asks for exactly the first one's window, so both
+// count the same invocations. Null when the request fails.
+async function invocationStats(name) {
+  const path = `/v1/functions/${seg(name)}/invocations/stats`;
+  const minutes = await api.get(`${path}?bucket_ms=${STATS_BUCKET_MS}`).catch(() => null);
+  if (!minutes) return null;
+  const span = minutes.end_ms - minutes.start_ms;
+  const whole = await api.get(`${path}?since_ms=${minutes.start_ms}&until_ms=${minutes.end_ms}&bucket_ms=${span}`).catch(() => null);
+  if (!whole || whole.buckets.length !== 1) return null;
+  const hour = whole.buckets[0];
+  const buckets = minutes.buckets;
   return {
-    count: real.length,
-    since: t0,
-    failed,
-    deadLettered: real.reduce((sum, i) => sum + settled(i, 'dead_letter'), 0),
-    p50: quantile(all, 0.5),
-    p95: quantile(all, 0.95),
-    p99: quantile(all, 0.99),
-    times: buckets.map((_, k) => Math.round(t0 + (k + 1) * width)),
-    perSecond: buckets.map((b) => b.length / (width / 1000)),
-    failedPct: per((b) => (100 * b.filter((i) => i.outcome !== 'ok').length) / b.length),
-    p50s: per((b) => quantile(durations(b), 0.5)),
-    p95s: per((b) => quantile(durations(b), 0.95)),
-    p99s: per((b) => quantile(durations(b), 0.99)),
+    count: hour.invocations,
+    since: minutes.start_ms,
+    failed: hour.errors,
+    p50: hour.p50_ms,
+    p95: hour.p95_ms,
+    p99: hour.p99_ms,
+    // Each point at its bucket's end: the last one is now.
+    times: buckets.map((b) => b.start_ms + minutes.bucket_ms),
+    perSecond: buckets.map((b) => b.invocations / (minutes.bucket_ms / 1000)),
+    failedPct: buckets.map((b) => (b.invocations ? (100 * b.errors) / b.invocations : null)),
+    p50s: buckets.map((b) => b.p50_ms),
+    p95s: buckets.map((b) => b.p95_ms),
+    p99s: buckets.map((b) => b.p99_ms),
   };
 }
 
@@ -702,11 +709,12 @@ const percent = (v) => `${v < 10 && v > 0 ? v.toFixed(1) : Math.round(v)}%`;
 const ms = (v) => `${v < 10 ? v.toFixed(2) : Math.round(v).toLocaleString('en-US')} ms`;
 
 function statsView(stats) {
-  if (!stats) return [h('p', { class: 'muted' }, 'No invocations yet: charts appear once the function has run.')];
+  if (!stats) return [h('p', { class: 'muted' }, 'Invocation stats are unavailable right now.')];
+  if (!stats.count) return [h('p', { class: 'muted', 'data-test': 'function-stats' }, 'No invocations in the last hour: charts appear once the function has run.')];
   return [
     h('p', { class: 'muted totals', 'data-test': 'function-stats' },
-      `last ${plural(stats.count, 'invocation')} since ${time(stats.since, false)}: ${count(stats.failed)} failed (${percent((100 * stats.failed) / stats.count)}), `,
-      `duration p50 ${ms(stats.p50)}, p95 ${ms(stats.p95)}, p99 ${ms(stats.p99)}; ${plural(stats.deadLettered, 'message')} dead-lettered from ok batches`),
+      `last hour (since ${time(stats.since, false)}): ${plural(stats.count, 'invocation')}, ${count(stats.failed)} failed (${percent((100 * stats.failed) / stats.count)}), `,
+      `duration p50 ${ms(stats.p50)}, p95 ${ms(stats.p95)}, p99 ${ms(stats.p99)}`),
     h('div', { class: 'charts wide' },
       chart('Invocations', stats.times, [{ name: 'batches', cls: 's1', values: stats.perSecond }], rate, 'latest'),
       chart('Failed', stats.times, [{ name: 'failed', cls: 's6', values: stats.failedPct }], percent, 'latest'),
@@ -796,8 +804,8 @@ function functionPage(name) {
   let stream = null;
 
   const loadStats = async () => {
-    const page = await api.get(`/v1/functions/${seg(name)}/invocations?limit=${STATS_SAMPLE}`).catch(() => null);
-    if (page && !statsSlot.matches(':hover')) clear(statsSlot, statsView(invocationStats(page.invocations)));
+    const stats = await invocationStats(name);
+    if (!statsSlot.matches(':hover')) clear(statsSlot, statsView(stats));
   };
 
   const loadFunction = async () => {

@@ -96,11 +96,14 @@ impl Need {
             ["v1", "tokens", ..] => Need::Admin,
             ["v1", "series"] if reads => Need::Read,
             ["v1", "series", ..] => Need::Admin,
-            ["v1", "queues"] | ["v1", "queues", _] | ["v1", "queues", _, "messages" | "series"]
-                if reads =>
-            {
-                Need::Read
-            }
+            ["v1", "queues"]
+            | ["v1", "queues", _]
+            | [
+                "v1",
+                "queues",
+                _,
+                "messages" | "series" | "dead-letter-reasons",
+            ] if reads => Need::Read,
             ["v1", "queues", queue, "messages"] | ["v1", "queues", queue, "messages", "batch"]
                 if *method == Method::POST =>
             {
@@ -121,7 +124,7 @@ impl Need {
             ["v1", "functions"]
             | ["v1", "functions", _]
             | ["v1", "functions", _, "invocations"]
-            | ["v1", "functions", _, "invocations", "stream"]
+            | ["v1", "functions", _, "invocations", "stream" | "stats"]
                 if reads =>
             {
                 Need::Read
@@ -509,6 +512,14 @@ mod tests {
             Need::Produce("q".into())
         );
         assert_eq!(Need::of(&Method::GET, "/v1/queues/q/messages"), Need::Read);
+        assert_eq!(
+            Need::of(&Method::GET, "/v1/queues/q/dead-letter-reasons"),
+            Need::Read
+        );
+        assert_eq!(
+            Need::of(&Method::POST, "/v1/queues/q/dead-letter-reasons"),
+            Need::Admin
+        );
         assert_eq!(Need::of(&Method::GET, "/v1/series"), Need::Read);
         assert_eq!(Need::of(&Method::POST, "/v1/series"), Need::Admin);
         assert_eq!(Need::of(&Method::POST, "/v1/queues"), Need::Admin);
@@ -520,6 +531,10 @@ mod tests {
         );
         assert_eq!(
             Need::of(&Method::GET, "/v1/functions/f/invocations"),
+            Need::Read
+        );
+        assert_eq!(
+            Need::of(&Method::GET, "/v1/functions/f/invocations/stats"),
             Need::Read
         );
         assert_eq!(Need::of(&Method::POST, "/v1/tokens"), Need::Admin);

@@ -252,8 +252,17 @@ test('the page is served with a strict Content-Security-Policy and works signed 
   // What it consumes and runs with; failure rate and duration percentiles over time.
   await page.waitForSelector('[data-test="consumes"] a:text-is("orders")');
   await page.waitForSelector('[data-test="env-names"]:has-text("none")');
-  await page.locator('[data-test="function-stats"]').filter({ hasText: /0 failed \(0%\), duration p50 [\d.,]+ ms, p95/ }).waitFor();
+  // The totals are the server's over the whole hour, not a sample: as many as the log holds.
+  const logged = (await call('GET', '/v1/functions/flaky/invocations?limit=1000')).invocations.filter((i) => !i.dry_run).length;
+  assert.ok(logged > 0);
+  await page.locator('[data-test="function-stats"]').filter({ hasText: new RegExp(`: ${logged} invocations?, 0 failed \\(0%\\), duration p50 [\\d.,]+ ms, p95`) }).waitFor();
   await page.waitForSelector('.chart-title:text-is("Duration")');
+  // The charts run over the hour, a minute a point, with a time axis ending now.
+  const durations = page.locator('.chart-box:has(.chart-title:text-is("Duration"))');
+  await durations.locator('[data-test="chart-axis"] span').last().filter({ hasText: /^\d\d:\d\d:\d\d$/ }).waitFor();
+  const hour = await call('GET', '/v1/functions/flaky/invocations/stats?bucket_ms=60000');
+  assert.equal(hour.buckets.length, 60);
+  assert.equal(hour.buckets.reduce((sum, b) => sum + b.invocations, 0), logged);
   // An ok batch whose handler dead-lettered a message is marked so in the live log.
   await call('POST', '/v1/queues/orders/messages/batch', { messages: [{ body: '{"item": "broken again"}', attributes: { fail: 'dead-letter', reason: 'customer 42 is unknown' } }] });
   const marked = page.locator('[data-test="invocations"] .invocation.mixed').first();
@@ -314,16 +323,50 @@ test('the page is served with a strict Content-Security-Policy and works signed 
   await page.click('nav a:text("Dead letters")');
   const letters = page.locator('[data-dlq="orders-dlq"] .message');
   await page.waitForSelector('[data-dlq="orders-dlq"] [data-test="dlq-page"]:text-is("1–3 of 3, oldest first")');
+  // The reasons and their counts are the server's, over the whole queue; choosing one asks the
+  // server for its messages.
   const reason = page.locator('select[aria-label="Filter orders-dlq by reason"]');
-  await reason.selectOption('customer 42 is unknown');
+  await reason.locator('option:text-is("customer 42 is unknown (2)")').waitFor({ state: 'attached' });
+  await reason.selectOption({ label: 'customer 42 is unknown (2)' });
+  await page.waitForSelector('[data-dlq="orders-dlq"] [data-test="dlq-page"]:text-is("1–2 of 2, oldest first")');
   await page.waitForFunction(() => document.querySelectorAll('[data-dlq="orders-dlq"] .message').length === 2);
   await letters.locator('[data-test="reason"]:text-is("customer 42 is unknown")').first().waitFor();
-  await reason.selectOption('(no reason given)');
+  await reason.selectOption({ label: '(no reason given) (1)' });
   await letters.locator('[data-test="body"]:text-is("by hand")').waitFor();
   assert.equal(await letters.count(), 1);
-  await reason.selectOption('');
+  await reason.selectOption({ label: 'every reason (3)' });
   await page.waitForFunction(() => document.querySelectorAll('[data-dlq="orders-dlq"] .message').length === 3);
   await shoot('dead-letters');
+
+  // More dead letters than a page: 55 for one reason, then 5 for another (past the first
+  // page). The filter lists both with their whole-queue counts and pages within a reason.
+  await call('POST', '/v1/queues', { name: 'bulk-dlq' });
+  await call('POST', '/v1/queues', { name: 'bulk', dead_letter_queue: 'bulk-dlq' });
+  await call('POST', '/v1/queues/bulk/messages/batch', { messages: Array.from({ length: 60 }, (_, i) => ({ body: `bulk ${i}` })) });
+  const received = (await call('POST', '/v1/queues/bulk/messages/receive', { max_messages: 60 })).messages;
+  assert.equal(received.length, 60);
+  const receipts = received.map((m) => m.receipt);
+  await call('POST', '/v1/queues/bulk/messages/dead-letter', { receipts: receipts.slice(0, 55), reason: 'bulk reject' });
+  await call('POST', '/v1/queues/bulk/messages/dead-letter', { receipts: receipts.slice(55), reason: 'rare reason' });
+  await page.click('nav a:text("Queues")');
+  await page.click('nav a:text("Dead letters")');
+  await page.click('[data-dlq="bulk-dlq"] summary');
+  const bulkReason = page.locator('select[aria-label="Filter bulk-dlq by reason"]');
+  const bulkNote = '[data-dlq="bulk-dlq"] [data-test="dlq-page"]';
+  const bulkLetters = page.locator('[data-dlq="bulk-dlq"] .message');
+  await page.waitForSelector(`${bulkNote}:text-is("1–50 of 60, oldest first")`);
+  await bulkReason.locator('option:text-is("bulk reject (55)")').waitFor({ state: 'attached' });
+  await bulkReason.selectOption({ label: 'rare reason (5)' });
+  await page.waitForSelector(`${bulkNote}:text-is("1–5 of 5, oldest first")`);
+  assert.equal(await bulkLetters.count(), 5);
+  assert.deepEqual(await bulkLetters.locator('[data-test="reason"]').allTextContents(), Array(5).fill('rare reason'));
+  await bulkReason.selectOption({ label: 'bulk reject (55)' });
+  await page.waitForSelector(`${bulkNote}:text-is("1–50 of 55, oldest first")`);
+  await page.click('[data-dlq="bulk-dlq"] button:text("Next 50 →")');
+  await page.waitForSelector(`${bulkNote}:text-is("51–55 of 55, oldest first")`);
+  assert.equal(await bulkLetters.count(), 5);
+  assert.deepEqual(await bulkLetters.locator('[data-test="reason"]').allTextContents(), Array(5).fill('bulk reject'));
+  assert.equal(await bulkLetters.locator('[data-test="body"]').first().textContent(), 'bulk 50');
 
   // Purge, with confirmation: cancelling keeps the messages, confirming removes them.
   await page.click('a.queue-name:text-is("orders-dlq")');

@@ -4,11 +4,12 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
+use sluice_test_support::testdb::TestDatabase;
 
-use crate::support::{ADMIN_TOKEN, DataDir, Server, example, wait_for};
+use crate::support::{ADMIN_TOKEN, DataDir, Server, assert_error, example, wait_for};
 
 async fn invoke(server: &Server, function: &str, attributes: Value) -> Value {
     let (status, record) = server
@@ -192,4 +193,156 @@ async fn logs_follow_streams_invocations_as_they_commit() {
 
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// `p` (0 to 1) of ascending `sorted`, interpolated between the nearest two: the percentile the
+/// stats are documented to give (PostgreSQL's `percentile_cont`).
+fn percentile_cont(sorted: &[f64], p: f64) -> f64 {
+    let position = p * (sorted.len() - 1) as f64;
+    let (low, high) = (position.floor(), position.ceil());
+    let (below, above) = (sorted[low as usize], sorted[high as usize]);
+    below + (above - below) * (position - low)
+}
+
+/// A function's stats over HTTP agree with its log: each bucket counts the invocations the
+/// log shows started in it (dry runs left out), those not `ok`, and the percentiles of their
+/// durations; bad windows are refused with what to ask instead.
+async fn invocation_stats_agree_with_the_log(server: &Server) {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    server.deploy("flaky", example("flaky"), "").await;
+    // One attempt: an error drops the message instead of retrying it.
+    server
+        .create_queue(json!({"name": "jobs", "max_attempts": 1}))
+        .await;
+    server
+        .trigger("flaky", json!({"queue": "jobs", "batch_size": 1}))
+        .await;
+    let mut messages: Vec<Value> = (0..8).map(|i| json!({"body": format!("ok {i}")})).collect();
+    messages.extend((0..3).map(|_| json!({"body": "bad", "attributes": {"fail": "panic"}})));
+    let (status, sent) = server
+        .post(
+            "/v1/queues/jobs/messages/batch",
+            json!({ "messages": messages }),
+        )
+        .await;
+    assert_eq!(status, 201, "{sent}");
+    invoke(server, "flaky", json!({})).await;
+    let logged = wait_for(Duration::from_secs(30), || async {
+        let (_, page) = server.get("/v1/functions/flaky/invocations").await;
+        page["invocations"].as_array().unwrap().len() == 12
+    })
+    .await;
+    assert!(logged, "the invocations were not logged");
+    let (_, page) = server.get("/v1/functions/flaky/invocations").await;
+    let real: Vec<&Value> = page["invocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["dry_run"] == false)
+        .collect();
+    assert_eq!(real.len(), 11);
+
+    let until = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        + 1;
+    let (status, stats) = server
+        .get(&format!(
+            "/v1/functions/flaky/invocations/stats?since_ms={since}&until_ms={until}&bucket_ms=1000"
+        ))
+        .await;
+    assert_eq!(status, 200, "{stats}");
+    let buckets = stats["buckets"].as_array().unwrap();
+    let start = stats["start_ms"].as_u64().unwrap();
+    assert_eq!(start, since, "buckets from `since_ms` on");
+    assert!(stats["end_ms"].as_u64().unwrap() >= until);
+    assert_eq!(stats["bucket_ms"], 1000);
+    let mut total = 0;
+    for (i, bucket) in buckets.iter().enumerate() {
+        let from = start + i as u64 * 1000;
+        assert_eq!(bucket["start_ms"], from, "buckets in order, none skipped");
+        let mine: Vec<&&Value> = real
+            .iter()
+            .filter(|r| (from..from + 1000).contains(&r["started_at_ms"].as_u64().unwrap()))
+            .collect();
+        let mut durations: Vec<f64> = mine
+            .iter()
+            .map(|r| r["duration_ms"].as_f64().unwrap())
+            .collect();
+        durations.sort_by(f64::total_cmp);
+        let errors = mine.iter().filter(|r| r["outcome"] != "ok").count();
+        assert_eq!(bucket["invocations"], mine.len(), "{bucket}");
+        assert_eq!(bucket["errors"], errors, "{bucket}");
+        // Within a millionth of a percent: JSON numbers are read back here to within a unit
+        // in the last place, not always exactly.
+        for (key, p) in [("p50_ms", 0.5), ("p95_ms", 0.95), ("p99_ms", 0.99)] {
+            match (bucket[key].as_f64(), durations.is_empty()) {
+                (None, true) => {}
+                (Some(got), false) => {
+                    let expected = percentile_cont(&durations, p);
+                    assert!(
+                        (got - expected).abs() <= expected.abs() * 1e-9,
+                        "{key} of {bucket}: expected {expected}"
+                    );
+                }
+                _ => panic!("{key} of {bucket} with {} durations", durations.len()),
+            }
+        }
+        total += mine.len();
+    }
+    assert_eq!(total, 11, "every real invocation in some bucket");
+    let errors: u64 = buckets.iter().map(|b| b["errors"].as_u64().unwrap()).sum();
+    assert_eq!(errors, 3);
+
+    // Without a window: the last hour, in buckets of a minute.
+    let (status, hour) = server.get("/v1/functions/flaky/invocations/stats").await;
+    assert_eq!(status, 200, "{hour}");
+    assert_eq!(hour["bucket_ms"], 60_000);
+    let counted: u64 = hour["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["invocations"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, 11);
+
+    let refused = |path: String| async move {
+        let (status, body) = server.get(&path).await;
+        assert_error(status, &body, 400, "bad_request");
+        body["error"]["message"].as_str().unwrap().to_owned()
+    };
+    let base = "/v1/functions/flaky/invocations/stats";
+    let narrow = refused(format!("{base}?bucket_ms=10")).await;
+    assert!(narrow.contains("at least 1000"), "{narrow}");
+    let many = refused(format!(
+        "{base}?since_ms=0&until_ms=86400000&bucket_ms=1000"
+    ))
+    .await;
+    assert!(many.contains("`bucket_ms` of at least 60"), "{many}");
+    let backwards = refused(format!("{base}?since_ms={until}&until_ms={since}")).await;
+    assert!(backwards.contains("must be after"), "{backwards}");
+    let wide = refused(format!("{base}?since_ms=0")).await;
+    assert!(wide.contains("31 days"), "{wide}");
+    let unknown = refused(format!("{base}?bucket=1000")).await;
+    assert!(unknown.contains("bucket"), "{unknown}");
+    let (status, body) = server.get("/v1/functions/nope/invocations/stats").await;
+    assert_error(status, &body, 404, "not_found");
+}
+
+#[tokio::test]
+async fn invocation_stats_agree_with_the_log_on_sqlite() {
+    let (server, _dir) = Server::start().await;
+    invocation_stats_agree_with_the_log(&server).await;
+}
+
+#[tokio::test]
+async fn invocation_stats_agree_with_the_log_on_postgres() {
+    let db = TestDatabase::create().await;
+    let dir = DataDir::new();
+    let server = Server::start_on_postgres(dir.path(), &db.url).await;
+    invocation_stats_agree_with_the_log(&server).await;
 }

@@ -4,7 +4,9 @@
 use base64::Engine as _;
 use serde_json::json;
 
-use crate::support::{Server, assert_error};
+use sluice_test_support::testdb::TestDatabase;
+
+use crate::support::{DataDir, Server, assert_error};
 
 #[tokio::test]
 async fn single_enqueue_takes_the_raw_body_and_header_attributes() {
@@ -232,4 +234,154 @@ async fn a_full_queue_answers_429_with_retry_after_and_keeps_what_it_has() {
         .post("/v1/queues", json!({"name": "zero", "max_depth": 0}))
         .await;
     assert_error(status, &body, 400, "bad_request");
+}
+
+/// Dead-letters each of `reasons` (one message each, in order) from `q` into `dlq` through pull
+/// consumers' receipts.
+async fn dead_letter_each(server: &Server, reasons: &[&str]) {
+    for (i, reason) in reasons.iter().enumerate() {
+        let (status, sent) = server
+            .post_raw("/v1/queues/q/messages", format!("m{i}"))
+            .await;
+        assert_eq!(status, 201, "{sent}");
+        let (status, got) = server
+            .post("/v1/queues/q/messages/receive", json!({"max_messages": 1}))
+            .await;
+        assert_eq!(status, 200, "{got}");
+        let receipt = got["messages"][0]["receipt"].clone();
+        let (status, answer) = server
+            .post(
+                "/v1/queues/q/messages/dead-letter",
+                json!({"receipts": [receipt], "reason": reason}),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+}
+
+fn bodies(page: &serde_json::Value) -> Vec<String> {
+    page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A dead-letter queue over HTTP: its reasons counted over the whole queue (not a page), a
+/// peek filtered by reason that pages within it, messages with no reason found apart, and bad
+/// queries refused with what to do.
+async fn dead_letters_are_filtered_and_counted_by_reason(server: &Server) {
+    server.create_queue(json!({"name": "dlq"})).await;
+    server
+        .create_queue(json!({"name": "q", "dead_letter_queue": "dlq"}))
+        .await;
+    dead_letter_each(
+        server,
+        &[
+            "poison",
+            "bad input",
+            "poison",
+            "poison",
+            "bad input",
+            "poison",
+        ],
+    )
+    .await;
+    server.post_raw("/v1/queues/dlq/messages", "by hand").await;
+
+    let (status, reasons) = server.get("/v1/queues/dlq/dead-letter-reasons").await;
+    assert_eq!(status, 200, "{reasons}");
+    assert_eq!(
+        reasons,
+        json!({
+            "reasons": [{"reason": "poison", "count": 4}, {"reason": "bad input", "count": 2}],
+            "distinct_reasons": 2,
+            "without_reason": 1,
+        })
+    );
+    let (_, top) = server
+        .get("/v1/queues/dlq/dead-letter-reasons?limit=1")
+        .await;
+    assert_eq!(top["reasons"], json!([{"reason": "poison", "count": 4}]));
+    assert_eq!(
+        top["distinct_reasons"], 2,
+        "the whole queue's, though capped"
+    );
+
+    // Pages of two within one reason: every poison message once, in order, and nothing else.
+    let mut seen = Vec::new();
+    let mut path = "/v1/queues/dlq/messages?limit=2&reason=poison".to_owned();
+    loop {
+        let (status, page) = server.get(&path).await;
+        assert_eq!(status, 200, "{page}");
+        let messages = page["messages"].as_array().unwrap();
+        assert!(
+            messages
+                .iter()
+                .all(|m| m["attributes"]["sluice-dead-letter-reason"] == "poison")
+        );
+        seen.extend(bodies(&page));
+        match messages.last() {
+            Some(last) if messages.len() == 2 => {
+                path = format!(
+                    "/v1/queues/dlq/messages?limit=2&reason=poison&after={}",
+                    last["id"].as_str().unwrap()
+                );
+            }
+            _ => break,
+        }
+    }
+    assert_eq!(seen, ["m0", "m2", "m3", "m5"]);
+    let (_, spaced) = server
+        .get("/v1/queues/dlq/messages?reason=bad%20input")
+        .await;
+    assert_eq!(bodies(&spaced), ["m1", "m4"]);
+    let (_, by_hand) = server.get("/v1/queues/dlq/messages?no_reason=true").await;
+    assert_eq!(bodies(&by_hand), ["by hand"]);
+    let (_, unknown) = server.get("/v1/queues/dlq/messages?reason=never").await;
+    assert_eq!(bodies(&unknown), Vec::<String>::new());
+
+    let (status, body) = server
+        .get("/v1/queues/dlq/messages?reason=poison&no_reason=true")
+        .await;
+    assert_error(status, &body, 400, "bad_request");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not both"),
+        "{body}"
+    );
+    let (status, body) = server
+        .get("/v1/queues/dlq/messages?reason=poison&after=nope")
+        .await;
+    assert_error(status, &body, 400, "bad_request");
+    let (status, body) = server
+        .get("/v1/queues/dlq/dead-letter-reasons?limit=0")
+        .await;
+    assert_error(status, &body, 400, "bad_request");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("between 1 and 1000"),
+        "{body}"
+    );
+    let (status, body) = server.get("/v1/queues/nope/dead-letter-reasons").await;
+    assert_error(status, &body, 404, "not_found");
+}
+
+#[tokio::test]
+async fn dead_letters_are_filtered_and_counted_by_reason_on_sqlite() {
+    let (server, _dir) = Server::start().await;
+    dead_letters_are_filtered_and_counted_by_reason(&server).await;
+}
+
+#[tokio::test]
+async fn dead_letters_are_filtered_and_counted_by_reason_on_postgres() {
+    let db = TestDatabase::create().await;
+    let dir = DataDir::new();
+    let server = Server::start_on_postgres(dir.path(), &db.url).await;
+    dead_letters_are_filtered_and_counted_by_reason(&server).await;
 }

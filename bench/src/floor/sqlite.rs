@@ -91,7 +91,8 @@ fn produce(conn: &Shared, messages: u64, body_bytes: usize, batch: usize) -> Res
 }
 
 /// Inserts `n` ready messages with `body` into the floor's queue, as an enqueue's rows are (no
-/// attributes, group or source; the default priority's lane). Returns their ids.
+/// attributes, group, source or dead-letter reason; the default priority's lane). Returns
+/// their ids.
 fn insert(conn: &rusqlite::Connection, body: &[u8], n: usize) -> Result<Vec<i64>> {
     let mut insert = conn.prepare_cached(sql::INSERT_MESSAGE)?;
     let mut ids = Vec::with_capacity(n);
@@ -105,7 +106,8 @@ fn insert(conn: &rusqlite::Connection, body: &[u8], n: usize) -> Result<Vec<i64>
             None::<&str>,
             4i64,
             None::<&str>,
-            5i64
+            5i64,
+            None::<&str>
         ])?;
         ids.push(conn.last_insert_rowid());
     }

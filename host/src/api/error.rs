@@ -181,7 +181,7 @@ impl From<store::Error> for ApiError {
             | E::TopicNotFound(_)
             | E::SubscriptionNotFound { .. }
             | E::BucketNotFound(_) => ApiError::NotFound(msg),
-            E::InvalidCursor(_) => ApiError::BadRequest(msg),
+            E::InvalidCursor(_) | E::InvalidStatsQuery(_) => ApiError::BadRequest(msg),
             // The function's version names a component no host stored: a broken catalog.
             E::ComponentNotFound(_) => ApiError::Internal(msg),
             E::QueueExists(_)

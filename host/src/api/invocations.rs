@@ -1,5 +1,6 @@
-//! The invocation log over HTTP: a page at a time (newest first, filtered by outcome), or live
-//! as server-sent events that start with the newest entries and go on as invocations commit.
+//! The invocation log over HTTP: a page at a time (newest first, filtered by outcome), live as
+//! server-sent events that start with the newest entries and go on as invocations commit, or
+//! summed up over time (counts, failures and duration percentiles per bucket).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{ApiError, AppState, ErrorBody, Segment};
 use crate::functions::InvocationRecord;
-use crate::store::InvocationQuery;
+use crate::store::{InvocationBucket, InvocationQuery, MIN_STATS_BUCKET_MS, StatsWindow};
 
 /// Every outcome an invocation can have.
 const OUTCOMES: [&str; 7] = [
@@ -113,6 +114,116 @@ pub async fn list(
     Ok(Json(InvocationList {
         invocations,
         next_before,
+    }))
+}
+
+/// The window stats cover when the request names none: the last hour.
+const DEFAULT_STATS_WINDOW_MS: u64 = 60 * 60 * 1000;
+/// How many buckets the default width gives a window: a chart's worth.
+const DEFAULT_STATS_BUCKETS: u64 = 60;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StatsQuery {
+    /// The window's start, in ms since the Unix epoch (default: an hour before `until_ms`).
+    since_ms: Option<u64>,
+    /// The window's end (exclusive), in ms since the Unix epoch (default: now). At most 31
+    /// days after `since_ms`.
+    until_ms: Option<u64>,
+    /// Each bucket's width in ms, at least 1000; at most 1440 buckets (default: the window
+    /// over 60, rounded up to a whole second). Buckets are whole, from `since_ms` on: the
+    /// last one ends at or after `until_ms`.
+    #[param(minimum = 1000)]
+    bucket_ms: Option<u64>,
+}
+
+/// A function's invocations over time, in whole buckets.
+#[derive(Serialize, ToSchema)]
+pub struct InvocationStats {
+    /// The start of the first bucket (ms since the Unix epoch): `since_ms`.
+    start_ms: u64,
+    /// The end of the last bucket (exclusive).
+    end_ms: u64,
+    bucket_ms: u64,
+    /// Every bucket of the window, oldest first, empty ones included.
+    buckets: Vec<StatsBucket>,
+}
+
+/// One bucket of a function's invocations; dry runs (`invoke`) are left out.
+#[derive(Serialize, ToSchema)]
+pub struct StatsBucket {
+    /// When the bucket starts (ms since the Unix epoch); it spans `bucket_ms`.
+    start_ms: u64,
+    /// Invocations started in the bucket.
+    invocations: u64,
+    /// Those whose outcome was not `ok` (error, trap, panic, timeout, out of memory...).
+    errors: u64,
+    /// Duration percentiles (ms), interpolated between the nearest two durations; null when
+    /// the bucket is empty.
+    p50_ms: Option<f64>,
+    p95_ms: Option<f64>,
+    p99_ms: Option<f64>,
+}
+
+impl From<InvocationBucket> for StatsBucket {
+    fn from(b: InvocationBucket) -> Self {
+        StatsBucket {
+            start_ms: b.start_ms,
+            invocations: b.invocations,
+            errors: b.errors,
+            p50_ms: b.p50_ms,
+            p95_ms: b.p95_ms,
+            p99_ms: b.p99_ms,
+        }
+    }
+}
+
+/// The window a stats request asks for, with the defaults filled in: `now` is the server's
+/// time. Bounds are checked by [`StatsWindow::new`].
+fn stats_window(query: &StatsQuery, now: u64) -> Result<StatsWindow, ApiError> {
+    let until = query.until_ms.unwrap_or(now);
+    let since = match query.since_ms {
+        Some(since) => since,
+        None => until.saturating_sub(DEFAULT_STATS_WINDOW_MS),
+    };
+    let bucket = match query.bucket_ms {
+        Some(bucket) => bucket,
+        None => until
+            .saturating_sub(since)
+            .div_ceil(DEFAULT_STATS_BUCKETS)
+            .div_ceil(MIN_STATS_BUCKET_MS)
+            .max(1)
+            .saturating_mul(MIN_STATS_BUCKET_MS),
+    };
+    Ok(StatsWindow::new(since, until, bucket)?)
+}
+
+/// The function's invocations over time: per bucket, how many, how many failed, and their
+/// duration percentiles, computed by the store over the whole log (not a sample of it).
+#[utoipa::path(get, path = "/v1/functions/{name}/invocations/stats", tag = "functions",
+    params(("name" = String, Path, description = "Function name"), StatsQuery),
+    responses(
+        (status = 200, description = "Every bucket of the window, oldest first", body = InvocationStats),
+        (status = 400, description = "Invalid query or path, or a window or bucket out of bounds", body = ErrorBody),
+        (status = 404, description = "No such function", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
+pub async fn stats(
+    State(state): State<AppState>,
+    Segment(name): Segment,
+    query: Result<Query<StatsQuery>, QueryRejection>,
+) -> Result<Json<InvocationStats>, ApiError> {
+    let Query(query) =
+        query.map_err(|e| ApiError::BadRequest(format!("invalid query: {}", e.body_text())))?;
+    let window = stats_window(&query, state.store.now_ms())?;
+    state.functions.get(&name).await?;
+    let buckets = state.store.invocation_stats(&name, window).await?;
+    Ok(Json(InvocationStats {
+        start_ms: window.start_ms,
+        end_ms: window.end_ms,
+        bucket_ms: window.bucket_ms,
+        buckets: buckets.into_iter().map(StatsBucket::from).collect(),
     }))
 }
 
@@ -215,4 +326,52 @@ fn event(record: &InvocationRecord) -> Event {
         .id(record.id.to_string())
         .json_data(record)
         .unwrap_or_else(|_| Event::default().event("invocation").data("{}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(since_ms: Option<u64>, until_ms: Option<u64>, bucket_ms: Option<u64>) -> StatsQuery {
+        StatsQuery {
+            since_ms,
+            until_ms,
+            bucket_ms,
+        }
+    }
+
+    const NOW: u64 = 1_700_000_123_456;
+
+    #[test]
+    fn the_default_window_is_the_last_hour_in_minutes() {
+        let window = stats_window(&query(None, None, None), NOW).unwrap();
+        assert_eq!(window.bucket_ms, 60_000);
+        assert_eq!(window.start_ms, NOW - DEFAULT_STATS_WINDOW_MS);
+        assert_eq!((window.buckets(), window.end_ms), (60, NOW));
+    }
+
+    #[test]
+    fn a_default_bucket_is_whole_seconds_and_within_the_cap() {
+        let window = stats_window(&query(Some(NOW - 90_000), None, None), NOW).unwrap();
+        assert_eq!(window.bucket_ms, 2_000);
+        let tiny = stats_window(&query(Some(NOW - 10), None, None), NOW).unwrap();
+        assert_eq!(tiny.bucket_ms, 1_000);
+        // The widest window the store takes, with no bucket named, is given in the fewest
+        // buckets that fit.
+        let wide = stats_window(
+            &query(Some(NOW - crate::store::MAX_STATS_WINDOW_MS), None, None),
+            NOW,
+        )
+        .unwrap();
+        assert!(wide.buckets() <= DEFAULT_STATS_BUCKETS, "{wide:?}");
+    }
+
+    #[test]
+    fn bad_windows_say_what_to_ask_instead() {
+        let message = |q: StatsQuery| stats_window(&q, NOW).unwrap_err().to_string();
+        assert!(message(query(Some(NOW), Some(NOW - 1), None)).contains("must be after"));
+        assert!(message(query(None, None, Some(10))).contains("at least"));
+        let too_many = message(query(Some(NOW - 86_400_000), None, Some(1_000)));
+        assert!(too_many.contains("`bucket_ms` of at least"), "{too_many}");
+    }
 }

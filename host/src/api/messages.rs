@@ -1,4 +1,5 @@
-//! Message routes: enqueue one (raw body, attributes from headers), enqueue a JSON batch, peek.
+//! Message routes: enqueue one (raw body, attributes from headers), enqueue a JSON batch, peek
+//! (a dead-letter queue's by reason too), and the reasons a queue's dead letters died for.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -17,7 +18,7 @@ use super::model::Enqueued;
 use super::replies::{self, ReplyView};
 use super::{ApiError, AppState, ErrorBody, Segment, body_error, parse_json};
 use crate::config::ApiLimits;
-use crate::store::{self, Message, NewMessage};
+use crate::store::{self, Message, NewMessage, ReasonFilter};
 
 const ATTR_PREFIX: &str = "sluice-attr-";
 
@@ -351,6 +352,28 @@ pub struct PeekQuery {
     limit: Option<usize>,
     /// Only messages with a greater id, for paging through a whole queue.
     after: Option<String>,
+    /// Only dead letters that died for this reason (their `sluice-dead-letter-reason`, as
+    /// `/dead-letter-reasons` lists them); paging with `after` stays within it.
+    reason: Option<String>,
+    /// `true`: only messages with no dead-letter reason (put in the queue by hand). Not with
+    /// `reason`.
+    no_reason: Option<bool>,
+}
+
+impl PeekQuery {
+    /// The reason filter the query asks for, if any.
+    fn filter(&self) -> Result<Option<ReasonFilter>, ApiError> {
+        match (&self.reason, self.no_reason) {
+            (Some(_), Some(true)) => Err(ApiError::BadRequest(
+                "give `reason` (dead letters that died for it) or `no_reason=true` (messages \
+                 with none), not both"
+                    .into(),
+            )),
+            (Some(reason), _) => Ok(Some(ReasonFilter::Reason(reason.clone()))),
+            (None, Some(true)) => Ok(Some(ReasonFilter::NoReason)),
+            (None, _) => Ok(None),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -375,12 +398,13 @@ pub struct PeekedMessage {
     group: Option<String>,
 }
 
-/// Peek at a queue's next messages without leasing them.
+/// Peek at a queue's next messages without leasing them; in a dead-letter queue, optionally
+/// only those that died for one reason.
 #[utoipa::path(get, path = "/v1/queues/{queue}/messages", tag = "messages",
     params(("queue" = String, Path, description = "Queue name", example = "fuzz"), PeekQuery),
     responses(
         (status = 200, description = "The next messages, in order", body = Peeked),
-        (status = 400, description = "Invalid query or path", body = ErrorBody),
+        (status = 400, description = "Invalid query, cursor or path", body = ErrorBody),
         (status = 404, description = "No such queue", body = ErrorBody),
         (status = 503, description = "Storage unavailable", body = ErrorBody),
     ))]
@@ -397,12 +421,85 @@ pub async fn peek(
             "`limit` must be between 1 and 1000".into(),
         ));
     }
-    let messages = state
-        .store
-        .peek(&queue, limit, query.after.as_deref())
-        .await?;
+    let after = query.after.as_deref();
+    let messages = match query.filter()? {
+        None => state.store.peek(&queue, limit, after).await?,
+        Some(filter) => {
+            state
+                .store
+                .peek_by_reason(&queue, &filter, limit, after)
+                .await?
+        }
+    };
     let messages = messages.iter().map(PeekedMessage::from).collect();
     Ok(Json(Peeked { messages }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReasonsQuery {
+    /// List at most this many reasons, the most frequent, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<usize>,
+}
+
+/// The reasons a queue's dead letters died for, across the whole queue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetterReasons {
+    /// The most frequent reasons, most first (ties by reason), at most `limit`.
+    reasons: Vec<ReasonTally>,
+    /// How many distinct reasons the queue holds: more than `reasons` lists when capped.
+    distinct_reasons: u64,
+    /// Messages of the queue with no reason (put in by hand; `no_reason=true` peeks them).
+    without_reason: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReasonTally {
+    /// As the dead letters' `sluice-dead-letter-reason` says; peek them with `reason`.
+    reason: String,
+    /// How many of the queue's messages died for it.
+    count: u64,
+}
+
+/// The reasons a queue's messages were dead-lettered for, each with how many, counted over
+/// the whole queue (not a page of it).
+#[utoipa::path(get, path = "/v1/queues/{queue}/dead-letter-reasons", tag = "messages",
+    params(("queue" = String, Path, description = "Queue name", example = "fuzz"), ReasonsQuery),
+    responses(
+        (status = 200, description = "The reasons, most frequent first", body = DeadLetterReasons),
+        (status = 400, description = "Invalid query or path", body = ErrorBody),
+        (status = 404, description = "No such queue", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
+pub async fn dead_letter_reasons(
+    State(state): State<AppState>,
+    Segment(queue): Segment,
+    query: Result<Query<ReasonsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<DeadLetterReasons>, ApiError> {
+    let Query(query) =
+        query.map_err(|e| ApiError::BadRequest(format!("invalid query: {}", e.body_text())))?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=store::MAX_REASONS).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "`limit` must be between 1 and {}",
+            store::MAX_REASONS
+        )));
+    }
+    let counts = state.store.dead_letter_reasons(&queue, limit).await?;
+    Ok(Json(DeadLetterReasons {
+        reasons: counts
+            .reasons
+            .into_iter()
+            .map(|r| ReasonTally {
+                reason: r.reason,
+                count: r.count,
+            })
+            .collect(),
+        distinct_reasons: counts.distinct,
+        without_reason: counts.without_reason,
+    }))
 }
 
 impl From<&Message> for PeekedMessage {

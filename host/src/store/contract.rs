@@ -6,10 +6,11 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::{
-    BucketRecord, Enqueued, FunctionRecord, InvocationEntry, InvocationQuery, InvocationRetention,
-    KvEntry, Lease, LeaseRequest, LogWrite, Message, NewMessage, Published, QueueInfo,
-    QueueSettings, Redrive, ReplayFrom, Reply, Result, ScheduleRecord, Settled, Settlement,
-    StateWrite, SubscriptionRecord, TokenRecord, TopicRecord, TriggerRecord,
+    BucketRecord, Enqueued, FunctionRecord, InvocationBucket, InvocationEntry, InvocationQuery,
+    InvocationRetention, KvEntry, Lease, LeaseRequest, LogWrite, Message, NewMessage, Published,
+    QueueInfo, QueueSettings, ReasonCounts, ReasonFilter, Redrive, ReplayFrom, Reply, Result,
+    ScheduleRecord, Settled, Settlement, StateWrite, StatsWindow, SubscriptionRecord, TokenRecord,
+    TopicRecord, TriggerRecord,
 };
 
 /// The storage contract: what a database must do for Sluice. Every write is durable when it
@@ -40,6 +41,18 @@ pub trait Backend: Send + Sync + 'static {
     /// Unacknowledged messages in enqueue order after the cursor (the id of the last message
     /// of the previous page).
     async fn peek(&self, queue: &str, limit: usize, after: Option<&str>) -> Result<Vec<Message>>;
+    /// Like [`Backend::peek`], only the messages `filter` picks (a dead-letter queue's, by
+    /// the reason they died for): an index walk, however few match.
+    async fn peek_by_reason(
+        &self,
+        queue: &str,
+        filter: &ReasonFilter,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<Vec<Message>>;
+    /// The `limit` reasons most of the queue's messages were dead-lettered for, with their
+    /// counts, across the whole queue, read in one snapshot.
+    async fn dead_letter_reasons(&self, queue: &str, limit: usize) -> Result<ReasonCounts>;
     /// Leases up to `max` visible messages: higher priorities first, then by visible time and
     /// enqueue order; only the head of each group (its oldest message). With `favoured`, that
     /// priority's messages come first, out of turn. With `max_leases`, refuses (returns `None`)
@@ -106,6 +119,14 @@ pub trait Backend: Send + Sync + 'static {
         function: &str,
         query: InvocationQuery,
     ) -> Result<Vec<InvocationEntry>>;
+
+    /// The non-empty buckets of `window` of `function`'s invocations, dry runs left out, with
+    /// percentiles as [`super::invocation_stats::percentile_cont`] computes them.
+    async fn invocation_stats(
+        &self,
+        function: &str,
+        window: StatsWindow,
+    ) -> Result<Vec<InvocationBucket>>;
 
     // ---- tokens ----
     async fn add_token(&self, token: TokenRecord) -> Result<()>;

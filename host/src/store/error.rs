@@ -61,6 +61,9 @@ pub enum Error {
         found: usize,
         supported: usize,
     },
+    /// A window or bucket of invocation stats out of bounds.
+    #[error("invalid stats query: {0}")]
+    InvalidStatsQuery(String),
     #[error("invalid cursor `{0}`: pass the id of the last message of the previous page")]
     InvalidCursor(String),
     #[error("component {0} is not stored; upload the function again")]

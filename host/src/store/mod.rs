@@ -19,6 +19,7 @@ mod codec;
 mod contract;
 mod error;
 mod events;
+mod invocation_stats;
 pub mod postgres;
 mod replies;
 pub(crate) mod rules;
@@ -48,6 +49,9 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use contract::Backend;
 pub use error::{Error, Result};
 pub use events::{CatalogChange, Events};
+pub use invocation_stats::{
+    InvocationBucket, MAX_STATS_BUCKETS, MAX_STATS_WINDOW_MS, MIN_STATS_BUCKET_MS, StatsWindow,
+};
 pub use replies::{MAX_REPLY_WAIT, NewReply, REPLY_RETENTION_MS, Reply};
 pub use state::{BucketRecord, KeyPage, KvEntry, StateOp, StateWrite};
 pub use topics::{Published, ReplayFrom, SubscriptionRecord, TopicRecord};
@@ -250,6 +254,28 @@ impl Store {
     ) -> Result<Vec<Message>> {
         self.check_exists(queue).await?;
         self.backend.peek(queue, limit, after).await
+    }
+    /// Like [`Store::peek`], only the messages `filter` picks: a dead-letter queue's, by the
+    /// reason they died for (their `sluice-dead-letter-reason`), or those with none.
+    pub async fn peek_by_reason(
+        &self,
+        queue: &str,
+        filter: &ReasonFilter,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<Vec<Message>> {
+        self.check_exists(queue).await?;
+        self.backend
+            .peek_by_reason(queue, filter, limit, after)
+            .await
+    }
+    /// The reasons the queue's dead letters died for, across the whole queue: the `limit`
+    /// most frequent (capped at [`MAX_REASONS`]) with their counts, most first.
+    pub async fn dead_letter_reasons(&self, queue: &str, limit: usize) -> Result<ReasonCounts> {
+        self.check_exists(queue).await?;
+        self.backend
+            .dead_letter_reasons(queue, limit.clamp(1, MAX_REASONS))
+            .await
     }
     /// A queue's settings without its stats (cheap).
     pub async fn queue_settings(&self, name: &str) -> Result<QueueSettings> {
@@ -519,6 +545,17 @@ impl Store {
         query: InvocationQuery,
     ) -> Result<Vec<InvocationEntry>> {
         self.backend.invocations(function, query).await
+    }
+
+    /// `function`'s invocations (dry runs left out) in each bucket of `window`, every bucket
+    /// given, in order: how many, how many failed, and their duration percentiles.
+    pub async fn invocation_stats(
+        &self,
+        function: &str,
+        window: StatsWindow,
+    ) -> Result<Vec<InvocationBucket>> {
+        let found = self.backend.invocation_stats(function, window).await?;
+        Ok(invocation_stats::fill(&window, found))
     }
 
     // ---- tokens ----

@@ -143,6 +143,8 @@ contract_tests!(
     expired_keys_are_hidden_and_keys_page_by_prefix,
     operator_writes_are_validated_and_commit_at_once,
     concurrent_increments_never_lose_an_update,
+    dead_letters_are_peeked_and_counted_by_reason,
+    invocation_stats_bucket_counts_errors_and_percentiles,
 );
 
 impl Fixture {
@@ -1290,6 +1292,96 @@ fn invocation(function: &str) -> InvocationEntry {
     }
 }
 
+/// A function's invocations over time: every bucket of the window in order, each with how many
+/// started in it, how many failed and their duration percentiles (interpolated as PostgreSQL's
+/// `percentile_cont` does, the same figures on both backends); dry runs, other functions and
+/// invocations outside the window are left out.
+async fn invocation_stats_bucket_counts_errors_and_percentiles(f: Fixture) {
+    let at = |function: &str, offset: u64, duration_ms: f64, outcome: &str, dry_run: bool| {
+        InvocationEntry {
+            started_at_ms: T0 + offset,
+            duration_ms,
+            outcome: outcome.into(),
+            dry_run,
+            ..invocation(function)
+        }
+    };
+    let first = [
+        (0, 4.0, "ok"),
+        (1_000, 10.0, "error"),
+        (2_500, 1.0, "ok"),
+        (9_999, 3.0, "trap"),
+        (5_000, 2.0, "ok"),
+    ];
+    let mut entries: Vec<InvocationEntry> = first
+        .iter()
+        .map(|(offset, duration, outcome)| at("f", *offset, *duration, outcome, false))
+        .collect();
+    entries.extend([
+        at("f", 20_000, 7.5, "ok", false),
+        at("f", 3_000, 1_000.0, "ok", true),
+        at("g", 3_000, 1_000.0, "ok", false),
+        at("f", 30_000, 1_000.0, "ok", false),
+    ]);
+    entries.push(InvocationEntry {
+        started_at_ms: T0 - 1,
+        ..at("f", 0, 1_000.0, "ok", false)
+    });
+    let keep_all = InvocationRetention {
+        max_age_ms: u64::MAX,
+        max_per_function: u64::MAX,
+        max_bytes_per_function: u64::MAX,
+    };
+    f.store.record_invocations(entries, keep_all).await.unwrap();
+
+    let window = StatsWindow::new(T0, T0 + 30_000, 10_000).unwrap();
+    let buckets = f.store.invocation_stats("f", window).await.unwrap();
+    assert_eq!(
+        buckets,
+        [
+            InvocationBucket {
+                start_ms: T0,
+                invocations: 5,
+                errors: 2,
+                p50_ms: Some(3.0),
+                // Position 0.95 * 4 = 3.8 of the sorted durations: 4 + (10 - 4) * 0.8.
+                p95_ms: Some(4.0 + (10.0 - 4.0) * (0.95 * 4.0 - 3.0)),
+                p99_ms: Some(4.0 + (10.0 - 4.0) * (0.99 * 4.0 - 3.0)),
+            },
+            InvocationBucket {
+                start_ms: T0 + 10_000,
+                invocations: 0,
+                errors: 0,
+                p50_ms: None,
+                p95_ms: None,
+                p99_ms: None,
+            },
+            InvocationBucket {
+                start_ms: T0 + 20_000,
+                invocations: 1,
+                errors: 0,
+                p50_ms: Some(7.5),
+                p95_ms: Some(7.5),
+                p99_ms: Some(7.5),
+            },
+        ]
+    );
+
+    // Buckets are whole: one of 40 s holds the window and counts to its own end, past `until`
+    // (the invocation at T0 + 30 s).
+    let whole = StatsWindow::new(T0, T0 + 30_000, 40_000).unwrap();
+    let one = f.store.invocation_stats("f", whole).await.unwrap();
+    assert_eq!((one.len(), one[0].invocations, one[0].errors), (1, 7, 2));
+    assert_eq!(one[0].p50_ms, Some(4.0));
+    // A function with no invocations (or none at all) has only empty buckets.
+    let none = f.store.invocation_stats("nobody", window).await.unwrap();
+    assert!(
+        none.iter()
+            .all(|b| b.invocations == 0 && b.p50_ms.is_none())
+    );
+    assert_eq!(none.len(), 3);
+}
+
 /// A function that prints a lot keeps only as many invocations as fit its byte budget (output
 /// and errors), newest first, and always its newest one; other functions keep theirs.
 async fn the_log_keeps_a_function_within_its_byte_budget(f: Fixture) {
@@ -1747,6 +1839,201 @@ async fn retry_then_dead_letter_with_attributes(f: Fixture) {
         "the copy names the message it came from"
     );
     assert_eq!(f.stats("dlq").await.enqueued_total, 1);
+}
+
+/// A dead-letter queue is filtered and tallied by the reason its messages died for, across the
+/// whole queue: a filtered peek pages within the reason, the counts see every message (not a
+/// page of them), each queue's only, and a redrive takes a message out of its reason's count.
+/// A reason longer than an index entry may hold is kept and found like any other.
+async fn dead_letters_are_peeked_and_counted_by_reason(f: Fixture) {
+    f.queue("dlq", QueueSettings::default()).await;
+    f.queue("dlq2", QueueSettings::default()).await;
+    let with_dlq = |dlq: &str| QueueSettings {
+        dead_letter_queue: Some(dlq.into()),
+        max_attempts: 1,
+        ..Default::default()
+    };
+    f.queue("q", with_dlq("dlq")).await;
+    f.queue("q2", with_dlq("dlq2")).await;
+    let long = "x".repeat(5_000);
+    let reasons = [
+        "poison", "timeout", "poison", &long, "timeout", "poison", "retry",
+    ];
+    let bodies: Vec<String> = (0..reasons.len()).map(|i| format!("m{i}")).collect();
+    f.store
+        .enqueue("q", bodies.iter().map(|b| msg(b)).collect())
+        .await
+        .unwrap();
+    f.store.enqueue("q2", vec![msg("other")]).await.unwrap();
+    // One message at a time, so each dead letter's id follows the order above; the last runs
+    // out of attempts on a retry and dies for its error.
+    for reason in reasons {
+        let lease = f.lease("q", 1).await;
+        let id = lease.messages[0].id.clone();
+        let settlement = match reason {
+            "retry" => Settlement {
+                retry: vec![Retry {
+                    id,
+                    delay_ms: 0,
+                    error: "again".into(),
+                }],
+                ..Settlement::default()
+            },
+            _ => Settlement {
+                dead_letter: vec![DeadLetter {
+                    id,
+                    reason: reason.to_owned(),
+                }],
+                ..Settlement::default()
+            },
+        };
+        assert_eq!(
+            f.store
+                .settle(&lease, settlement)
+                .await
+                .unwrap()
+                .dead_lettered,
+            1
+        );
+    }
+    let lease = f.lease("q2", 1).await;
+    let settlement = Settlement {
+        dead_letter: vec![DeadLetter {
+            id: lease.messages[0].id.clone(),
+            reason: "poison".into(),
+        }],
+        ..Settlement::default()
+    };
+    f.store.settle(&lease, settlement).await.unwrap();
+    // Two put in by hand: no reason.
+    f.store
+        .enqueue("dlq", vec![msg("hand 1"), msg("hand 2")])
+        .await
+        .unwrap();
+
+    let count = |reason: &str, count: u64| ReasonCount {
+        reason: reason.to_owned(),
+        count,
+    };
+    let all = f.store.dead_letter_reasons("dlq", 10).await.unwrap();
+    assert_eq!(
+        all,
+        ReasonCounts {
+            reasons: vec![
+                count("poison", 3),
+                count("timeout", 2),
+                count("again", 1),
+                count(&long, 1)
+            ],
+            distinct: 4,
+            without_reason: 2,
+        }
+    );
+    let top = f.store.dead_letter_reasons("dlq", 2).await.unwrap();
+    assert_eq!(top.reasons, all.reasons[..2]);
+    assert_eq!(
+        (top.distinct, top.without_reason),
+        (4, 2),
+        "capped, still whole"
+    );
+    assert_eq!(
+        f.store.dead_letter_reasons("dlq2", 10).await.unwrap(),
+        ReasonCounts {
+            reasons: vec![count("poison", 1)],
+            distinct: 1,
+            without_reason: 0,
+        }
+    );
+    assert_eq!(
+        f.store.dead_letter_reasons("q", 10).await.unwrap(),
+        ReasonCounts::default(),
+        "an empty queue"
+    );
+
+    let body_of = |m: &Message| String::from_utf8(m.body.clone()).unwrap();
+    let poison = ReasonFilter::Reason("poison".into());
+    let first = f
+        .store
+        .peek_by_reason("dlq", &poison, 2, None)
+        .await
+        .unwrap();
+    assert_eq!(first.iter().map(body_of).collect::<Vec<_>>(), ["m0", "m2"]);
+    assert!(
+        first
+            .iter()
+            .all(|m| attr(m, ATTR_DEAD_LETTER_REASON) == Some("poison"))
+    );
+    let second = f
+        .store
+        .peek_by_reason("dlq", &poison, 2, Some(&first[1].id))
+        .await
+        .unwrap();
+    assert_eq!(second.iter().map(body_of).collect::<Vec<_>>(), ["m5"]);
+    let past = f
+        .store
+        .peek_by_reason("dlq", &poison, 2, Some(&second[0].id))
+        .await
+        .unwrap();
+    assert!(past.is_empty());
+    let long_one = f
+        .store
+        .peek_by_reason("dlq", &ReasonFilter::Reason(long.clone()), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(long_one.iter().map(body_of).collect::<Vec<_>>(), ["m3"]);
+    let again = f
+        .store
+        .peek_by_reason("dlq", &ReasonFilter::Reason("again".into()), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(again.iter().map(body_of).collect::<Vec<_>>(), ["m6"]);
+    let by_hand = f
+        .store
+        .peek_by_reason("dlq", &ReasonFilter::NoReason, 10, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        by_hand.iter().map(body_of).collect::<Vec<_>>(),
+        ["hand 1", "hand 2"]
+    );
+    let none = ReasonFilter::Reason("never".into());
+    assert!(
+        f.store
+            .peek_by_reason("dlq", &none, 10, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let bad = f.store.peek_by_reason("dlq", &poison, 10, Some("x")).await;
+    assert!(matches!(bad, Err(Error::InvalidCursor(_))), "{bad:?}");
+    let missing = f.store.dead_letter_reasons("nope", 10).await;
+    assert!(
+        matches!(missing, Err(Error::QueueNotFound(_))),
+        "{missing:?}"
+    );
+    let missing = f.store.peek_by_reason("nope", &poison, 10, None).await;
+    assert!(
+        matches!(missing, Err(Error::QueueNotFound(_))),
+        "{missing:?}"
+    );
+
+    // A redriven message leaves its reason behind, in the counts and in its new queue.
+    let moved = f
+        .store
+        .redrive_messages("dlq", None, vec![first[0].id.clone()])
+        .await
+        .unwrap();
+    assert_eq!(moved, 1);
+    let after = f.store.dead_letter_reasons("dlq", 1).await.unwrap();
+    assert_eq!(after.reasons, [count("poison", 2)]);
+    assert_eq!(
+        f.store.dead_letter_reasons("q", 10).await.unwrap(),
+        ReasonCounts {
+            reasons: Vec::new(),
+            distinct: 0,
+            without_reason: 1,
+        }
+    );
 }
 
 async fn explicit_dead_letter_and_drop_without_dlq(f: Fixture) {
@@ -2818,6 +3105,97 @@ async fn counters_are_built_for_an_older_database() {
     let stats = store.get_queue("q").await.unwrap().stats;
     assert_eq!((stats.visible, stats.delayed, stats.in_flight), (4, 0, 0));
     assert_eq!(store.purge("q").await.unwrap(), 4);
+}
+
+/// Dead letters stored before the reason had a column of its own take it from their attribute
+/// when the database is migrated; other messages, even with a look-alike attribute, take none.
+#[tokio::test]
+async fn dead_letters_of_an_older_sqlite_database_keep_their_reasons() {
+    let dir = TempDir::new().unwrap();
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("sluice.db")).unwrap();
+        conn.pragma_update(None, "application_id", schema::APPLICATION_ID)
+            .unwrap();
+        for migration in &sql::MIGRATIONS[..11] {
+            conn.execute_batch(migration).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 11).unwrap();
+        conn.execute_batch(&old_dead_letters("BLOB")).unwrap();
+    }
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    assert_old_dead_letters_migrated(&store).await;
+}
+
+/// As [`dead_letters_of_an_older_sqlite_database_keep_their_reasons`], on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_of_an_older_postgres_database_keep_their_reasons() {
+    let db = TestDatabase::create().await;
+    {
+        let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        let connection = tokio::spawn(connection);
+        for migration in &super::postgres::schema::MIGRATIONS[..9] {
+            client.batch_execute(migration).await.unwrap();
+        }
+        client
+            .batch_execute(
+                "CREATE TABLE sluice_schema (version INTEGER NOT NULL);
+                 INSERT INTO sluice_schema (version) VALUES (9);",
+            )
+            .await
+            .unwrap();
+        client
+            .batch_execute(&old_dead_letters("BYTEA"))
+            .await
+            .unwrap();
+        drop(client);
+        connection.await.unwrap().unwrap();
+    }
+    let store = Store::connect_postgres(&db.url, StoreOptions::default(), Arc::new(SystemClock))
+        .await
+        .unwrap();
+    assert_old_dead_letters_migrated(&store).await;
+    drop(store);
+}
+
+/// Two dead letters and a message put in by hand whose attribute looks like a reason; bodies
+/// are cast to the database's binary type.
+fn old_dead_letters(binary: &str) -> String {
+    format!(
+        r#"
+INSERT INTO queues (name, settings, created_at) VALUES ('dlq', '{{}}', 0);
+INSERT INTO messages (queue, body, attributes, enqueued_at, visible_at, source_queue) VALUES
+    ('dlq', CAST('a' AS {binary}),
+        '[["k","v"],["sluice-dead-letter-reason","poison"],["sluice-attempts","3"]]', 1, 1, 'q'),
+    ('dlq', CAST('b' AS {binary}), '[["sluice-dead-letter-reason","poison"]]', 2, 2, 'q'),
+    ('dlq', CAST('c' AS {binary}), '[["sluice-dead-letter-reason","not one"]]', 3, 3, NULL);
+"#
+    )
+}
+
+async fn assert_old_dead_letters_migrated(store: &Store) {
+    let counts = store.dead_letter_reasons("dlq", 10).await.unwrap();
+    assert_eq!(
+        counts,
+        ReasonCounts {
+            reasons: vec![ReasonCount {
+                reason: "poison".into(),
+                count: 2
+            }],
+            distinct: 1,
+            without_reason: 1,
+        }
+    );
+    let poison = ReasonFilter::Reason("poison".into());
+    let found = store
+        .peek_by_reason("dlq", &poison, 10, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        found.iter().map(|m| m.body.as_slice()).collect::<Vec<_>>(),
+        [b"a", b"b"]
+    );
 }
 
 fn set(bucket: &str, key: &str, value: &str) -> StateWrite {

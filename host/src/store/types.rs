@@ -113,6 +113,35 @@ impl Default for NewMessage {
     }
 }
 
+/// Which messages of a dead-letter queue a filtered peek shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReasonFilter {
+    /// Dead letters that died for this reason (their [`ATTR_DEAD_LETTER_REASON`]).
+    Reason(String),
+    /// Messages with no such reason: put in the queue by hand, not dead-lettered into it.
+    NoReason,
+}
+
+/// The most distinct reasons [`super::Store::dead_letter_reasons`] lists.
+pub const MAX_REASONS: usize = 1_000;
+
+/// The reasons a queue's dead letters died for, across the whole queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReasonCounts {
+    /// The most frequent reasons (at most the limit asked for), most first; ties by reason.
+    pub reasons: Vec<ReasonCount>,
+    /// How many distinct reasons the queue holds (more than `reasons` lists when capped).
+    pub distinct: u64,
+    /// Messages of the queue with no reason (put in by hand).
+    pub without_reason: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReasonCount {
+    pub reason: String,
+    pub count: u64,
+}
+
 /// The result of enqueueing one message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Enqueued {

@@ -1,10 +1,15 @@
 //! The invocation log in PostgreSQL: one row per handler invocation on any host, newest first
-//! by id, with paging, an outcome filter and bounded retention (an age and a per-function cap),
-//! so `sluice logs` shows every host's invocations and survives restarts.
+//! by id, with paging, an outcome filter, bounded retention (an age and a per-function cap) and
+//! stats over time, so `sluice logs` and the console show every host's invocations and survive
+//! restarts.
 
 use deadpool_postgres::{GenericClient, Transaction};
 
-use super::super::{Error, InvocationEntry, InvocationQuery, InvocationRetention, Result};
+use super::super::invocation_stats::PERCENTILES;
+use super::super::{
+    Error, InvocationBucket, InvocationEntry, InvocationQuery, InvocationRetention, Result,
+    StatsWindow,
+};
 use super::{count, int};
 
 const INSERT: &str = "INSERT INTO invocations
@@ -36,6 +41,21 @@ const TRIM_FUNCTION_BYTES: &str = "DELETE FROM invocations WHERE function = $1 A
 const EXPIRE: &str = "DELETE FROM invocations WHERE id IN (
     SELECT id FROM invocations ORDER BY id LIMIT $2) AND started_at < $1";
 pub const DELETE_FUNCTION: &str = "DELETE FROM invocations WHERE function = $1";
+
+/// Schema version 11: a function's invocations by start time, so stats over a window read only
+/// the window's rows, however long the log the server keeps.
+pub const SCHEMA_V11: &str =
+    "CREATE INDEX invocations_by_start ON invocations(function, started_at);";
+
+/// Function `$1`'s invocations (not dry runs) started from `$2` up to `$3` in buckets of `$4`
+/// ms from `$2`: per non-empty bucket, how many, how many failed, and the duration
+/// percentiles of [`PERCENTILES`] (one sort per bucket).
+const STATS: &str = "SELECT (started_at - $2) / $4 AS bucket, count(*),
+    count(*) FILTER (WHERE outcome <> 'ok'),
+    percentile_cont($5::float8[]) WITHIN GROUP (ORDER BY duration_ms)
+    FROM invocations
+    WHERE function = $1 AND started_at >= $2 AND started_at < $3 AND NOT dry_run
+    GROUP BY bucket ORDER BY bucket";
 
 /// The most expired rows one write removes.
 const MAX_EXPIRED_PER_WRITE: i64 = 1_000;
@@ -105,6 +125,39 @@ pub async fn expire(tx: &Transaction<'_>, cutoff: u64) -> Result<u64> {
     Ok(tx
         .execute(EXPIRE, &[&int(cutoff), &MAX_EXPIRED_PER_SWEEP])
         .await?)
+}
+
+pub async fn stats(
+    client: &impl GenericClient,
+    function: &str,
+    window: &StatsWindow,
+) -> Result<Vec<InvocationBucket>> {
+    let rows = client
+        .query(
+            STATS,
+            &[
+                &function,
+                &int(window.start_ms),
+                &int(window.end_ms),
+                &int(window.bucket_ms),
+                &PERCENTILES.to_vec(),
+            ],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let percentiles: Vec<f64> = row.get(3);
+            let [p50_ms, p95_ms, p99_ms] = [0, 1, 2].map(|i| percentiles.get(i).copied());
+            Ok(InvocationBucket {
+                start_ms: window.start_ms + count(row.get(0)) * window.bucket_ms,
+                invocations: count(row.get(1)),
+                errors: count(row.get(2)),
+                p50_ms,
+                p95_ms,
+                p99_ms,
+            })
+        })
+        .collect()
 }
 
 pub async fn page(

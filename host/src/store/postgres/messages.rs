@@ -18,7 +18,8 @@ use super::super::rules::{
 use super::super::validate;
 use super::super::{
     DEFAULT_PRIORITY, Enqueued, Error, Lease, MAX_LEASE_MESSAGES, MAX_PRIORITY, Message,
-    NewMessage, QueueSettings, REASON_LEASE_EXPIRED, Result, Settled, Settlement,
+    NewMessage, QueueSettings, REASON_LEASE_EXPIRED, ReasonCount, ReasonCounts, Result, Settled,
+    Settlement,
 };
 use super::{count, int, sql};
 
@@ -761,6 +762,7 @@ async fn dead_letter(
             &i16::from(priority),
             &group,
             &lane,
+            &Some(reason),
         ],
     )
     .await
@@ -855,6 +857,7 @@ async fn move_back(
             &i16::from(priority),
             &group,
             &lane,
+            &None::<&str>,
         ],
     )
     .await
@@ -989,6 +992,26 @@ pub fn peek_rows(rows: Vec<tokio_postgres::Row>, queue: &str) -> Result<Vec<Mess
             })
         })
         .collect()
+}
+
+/// The rows of [`sql::DEAD_LETTER_REASONS`].
+pub fn reason_counts(rows: Vec<tokio_postgres::Row>) -> ReasonCounts {
+    let mut counts = ReasonCounts::default();
+    let (mut total, mut with_reason) = (0, 0);
+    for row in rows {
+        total = count(row.get(0));
+        let Some(reason) = row.get::<_, Option<String>>(1) else {
+            continue;
+        };
+        counts.reasons.push(ReasonCount {
+            reason,
+            count: count(row.get(2)),
+        });
+        with_reason = count(row.get(3));
+        counts.distinct = count(row.get(4));
+    }
+    counts.without_reason = total.saturating_sub(with_reason);
+    counts
 }
 
 pub fn parse_cursor(cursor: Option<&str>) -> Result<i64> {

@@ -16,7 +16,7 @@ mod listen;
 mod messages;
 mod replies;
 mod schedules;
-mod schema;
+pub(in crate::store) mod schema;
 mod sql;
 mod topics;
 
@@ -35,11 +35,12 @@ use super::codec::{decode_settings, encode_settings};
 use super::rules::DeadLetterChain;
 use super::{
     Backend, CatalogChange, Clock, Enqueued, Error, Events, FunctionRecord, FunctionVersion,
-    InvocationEntry, InvocationQuery, InvocationRetention, Lease, LeaseRequest, LogWrite, Message,
-    NewMessage, QueueInfo, QueueSettings, QueueStats, Redrive, Result, ScheduleRecord, Settled,
-    Settlement, StoreOptions, TokenRecord, TriggerRecord,
+    InvocationBucket, InvocationEntry, InvocationQuery, InvocationRetention, Lease, LeaseRequest,
+    LogWrite, Message, NewMessage, QueueInfo, QueueSettings, QueueStats, ReasonCounts,
+    ReasonFilter, Redrive, Result, ScheduleRecord, Settled, Settlement, StoreOptions, TokenRecord,
+    TriggerRecord,
 };
-use super::{BucketRecord, KvEntry, StateWrite};
+use super::{BucketRecord, KvEntry, StateWrite, StatsWindow};
 use super::{Published, ReplayFrom, SubscriptionRecord, TopicRecord};
 use messages::Work;
 
@@ -511,6 +512,39 @@ impl Backend for PostgresBackend {
         messages::peek_rows(rows, queue)
     }
 
+    async fn peek_by_reason(
+        &self,
+        queue: &str,
+        filter: &ReasonFilter,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<Vec<Message>> {
+        let after = messages::parse_cursor(after)?;
+        let limit = limit as i64;
+        let client = self.client().await?;
+        let rows = match filter {
+            ReasonFilter::Reason(reason) => {
+                client
+                    .query(sql::PEEK_REASON, &[&queue, &after, &limit, reason])
+                    .await?
+            }
+            ReasonFilter::NoReason => {
+                client
+                    .query(sql::PEEK_NO_REASON, &[&queue, &after, &limit])
+                    .await?
+            }
+        };
+        messages::peek_rows(rows, queue)
+    }
+
+    async fn dead_letter_reasons(&self, queue: &str, limit: usize) -> Result<ReasonCounts> {
+        let client = self.client().await?;
+        let rows = client
+            .query(sql::DEAD_LETTER_REASONS, &[&queue, &(limit as i64)])
+            .await?;
+        Ok(messages::reason_counts(rows))
+    }
+
     async fn lease(&self, queue: &str, request: LeaseRequest) -> Result<Option<Lease>> {
         let LeaseRequest {
             max,
@@ -859,6 +893,15 @@ impl Backend for PostgresBackend {
     ) -> Result<Vec<InvocationEntry>> {
         let client = self.client().await?;
         invocations::page(&client, function, &query).await
+    }
+
+    async fn invocation_stats(
+        &self,
+        function: &str,
+        window: StatsWindow,
+    ) -> Result<Vec<InvocationBucket>> {
+        let client = self.client().await?;
+        invocations::stats(&client, function, &window).await
     }
 
     async fn add_token(&self, token: TokenRecord) -> Result<()> {

@@ -6,7 +6,7 @@ use deadpool_postgres::Client;
 use super::super::{Error, Result};
 
 /// `MIGRATIONS[n]` brings the schema from version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &[
+pub(in crate::store) const MIGRATIONS: &[&str] = &[
     V1,
     super::schedules::SCHEMA_V2,
     V3,
@@ -16,7 +16,25 @@ const MIGRATIONS: &[&str] = &[
     super::replies::SCHEMA_V7,
     V8,
     super::kv::SCHEMA_V9,
+    V10,
+    super::invocations::SCHEMA_V11,
 ];
+
+/// Why each dead letter died, as a column beside the attribute that says so, so a dead-letter
+/// queue is filtered and tallied by reason without reading every message's attributes. Set only
+/// when a message moves to its dead-letter queue (NULL for every other message: their inserts
+/// pay nothing for it). The partial index holds only dead letters, keyed by a digest of the
+/// reason: a reason is a handler's error text, of any length, and a B-tree entry must fit a
+/// third of a page. Dead letters already stored take the reason from their attribute.
+const V10: &str = "
+ALTER TABLE messages ADD COLUMN dead_letter_reason TEXT;
+UPDATE messages SET dead_letter_reason = (
+    SELECT a ->> 1 FROM json_array_elements(attributes::json) a
+    WHERE a ->> 0 = 'sluice-dead-letter-reason' LIMIT 1)
+    WHERE source_queue IS NOT NULL AND attributes IS NOT NULL;
+CREATE INDEX messages_by_reason ON messages(queue, md5(dead_letter_reason), id)
+    WHERE dead_letter_reason IS NOT NULL;
+";
 
 /// When each message was first leased: SQS's `ApproximateFirstReceiveTimestamp`. NULL until
 /// then, and for messages leased before this version.

@@ -69,7 +69,7 @@ pub const INSERT_MESSAGES: &str = "INSERT INTO messages
         $9::smallint[]) AS m(id, body, attributes, visible_at, priority, group_key, lane)";
 pub const INSERT_MOVED: &str = "INSERT INTO messages
     (queue, body, attributes, attempt, enqueued_at, visible_at, source_queue, priority,
-    group_key, lane) VALUES ($1, $2, $3, 0, $4, $4, $5, $6, $7, $8)";
+    group_key, lane, dead_letter_reason) VALUES ($1, $2, $3, 0, $4, $4, $5, $6, $7, $8, $9)";
 /// Serializes, across hosts, the transactions that add messages to the listed groups of a
 /// queue or let a group's next message go: an enqueue must see whether its group still has a
 /// message, and a release must see a message enqueued behind the one that left. Locks are
@@ -183,6 +183,29 @@ pub const EXPIRE_OLDEST: &str = "DELETE FROM messages WHERE queue = $1 AND enque
     RETURNING group_key";
 pub const PEEK: &str = "SELECT id, body, attributes, attempt, enqueued_at, priority, group_key,
     first_leased_at FROM messages WHERE queue = $1 AND id > $2 ORDER BY id LIMIT $3";
+/// Like [`PEEK`], only the dead letters that died for reason `$4`: a walk of
+/// `messages_by_reason` (by the reason's digest, then the reason itself).
+pub const PEEK_REASON: &str = "SELECT id, body, attributes, attempt, enqueued_at, priority,
+    group_key, first_leased_at FROM messages
+    WHERE queue = $1 AND md5(dead_letter_reason) = md5($4::text) AND dead_letter_reason = $4
+    AND id > $2 ORDER BY id LIMIT $3";
+/// Like [`PEEK`], only the messages that are not dead letters with a reason (put in a
+/// dead-letter queue by hand, say).
+pub const PEEK_NO_REASON: &str = "SELECT id, body, attributes, attempt, enqueued_at, priority,
+    group_key, first_leased_at FROM messages
+    WHERE queue = $1 AND dead_letter_reason IS NULL AND id > $2 ORDER BY id LIMIT $3";
+/// A queue's messages, and the `$2` reasons most of its dead letters died for, most first, each
+/// with how many, how many have any reason, and how many distinct reasons there are: one
+/// statement, so one snapshot. The count walks the primary key, the reasons only the queue's
+/// dead letters (through `messages_by_reason`).
+pub const DEAD_LETTER_REASONS: &str = "SELECT t.total, r.reason, r.n, r.with_reason,
+        r.distinct_reasons
+    FROM (SELECT count(*) AS total FROM messages WHERE queue = $1) t
+    LEFT JOIN (SELECT dead_letter_reason AS reason, count(*) AS n,
+            (sum(count(*)) OVER ())::bigint AS with_reason, count(*) OVER () AS distinct_reasons
+        FROM messages WHERE queue = $1 AND dead_letter_reason IS NOT NULL
+        GROUP BY dead_letter_reason ORDER BY n DESC, reason LIMIT $2) r ON true
+    ORDER BY r.n DESC, r.reason";
 /// The earliest time after $2 a message of lanes 0–9 becomes visible: one index seek per lane.
 pub const NEXT_VISIBLE_AT: &str = "SELECT min((SELECT visible_at FROM messages
         WHERE queue = $1 AND lane = l AND visible_at > $2 ORDER BY visible_at LIMIT 1))

@@ -1,11 +1,16 @@
 //! The invocation log at rest: one row per handler invocation (dry runs marked), newest first
-//! by id, with paging, an outcome filter and bounded retention (an age and a per-function cap).
-//! What an outcome means is decided by `functions`; this module only keeps and finds rows.
+//! by id, with paging, an outcome filter, bounded retention (an age and a per-function cap) and
+//! stats over time. What an outcome means is decided by `functions`; this module only keeps and
+//! finds rows.
 
 use rusqlite::{Connection, Row, params};
 
 use super::writer::{Tx, int};
-use crate::store::{Error, InvocationEntry, InvocationQuery, InvocationRetention, Result};
+use crate::store::invocation_stats::bucket_of;
+use crate::store::{
+    Error, InvocationBucket, InvocationEntry, InvocationQuery, InvocationRetention, Result,
+    StatsWindow,
+};
 
 /// Version 4 of the schema: the invocation log.
 pub const SCHEMA_V4: &str = "
@@ -25,6 +30,12 @@ CREATE TABLE invocations (
 );
 -- Pages of one function's log walk this index backwards from a cursor.
 CREATE INDEX invocations_by_function ON invocations(function, id);
+";
+
+/// Version 13: a function's invocations by start time, so stats over a window read only the
+/// window's rows, however long the log the server keeps.
+pub const SCHEMA_V13: &str = "
+CREATE INDEX invocations_by_start ON invocations(function, started_at);
 ";
 
 const INSERT: &str = "
@@ -69,6 +80,15 @@ DELETE FROM invocations
 WHERE id IN (SELECT id FROM invocations ORDER BY id LIMIT (?2 + 0)) AND started_at < ?1";
 
 const DELETE_FUNCTION: &str = "DELETE FROM invocations WHERE function = ?1";
+
+/// Function `?1`'s invocations (not dry runs) started from `?2` up to `?3`, each with its bucket
+/// (of `?4` ms from `?2`) and whether it failed, in bucket order and, within a bucket, by
+/// duration: each bucket's durations come sorted, ready for their percentiles.
+const STATS: &str = "
+SELECT (started_at - ?2) / ?4 AS bucket, outcome <> 'ok', duration_ms
+FROM invocations
+WHERE function = ?1 AND started_at >= ?2 AND started_at < ?3 AND dry_run = 0
+ORDER BY bucket, duration_ms";
 
 /// The most expired rows one write removes, so a long-idle log never holds the writer for long.
 const MAX_EXPIRED_PER_WRITE: u64 = 1_000;
@@ -150,6 +170,45 @@ pub fn page(
         )?
         .collect::<rusqlite::Result<_>>()?;
     Ok(rows)
+}
+
+/// The non-empty buckets of `window` of `function`'s invocations: one ordered read, each
+/// bucket folded as its rows end.
+pub fn stats(
+    conn: &Connection,
+    function: &str,
+    window: &StatsWindow,
+) -> Result<Vec<InvocationBucket>> {
+    let mut statement = conn.prepare_cached(STATS)?;
+    let mut rows = statement.query(params![
+        function,
+        int(window.start_ms),
+        int(window.end_ms),
+        int(window.bucket_ms)
+    ])?;
+    let start_of =
+        |index: i64| window.start_ms + u64::try_from(index).unwrap_or(0) * window.bucket_ms;
+    let mut found = Vec::new();
+    // The bucket being read: its start and how many of it failed, and its durations.
+    let mut bucket: Option<(u64, u64)> = None;
+    let mut durations = Vec::new();
+    while let Some(row) = rows.next()? {
+        let start_ms = start_of(row.get(0)?);
+        if let Some((start, errors)) = bucket
+            && start != start_ms
+        {
+            found.push(bucket_of(start, &durations, errors));
+            durations.clear();
+            bucket = None;
+        }
+        let (_, errors) = bucket.get_or_insert((start_ms, 0));
+        *errors += u64::from(row.get::<_, bool>(1)?);
+        durations.push(row.get::<_, f64>(2)?);
+    }
+    if let Some((start, errors)) = bucket {
+        found.push(bucket_of(start, &durations, errors));
+    }
+    Ok(found)
 }
 
 pub fn delete_function(tx: &mut Tx<'_>, function: &str) -> Result<()> {

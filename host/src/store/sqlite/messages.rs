@@ -78,6 +78,8 @@ struct Row<'m> {
     attributes: Option<String>,
     visible_at: u64,
     source_queue: Option<&'m str>,
+    /// Why it was dead-lettered, for a message moving to its dead-letter queue.
+    dead_letter_reason: Option<&'m str>,
     priority: u8,
     group: Option<&'m str>,
 }
@@ -107,7 +109,8 @@ fn insert(tx: &Tx<'_>, queue: &str, row: Row<'_>) -> Result<i64> {
         row.source_queue,
         row.priority,
         row.group,
-        lane
+        lane,
+        row.dead_letter_reason
     ])?;
     Ok(conn.last_insert_rowid())
 }
@@ -162,6 +165,7 @@ pub fn enqueue(tx: &mut Tx<'_>, queue: &str, messages: Vec<NewMessage>) -> Resul
             attributes: encode_attributes(&m.attributes)?,
             visible_at,
             source_queue: None,
+            dead_letter_reason: None,
             priority: m.priority,
             group: m.group.as_deref(),
         };
@@ -476,6 +480,7 @@ fn dead_letter(
         attributes: encode_attributes(&attributes)?,
         visible_at: now,
         source_queue: Some(queue),
+        dead_letter_reason: Some(reason),
         priority: moving.priority,
         group: moving.group.as_deref(),
     };
@@ -600,6 +605,7 @@ fn move_back(
         attributes: encode_attributes(&attributes)?,
         visible_at: now,
         source_queue: None,
+        dead_letter_reason: None,
         priority: moving.priority,
         group: moving.group.as_deref(),
     };

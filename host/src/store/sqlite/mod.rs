@@ -37,11 +37,12 @@ use std::time::Duration;
 use super::{
     Backend, CatalogChange, Clock, DEFAULT_PRIORITY, Enqueued, Error, Events, FunctionRecord,
     FunctionVersion, Lease, LeaseRequest, LogWrite, MAX_LEASE_MESSAGES, MAX_PRIORITY, Message,
-    NewMessage, QueueInfo, QueueSettings, QueueStats, REASON_LEASE_EXPIRED, Redrive, Result,
-    ScheduleRecord, Settled, Settlement, StoreOptions, TokenRecord, TriggerRecord, validate,
+    NewMessage, QueueInfo, QueueSettings, QueueStats, REASON_LEASE_EXPIRED, ReasonCounts,
+    ReasonFilter, Redrive, Result, ScheduleRecord, Settled, Settlement, StoreOptions, TokenRecord,
+    TriggerRecord, validate,
 };
 use super::{BucketRecord, KvEntry, StateWrite};
-use super::{InvocationEntry, InvocationQuery, InvocationRetention};
+use super::{InvocationBucket, InvocationEntry, InvocationQuery, InvocationRetention, StatsWindow};
 use super::{Published, ReplayFrom, SubscriptionRecord, TopicRecord};
 use messages::ChunkPacer;
 use writer::Durability;
@@ -127,6 +128,16 @@ impl SqliteBackend {
 /// A message id as this backend issues it; anything else was never one of ours.
 fn parse_id(id: &str) -> Option<i64> {
     id.parse().ok()
+}
+
+/// A peek's cursor (the last id of the previous page) as a row id; 0 without one.
+fn peek_cursor(after: Option<&str>) -> Result<u64> {
+    match after {
+        None => Ok(0),
+        Some(cursor) => parse_id(cursor)
+            .and_then(|id| u64::try_from(id).ok())
+            .ok_or_else(|| Error::InvalidCursor(cursor.to_owned())),
+    }
 }
 
 #[async_trait::async_trait]
@@ -229,14 +240,28 @@ impl Backend for SqliteBackend {
     }
 
     async fn peek(&self, queue: &str, limit: usize, after: Option<&str>) -> Result<Vec<Message>> {
-        let after = match after {
-            None => 0,
-            Some(cursor) => parse_id(cursor)
-                .and_then(|id| u64::try_from(id).ok())
-                .ok_or_else(|| Error::InvalidCursor(cursor.to_owned()))?,
-        };
+        let after = peek_cursor(after)?;
         let queue = queue.to_owned();
         self.read(move |conn, _| read::peek(conn, &queue, after, limit))
+            .await
+    }
+
+    async fn peek_by_reason(
+        &self,
+        queue: &str,
+        filter: &ReasonFilter,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<Vec<Message>> {
+        let after = peek_cursor(after)?;
+        let (queue, filter) = (queue.to_owned(), filter.clone());
+        self.read(move |conn, _| read::peek_by_reason(conn, &queue, &filter, after, limit))
+            .await
+    }
+
+    async fn dead_letter_reasons(&self, queue: &str, limit: usize) -> Result<ReasonCounts> {
+        let queue = queue.to_owned();
+        self.read(move |conn, _| read::dead_letter_reasons(conn, &queue, limit))
             .await
     }
 
@@ -499,6 +524,16 @@ impl Backend for SqliteBackend {
     ) -> Result<Vec<InvocationEntry>> {
         let function = function.to_owned();
         self.read(move |conn, _| invocations::page(conn, &function, &query))
+            .await
+    }
+
+    async fn invocation_stats(
+        &self,
+        function: &str,
+        window: StatsWindow,
+    ) -> Result<Vec<InvocationBucket>> {
+        let function = function.to_owned();
+        self.read(move |conn, _| invocations::stats(conn, &function, &window))
             .await
     }
 

@@ -9,6 +9,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::writer::int;
 use super::{Error, Message, Result, schema, sql};
+use crate::store::{ReasonCount, ReasonCounts, ReasonFilter};
 
 /// Idle read connections kept open; more are opened under load and closed after.
 const MAX_IDLE_READERS: usize = 4;
@@ -60,6 +61,56 @@ pub fn peek(conn: &Connection, queue: &str, after: u64, limit: usize) -> Result<
         })?
         .collect::<rusqlite::Result<_>>()?;
     Ok(messages)
+}
+
+/// Like [`peek`], only the messages `filter` picks.
+pub fn peek_by_reason(
+    conn: &Connection,
+    queue: &str,
+    filter: &ReasonFilter,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<Message>> {
+    let limit = int(limit as u64);
+    let decode = |row: &Row<'_>| message_from_row(row, queue);
+    let messages = match filter {
+        ReasonFilter::Reason(reason) => conn
+            .prepare_cached(sql::PEEK_REASON)?
+            .query_map(params![queue, int(after), limit, reason], decode)?
+            .collect::<rusqlite::Result<_>>()?,
+        ReasonFilter::NoReason => conn
+            .prepare_cached(sql::PEEK_NO_REASON)?
+            .query_map(params![queue, int(after), limit], decode)?
+            .collect::<rusqlite::Result<_>>()?,
+    };
+    Ok(messages)
+}
+
+/// The `limit` reasons most of the queue's dead letters died for, and the counts around them.
+pub fn dead_letter_reasons(conn: &Connection, queue: &str, limit: usize) -> Result<ReasonCounts> {
+    let mut counts = ReasonCounts::default();
+    let mut with_reason = 0;
+    let mut total = 0;
+    let mut statement = conn.prepare_cached(sql::DEAD_LETTER_REASONS)?;
+    let mut rows = statement.query(params![queue, int(limit as u64)])?;
+    while let Some(row) = rows.next()? {
+        total = count(row.get(0)?);
+        let Some(reason) = row.get::<_, Option<String>>(1)? else {
+            continue;
+        };
+        counts.reasons.push(ReasonCount {
+            reason,
+            count: count(row.get(2)?),
+        });
+        with_reason = count(row.get(3)?);
+        counts.distinct = count(row.get(4)?);
+    }
+    counts.without_reason = total.saturating_sub(with_reason);
+    Ok(counts)
+}
+
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
 }
 
 pub fn next_visible_at(conn: &Connection, now: u64, queue: &str) -> Result<Option<u64>> {

@@ -20,7 +20,24 @@ pub const MIGRATIONS: &[&str] = &[
     super::replies::SCHEMA_V9,
     SCHEMA_V10,
     super::kv::SCHEMA_V11,
+    SCHEMA_V12,
+    super::invocations::SCHEMA_V13,
 ];
+
+/// Why each dead letter died, as a column beside the attribute that says so, so a dead-letter
+/// queue is filtered and tallied by reason without reading every message's attributes. Set only
+/// when a message moves to its dead-letter queue (NULL for every other message: their inserts
+/// pay nothing for it); the partial index holds only dead letters, in id order per reason.
+/// Dead letters already stored take the reason from their attribute.
+const SCHEMA_V12: &str = "
+ALTER TABLE messages ADD COLUMN dead_letter_reason TEXT;
+UPDATE messages SET dead_letter_reason = (
+    SELECT a.value ->> 1 FROM json_each(messages.attributes) AS a
+    WHERE a.value ->> 0 = 'sluice-dead-letter-reason' LIMIT 1)
+    WHERE source_queue IS NOT NULL AND attributes IS NOT NULL;
+CREATE INDEX messages_by_reason ON messages(queue, dead_letter_reason, id)
+    WHERE dead_letter_reason IS NOT NULL;
+";
 
 /// When each message was first leased: SQS's `ApproximateFirstReceiveTimestamp`. NULL until
 /// then, and for messages leased before this version.
@@ -233,7 +250,7 @@ pub const QUEUE_RECOUNT: &str = "SELECT
 // ---- messages ----
 pub const INSERT_MESSAGE: &str = "INSERT INTO messages
     (queue, body, attributes, attempt, enqueued_at, visible_at, source_queue, priority, group_key,
-    lane) VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7, ?8, ?9)";
+    lane, dead_letter_reason) VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 /// Whether a group has a message in the queue (then a new one waits behind it).
 pub const GROUP_HAS_MESSAGES: &str =
     "SELECT 1 FROM messages WHERE queue = ?1 AND group_key = ?2 LIMIT 1";
@@ -334,6 +351,28 @@ pub const DEDUP_FORGET_EXPIRED_SOME: &str = "DELETE FROM dedup WHERE (queue, ded
 /// Unacknowledged messages (in flight too) in id order, after a cursor.
 pub const PEEK: &str = "SELECT id, body, attributes, attempt, enqueued_at, NULL, NULL,
     priority, group_key, first_leased_at FROM messages WHERE id > ?2 AND queue = ?1 ORDER BY id LIMIT (?3 + 0)";
+/// Like [`PEEK`], only the dead letters that died for reason ?4: a walk of `messages_by_reason`.
+pub const PEEK_REASON: &str = "SELECT id, body, attributes, attempt, enqueued_at, NULL, NULL,
+    priority, group_key, first_leased_at FROM messages INDEXED BY messages_by_reason
+    WHERE queue = ?1 AND dead_letter_reason = ?4 AND id > ?2 ORDER BY id LIMIT (?3 + 0)";
+/// Like [`PEEK`], only the messages that are not dead letters with a reason (put in a
+/// dead-letter queue by hand, say).
+pub const PEEK_NO_REASON: &str = "SELECT id, body, attributes, attempt, enqueued_at, NULL, NULL,
+    priority, group_key, first_leased_at FROM messages
+    WHERE id > ?2 AND queue = ?1 AND dead_letter_reason IS NULL ORDER BY id LIMIT (?3 + 0)";
+/// A queue's messages, and the ?2 reasons most of its dead letters died for, most first, each
+/// with how many, how many have any reason, and how many distinct reasons there are: one
+/// statement, so one snapshot. The count walks `messages_by_queue`, the reasons only the
+/// queue's part of `messages_by_reason`; neither reads a message.
+pub const DEAD_LETTER_REASONS: &str =
+    "SELECT t.total, r.reason, r.n, r.with_reason, r.distinct_reasons
+    FROM (SELECT count(*) AS total FROM messages WHERE queue = ?1) AS t
+    LEFT JOIN (SELECT dead_letter_reason AS reason, count(*) AS n,
+            sum(count(*)) OVER () AS with_reason, count(*) OVER () AS distinct_reasons
+        FROM messages INDEXED BY messages_by_reason
+        WHERE queue = ?1 AND dead_letter_reason IS NOT NULL
+        GROUP BY dead_letter_reason ORDER BY n DESC, reason LIMIT (?2 + 0)) AS r ON 1
+    ORDER BY r.n DESC, r.reason";
 /// The earliest time after ?2 a message of lanes 0–9 becomes visible: one index seek per lane.
 pub const NEXT_VISIBLE_AT: &str = "SELECT min((SELECT min(visible_at) FROM messages
         WHERE queue = ?1 AND lane = lanes.value AND visible_at > ?2))
