@@ -42,6 +42,13 @@ pub(crate) async fn run(host: &Bench, report: &mut Report) -> anyhow::Result<()>
     );
     if let Some(enqueue) = report.get("enqueue.batch_msgs_per_s") {
         report.add("topics.fanout_10.publish_to_enqueue", rate / enqueue, "x");
+        report.target(
+            "topics.fanout_10.copies_to_enqueue",
+            rate * FANOUT_QUEUES as f64 / enqueue,
+            "x",
+            ">=",
+            0.7,
+        );
     }
     for queue in &queues {
         host.store.unsubscribe("bench-topic", queue).await?;
