@@ -223,13 +223,16 @@ async fn pg_drop(url: &str) -> Result<()> {
     Ok(())
 }
 
-async fn pg_produce(
+/// One producer on `client`: `messages` bodies of `body_bytes`, `batch` per transaction, each
+/// batch one execution of `insert` (which takes the bodies as a `bytea[]`).
+pub(crate) async fn pg_produce_with(
     mut client: tokio_postgres::Client,
+    insert: &str,
     messages: u64,
     body_bytes: usize,
     batch: usize,
 ) -> Result<()> {
-    let insert = client.prepare(PG_INSERT).await?;
+    let insert = client.prepare(insert).await?;
     let body = vec![b'x'; body_bytes];
     let mut sent = 0;
     while sent < messages {
@@ -241,6 +244,15 @@ async fn pg_produce(
         sent += n as u64;
     }
     Ok(())
+}
+
+async fn pg_produce(
+    client: tokio_postgres::Client,
+    messages: u64,
+    body_bytes: usize,
+    batch: usize,
+) -> Result<()> {
+    pg_produce_with(client, PG_INSERT, messages, body_bytes, batch).await
 }
 
 /// Runs the consumers until `messages` have been taken between them.

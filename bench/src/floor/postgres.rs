@@ -109,19 +109,8 @@ async fn produce(
     body_bytes: usize,
     batch: usize,
 ) -> Result<()> {
-    let mut client = connect(url).await?;
-    let insert = client.prepare(shape.insert()).await?;
-    let body = vec![b'x'; body_bytes];
-    let mut sent = 0;
-    while sent < messages {
-        let n = (messages - sent).min(batch.max(1) as u64) as usize;
-        let bodies: Vec<&[u8]> = vec![body.as_slice(); n];
-        let tx = client.transaction().await?;
-        tx.execute(&insert, &[&bodies]).await?;
-        tx.commit().await?;
-        sent += n as u64;
-    }
-    Ok(())
+    let client = connect(url).await?;
+    super::plain::pg_produce_with(client, shape.insert(), messages, body_bytes, batch).await
 }
 
 /// Lease-shaped consumers, each on a connection of its own: each transaction acknowledges the
