@@ -69,6 +69,11 @@ impl StatsWindow {
     pub fn buckets(&self) -> u64 {
         (self.end_ms - self.start_ms) / self.bucket_ms
     }
+
+    /// Where bucket `index` (as the backends' SQL numbers them from `start_ms`) starts.
+    pub fn bucket_start(&self, index: i64) -> u64 {
+        self.start_ms + u64::try_from(index).unwrap_or(0) * self.bucket_ms
+    }
 }
 
 /// One bucket of a function's invocations (dry runs left out).

@@ -142,6 +142,42 @@ pub struct ReasonCount {
     pub count: u64,
 }
 
+/// One row of a backend's dead-letter-reasons statement: the queue's messages, and one reason
+/// with its count, how many have any reason and how many distinct reasons there are (the
+/// reason `None` when the queue has no dead letter with one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReasonRow {
+    pub total: i64,
+    pub reason: Option<String>,
+    pub count: i64,
+    pub with_reason: i64,
+    pub distinct: i64,
+}
+
+impl ReasonCounts {
+    /// Folds the rows of one snapshot: the reasons in the rows' order, and the messages without
+    /// a reason as the total less those with one.
+    pub fn from_rows(rows: impl IntoIterator<Item = ReasonRow>) -> ReasonCounts {
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        let mut counts = ReasonCounts::default();
+        let (mut total, mut with_reason) = (0, 0);
+        for row in rows {
+            total = count(row.total);
+            let Some(reason) = row.reason else {
+                continue;
+            };
+            counts.reasons.push(ReasonCount {
+                reason,
+                count: count(row.count),
+            });
+            with_reason = count(row.with_reason);
+            counts.distinct = count(row.distinct);
+        }
+        counts.without_reason = total.saturating_sub(with_reason);
+        counts
+    }
+}
+
 /// The result of enqueueing one message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Enqueued {

@@ -149,7 +149,7 @@ pub async fn stats(
             let percentiles: Vec<f64> = row.get(3);
             let [p50_ms, p95_ms, p99_ms] = [0, 1, 2].map(|i| percentiles.get(i).copied());
             Ok(InvocationBucket {
-                start_ms: window.start_ms + count(row.get(0)) * window.bucket_ms,
+                start_ms: window.bucket_start(row.get(0)),
                 invocations: count(row.get(1)),
                 errors: count(row.get(2)),
                 p50_ms,

@@ -18,7 +18,7 @@ use super::super::rules::{
 use super::super::validate;
 use super::super::{
     DEFAULT_PRIORITY, Enqueued, Error, Lease, MAX_LEASE_MESSAGES, MAX_PRIORITY, Message,
-    NewMessage, QueueSettings, REASON_LEASE_EXPIRED, ReasonCount, ReasonCounts, Result, Settled,
+    NewMessage, QueueSettings, REASON_LEASE_EXPIRED, ReasonCounts, ReasonRow, Result, Settled,
     Settlement,
 };
 use super::{count, int, sql};
@@ -996,22 +996,13 @@ pub fn peek_rows(rows: Vec<tokio_postgres::Row>, queue: &str) -> Result<Vec<Mess
 
 /// The rows of [`sql::DEAD_LETTER_REASONS`].
 pub fn reason_counts(rows: Vec<tokio_postgres::Row>) -> ReasonCounts {
-    let mut counts = ReasonCounts::default();
-    let (mut total, mut with_reason) = (0, 0);
-    for row in rows {
-        total = count(row.get(0));
-        let Some(reason) = row.get::<_, Option<String>>(1) else {
-            continue;
-        };
-        counts.reasons.push(ReasonCount {
-            reason,
-            count: count(row.get(2)),
-        });
-        with_reason = count(row.get(3));
-        counts.distinct = count(row.get(4));
-    }
-    counts.without_reason = total.saturating_sub(with_reason);
-    counts
+    ReasonCounts::from_rows(rows.iter().map(|row| ReasonRow {
+        total: row.get(0),
+        reason: row.get(1),
+        count: row.get::<_, Option<i64>>(2).unwrap_or(0),
+        with_reason: row.get::<_, Option<i64>>(3).unwrap_or(0),
+        distinct: row.get::<_, Option<i64>>(4).unwrap_or(0),
+    }))
 }
 
 pub fn parse_cursor(cursor: Option<&str>) -> Result<i64> {

@@ -186,14 +186,12 @@ pub fn stats(
         int(window.end_ms),
         int(window.bucket_ms)
     ])?;
-    let start_of =
-        |index: i64| window.start_ms + u64::try_from(index).unwrap_or(0) * window.bucket_ms;
     let mut found = Vec::new();
     // The bucket being read: its start and how many of it failed, and its durations.
     let mut bucket: Option<(u64, u64)> = None;
     let mut durations = Vec::new();
     while let Some(row) = rows.next()? {
-        let start_ms = start_of(row.get(0)?);
+        let start_ms = window.bucket_start(row.get(0)?);
         if let Some((start, errors)) = bucket
             && start != start_ms
         {

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::writer::int;
 use super::{Error, Message, Result, schema, sql};
-use crate::store::{ReasonCount, ReasonCounts, ReasonFilter};
+use crate::store::{ReasonCounts, ReasonFilter, ReasonRow};
 
 /// Idle read connections kept open; more are opened under load and closed after.
 const MAX_IDLE_READERS: usize = 4;
@@ -88,29 +88,19 @@ pub fn peek_by_reason(
 
 /// The `limit` reasons most of the queue's dead letters died for, and the counts around them.
 pub fn dead_letter_reasons(conn: &Connection, queue: &str, limit: usize) -> Result<ReasonCounts> {
-    let mut counts = ReasonCounts::default();
-    let mut with_reason = 0;
-    let mut total = 0;
     let mut statement = conn.prepare_cached(sql::DEAD_LETTER_REASONS)?;
-    let mut rows = statement.query(params![queue, int(limit as u64)])?;
-    while let Some(row) = rows.next()? {
-        total = count(row.get(0)?);
-        let Some(reason) = row.get::<_, Option<String>>(1)? else {
-            continue;
-        };
-        counts.reasons.push(ReasonCount {
-            reason,
-            count: count(row.get(2)?),
-        });
-        with_reason = count(row.get(3)?);
-        counts.distinct = count(row.get(4)?);
-    }
-    counts.without_reason = total.saturating_sub(with_reason);
-    Ok(counts)
-}
-
-fn count(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
+    let rows = statement
+        .query_map(params![queue, int(limit as u64)], |row| {
+            Ok(ReasonRow {
+                total: row.get(0)?,
+                reason: row.get(1)?,
+                count: row.get::<_, Option<i64>>(2)?.unwrap_or(0),
+                with_reason: row.get::<_, Option<i64>>(3)?.unwrap_or(0),
+                distinct: row.get::<_, Option<i64>>(4)?.unwrap_or(0),
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(ReasonCounts::from_rows(rows))
 }
 
 pub fn next_visible_at(conn: &Connection, now: u64, queue: &str) -> Result<Option<u64>> {
