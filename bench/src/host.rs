@@ -120,6 +120,17 @@ impl Bench {
         Ok(text)
     }
 
+    /// One unlabelled counter of `/metrics` (for example `sluice_store_commits_total`).
+    pub(crate) async fn counter(&self, name: &str) -> anyhow::Result<f64> {
+        let text = self.text("/metrics").await?;
+        text.lines()
+            .find_map(|line| {
+                let (metric, value) = line.split_once(' ')?;
+                (metric == name).then(|| value.trim().parse().ok())?
+            })
+            .ok_or_else(|| anyhow::anyhow!("/metrics has no counter {name}"))
+    }
+
     /// A PUT of raw bytes (a key's value).
     pub(crate) async fn put_bytes(&self, path: &str, body: Vec<u8>) -> anyhow::Result<()> {
         let response = self

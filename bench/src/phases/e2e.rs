@@ -40,6 +40,7 @@ pub(crate) async fn run(host: &Bench, report: &mut Report, c: &Components) -> an
         )?))
     };
     let (full, last) = (payload(batch)?, payload(a.messages % batch)?);
+    let commits = host.counter("sluice_store_commits_total").await?;
     let started = Instant::now();
     let mut sent = 0u64;
     while sent < a.messages {
@@ -59,13 +60,27 @@ pub(crate) async fn run(host: &Bench, report: &mut Report, c: &Components) -> an
         r.bytes().await?;
         sent += n;
     }
+    let produced = started.elapsed();
     let done = host
         .wait_empty(&["bench-e2e"], host.drain_deadline())
         .await?;
+    let commits = host.counter("sluice_store_commits_total").await? - commits;
     host.trigger("bench-e2e", "bench-e2e", a.batch_size, a.concurrency, true)
         .await?;
     let rate = a.messages as f64 / done.duration_since(started).as_secs_f64();
     report.add("e2e.sluice_msgs_per_s", rate, "msg/s");
+    // Where it waits: the producer alone (each batch's round trip, a durable commit included),
+    // and how many commits (each one fsync) the store made per batch of the producer's.
+    report.add(
+        "e2e.sluice_producer_msgs_per_s",
+        a.messages as f64 / produced.as_secs_f64(),
+        "msg/s",
+    );
+    report.add(
+        "e2e.sluice_commits_per_batch",
+        commits / a.messages.div_ceil(batch) as f64,
+        "commits",
+    );
     Ok(())
 }
 

@@ -157,32 +157,35 @@ impl Trigger {
     /// so look again at the latest when a lease taken now would expire. Otherwise, when the
     /// next delayed message, retry or lease comes due.
     ///
-    /// Counting first is what makes this race-free: a lease that commits after the count is
-    /// seen by it as visible messages, and one that commits before it is seen by
-    /// [`Self::next_visible`] as a lease that comes due.
+    /// Both are read in one snapshot ([`Store::lull`]), which is what makes this race-free: a
+    /// lease that commits after it is seen as visible messages, and one that commits before it
+    /// as a lease that comes due.
     async fn after_empty_lease(&self) -> Option<Instant> {
-        let visible = match self.store.visible_count(&self.record.queue, 1).await {
-            Ok(visible) => visible,
+        let lull = match self.store.lull(&self.record.queue).await {
+            Ok(lull) => lull,
             Err(err) => {
-                tracing::warn!(%err, queue = %self.record.queue, "cannot count visible messages");
+                tracing::warn!(%err, queue = %self.record.queue, "cannot read when messages come due");
                 return Some(Instant::now() + STORAGE_RETRY);
             }
         };
-        let due = self.next_visible().await;
-        if visible == 0 {
+        let due = lull.next_visible_at_ms.map(|at_ms| self.instant_of(at_ms));
+        if !lull.visible_now {
             return due;
         }
         let taken_lease_ends = Instant::now() + self.lease_for();
         Some(due.map_or(taken_lease_ends, |due| due.min(taken_lease_ends)))
     }
 
+    /// The instant the store's clock reads `at_ms`.
+    fn instant_of(&self, at_ms: u64) -> Instant {
+        let wait = at_ms.saturating_sub(self.store.now_ms());
+        Instant::now() + Duration::from_millis(wait)
+    }
+
     /// When the next delayed message, retry or expiring lease becomes visible.
     async fn next_visible(&self) -> Option<Instant> {
         match self.store.next_visible_at_ms(&self.record.queue).await {
-            Ok(Some(at_ms)) => {
-                let wait = at_ms.saturating_sub(self.store.now_ms());
-                Some(Instant::now() + Duration::from_millis(wait))
-            }
+            Ok(Some(at_ms)) => Some(self.instant_of(at_ms)),
             Ok(None) => None,
             Err(err) => {
                 tracing::warn!(%err, queue = %self.record.queue, "cannot read the next visible time");

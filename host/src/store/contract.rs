@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use super::{
     BucketRecord, Enqueued, FunctionRecord, InvocationBucket, InvocationEntry, InvocationQuery,
-    InvocationRetention, KvEntry, Lease, LeaseRequest, LogWrite, Message, NewMessage, Published,
-    QueueInfo, QueueSettings, ReasonCounts, ReasonFilter, Redrive, ReplayFrom, Reply, Result,
-    ScheduleRecord, Settled, Settlement, StateWrite, StatsWindow, SubscriptionRecord, TokenRecord,
-    TopicRecord, TriggerRecord,
+    InvocationRetention, KvEntry, Lease, LeaseRequest, LogWrite, Lull, Message, NewMessage,
+    Published, QueueInfo, QueueSettings, ReasonCounts, ReasonFilter, Redrive, ReplayFrom, Reply,
+    Result, ScheduleRecord, Settled, Settlement, StateWrite, StatsWindow, SubscriptionRecord,
+    TokenRecord, TopicRecord, TriggerRecord,
 };
 
 /// The storage contract: what a database must do for Sluice. Every write is durable when it
@@ -83,6 +83,9 @@ pub trait Backend: Send + Sync + 'static {
     async fn delete_messages(&self, queue: &str, ids: Vec<String>) -> Result<u64>;
     async fn next_visible_at_ms(&self, queue: &str) -> Result<Option<u64>>;
     async fn visible_count(&self, queue: &str, cap: u64) -> Result<u64>;
+    /// [`Lull`]: `visible_count(queue, 1) > 0` and `next_visible_at_ms(queue)` read in one
+    /// snapshot and one round trip.
+    async fn lull(&self, queue: &str) -> Result<Lull>;
     /// The retention sweep; safe to run on every host at once.
     async fn expire(&self) -> Result<u64>;
 

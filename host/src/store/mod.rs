@@ -441,6 +441,12 @@ impl Store {
         self.check_exists(queue).await?;
         self.backend.visible_count(queue, cap).await
     }
+    /// Whether messages are visible now and when the next one comes due, in one snapshot: what
+    /// a consumer whose lease came back empty needs.
+    pub async fn lull(&self, queue: &str) -> Result<Lull> {
+        self.check_exists(queue).await?;
+        self.backend.lull(queue).await
+    }
     /// Notified after every commit (on any host) that adds messages to `queue` or changes when
     /// its next one becomes visible. A consumer that checks the queue and then awaits
     /// `notified()` never misses a commit in between.

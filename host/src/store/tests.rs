@@ -110,6 +110,7 @@ contract_tests!(
     dedup_returns_the_original_id,
     delayed_messages_wait,
     visible_count_is_capped,
+    a_lull_reads_what_is_visible_and_what_comes_due,
     expired_lease_is_redelivered_and_the_old_ack_is_stale,
     the_first_lease_time_is_kept_across_redeliveries,
     lease_visibility_override,
@@ -1673,6 +1674,51 @@ async fn visible_count_is_capped(f: Fixture) {
         .unwrap();
     assert_eq!(f.store.visible_count("q", 5).await.unwrap(), 5);
     assert_eq!(f.store.visible_count("q", 100).await.unwrap(), 20);
+}
+
+async fn a_lull_reads_what_is_visible_and_what_comes_due(f: Fixture) {
+    f.queue(
+        "q",
+        QueueSettings {
+            visibility_timeout_ms: 1_000,
+            ..Default::default()
+        },
+    )
+    .await;
+    let lull = |visible_now, next_visible_at_ms| Lull {
+        visible_now,
+        next_visible_at_ms,
+    };
+    assert_eq!(f.store.lull("q").await.unwrap(), lull(false, None));
+    f.store
+        .enqueue(
+            "q",
+            vec![
+                msg("now"),
+                NewMessage {
+                    delay_ms: 500,
+                    ..msg("later")
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(f.store.lull("q").await.unwrap(), lull(true, Some(T0 + 500)));
+    // The visible one leased: what is left comes due, the delayed message first.
+    f.lease("q", 1).await;
+    assert_eq!(
+        f.store.lull("q").await.unwrap(),
+        lull(false, Some(T0 + 500))
+    );
+    f.clock.advance(500);
+    assert_eq!(
+        f.store.lull("q").await.unwrap(),
+        lull(true, Some(T0 + 1_000))
+    );
+    assert!(matches!(
+        f.store.lull("nope").await,
+        Err(Error::QueueNotFound(_))
+    ));
 }
 
 /// SQS's `ApproximateFirstReceiveTimestamp`: set by the first lease, unchanged by later ones.

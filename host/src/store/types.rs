@@ -277,6 +277,15 @@ pub enum Redrive {
     Ids(Vec<String>),
 }
 
+/// What a consumer whose lease came back empty reads to decide when to look again, in one
+/// snapshot: whether messages are visible now (another consumer is taking them, or they wait
+/// for a concurrency slot), and when the next delayed message, retry or lease comes due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lull {
+    pub visible_now: bool,
+    pub next_visible_at_ms: Option<u64>,
+}
+
 /// What to lease: the arguments of [`Backend::lease`](super::Backend::lease), and of the lease a settle may take in
 /// its own commit (a trigger's next batch, so that a busy consumer spends one commit per batch
 /// instead of two).

@@ -40,7 +40,7 @@ use super::{
     ReasonFilter, Redrive, Result, ScheduleRecord, Settled, Settlement, StoreOptions, TokenRecord,
     TriggerRecord,
 };
-use super::{BucketRecord, KvEntry, StateWrite, StatsWindow};
+use super::{BucketRecord, KvEntry, Lull, StateWrite, StatsWindow};
 use super::{Published, ReplayFrom, SubscriptionRecord, TopicRecord};
 use messages::Work;
 
@@ -671,6 +671,20 @@ impl Backend for PostgresBackend {
             )
             .await?;
         Ok(count(row.get(0)))
+    }
+
+    async fn lull(&self, queue: &str) -> Result<Lull> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                &client.prepare_cached(sql::LULL).await?,
+                &[&queue, &int(self.clock.now_ms())],
+            )
+            .await?;
+        Ok(Lull {
+            visible_now: row.get(0),
+            next_visible_at_ms: row.get::<_, Option<i64>>(1).map(count),
+        })
     }
 
     async fn expire(&self) -> Result<u64> {

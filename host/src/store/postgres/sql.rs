@@ -210,6 +210,12 @@ pub const DEAD_LETTER_REASONS: &str = "SELECT t.total, r.reason, r.n, r.with_rea
 pub const NEXT_VISIBLE_AT: &str = "SELECT min((SELECT visible_at FROM messages
         WHERE queue = $1 AND lane = l AND visible_at > $2 ORDER BY visible_at LIMIT 1))
     FROM generate_series(0, 9) l";
+/// [`VISIBLE_COUNT`] capped at one and [`NEXT_VISIBLE_AT`], in one statement (one snapshot).
+pub const LULL: &str = "SELECT EXISTS (SELECT 1 FROM messages
+        WHERE queue = $1 AND lane = ANY('{0,1,2,3,4,5,6,7,8,9}'::smallint[]) AND visible_at <= $2),
+    (SELECT min((SELECT visible_at FROM messages
+        WHERE queue = $1 AND lane = l AND visible_at > $2 ORDER BY visible_at LIMIT 1))
+    FROM generate_series(0, 9) l)";
 pub const VISIBLE_COUNT: &str = "SELECT count(*) FROM (SELECT 1 FROM messages
     WHERE queue = $1 AND lane = ANY('{0,1,2,3,4,5,6,7,8,9}'::smallint[]) AND visible_at <= $2
     LIMIT $3) v";

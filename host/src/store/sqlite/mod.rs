@@ -41,7 +41,7 @@ use super::{
     ReasonFilter, Redrive, Result, ScheduleRecord, Settled, Settlement, StoreOptions, TokenRecord,
     TriggerRecord, validate,
 };
-use super::{BucketRecord, KvEntry, StateWrite};
+use super::{BucketRecord, KvEntry, Lull, StateWrite};
 use super::{InvocationBucket, InvocationEntry, InvocationQuery, InvocationRetention, StatsWindow};
 use super::{Published, ReplayFrom, SubscriptionRecord, TopicRecord};
 use messages::ChunkPacer;
@@ -367,6 +367,12 @@ impl Backend for SqliteBackend {
     async fn visible_count(&self, queue: &str, cap: u64) -> Result<u64> {
         let queue = queue.to_owned();
         self.read(move |conn, now| read::visible_count(conn, now, &queue, cap))
+            .await
+    }
+
+    async fn lull(&self, queue: &str) -> Result<Lull> {
+        let queue = queue.to_owned();
+        self.read(move |conn, now| read::lull(conn, now, &queue))
             .await
     }
 

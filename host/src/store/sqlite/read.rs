@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::writer::int;
 use super::{Error, Message, Result, schema, sql};
-use crate::store::{ReasonCounts, ReasonFilter, ReasonRow};
+use crate::store::{Lull, ReasonCounts, ReasonFilter, ReasonRow};
 
 /// Idle read connections kept open; more are opened under load and closed after.
 const MAX_IDLE_READERS: usize = 4;
@@ -115,6 +115,17 @@ pub fn visible_count(conn: &Connection, now: u64, queue: &str, cap: u64) -> Resu
         .prepare_cached(sql::VISIBLE_COUNT)?
         .query_row(params![queue, int(now), int(cap)], |r| r.get(0))?;
     Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Both reads of [`Lull`] in one read transaction, so one snapshot.
+pub fn lull(conn: &Connection, now: u64, queue: &str) -> Result<Lull> {
+    let tx = conn.unchecked_transaction()?;
+    let lull = Lull {
+        visible_now: visible_count(&tx, now, queue, 1)? > 0,
+        next_visible_at_ms: next_visible_at(&tx, now, queue)?,
+    };
+    tx.commit()?;
+    Ok(lull)
 }
 
 /// Decodes `id, body, attributes, attempt, enqueued_at` and, at 7 to 9, `priority, group_key,
