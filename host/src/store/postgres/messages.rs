@@ -45,6 +45,9 @@ pub struct Work {
     /// Messages whose reply this transaction stored: their waiters on this host wake after
     /// commit (other hosts' by NOTIFY).
     pub replied: Vec<String>,
+    /// Queues whose NOTIFY already went out with an enqueue's insert: [`Work::flush`] skips
+    /// them (they are still woken on this host after commit, through `wake`).
+    notified: HashSet<String>,
     settings: HashMap<String, QueueSettings>,
 }
 
@@ -120,7 +123,8 @@ impl Work {
                 return Ok(());
             }
             let notify = tx.prepare_cached(sql::NOTIFY_WAKE).await?;
-            let notifies = self.wake.iter().map(|queue| {
+            let pending = self.wake.iter().filter(|q| !self.notified.contains(*q));
+            let notifies = pending.map(|queue| {
                 let notify = &notify;
                 async move { tx.execute(notify, &[queue]).await }
             });
@@ -246,7 +250,21 @@ pub async fn enqueue(
     queue: &str,
     messages: Vec<NewMessage>,
 ) -> Result<Vec<Enqueued>> {
-    let settings = work.settings(tx, queue).await?;
+    // Without dedup ids every message is new, so the ids the batch needs are known before the
+    // settings are: both are read in one round trip (a batch refused after this leaves a gap
+    // in the sequence, as a rolled-back insert does).
+    let mut prefetched = None;
+    let settings = match work.settings.get(queue) {
+        Some(settings) => settings.clone(),
+        None if messages.iter().all(|m| m.dedup_id.is_none()) => {
+            let (settings, ids) =
+                tokio::try_join!(read_settings(tx, queue), next_ids(tx, messages.len()))?;
+            work.remember(queue, settings.clone());
+            prefetched = Some(ids);
+            settings
+        }
+        None => work.settings(tx, queue).await?,
+    };
     validate::messages_fit(queue, &settings, &messages)?;
     if let Some(max_depth) = settings.max_depth {
         let depth: i64 = tx
@@ -297,14 +315,11 @@ pub async fn enqueue(
         fates.push(fate);
     }
     let wanted = fates.iter().filter(|f| matches!(f, Fate::New)).count();
-    let mut ids = tx
-        .query(
-            &tx.prepare_cached(sql::NEXT_MESSAGE_IDS).await?,
-            &[&(wanted as i64)],
-        )
-        .await?
-        .into_iter()
-        .map(|r| r.get::<_, i64>(0));
+    let mut ids = match prefetched {
+        Some(ids) => ids,
+        None => next_ids(tx, wanted).await?,
+    }
+    .into_iter();
     let mut resolved: Vec<(i64, bool)> = Vec::with_capacity(messages.len());
     let (mut new_ids, mut bodies, mut attributes, mut visible_at) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -368,27 +383,60 @@ pub async fn enqueue(
     if !new_ids.is_empty() {
         let lanes = lanes_for(tx, queue, &priorities, &groups).await?;
         let priorities: Vec<i16> = priorities.into_iter().map(i16::from).collect();
-        tx.execute(
-            &tx.prepare_cached(sql::INSERT_MESSAGES).await?,
-            &[
-                &new_ids,
-                &queue,
-                &bodies,
-                &attributes,
-                &int(now),
-                &visible_at,
-                &priorities,
-                &groups,
-                &lanes,
-            ],
-        )
-        .await
-        .map_err(|e| queue_gone(e, queue))?;
-        work.count(queue).enqueued += new_ids.len() as i64;
-        // Delayed messages wake consumers too: they change when the next message is due.
+        let insert = async {
+            tx.execute(
+                &tx.prepare_cached(sql::INSERT_MESSAGES).await?,
+                &[
+                    &new_ids,
+                    &queue,
+                    &bodies,
+                    &attributes,
+                    &int(now),
+                    &visible_at,
+                    &priorities,
+                    &groups,
+                    &lanes,
+                ],
+            )
+            .await
+        };
+        // The counter delta and the wake-up (delayed messages wake consumers too: they change
+        // when the next message is due) go out with the insert, one round trip for the three;
+        // like every write of the transaction, they take effect at commit.
+        let enqueued = new_ids.len() as i64;
+        let count = async {
+            let add = tx.prepare_cached(sql::ADD_COUNTS).await?;
+            tx.execute(&add, &[&queue, &enqueued, &0i64, &0i64, &0i64, &0i64])
+                .await
+        };
+        let notify_now = work.notified.insert(queue.to_owned());
+        let notify = async {
+            match notify_now {
+                true => tx.execute(sql::NOTIFY_WAKE, &[&queue]).await,
+                false => Ok(0),
+            }
+        };
+        let (inserted, counted, notified) = tokio::join!(insert, count, notify);
+        // The insert's own error first: the others fail only because it aborted the transaction.
+        inserted.map_err(|e| queue_gone(e, queue))?;
+        counted?;
+        notified?;
         work.wake.insert(queue.to_owned());
     }
     Ok(out)
+}
+
+/// `n` ids from the message sequence, in order.
+async fn next_ids(tx: &Transaction<'_>, n: usize) -> Result<Vec<i64>> {
+    Ok(tx
+        .query(
+            &tx.prepare_cached(sql::NEXT_MESSAGE_IDS).await?,
+            &[&(n as i64)],
+        )
+        .await?
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect())
 }
 
 pub async fn lease(
