@@ -30,6 +30,18 @@ impl Run {
     }
 }
 
+/// A drain's pace as its queue empties: the last tenth of the messages' pace against the
+/// first tenth's (1.0 when it stays flat). `tenths[k]` is when the first `(k + 1)` tenths were
+/// taken, from the drain's start.
+pub fn last_tenth_to_first(tenths: &[Duration]) -> f64 {
+    match tenths {
+        [first, .., before_last, last] => {
+            first.as_secs_f64() / last.saturating_sub(*before_last).as_secs_f64().max(1e-9)
+        }
+        _ => 1.0,
+    }
+}
+
 /// How the SQLite consumer takes a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Take {
@@ -192,21 +204,23 @@ pub async fn postgres(
 
 /// The PostgreSQL peer's drain: `messages` inserted first, then taken by `consumers`; the time
 /// of the taking alone.
+/// Also returns when each tenth of the backlog was taken (see [`last_tenth_to_first`]).
 pub async fn postgres_drain(
     url: &str,
     messages: u64,
     body_bytes: usize,
     batch: usize,
     consumers: usize,
-) -> Result<Run> {
+) -> Result<(Run, Vec<Duration>)> {
     pg_connect(url).await?.batch_execute(PG_TABLE).await?;
     pg_produce(pg_connect(url).await?, messages, body_bytes, batch).await?;
     let consumers = pg_consumers(url, consumers).await?;
     let started = Instant::now();
-    pg_consume(consumers, messages, batch).await?;
+    let tenths = pg_consume(consumers, messages, batch).await?;
     let took = started.elapsed();
     pg_drop(url).await?;
-    Ok(Run { messages, took })
+    let tenths = tenths.into_iter().map(|t| t - started).collect();
+    Ok((Run { messages, took }, tenths))
 }
 
 async fn pg_consumers(url: &str, n: usize) -> Result<Vec<tokio_postgres::Client>> {
@@ -255,16 +269,18 @@ async fn pg_produce(
     pg_produce_with(client, PG_INSERT, messages, body_bytes, batch).await
 }
 
-/// Runs the consumers until `messages` have been taken between them.
+/// Runs the consumers until `messages` have been taken between them; returns when each tenth
+/// of them was.
 async fn pg_consume(
     clients: Vec<tokio_postgres::Client>,
     messages: u64,
     batch: usize,
-) -> Result<()> {
+) -> Result<Vec<Instant>> {
     let taken = Arc::new(AtomicU64::new(0));
+    let tenths = Arc::new(std::sync::Mutex::new(Vec::with_capacity(10)));
     let mut tasks = tokio::task::JoinSet::new();
     for mut client in clients {
-        let taken = taken.clone();
+        let (taken, tenths) = (taken.clone(), tenths.clone());
         tasks.spawn(async move {
             let take = client.prepare(PG_TAKE).await?;
             let limit = batch.max(1) as i64;
@@ -279,7 +295,12 @@ async fn pg_consume(
                     // The producer is behind: yield instead of spinning on an empty table.
                     tokio::task::yield_now().await;
                 }
-                taken.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                let before = taken.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                let after = before + rows.len() as u64;
+                let mut tenths = tenths.lock().unwrap_or_else(|e| e.into_inner());
+                while tenths.len() < 10 && after * 10 >= messages * (tenths.len() as u64 + 1) {
+                    tenths.push(Instant::now());
+                }
             }
             anyhow::Ok(())
         });
@@ -287,12 +308,31 @@ async fn pg_consume(
     while let Some(done) = tasks.join_next().await {
         done??;
     }
-    Ok(())
+    let tenths = tenths.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    Ok(tenths)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flat_drain_is_one_and_a_slowing_one_less() {
+        let secs = |s: &[u64]| {
+            s.iter()
+                .map(|&s| Duration::from_secs(s))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            last_tenth_to_first(&secs(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10])),
+            1.0
+        );
+        assert_eq!(
+            last_tenth_to_first(&secs(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 13])),
+            0.25
+        );
+        assert_eq!(last_tenth_to_first(&[]), 1.0);
+    }
 
     #[test]
     fn the_sqlite_peer_takes_every_message_and_leaves_none_either_way() {
