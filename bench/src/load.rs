@@ -17,6 +17,66 @@ use crate::starts::track;
 /// Width of the sequence number that starts every body, in ASCII digits.
 pub(crate) const SEQ_DIGITS: usize = 16;
 
+/// The peer-shaped producer's requests: a batch of `--batch-size` messages and the shorter last
+/// one, encoded once before any clock starts, as the peers' producers allocate their bodies
+/// once, so that what is timed is the host taking them, not the client building them.
+pub(crate) struct BatchRequests {
+    batch: u64,
+    full: Bytes,
+    last: Bytes,
+}
+
+impl BatchRequests {
+    pub(crate) fn new(batch: u64, messages: u64, body_bytes: usize) -> anyhow::Result<Self> {
+        let batch = batch.max(1);
+        let encode = |n: u64| -> anyhow::Result<Bytes> {
+            let messages: Vec<Value> = (0..n)
+                .map(|s| json!({"body": body(s, body_bytes)}))
+                .collect();
+            Ok(serde_json::to_vec(&json!({ "messages": messages }))?.into())
+        };
+        Ok(BatchRequests {
+            batch,
+            full: encode(batch)?,
+            last: encode(messages % batch)?,
+        })
+    }
+
+    /// Sends `messages` messages to the batch route `url`, one request at a time, each waiting
+    /// for its 2xx (its durable commit).
+    pub(crate) async fn send(
+        &self,
+        http: &reqwest::Client,
+        url: &str,
+        messages: u64,
+    ) -> anyhow::Result<()> {
+        let mut sent = 0;
+        while sent < messages {
+            let n = self.batch.min(messages - sent);
+            let request = if n == self.batch {
+                &self.full
+            } else {
+                &self.last
+            };
+            let response = http
+                .post(url)
+                .header("content-type", "application/json")
+                .body(request.clone())
+                .send()
+                .await?;
+            let status = response.status();
+            ensure!(
+                status.is_success(),
+                "batch enqueue: {status}: {}",
+                response.text().await?
+            );
+            response.bytes().await?;
+            sent += n;
+        }
+        Ok(())
+    }
+}
+
 /// Up to an hour in nanoseconds, three significant digits; larger values saturate.
 pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds")

@@ -5,9 +5,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::ensure;
-use bytes::Bytes;
-use serde_json::{Value, json};
+use serde_json::json;
 use sluice_test_support::testdb::TestDatabase;
 
 use crate::BenchArgs;
@@ -15,7 +13,7 @@ use crate::components::Components;
 use crate::floor::plain::Take;
 use crate::floor::{self, on_floor};
 use crate::host::Bench;
-use crate::load::body;
+use crate::load::BatchRequests;
 use crate::report::Report;
 
 /// End to end, shaped as the peers measure it: one producer that sends batches over HTTP
@@ -29,37 +27,10 @@ pub(crate) async fn run(host: &Bench, report: &mut Report, c: &Components) -> an
         .await?;
     let url = format!("{}/v1/queues/bench-e2e/messages/batch", host.url);
     let batch = u64::from(a.batch_size.max(1));
-    // The requests are encoded before the clock starts, as the peers' producers allocate
-    // their bodies once: what is timed is Sluice taking them, not the client building them.
-    let payload = |n: u64| -> anyhow::Result<Bytes> {
-        let messages: Vec<Value> = (0..n)
-            .map(|s| json!({"body": body(s, a.body_bytes)}))
-            .collect();
-        Ok(Bytes::from(serde_json::to_vec(
-            &json!({ "messages": messages }),
-        )?))
-    };
-    let (full, last) = (payload(batch)?, payload(a.messages % batch)?);
+    let requests = BatchRequests::new(batch, a.messages, a.body_bytes)?;
     let commits = host.counter("sluice_store_commits_total").await?;
     let started = Instant::now();
-    let mut sent = 0u64;
-    while sent < a.messages {
-        let n = batch.min(a.messages - sent);
-        let r = host
-            .http
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(if n == batch {
-                full.clone()
-            } else {
-                last.clone()
-            })
-            .send()
-            .await?;
-        ensure!(r.status().is_success(), "batch enqueue: {}", r.status());
-        r.bytes().await?;
-        sent += n;
-    }
+    requests.send(&host.http, &url, a.messages).await?;
     let produced = started.elapsed();
     let done = host
         .wait_empty(&["bench-e2e"], host.drain_deadline())

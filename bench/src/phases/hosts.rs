@@ -17,7 +17,7 @@ use crate::child::{Child, authorized_client};
 use crate::components::Components;
 use crate::floor::plain;
 use crate::floor::postgres::{Shape, lease_drain};
-use crate::load::body;
+use crate::load::BatchRequests;
 use crate::report::Report;
 
 /// Hosts on one database: the requests go to the first, the work is spread over all.
@@ -95,44 +95,12 @@ impl Cluster {
         Ok(())
     }
 
-    /// Enqueues `n` messages over HTTP in batches, one request at a time, each waiting for its
-    /// durable 2xx (the peer-shaped producer). As in the `e2e` phase, the requests are encoded
-    /// once beforehand, as the peers' producers allocate their bodies once: what is timed is
-    /// Sluice taking them, not the client building them.
+    /// Enqueues `n` messages over HTTP in batches to the first host, one request at a time,
+    /// each waiting for its durable 2xx (the peer-shaped producer).
     async fn produce(&self, args: &BenchArgs, n: u64) -> anyhow::Result<()> {
-        let batch = u64::from(args.batch_size.max(1));
-        let payload = |len: u64| -> anyhow::Result<bytes::Bytes> {
-            let messages: Vec<Value> = (0..len)
-                .map(|s| json!({"body": body(s, args.body_bytes)}))
-                .collect();
-            Ok(serde_json::to_vec(&json!({ "messages": messages }))?.into())
-        };
-        let (full, last) = (payload(batch)?, payload(n % batch)?);
+        let requests = BatchRequests::new(u64::from(args.batch_size), n, args.body_bytes)?;
         let url = format!("{}/v1/queues/hosts/messages/batch", self.hosts[0].url);
-        let mut sent = 0;
-        while sent < n {
-            let len = batch.min(n - sent);
-            let response = self
-                .http
-                .post(&url)
-                .header("content-type", "application/json")
-                .body(if len == batch {
-                    full.clone()
-                } else {
-                    last.clone()
-                })
-                .send()
-                .await?;
-            let status = response.status();
-            ensure!(
-                status.is_success(),
-                "batch enqueue: {status}: {}",
-                response.text().await?
-            );
-            response.bytes().await?;
-            sent += len;
-        }
-        Ok(())
+        requests.send(&self.http, &url, n).await
     }
 
     /// Waits until `n` messages have been acknowledged; returns when.
