@@ -207,18 +207,36 @@ pub const DEAD_LETTER_REASONS: &str = "SELECT t.total, r.reason, r.n, r.with_rea
         GROUP BY dead_letter_reason ORDER BY n DESC, reason LIMIT $2) r ON true
     ORDER BY r.n DESC, r.reason";
 /// The earliest time after $2 a message of lanes 0–9 becomes visible: one index seek per lane.
-pub const NEXT_VISIBLE_AT: &str = "SELECT min((SELECT visible_at FROM messages
-        WHERE queue = $1 AND lane = l AND visible_at > $2 ORDER BY visible_at LIMIT 1))
-    FROM generate_series(0, 9) l";
-/// [`VISIBLE_COUNT`] capped at one and [`NEXT_VISIBLE_AT`], in one statement (one snapshot).
-pub const LULL: &str = "SELECT EXISTS (SELECT 1 FROM messages
-        WHERE queue = $1 AND lane = ANY('{0,1,2,3,4,5,6,7,8,9}'::smallint[]) AND visible_at <= $2),
-    (SELECT min((SELECT visible_at FROM messages
-        WHERE queue = $1 AND lane = l AND visible_at > $2 ORDER BY visible_at LIMIT 1))
-    FROM generate_series(0, 9) l)";
-pub const VISIBLE_COUNT: &str = "SELECT count(*) FROM (SELECT 1 FROM messages
-    WHERE queue = $1 AND lane = ANY('{0,1,2,3,4,5,6,7,8,9}'::smallint[]) AND visible_at <= $2
-    LIMIT $3) v";
+/// The earliest time after `$2` a message of lanes 0–9 becomes visible (shared by
+/// [`NEXT_VISIBLE_AT`] and [`LULL`]).
+macro_rules! next_visible_at {
+    () => {
+        "SELECT min((SELECT visible_at FROM messages
+            WHERE queue = $1 AND lane = l AND visible_at > $2 ORDER BY visible_at LIMIT 1))
+        FROM generate_series(0, 9) l"
+    };
+}
+/// The visible messages of a queue, up to `$3` (shared by [`VISIBLE_COUNT`] and [`LULL`]).
+macro_rules! visible_up_to {
+    ($limit:literal) => {
+        concat!(
+            "SELECT 1 FROM messages
+            WHERE queue = $1 AND lane = ANY('{0,1,2,3,4,5,6,7,8,9}'::smallint[])
+            AND visible_at <= $2 LIMIT ",
+            $limit
+        )
+    };
+}
+pub const NEXT_VISIBLE_AT: &str = next_visible_at!();
+pub const VISIBLE_COUNT: &str = concat!("SELECT count(*) FROM (", visible_up_to!("$3"), ") v");
+/// Whether any message is visible, and [`NEXT_VISIBLE_AT`], in one statement (one snapshot).
+pub const LULL: &str = concat!(
+    "SELECT EXISTS (",
+    visible_up_to!("1"),
+    "), (",
+    next_visible_at!(),
+    ")"
+);
 
 // ---- functions and triggers ----
 pub const FUNCTION_EXISTS: &str = "SELECT 1 FROM functions WHERE name = $1";
