@@ -124,6 +124,7 @@ contract_tests!(
     purge_deletes_everything,
     retention_expires_old_messages,
     notifier_wakes_on_visible_messages,
+    another_host_wakes_on_enqueues_and_sends,
     functions_and_triggers,
     counters_add_up,
     schedules_fire_each_tick_once,
@@ -2543,6 +2544,48 @@ async fn notifier_wakes_on_visible_messages(f: Fixture) {
     tokio::time::timeout(Duration::from_secs(5), woken)
         .await
         .expect("notified");
+}
+
+/// A host's consumers wake when another host enqueues into their queue or a settle there sends
+/// to it (on PostgreSQL, by the NOTIFY sent after the commit; on SQLite the "other host" is
+/// the same store).
+async fn another_host_wakes_on_enqueues_and_sends(f: Fixture) {
+    let other = match &f._db {
+        Some(db) => Store::connect_postgres(&db.url, StoreOptions::default(), f.clock.clone())
+            .await
+            .expect("second host"),
+        None => f.store.clone(),
+    };
+    f.queue("q", QueueSettings::default()).await;
+    f.queue("out", QueueSettings::default()).await;
+    // The other host knows the queues once it is listening (it reads them after LISTEN).
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !other.queue_exists("out") {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the other host hears of the queues");
+    let (q, out) = (other.notifier("q"), other.notifier("out"));
+    let (q_woken, out_woken) = (q.notified(), out.notified());
+    tokio::pin!(q_woken, out_woken);
+    q_woken.as_mut().enable();
+    out_woken.as_mut().enable();
+
+    f.store.enqueue("q", vec![msg("a")]).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), q_woken)
+        .await
+        .expect("the other host is woken by the enqueue");
+
+    let lease = f.lease("q", 1).await;
+    let settlement = Settlement {
+        send: vec![("out".into(), msg("b"))],
+        ..ack_all(&lease)
+    };
+    f.store.settle(&lease, settlement).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), out_woken)
+        .await
+        .expect("the other host is woken by the settle's send");
 }
 
 async fn functions_and_triggers(f: Fixture) {

@@ -33,7 +33,8 @@ pub struct Counts {
     pub expired: i64,
 }
 
-/// What a transaction leaves to do at commit: counter deltas and queues to wake.
+/// What a transaction leaves to do at commit: counter deltas, and queues to wake once it has
+/// committed (on this host and, through [`super::notify`], on the others).
 #[derive(Debug, Default)]
 pub struct Work {
     pub now: u64,
@@ -45,9 +46,6 @@ pub struct Work {
     /// Messages whose reply this transaction stored: their waiters on this host wake after
     /// commit (other hosts' by NOTIFY).
     pub replied: Vec<String>,
-    /// Queues whose NOTIFY already went out with an enqueue's insert: [`Work::flush`] skips
-    /// them (they are still woken on this host after commit, through `wake`).
-    notified: HashSet<String>,
     settings: HashMap<String, QueueSettings>,
 }
 
@@ -77,14 +75,32 @@ impl Work {
         Ok(settings)
     }
 
+    /// Takes on what another part of the transaction recorded: its counter deltas and the
+    /// queues it wakes (see [`enqueue_each`], whose enqueues run at once, each with a [`Work`]
+    /// of its own).
+    pub fn absorb(&mut self, part: Work) {
+        for (queue, c) in part.counts {
+            let mine = self.count(&queue);
+            mine.enqueued += c.enqueued;
+            mine.retried += c.retried;
+            mine.dead_lettered += c.dead_lettered;
+            mine.dropped += c.dropped;
+            mine.expired += c.expired;
+        }
+        self.wake.extend(part.wake);
+        self.freed.extend(part.freed);
+        self.replied.extend(part.replied);
+        self.settings.extend(part.settings);
+    }
+
     /// Keeps settings read alongside other statements (see [`read_settings`]) for the rest
     /// of the transaction.
     pub(super) fn remember(&mut self, queue: &str, settings: QueueSettings) {
         self.settings.insert(queue.to_owned(), settings);
     }
 
-    /// Writes the counter deltas and queues the NOTIFYs; both take effect at commit. They go
-    /// out together: the connection pipelines them, one round trip for all.
+    /// Adds the queues whose lease a settle freed to those to wake, and writes the counter
+    /// deltas (pipelined, one round trip for all); they take effect at commit.
     pub async fn flush(&mut self, tx: &Transaction<'_>) -> Result<()> {
         let freed = std::mem::take(&mut self.freed);
         self.wake.extend(freed);
@@ -93,45 +109,28 @@ impl Work {
             .drain()
             .filter(|(_, c)| *c != Counts::default())
             .collect();
-        let add_counts = async {
-            if counts.is_empty() {
-                return Ok(());
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let add = tx.prepare_cached(sql::ADD_COUNTS).await?;
+        let adds = counts.iter().map(|(queue, c)| {
+            let add = &add;
+            async move {
+                tx.execute(
+                    add,
+                    &[
+                        queue,
+                        &c.enqueued,
+                        &c.retried,
+                        &c.dead_lettered,
+                        &c.dropped,
+                        &c.expired,
+                    ],
+                )
+                .await
             }
-            let add = tx.prepare_cached(sql::ADD_COUNTS).await?;
-            let adds = counts.iter().map(|(queue, c)| {
-                let add = &add;
-                async move {
-                    tx.execute(
-                        add,
-                        &[
-                            queue,
-                            &c.enqueued,
-                            &c.retried,
-                            &c.dead_lettered,
-                            &c.dropped,
-                            &c.expired,
-                        ],
-                    )
-                    .await
-                }
-            });
-            futures::future::try_join_all(adds).await?;
-            Ok::<_, Error>(())
-        };
-        let notify = async {
-            if self.wake.is_empty() {
-                return Ok(());
-            }
-            let notify = tx.prepare_cached(sql::NOTIFY_WAKE).await?;
-            let pending = self.wake.iter().filter(|q| !self.notified.contains(*q));
-            let notifies = pending.map(|queue| {
-                let notify = &notify;
-                async move { tx.execute(notify, &[queue]).await }
-            });
-            futures::future::try_join_all(notifies).await?;
-            Ok::<_, Error>(())
-        };
-        tokio::try_join!(add_counts, notify)?;
+        });
+        futures::future::try_join_all(adds).await?;
         Ok(())
     }
 }
@@ -400,30 +399,49 @@ pub async fn enqueue(
             )
             .await
         };
-        // The counter delta and the wake-up (delayed messages wake consumers too: they change
-        // when the next message is due) go out with the insert, one round trip for the three;
-        // like every write of the transaction, they take effect at commit.
+        // The counter delta goes out with the insert, one round trip for the two. Delayed
+        // messages wake consumers too: they change when the next message is due.
         let enqueued = new_ids.len() as i64;
         let count = async {
             let add = tx.prepare_cached(sql::ADD_COUNTS).await?;
             tx.execute(&add, &[&queue, &enqueued, &0i64, &0i64, &0i64, &0i64])
                 .await
         };
-        let notify_now = work.notified.insert(queue.to_owned());
-        let notify = async {
-            match notify_now {
-                true => tx.execute(sql::NOTIFY_WAKE, &[&queue]).await,
-                false => Ok(0),
-            }
-        };
-        let (inserted, counted, notified) = tokio::join!(insert, count, notify);
-        // The insert's own error first: the others fail only because it aborted the transaction.
+        let (inserted, counted) = tokio::join!(insert, count);
+        // The insert's own error first: the count fails only because it aborted the transaction.
         inserted.map_err(|e| queue_gone(e, queue))?;
         counted?;
-        notified?;
         work.wake.insert(queue.to_owned());
     }
     Ok(out)
+}
+
+/// Enqueues each batch into its queue; returns how many messages that made. The queues'
+/// statements share round trips (the connection pipelines them): one queue after another
+/// took two round trips or more each, which a publish to ten subscriptions paid ten times.
+pub async fn enqueue_each(
+    tx: &Transaction<'_>,
+    work: &mut Work,
+    batches: impl IntoIterator<Item = (String, Vec<NewMessage>)>,
+) -> Result<u64> {
+    let (now, known) = (work.now, &work.settings);
+    let parts = batches.into_iter().map(|(queue, messages)| {
+        let mut part = Work::new(now);
+        if let Some(settings) = known.get(&queue) {
+            part.remember(&queue, settings.clone());
+        }
+        async move {
+            let enqueued = enqueue(tx, &mut part, &queue, messages).await?.len() as u64;
+            Ok::<_, Error>((enqueued, part))
+        }
+    });
+    let parts = futures::future::try_join_all(parts).await?;
+    let mut total = 0;
+    for (enqueued, part) in parts {
+        total += enqueued;
+        work.absorb(part);
+    }
+    Ok(total)
 }
 
 /// `n` ids from the message sequence, in order.
@@ -742,11 +760,9 @@ pub async fn settle(
         }
     }
 
-    // Sends go out grouped by target (order kept within each), one insert per target.
-    for (target, messages) in crate::store::rules::by_target(send) {
-        // A missing queue or an oversized message fails the whole settlement.
-        out.sent += enqueue(tx, work, &target, messages).await?.len() as u64;
-    }
+    // Sends go out grouped by target (order kept within each), one insert per target. A
+    // missing queue or an oversized message fails the whole settlement.
+    out.sent += enqueue_each(tx, work, crate::store::rules::by_target(send)).await?;
     for (topic, messages) in crate::store::rules::by_target(publish) {
         // So does a missing topic, or a copy a subscribed queue refuses.
         out.published += super::topics::publish(tx, work, &topic, messages)

@@ -4,8 +4,8 @@
 //! same message; a settle is one transaction whose every change is guarded by the lease id, so
 //! it applies only while the lease is held. A trigger's concurrency cap is a set of slot
 //! rows per queue in the database (a lease takes a free one with `SKIP LOCKED`), so it holds across
-//! hosts. Each commit NOTIFYs what it changed and [`listen`] turns other hosts' NOTIFYs into
-//! this host's [`Events`]; a timer per host runs the retention sweep, which is safe to run
+//! hosts. After each commit [`notify`] tells the other hosts which queues it gave work to, and
+//! [`listen`] turns other hosts' NOTIFYs into this host's [`Events`]; a timer per host runs the retention sweep, which is safe to run
 //! everywhere at once. The statements of the message hot path (enqueue, lease, settle, their
 //! probes) are prepared once per pooled connection (`prepare_cached`), so each call is one
 //! round trip and PostgreSQL does not parse and plan it again.
@@ -14,6 +14,7 @@ mod invocations;
 mod kv;
 mod listen;
 mod messages;
+mod notify;
 mod replies;
 mod schedules;
 pub(in crate::store) mod schema;
@@ -43,6 +44,7 @@ use super::{
 use super::{BucketRecord, KvEntry, Lull, StateWrite, StatsWindow};
 use super::{Published, ReplayFrom, SubscriptionRecord, TopicRecord};
 use messages::Work;
+use notify::Notifier;
 
 /// Connections each host keeps to the database.
 const POOL_SIZE: usize = 16;
@@ -66,6 +68,8 @@ pub struct PostgresBackend {
     clock: Arc<dyn Clock>,
     events: Arc<Events>,
     commits: AtomicU64,
+    /// Wakes the other hosts after each commit.
+    notifier: Arc<Notifier>,
     tasks: Vec<JoinHandle<()>>,
     /// How old an invocation the sweep removes.
     log_max_age_ms: u64,
@@ -136,12 +140,14 @@ impl PostgresBackend {
         drop(client);
 
         let listener = tokio::spawn(listen::run(config, events.clone()));
+        let (notifier, notifying) = Notifier::spawn(pool.clone());
         let backend = PostgresBackend {
+            notifier: Arc::new(notifier),
             pool,
             clock,
             events,
             commits: AtomicU64::new(0),
-            tasks: vec![listener],
+            tasks: vec![listener, notifying],
             log_max_age_ms: options.log_max_age_ms(),
         };
         Ok(backend.with_sweeper())
@@ -151,13 +157,14 @@ impl PostgresBackend {
     fn with_sweeper(mut self) -> PostgresBackend {
         let pool = self.pool.clone();
         let clock = self.clock.clone();
+        let notifier = self.notifier.clone();
         let log_max_age_ms = self.log_max_age_ms;
         let sweeper = tokio::spawn(async move {
             let mut interval = tokio::time::interval(SWEEP_INTERVAL);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 interval.tick().await;
-                if let Err(err) = sweep(&pool, clock.now_ms(), log_max_age_ms).await {
+                if let Err(err) = sweep(&pool, &notifier, clock.now_ms(), log_max_age_ms).await {
                     tracing::warn!(%err, "retention sweep failed");
                 }
             }
@@ -173,8 +180,9 @@ impl PostgresBackend {
             .map_err(|e| Error::Unavailable(format!("cannot reach PostgreSQL: {e}")))
     }
 
-    /// After a commit: wake this host's consumers at once (others wake by NOTIFY).
-    fn committed(&self, work: Work) {
+    /// After a commit: wake this host's consumers at once, and the other hosts' before
+    /// returning (see [`notify`]).
+    async fn committed(&self, work: Work) {
         self.commits.fetch_add(1, Ordering::Relaxed);
         for queue in &work.wake {
             self.events.notify(queue);
@@ -182,6 +190,7 @@ impl PostgresBackend {
         for id in &work.replied {
             self.events.reply_committed(id);
         }
+        self.notifier.wake(work.wake.into_iter().collect()).await;
     }
 
     /// Announces a catalog change to this host now and to the others at commit.
@@ -194,7 +203,7 @@ impl PostgresBackend {
 /// The running host's retention sweep, for everything the store keeps for a time: queue
 /// messages and dedup ids, topic history, replies, and invocations older than
 /// `log_max_age_ms`.
-async fn sweep(pool: &Pool, now: u64, log_max_age_ms: u64) -> Result<u64> {
+async fn sweep(pool: &Pool, notifier: &Notifier, now: u64, log_max_age_ms: u64) -> Result<u64> {
     let mut client = pool
         .get()
         .await
@@ -208,6 +217,7 @@ async fn sweep(pool: &Pool, now: u64, log_max_age_ms: u64) -> Result<u64> {
     invocations::expire(&tx, now.saturating_sub(log_max_age_ms)).await?;
     work.flush(&tx).await?;
     tx.commit().await?;
+    notifier.wake(work.wake.into_iter().collect()).await;
     Ok(expired)
 }
 
@@ -224,7 +234,7 @@ macro_rules! in_tx {
         };
         work.flush(&$tx).await?;
         $tx.commit().await?;
-        $self.committed(work);
+        $self.committed(work).await;
         out
     }};
 }
@@ -688,7 +698,13 @@ impl Backend for PostgresBackend {
     }
 
     async fn expire(&self) -> Result<u64> {
-        sweep(&self.pool, self.clock.now_ms(), self.log_max_age_ms).await
+        sweep(
+            &self.pool,
+            &self.notifier,
+            self.clock.now_ms(),
+            self.log_max_age_ms,
+        )
+        .await
     }
 
     async fn add_function_version(

@@ -278,8 +278,11 @@ pub const ALL_TOKENS: &str =
 pub const DELETE_TOKEN: &str = "DELETE FROM tokens WHERE id = $1";
 
 // ---- wake-ups across hosts ----
-/// Consumers of a queue, on every host, wake when the transaction commits.
-pub const NOTIFY_WAKE: &str = "SELECT pg_notify('sluice_wake', $1)";
+/// Consumers of each queue named, on every host, wake. Sent after the write it announces has
+/// committed, in a transaction of its own that writes nothing else and so need not wait for
+/// its fsync (see `notify`).
+pub const NOTIFY_WAKE_ALL: &str = "SELECT count(pg_notify('sluice_wake', q))
+    FROM unnest($1::text[]) AS q, set_config('synchronous_commit', 'off', true)";
 /// Every host reloads what the payload names (see `listen`).
 pub const NOTIFY_CATALOG: &str = "SELECT pg_notify('sluice_catalog', $1)";
 /// Wakes producers waiting for the reply to a message (payload: its id) on every host.

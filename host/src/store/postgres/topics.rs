@@ -260,9 +260,7 @@ pub async fn publish(
     )
     .await?;
     let done = fan.finish();
-    for (queue, messages) in done.copies {
-        messages::enqueue(tx, work, &queue, messages).await?;
-    }
+    messages::enqueue_each(tx, work, done.copies).await?;
     tx.execute(
         "UPDATE topics SET head = $2 WHERE name = $1",
         &[&topic, &int(done.head)],
