@@ -139,8 +139,8 @@ impl PostgresBackend {
         events.set_queues(names.iter().map(|r| r.get(0)).collect());
         drop(client);
 
+        let (notifier, notifying) = Notifier::spawn(config.clone());
         let listener = tokio::spawn(listen::run(config, events.clone()));
-        let (notifier, notifying) = Notifier::spawn(pool.clone());
         let backend = PostgresBackend {
             notifier: Arc::new(notifier),
             pool,
@@ -217,12 +217,14 @@ async fn sweep(pool: &Pool, notifier: &Notifier, now: u64, log_max_age_ms: u64) 
     invocations::expire(&tx, now.saturating_sub(log_max_age_ms)).await?;
     work.flush(&tx).await?;
     tx.commit().await?;
+    drop(client);
     notifier.wake(work.wake.into_iter().collect()).await;
     Ok(expired)
 }
 
-/// Runs `$body` in a transaction with a [`Work`], flushes its counters and wake-ups, commits,
-/// and wakes this host's consumers. An error anywhere rolls everything back.
+/// Runs `$body` in a transaction with a [`Work`], flushes its counters, commits, gives the
+/// connection back to the pool and wakes the consumers of the queues it gave work to, here and
+/// on the other hosts. An error anywhere rolls everything back.
 macro_rules! in_tx {
     ($self:ident, |$tx:ident, $work:ident| $body:expr) => {{
         let mut client = $self.client().await?;
@@ -234,6 +236,7 @@ macro_rules! in_tx {
         };
         work.flush(&$tx).await?;
         $tx.commit().await?;
+        drop(client);
         $self.committed(work).await;
         out
     }};

@@ -13,13 +13,17 @@
 //! its commit and the send leaves the write durable but unannounced: its caller got no answer
 //! and retries, and the retry's own wake-up covers it; a restarted host leases at once anyway.
 
+use std::time::Duration;
+
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio_postgres::{Client, Config, NoTls, Statement};
 
-use deadpool_postgres::Pool;
-
-use super::super::{Error, Result};
 use super::sql;
+
+/// How long a send may take before its connection is given up (a write already committed
+/// does not wait on an unreachable database for longer).
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Sends other hosts the queues this host's commits made work for.
 pub struct Notifier {
@@ -33,9 +37,9 @@ struct Request {
 
 impl Notifier {
     /// Starts the sending task; it ends when the notifier is dropped.
-    pub fn spawn(pool: Pool) -> (Notifier, JoinHandle<()>) {
+    pub fn spawn(config: Config) -> (Notifier, JoinHandle<()>) {
         let (requests, received) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(pool, received));
+        let task = tokio::spawn(run(config, received));
         (Notifier { requests }, task)
     }
 
@@ -54,7 +58,8 @@ impl Notifier {
     }
 }
 
-async fn run(pool: Pool, mut received: mpsc::UnboundedReceiver<Request>) {
+async fn run(config: Config, mut received: mpsc::UnboundedReceiver<Request>) {
+    let mut connection: Option<(Client, Statement)> = None;
     let mut waiting = Vec::new();
     while received.recv_many(&mut waiting, usize::MAX).await > 0 {
         let mut queues: Vec<&str> = waiting
@@ -63,8 +68,15 @@ async fn run(pool: Pool, mut received: mpsc::UnboundedReceiver<Request>) {
             .collect();
         queues.sort_unstable();
         queues.dedup();
-        if let Err(err) = send(&pool, &queues).await {
+        let sent = tokio::time::timeout(SEND_TIMEOUT, send(&config, &mut connection, &queues));
+        let failure = match sent.await {
+            Ok(Ok(())) => None,
+            Ok(Err(err)) => Some(err.to_string()),
+            Err(_) => Some(format!("no answer within {SEND_TIMEOUT:?}")),
+        };
+        if let Some(err) = failure {
             tracing::warn!(%err, ?queues, "cannot wake the other hosts");
+            connection = None;
         }
         for request in waiting.drain(..) {
             let _ = request.sent.send(());
@@ -72,12 +84,28 @@ async fn run(pool: Pool, mut received: mpsc::UnboundedReceiver<Request>) {
     }
 }
 
-async fn send(pool: &Pool, queues: &[&str]) -> Result<()> {
-    let client = pool
-        .get()
-        .await
-        .map_err(|e| Error::Unavailable(format!("cannot reach PostgreSQL: {e}")))?;
-    let statement = client.prepare_cached(sql::NOTIFY_WAKE_ALL).await?;
-    client.execute(&statement, &[&queues]).await?;
+/// Sends on the notifier's own connection (opened when missing). Not a pooled one: a caller
+/// waits for its wake-up while it may still hold a pooled connection, so taking one here could
+/// wait on them all.
+async fn send(
+    config: &Config,
+    connection: &mut Option<(Client, Statement)>,
+    queues: &[&str],
+) -> Result<(), tokio_postgres::Error> {
+    let (client, statement) = match connection {
+        Some((client, statement)) if !client.is_closed() => (client, statement),
+        _ => {
+            let (client, driver) = config.connect(NoTls).await?;
+            tokio::spawn(async move {
+                if let Err(err) = driver.await {
+                    tracing::warn!(%err, "the PostgreSQL connection for wake-ups failed");
+                }
+            });
+            let statement = client.prepare(sql::NOTIFY_WAKE_ALL).await?;
+            let (client, statement) = connection.insert((client, statement));
+            (client, statement)
+        }
+    };
+    client.execute(&*statement, &[&queues]).await?;
     Ok(())
 }
