@@ -5,8 +5,8 @@
 //! it applies only while the lease is held. A trigger's concurrency cap is a set of slot
 //! rows per queue in the database (a lease takes a free one with `SKIP LOCKED`), so it holds across
 //! hosts. After each commit [`notify`] tells the other hosts which queues it gave work to, and
-//! [`listen`] turns other hosts' NOTIFYs into this host's [`Events`]; a timer per host runs the retention sweep, which is safe to run
-//! everywhere at once. The statements of the message hot path (enqueue, lease, settle, their
+//! [`listen`] turns other hosts' NOTIFYs into this host's [`Events`]; a timer per host runs the
+//! retention sweep, which is safe to run everywhere at once. The statements of the message hot path (enqueue, lease, settle, their
 //! probes) are prepared once per pooled connection (`prepare_cached`), so each call is one
 //! round trip and PostgreSQL does not parse and plan it again.
 
@@ -442,11 +442,12 @@ impl Backend for PostgresBackend {
         let client = self.client().await?;
         let now = self.clock.now_ms();
         let rows = client.query(sql::SELECT_QUEUES, &[&None::<&str>]).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            out.push(with_live_stats(&client, now, queue_from_row(&row)?).await?);
-        }
-        Ok(out)
+        // Every queue's live counts at once: the connection pipelines them.
+        let queues = rows.iter().map(|row| {
+            let client = &client;
+            async move { with_live_stats(client, now, queue_from_row(row)?).await }
+        });
+        futures::future::try_join_all(queues).await
     }
 
     async fn queue_names(&self) -> Result<HashSet<String>> {
