@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use deadpool_postgres::Transaction;
+use deadpool_postgres::{GenericClient, Transaction};
 use tokio_postgres::Statement;
 use tokio_postgres::error::SqlState;
 
@@ -64,7 +64,7 @@ impl Work {
     /// A queue's settings, read once per transaction.
     pub(super) async fn settings(
         &mut self,
-        tx: &Transaction<'_>,
+        tx: &impl GenericClient,
         queue: &str,
     ) -> Result<QueueSettings> {
         if let Some(s) = self.settings.get(queue) {
@@ -137,7 +137,7 @@ impl Work {
 
 /// A queue's settings, read without a [`Work`] so the read can share a round trip with other
 /// statements of the transaction.
-pub(super) async fn read_settings(tx: &Transaction<'_>, queue: &str) -> Result<QueueSettings> {
+pub(super) async fn read_settings(tx: &impl GenericClient, queue: &str) -> Result<QueueSettings> {
     let row = tx
         .query_opt(&tx.prepare_cached(sql::QUEUE_SETTINGS).await?, &[&queue])
         .await?
@@ -171,7 +171,7 @@ fn priority(stored: i16) -> u8 {
 }
 
 /// Locks the listed groups of `queue` until commit (see [`sql::LOCK_GROUPS`]).
-async fn lock_groups(tx: &Transaction<'_>, queue: &str, groups: &[&str]) -> Result<()> {
+async fn lock_groups(tx: &impl GenericClient, queue: &str, groups: &[&str]) -> Result<()> {
     if !groups.is_empty() {
         tx.execute(
             &tx.prepare_cached(sql::LOCK_GROUPS).await?,
@@ -212,7 +212,7 @@ async fn release_groups<'g>(
 /// The lane of each new message: a message of a group that already has one in the queue (or
 /// earlier in this request) waits in the held lane. Locks the groups until commit.
 async fn lanes_for(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     queue: &str,
     priorities: &[u8],
     groups_of: &[Option<String>],
@@ -243,8 +243,12 @@ async fn lanes_for(
         .collect())
 }
 
+/// Enqueues `messages` into `queue` through `tx`: a transaction, or a plain connection when
+/// no message has a dedup id or a group (see [`standalone`]). On a plain connection each
+/// statement commits on its own; the only one that writes, the insert with its counter delta,
+/// is a single statement.
 pub async fn enqueue(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     work: &mut Work,
     queue: &str,
     messages: Vec<NewMessage>,
@@ -382,38 +386,35 @@ pub async fn enqueue(
     if !new_ids.is_empty() {
         let lanes = lanes_for(tx, queue, &priorities, &groups).await?;
         let priorities: Vec<i16> = priorities.into_iter().map(i16::from).collect();
-        let insert = async {
-            tx.execute(
-                &tx.prepare_cached(sql::INSERT_MESSAGES).await?,
-                &[
-                    &new_ids,
-                    &queue,
-                    &bodies,
-                    &attributes,
-                    &int(now),
-                    &visible_at,
-                    &priorities,
-                    &groups,
-                    &lanes,
-                ],
-            )
-            .await
-        };
-        // The counter delta goes out with the insert, one round trip for the two. Delayed
-        // messages wake consumers too: they change when the next message is due.
-        let enqueued = new_ids.len() as i64;
-        let count = async {
-            let add = tx.prepare_cached(sql::ADD_COUNTS).await?;
-            tx.execute(&add, &[&queue, &enqueued, &0i64, &0i64, &0i64, &0i64])
-                .await
-        };
-        let (inserted, counted) = tokio::join!(insert, count);
-        // The insert's own error first: the count fails only because it aborted the transaction.
-        inserted.map_err(|e| queue_gone(e, queue))?;
-        counted?;
+        let insert = tx.prepare_cached(sql::INSERT_MESSAGES_COUNTED).await?;
+        tx.execute(
+            &insert,
+            &[
+                &new_ids,
+                &queue,
+                &bodies,
+                &attributes,
+                &int(now),
+                &visible_at,
+                &priorities,
+                &groups,
+                &lanes,
+            ],
+        )
+        .await
+        .map_err(|e| queue_gone(e, queue))?;
+        // Delayed messages wake consumers too: they change when the next message is due.
         work.wake.insert(queue.to_owned());
     }
     Ok(out)
+}
+
+/// Whether [`enqueue`] may run these messages outside a transaction: without dedup ids (whose
+/// claims must commit with the insert) and groups (whose locks must be held until it commits).
+pub fn standalone(messages: &[NewMessage]) -> bool {
+    messages
+        .iter()
+        .all(|m| m.dedup_id.is_none() && m.group.is_none())
 }
 
 /// Enqueues each batch into its queue; returns how many messages that made. The queues'
@@ -445,7 +446,7 @@ pub async fn enqueue_each(
 }
 
 /// `n` ids from the message sequence, in order.
-async fn next_ids(tx: &Transaction<'_>, n: usize) -> Result<Vec<i64>> {
+async fn next_ids(tx: &impl GenericClient, n: usize) -> Result<Vec<i64>> {
     Ok(tx
         .query(
             &tx.prepare_cached(sql::NEXT_MESSAGE_IDS).await?,

@@ -511,10 +511,20 @@ impl Backend for PostgresBackend {
     }
 
     async fn enqueue(&self, queue: &str, messages: Vec<NewMessage>) -> Result<Vec<Enqueued>> {
-        Ok(in_tx!(self, |tx, work| messages::enqueue(
-            &tx, work, queue, messages
-        )
-        .await?))
+        if !messages::standalone(&messages) {
+            return Ok(in_tx!(self, |tx, work| messages::enqueue(
+                &tx, work, queue, messages
+            )
+            .await?));
+        }
+        // Nothing to hold until commit: no transaction, so two round trips (the settings with
+        // the ids, then the insert that commits) instead of four.
+        let client = self.client().await?;
+        let mut work = Work::new(self.clock.now_ms());
+        let out = messages::enqueue(&client, &mut work, queue, messages).await?;
+        drop(client);
+        self.committed(work).await;
+        Ok(out)
     }
 
     async fn peek(&self, queue: &str, limit: usize, after: Option<&str>) -> Result<Vec<Message>> {

@@ -61,12 +61,17 @@ pub const NEXT_MESSAGE_IDS: &str =
     "SELECT nextval('messages_id_seq') FROM generate_series(1, $1::bigint)";
 /// Many messages in one statement, with ids taken from the sequence beforehand so the answer
 /// lists them in request order.
-pub const INSERT_MESSAGES: &str = "INSERT INTO messages
+/// With the queue's counter delta in the same statement, so that outside a transaction the
+/// two still commit together.
+pub const INSERT_MESSAGES_COUNTED: &str = "WITH inserted AS (INSERT INTO messages
     (id, queue, body, attributes, attempt, enqueued_at, visible_at, priority, group_key, lane)
     SELECT m.id, $2::text, m.body, m.attributes, 0, $5::bigint, m.visible_at, m.priority,
         m.group_key, m.lane
     FROM unnest($1::bigint[], $3::bytea[], $4::text[], $6::bigint[], $7::smallint[], $8::text[],
-        $9::smallint[]) AS m(id, body, attributes, visible_at, priority, group_key, lane)";
+        $9::smallint[]) AS m(id, body, attributes, visible_at, priority, group_key, lane)
+    RETURNING 1)
+    INSERT INTO queue_counts (queue, enqueued, acked, retried, dead_lettered, dropped, expired)
+    SELECT $2::text, count(*), 0, 0, 0, 0, 0 FROM inserted";
 pub const INSERT_MOVED: &str = "INSERT INTO messages
     (queue, body, attributes, attempt, enqueued_at, visible_at, source_queue, priority,
     group_key, lane, dead_letter_reason) VALUES ($1, $2, $3, 0, $4, $4, $5, $6, $7, $8, $9)";
