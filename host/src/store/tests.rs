@@ -125,6 +125,7 @@ contract_tests!(
     retention_expires_old_messages,
     notifier_wakes_on_visible_messages,
     another_host_wakes_on_enqueues_and_sends,
+    an_enqueue_racing_a_queue_delete_leaves_nothing_behind,
     functions_and_triggers,
     counters_add_up,
     schedules_fire_each_tick_once,
@@ -2586,6 +2587,36 @@ async fn another_host_wakes_on_enqueues_and_sends(f: Fixture) {
     tokio::time::timeout(Duration::from_secs(5), out_woken)
         .await
         .expect("the other host is woken by the settle's send");
+}
+
+/// A queue deleted while enqueues into it are in flight leaves nothing behind: each enqueue
+/// either commits first (and its messages go with the queue) or finds the queue gone. A queue
+/// created again under the name starts empty, its counters at zero.
+async fn an_enqueue_racing_a_queue_delete_leaves_nothing_behind(f: Fixture) {
+    for _ in 0..20 {
+        f.queue("q", QueueSettings::default()).await;
+        let enqueues: Vec<_> = (0..4)
+            .map(|_| {
+                let store = f.store.clone();
+                tokio::spawn(async move { store.enqueue("q", vec![msg("a"), msg("b")]).await })
+            })
+            .collect();
+        f.store.delete_queue("q").await.unwrap();
+        for enqueue in enqueues {
+            match enqueue.await.unwrap() {
+                Ok(_) | Err(Error::QueueNotFound(_)) => {}
+                Err(err) => panic!("an enqueue racing the delete failed otherwise: {err}"),
+            }
+        }
+        f.queue("q", QueueSettings::default()).await;
+        let stats = f.stats("q").await;
+        assert_eq!(
+            (stats.visible, stats.enqueued_total),
+            (0, 0),
+            "the queue created again holds what the deleted one was sent"
+        );
+        f.store.delete_queue("q").await.unwrap();
+    }
 }
 
 async fn functions_and_triggers(f: Fixture) {

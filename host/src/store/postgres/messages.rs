@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use deadpool_postgres::{GenericClient, Transaction};
 use tokio_postgres::Statement;
-use tokio_postgres::error::SqlState;
 
 use super::super::codec::{decode_attributes, decode_settings, encode_attributes};
 use super::super::rules::{
@@ -146,11 +145,12 @@ pub(super) async fn read_settings(tx: &impl GenericClient, queue: &str) -> Resul
 }
 
 /// A foreign-key violation on `messages.queue`: the queue was deleted meanwhile.
-fn queue_gone(err: tokio_postgres::Error, queue: &str) -> Error {
-    if err.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) {
-        Error::QueueNotFound(queue.to_owned())
-    } else {
-        err.into()
+/// A statement adding messages to `queue` added none: the queue was deleted since its settings
+/// were read (see [`sql::INSERT_MESSAGES_COUNTED`]).
+fn added_to(rows: u64, queue: &str) -> Result<()> {
+    match rows {
+        0 => Err(Error::QueueNotFound(queue.to_owned())),
+        _ => Ok(()),
     }
 }
 
@@ -387,22 +387,23 @@ pub async fn enqueue(
         let lanes = lanes_for(tx, queue, &priorities, &groups).await?;
         let priorities: Vec<i16> = priorities.into_iter().map(i16::from).collect();
         let insert = tx.prepare_cached(sql::INSERT_MESSAGES_COUNTED).await?;
-        tx.execute(
-            &insert,
-            &[
-                &new_ids,
-                &queue,
-                &bodies,
-                &attributes,
-                &int(now),
-                &visible_at,
-                &priorities,
-                &groups,
-                &lanes,
-            ],
-        )
-        .await
-        .map_err(|e| queue_gone(e, queue))?;
+        let inserted = tx
+            .execute(
+                &insert,
+                &[
+                    &new_ids,
+                    &queue,
+                    &bodies,
+                    &attributes,
+                    &int(now),
+                    &visible_at,
+                    &priorities,
+                    &groups,
+                    &lanes,
+                ],
+            )
+            .await?;
+        added_to(inserted, queue)?;
         // Delayed messages wake consumers too: they change when the next message is due.
         work.wake.insert(queue.to_owned());
     }
@@ -816,22 +817,23 @@ async fn dead_letter(
     );
     let now = int(work.now);
     let lane = lanes_for(tx, dlq, &[priority], std::slice::from_ref(&group)).await?[0];
-    tx.execute(
-        sql::INSERT_MOVED,
-        &[
-            dlq,
-            &body,
-            &encode_attributes(&attributes)?,
-            &now,
-            &Some(queue),
-            &i16::from(priority),
-            &group,
-            &lane,
-            &Some(reason),
-        ],
-    )
-    .await
-    .map_err(|e| queue_gone(e, dlq))?;
+    let moved = tx
+        .execute(
+            sql::INSERT_MOVED,
+            &[
+                dlq,
+                &body,
+                &encode_attributes(&attributes)?,
+                &now,
+                &Some(queue),
+                &i16::from(priority),
+                &group,
+                &lane,
+                &Some(reason),
+            ],
+        )
+        .await?;
+    added_to(moved, dlq)?;
     work.count(queue).dead_lettered += 1;
     work.count(dlq).enqueued += 1;
     work.wake.insert(dlq.clone());
@@ -911,22 +913,23 @@ async fn move_back(
     release_groups(tx, work, dlq, group.as_deref()).await?;
     let attributes = redriven_attributes(decode_attributes(attributes.as_deref())?);
     let lane = lanes_for(tx, target, &[priority], std::slice::from_ref(&group)).await?[0];
-    tx.execute(
-        sql::INSERT_MOVED,
-        &[
-            &target,
-            &body,
-            &encode_attributes(&attributes)?,
-            &int(work.now),
-            &None::<&str>,
-            &i16::from(priority),
-            &group,
-            &lane,
-            &None::<&str>,
-        ],
-    )
-    .await
-    .map_err(|e| queue_gone(e, target))?;
+    let moved = tx
+        .execute(
+            sql::INSERT_MOVED,
+            &[
+                &target,
+                &body,
+                &encode_attributes(&attributes)?,
+                &int(work.now),
+                &None::<&str>,
+                &i16::from(priority),
+                &group,
+                &lane,
+                &None::<&str>,
+            ],
+        )
+        .await?;
+    added_to(moved, target)?;
     work.count(target).enqueued += 1;
     work.wake.insert(target.to_owned());
     Ok(true)

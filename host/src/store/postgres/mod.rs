@@ -467,7 +467,12 @@ impl Backend for PostgresBackend {
 
     async fn delete_queue(&self, name: &str) -> Result<()> {
         in_tx!(self, |tx, _work| {
-            if !queue_exists(&tx, name).await? {
+            // Locked first: an insert into the queue from now on waits, then finds it gone.
+            if tx
+                .query_opt(sql::LOCK_QUEUE_FOR_DELETE, &[&name])
+                .await?
+                .is_none()
+            {
                 return Err(Error::QueueNotFound(name.to_owned()));
             }
             if let Some(row) = tx.query_opt(sql::QUEUES_USING_AS_DLQ, &[&name]).await? {

@@ -5,6 +5,9 @@
 pub const QUEUE_NAMES: &str = "SELECT name FROM queues";
 pub const QUEUE_SETTINGS: &str = "SELECT settings FROM queues WHERE name = $1";
 pub const QUEUE_EXISTS: &str = "SELECT 1 FROM queues WHERE name = $1";
+/// Locks a queue's row for its delete: statements adding messages to it wait, then find it
+/// gone (see `schema::V12`).
+pub const LOCK_QUEUE_FOR_DELETE: &str = "SELECT 1 FROM queues WHERE name = $1 FOR UPDATE";
 pub const INSERT_QUEUE: &str = "INSERT INTO queues (name, settings, dead_letter_queue, created_at)
     VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING";
 pub const UPDATE_QUEUE_SETTINGS: &str =
@@ -62,19 +65,26 @@ pub const NEXT_MESSAGE_IDS: &str =
 /// Many messages in one statement, with ids taken from the sequence beforehand so the answer
 /// lists them in request order.
 /// With the queue's counter delta in the same statement, so that outside a transaction the
-/// two still commit together.
-pub const INSERT_MESSAGES_COUNTED: &str = "WITH inserted AS (INSERT INTO messages
-    (id, queue, body, attributes, attempt, enqueued_at, visible_at, priority, group_key, lane)
-    SELECT m.id, $2::text, m.body, m.attributes, 0, $5::bigint, m.visible_at, m.priority,
-        m.group_key, m.lane
-    FROM unnest($1::bigint[], $3::bytea[], $4::text[], $6::bigint[], $7::smallint[], $8::text[],
-        $9::smallint[]) AS m(id, body, attributes, visible_at, priority, group_key, lane)
-    RETURNING 1)
+/// two still commit together. Locks the queue's row first and inserts nothing when the queue
+/// is gone (then it writes no counter row either, and reports 0 rows).
+pub const INSERT_MESSAGES_COUNTED: &str = "WITH q AS (SELECT name FROM queues WHERE name = $2::text
+        FOR KEY SHARE),
+    inserted AS (INSERT INTO messages
+        (id, queue, body, attributes, attempt, enqueued_at, visible_at, priority, group_key, lane)
+        SELECT m.id, q.name, m.body, m.attributes, 0, $5::bigint, m.visible_at, m.priority,
+            m.group_key, m.lane
+        FROM q, unnest($1::bigint[], $3::bytea[], $4::text[], $6::bigint[], $7::smallint[],
+            $8::text[], $9::smallint[]) AS m(id, body, attributes, visible_at, priority, group_key,
+            lane)
+        RETURNING 1)
     INSERT INTO queue_counts (queue, enqueued, acked, retried, dead_lettered, dropped, expired)
-    SELECT $2::text, count(*), 0, 0, 0, 0, 0 FROM inserted";
+    SELECT $2::text, count(*), 0, 0, 0, 0, 0 FROM inserted HAVING count(*) > 0";
+/// One message moved into queue `$1` (dead-lettered or redriven); like every insert, it locks
+/// the queue's row and inserts nothing when the queue is gone.
 pub const INSERT_MOVED: &str = "INSERT INTO messages
     (queue, body, attributes, attempt, enqueued_at, visible_at, source_queue, priority,
-    group_key, lane, dead_letter_reason) VALUES ($1, $2, $3, 0, $4, $4, $5, $6, $7, $8, $9)";
+    group_key, lane, dead_letter_reason)
+    SELECT name, $2, $3, 0, $4, $4, $5, $6, $7, $8, $9 FROM queues WHERE name = $1 FOR KEY SHARE";
 /// Serializes, across hosts, the transactions that add messages to the listed groups of a
 /// queue or let a group's next message go: an enqueue must see whether its group still has a
 /// message, and a release must see a message enqueued behind the one that left. Locks are
