@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::BenchArgs;
 use crate::child::{BENCH_TOKEN, authorized_client};
-use crate::load::body;
+use crate::load::{body, success_text};
 use crate::phases::sqs::SqsClient;
 
 /// The in-process host and an HTTP client for it.
@@ -105,19 +105,14 @@ impl Bench {
             request = request.json(&body);
         }
         let response = request.send().await?;
-        let status = response.status();
-        let text = response.text().await?;
-        ensure!(status.is_success(), "{method} {path}: {status}: {text}");
+        let text = success_text(response, format_args!("{method} {path}")).await?;
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     /// A GET's body as text (a key's value).
     pub(crate) async fn text(&self, path: &str) -> anyhow::Result<String> {
         let response = self.http.get(format!("{}{path}", self.url)).send().await?;
-        let status = response.status();
-        let text = response.text().await?;
-        ensure!(status.is_success(), "GET {path}: {status}: {text}");
-        Ok(text)
+        success_text(response, format_args!("GET {path}")).await
     }
 
     /// One unlabelled counter of `/metrics` (for example `sluice_store_commits_total`).
@@ -139,12 +134,7 @@ impl Bench {
             .body(body)
             .send()
             .await?;
-        let status = response.status();
-        ensure!(
-            status.is_success(),
-            "PUT {path}: {status}: {}",
-            response.text().await?
-        );
+        success_text(response, format_args!("PUT {path}")).await?;
         Ok(())
     }
 
@@ -164,12 +154,7 @@ impl Bench {
             .body(wasm.to_vec())
             .send()
             .await?;
-        let status = response.status();
-        ensure!(
-            status.is_success(),
-            "deploy {name}: {status}: {}",
-            response.text().await?
-        );
+        success_text(response, format_args!("deploy {name}")).await?;
         Ok(())
     }
 

@@ -64,17 +64,23 @@ impl BatchRequests {
                 .body(request.clone())
                 .send()
                 .await?;
-            let status = response.status();
-            ensure!(
-                status.is_success(),
-                "batch enqueue: {status}: {}",
-                response.text().await?
-            );
-            response.bytes().await?;
+            success_text(response, "batch enqueue").await?;
             sent += n;
         }
         Ok(())
     }
+}
+
+/// A response's body as text once its status is a success; otherwise an error naming `what`,
+/// the status and the body.
+pub(crate) async fn success_text(
+    response: reqwest::Response,
+    what: impl std::fmt::Display,
+) -> anyhow::Result<String> {
+    let status = response.status();
+    let text = response.text().await?;
+    ensure!(status.is_success(), "{what}: {status}: {text}");
+    Ok(text)
 }
 
 /// Up to an hour in nanoseconds, three significant digits; larger values saturate.

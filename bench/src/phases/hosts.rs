@@ -17,7 +17,7 @@ use crate::child::{Child, authorized_client};
 use crate::components::Components;
 use crate::floor::plain;
 use crate::floor::postgres::{Shape, lease_drain};
-use crate::load::BatchRequests;
+use crate::load::{BatchRequests, success_text};
 use crate::report::Report;
 
 /// Hosts on one database: the requests go to the first, the work is spread over all.
@@ -57,9 +57,7 @@ impl Cluster {
     ) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.hosts[0].url);
         let response = self.http.request(method, url).json(&body).send().await?;
-        let status = response.status();
-        let text = response.text().await?;
-        ensure!(status.is_success(), "{path}: {status}: {text}");
+        let text = success_text(response, path).await?;
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 

@@ -13,7 +13,7 @@ use sluice::store::NewMessage;
 use sluice_test_support::sigv4::Signer;
 
 use crate::host::Bench;
-use crate::load::body;
+use crate::load::{body, success_text};
 use crate::report::Report;
 
 /// The SQS endpoint of the bench's host and a key pair with every scope.
@@ -52,9 +52,7 @@ impl SqsClient {
             request = request.header(name, value);
         }
         let response = request.body(body).send().await?;
-        let status = response.status();
-        let text = response.text().await?;
-        ensure!(status.is_success(), "{op}: {status}: {text}");
+        let text = success_text(response, op).await?;
         Ok(serde_json::from_str(&text)?)
     }
 }

@@ -190,7 +190,7 @@ impl PostgresBackend {
         for id in &work.replied {
             self.events.reply_committed(id);
         }
-        self.notifier.wake(work.wake.into_iter().collect()).await;
+        self.notifier.wake(work.wake).await;
     }
 
     /// Announces a catalog change to this host now and to the others at commit.
@@ -218,7 +218,7 @@ async fn sweep(pool: &Pool, notifier: &Notifier, now: u64, log_max_age_ms: u64) 
     work.flush(&tx).await?;
     tx.commit().await?;
     drop(client);
-    notifier.wake(work.wake.into_iter().collect()).await;
+    notifier.wake(work.wake).await;
     Ok(expired)
 }
 

@@ -47,7 +47,8 @@ impl Notifier {
     /// sending failed (logged: a host that missed it reloads everything when its listening
     /// connection comes back, and a database this host cannot reach is one the others'
     /// listeners lost too).
-    pub async fn wake(&self, queues: Vec<String>) {
+    pub async fn wake(&self, queues: impl IntoIterator<Item = String>) {
+        let queues: Vec<String> = queues.into_iter().collect();
         if queues.is_empty() {
             return;
         }
