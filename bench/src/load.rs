@@ -42,6 +42,11 @@ impl BatchRequests {
         })
     }
 
+    /// A full batch's request body.
+    pub(crate) fn full(&self) -> Bytes {
+        self.full.clone()
+    }
+
     /// Sends `messages` messages to the batch route `url`, one request at a time, each waiting
     /// for its 2xx (its durable commit).
     pub(crate) async fn send(

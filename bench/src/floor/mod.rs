@@ -1,8 +1,9 @@
 //! The floors and peers Sluice is held against: what the same durable work costs with nothing
 //! in between (no HTTP, no dispatcher, no WebAssembly): on SQLite with the store's own
 //! statements, on PostgreSQL with the delivery contract's statements, and the strong plain
-//! queue a user would write instead on either.
+//! queue a user would write instead on either, in-process and behind HTTP.
 
+pub(crate) mod http;
 pub(crate) mod plain;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;

@@ -173,11 +173,9 @@ fn json_ids(ids: &[i64]) -> String {
 }
 
 /// Send → start latencies of the floor under paced load: requests of `per_request` messages
-/// come due `rate` messages a second for `duration`; one writer thread commits every request
-/// that is due (a group commit, fsynced, as the host's writer does), then leases what it just
-/// inserted in a second commit without the fsync (as a host's lease is), which is when a
-/// handler could start. Each message's latency runs from when its request was due. No HTTP, no
-/// channel to a dispatcher, no WebAssembly: what any durable design pays on this disk.
+/// come due `rate` messages a second for `duration`, each handed to [`lease_on_commit`] when
+/// it is due. No HTTP, no channel to a dispatcher, no WebAssembly: what any durable design
+/// pays on this disk.
 pub fn measure_latency(
     dir: &Path,
     rate: f64,
@@ -185,52 +183,85 @@ pub fn measure_latency(
     duration: Duration,
     body_bytes: usize,
 ) -> Result<Vec<Duration>> {
-    let (conn, _) = open(dir)?;
     let per_request = per_request.max(1);
     let requests = ((rate * duration.as_secs_f64()) as usize / per_request).max(1);
     let interval = Duration::from_secs_f64(per_request as f64 / rate);
-    let (due_tx, due_rx) = std::sync::mpsc::channel::<Instant>();
+    let (due_tx, due_rx) = std::sync::mpsc::channel::<Due>();
     let start = Instant::now();
     std::thread::scope(|scope| {
         // The producer's schedule: a request is sent when it is due.
         scope.spawn(move || {
             for request in 0..requests as u32 {
-                let due = start + interval * request;
-                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                let at = start + interval * request;
+                std::thread::sleep(at.saturating_duration_since(Instant::now()));
+                let due = Due {
+                    at,
+                    messages: per_request,
+                    committed: None,
+                };
                 if due_tx.send(due).is_err() {
                     return;
                 }
             }
         });
-        let body = vec![b'x'; body_bytes];
-        let mut latencies = Vec::with_capacity(requests * per_request);
-        let mut lease_id = 0i64;
-        while let Ok(first) = due_rx.recv() {
-            let mut dues = vec![first];
-            dues.extend(due_rx.try_iter());
-            conn.pragma_update(None, "synchronous", "FULL")?;
-            conn.execute_batch("BEGIN IMMEDIATE")?;
-            let ids = insert(&conn, &body, dues.len() * per_request)?;
-            conn.execute_batch("COMMIT")?;
-            conn.pragma_update(None, "synchronous", "NORMAL")?;
-            lease_id += 1;
-            conn.execute_batch("BEGIN IMMEDIATE")?;
-            conn.prepare_cached(sql::TAKE_LEASE_MANY)?.execute(params![
-                json_ids(&ids),
-                lease_id,
-                1_000_000i64,
-                0i64
-            ])?;
-            conn.execute_batch("COMMIT")?;
-            let started = Instant::now();
-            for due in dues {
-                for _ in 0..per_request {
-                    latencies.push(started - due);
-                }
+        lease_on_commit(dir, body_bytes, due_rx)
+    })
+}
+
+/// One request for [`lease_on_commit`]: `messages` messages sent at `at`, told their ids on
+/// `committed` once they are durable.
+pub struct Due {
+    pub at: Instant,
+    pub messages: usize,
+    pub committed: Option<tokio::sync::oneshot::Sender<Vec<i64>>>,
+}
+
+/// The latency floor's writer, on a fresh database in `dir`, until `dues` closes: it commits
+/// every request waiting (a group commit with its fsync, as the host's writer does), answers
+/// them, then leases what it just inserted in a second commit without the fsync (as a host's
+/// lease is), which is when a handler could start. Returns each message's latency from when
+/// its request was sent.
+pub fn lease_on_commit(
+    dir: &Path,
+    body_bytes: usize,
+    dues: std::sync::mpsc::Receiver<Due>,
+) -> Result<Vec<Duration>> {
+    let (conn, _) = open(dir)?;
+    let body = vec![b'x'; body_bytes];
+    let mut latencies = Vec::new();
+    let mut lease_id = 0i64;
+    while let Ok(first) = dues.recv() {
+        let mut batch = vec![first];
+        batch.extend(dues.try_iter());
+        let messages = batch.iter().map(|d| d.messages).sum();
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let ids = insert(&conn, &body, messages)?;
+        conn.execute_batch("COMMIT")?;
+        let mut rest = ids.as_slice();
+        for due in &mut batch {
+            let (own, after) = rest.split_at(due.messages);
+            rest = after;
+            if let Some(committed) = due.committed.take() {
+                let _ = committed.send(own.to_vec());
             }
         }
-        Ok(latencies)
-    })
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        lease_id += 1;
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        conn.prepare_cached(sql::TAKE_LEASE_MANY)?.execute(params![
+            json_ids(&ids),
+            lease_id,
+            1_000_000i64,
+            0i64
+        ])?;
+        conn.execute_batch("COMMIT")?;
+        let started = Instant::now();
+        for due in batch {
+            latencies.extend(std::iter::repeat_n(started - due.at, due.messages));
+        }
+    }
+    Ok(latencies)
 }
 
 #[cfg(test)]

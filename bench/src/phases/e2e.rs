@@ -1,6 +1,6 @@
 //! The `e2e` phase: one producer waiting for each batch's 2xx while a trigger consumes, and
 //! afterwards (the host stopped) the same shape on its peers: the strong plain queue on SQLite
-//! in-process and, with `--peer-database`, on PostgreSQL.
+//! and, with `--peer-database`, on PostgreSQL, each in-process and behind HTTP.
 
 use std::path::Path;
 use std::time::Instant;
@@ -61,7 +61,8 @@ pub(crate) async fn run(host: &Bench, report: &mut Report, c: &Components) -> an
 /// counting). Beside them, on SQLite: the least the delivery contract costs on the plain
 /// queue's table ([`Take::Lease`]), and the store's own statements in-process (a producer and
 /// a consumer thread on the store's schema, one transaction per batch each), which is what
-/// Sluice's schema costs with nothing else.
+/// Sluice's schema costs with nothing else. And the plain queue and the contract minimum
+/// again behind HTTP ([`floor::http`]), fed the same requests as the host was.
 pub(crate) async fn peers(report: &mut Report, args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
     let Some(sluice) = report.get("e2e.sluice_msgs_per_s") else {
         return Ok(());
@@ -96,6 +97,32 @@ pub(crate) async fn peers(report: &mut Report, args: &BenchArgs, dir: &Path) -> 
         ">=",
         0.8,
     );
+    // The same two behind HTTP, sent the e2e producer's requests by the same client: what
+    // the transport alone costs, and the least any queue that keeps the contract and takes
+    // its producers over HTTP reaches on this machine (the floor under the 0.8 target).
+    let http = reqwest::Client::new();
+    for (name, take, inprocess) in [
+        ("plain_sqlite", Take::Delete, plain.rate()),
+        ("sqlite_contract_minimum", Take::Lease, contract.rate()),
+    ] {
+        let run = floor::http::sqlite(&http, &plain_dir, take, n, body_bytes, batch).await?;
+        report.add(format!("e2e.{name}_http_msgs_per_s"), run.rate(), "msg/s");
+        report.add(
+            format!("e2e.{name}_http_to_in_process"),
+            run.rate() / inprocess,
+            "x",
+        );
+        report.add(
+            format!("e2e.{name}_http_to_plain_sqlite"),
+            run.rate() / plain.rate(),
+            "x",
+        );
+        report.add(
+            format!("e2e.sluice_to_{name}_http"),
+            sluice / run.rate(),
+            "x",
+        );
+    }
     let took = on_floor(args, &dir.join("store"), floor::sqlite::measure_concurrent).await?;
     let statements = args.messages as f64 / took.as_secs_f64();
     report.add(
@@ -128,6 +155,19 @@ pub(crate) async fn peers(report: &mut Report, args: &BenchArgs, dir: &Path) -> 
             ">=",
             1.0,
         );
+        let mut best_http = 0f64;
+        for consumers in [1, args.concurrency.max(1) as usize] {
+            let run =
+                floor::http::postgres(&http, &scratch.url, n, body_bytes, batch, consumers).await?;
+            best_http = best_http.max(run.rate());
+        }
+        report.add("e2e.plain_postgres_http_msgs_per_s", best_http, "msg/s");
+        report.add(
+            "e2e.plain_postgres_http_to_in_process",
+            best_http / best,
+            "x",
+        );
+        report.add("e2e.sluice_to_plain_postgres_http", sluice / best_http, "x");
     }
     Ok(())
 }

@@ -15,8 +15,8 @@ use sluice_test_support::testdb::TestDatabase;
 use crate::BenchArgs;
 use crate::child::{Child, authorized_client};
 use crate::components::Components;
-use crate::floor::plain;
 use crate::floor::postgres::{Shape, lease_drain};
+use crate::floor::{self, plain};
 use crate::load::{BatchRequests, success_text};
 use crate::report::Report;
 
@@ -188,6 +188,21 @@ pub async fn run(
     }
     report.add("pg.floor.drain_msgs_per_s", floor_drain, "msg/s");
     report.add("pg.floor.concurrent_msgs_per_s", floor_concurrent, "msg/s");
+    // The same concurrent floor with its producer's batches arriving over HTTP, as every
+    // host's do: what the transport alone costs the floor.
+    let http = reqwest::Client::new();
+    let mut floor_http = 0f64;
+    for consumers in [1, consumers.max(1)] {
+        let run =
+            floor::http::postgres(&http, &scratch.url, n, body_bytes, batch, consumers).await?;
+        floor_http = floor_http.max(run.rate());
+    }
+    report.add("pg.floor.concurrent_http_msgs_per_s", floor_http, "msg/s");
+    report.add(
+        "pg.floor.concurrent_http_to_in_process",
+        floor_http / floor_concurrent,
+        "x",
+    );
     // What the delivery contract's own statements reach with nothing else, beside the floor:
     // on today's indexed schema, and on a table a lease updates heap-only.
     let mut shapes = Vec::new();
@@ -265,6 +280,11 @@ pub async fn run(
             "x",
             ">=",
             0.5,
+        );
+        report.add(
+            format!("pg.hosts{hosts}.concurrent_ratio_to_http_floor"),
+            both / floor_http,
+            "x",
         );
     }
     report.add(

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::BenchArgs;
 use crate::components::Components;
-use crate::floor::sqlite;
+use crate::floor::{self, sqlite};
 use crate::host::Bench;
 use crate::load::histogram;
 use crate::report::Report;
@@ -47,12 +47,23 @@ pub(crate) async fn run(host: &Bench, report: &mut Report, c: &Components) -> an
     Ok(())
 }
 
+/// Reports `latencies` under `key`; returns their p99 in milliseconds (never zero).
+fn record(report: &mut Report, key: &str, latencies: &[std::time::Duration]) -> f64 {
+    let mut hist = histogram();
+    for latency in latencies {
+        hist.saturating_record(latency.as_micros() as u64);
+    }
+    report.latency(key, &hist, None);
+    (hist.value_at_quantile(0.99) as f64 / 1000.0).max(f64::MIN_POSITIVE)
+}
+
 /// The `latency` phase's two loads: their names and messages per request.
 const LOADS: [(&str, usize); 2] = [("single", 1), ("batch_10", 10)];
 
 /// The `latency` phase's loads against the SQLite floor ([`sqlite::measure_latency`]: a group
-/// commit with its fsync, then a lease, nothing else), after the host has stopped: how much of
-/// the host's send → start p99 the disk alone already costs.
+/// commit with its fsync, then a lease, nothing else), in-process and behind HTTP, after the
+/// host has stopped: how much of the host's send → start p99 the disk alone already costs, and
+/// the disk and the transport together.
 pub(crate) async fn floor(report: &mut Report, args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
     for (i, (name, per_request)) in LOADS.into_iter().enumerate() {
         // The rate and p99 each load ran at on the host, as the phase reported them.
@@ -71,20 +82,40 @@ pub(crate) async fn floor(report: &mut Report, args: &BenchArgs, dir: &Path) -> 
             continue;
         };
         let (dir, duration, body) = (dir.join(i.to_string()), args.duration, args.body_bytes);
-        let latencies = tokio::task::spawn_blocking(move || {
-            sqlite::measure_latency(&dir, rate, per_request, duration, body)
+        let latencies = tokio::task::spawn_blocking({
+            let dir = dir.join("in-process");
+            move || sqlite::measure_latency(&dir, rate, per_request, duration, body)
         })
         .await??;
-        let mut hist = histogram();
-        for latency in &latencies {
-            hist.saturating_record(latency.as_micros() as u64);
-        }
-        let key = format!("latency.{name}.floor_send_to_start");
-        report.latency(&key, &hist, None);
-        let floor_p99 = hist.value_at_quantile(0.99) as f64 / 1000.0;
+        let floor_p99 = record(
+            report,
+            &format!("latency.{name}.floor_send_to_start"),
+            &latencies,
+        );
         report.add(
             format!("latency.{name}.send_to_start_p99_to_floor"),
-            p99_ms / floor_p99.max(f64::MIN_POSITIVE),
+            p99_ms / floor_p99,
+            "x",
+        );
+        // The same floor with its requests sent over HTTP, paced as the host's were: how much
+        // of the host's p99 the transport every producer uses already costs.
+        let http = reqwest::Client::new();
+        let latencies =
+            floor::http::latency(&http, &dir.join("http"), rate, per_request, duration, body)
+                .await?;
+        let http_p99 = record(
+            report,
+            &format!("latency.{name}.http_floor_send_to_start"),
+            &latencies,
+        );
+        report.add(
+            format!("latency.{name}.http_floor_p99_to_floor"),
+            http_p99 / floor_p99,
+            "x",
+        );
+        report.add(
+            format!("latency.{name}.send_to_start_p99_to_http_floor"),
+            p99_ms / http_p99,
             "x",
         );
     }
