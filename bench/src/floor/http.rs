@@ -9,7 +9,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
@@ -24,7 +23,7 @@ use rusqlite::Connection;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use super::plain::{self, Run, Take};
+use super::plain::{self, Run, Take, Turns};
 use super::sqlite::{self, Due};
 use crate::load::{BatchRequests, success_text};
 
@@ -111,18 +110,18 @@ async fn enqueue<I: Insert>(
     }
 }
 
-/// The SQLite peer's producer connection, taking turns with the consumer through `write`.
+/// The SQLite peer's producer connection, taking turns with the consumer.
 struct SqliteInsert {
     producer: Arc<Mutex<Connection>>,
-    write: Arc<Mutex<()>>,
+    turns: Arc<Turns>,
 }
 
 impl Insert for SqliteInsert {
     async fn insert(&self, bodies: Vec<String>, _: Option<Instant>) -> Result<Vec<i64>> {
-        let (producer, write) = (self.producer.clone(), self.write.clone());
+        let (producer, turns) = (self.producer.clone(), self.turns.clone());
         tokio::task::spawn_blocking(move || {
             let producer = producer.lock().unwrap_or_else(PoisonError::into_inner);
-            plain::sqlite_insert(&producer, &write, &bodies)
+            plain::sqlite_insert(&producer, &turns, &bodies)
         })
         .await?
     }
@@ -153,26 +152,21 @@ pub async fn sqlite(
     batch: usize,
 ) -> Result<Run> {
     let path = plain::sqlite_table(dir)?;
-    let write = Arc::new(Mutex::new(()));
+    let turns = Arc::new(Turns::default());
     let front = serve(Arc::new(SqliteInsert {
         producer: Arc::new(Mutex::new(plain::sqlite_connection(&path)?)),
-        write: write.clone(),
+        turns: turns.clone(),
     }))
     .await?;
     let consumer = plain::sqlite_connection(&path)?;
     let requests = BatchRequests::new(batch as u64, messages, body_bytes)?;
-    let producing = Arc::new(AtomicBool::new(true));
     let started = Instant::now();
     let consumed = tokio::task::spawn_blocking({
-        let producing = producing.clone();
-        move || {
-            plain::sqlite_consume(&consumer, &write, take, messages, batch, || {
-                producing.load(Ordering::Relaxed)
-            })
-        }
+        let turns = turns.clone();
+        move || plain::sqlite_consume(&consumer, &turns, take, messages, batch)
     });
     let produced = requests.send(http, &front.url, messages).await;
-    producing.store(false, Ordering::Relaxed);
+    turns.finish();
     consumed.await??;
     produced?;
     Ok(Run {
@@ -325,7 +319,7 @@ mod tests {
             producer: Arc::new(Mutex::new(
                 plain::sqlite_connection(&path).expect("connection"),
             )),
-            write: Arc::new(Mutex::new(())),
+            turns: Arc::new(Turns::default()),
         }))
         .await
         .expect("front");

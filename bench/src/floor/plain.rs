@@ -8,8 +8,8 @@
 //! `synchronous_commit=on`.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, ensure};
@@ -77,9 +77,8 @@ pub(crate) fn sqlite_connection(path: &Path) -> Result<Connection> {
 
 /// The SQLite peer: a producer and a consumer thread, each with its own connection, committing
 /// once per batch, the consumer taking batches as `take` says. SQLite has one writer at a time;
-/// the two take turns through a lock of the application's own, as a careful user does, rather
-/// than through SQLite's busy handler, which sleeps for milliseconds when it finds the database
-/// locked.
+/// the two take turns through [`Turns`], as a careful user does, rather than through SQLite's
+/// busy handler, which sleeps for milliseconds when it finds the database locked.
 pub fn sqlite(
     dir: &Path,
     take: Take,
@@ -89,32 +88,56 @@ pub fn sqlite(
 ) -> Result<Run> {
     let path = sqlite_table(dir)?;
     let (producer, consumer) = (sqlite_connection(&path)?, sqlite_connection(&path)?);
-    let write = Mutex::new(());
+    let turns = Turns::default();
     let batch = batch.max(1);
     let started = Instant::now();
     std::thread::scope(|scope| {
-        let write = &write;
+        let turns = &turns;
         let produced = scope.spawn(move || -> Result<()> {
             let bodies = vec![vec![b'x'; body_bytes]; batch];
-            let mut left = messages;
-            while left > 0 {
+            let (mut left, mut produced) = (messages, Ok(()));
+            while left > 0 && produced.is_ok() {
                 let n = left.min(batch as u64);
-                sqlite_insert(&producer, write, &bodies[..n as usize])?;
+                produced = sqlite_insert(&producer, turns, &bodies[..n as usize]).map(drop);
                 left -= n;
             }
-            Ok(())
+            turns.finish();
+            produced
         });
-        sqlite_consume(&consumer, write, take, messages, batch, || {
-            !produced.is_finished()
-        })?;
-        produced
+        let consumed = sqlite_consume(&consumer, turns, take, messages, batch);
+        let produced = produced
             .join()
-            .unwrap_or_else(|_| Err(anyhow!("the producer panicked")))
+            .unwrap_or_else(|_| Err(anyhow!("the producer panicked")));
+        produced.and(consumed)
     })?;
     Ok(Run {
         messages,
         took: started.elapsed(),
     })
+}
+
+/// How the SQLite peer's producer and consumer share the one writer: a lock they take in turn,
+/// holding how many messages the producer has committed, and a condition the producer signals
+/// after each commit, on which a consumer that has taken them all waits (rather than spinning
+/// on an empty table).
+#[derive(Default)]
+pub(crate) struct Turns {
+    inserted: Mutex<u64>,
+    committed: Condvar,
+    finished: AtomicBool,
+}
+
+impl Turns {
+    fn take(&self) -> MutexGuard<'_, u64> {
+        self.inserted.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The producer has sent all it will: a waiting consumer stops waiting.
+    pub(crate) fn finish(&self) {
+        let _turn = self.take();
+        self.finished.store(true, Ordering::Relaxed);
+        self.committed.notify_all();
+    }
 }
 
 /// A fresh database in `dir` holding the peer's empty table; returns its path.
@@ -126,14 +149,13 @@ pub(crate) fn sqlite_table(dir: &Path) -> Result<std::path::PathBuf> {
     Ok(path)
 }
 
-/// The producer's side: `bodies` in one transaction, taken in turn with the consumer through
-/// `write`; returns their ids.
+/// The producer's side: `bodies` in one transaction, in its turn; returns their ids.
 pub(crate) fn sqlite_insert(
     producer: &Connection,
-    write: &Mutex<()>,
+    turns: &Turns,
     bodies: &[impl AsRef<[u8]>],
 ) -> Result<Vec<i64>> {
-    let _turn = write.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut turn = turns.take();
     producer.execute_batch("BEGIN IMMEDIATE")?;
     let mut ids = Vec::with_capacity(bodies.len());
     {
@@ -144,59 +166,66 @@ pub(crate) fn sqlite_insert(
         }
     }
     producer.execute_batch("COMMIT")?;
+    *turn += bodies.len() as u64;
+    drop(turn);
+    turns.committed.notify_all();
     Ok(ids)
 }
 
-/// The consumer's side: takes batches as `take` says until `messages` are done, yielding the
-/// database to the producer whenever it finds nothing; fails once it finds nothing and
-/// `producing` says the producer has stopped.
+/// The consumer's side: takes batches as `take` says until `messages` are done. Once it has
+/// taken every message committed so far it waits for the producer's next commit, so that with
+/// [`Take::Lease`] the batch it holds is acknowledged in the transaction that leases the next
+/// one rather than in a commit of its own; it fails if the producer finished without sending
+/// them all.
 pub(crate) fn sqlite_consume(
     consumer: &Connection,
-    write: &Mutex<()>,
+    turns: &Turns,
     take: Take,
     messages: u64,
     batch: usize,
-    producing: impl Fn() -> bool,
 ) -> Result<()> {
     let batch = batch.max(1);
-    let (mut done, mut lease_id) = (0u64, 0i64);
+    let (mut done, mut taken, mut lease_id) = (0u64, 0u64, 0i64);
     let mut held: Vec<i64> = Vec::with_capacity(batch);
     while done < messages {
-        let before = done;
-        {
-            let _turn = write.lock().unwrap_or_else(PoisonError::into_inner);
-            consumer.execute_batch("BEGIN IMMEDIATE")?;
-            if let (Some(first), Some(last)) = (held.first(), held.last()) {
-                let mut ack = consumer.prepare_cached(SQLITE_ACK)?;
-                done += ack.execute(params![first, last, lease_id])? as u64;
-            }
-            held.clear();
-            lease_id += 1;
-            let mut statement = match take {
-                Take::Delete => consumer.prepare_cached(SQLITE_TAKE)?,
-                Take::Lease => consumer.prepare_cached(SQLITE_LEASE)?,
-            };
-            let mut rows = match take {
-                Take::Delete => statement.query(params![batch as i64])?,
-                Take::Lease => statement.query(params![batch as i64, lease_id, i64::MAX])?,
-            };
-            while let Some(row) = rows.next()? {
-                let id: i64 = row.get(0)?;
-                let _body: Vec<u8> = row.get(1)?;
-                held.push(id);
-            }
-            drop(rows);
-            drop(statement);
-            consumer.execute_batch("COMMIT")?;
-            if take == Take::Delete {
-                done += held.len() as u64;
-                held.clear();
-            }
+        let turn = turns
+            .committed
+            .wait_while(turns.take(), |inserted| {
+                *inserted == taken && !turns.finished.load(Ordering::Relaxed)
+            })
+            .unwrap_or_else(PoisonError::into_inner);
+        ensure!(
+            *turn > taken || !held.is_empty(),
+            "the producer stopped after {taken} of {messages} messages"
+        );
+        consumer.execute_batch("BEGIN IMMEDIATE")?;
+        if let (Some(first), Some(last)) = (held.first(), held.last()) {
+            let mut ack = consumer.prepare_cached(SQLITE_ACK)?;
+            done += ack.execute(params![first, last, lease_id])? as u64;
         }
-        if done == before && held.is_empty() {
-            ensure!(producing(), "the producer stopped early");
-            // The producer is behind: let it have the database instead of spinning.
-            std::thread::yield_now();
+        held.clear();
+        lease_id += 1;
+        let mut statement = match take {
+            Take::Delete => consumer.prepare_cached(SQLITE_TAKE)?,
+            Take::Lease => consumer.prepare_cached(SQLITE_LEASE)?,
+        };
+        let mut rows = match take {
+            Take::Delete => statement.query(params![batch as i64])?,
+            Take::Lease => statement.query(params![batch as i64, lease_id, i64::MAX])?,
+        };
+        while let Some(row) = rows.next()? {
+            let id: i64 = row.get(0)?;
+            let _body: Vec<u8> = row.get(1)?;
+            held.push(id);
+        }
+        drop(rows);
+        drop(statement);
+        consumer.execute_batch("COMMIT")?;
+        drop(turn);
+        taken += held.len() as u64;
+        if take == Take::Delete {
+            done += held.len() as u64;
+            held.clear();
         }
     }
     Ok(())
