@@ -127,6 +127,7 @@ fn quick_bench_on_postgres_measures_the_peers_the_contract_and_the_hosts() {
             "pg.hosts1.concurrent_ratio_to_http_floor",
             "pg.contract_shape.indexed_drain_msgs_per_s",
             "pg.contract_shape.hot_drain_msgs_per_s",
+            "pg.contract_shape.indexed_concurrent_to_floor",
             "pg.hosts1.drain_msgs_per_s",
             "pg.hosts1.drain_last_tenth_to_first",
             "pg.hosts3.concurrent_msgs_per_s",

@@ -23,7 +23,7 @@ use rusqlite::Connection;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use super::plain::{self, Run, Take, Turns};
+use super::plain::{self, Producing, Run, Take, Turns};
 use super::sqlite::{self, Due};
 use crate::load::{BatchRequests, success_text};
 
@@ -127,16 +127,19 @@ impl Insert for SqliteInsert {
     }
 }
 
-/// The PostgreSQL peer's producer connection: one statement per batch.
+/// The PostgreSQL peer's producer connection: one statement per batch, each announced to the
+/// consumers.
 struct PostgresInsert {
     client: tokio_postgres::Client,
     statement: tokio_postgres::Statement,
+    signal: Producing,
 }
 
 impl Insert for PostgresInsert {
     async fn insert(&self, bodies: Vec<String>, _: Option<Instant>) -> Result<Vec<i64>> {
         let bodies: Vec<&[u8]> = bodies.iter().map(|b| b.as_bytes()).collect();
         let rows = self.client.query(&self.statement, &[&bodies]).await?;
+        self.signal.send_modify(|p| p.inserts += 1);
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 }
@@ -188,14 +191,25 @@ pub async fn postgres(
     let client = plain::pg_connect(url).await?;
     client.batch_execute(plain::PG_TABLE).await?;
     let statement = client.prepare(plain::PG_INSERT_RETURNING).await?;
-    let front = serve(Arc::new(PostgresInsert { client, statement })).await?;
+    let signal = plain::producing();
+    let front = serve(Arc::new(PostgresInsert {
+        client,
+        statement,
+        signal: signal.clone(),
+    }))
+    .await?;
     let consumers = plain::pg_consumers(url, consumers).await?;
     let requests = BatchRequests::new(batch as u64, messages, body_bytes)?;
     let started = Instant::now();
+    let produce = async {
+        requests.send(http, &front.url, messages).await?;
+        signal.send_modify(|p| p.finished = true);
+        anyhow::Ok(())
+    };
     // A producer that fails ends the run (the consumers would otherwise wait for it forever).
     tokio::try_join!(
-        requests.send(http, &front.url, messages),
-        plain::pg_consume(consumers, messages, batch)
+        produce,
+        plain::pg_consume(consumers, messages, batch, Some(signal.clone()))
     )?;
     let took = started.elapsed();
     drop(front);

@@ -262,11 +262,12 @@ pub async fn postgres(
     pg_connect(url).await?.batch_execute(PG_TABLE).await?;
     let consumers = pg_consumers(url, consumers).await?;
     let producer = pg_connect(url).await?;
+    let signal = producing();
     let started = Instant::now();
     // A producer that fails ends the run (the consumers would otherwise wait for it forever).
     tokio::try_join!(
-        pg_produce(producer, messages, body_bytes, batch),
-        pg_consume(consumers, messages, batch)
+        pg_produce(producer, messages, body_bytes, batch, Some(signal.clone())),
+        pg_consume(consumers, messages, batch, Some(signal))
     )?;
     let took = started.elapsed();
     pg_drop(url).await?;
@@ -284,14 +285,43 @@ pub async fn postgres_drain(
     consumers: usize,
 ) -> Result<(Run, Vec<Duration>)> {
     pg_connect(url).await?.batch_execute(PG_TABLE).await?;
-    pg_produce(pg_connect(url).await?, messages, body_bytes, batch).await?;
+    pg_produce(pg_connect(url).await?, messages, body_bytes, batch, None).await?;
     let consumers = pg_consumers(url, consumers).await?;
     let started = Instant::now();
-    let tenths = pg_consume(consumers, messages, batch).await?;
+    let tenths = pg_consume(consumers, messages, batch, None).await?;
     let took = started.elapsed();
     pg_drop(url).await?;
     let tenths = tenths.into_iter().map(|t| t - started).collect();
     Ok((Run { messages, took }, tenths))
+}
+
+/// What a PostgreSQL peer's producer has committed so far, for its consumers to wait on instead
+/// of polling an empty table (they share one process, as a user's producer and consumers in
+/// one application do).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Produced {
+    pub(crate) inserts: u64,
+    pub(crate) finished: bool,
+}
+
+pub(crate) type Producing = Arc<tokio::sync::watch::Sender<Produced>>;
+
+pub(crate) fn producing() -> Producing {
+    Arc::new(tokio::sync::watch::Sender::new(Produced::default()))
+}
+
+/// How many inserts the producer had committed when this was read.
+pub(crate) fn inserts(producing: &Producing) -> u64 {
+    producing.borrow().inserts
+}
+
+/// Waits until the producer commits an insert after the first `seen`, or finishes.
+pub(crate) async fn more_than(producing: &Producing, seen: u64) {
+    // Never closed: the consumers hold the sender too.
+    let _ = producing
+        .subscribe()
+        .wait_for(|p| p.inserts > seen || p.finished)
+        .await;
 }
 
 pub(crate) async fn pg_consumers(url: &str, n: usize) -> Result<Vec<tokio_postgres::Client>> {
@@ -316,6 +346,7 @@ pub(crate) async fn pg_produce_with(
     messages: u64,
     body_bytes: usize,
     batch: usize,
+    signal: Option<Producing>,
 ) -> Result<()> {
     let insert = client.prepare(insert).await?;
     let body = vec![b'x'; body_bytes];
@@ -326,7 +357,13 @@ pub(crate) async fn pg_produce_with(
         // One statement is one transaction: a round trip per batch, where an explicit
         // BEGIN … COMMIT would take three.
         client.execute(&insert, &[&bodies]).await?;
+        if let Some(signal) = &signal {
+            signal.send_modify(|p| p.inserts += 1);
+        }
         sent += n as u64;
+    }
+    if let Some(signal) = &signal {
+        signal.send_modify(|p| p.finished = true);
     }
     Ok(())
 }
@@ -336,34 +373,41 @@ async fn pg_produce(
     messages: u64,
     body_bytes: usize,
     batch: usize,
+    signal: Option<Producing>,
 ) -> Result<()> {
-    pg_produce_with(client, PG_INSERT, messages, body_bytes, batch).await
+    pg_produce_with(client, PG_INSERT, messages, body_bytes, batch, signal).await
 }
 
 /// Runs the consumers until `messages` have been taken between them; returns when each tenth
-/// of them was.
+/// of them was. A consumer that finds the table empty waits for the producer's next insert
+/// (with `signal`) or yields (a drain's backlog, with none).
 pub(crate) async fn pg_consume(
     clients: Vec<tokio_postgres::Client>,
     messages: u64,
     batch: usize,
+    signal: Option<Producing>,
 ) -> Result<Vec<Instant>> {
     let taken = Arc::new(AtomicU64::new(0));
     let tenths = Arc::new(std::sync::Mutex::new(Vec::with_capacity(10)));
     let mut tasks = tokio::task::JoinSet::new();
     for client in clients {
-        let (taken, tenths) = (taken.clone(), tenths.clone());
+        let (taken, tenths, signal) = (taken.clone(), tenths.clone(), signal.clone());
         tasks.spawn(async move {
             let take = client.prepare(PG_TAKE).await?;
             let limit = batch.max(1) as i64;
             while taken.load(Ordering::Relaxed) < messages {
+                let seen = signal.as_ref().map(inserts);
                 // One statement, one transaction, one round trip.
                 let rows = client.query(&take, &[&limit]).await?;
                 for row in &rows {
                     let _body: &[u8] = row.get(1);
                 }
                 if rows.is_empty() {
-                    // The producer is behind: yield instead of spinning on an empty table.
-                    tokio::task::yield_now().await;
+                    // The producer is behind: wait for it instead of spinning on an empty table.
+                    match (&signal, seen) {
+                        (Some(signal), Some(seen)) => more_than(signal, seen).await,
+                        _ => tokio::task::yield_now().await,
+                    }
                 }
                 let before = taken.fetch_add(rows.len() as u64, Ordering::Relaxed);
                 let after = before + rows.len() as u64;

@@ -21,6 +21,8 @@ use tokio_postgres::NoTls;
 
 use anyhow::Result;
 
+use super::plain::{self, Producing};
+
 /// A table layout for the lease-shaped drain.
 #[derive(Debug, Clone, Copy)]
 pub enum Shape {
@@ -108,24 +110,29 @@ async fn produce(
     messages: u64,
     body_bytes: usize,
     batch: usize,
+    signal: Option<Producing>,
 ) -> Result<()> {
     let client = connect(url).await?;
-    super::plain::pg_produce_with(client, shape.insert(), messages, body_bytes, batch).await
+    plain::pg_produce_with(client, shape.insert(), messages, body_bytes, batch, signal).await
 }
 
 /// Lease-shaped consumers, each on a connection of its own: each transaction acknowledges the
 /// batch the previous one leased and leases the next, until `total` messages are acknowledged.
+/// With a producer at once (`signal`), a consumer whose last lease came back short waits for
+/// its next insert, so the batch it holds is acknowledged with the next lease rather than in a
+/// commit of its own, and it never polls an empty table.
 async fn consume_leased(
     url: &str,
     shape: Shape,
     consumers: usize,
     batch: usize,
     total: u64,
+    signal: Option<Producing>,
 ) -> Result<()> {
     let done = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..consumers.max(1) {
-        let (client, done) = (connect(url).await?, done.clone());
+        let (client, done, signal) = (connect(url).await?, done.clone(), signal.clone());
         tasks.spawn(async move {
             let mut client = client;
             let (lease, ack) = (
@@ -134,7 +141,14 @@ async fn consume_leased(
             );
             let limit = batch.max(1) as i64;
             let (mut held, mut lease_id): (Vec<i64>, i64) = (Vec::new(), 0);
+            let (mut seen, mut short) = (0, false);
             while !held.is_empty() || done.load(Ordering::Relaxed) < total {
+                if let Some(signal) = &signal {
+                    if short {
+                        plain::more_than(signal, seen).await;
+                    }
+                    seen = plain::inserts(signal);
+                }
                 let tx = client.transaction().await?;
                 let acked = if held.is_empty() {
                     0
@@ -147,6 +161,7 @@ async fn consume_leased(
                     .await?;
                 tx.commit().await?;
                 held = rows.iter().map(|row| row.get(0)).collect();
+                short = held.len() < batch.max(1);
                 done.fetch_add(acked, Ordering::Relaxed);
                 if held.is_empty() && acked == 0 {
                     tokio::task::yield_now().await;
@@ -172,13 +187,47 @@ pub async fn lease_drain(
     consumers: usize,
 ) -> Result<Duration> {
     connect(url).await?.batch_execute(shape.setup()).await?;
-    produce(url, shape, messages, body_bytes, batch).await?;
+    produce(url, shape, messages, body_bytes, batch, None).await?;
     let started = Instant::now();
-    consume_leased(url, shape, consumers, batch, messages).await?;
+    consume_leased(url, shape, consumers, batch, messages, None).await?;
     let took = started.elapsed();
+    drop_table(url).await?;
+    Ok(took)
+}
+
+/// The same consumers while one producer sends `messages` at once, as the strong plain
+/// queue's concurrent run does: the time from the first insert to the last acknowledgement.
+pub async fn lease_concurrent(
+    url: &str,
+    shape: Shape,
+    messages: u64,
+    body_bytes: usize,
+    batch: usize,
+    consumers: usize,
+) -> Result<Duration> {
+    connect(url).await?.batch_execute(shape.setup()).await?;
+    let signal = plain::producing();
+    let started = Instant::now();
+    tokio::try_join!(
+        produce(
+            url,
+            shape,
+            messages,
+            body_bytes,
+            batch,
+            Some(signal.clone())
+        ),
+        consume_leased(url, shape, consumers, batch, messages, Some(signal))
+    )?;
+    let took = started.elapsed();
+    drop_table(url).await?;
+    Ok(took)
+}
+
+async fn drop_table(url: &str) -> Result<()> {
     connect(url)
         .await?
         .batch_execute("DROP TABLE floor_jobs")
         .await?;
-    Ok(took)
+    Ok(())
 }

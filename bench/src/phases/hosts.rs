@@ -15,7 +15,7 @@ use sluice_test_support::testdb::TestDatabase;
 use crate::BenchArgs;
 use crate::child::{Child, authorized_client};
 use crate::components::Components;
-use crate::floor::postgres::{Shape, lease_drain};
+use crate::floor::postgres::{Shape, lease_concurrent, lease_drain};
 use crate::floor::{self, plain};
 use crate::load::{BatchRequests, success_text};
 use crate::report::Report;
@@ -216,6 +216,28 @@ pub async fn run(
         );
         shapes.push(rate);
     }
+    // The contract's statements with a producer at once, as the hosts' concurrent runs are
+    // shaped: the least any host that keeps the contract reaches beside the concurrent floor.
+    let took = lease_concurrent(
+        &scratch.url,
+        Shape::Indexed,
+        n,
+        body_bytes,
+        batch,
+        consumers,
+    )
+    .await?;
+    let shape_concurrent = n as f64 / took.as_secs_f64();
+    report.add(
+        "pg.contract_shape.indexed_concurrent_msgs_per_s",
+        shape_concurrent,
+        "msg/s",
+    );
+    report.add(
+        "pg.contract_shape.indexed_concurrent_to_floor",
+        shape_concurrent / floor_concurrent,
+        "x",
+    );
     drop(scratch);
     let lease_shape = shapes[0];
     report.target(
@@ -284,6 +306,11 @@ pub async fn run(
         report.add(
             format!("pg.hosts{hosts}.concurrent_ratio_to_http_floor"),
             both / floor_http,
+            "x",
+        );
+        report.add(
+            format!("pg.hosts{hosts}.concurrent_ratio_to_contract_shape"),
+            both / shape_concurrent,
             "x",
         );
     }
