@@ -77,6 +77,7 @@ fn quick_bench_runs_and_writes_json() {
             "e2e.plain_sqlite_msgs_per_s",
             "e2e.sqlite_store_statements_msgs_per_s",
             "e2e.sqlite_contract_minimum_msgs_per_s",
+            "e2e.sqlite_contract_by_due_time_to_plain",
             "e2e.plain_sqlite_http_msgs_per_s",
             "e2e.sqlite_contract_minimum_http_to_plain_sqlite",
             "e2e.sluice_to_plain_sqlite_http",

@@ -154,7 +154,7 @@ pub async fn sqlite(
     body_bytes: usize,
     batch: usize,
 ) -> Result<Run> {
-    let path = plain::sqlite_table(dir)?;
+    let path = plain::sqlite_table(dir, take)?;
     let turns = Arc::new(Turns::default());
     let front = serve(Arc::new(SqliteInsert {
         producer: Arc::new(Mutex::new(plain::sqlite_connection(&path)?)),
@@ -328,7 +328,7 @@ mod tests {
         }
 
         let dir = tempfile::TempDir::new().expect("temp dir");
-        let path = plain::sqlite_table(dir.path()).expect("table");
+        let path = plain::sqlite_table(dir.path(), Take::Delete).expect("table");
         let front = serve(Arc::new(SqliteInsert {
             producer: Arc::new(Mutex::new(
                 plain::sqlite_connection(&path).expect("connection"),

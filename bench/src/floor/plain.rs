@@ -52,6 +52,21 @@ pub enum Take {
     /// deleted under that lease in the transaction that leases the next. Each message is
     /// written three times (insert, lease, delete) where the plain queue writes it twice.
     Lease,
+    /// The same, for a queue whose messages may come due later (delays, retries with backoff,
+    /// lease expiry): an index on `(visible_at, id)` the lease reads in due order and moves
+    /// each leased message in, as any such queue needs one order by due time. One secondary
+    /// index is the least Sluice's features (delays, and priorities leading that order) need.
+    LeaseByDueTime,
+}
+
+impl Take {
+    /// What this way of taking adds to the peer's table.
+    fn index(self) -> Option<&'static str> {
+        match self {
+            Take::Delete | Take::Lease => None,
+            Take::LeaseByDueTime => Some(SQLITE_DUE_INDEX),
+        }
+    }
 }
 
 const SQLITE_TABLE: &str = "CREATE TABLE jobs (id INTEGER PRIMARY KEY, body BLOB NOT NULL,
@@ -62,6 +77,12 @@ const SQLITE_TAKE: &str =
 /// Leases up to `?1` visible messages in id order for lease `?2` until `?3`.
 const SQLITE_LEASE: &str = "UPDATE jobs SET lease_id = ?2, visible_at = ?3, attempt = attempt + 1
     WHERE id IN (SELECT id FROM jobs WHERE visible_at <= 1 ORDER BY id LIMIT ?1)
+    RETURNING id, body";
+const SQLITE_DUE_INDEX: &str = "CREATE INDEX jobs_by_due_time ON jobs (visible_at, id)";
+/// The same lease in due-time order, through that index.
+const SQLITE_LEASE_BY_DUE_TIME: &str =
+    "UPDATE jobs SET lease_id = ?2, visible_at = ?3, attempt = attempt + 1
+    WHERE id IN (SELECT id FROM jobs WHERE visible_at <= 1 ORDER BY visible_at, id LIMIT ?1)
     RETURNING id, body";
 /// Acknowledges what lease `?3` holds of ids `?1` to `?2` (a lease takes a run of ids).
 const SQLITE_ACK: &str = "DELETE FROM jobs WHERE id BETWEEN ?1 AND ?2 AND lease_id = ?3";
@@ -86,7 +107,7 @@ pub fn sqlite(
     body_bytes: usize,
     batch: usize,
 ) -> Result<Run> {
-    let path = sqlite_table(dir)?;
+    let path = sqlite_table(dir, take)?;
     let (producer, consumer) = (sqlite_connection(&path)?, sqlite_connection(&path)?);
     let turns = Turns::default();
     let batch = batch.max(1);
@@ -140,12 +161,17 @@ impl Turns {
     }
 }
 
-/// A fresh database in `dir` holding the peer's empty table; returns its path.
-pub(crate) fn sqlite_table(dir: &Path) -> Result<std::path::PathBuf> {
+/// A fresh database in `dir` holding the peer's empty table, as `take` needs it; returns its
+/// path.
+pub(crate) fn sqlite_table(dir: &Path, take: Take) -> Result<std::path::PathBuf> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join("plain.db");
     let _ = std::fs::remove_file(&path);
-    sqlite_connection(&path)?.execute_batch(SQLITE_TABLE)?;
+    let conn = sqlite_connection(&path)?;
+    conn.execute_batch(SQLITE_TABLE)?;
+    if let Some(index) = take.index() {
+        conn.execute_batch(index)?;
+    }
     Ok(path)
 }
 
@@ -208,10 +234,13 @@ pub(crate) fn sqlite_consume(
         let mut statement = match take {
             Take::Delete => consumer.prepare_cached(SQLITE_TAKE)?,
             Take::Lease => consumer.prepare_cached(SQLITE_LEASE)?,
+            Take::LeaseByDueTime => consumer.prepare_cached(SQLITE_LEASE_BY_DUE_TIME)?,
         };
         let mut rows = match take {
             Take::Delete => statement.query(params![batch as i64])?,
-            Take::Lease => statement.query(params![batch as i64, lease_id, i64::MAX])?,
+            Take::Lease | Take::LeaseByDueTime => {
+                statement.query(params![batch as i64, lease_id, i64::MAX])?
+            }
         };
         while let Some(row) = rows.next()? {
             let id: i64 = row.get(0)?;
@@ -450,7 +479,7 @@ mod tests {
 
     #[test]
     fn the_sqlite_peer_takes_every_message_and_leaves_none_either_way() {
-        for take in [Take::Delete, Take::Lease] {
+        for take in [Take::Delete, Take::Lease, Take::LeaseByDueTime] {
             let dir = tempfile::TempDir::new().expect("temp dir");
             let run = sqlite(dir.path(), take, 1_050, 64, 100).expect("run");
             assert_eq!(run.messages, 1_050);

@@ -59,7 +59,8 @@ pub(crate) async fn run(host: &Bench, report: &mut Report, c: &Components) -> an
 /// plain queue ([`floor::plain`]) on SQLite in-process and, with `--peer-database`, on
 /// PostgreSQL (with one consumer and with as many as the trigger's concurrency, the faster
 /// counting). Beside them, on SQLite: the least the delivery contract costs on the plain
-/// queue's table ([`Take::Lease`]), and the store's own statements in-process (a producer and
+/// queue's table ([`Take::Lease`]), the same with one index by due time
+/// ([`Take::LeaseByDueTime`]), and the store's own statements in-process (a producer and
 /// a consumer thread on the store's schema, one transaction per batch each), which is what
 /// Sluice's schema costs with nothing else. And the plain queue and the contract minimum
 /// again behind HTTP ([`floor::http`]), fed the same requests as the host was.
@@ -88,6 +89,24 @@ pub(crate) async fn peers(report: &mut Report, args: &BenchArgs, dir: &Path) -> 
     report.add(
         "e2e.sqlite_contract_minimum_to_plain",
         contract.rate() / plain.rate(),
+        "x",
+    );
+    // The contract minimum with one order by due time, the least a queue with delays needs:
+    // what Sluice's features cost on top of the contract, at the least.
+    let by_due_time = sqlite(Take::LeaseByDueTime).await??;
+    report.add(
+        "e2e.sqlite_contract_by_due_time_msgs_per_s",
+        by_due_time.rate(),
+        "msg/s",
+    );
+    report.add(
+        "e2e.sqlite_contract_by_due_time_to_plain",
+        by_due_time.rate() / plain.rate(),
+        "x",
+    );
+    report.add(
+        "e2e.sluice_to_sqlite_contract_by_due_time",
+        sluice / by_due_time.rate(),
         "x",
     );
     report.target(
