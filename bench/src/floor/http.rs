@@ -217,6 +217,24 @@ pub async fn postgres(
     Ok(Run { messages, took })
 }
 
+/// [`postgres`] with one consumer and with `consumers`: the faster rate, as the in-process
+/// peer counts its own.
+pub async fn postgres_best(
+    http: &reqwest::Client,
+    url: &str,
+    messages: u64,
+    body_bytes: usize,
+    batch: usize,
+    consumers: usize,
+) -> Result<f64> {
+    let mut best = 0f64;
+    for consumers in [1, consumers.max(1)] {
+        let run = postgres(http, url, messages, body_bytes, batch, consumers).await?;
+        best = best.max(run.rate());
+    }
+    Ok(best)
+}
+
 /// The latency floor's writer ([`sqlite::lease_on_commit`]) fed by the front: each request
 /// goes to it with the time its client sent it and is answered once durable.
 struct LatencyInsert {

@@ -174,12 +174,10 @@ pub(crate) async fn peers(report: &mut Report, args: &BenchArgs, dir: &Path) -> 
             ">=",
             1.0,
         );
-        let mut best_http = 0f64;
-        for consumers in [1, args.concurrency.max(1) as usize] {
-            let run =
-                floor::http::postgres(&http, &scratch.url, n, body_bytes, batch, consumers).await?;
-            best_http = best_http.max(run.rate());
-        }
+        let consumers = args.concurrency as usize;
+        let best_http =
+            floor::http::postgres_best(&http, &scratch.url, n, body_bytes, batch, consumers)
+                .await?;
         report.add("e2e.plain_postgres_http_msgs_per_s", best_http, "msg/s");
         report.add(
             "e2e.plain_postgres_http_to_in_process",

@@ -191,12 +191,8 @@ pub async fn run(
     // The same concurrent floor with its producer's batches arriving over HTTP, as every
     // host's do: what the transport alone costs the floor.
     let http = reqwest::Client::new();
-    let mut floor_http = 0f64;
-    for consumers in [1, consumers.max(1)] {
-        let run =
-            floor::http::postgres(&http, &scratch.url, n, body_bytes, batch, consumers).await?;
-        floor_http = floor_http.max(run.rate());
-    }
+    let floor_http =
+        floor::http::postgres_best(&http, &scratch.url, n, body_bytes, batch, consumers).await?;
     report.add("pg.floor.concurrent_http_msgs_per_s", floor_http, "msg/s");
     report.add(
         "pg.floor.concurrent_http_to_in_process",
