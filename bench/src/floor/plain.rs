@@ -425,7 +425,7 @@ pub(crate) async fn pg_consume(
             let take = client.prepare(PG_TAKE).await?;
             let limit = batch.max(1) as i64;
             while taken.load(Ordering::Relaxed) < messages {
-                let seen = signal.as_ref().map(inserts);
+                let seen = signal.as_ref().map_or(0, inserts);
                 // One statement, one transaction, one round trip.
                 let rows = client.query(&take, &[&limit]).await?;
                 for row in &rows {
@@ -433,9 +433,9 @@ pub(crate) async fn pg_consume(
                 }
                 if rows.is_empty() {
                     // The producer is behind: wait for it instead of spinning on an empty table.
-                    match (&signal, seen) {
-                        (Some(signal), Some(seen)) => more_than(signal, seen).await,
-                        _ => tokio::task::yield_now().await,
+                    match &signal {
+                        Some(signal) => more_than(signal, seen).await,
+                        None => tokio::task::yield_now().await,
                     }
                 }
                 let before = taken.fetch_add(rows.len() as u64, Ordering::Relaxed);

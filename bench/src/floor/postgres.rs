@@ -17,8 +17,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio_postgres::NoTls;
-
 use anyhow::Result;
 
 use super::plain::{self, Producing};
@@ -98,12 +96,6 @@ const ACK: &str = "DELETE FROM floor_jobs WHERE id = ANY($1) AND lease_id = $2";
 /// Far past the bench: a leased message does not come back during it.
 const LEASED_UNTIL: i64 = i64::MAX / 2;
 
-async fn connect(url: &str) -> Result<tokio_postgres::Client> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
-    tokio::spawn(connection);
-    Ok(client)
-}
-
 async fn produce(
     url: &str,
     shape: Shape,
@@ -112,7 +104,7 @@ async fn produce(
     batch: usize,
     signal: Option<Producing>,
 ) -> Result<()> {
-    let client = connect(url).await?;
+    let client = plain::pg_connect(url).await?;
     plain::pg_produce_with(client, shape.insert(), messages, body_bytes, batch, signal).await
 }
 
@@ -132,7 +124,7 @@ async fn consume_leased(
     let done = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..consumers.max(1) {
-        let (client, done, signal) = (connect(url).await?, done.clone(), signal.clone());
+        let (client, done, signal) = (plain::pg_connect(url).await?, done.clone(), signal.clone());
         tasks.spawn(async move {
             let mut client = client;
             let (lease, ack) = (
@@ -186,7 +178,10 @@ pub async fn lease_drain(
     batch: usize,
     consumers: usize,
 ) -> Result<Duration> {
-    connect(url).await?.batch_execute(shape.setup()).await?;
+    plain::pg_connect(url)
+        .await?
+        .batch_execute(shape.setup())
+        .await?;
     produce(url, shape, messages, body_bytes, batch, None).await?;
     let started = Instant::now();
     consume_leased(url, shape, consumers, batch, messages, None).await?;
@@ -205,7 +200,10 @@ pub async fn lease_concurrent(
     batch: usize,
     consumers: usize,
 ) -> Result<Duration> {
-    connect(url).await?.batch_execute(shape.setup()).await?;
+    plain::pg_connect(url)
+        .await?
+        .batch_execute(shape.setup())
+        .await?;
     let signal = plain::producing();
     let started = Instant::now();
     tokio::try_join!(
@@ -225,7 +223,7 @@ pub async fn lease_concurrent(
 }
 
 async fn drop_table(url: &str) -> Result<()> {
-    connect(url)
+    plain::pg_connect(url)
         .await?
         .batch_execute("DROP TABLE floor_jobs")
         .await?;

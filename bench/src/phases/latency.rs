@@ -65,6 +65,7 @@ const LOADS: [(&str, usize); 2] = [("single", 1), ("batch_10", 10)];
 /// host has stopped: how much of the host's send → start p99 the disk alone already costs, and
 /// the disk and the transport together.
 pub(crate) async fn floor(report: &mut Report, args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
     for (i, (name, per_request)) in LOADS.into_iter().enumerate() {
         // The rate and p99 each load ran at on the host, as the phase reported them.
         let offered = report
@@ -99,7 +100,6 @@ pub(crate) async fn floor(report: &mut Report, args: &BenchArgs, dir: &Path) -> 
         );
         // The same floor with its requests sent over HTTP, paced as the host's were: how much
         // of the host's p99 the transport every producer uses already costs.
-        let http = reqwest::Client::new();
         let latencies =
             floor::http::latency(&http, &dir.join("http"), rate, per_request, duration, body)
                 .await?;
