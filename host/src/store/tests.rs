@@ -132,6 +132,8 @@ contract_tests!(
     tokens_keep_their_sqs_secret,
     higher_priorities_go_first_and_every_priority_gets_turns,
     a_group_goes_one_message_at_a_time_in_order,
+    a_released_group_head_goes_before_a_backlog_already_being_drained,
+    a_message_sorting_before_the_last_lease_is_still_delivered,
     topics_fan_out_through_filters_all_or_nothing,
     a_replay_meets_live_publishing_without_gap_or_duplicate,
     a_settle_publishes_with_its_ack_or_not_at_all,
@@ -630,6 +632,57 @@ fn prioritized(body: &str, priority: u8) -> NewMessage {
         priority,
         ..msg(body)
     }
+}
+
+/// A group's next message keeps its place in delivery order (its enqueue time) when it is
+/// released, even behind where this host's last leases of a long backlog began (PostgreSQL's
+/// lease marks: see `postgres::marks`).
+async fn a_released_group_head_goes_before_a_backlog_already_being_drained(f: Fixture) {
+    f.queue("q", QueueSettings::default()).await;
+    let enqueue = |messages| f.store.enqueue("q", messages);
+    enqueue(vec![grouped("g1", "g"), grouped("g2", "g")])
+        .await
+        .unwrap();
+    f.clock.advance(1_000);
+    enqueue(["b1", "b2", "b3", "b4"].map(msg).to_vec())
+        .await
+        .unwrap();
+    let head = f.lease("q", 1).await;
+    assert_eq!(bodies(&head), ["g1"]);
+    assert_eq!(bodies(&f.lease("q", 2).await), ["b1", "b2"]);
+    f.store.settle(&head, ack_all(&head)).await.unwrap();
+    assert_eq!(
+        bodies(&f.lease("q", 1).await),
+        ["g2"],
+        "released head first"
+    );
+}
+
+/// A message that sorts before the first one the last lease took (enqueued by a host whose
+/// clock is behind, here the clock set back) is still delivered, however the backend chose
+/// where its leases start reading.
+async fn a_message_sorting_before_the_last_lease_is_still_delivered(f: Fixture) {
+    f.queue("q", QueueSettings::default()).await;
+    let later = T0 + 10_000;
+    f.clock.set(later);
+    f.store
+        .enqueue("q", ["b1", "b2", "b3", "b4"].map(msg).to_vec())
+        .await
+        .unwrap();
+    let first = f.lease("q", 2).await;
+    assert_eq!(bodies(&first), ["b1", "b2"]);
+    f.store.settle(&first, ack_all(&first)).await.unwrap();
+    f.clock.set(T0);
+    f.store.enqueue("q", vec![msg("behind")]).await.unwrap();
+    f.clock.set(later);
+    let mut delivered = Vec::new();
+    while let Some(lease) = f.store.lease("q", 2, None).await.unwrap() {
+        delivered.extend(bodies(&lease));
+        f.store.settle(&lease, ack_all(&lease)).await.unwrap();
+    }
+    delivered.sort();
+    assert_eq!(delivered, ["b3", "b4", "behind"]);
+    assert_eq!(f.stats("q").await.visible, 0);
 }
 
 fn grouped(body: &str, group: &str) -> NewMessage {

@@ -16,10 +16,11 @@ use super::super::rules::{
 };
 use super::super::validate;
 use super::super::{
-    DEFAULT_PRIORITY, Enqueued, Error, Lease, MAX_LEASE_MESSAGES, MAX_PRIORITY, Message,
-    NewMessage, QueueSettings, REASON_LEASE_EXPIRED, ReasonCounts, ReasonRow, Result, Settled,
-    Settlement,
+    DEFAULT_PRIORITY, Enqueued, Error, Lease, LeaseRequest, MAX_LEASE_MESSAGES, MAX_PRIORITY,
+    Message, NewMessage, QueueSettings, REASON_LEASE_EXPIRED, ReasonCounts, ReasonRow, Result,
+    Settled, Settlement,
 };
+use super::marks::{Mark, Marks, START};
 use super::{count, int, sql};
 
 /// Additions to one queue's counters (acks record theirs in the ack's own statement).
@@ -45,6 +46,9 @@ pub struct Work {
     /// Messages whose reply this transaction stored: their waiters on this host wake after
     /// commit (other hosts' by NOTIFY).
     pub replied: Vec<String>,
+    /// Queues where a group's next message became deliverable: it may sort before this
+    /// host's lease marks, which are forgotten at commit (see [`super::marks`]).
+    pub released: HashSet<String>,
     settings: HashMap<String, QueueSettings>,
 }
 
@@ -89,6 +93,7 @@ impl Work {
         self.wake.extend(part.wake);
         self.freed.extend(part.freed);
         self.replied.extend(part.replied);
+        self.released.extend(part.released);
         self.settings.extend(part.settings);
     }
 
@@ -205,6 +210,7 @@ async fn release_groups<'g>(
         .await?;
     if released > 0 {
         work.wake.insert(queue.to_owned());
+        work.released.insert(queue.to_owned());
     }
     Ok(())
 }
@@ -462,12 +468,16 @@ async fn next_ids(tx: &impl GenericClient, n: usize) -> Result<Vec<i64>> {
 pub async fn lease(
     tx: &Transaction<'_>,
     work: &mut Work,
+    marks: &Marks,
     queue: &str,
-    max: usize,
-    visibility: Option<Duration>,
-    max_leases: Option<u32>,
-    favoured: Option<u8>,
+    request: LeaseRequest,
 ) -> Result<Option<Lease>> {
+    let LeaseRequest {
+        max,
+        visibility,
+        max_leases,
+        favoured,
+    } = request;
     let settings = work.settings(tx, queue).await?;
     let max = max.min(MAX_LEASE_MESSAGES);
     if max == 0 {
@@ -488,8 +498,11 @@ pub async fn lease(
     // Prepared before anything is sent: under a cap, the slot's statement must reach the
     // server before the batch's, and an unprepared statement would go out a round trip late.
     let lease_statement = tx.prepare_cached(sql::LEASE).await?;
-    let take = |want: usize| {
+    let mut from = marks.starts(queue, &lanes);
+    let take = |want: usize, from: Option<&[Mark]>| {
         let (lanes, lease_statement) = (&lanes, &lease_statement);
+        let from = from.map_or_else(|| vec![START; lanes.len()], <[Mark]>::to_vec);
+        let (from_visible_at, from_id): (Vec<i64>, Vec<i64>) = from.into_iter().unzip();
         async move {
             Ok::<_, Error>(
                 tx.query(
@@ -503,6 +516,8 @@ pub async fn lease(
                         &i32::try_from(settings.max_attempts).unwrap_or(i32::MAX),
                         lanes,
                         &capped,
+                        &from_visible_at,
+                        &from_id,
                     ],
                 )
                 .await?,
@@ -516,7 +531,7 @@ pub async fn lease(
             let slot_statement = tx.prepare_cached(sql::TAKE_SLOT).await?;
             let take_slot =
                 || take_slot(tx, &slot_statement, queue, cap, lease_id, expires_at, now);
-            let (slot, rows) = tokio::try_join!(take_slot(), take(max))?;
+            let (slot, rows) = tokio::try_join!(take_slot(), take(max, from.as_deref()))?;
             match slot {
                 Some(_) => Some(rows),
                 // The queue had no slots yet, or they were all taken.
@@ -536,8 +551,9 @@ pub async fn lease(
         let want = max - messages.len();
         let rows = match first_rows.take() {
             Some(rows) => rows,
-            None => take(want).await?,
+            None => take(want, from.as_deref()).await?,
         };
+        let short = rows.len() < want;
         let mut taken: Vec<((i64, i64, i64), i32, Message)> = Vec::with_capacity(rows.len());
         for row in rows {
             let id: i64 = row.get(0);
@@ -563,6 +579,14 @@ pub async fn lease(
         }
         // Delivery order is the lease's: lane by lane, then visible_at and id.
         taken.sort_by_key(|(order, _, _)| *order);
+        if short {
+            marks.forget(queue);
+        } else {
+            marks.advance(queue, firsts(&taken, &lanes));
+        }
+        // Read from marks and short: what it missed may sit behind a mark (see `marks`), so
+        // read again from the start of every lane.
+        let again = short && from.take().is_some();
         let mut dead = false;
         for ((_, _, id), previous, m) in taken {
             if attempts_spent(u32::try_from(previous).unwrap_or(0), &settings) {
@@ -576,7 +600,7 @@ pub async fn lease(
         }
         // A message dead-lettered here may have held its group: the group's next message is
         // deliverable now, so look again rather than leave it for the next lease.
-        if !dead || messages.len() >= max {
+        if !(dead || again) || messages.len() >= max {
             break;
         }
     }
@@ -596,6 +620,21 @@ pub async fn lease(
         messages,
         expires_at_ms: expires_at,
     }))
+}
+
+/// The first message a lease took in each lane (`order` is its turn, previous visible time
+/// and id, sorted): where the lane's next lease starts.
+fn firsts<'t, T>(
+    taken: &'t [((i64, i64, i64), T, Message)],
+    lanes: &'t [i16],
+) -> impl Iterator<Item = (i16, Mark)> + 't {
+    taken
+        .chunk_by(|(a, _, _), (b, _, _)| a.0 == b.0)
+        .filter_map(|chunk| {
+            let &((turn, visible_at, id), _, _) = chunk.first()?;
+            let lane = *lanes.get(usize::try_from(turn).ok()?.checked_sub(1)?)?;
+            Some((lane, (visible_at, id)))
+        })
 }
 
 /// Takes a free slot among the queue's first `cap` for `lease_id`: one with no lease or an

@@ -1,7 +1,7 @@
 //! The shared backend: PostgreSQL, so several hosts serve the same queues.
 //!
 //! Leases take rows with `FOR UPDATE SKIP LOCKED` in one statement, so hosts never lease the
-//! same message; a settle is one transaction whose every change is guarded by the lease id, so
+//! same message, reading each queue from this host's [`marks`] rather than from its front; a settle is one transaction whose every change is guarded by the lease id, so
 //! it applies only while the lease is held. A trigger's concurrency cap is a set of slot
 //! rows per queue in the database (a lease takes a free one with `SKIP LOCKED`), so it holds across
 //! hosts. After each commit [`notify`] tells the other hosts which queues it gave work to, and
@@ -13,6 +13,7 @@
 mod invocations;
 mod kv;
 mod listen;
+mod marks;
 mod messages;
 mod notify;
 mod replies;
@@ -43,6 +44,7 @@ use super::{
 };
 use super::{BucketRecord, KvEntry, Lull, StateWrite, StatsWindow};
 use super::{Published, ReplayFrom, SubscriptionRecord, TopicRecord};
+use marks::Marks;
 use messages::Work;
 use notify::Notifier;
 
@@ -73,6 +75,8 @@ pub struct PostgresBackend {
     tasks: Vec<JoinHandle<()>>,
     /// How old an invocation the sweep removes.
     log_max_age_ms: u64,
+    /// Where this host's leases start reading each queue.
+    marks: Marks,
 }
 
 impl Drop for PostgresBackend {
@@ -149,6 +153,7 @@ impl PostgresBackend {
             commits: AtomicU64::new(0),
             tasks: vec![listener, notifying],
             log_max_age_ms: options.log_max_age_ms(),
+            marks: Marks::default(),
         };
         Ok(backend.with_sweeper())
     }
@@ -184,6 +189,9 @@ impl PostgresBackend {
     /// returning (see [`notify`]).
     async fn committed(&self, work: Work) {
         self.commits.fetch_add(1, Ordering::Relaxed);
+        for queue in &work.released {
+            self.marks.forget(queue);
+        }
         for queue in &work.wake {
             self.events.notify(queue);
         }
@@ -575,12 +583,6 @@ impl Backend for PostgresBackend {
     }
 
     async fn lease(&self, queue: &str, request: LeaseRequest) -> Result<Option<Lease>> {
-        let LeaseRequest {
-            max,
-            visibility,
-            max_leases,
-            favoured,
-        } = request;
         Ok(in_tx!(self, |tx, work| {
             // One round trip for both.
             let commit_without_waiting = async {
@@ -590,7 +592,7 @@ impl Backend for PostgresBackend {
             let ((), settings) =
                 tokio::try_join!(commit_without_waiting, messages::read_settings(&tx, queue))?;
             work.remember(queue, settings);
-            messages::lease(&tx, work, queue, max, visibility, max_leases, favoured).await?
+            messages::lease(&tx, work, &self.marks, queue, request).await?
         }))
     }
 
@@ -648,16 +650,7 @@ impl Backend for PostgresBackend {
                 // The settle above freed this lease's slot, so under a cap the next lease may
                 // take it again; when it does, nothing was freed for other consumers to wake
                 // for (a retry or a released group head still wakes them).
-                settled.next = messages::lease(
-                    &tx,
-                    work,
-                    queue,
-                    next.max,
-                    next.visibility,
-                    next.max_leases,
-                    next.favoured,
-                )
-                .await?;
+                settled.next = messages::lease(&tx, work, &self.marks, queue, next).await?;
                 if settled.next.is_some() {
                     work.freed.remove(queue);
                 }

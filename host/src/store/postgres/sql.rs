@@ -138,7 +138,8 @@ pub const FREE_SLOT: &str =
 pub const EXTEND_SLOT: &str = "UPDATE lease_slots SET expires_at = greatest(expires_at, $3) WHERE queue = $1 AND lease_id = $2";
 /// Takes up to $3 visible messages in delivery order, skipping rows another host is taking,
 /// and leases them in the same statement. Lanes are read in the order `$7` gives, each one
-/// index range in (visible_at, id) order, until $3 are taken. Messages out of attempts keep
+/// index range in (visible_at, id) order from the lane's mark (`$9`, `$10`: see `marks`),
+/// until $3 are taken. Messages out of attempts keep
 /// their count (the caller dead-letters them); the previous attempt, visible time and the
 /// lane's turn come back for that and for ordering. A lease under a cap (`$8`) takes nothing
 /// unless it holds one of the queue's slots: the slot is taken by the statement sent just
@@ -149,9 +150,11 @@ pub const EXTEND_SLOT: &str = "UPDATE lease_slots SET expires_at = greatest(expi
 /// lookup.
 pub const LEASE: &str = "WITH picked AS (
         SELECT p.id, p.visible_at, p.attempt, l.turn
-        FROM unnest($7::smallint[]) WITH ORDINALITY AS l(lane, turn),
+        FROM unnest($7::smallint[], $9::bigint[], $10::bigint[])
+            WITH ORDINALITY AS l(lane, from_visible_at, from_id, turn),
         LATERAL (SELECT id, visible_at, attempt FROM messages
             WHERE queue = $1 AND lane = l.lane AND visible_at <= $2
+                AND (visible_at, id) >= (l.from_visible_at, l.from_id)
             ORDER BY visible_at, id LIMIT $3
             FOR UPDATE SKIP LOCKED) p
         WHERE NOT $8::boolean
@@ -343,7 +346,7 @@ mod tests {
             .expect("prepare");
         let plan: Vec<String> = client
             .query(
-                "EXPLAIN EXECUTE lease('q', 1, 100, 7, 99999, 5, '{5}', false)",
+                "EXPLAIN EXECUTE lease('q', 1, 100, 7, 99999, 5, '{5}', false, '{0}', '{10}')",
                 &[],
             )
             .await
@@ -357,5 +360,10 @@ mod tests {
             "the generic plan reads the whole queue:\n{plan}"
         );
         assert!(plan.contains("messages_pkey"), "{plan}");
+        // And the scan starts at the lane's mark, not at the front of the lane.
+        assert!(
+            plan.contains("Index Cond") && plan.contains("ROW(visible_at, id) >= ROW("),
+            "the mark is not an index bound:\n{plan}"
+        );
     }
 }
