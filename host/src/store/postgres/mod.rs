@@ -1,14 +1,15 @@
 //! The shared backend: PostgreSQL, so several hosts serve the same queues.
 //!
 //! Leases take rows with `FOR UPDATE SKIP LOCKED` in one statement, so hosts never lease the
-//! same message, reading each queue from this host's [`marks`] rather than from its front; a settle is one transaction whose every change is guarded by the lease id, so
-//! it applies only while the lease is held. A trigger's concurrency cap is a set of slot
-//! rows per queue in the database (a lease takes a free one with `SKIP LOCKED`), so it holds across
-//! hosts. After each commit [`notify`] tells the other hosts which queues it gave work to, and
-//! [`listen`] turns other hosts' NOTIFYs into this host's [`Events`]; a timer per host runs the
-//! retention sweep, which is safe to run everywhere at once. The statements of the message hot path (enqueue, lease, settle, their
-//! probes) are prepared once per pooled connection (`prepare_cached`), so each call is one
-//! round trip and PostgreSQL does not parse and plan it again.
+//! same message, reading each queue from this host's [`marks`] rather than from its front; a
+//! settle is one transaction whose every change is guarded by the lease id, so it applies only
+//! while the lease is held. A trigger's concurrency cap is a set of slot rows per queue in the
+//! database (a lease takes a free one with `SKIP LOCKED`), so it holds across hosts. After each
+//! commit [`notify`] tells the other hosts which queues it gave work to, and [`listen`] turns
+//! other hosts' NOTIFYs into this host's [`Events`]; a timer per host runs the retention sweep,
+//! which is safe to run everywhere at once. The statements of the message hot path (enqueue,
+//! lease, settle, their probes) are prepared once per pooled connection (`prepare_cached`), so
+//! each call is one round trip and PostgreSQL does not parse and plan it again.
 
 mod invocations;
 mod kv;
