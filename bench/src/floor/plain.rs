@@ -268,9 +268,10 @@ pub(crate) const PG_INSERT_RETURNING: &str =
     "INSERT INTO plain_jobs (body) SELECT unnest($1::bytea[]) RETURNING id";
 /// The taken ids as an array: prepared once, the statement runs on a generic plan, and a
 /// subquery join's generic plan reads the whole table, where `id = ANY(…)` stays a
-/// primary-key lookup.
+/// primary-key lookup. The scan starts at the consumer's mark (`$2`, see [`pg_consume`]).
 const PG_TAKE: &str = "DELETE FROM plain_jobs WHERE id = ANY(ARRAY(
-    SELECT id FROM plain_jobs ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)) RETURNING id, body";
+    SELECT id FROM plain_jobs WHERE id >= $2 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED))
+    RETURNING id, body";
 
 pub(crate) async fn pg_connect(url: &str) -> Result<tokio_postgres::Client> {
     let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
@@ -410,6 +411,11 @@ async fn pg_produce(
 /// Runs the consumers until `messages` have been taken between them; returns when each tenth
 /// of them was. A consumer that finds the table empty waits for the producer's next insert
 /// (with `signal`) or yields (a drain's backlog, with none).
+///
+/// Each consumer starts its scan at the first id its last full batch took (its mark), as the
+/// host's leases do (`store::postgres::marks`): the ids before it are gone, and the scan would
+/// otherwise step over their dead index entries until a vacuum. A short batch starts the
+/// next scan from the front.
 pub(crate) async fn pg_consume(
     clients: Vec<tokio_postgres::Client>,
     messages: u64,
@@ -424,13 +430,22 @@ pub(crate) async fn pg_consume(
         tasks.spawn(async move {
             let take = client.prepare(PG_TAKE).await?;
             let limit = batch.max(1) as i64;
+            let mut from = 0i64;
             while taken.load(Ordering::Relaxed) < messages {
                 let seen = signal.as_ref().map_or(0, inserts);
                 // One statement, one transaction, one round trip.
-                let rows = client.query(&take, &[&limit]).await?;
+                let rows = client.query(&take, &[&limit, &from]).await?;
                 for row in &rows {
                     let _body: &[u8] = row.get(1);
                 }
+                from = match rows.len() == batch.max(1) {
+                    true => rows
+                        .iter()
+                        .map(|row| row.get::<_, i64>(0))
+                        .min()
+                        .unwrap_or(0),
+                    false => 0,
+                };
                 if rows.is_empty() {
                     // The producer is behind: wait for it instead of spinning on an empty table.
                     match &signal {

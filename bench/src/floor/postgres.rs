@@ -68,7 +68,9 @@ impl Shape {
         }
     }
 
-    /// Leases up to `$3` visible messages for lease `$1` until `$2`, counting the attempt. The
+    /// Leases up to `$3` visible messages for lease `$1` until `$2`, counting the attempt, the
+    /// scan starting at the consumer's mark `$4` (see [`consume_leased`]; every message is
+    /// inserted visible at 0, so the mark of the by-visibility index is `(0, $4)`). The
     /// taken ids are an array, not a subquery to join: prepared once, the statement runs on a
     /// generic plan, and a join's generic plan reads the whole table (its row estimate for
     /// `LIMIT $1` is a tenth of it), where `id = ANY(…)` stays a primary-key lookup.
@@ -77,14 +79,14 @@ impl Shape {
             Shape::Indexed => {
                 "UPDATE floor_jobs SET lease_id = $1, visible_at = $2, attempt = attempt + 1
                 WHERE id = ANY(ARRAY(SELECT id FROM floor_jobs
-                    WHERE queue = 'floor' AND visible_at <= 1
+                    WHERE queue = 'floor' AND visible_at <= 1 AND (visible_at, id) >= (0, $4)
                     ORDER BY visible_at, id LIMIT $3 FOR UPDATE SKIP LOCKED))
                 RETURNING id, body"
             }
             Shape::Hot => {
                 "UPDATE floor_jobs SET lease_id = $1, visible_at = $2, attempt = attempt + 1
                 WHERE id = ANY(ARRAY(SELECT id FROM floor_jobs WHERE visible_at <= 1
-                    ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED))
+                    AND id >= $4 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED))
                 RETURNING id, body"
             }
         }
@@ -110,6 +112,9 @@ async fn produce(
 
 /// Lease-shaped consumers, each on a connection of its own: each transaction acknowledges the
 /// batch the previous one leased and leases the next, until `total` messages are acknowledged.
+/// Each scan starts at the first id the consumer's last full lease took, as the host's leases
+/// start at their marks (`store::postgres::marks`); a short lease starts the next from the
+/// front.
 /// With a producer at once (`signal`), a consumer whose last lease came back short waits for
 /// its next insert, so the batch it holds is acknowledged with the next lease rather than in a
 /// commit of its own, and it never polls an empty table.
@@ -133,6 +138,7 @@ async fn consume_leased(
             );
             let limit = batch.max(1) as i64;
             let (mut held, mut lease_id): (Vec<i64>, i64) = (Vec::new(), 0);
+            let mut from = 0i64;
             let (mut seen, mut short) = (0, false);
             while !held.is_empty() || done.load(Ordering::Relaxed) < total {
                 if let Some(signal) = &signal {
@@ -149,11 +155,15 @@ async fn consume_leased(
                 };
                 lease_id = rand::random();
                 let rows = tx
-                    .query(&lease, &[&lease_id, &LEASED_UNTIL, &limit])
+                    .query(&lease, &[&lease_id, &LEASED_UNTIL, &limit, &from])
                     .await?;
                 tx.commit().await?;
                 held = rows.iter().map(|row| row.get(0)).collect();
                 short = held.len() < batch.max(1);
+                from = match short {
+                    true => 0,
+                    false => held.iter().copied().min().unwrap_or(0),
+                };
                 done.fetch_add(acked, Ordering::Relaxed);
                 if held.is_empty() && acked == 0 {
                     tokio::task::yield_now().await;
