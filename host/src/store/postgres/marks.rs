@@ -1,8 +1,9 @@
 //! Where this host's leases start reading each queue: a low-water mark per lane, so a lease
 //! draining a backlog does not step over the dead index entries of every message taken before
 //! it (PostgreSQL keeps them until a vacuum, and with them a lease at the back of a long drain
-//! read ever more of the index: 466 leases a second at the start of a two-million-message
-//! drain, 172 at its end; from the mark, 635 throughout).
+//! read ever more of the index: a client leasing and acknowledging 100 at a time managed 466
+//! transactions a second at the start of a two-million-message drain and 172 at its end; from
+//! the mark, 635 throughout).
 //!
 //! A lane's mark is the first message (by `visible_at`, then id) the last full lease of that
 //! lane took: every message still deliverable in the lane sorts at or after it, except one
@@ -62,6 +63,11 @@ impl Marks {
     /// [`MARK_LIFETIME`] from the first of them.
     pub fn advance(&self, queue: &str, firsts: impl IntoIterator<Item = (i16, Mark)>) {
         let mut queues = self.lock();
+        if !queues.contains_key(queue) {
+            // Once a second at most per queue: drop the marks of queues no longer leased
+            // (deleted, say) along with every other expired one.
+            queues.retain(|_, marks| marks.set_at.elapsed() < MARK_LIFETIME);
+        }
         let marks = queues
             .entry(queue.to_owned())
             .or_insert_with(|| QueueMarks {
@@ -106,9 +112,20 @@ mod tests {
     #[test]
     fn marks_are_trusted_for_a_while_only() {
         let marks = Marks::default();
+        let expire = |queue: &str| {
+            marks.lock().get_mut(queue).expect("marks").set_at -= MARK_LIFETIME;
+        };
         marks.advance("q", [(5, (10, 7))]);
-        marks.lock().get_mut("q").expect("marks").set_at -= MARK_LIFETIME;
+        expire("q");
         assert_eq!(marks.starts("q", &[5]), None, "expired");
-        assert!(marks.lock().is_empty(), "an expired mark is dropped");
+        assert!(
+            marks.lock().is_empty(),
+            "an expired mark is dropped when read"
+        );
+        // A queue no longer leased (deleted, say) is dropped when another queue's marks begin.
+        marks.advance("gone", [(5, (1, 1))]);
+        expire("gone");
+        marks.advance("q", [(5, (10, 7))]);
+        assert_eq!(marks.lock().keys().collect::<Vec<_>>(), ["q"]);
     }
 }
