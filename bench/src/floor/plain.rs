@@ -273,6 +273,15 @@ const PG_TAKE: &str = "DELETE FROM plain_jobs WHERE id = ANY(ARRAY(
     SELECT id FROM plain_jobs WHERE id >= $2 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED))
     RETURNING id, body";
 
+/// Where a PostgreSQL peer's consumer starts its next scan, after a batch that took `ids`:
+/// at the first of them when the batch was full, from the front (id 0) when it was short.
+pub(crate) fn mark_after(ids: impl ExactSizeIterator<Item = i64>, batch: usize) -> i64 {
+    match ids.len() == batch.max(1) {
+        true => ids.min().unwrap_or(0),
+        false => 0,
+    }
+}
+
 pub(crate) async fn pg_connect(url: &str) -> Result<tokio_postgres::Client> {
     let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
     tokio::spawn(connection);
@@ -438,14 +447,7 @@ pub(crate) async fn pg_consume(
                 for row in &rows {
                     let _body: &[u8] = row.get(1);
                 }
-                from = match rows.len() == batch.max(1) {
-                    true => rows
-                        .iter()
-                        .map(|row| row.get::<_, i64>(0))
-                        .min()
-                        .unwrap_or(0),
-                    false => 0,
-                };
+                from = mark_after(rows.iter().map(|row| row.get(0)), batch);
                 if rows.is_empty() {
                     // The producer is behind: wait for it instead of spinning on an empty table.
                     match &signal {
@@ -473,6 +475,13 @@ pub(crate) async fn pg_consume(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_batch_marks_its_first_id_and_a_short_one_the_front() {
+        assert_eq!(mark_after([9, 7, 8].into_iter(), 3), 7);
+        assert_eq!(mark_after([9, 7].into_iter(), 3), 0);
+        assert_eq!(mark_after(std::iter::empty::<i64>(), 3), 0);
+    }
 
     #[test]
     fn a_flat_drain_is_one_and_a_slowing_one_less() {

@@ -160,10 +160,7 @@ async fn consume_leased(
                 tx.commit().await?;
                 held = rows.iter().map(|row| row.get(0)).collect();
                 short = held.len() < batch.max(1);
-                from = match short {
-                    true => 0,
-                    false => held.iter().copied().min().unwrap_or(0),
-                };
+                from = plain::mark_after(held.iter().copied(), batch);
                 done.fetch_add(acked, Ordering::Relaxed);
                 if held.is_empty() && acked == 0 {
                     tokio::task::yield_now().await;

@@ -139,9 +139,9 @@ pub const EXTEND_SLOT: &str = "UPDATE lease_slots SET expires_at = greatest(expi
 /// Takes up to $3 visible messages in delivery order, skipping rows another host is taking,
 /// and leases them in the same statement. Lanes are read in the order `$7` gives, each one
 /// index range in (visible_at, id) order from the lane's mark (`$9`, `$10`: see `marks`),
-/// until $3 are taken. Messages out of attempts keep
-/// their count (the caller dead-letters them); the previous attempt, visible time and the
-/// lane's turn come back for that and for ordering. A lease under a cap (`$8`) takes nothing
+/// until $3 are taken. Messages out of attempts keep their count (the caller dead-letters
+/// them); the previous attempt, visible time and the lane's turn come back for that and for
+/// ordering. A lease under a cap (`$8`) takes nothing
 /// unless it holds one of the queue's slots: the slot is taken by the statement sent just
 /// before this one, in the same round trip. The update finds the picked rows by
 /// `id = ANY(ARRAY(…))` as well as by the join: prepared once, the statement may run on a
